@@ -1,0 +1,340 @@
+//! The manifest file: an append-only log of checksummed edit frames, shared by every process
+//! that opens the store, compacted into one snapshot by write-temp/fsync/rename/fsync-dir.
+//!
+//! ```text
+//! MANIFEST = { header (24 bytes) | frame * }
+//! header   = { magic "STEPLMAN" | format u16 | 0u16 | epoch u64 | crc32 u32 }
+//! frame    = { len u32 | payload_crc u32 | header_crc u32 | payload (JSON edit, len bytes) }
+//! ```
+//! Appends happen under an exclusive lock on `LOCK`; readers take no lock and stop at an
+//! incomplete last frame. Compaction writes a new file with `epoch + 1`, which tells other
+//! processes to reload from the start instead of continuing from their offset.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::{Edit, State};
+use crate::segment::writer::sync_dir;
+
+const MAGIC: [u8; 8] = *b"STEPLMAN";
+const FORMAT: u16 = 1;
+pub(crate) const HEADER_LEN: usize = 24;
+pub(crate) const FRAME_HEADER_LEN: usize = 12;
+/// A manifest is compacted once it is larger than this and twice its last snapshot.
+const COMPACT_MIN_BYTES: u64 = 1 << 20;
+
+pub(crate) const MANIFEST: &str = "MANIFEST";
+const MANIFEST_TMP: &str = "MANIFEST.tmp";
+const LOCK: &str = "LOCK";
+
+fn header(epoch: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..10].copy_from_slice(&FORMAT.to_le_bytes());
+    h[12..20].copy_from_slice(&epoch.to_le_bytes());
+    let crc = crc32fast::hash(&h[..20]);
+    h[20..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<u64> {
+    if bytes.len() < HEADER_LEN {
+        return Err(Error::corrupt(
+            path,
+            0,
+            format!("manifest is {} bytes, shorter than its header", bytes.len()),
+        ));
+    }
+    if bytes[..8] != MAGIC {
+        return Err(Error::corrupt(
+            path,
+            0,
+            "not a steplog manifest (bad magic)",
+        ));
+    }
+    let stored = u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
+    let got = crc32fast::hash(&bytes[..20]);
+    if stored != got {
+        return Err(Error::ChecksumMismatch {
+            file: path.to_owned(),
+            offset: 0,
+            expected: stored,
+            got,
+        });
+    }
+    let format = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if format != FORMAT {
+        return Err(Error::corrupt(
+            path,
+            8,
+            format!("unsupported manifest format version {format}"),
+        ));
+    }
+    let mut e = [0u8; 8];
+    e.copy_from_slice(&bytes[12..20]);
+    Ok(u64::from_le_bytes(e))
+}
+
+/// Encodes one edit as a frame.
+pub(crate) fn encode_frame(edit: &Edit) -> Vec<u8> {
+    let payload = serde_json::to_vec(edit).unwrap_or_default();
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    let hcrc = crc32fast::hash(&out);
+    out.extend_from_slice(&hcrc.to_le_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// The outcome of decoding frames from a buffer.
+pub(crate) struct Frames {
+    pub edits: Vec<(u64, Edit)>,
+    /// Offset (in the buffer) just past the last whole, valid frame.
+    pub valid_end: usize,
+    /// Whether bytes after `valid_end` form an incomplete frame (an interrupted append).
+    pub torn: bool,
+}
+
+/// Decodes frames from `buf`, which starts at file offset `base`. Damage that is not an
+/// incomplete last frame is an error naming the offset.
+pub(crate) fn decode_frames(path: &Path, buf: &[u8], base: u64) -> Result<Frames> {
+    let mut edits = Vec::new();
+    let mut pos = 0usize;
+    let zero_from = |p: usize| buf[p..].iter().all(|&b| b == 0);
+    while pos < buf.len() {
+        let at = base + pos as u64;
+        let rest = &buf[pos..];
+        let torn = |valid_end| Frames {
+            edits: Vec::new(),
+            valid_end,
+            torn: true,
+        };
+        if rest.len() < FRAME_HEADER_LEN || zero_from(pos) {
+            return Ok(Frames { edits, ..torn(pos) });
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let pcrc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        let hcrc = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        let got = crc32fast::hash(&rest[..8]);
+        if got != hcrc {
+            return Err(Error::ChecksumMismatch {
+                file: path.to_owned(),
+                offset: at,
+                expected: hcrc,
+                got,
+            });
+        }
+        let end = FRAME_HEADER_LEN + len;
+        if end > rest.len() {
+            return Ok(Frames { edits, ..torn(pos) });
+        }
+        let payload = &rest[FRAME_HEADER_LEN..end];
+        let got = crc32fast::hash(payload);
+        if got != pcrc {
+            if end == rest.len() || zero_from(pos + end) {
+                return Ok(Frames { edits, ..torn(pos) });
+            }
+            return Err(Error::ChecksumMismatch {
+                file: path.to_owned(),
+                offset: at,
+                expected: pcrc,
+                got,
+            });
+        }
+        let edit: Edit = serde_json::from_slice(payload)
+            .map_err(|e| Error::corrupt(path, at, format!("undecodable manifest edit: {e}")))?;
+        edits.push((at, edit));
+        pos += end;
+    }
+    Ok(Frames {
+        edits,
+        valid_end: pos,
+        torn: false,
+    })
+}
+
+/// This process's view of the manifest: the state as of `offset` in the file of `epoch`.
+pub(crate) struct ManifestLog {
+    dir: PathBuf,
+    path: PathBuf,
+    lock: File,
+    sync: bool,
+    epoch: u64,
+    offset: u64,
+    snapshot_len: u64,
+    state: Arc<State>,
+    poisoned: bool,
+}
+
+impl ManifestLog {
+    /// Opens (creating if needed) the manifest of the store in `dir`.
+    pub fn open(dir: &Path, sync: bool) -> Result<ManifestLog> {
+        let lock_path = dir.join(LOCK);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        let mut log = ManifestLog {
+            dir: dir.to_owned(),
+            path: dir.join(MANIFEST),
+            lock,
+            sync,
+            epoch: 0,
+            offset: 0,
+            snapshot_len: 0,
+            state: Arc::new(State::default()),
+            poisoned: false,
+        };
+        log.lock.lock().at(&lock_path)?;
+        let result = log.open_locked();
+        let _ = log.lock.unlock();
+        result.map(|_| log)
+    }
+
+    fn open_locked(&mut self) -> Result<()> {
+        let tmp = self.dir.join(MANIFEST_TMP);
+        if tmp.exists() {
+            fs::remove_file(&tmp).at(&tmp)?;
+        }
+        if !self.path.exists() {
+            self.write_snapshot(1, &State::default())?;
+        }
+        self.refresh(true)
+    }
+
+    pub fn state(&self) -> Arc<State> {
+        self.state.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Brings the state up to date with what other processes appended. With `locked` (the
+    /// caller holds `LOCK`), an incomplete last frame is from a crashed appender and is cut.
+    pub fn refresh(&mut self, locked: bool) -> Result<()> {
+        let mut file = File::open(&self.path).at(&self.path)?;
+        let mut head = [0u8; HEADER_LEN];
+        let n = read_full(&mut file, &mut head).at(&self.path)?;
+        let epoch = parse_header(&self.path, &head[..n])?;
+        if epoch != self.epoch {
+            self.epoch = epoch;
+            self.offset = HEADER_LEN as u64;
+            self.state = Arc::new(State::default());
+        }
+        let len = file.metadata().at(&self.path)?.len();
+        if len == self.offset {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(self.offset)).at(&self.path)?;
+        file.read_to_end(&mut buf).at(&self.path)?;
+        let frames = decode_frames(&self.path, &buf, self.offset)?;
+        if !frames.edits.is_empty() {
+            let state = Arc::make_mut(&mut self.state);
+            for (at, edit) in &frames.edits {
+                if let Edit::Snapshot { .. } = edit {
+                    self.snapshot_len = (buf.len()) as u64;
+                }
+                state
+                    .apply(edit)
+                    .map_err(|reason| Error::corrupt(&self.path, *at, reason))?;
+            }
+        }
+        self.offset += frames.valid_end as u64;
+        if frames.torn && locked {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .at(&self.path)?;
+            f.set_len(self.offset).at(&self.path)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the up-to-date state under the store-wide lock and appends the edits it
+    /// returns, atomically with respect to every other process.
+    pub fn transact<T>(&mut self, f: impl FnOnce(&State) -> Result<(Vec<Edit>, T)>) -> Result<T> {
+        if self.poisoned {
+            return Err(Error::io(
+                &self.path,
+                std::io::Error::other("an earlier manifest fsync failed; reopen the store"),
+            ));
+        }
+        let lock_path = self.dir.join(LOCK);
+        self.lock.lock().at(&lock_path)?;
+        let result = self.transact_locked(f);
+        let _ = self.lock.unlock();
+        result
+    }
+
+    fn transact_locked<T>(
+        &mut self,
+        f: impl FnOnce(&State) -> Result<(Vec<Edit>, T)>,
+    ) -> Result<T> {
+        self.refresh(true)?;
+        let (edits, out) = f(&self.state)?;
+        if edits.is_empty() {
+            return Ok(out);
+        }
+        let mut next = (*self.state).clone();
+        for e in &edits {
+            next.apply(e).map_err(Error::InvalidInput)?;
+        }
+        let bytes: Vec<u8> = edits.iter().flat_map(encode_frame).collect();
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .at(&self.path)?;
+        file.write_all(&bytes).at(&self.path)?;
+        if self.sync {
+            if let Err(e) = file.sync_data() {
+                self.poisoned = true;
+                return Err(Error::io(&self.path, e));
+            }
+        }
+        self.offset += bytes.len() as u64;
+        self.state = Arc::new(next);
+        if self.offset > COMPACT_MIN_BYTES && self.offset > 2 * self.snapshot_len {
+            let (epoch, state) = (self.epoch + 1, self.state.clone());
+            self.write_snapshot(epoch, &state)?;
+            self.refresh(true)?;
+        }
+        Ok(out)
+    }
+
+    /// Replaces the manifest with one holding `state` as a single snapshot: temp file, fsync,
+    /// rename, fsync directory. A crash at any point leaves either the old or the new file.
+    fn write_snapshot(&mut self, epoch: u64, state: &State) -> Result<()> {
+        let tmp = self.dir.join(MANIFEST_TMP);
+        let mut bytes = header(epoch).to_vec();
+        bytes.extend(encode_frame(&Edit::Snapshot {
+            state: state.clone(),
+        }));
+        let mut f = File::create(&tmp).at(&tmp)?;
+        f.write_all(&bytes).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+        drop(f);
+        fs::rename(&tmp, &self.path).at(&self.path)?;
+        sync_dir(&self.dir)?;
+        self.snapshot_len = bytes.len() as u64;
+        Ok(())
+    }
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}

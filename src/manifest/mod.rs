@@ -1,0 +1,310 @@
+//! The manifest: the store's only mutable state. `State` is what it describes (runs, their
+//! head versions, every version's lineage, config and segments); `Edit` is one change to it;
+//! `log` persists edits in an append-only, checksummed file shared by all processes.
+//!
+//! Architecture invariants:
+//! - a version's parent has a smaller id, so lineage has no cycles;
+//! - a version's own segments hold only steps greater than its parent cutoff, so the rows of
+//!   a version are its ancestors' rows up to the cutoffs, then its own (see [`State::chain`]).
+
+pub(crate) mod log;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{SegmentId, Stream, VersionId};
+
+pub(crate) type Config = serde_json::Map<String, serde_json::Value>;
+
+/// How a version came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The first version of a new run.
+    New,
+    /// The head of a run after a rewind; its parent is the archived version.
+    Rewind,
+    /// The first version of a run forked from another version.
+    Fork,
+}
+
+/// What the manifest knows of a sealed segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SealMeta {
+    pub rows: u64,
+    pub first_step: Option<u64>,
+    pub last_step: Option<u64>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SegmentMeta {
+    pub id: SegmentId,
+    pub stream: Stream,
+    pub sealed: Option<SealMeta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct VersionMeta {
+    pub id: VersionId,
+    pub run: String,
+    pub origin: Origin,
+    /// The version this one continues, and the last step taken from it.
+    pub parent: Option<(VersionId, u64)>,
+    pub config: Config,
+    /// Seconds since the Unix epoch at creation.
+    pub created: u64,
+    pub finished: bool,
+    pub archived: bool,
+    pub purged: bool,
+    /// Own segments, in append order (per stream, step order).
+    pub segments: Vec<SegmentMeta>,
+}
+
+impl VersionMeta {
+    pub fn segments_of(&self, stream: Stream) -> impl Iterator<Item = &SegmentMeta> {
+        self.segments.iter().filter(move |s| s.stream == stream)
+    }
+}
+
+/// Everything the manifest describes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct State {
+    /// Run name → head version.
+    pub runs: BTreeMap<String, VersionId>,
+    pub versions: BTreeMap<VersionId, VersionMeta>,
+    pub next_version: u64,
+    pub next_segment: u64,
+}
+
+/// One change to the manifest. Serialized as a JSON object with an `op` field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub(crate) enum Edit {
+    Create {
+        run: String,
+        version: VersionId,
+        config: Config,
+        time: u64,
+    },
+    Rewind {
+        run: String,
+        archived: VersionId,
+        version: VersionId,
+        step: u64,
+        config: Config,
+        time: u64,
+    },
+    Fork {
+        run: String,
+        version: VersionId,
+        source: VersionId,
+        step: u64,
+        config: Config,
+        time: u64,
+    },
+    /// A finished or crashed head is written again (and its config replaced, if given).
+    Resume {
+        version: VersionId,
+        config: Option<Config>,
+    },
+    AddSegment {
+        version: VersionId,
+        stream: Stream,
+        segment: SegmentId,
+    },
+    Seal {
+        version: VersionId,
+        segment: SegmentId,
+        seal: SealMeta,
+    },
+    Finish {
+        version: VersionId,
+    },
+    /// The version is purged; `dropped` segments (of it or of other purged versions) are no
+    /// longer referenced and their files may be deleted.
+    Purge {
+        version: VersionId,
+        dropped: Vec<SegmentId>,
+    },
+    /// The whole state, written first in a compacted manifest.
+    Snapshot {
+        state: State,
+    },
+}
+
+impl State {
+    fn version_mut(&mut self, v: VersionId) -> Result<&mut VersionMeta, String> {
+        self.versions
+            .get_mut(&v)
+            .ok_or_else(|| format!("edit refers to unknown version {v}"))
+    }
+
+    fn add_version(&mut self, meta: VersionMeta) -> Result<(), String> {
+        if meta.id.0 < self.next_version || self.versions.contains_key(&meta.id) {
+            return Err(format!("version {} allocated twice", meta.id));
+        }
+        if let Some((p, _)) = meta.parent {
+            if p >= meta.id || !self.versions.contains_key(&p) {
+                return Err(format!("version {} has an invalid parent {p}", meta.id));
+            }
+        }
+        self.next_version = meta.id.0 + 1;
+        self.runs.insert(meta.run.clone(), meta.id);
+        self.versions.insert(meta.id, meta);
+        Ok(())
+    }
+
+    /// Applies one edit; an edit that does not fit the state is an error (a corrupt manifest).
+    pub fn apply(&mut self, edit: &Edit) -> Result<(), String> {
+        let new = |id, run: &str, origin, parent, config: &Config, time| VersionMeta {
+            id,
+            run: run.to_owned(),
+            origin,
+            parent,
+            config: config.clone(),
+            created: time,
+            finished: false,
+            archived: false,
+            purged: false,
+            segments: Vec::new(),
+        };
+        match edit {
+            Edit::Create {
+                run,
+                version,
+                config,
+                time,
+            } => {
+                if self.runs.contains_key(run) {
+                    return Err(format!("run '{run}' created twice"));
+                }
+                self.add_version(new(*version, run, Origin::New, None, config, *time))
+            }
+            Edit::Rewind {
+                run,
+                archived,
+                version,
+                step,
+                config,
+                time,
+            } => {
+                if self.runs.get(run) != Some(archived) {
+                    return Err(format!(
+                        "rewind of '{run}' archives {archived}, not its head"
+                    ));
+                }
+                self.version_mut(*archived)?.archived = true;
+                let parent = Some((*archived, *step));
+                self.add_version(new(*version, run, Origin::Rewind, parent, config, *time))
+            }
+            Edit::Fork {
+                run,
+                version,
+                source,
+                step,
+                config,
+                time,
+            } => {
+                if self.runs.contains_key(run) {
+                    return Err(format!("fork creates run '{run}' twice"));
+                }
+                let parent = Some((*source, *step));
+                self.add_version(new(*version, run, Origin::Fork, parent, config, *time))
+            }
+            Edit::Resume { version, config } => {
+                let v = self.version_mut(*version)?;
+                v.finished = false;
+                if let Some(c) = config {
+                    v.config = c.clone();
+                }
+                Ok(())
+            }
+            Edit::AddSegment {
+                version,
+                stream,
+                segment,
+            } => {
+                if segment.0 < self.next_segment {
+                    return Err(format!("segment {segment} allocated twice"));
+                }
+                self.next_segment = segment.0 + 1;
+                self.version_mut(*version)?.segments.push(SegmentMeta {
+                    id: *segment,
+                    stream: *stream,
+                    sealed: None,
+                });
+                Ok(())
+            }
+            Edit::Seal {
+                version,
+                segment,
+                seal,
+            } => {
+                let v = self.version_mut(*version)?;
+                let s = v
+                    .segments
+                    .iter_mut()
+                    .find(|s| s.id == *segment)
+                    .ok_or_else(|| format!("seal of unknown segment {segment}"))?;
+                s.sealed = Some(*seal);
+                Ok(())
+            }
+            Edit::Finish { version } => {
+                self.version_mut(*version)?.finished = true;
+                Ok(())
+            }
+            Edit::Purge { version, dropped } => {
+                self.version_mut(*version)?.purged = true;
+                for v in self.versions.values_mut() {
+                    v.segments.retain(|s| !dropped.contains(&s.id));
+                }
+                Ok(())
+            }
+            Edit::Snapshot { state } => {
+                *self = state.clone();
+                Ok(())
+            }
+        }
+    }
+
+    /// The pieces a version's rows come from, oldest first: each ancestor (and the version
+    /// itself last) with the highest step taken from its own segments (`None`: no limit).
+    pub fn chain(&self, v: VersionId) -> Vec<(VersionId, Option<u64>)> {
+        let mut out = vec![(v, None)];
+        let mut limit: Option<u64> = None;
+        let mut cur = v;
+        while let Some((parent, step)) = self.versions.get(&cur).and_then(|m| m.parent) {
+            limit = Some(limit.map_or(step, |l| l.min(step)));
+            out.push((parent, limit));
+            cur = parent;
+        }
+        out.reverse();
+        out
+    }
+
+    /// Segments still needed by a version that is not purged: a version needs all its own
+    /// segments and, of each ancestor, those holding a step up to the cutoff.
+    pub fn needed_segments(&self) -> std::collections::HashSet<SegmentId> {
+        let mut needed = std::collections::HashSet::new();
+        for v in self.versions.values().filter(|v| !v.purged) {
+            for (piece, limit) in self.chain(v.id) {
+                let Some(meta) = self.versions.get(&piece) else {
+                    continue;
+                };
+                for s in &meta.segments {
+                    let first = s.sealed.map(|m| m.first_step);
+                    let keep = match (limit, first) {
+                        (None, _) | (_, None) => true,
+                        (Some(l), Some(first)) => first.is_some_and(|f| f <= l),
+                    };
+                    if keep {
+                        needed.insert(s.id);
+                    }
+                }
+            }
+        }
+        needed
+    }
+}

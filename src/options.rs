@@ -1,0 +1,87 @@
+//! Store options: durability, segment and block size targets, compression level.
+
+use std::path::Path;
+
+use crate::error::Result;
+use crate::store::Store;
+
+/// What a committed row survives. Set per store with [`Options::durability`].
+///
+/// A row is *committed* by [`RunWriter::commit`](crate::RunWriter::commit) (and by
+/// [`RunWriter::finish`](crate::RunWriter::finish)); rows are also written, without a commit,
+/// whenever a block fills. Rows that were logged but not committed may be lost by a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Durability {
+    /// `commit` hands the rows (and any manifest edit) to the operating system with `write`,
+    /// without fsync. A committed row survives a crash of the process (`kill -9`, panic,
+    /// abort) because the kernel holds it, and is visible to readers in every process at
+    /// once. It does **not** survive a power loss or kernel crash: after one, the store opens
+    /// to a consistent prefix of what was committed (a torn tail is cut back), possibly
+    /// missing the most recent commits. The default.
+    #[default]
+    Process,
+    /// `commit` also fsyncs the head segment (and every manifest edit and new file's
+    /// directory is fsynced). A committed row survives power loss, on media that honour
+    /// fsync. A failed fsync poisons the writer: it refuses all further writes.
+    PowerLoss,
+}
+
+/// How to open a store; `Options::default()` gives the defaults documented on each method.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub(crate) durability: Durability,
+    pub(crate) segment_bytes: u64,
+    pub(crate) block_bytes: usize,
+    pub(crate) compression_level: i32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Process,
+            segment_bytes: 16 << 20,
+            block_bytes: 256 << 10,
+            compression_level: 3,
+        }
+    }
+}
+
+impl Options {
+    /// The default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What a committed row survives. Default: [`Durability::Process`].
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
+    /// Size on disk after which a head segment is sealed and a new one started.
+    /// Default: 16 MiB. Smaller segments make summaries after a rewind cheaper (at most one
+    /// segment is decoded); larger ones mean fewer files.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes.max(1);
+        self
+    }
+
+    /// Estimated uncompressed size after which buffered rows are written as a block.
+    /// Default: 256 KiB. A range read decodes one or two blocks.
+    pub fn block_bytes(mut self, bytes: usize) -> Self {
+        self.block_bytes = bytes.max(1);
+        self
+    }
+
+    /// zstd compression level of blocks (1 to 22). Default: 3.
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.compression_level = level.clamp(1, 22);
+        self
+    }
+
+    /// Opens (or creates) the store in directory `dir` with these options.
+    pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir.as_ref(), self)
+    }
+}

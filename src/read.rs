@@ -1,0 +1,438 @@
+//! The read path: which segments a version's rows come from (its chain of ancestors up to
+//! their cutoffs), a lazy block cursor over them, and on top of it history rows, one metric's
+//! series, row counts and summaries. Summaries take whole segments from their footers and
+//! decode only the blocks of a segment that straddles a cutoff, or of a head segment.
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::File;
+use std::ops::{Bound, RangeBounds};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::manifest::{SegmentMeta, State};
+use crate::segment::block::Block;
+use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
+use crate::segment::IndexEntry;
+use crate::store::{lock_poisoned, resolve_target, HeadCacheEntry, Store};
+use crate::summary::{Agg, Summary};
+use crate::types::{Row, SegmentId, Stream, VersionId};
+
+/// A segment as the read path sees it.
+pub(crate) enum SegView {
+    Sealed(Arc<Sealed>),
+    Head {
+        path: PathBuf,
+        file: Option<Arc<File>>,
+        index: Vec<IndexEntry>,
+    },
+}
+
+impl SegView {
+    pub fn index(&self) -> &[IndexEntry] {
+        match self {
+            SegView::Sealed(s) => &s.index,
+            SegView::Head { index, .. } => index,
+        }
+    }
+
+    pub fn block(&self, e: &IndexEntry) -> Result<Block> {
+        match self {
+            SegView::Sealed(s) => s.block(e),
+            SegView::Head { path, file, .. } => match file {
+                Some(f) => read_head_block(path, f, e),
+                None => Err(Error::corrupt(path, e.offset, "segment file vanished")),
+            },
+        }
+    }
+}
+
+/// Which steps to read: a stream, optionally some keys, and a step range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub(crate) stream: Stream,
+    pub(crate) keys: Option<Vec<String>>,
+    pub(crate) from: u64,
+    pub(crate) to: u64,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Query {
+            stream: Stream::History,
+            keys: None,
+            from: 0,
+            to: u64::MAX,
+        }
+    }
+}
+
+impl Query {
+    /// Every row of the `history` stream, all keys.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Read this stream instead of `history`.
+    pub fn stream(mut self, stream: Stream) -> Self {
+        self.stream = stream;
+        self
+    }
+
+    /// Keep only these keys; rows holding none of them are skipped.
+    pub fn keys<I: IntoIterator<Item = S>, S: Into<String>>(mut self, keys: I) -> Self {
+        self.keys = Some(keys.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Keep only steps in this range (for example `100..=200` or `500..`).
+    pub fn steps(mut self, range: impl RangeBounds<u64>) -> Self {
+        (self.from, self.to) = bounds(range);
+        self
+    }
+}
+
+fn bounds(range: impl RangeBounds<u64>) -> (u64, u64) {
+    let from = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let to = match range.end_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => match s.checked_sub(1) {
+            Some(t) => t,
+            None => return (1, 0),
+        },
+        Bound::Unbounded => u64::MAX,
+    };
+    (from, to)
+}
+
+/// One metric's values in step order. Non-numeric values are left out.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Series {
+    /// The steps holding a numeric value of the key.
+    pub steps: Vec<u64>,
+    /// The values, as floats (integers converted).
+    pub values: Vec<f64>,
+}
+
+/// Visits the blocks of a version's rows in step order, lazily.
+struct Cursor {
+    store: Store,
+    jobs: VecDeque<(SegmentMeta, u64)>,
+    from: u64,
+    cur: Option<(SegView, usize, u64)>,
+}
+
+impl Cursor {
+    fn new(
+        store: &Store,
+        state: &State,
+        v: VersionId,
+        stream: Stream,
+        from: u64,
+        to: u64,
+    ) -> Cursor {
+        let mut jobs = VecDeque::new();
+        for (piece, limit) in state.chain(v) {
+            let hi = limit.map_or(to, |l| l.min(to));
+            if let Some(meta) = state.versions.get(&piece) {
+                jobs.extend(meta.segments_of(stream).map(|s| (s.clone(), hi)));
+            }
+        }
+        Cursor {
+            store: store.clone(),
+            jobs,
+            from,
+            cur: None,
+        }
+    }
+
+    /// The next block holding steps in range, and the highest step to take from it.
+    fn next_block(&mut self) -> Result<Option<(Block, u64)>> {
+        loop {
+            if let Some((view, idx, hi)) = &mut self.cur {
+                let index = view.index();
+                if *idx < index.len() && index[*idx].first_step <= *hi {
+                    let e = index[*idx];
+                    *idx += 1;
+                    let hi = *hi;
+                    return Ok(Some((view.block(&e)?, hi)));
+                }
+                self.cur = None;
+            }
+            let Some((seg, hi)) = self.jobs.pop_front() else {
+                return Ok(None);
+            };
+            if hi < self.from {
+                continue;
+            }
+            if let Some(s) = seg.sealed {
+                match (s.first_step, s.last_step) {
+                    (Some(f), Some(l)) if f <= hi && l >= self.from => {}
+                    _ => continue,
+                }
+            }
+            let view = self.store.segment_view(&seg)?;
+            let from = self.from;
+            let start = view.index().partition_point(|e| e.last_step < from);
+            self.cur = Some((view, start, hi));
+        }
+    }
+}
+
+/// The rows of a version in step order, read lazily block by block: a 10,000,000-step run
+/// never has to fit in memory. Yields an error (and then stops) if a block is damaged.
+pub struct History {
+    cursor: Cursor,
+    keys: Option<HashSet<String>>,
+    buf: VecDeque<Row>,
+    done: bool,
+}
+
+impl Iterator for History {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        loop {
+            if let Some(r) = self.buf.pop_front() {
+                return Some(Ok(r));
+            }
+            if self.done {
+                return None;
+            }
+            match self.cursor.next_block() {
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Ok(None) => self.done = true,
+                Ok(Some((block, hi))) => {
+                    let keys = &self.keys;
+                    let from = self.cursor.from;
+                    let rows = block.into_rows(|k| keys.as_ref().is_none_or(|s| s.contains(k)));
+                    self.buf.extend(rows.into_iter().filter(|r| {
+                        r.step >= from && r.step <= hi && (keys.is_none() || !r.fields.is_empty())
+                    }));
+                }
+            }
+        }
+    }
+}
+
+impl Store {
+    fn open_sealed(&self, id: SegmentId) -> Result<Arc<Sealed>> {
+        if let Some(s) = lock_poisoned(&self.inner.sealed).get(&id) {
+            return Ok(s.clone());
+        }
+        let path = self.segment_path(id);
+        let s = Arc::new(Sealed::open(&path)?);
+        if s.header.segment != id {
+            let found = s.header.segment;
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!("file holds segment {found}, not {id}"),
+            ));
+        }
+        lock_poisoned(&self.inner.sealed).insert(id, s.clone());
+        Ok(s)
+    }
+
+    /// Opens a segment for reading: sealed ones from the cache or by mapping them, head
+    /// segments by scanning the frames appended since the last look.
+    pub(crate) fn segment_view(&self, seg: &SegmentMeta) -> Result<SegView> {
+        if seg.sealed.is_some() {
+            return Ok(SegView::Sealed(self.open_sealed(seg.id)?));
+        }
+        let path = self.segment_path(seg.id);
+        let mut heads = lock_poisoned(&self.inner.heads);
+        if !heads.contains_key(&seg.id) {
+            let file = match File::open(&path) {
+                Ok(f) => Some(Arc::new(f)),
+                // Recorded in the manifest but not created yet (or a crash came between).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::io(&path, e)),
+            };
+            heads.insert(
+                seg.id,
+                HeadCacheEntry {
+                    file,
+                    scan: HeadScan::empty(),
+                },
+            );
+        }
+        let entry = heads
+            .get_mut(&seg.id)
+            .ok_or_else(|| Error::corrupt(&path, 0, "cache"))?;
+        if entry.file.is_none() {
+            entry.file = File::open(&path).ok().map(Arc::new);
+        }
+        if let Some(f) = &entry.file {
+            entry.scan.rescan(&path, f)?;
+        }
+        if entry.scan.tail == Tail::Sealed {
+            heads.remove(&seg.id);
+            drop(heads);
+            return Ok(SegView::Sealed(self.open_sealed(seg.id)?));
+        }
+        Ok(SegView::Head {
+            path,
+            file: entry.file.clone(),
+            index: entry.scan.index.clone(),
+        })
+    }
+
+    fn read_target(&self, reference: &str) -> Result<(Arc<State>, VersionId, Option<u64>)> {
+        let r: crate::Reference = reference.parse()?;
+        let state = self.state()?;
+        let v = resolve_target(&state, &r.target)?;
+        Ok((state, v, r.step))
+    }
+
+    /// The rows of the version `reference` names (a run's head, a version id; with
+    /// `?_step=S`, only steps up to S), as selected by `query`.
+    pub fn history(&self, reference: &str, query: &Query) -> Result<History> {
+        let (state, v, step) = self.read_target(reference)?;
+        let to = step.map_or(query.to, |s| s.min(query.to));
+        Ok(History {
+            cursor: Cursor::new(self, &state, v, query.stream, query.from, to),
+            keys: query.keys.as_ref().map(|k| k.iter().cloned().collect()),
+            buf: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    /// One metric of the `history` stream as (steps, values), in a step range.
+    pub fn metric(
+        &self,
+        reference: &str,
+        key: &str,
+        steps: impl RangeBounds<u64>,
+    ) -> Result<Series> {
+        let (state, v, step) = self.read_target(reference)?;
+        let (from, to) = bounds(steps);
+        let to = step.map_or(to, |s| s.min(to));
+        let mut cursor = Cursor::new(self, &state, v, Stream::History, from, to);
+        let mut out = Series::default();
+        while let Some((block, hi)) = cursor.next_block()? {
+            let Some(col) = block.columns.iter().find(|c| c.key == key) else {
+                continue;
+            };
+            for (&i, value) in col.rows.iter().zip(&col.values) {
+                let s = block.steps[i as usize];
+                if let (true, Some(x)) = (s >= from && s <= hi, value.as_f64()) {
+                    out.steps.push(s);
+                    out.values.push(x);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The summary of a version's `history`: per key count, first, last, min, max, sum,
+    /// mean and NaN count. Whole segments come from their footers; only a segment that
+    /// straddles a rewind or fork cutoff, and the head segment, are decoded.
+    pub fn summary(&self, reference: &str) -> Result<Summary> {
+        let (state, v, step) = self.read_target(reference)?;
+        let mut agg = Agg::default();
+        for (piece, limit) in state.chain(v) {
+            let limit = match (limit, step) {
+                (Some(l), Some(s)) => Some(l.min(s)),
+                (l, s) => l.or(s),
+            };
+            let Some(meta) = state.versions.get(&piece) else {
+                continue;
+            };
+            for seg in meta.segments_of(Stream::History) {
+                let whole = match (seg.sealed, limit) {
+                    (Some(s), _) if s.rows == 0 => continue,
+                    (Some(s), Some(l)) if s.first_step.is_some_and(|f| f > l) => continue,
+                    (Some(s), l) => l.is_none_or(|l| s.last_step.is_some_and(|x| x <= l)),
+                    (None, _) => false,
+                };
+                if whole {
+                    agg.merge_later(&self.open_sealed(seg.id)?.agg);
+                    continue;
+                }
+                let view = self.segment_view(seg)?;
+                for e in view.index() {
+                    if limit.is_some_and(|l| e.first_step > l) {
+                        break;
+                    }
+                    for row in view.block(e)?.into_rows(|_| true) {
+                        if limit.is_none_or(|l| row.step <= l) {
+                            agg.add_row(&row);
+                        }
+                    }
+                }
+            }
+        }
+        let meta = &state.versions[&v];
+        Ok(Summary {
+            run: meta.run.clone(),
+            version: v,
+            last_step: agg.last_step,
+            rows: agg.rows,
+            keys: agg.keys,
+        })
+    }
+
+    /// Number of rows of a version's stream and its last step, from the manifest and block
+    /// index; only a block straddling a cutoff is decoded.
+    pub(crate) fn count_rows(
+        &self,
+        state: &State,
+        v: VersionId,
+        stream: Stream,
+    ) -> Result<(u64, Option<u64>)> {
+        let (mut rows, mut last) = (0u64, None);
+        for (piece, limit) in state.chain(v) {
+            let Some(meta) = state.versions.get(&piece) else {
+                continue;
+            };
+            for seg in meta.segments_of(stream) {
+                if let Some(s) = seg.sealed {
+                    if s.rows == 0 || limit.is_some_and(|l| s.first_step.is_some_and(|f| f > l)) {
+                        continue;
+                    }
+                    if limit.is_none_or(|l| s.last_step.is_some_and(|x| x <= l)) {
+                        rows += s.rows;
+                        last = s.last_step.max(last);
+                        continue;
+                    }
+                }
+                let view = self.segment_view(seg)?;
+                for e in view.index() {
+                    match limit {
+                        Some(l) if e.first_step > l => break,
+                        Some(l) if e.last_step > l => {
+                            let block = view.block(e)?;
+                            let kept = block.steps.iter().filter(|&&s| s <= l);
+                            for &s in kept {
+                                rows += 1;
+                                last = Some(s).max(last);
+                            }
+                        }
+                        _ => {
+                            rows += u64::from(e.nrows);
+                            last = Some(e.last_step).max(last);
+                        }
+                    }
+                }
+            }
+        }
+        Ok((rows, last))
+    }
+
+    /// The last step of any stream of a version.
+    pub(crate) fn last_step_any(&self, state: &State, v: VersionId) -> Result<Option<u64>> {
+        let mut last = None;
+        for stream in Stream::ALL {
+            last = last.max(self.count_rows(state, v, stream)?.1);
+        }
+        Ok(last)
+    }
+}

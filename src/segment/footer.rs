@@ -1,0 +1,166 @@
+//! The footer of a sealed segment: the sparse step index (one entry per block) and the
+//! aggregate of the whole segment, followed by a fixed trailer that locates it.
+//!
+//! ```text
+//! footer  = { magic "SLF1" | payload_len u32 | crc32 u32 | payload }
+//! payload = { nblocks varint | index entry * nblocks | aggregate }
+//! trailer = { footer_offset u64 | magic "STEPLEND" }            (last 16 bytes of the file)
+//! ```
+
+use crate::codec::{put_bytes, put_varint, DecodeResult, Reader};
+use crate::segment::block::{get_value, put_value};
+use crate::segment::IndexEntry;
+use crate::summary::{Agg, KeySummary};
+use crate::types::Value;
+
+pub(crate) const FOOTER_MAGIC: [u8; 4] = *b"SLF1";
+pub(crate) const FOOTER_HEADER_LEN: usize = 12;
+pub(crate) const TRAILER_MAGIC: [u8; 8] = *b"STEPLEND";
+pub(crate) const TRAILER_LEN: usize = 16;
+
+/// Encodes footer and trailer for a footer starting at `footer_offset`.
+pub(crate) fn encode(index: &[IndexEntry], agg: &Agg, footer_offset: u64) -> Vec<u8> {
+    let mut payload = Vec::new();
+    put_varint(&mut payload, index.len() as u64);
+    for e in index {
+        put_varint(&mut payload, e.offset);
+        put_varint(&mut payload, e.len);
+        put_varint(&mut payload, u64::from(e.nrows));
+        put_varint(&mut payload, e.first_step);
+        put_varint(&mut payload, e.last_step);
+    }
+    put_agg(&mut payload, agg);
+    let mut out = Vec::with_capacity(FOOTER_HEADER_LEN + payload.len() + TRAILER_LEN);
+    out.extend_from_slice(&FOOTER_MAGIC);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&footer_crc(payload.len() as u32, &payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&footer_offset.to_le_bytes());
+    out.extend_from_slice(&TRAILER_MAGIC);
+    out
+}
+
+pub(crate) fn footer_crc(payload_len: u32, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&FOOTER_MAGIC);
+    h.update(&payload_len.to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn put_opt(out: &mut Vec<u8>, v: &Option<(u64, Value)>) {
+    match v {
+        None => out.push(0),
+        Some((step, v)) => {
+            out.push(1);
+            put_varint(out, *step);
+            put_value(out, v);
+        }
+    }
+}
+
+fn get_opt(r: &mut Reader<'_>) -> DecodeResult<Option<(u64, Value)>> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some((r.varint()?, get_value(r)?))),
+        b => r.err(format!("bad option flag {b}")),
+    }
+}
+
+fn put_agg(out: &mut Vec<u8>, agg: &Agg) {
+    put_varint(out, agg.rows);
+    match (agg.first_step, agg.last_step) {
+        (Some(a), Some(b)) => {
+            out.push(1);
+            put_varint(out, a);
+            put_varint(out, b);
+        }
+        _ => out.push(0),
+    }
+    put_varint(out, agg.keys.len() as u64);
+    for (k, s) in &agg.keys {
+        put_bytes(out, k.as_bytes());
+        put_varint(out, s.count);
+        put_varint(out, s.numeric_count);
+        put_varint(out, s.nan_count);
+        out.extend_from_slice(&s.sum.to_le_bytes());
+        for v in [&s.min, &s.max, &s.first, &s.last] {
+            put_opt(out, v);
+        }
+    }
+}
+
+fn get_agg(r: &mut Reader<'_>) -> DecodeResult<Agg> {
+    let mut agg = Agg {
+        rows: r.varint()?,
+        ..Agg::default()
+    };
+    match r.u8()? {
+        0 => {}
+        1 => {
+            agg.first_step = Some(r.varint()?);
+            agg.last_step = Some(r.varint()?);
+        }
+        b => return r.err(format!("bad step-range flag {b}")),
+    }
+    let nkeys = r.count(8)?;
+    for _ in 0..nkeys {
+        let key = r.str()?.to_owned();
+        let s = KeySummary {
+            count: r.varint()?,
+            numeric_count: r.varint()?,
+            nan_count: r.varint()?,
+            sum: r.f64()?,
+            min: get_opt(r)?,
+            max: get_opt(r)?,
+            first: get_opt(r)?,
+            last: get_opt(r)?,
+        };
+        if agg.keys.insert(key.clone(), s).is_some() {
+            return r.err(format!("key '{key}' repeated in the aggregate"));
+        }
+    }
+    Ok(agg)
+}
+
+/// Decodes a footer payload (its crc already checked) into the index and the aggregate.
+/// `blocks_end` is where the blocks stop (the footer's offset): every entry must lie before it.
+pub(crate) fn decode_payload(
+    payload: &[u8],
+    blocks_start: u64,
+    blocks_end: u64,
+) -> DecodeResult<(Vec<IndexEntry>, Agg)> {
+    let mut r = Reader::new(payload);
+    let n = r.count(5)?;
+    let mut index: Vec<IndexEntry> = Vec::with_capacity(n);
+    let mut expect_offset = blocks_start;
+    for _ in 0..n {
+        let e = IndexEntry {
+            offset: r.varint()?,
+            len: r.varint()?,
+            nrows: u32::try_from(r.varint()?).or_else(|_| r.err("row count too large"))?,
+            first_step: r.varint()?,
+            last_step: r.varint()?,
+        };
+        let prev_last = index.last().map(|p| p.last_step);
+        if e.offset != expect_offset
+            || e.first_step > e.last_step
+            || prev_last.is_some_and(|p| p > e.first_step)
+        {
+            return r.err("index entry out of order or not contiguous");
+        }
+        expect_offset = match e.offset.checked_add(e.len) {
+            Some(end) if end <= blocks_end => end,
+            _ => return r.err("index entry points past the blocks"),
+        };
+        index.push(e);
+    }
+    if expect_offset != blocks_end {
+        return r.err("index does not cover the blocks");
+    }
+    let agg = get_agg(&mut r)?;
+    if !r.is_empty() {
+        return r.err("trailing bytes after the aggregate");
+    }
+    Ok((index, agg))
+}

@@ -1,0 +1,84 @@
+//! Segment files: append-only, step-ordered files of one stream of one version, made of
+//! checksummed block frames, ended (when sealed) by a footer with the sparse step index and
+//! the segment's aggregate.
+//!
+//! ```text
+//! segment = { header (32 bytes) | block frame * | [footer | trailer] }
+//! header  = { magic "STEPLSEG" | format u16 | stream u8 | 0u8 | version u64 | segment u64 | crc32 u32 }
+//! ```
+//! `block` encodes frames, `footer` the index and aggregate, `writer` appends and seals,
+//! `reader` opens sealed segments (memory-mapped) and scans head segments (recovery).
+
+pub(crate) mod block;
+pub(crate) mod footer;
+pub(crate) mod reader;
+pub(crate) mod writer;
+
+use crate::codec::Reader;
+use crate::types::{SegmentId, Stream, VersionId};
+
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"STEPLSEG";
+pub(crate) const SEGMENT_FORMAT: u16 = 1;
+pub(crate) const HEADER_LEN: usize = 32;
+
+/// One entry of the sparse step index: where a block is and which steps it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub offset: u64,
+    pub len: u64,
+    pub nrows: u32,
+    pub first_step: u64,
+    pub last_step: u64,
+}
+
+/// What the 32-byte header of a segment says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    pub stream: Stream,
+    pub version: VersionId,
+    pub segment: SegmentId,
+}
+
+impl SegmentHeader {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[..8].copy_from_slice(&SEGMENT_MAGIC);
+        out[8..10].copy_from_slice(&SEGMENT_FORMAT.to_le_bytes());
+        out[10] = self.stream.code();
+        out[12..20].copy_from_slice(&self.version.0.to_le_bytes());
+        out[20..28].copy_from_slice(&self.segment.0.to_le_bytes());
+        let crc = crc32fast::hash(&out[..28]);
+        out[28..].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes a header; the error says what is wrong (offsets are within the header).
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, String> {
+        let mut r = Reader::new(bytes);
+        let bad = |e: crate::codec::DecodeError| e.reason;
+        if r.take(8).map_err(bad)? != SEGMENT_MAGIC {
+            return Err("not a steplog segment (bad magic)".into());
+        }
+        let format = r.u16().map_err(bad)?;
+        if format != SEGMENT_FORMAT {
+            return Err(format!("unsupported segment format version {format}"));
+        }
+        let stream = r.u8().map_err(bad)?;
+        r.u8().map_err(bad)?;
+        let version = VersionId(r.u64().map_err(bad)?);
+        let segment = SegmentId(r.u64().map_err(bad)?);
+        let crc = r.u32().map_err(bad)?;
+        let got = crc32fast::hash(&bytes[..28]);
+        if crc != got {
+            return Err(format!(
+                "header checksum mismatch: stored {crc:#010x}, computed {got:#010x}"
+            ));
+        }
+        let stream = Stream::from_code(stream).ok_or(format!("unknown stream code {stream}"))?;
+        Ok(SegmentHeader {
+            stream,
+            version,
+            segment,
+        })
+    }
+}

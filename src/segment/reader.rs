@@ -1,0 +1,299 @@
+//! Reading segments: sealed segments are memory-mapped and located through their footer;
+//! head segments (still being written, or left by a crashed writer) are scanned frame by
+//! frame, and a torn tail is told apart from corruption.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::codec::DecodeError;
+use crate::error::{Error, IoContext, Result};
+use crate::segment::block::{self, Block, FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC};
+use crate::segment::footer::{self, FOOTER_HEADER_LEN, FOOTER_MAGIC, TRAILER_LEN, TRAILER_MAGIC};
+use crate::segment::{IndexEntry, SegmentHeader, HEADER_LEN};
+use crate::summary::Agg;
+
+/// Checks a frame's crc and decodes it; errors name the file and the frame's offset.
+pub(crate) fn decode_frame(path: &Path, offset: u64, frame: &[u8]) -> Result<Block> {
+    let at = |e: DecodeError| Error::corrupt(path, offset + e.offset as u64, e.reason);
+    let header = FrameHeader::parse(frame)
+        .map_err(at)?
+        .ok_or_else(|| Error::corrupt(path, offset, "expected a block frame (bad magic)"))?;
+    check_crcs(path, offset, frame, &header)?;
+    block::decode(frame).map_err(at)
+}
+
+fn check_crcs(path: &Path, offset: u64, frame: &[u8], h: &FrameHeader) -> Result<()> {
+    let mismatch = |expected, got| Error::ChecksumMismatch {
+        file: path.to_owned(),
+        offset,
+        expected,
+        got,
+    };
+    if !h.header_ok {
+        return Err(mismatch(h.header_crc, crc32fast::hash(&frame[..32])));
+    }
+    let got = block::payload_crc(frame);
+    if got != h.payload_crc {
+        return Err(mismatch(h.payload_crc, got));
+    }
+    Ok(())
+}
+
+/// A sealed segment, mapped into memory, with its decoded footer.
+#[derive(Debug)]
+pub(crate) struct Sealed {
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    bytes: Bytes,
+    pub index: Vec<IndexEntry>,
+    pub agg: Agg,
+}
+
+impl Sealed {
+    pub fn open(path: &Path) -> Result<Sealed> {
+        let file = File::open(path).at(path)?;
+        let len = file.metadata().at(path)?.len();
+        let min = (HEADER_LEN + FOOTER_HEADER_LEN + TRAILER_LEN) as u64;
+        if len < min {
+            return Err(Error::corrupt(
+                path,
+                len,
+                format!("sealed segment is {len} bytes, shorter than the minimum {min}"),
+            ));
+        }
+        let bytes = crate::mmap::map_sealed(&file).at(path)?;
+        Sealed::from_bytes(path, bytes)
+    }
+
+    fn from_bytes(path: &Path, bytes: Bytes) -> Result<Sealed> {
+        let len = bytes.len();
+        let header =
+            SegmentHeader::decode(&bytes[..HEADER_LEN]).map_err(|r| Error::corrupt(path, 0, r))?;
+        let trailer = &bytes[len - TRAILER_LEN..];
+        let trailer_at = (len - TRAILER_LEN) as u64;
+        if trailer[8..] != TRAILER_MAGIC {
+            return Err(Error::corrupt(
+                path,
+                trailer_at,
+                "no trailer magic: the segment is not sealed",
+            ));
+        }
+        let mut off = [0u8; 8];
+        off.copy_from_slice(&trailer[..8]);
+        let footer_at = u64::from_le_bytes(off);
+        let footer_end = trailer_at;
+        if footer_at < HEADER_LEN as u64 || footer_at + FOOTER_HEADER_LEN as u64 > footer_end {
+            return Err(Error::corrupt(
+                path,
+                trailer_at,
+                format!("trailer points at footer offset {footer_at}, outside the file"),
+            ));
+        }
+        let f = &bytes[footer_at as usize..footer_end as usize];
+        if f[..4] != FOOTER_MAGIC {
+            return Err(Error::corrupt(path, footer_at, "bad footer magic"));
+        }
+        let plen = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
+        let stored = u32::from_le_bytes([f[8], f[9], f[10], f[11]]);
+        if FOOTER_HEADER_LEN as u64 + u64::from(plen) != footer_end - footer_at {
+            return Err(Error::corrupt(
+                path,
+                footer_at,
+                "footer length does not match the trailer",
+            ));
+        }
+        let payload = &f[FOOTER_HEADER_LEN..];
+        let got = footer::footer_crc(plen, payload);
+        if got != stored {
+            return Err(Error::ChecksumMismatch {
+                file: path.to_owned(),
+                offset: footer_at,
+                expected: stored,
+                got,
+            });
+        }
+        let (index, agg) =
+            footer::decode_payload(payload, HEADER_LEN as u64, footer_at).map_err(|e| {
+                Error::corrupt(
+                    path,
+                    footer_at + (FOOTER_HEADER_LEN + e.offset) as u64,
+                    e.reason,
+                )
+            })?;
+        Ok(Sealed {
+            path: path.to_owned(),
+            header,
+            bytes,
+            index,
+            agg,
+        })
+    }
+
+    /// Reads (crc-checked) and decodes the block of an index entry.
+    pub fn block(&self, e: &IndexEntry) -> Result<Block> {
+        let frame = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
+        decode_frame(&self.path, e.offset, frame)
+    }
+}
+
+/// How the bytes after the last valid frame of a head segment look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// The valid frames end exactly at the end of the file.
+    Clean,
+    /// The file ends with an incomplete or partially written frame starting at `offset`:
+    /// an interrupted append, which recovery cuts away.
+    Torn { offset: u64 },
+    /// The blocks are followed by a complete, valid footer: the segment is sealed.
+    Sealed,
+}
+
+/// The result of scanning a head segment: the valid frames and what follows them.
+#[derive(Debug, Clone)]
+pub(crate) struct HeadScan {
+    pub header: Option<SegmentHeader>,
+    /// End of the last valid frame (or of the header).
+    pub valid_len: u64,
+    pub index: Vec<IndexEntry>,
+    pub tail: Tail,
+}
+
+impl HeadScan {
+    pub fn empty() -> HeadScan {
+        HeadScan {
+            header: None,
+            valid_len: 0,
+            index: Vec::new(),
+            tail: Tail::Clean,
+        }
+    }
+
+    /// Scans `file` from where `self` stopped. A checksum failure that is not at the tail is
+    /// an error naming the offset; an incomplete tail is reported as `Tail::Torn`.
+    pub fn rescan(&mut self, path: &Path, file: &File) -> Result<()> {
+        let len = file.metadata().at(path)?.len();
+        if len < self.valid_len {
+            return Err(Error::corrupt(
+                path,
+                len,
+                format!(
+                    "head segment shrank to {len} bytes below its {} committed bytes",
+                    self.valid_len
+                ),
+            ));
+        }
+        let start = self.valid_len;
+        let mut buf = vec![0u8; (len - start) as usize];
+        file.read_exact_at(&mut buf, start).at(path)?;
+        let all_zero = |from: usize| buf[from..].iter().all(|&b| b == 0);
+        let mut pos = 0usize;
+        if self.header.is_none() {
+            if buf.len() < HEADER_LEN || all_zero(0) {
+                self.tail = if buf.is_empty() {
+                    Tail::Clean
+                } else {
+                    Tail::Torn { offset: 0 }
+                };
+                return Ok(());
+            }
+            let h = SegmentHeader::decode(&buf[..HEADER_LEN])
+                .map_err(|r| Error::corrupt(path, 0, r))?;
+            self.header = Some(h);
+            pos = HEADER_LEN;
+            self.valid_len = HEADER_LEN as u64;
+        }
+        self.tail = Tail::Clean;
+        while pos < buf.len() {
+            let at = start + pos as u64;
+            let rest = &buf[pos..];
+            if rest.len() < 4 || rest[..4] == FOOTER_MAGIC {
+                self.tail = if rest.len() >= 4 && footer_is_complete(rest, at) {
+                    Tail::Sealed
+                } else {
+                    Tail::Torn { offset: at }
+                };
+                return Ok(());
+            }
+            if rest[..4] != FRAME_MAGIC {
+                if all_zero(pos) {
+                    self.tail = Tail::Torn { offset: at };
+                    return Ok(());
+                }
+                return Err(Error::corrupt(
+                    path,
+                    at,
+                    "expected a block frame (bad magic)",
+                ));
+            }
+            if rest.len() < FRAME_HEADER_LEN {
+                self.tail = Tail::Torn { offset: at };
+                return Ok(());
+            }
+            let h = FrameHeader::parse(rest)
+                .map_err(|e| Error::corrupt(path, at, e.reason))?
+                .ok_or_else(|| Error::corrupt(path, at, "bad block magic"))?;
+            if !h.header_ok {
+                // A damaged length cannot be trusted to tell where the frame ends: report it.
+                check_crcs(path, at, rest, &h)?;
+            }
+            let flen = h.frame_len();
+            if flen > rest.len() as u64 {
+                self.tail = Tail::Torn { offset: at };
+                return Ok(());
+            }
+            let frame = &rest[..flen as usize];
+            if block::payload_crc(frame) != h.payload_crc {
+                // The last frame of the file, partially written: an interrupted append.
+                if pos + flen as usize == buf.len() || all_zero(pos + flen as usize) {
+                    self.tail = Tail::Torn { offset: at };
+                    return Ok(());
+                }
+                check_crcs(path, at, frame, &h)?;
+            }
+            let prev_last = self.index.last().map(|e| e.last_step);
+            if h.nrows == 0
+                || h.first_step > h.last_step
+                || prev_last.is_some_and(|p| p > h.first_step)
+            {
+                return Err(Error::corrupt(path, at, "block steps out of order"));
+            }
+            self.index.push(IndexEntry {
+                offset: at,
+                len: flen,
+                nrows: h.nrows,
+                first_step: h.first_step,
+                last_step: h.last_step,
+            });
+            pos += flen as usize;
+            self.valid_len = start + pos as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `rest` (starting at file offset `at`) is a whole, valid footer plus trailer.
+fn footer_is_complete(rest: &[u8], at: u64) -> bool {
+    if rest.len() < FOOTER_HEADER_LEN + TRAILER_LEN {
+        return false;
+    }
+    let plen = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    let stored = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
+    let end = FOOTER_HEADER_LEN + plen as usize;
+    if end + TRAILER_LEN != rest.len() {
+        return false;
+    }
+    let trailer = &rest[end..];
+    footer::footer_crc(plen, &rest[FOOTER_HEADER_LEN..end]) == stored
+        && trailer[8..] == TRAILER_MAGIC
+        && trailer[..8] == at.to_le_bytes()
+}
+
+/// Reads one block of a head segment with pread (head segments are never mapped).
+pub(crate) fn read_head_block(path: &Path, file: &File, e: &IndexEntry) -> Result<Block> {
+    let mut frame = vec![0u8; e.len as usize];
+    file.read_exact_at(&mut frame, e.offset).at(path)?;
+    decode_frame(path, e.offset, &frame)
+}

@@ -1,0 +1,150 @@
+//! Appending to a head segment, sealing it, and recovering one a crashed writer left behind.
+//!
+//! Architecture invariant: a writer appends only to a segment it created or recovered while
+//! holding the run's lock, and never writes a segment again once its footer is written.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+use crate::segment::reader::{read_head_block, HeadScan, Tail};
+use crate::segment::{block, footer, IndexEntry, SegmentHeader, HEADER_LEN};
+use crate::summary::Agg;
+use crate::types::{Row, SegmentId};
+
+/// What the manifest records when a segment is sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SealInfo {
+    pub rows: u64,
+    pub first_step: Option<u64>,
+    pub last_step: Option<u64>,
+    pub bytes: u64,
+}
+
+/// An open head segment being appended to.
+#[derive(Debug)]
+pub(crate) struct SegmentWriter {
+    pub id: SegmentId,
+    pub path: PathBuf,
+    file: File,
+    pub len: u64,
+    pub index: Vec<IndexEntry>,
+    pub agg: Agg,
+}
+
+impl SegmentWriter {
+    /// Creates a new segment file holding only its header. With `sync`, the file and its
+    /// directory are fsynced so the file survives power loss.
+    pub fn create(path: &Path, header: SegmentHeader, sync: bool) -> Result<SegmentWriter> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .at(path)?;
+        file.write_all(&header.encode()).at(path)?;
+        if sync {
+            file.sync_data().at(path)?;
+            if let Some(dir) = path.parent() {
+                sync_dir(dir)?;
+            }
+        }
+        Ok(SegmentWriter {
+            id: header.segment,
+            path: path.to_owned(),
+            file,
+            len: HEADER_LEN as u64,
+            index: Vec::new(),
+            agg: Agg::default(),
+        })
+    }
+
+    /// Recovers the head segment of a crashed writer: cuts a torn tail back to the last valid
+    /// block and rebuilds the aggregate. Returns `None` when the file turns out to be sealed
+    /// already (the crash came after its footer was written) or does not exist.
+    pub fn recover(path: &Path, header: SegmentHeader) -> Result<Option<SegmentWriter>> {
+        let file = match OpenOptions::new().read(true).write(true).open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return SegmentWriter::create(path, header, false).map(Some)
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let mut scan = HeadScan::empty();
+        scan.rescan(path, &file)?;
+        if scan.tail == Tail::Sealed {
+            return Ok(None);
+        }
+        if let Some(h) = scan.header {
+            if h != header {
+                return Err(Error::corrupt(
+                    path,
+                    0,
+                    format!("segment header says {h:?}, the manifest expects {header:?}"),
+                ));
+            }
+        }
+        if scan.header.is_none() {
+            drop(file);
+            return SegmentWriter::create(path, header, false).map(Some);
+        }
+        if let Tail::Torn { offset } = scan.tail {
+            file.set_len(offset).at(path)?;
+        }
+        let mut agg = Agg::default();
+        for e in &scan.index {
+            for row in read_head_block(path, &file, e)?.into_rows(|_| true) {
+                agg.add_row(&row);
+            }
+        }
+        Ok(Some(SegmentWriter {
+            id: header.segment,
+            path: path.to_owned(),
+            file,
+            len: scan.valid_len,
+            index: scan.index,
+            agg,
+        }))
+    }
+
+    /// Appends one block holding `rows` (in step order, at least one).
+    pub fn append(&mut self, rows: &[Row], level: i32) -> Result<()> {
+        let frame = block::encode(rows, level).at(&self.path)?;
+        self.file.write_all(&frame).at(&self.path)?;
+        self.index.push(IndexEntry {
+            offset: self.len,
+            len: frame.len() as u64,
+            nrows: rows.len() as u32,
+            first_step: rows[0].step,
+            last_step: rows[rows.len() - 1].step,
+        });
+        self.len += frame.len() as u64;
+        rows.iter().for_each(|r| self.agg.add_row(r));
+        Ok(())
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().at(&self.path)
+    }
+
+    /// Writes the footer and trailer. The segment is immutable from here on.
+    pub fn seal(mut self, sync: bool) -> Result<SealInfo> {
+        let bytes = footer::encode(&self.index, &self.agg, self.len);
+        self.file.write_all(&bytes).at(&self.path)?;
+        if sync {
+            self.sync()?;
+        }
+        Ok(SealInfo {
+            rows: self.agg.rows,
+            first_step: self.agg.first_step,
+            last_step: self.agg.last_step,
+            bytes: self.len + bytes.len() as u64,
+        })
+    }
+}
+
+/// Fsyncs a directory so that a file created, renamed or removed in it survives power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}

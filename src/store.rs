@@ -1,0 +1,486 @@
+//! The store: a directory holding segments, the manifest and run locks. `Store` is the entry
+//! point of the API: it resolves references, lists runs and versions with their status, and
+//! performs the operations that act on versions (rewind, fork, purge) outside a writer.
+//!
+//! ```text
+//! <store>/MANIFEST            the edit log (manifest::log)
+//! <store>/LOCK                held while appending to the manifest
+//! <store>/segments/<id>.seg   segment files (segment)
+//! <store>/locks/<run>.lock    one per run, held by its writer (lock)
+//! ```
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{Error, IoContext, Result};
+use crate::lock;
+use crate::manifest::log::ManifestLog;
+use crate::manifest::{Config, Edit, Origin, State, VersionMeta};
+use crate::options::{Durability, Options};
+use crate::reference::{Reference, Target};
+use crate::segment::reader::{HeadScan, Sealed};
+use crate::types::{SegmentId, VersionId};
+
+pub(crate) const SEGMENT_DIR: &str = "segments";
+
+/// The status of a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The head of its run, with a writer holding it now.
+    Live,
+    /// The head of its run, finished by its writer.
+    Finished,
+    /// The head of its run, whose writer went away without finishing (a crash). It can be
+    /// resumed or rewound; its committed rows are all readable.
+    Crashed,
+    /// A former head, archived by a rewind: read-only, readable under its version id.
+    Archived,
+    /// An archived version that was purged: its rows are no longer readable.
+    Purged,
+}
+
+impl Status {
+    /// The status as a lowercase word.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Live => "live",
+            Status::Finished => "finished",
+            Status::Crashed => "crashed",
+            Status::Archived => "archived",
+            Status::Purged => "purged",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One version of a run, as listed by [`Store::versions`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionInfo {
+    /// Its immutable id.
+    pub id: VersionId,
+    /// The run it belongs (or belonged) to.
+    pub run: String,
+    /// Its status.
+    pub status: Status,
+    /// Whether it started a run, continued one after a rewind, or was forked.
+    pub origin: Origin,
+    /// The version it continues and the last step taken from it.
+    pub parent: Option<(VersionId, u64)>,
+    /// Its config (a JSON object).
+    pub config: serde_json::Value,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+}
+
+/// One run, as listed by [`Store::runs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// The run's name.
+    pub name: String,
+    /// Its head version.
+    pub head: VersionId,
+    /// The head's status.
+    pub status: Status,
+    /// The last step of its history, if it has rows.
+    pub last_step: Option<u64>,
+    /// Number of rows in its history.
+    pub rows: u64,
+}
+
+/// What a rewind did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewound {
+    /// The version that was the head and is now archived.
+    pub archived: VersionId,
+    /// The new head.
+    pub head: VersionId,
+    /// The last step kept.
+    pub step: u64,
+}
+
+pub(crate) struct HeadCacheEntry {
+    pub file: Option<Arc<fs::File>>,
+    pub scan: HeadScan,
+}
+
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub options: Options,
+    pub manifest: Mutex<ManifestLog>,
+    pub sealed: Mutex<HashMap<SegmentId, Arc<Sealed>>>,
+    pub heads: Mutex<HashMap<SegmentId, HeadCacheEntry>>,
+}
+
+/// An open store. Cheap to clone; clones share caches. Any number of threads and processes
+/// may read a store while writers write it.
+///
+/// ```
+/// # fn main() -> steplog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = steplog::Store::open(dir.path())?;
+/// let mut run = store.run("demo").start()?;
+/// run.log_at(0, [("loss", 1.0)])?;
+/// run.finish()?;
+/// assert_eq!(store.summary("demo")?.rows, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+pub(crate) fn lock_poisoned<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Parses a config given as JSON: it must be an object.
+pub(crate) fn config_object(value: serde_json::Value) -> Result<Config> {
+    match value {
+        serde_json::Value::Object(map) => Ok(map),
+        other => Err(Error::InvalidInput(format!(
+            "a config must be a JSON object, not {other}"
+        ))),
+    }
+}
+
+/// `over` merged into `base`: objects merge key by key, recursively; anything else replaces.
+pub(crate) fn merge_config(base: &Config, over: &Config) -> Config {
+    let mut out = base.clone();
+    for (k, v) in over {
+        match (out.get_mut(k), v) {
+            (Some(serde_json::Value::Object(a)), serde_json::Value::Object(b)) => {
+                *a = merge_config(a, b);
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Opens the store in `dir` with default [`Options`], creating it if it does not exist.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Options::default().open(dir)
+    }
+
+    pub(crate) fn open_with(dir: &Path, options: Options) -> Result<Store> {
+        for d in [
+            dir.to_owned(),
+            dir.join(SEGMENT_DIR),
+            dir.join(lock::LOCK_DIR),
+        ] {
+            fs::create_dir_all(&d).at(&d)?;
+        }
+        let sync = options.durability == Durability::PowerLoss;
+        let manifest = ManifestLog::open(dir, sync)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                options,
+                manifest: Mutex::new(manifest),
+                sealed: Mutex::new(HashMap::new()),
+                heads: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    pub(crate) fn segment_path(&self, id: SegmentId) -> PathBuf {
+        self.inner.dir.join(SEGMENT_DIR).join(id.file_name())
+    }
+
+    /// The manifest state, brought up to date with what other processes committed.
+    pub(crate) fn state(&self) -> Result<Arc<State>> {
+        let mut m = lock_poisoned(&self.inner.manifest);
+        m.refresh(false)?;
+        Ok(m.state())
+    }
+
+    pub(crate) fn transact<T>(
+        &self,
+        f: impl FnOnce(&State) -> Result<(Vec<Edit>, T)>,
+    ) -> Result<T> {
+        lock_poisoned(&self.inner.manifest).transact(f)
+    }
+
+    pub(crate) fn manifest_path(&self) -> PathBuf {
+        lock_poisoned(&self.inner.manifest).path().to_owned()
+    }
+
+    /// Resolves a reference (`RUN`, `v12`, `RUN?_step=S`) to a readable version and the step
+    /// it names, if any.
+    pub fn resolve(&self, reference: &str) -> Result<(VersionId, Option<u64>)> {
+        let r: Reference = reference.parse()?;
+        let state = self.state()?;
+        let v = resolve_target(&state, &r.target)?;
+        Ok((v, r.step))
+    }
+
+    /// The status of a version.
+    pub(crate) fn status_of(&self, state: &State, meta: &VersionMeta) -> Status {
+        if meta.purged {
+            Status::Purged
+        } else if meta.archived {
+            Status::Archived
+        } else if meta.finished {
+            Status::Finished
+        } else if lock::is_locked(&self.inner.dir, &meta.run)
+            && state.runs.get(&meta.run) == Some(&meta.id)
+        {
+            Status::Live
+        } else {
+            Status::Crashed
+        }
+    }
+
+    /// Every version in the store (purged ones included), by id.
+    pub fn versions(&self) -> Result<Vec<VersionInfo>> {
+        let state = self.state()?;
+        Ok(state
+            .versions
+            .values()
+            .map(|m| VersionInfo {
+                id: m.id,
+                run: m.run.clone(),
+                status: self.status_of(&state, m),
+                origin: m.origin,
+                parent: m.parent,
+                config: serde_json::Value::Object(m.config.clone()),
+                created: m.created,
+            })
+            .collect())
+    }
+
+    /// One version's details.
+    pub fn version(&self, reference: &str) -> Result<VersionInfo> {
+        let (v, _) = self.resolve(reference)?;
+        self.versions()?
+            .into_iter()
+            .find(|i| i.id == v)
+            .ok_or_else(|| Error::VersionNotFound {
+                version: v.to_string(),
+            })
+    }
+
+    /// Every run, by name, with its head's status, last step and row count.
+    pub fn runs(&self) -> Result<Vec<RunInfo>> {
+        let state = self.state()?;
+        let mut out = Vec::with_capacity(state.runs.len());
+        for (name, head) in &state.runs {
+            let meta = &state.versions[head];
+            let (rows, last_step) = self.count_rows(&state, *head, crate::Stream::History)?;
+            out.push(RunInfo {
+                name: name.clone(),
+                head: *head,
+                status: self.status_of(&state, meta),
+                last_step,
+                rows,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Rewinds run `run` to `step` outside a writer: the head is archived and a new head
+    /// holds its rows up to `step` (the config is the old one with `config` merged over it).
+    /// O(1): one manifest edit; no row is copied. Fails with `Locked` while a writer writes
+    /// the run.
+    pub fn rewind(
+        &self,
+        run: &str,
+        step: u64,
+        config: Option<serde_json::Value>,
+    ) -> Result<Rewound> {
+        let mut b = self.run(run).resume_from(step);
+        if let Some(c) = config {
+            b = b.config(c);
+        }
+        let w = b.start()?;
+        let out = Rewound {
+            archived: w
+                .archived()
+                .ok_or_else(|| Error::InvalidInput("rewind archived nothing".into()))?,
+            head: w.version(),
+            step,
+        };
+        w.finish()?;
+        Ok(out)
+    }
+
+    /// Forks a new run `name` from the version `source` refers to (any version, live or
+    /// archived) at `step`: its first version holds the source's rows up to `step` and
+    /// inherits its config (with `config` merged over it). Returns the new head version.
+    pub fn fork(
+        &self,
+        source: &str,
+        step: u64,
+        name: &str,
+        config: Option<serde_json::Value>,
+    ) -> Result<VersionId> {
+        let mut b = self.run(name).fork_from(source, step);
+        if let Some(c) = config {
+            b = b.config(c);
+        }
+        let w = b.start()?;
+        let v = w.version();
+        w.finish()?;
+        Ok(v)
+    }
+
+    /// Purges an archived version: it is no longer readable, and its segments are deleted
+    /// once no other version needs them (a version rewound or forked from it keeps the
+    /// segments holding its steps up to the cutoff). Returns the number of files deleted.
+    pub fn purge(&self, version: VersionId) -> Result<usize> {
+        let dropped = self.transact(|state| {
+            let meta = state
+                .versions
+                .get(&version)
+                .ok_or_else(|| Error::VersionNotFound {
+                    version: version.to_string(),
+                })?;
+            if meta.purged {
+                return Err(Error::Purged {
+                    version: version.to_string(),
+                });
+            }
+            if !meta.archived {
+                return Err(Error::NotArchived {
+                    version: version.to_string(),
+                    status: self.status_of(state, meta).to_string(),
+                });
+            }
+            let mut after = state.clone();
+            after.versions.get_mut(&version).map(|m| m.purged = true);
+            let needed = after.needed_segments();
+            let dropped: Vec<SegmentId> = after
+                .versions
+                .values()
+                .filter(|m| m.purged)
+                .flat_map(|m| m.segments.iter().map(|s| s.id))
+                .filter(|id| !needed.contains(id))
+                .collect();
+            let edit = Edit::Purge {
+                version,
+                dropped: dropped.clone(),
+            };
+            Ok((vec![edit], dropped))
+        })?;
+        let mut deleted = 0;
+        for id in &dropped {
+            lock_poisoned(&self.inner.sealed).remove(id);
+            lock_poisoned(&self.inner.heads).remove(id);
+            let path = self.segment_path(*id);
+            match fs::remove_file(&path) {
+                Ok(()) => deleted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+        }
+        if self.inner.options.durability == Durability::PowerLoss && deleted > 0 {
+            crate::segment::writer::sync_dir(&self.inner.dir.join(SEGMENT_DIR))?;
+        }
+        Ok(deleted)
+    }
+}
+
+/// Finds the version a target names; purged versions are refused.
+pub(crate) fn resolve_target(state: &State, target: &Target) -> Result<VersionId> {
+    let v = match target {
+        Target::Run(name) => *state
+            .runs
+            .get(name)
+            .ok_or_else(|| Error::RunNotFound { run: name.clone() })?,
+        Target::Version(v) => *v,
+    };
+    match state.versions.get(&v) {
+        None => Err(Error::VersionNotFound {
+            version: v.to_string(),
+        }),
+        Some(m) if m.purged => Err(Error::Purged {
+            version: v.to_string(),
+        }),
+        Some(_) => Ok(v),
+    }
+}
+
+/// A version and the versions rewound or forked from it, as drawn by `steplog lineage`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineageNode {
+    /// The version.
+    pub version: VersionInfo,
+    /// Versions whose parent it is, by id.
+    pub children: Vec<LineageNode>,
+}
+
+impl Store {
+    /// The lineage tree around the version `reference` names: rooted at its oldest ancestor,
+    /// holding every version descended from that root (rewinds and forks, purged included).
+    pub fn lineage(&self, reference: &str) -> Result<LineageNode> {
+        let (v, _) = self.resolve(reference)?;
+        let infos = self.versions()?;
+        let by_id: HashMap<VersionId, &VersionInfo> = infos.iter().map(|i| (i.id, i)).collect();
+        let mut root = v;
+        while let Some((p, _)) = by_id.get(&root).and_then(|i| i.parent) {
+            root = p;
+        }
+        let mut children: HashMap<VersionId, Vec<VersionId>> = HashMap::new();
+        for i in &infos {
+            if let Some((p, _)) = i.parent {
+                children.entry(p).or_default().push(i.id);
+            }
+        }
+        fn build(
+            id: VersionId,
+            by_id: &HashMap<VersionId, &VersionInfo>,
+            children: &HashMap<VersionId, Vec<VersionId>>,
+        ) -> LineageNode {
+            LineageNode {
+                version: by_id[&id].clone(),
+                children: children
+                    .get(&id)
+                    .map(|c| c.iter().map(|&c| build(c, by_id, children)).collect())
+                    .unwrap_or_default(),
+            }
+        }
+        Ok(build(root, &by_id, &children))
+    }
+
+    /// Number of rows in a version's history and its last step.
+    pub fn rows(&self, reference: &str) -> Result<(u64, Option<u64>)> {
+        let (v, _) = self.resolve(reference)?;
+        let state = self.state()?;
+        self.count_rows(&state, v, crate::Stream::History)
+    }
+}

@@ -1,0 +1,204 @@
+//! Aggregates: the per-key summary of a set of rows (count, first, last, min, max, sum, mean,
+//! NaN count), and how two summaries of consecutive step ranges combine. Segment footers store
+//! them, so the summary of a version is a merge of footers, never a scan of its history.
+
+use std::collections::BTreeMap;
+
+use crate::types::{Row, Value, VersionId};
+
+/// The summary of one key over a range of steps.
+///
+/// `first` and `last` consider every value, of any type. `min`, `max`, `sum` and `mean` consider
+/// numeric values (`F64`, `I64`) that are not NaN; ties keep the earliest step.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeySummary {
+    /// Number of values logged for the key, of any type.
+    pub count: u64,
+    /// Number of numeric values, NaN included.
+    pub numeric_count: u64,
+    /// Number of NaN values.
+    pub nan_count: u64,
+    /// Sum of the numeric, non-NaN values.
+    pub sum: f64,
+    /// Smallest numeric non-NaN value and its step.
+    pub min: Option<(u64, Value)>,
+    /// Largest numeric non-NaN value and its step.
+    pub max: Option<(u64, Value)>,
+    /// First value and its step.
+    pub first: Option<(u64, Value)>,
+    /// Last value and its step.
+    pub last: Option<(u64, Value)>,
+}
+
+impl KeySummary {
+    /// Mean of the numeric, non-NaN values.
+    pub fn mean(&self) -> Option<f64> {
+        let n = self.numeric_count - self.nan_count;
+        (n > 0).then(|| self.sum / n as f64)
+    }
+
+    /// Whether the key holds numeric values (and so has min, max, mean).
+    pub fn is_numeric(&self) -> bool {
+        self.numeric_count > 0
+    }
+
+    pub(crate) fn add(&mut self, step: u64, value: &Value) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some((step, value.clone()));
+        }
+        self.last = Some((step, value.clone()));
+        if let Some(x) = value.as_f64() {
+            self.numeric_count += 1;
+            if x.is_nan() {
+                self.nan_count += 1;
+                return;
+            }
+            self.sum += x;
+            if self.min.as_ref().is_none_or(|(_, m)| x < num(m)) {
+                self.min = Some((step, value.clone()));
+            }
+            if self.max.as_ref().is_none_or(|(_, m)| x > num(m)) {
+                self.max = Some((step, value.clone()));
+            }
+        }
+    }
+
+    /// Folds in the summary of rows that all come after the rows of `self`.
+    pub(crate) fn merge_later(&mut self, later: &KeySummary) {
+        self.count += later.count;
+        self.numeric_count += later.numeric_count;
+        self.nan_count += later.nan_count;
+        self.sum += later.sum;
+        if self.first.is_none() {
+            self.first = later.first.clone();
+        }
+        if later.last.is_some() {
+            self.last = later.last.clone();
+        }
+        if let Some((_, v)) = &later.min {
+            if self.min.as_ref().is_none_or(|(_, m)| num(v) < num(m)) {
+                self.min = later.min.clone();
+            }
+        }
+        if let Some((_, v)) = &later.max {
+            if self.max.as_ref().is_none_or(|(_, m)| num(v) > num(m)) {
+                self.max = later.max.clone();
+            }
+        }
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// The aggregate of a set of consecutive rows: row count, step range, per-key summaries.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Agg {
+    pub rows: u64,
+    pub first_step: Option<u64>,
+    pub last_step: Option<u64>,
+    pub keys: BTreeMap<String, KeySummary>,
+}
+
+impl Agg {
+    pub fn add_row(&mut self, row: &Row) {
+        self.rows += 1;
+        if self.first_step.is_none() {
+            self.first_step = Some(row.step);
+        }
+        self.last_step = Some(row.step);
+        for (k, v) in &row.fields {
+            if let Some(s) = self.keys.get_mut(k) {
+                s.add(row.step, v);
+            } else {
+                let mut s = KeySummary::default();
+                s.add(row.step, v);
+                self.keys.insert(k.clone(), s);
+            }
+        }
+    }
+
+    /// Folds in the aggregate of rows that all come after the rows of `self`.
+    pub fn merge_later(&mut self, later: &Agg) {
+        self.rows += later.rows;
+        if self.first_step.is_none() {
+            self.first_step = later.first_step;
+        }
+        if later.last_step.is_some() {
+            self.last_step = later.last_step;
+        }
+        for (k, s) in &later.keys {
+            match self.keys.get_mut(k) {
+                Some(mine) => mine.merge_later(s),
+                None => {
+                    self.keys.insert(k.clone(), s.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The summary of one version of a run (its `history` stream).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The run the version belongs to.
+    pub run: String,
+    /// The version summarised.
+    pub version: VersionId,
+    /// The last step holding a row, if any.
+    pub last_step: Option<u64>,
+    /// Number of rows.
+    pub rows: u64,
+    /// Per-key summaries.
+    pub keys: BTreeMap<String, KeySummary>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(step: u64, v: Value) -> Row {
+        Row {
+            step,
+            fields: [("m".to_string(), v)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn merging_halves_equals_aggregating_the_whole() {
+        let values = [
+            Value::F64(3.0),
+            Value::F64(f64::NAN),
+            Value::I64(-2),
+            Value::F64(-2.0),
+            Value::Str("x".into()),
+            Value::F64(9.5),
+            Value::F64(f64::INFINITY),
+        ];
+        let rows: Vec<Row> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| row(i as u64 * 10, v.clone()))
+            .collect();
+        let mut whole = Agg::default();
+        rows.iter().for_each(|r| whole.add_row(r));
+        for cut in 0..=rows.len() {
+            let (mut a, mut b) = (Agg::default(), Agg::default());
+            rows[..cut].iter().for_each(|r| a.add_row(r));
+            rows[cut..].iter().for_each(|r| b.add_row(r));
+            a.merge_later(&b);
+            assert_eq!(format!("{a:?}"), format!("{whole:?}"), "cut at {cut}");
+        }
+        let m = &whole.keys["m"];
+        assert_eq!((m.count, m.numeric_count, m.nan_count), (7, 6, 1));
+        assert_eq!(
+            m.min,
+            Some((20, Value::I64(-2))),
+            "ties keep the earliest step"
+        );
+        assert_eq!(m.max, Some((60, Value::F64(f64::INFINITY))));
+        assert_eq!(m.last, Some((60, Value::F64(f64::INFINITY))));
+    }
+}

@@ -1,0 +1,231 @@
+//! `verify`: checks every checksum of every file of a store and reports each failure with its
+//! file and byte offset. It reads only; it never repairs.
+
+use std::fs;
+use std::path::PathBuf;
+
+use crate::error::{Error, IoContext, Result};
+use crate::manifest::log::{decode_frames, HEADER_LEN};
+use crate::manifest::State;
+use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
+use crate::store::{Store, SEGMENT_DIR};
+use crate::types::SegmentId;
+
+/// One failed check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub file: PathBuf,
+    /// The byte offset of the damaged structure, when known.
+    pub offset: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.offset {
+            Some(o) => write!(
+                f,
+                "{} at byte offset {o}: {}",
+                self.file.display(),
+                self.message
+            ),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// What [`Store::verify`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Files checked.
+    pub files: usize,
+    /// Blocks whose checksums were checked and which were decoded.
+    pub blocks: u64,
+    /// Manifest edits checked.
+    pub edits: u64,
+    /// Failures: damaged or missing data.
+    pub problems: Vec<Problem>,
+    /// Observations that are not failures (an interrupted append at the end of a head
+    /// segment, an unreferenced file).
+    pub notes: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when no check failed.
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, file: PathBuf, err: &Error) {
+        let (offset, message) = match err {
+            Error::ChecksumMismatch {
+                offset,
+                expected,
+                got,
+                ..
+            } => (
+                Some(*offset),
+                format!("checksum mismatch: stored {expected:#010x}, computed {got:#010x}"),
+            ),
+            Error::Corrupt { offset, reason, .. } => (Some(*offset), reason.clone()),
+            other => (None, other.to_string()),
+        };
+        self.problems.push(Problem {
+            file,
+            offset,
+            message,
+        });
+    }
+}
+
+impl Store {
+    /// Checks every checksum of the manifest and of every segment file, and decodes every
+    /// block. Damage is reported in the returned report, not as an `Err`; `Err` means the
+    /// check itself could not run (for example, the directory cannot be listed).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let state = self.verify_manifest(&mut report);
+        let dir = self.dir().join(SEGMENT_DIR);
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .at(&dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let referenced: std::collections::HashMap<SegmentId, bool> = state
+            .iter()
+            .flat_map(|s| s.versions.values())
+            .flat_map(|v| v.segments.iter().map(|s| (s.id, s.sealed.is_some())))
+            .collect();
+        for name in &names {
+            let path = dir.join(name);
+            let id = name
+                .strip_suffix(".seg")
+                .filter(|n| n.len() == 16)
+                .and_then(|n| n.parse::<u64>().ok())
+                .map(SegmentId);
+            let Some(id) = id else {
+                report
+                    .notes
+                    .push(format!("{}: not a segment file, ignored", path.display()));
+                continue;
+            };
+            report.files += 1;
+            let sealed_in_manifest = referenced.get(&id).copied();
+            if sealed_in_manifest.is_none() && state.is_some() {
+                report.notes.push(format!(
+                    "{}: not referenced by the manifest (left by an interrupted purge or writer)",
+                    path.display()
+                ));
+            }
+            self.verify_segment(&mut report, path, sealed_in_manifest == Some(true));
+        }
+        for (id, sealed) in &referenced {
+            let path = self.segment_path(*id);
+            if *sealed && !path.exists() {
+                report.problems.push(Problem {
+                    file: path,
+                    offset: None,
+                    message: "sealed segment referenced by the manifest is missing".into(),
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    fn verify_manifest(&self, report: &mut VerifyReport) -> Option<State> {
+        let path = self.manifest_path();
+        report.files += 1;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                report.problem(path.clone(), &Error::io(&path, e));
+                return None;
+            }
+        };
+        if bytes.len() < HEADER_LEN {
+            report.problem(
+                path.clone(),
+                &Error::corrupt(&path, 0, "shorter than its header"),
+            );
+            return None;
+        }
+        if let Err(e) = self.state() {
+            report.problem(path.clone(), &e);
+            return None;
+        }
+        match decode_frames(&path, &bytes[HEADER_LEN..], HEADER_LEN as u64) {
+            Err(e) => {
+                report.problem(path.clone(), &e);
+                None
+            }
+            Ok(frames) => {
+                let mut state = State::default();
+                for (at, edit) in &frames.edits {
+                    report.edits += 1;
+                    if let Err(reason) = state.apply(edit) {
+                        report.problem(path.clone(), &Error::corrupt(&path, *at, reason));
+                        return None;
+                    }
+                }
+                if frames.torn {
+                    report.notes.push(format!(
+                        "{}: incomplete last edit at byte offset {} (an interrupted append; cut on the next write)",
+                        path.display(),
+                        HEADER_LEN + frames.valid_end
+                    ));
+                }
+                Some(state)
+            }
+        }
+    }
+
+    fn verify_segment(&self, report: &mut VerifyReport, path: PathBuf, sealed: bool) {
+        let opened = Sealed::open(&path);
+        match opened {
+            Ok(s) => {
+                for e in &s.index {
+                    report.blocks += 1;
+                    if let Err(err) = s.block(e) {
+                        report.problem(path.clone(), &err);
+                    }
+                }
+                return;
+            }
+            Err(err) if sealed => {
+                report.problem(path.clone(), &err);
+                return;
+            }
+            Err(_) => {}
+        }
+        let file = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => return report.problem(path.clone(), &Error::io(&path, e)),
+        };
+        let mut scan = HeadScan::empty();
+        if let Err(err) = scan.rescan(&path, &file) {
+            return report.problem(path.clone(), &err);
+        }
+        if scan.tail == Tail::Sealed {
+            // The footer validated during the scan but not when opened: report why.
+            if let Err(err) = Sealed::open(&path) {
+                report.problem(path.clone(), &err);
+            }
+            return;
+        }
+        if let Tail::Torn { offset } = scan.tail {
+            report.notes.push(format!(
+                "{}: head segment ends with an incomplete block at byte offset {offset} (an interrupted append; cut when the run is resumed)",
+                path.display()
+            ));
+        }
+        for e in &scan.index {
+            report.blocks += 1;
+            if let Err(err) = read_head_block(&path, &file, e) {
+                report.problem(path.clone(), &err);
+            }
+        }
+    }
+}

@@ -1,0 +1,686 @@
+//! Writing a run: starting it (new, resume, rewind, fork), logging rows to its streams,
+//! committing them at the store's durability, and finishing it.
+//!
+//! Architecture invariants:
+//! - one `RunWriter` per run at a time, across processes (the run lock);
+//! - rows reach segments in step order; a version's own rows are all after its parent cutoff;
+//! - after an I/O error the writer is poisoned and refuses further writes.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::lock::{self, RunLock};
+use crate::manifest::SealMeta;
+use crate::manifest::{Config, Edit, State, VersionMeta};
+use crate::options::Durability;
+use crate::reference::{validate_run_name, Reference};
+use crate::segment::reader::Sealed;
+use crate::segment::writer::{SealInfo, SegmentWriter};
+use crate::segment::SegmentHeader;
+use crate::store::{config_object, merge_config, now_secs, resolve_target, Store};
+use crate::types::{Row, SegmentId, Stream, Value, VersionId};
+
+/// What to do when the run already exists (or does not), as W&B's `resume=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resume {
+    /// Continue the run if it exists, create it otherwise. The default.
+    #[default]
+    Allow,
+    /// Continue the run; fail with `ResumeRefused` if it does not exist.
+    Must,
+    /// Create the run; fail with `ResumeRefused` if it exists.
+    Never,
+}
+
+impl std::str::FromStr for Resume {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "allow" => Ok(Resume::Allow),
+            "must" => Ok(Resume::Must),
+            "never" => Ok(Resume::Never),
+            o => Err(format!(
+                "unknown resume mode '{o}' (expected allow, must or never)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Start {
+    Resume(Resume),
+    Rewind(u64),
+    Fork(String, Option<u64>),
+}
+
+/// How to start writing a run; made by [`Store::run`], consumed by [`StartRun::start`].
+#[derive(Debug, Clone)]
+#[must_use = "call .start() to get a writer"]
+pub struct StartRun {
+    store: Store,
+    name: String,
+    config: Option<serde_json::Value>,
+    start: Start,
+}
+
+impl Store {
+    /// Starts describing how to write run `name`. By default the run is created, or
+    /// continued if it exists ([`Resume::Allow`]).
+    pub fn run(&self, name: &str) -> StartRun {
+        StartRun {
+            store: self.clone(),
+            name: name.to_owned(),
+            config: None,
+            start: Start::Resume(Resume::Allow),
+        }
+    }
+}
+
+impl StartRun {
+    /// The run's config (a JSON object). A new run takes it as is; a resumed, rewound or
+    /// forked run gets it merged over the config it had.
+    pub fn config(mut self, config: serde_json::Value) -> Self {
+        self.config = Some(config);
+        self
+    }
+
+    /// What to do if the run exists or not (W&B's `resume=`).
+    pub fn resume(mut self, mode: Resume) -> Self {
+        self.start = Start::Resume(mode);
+        self
+    }
+
+    /// Rewinds the run to `step` (W&B's `resume_from`): its head is archived, and the new head
+    /// holds the rows up to `step` and takes new rows after it.
+    pub fn resume_from(mut self, step: u64) -> Self {
+        self.start = Start::Rewind(step);
+        self
+    }
+
+    /// Forks this new run from the version `source` names (a run, a version id) at `step`
+    /// (W&B's `fork_from`).
+    pub fn fork_from(mut self, source: &str, step: u64) -> Self {
+        self.start = Start::Fork(source.to_owned(), Some(step));
+        self
+    }
+
+    /// Forks from a W&B-style reference `NAME?_step=S` (or `v12?_step=S`).
+    pub fn fork_from_ref(mut self, reference: &str) -> Self {
+        self.start = Start::Fork(reference.to_owned(), None);
+        self
+    }
+
+    /// Takes the run's lock and returns its writer. Fails with `Locked` if another writer
+    /// holds the run, `RunNotFound`/`ResumeRefused`/`RunExists` as the mode requires,
+    /// `StepOutOfRange` for a rewind or fork past the last step.
+    pub fn start(self) -> Result<RunWriter> {
+        let StartRun {
+            store,
+            name,
+            config,
+            start,
+        } = self;
+        let config = config.map(config_object).transpose()?;
+        validate_run_name(&name)?;
+        let lock = lock::lock_run(store.dir(), &name)?;
+        let state = store.state()?;
+        let begun = match start {
+            Start::Resume(mode) => match (state.runs.get(&name), mode) {
+                (Some(_), Resume::Never) => {
+                    return Err(Error::ResumeRefused {
+                        run: name,
+                        reason: "it exists and resume is 'never'".into(),
+                    })
+                }
+                (None, Resume::Must) => {
+                    return Err(Error::ResumeRefused {
+                        run: name,
+                        reason: "it does not exist and resume is 'must'".into(),
+                    })
+                }
+                (None, _) => create(&store, &name, config)?,
+                (Some(&head), _) => resume(&store, &name, head, config)?,
+            },
+            Start::Rewind(step) => rewind(&store, &name, step, config)?,
+            Start::Fork(source, step) => {
+                let r: Reference = source.parse()?;
+                let step = match (step, r.step) {
+                    (Some(s), _) | (None, Some(s)) => s,
+                    (None, None) => {
+                        return Err(Error::BadReference {
+                            reference: source,
+                            reason: "a fork needs a step: NAME?_step=STEP".into(),
+                        })
+                    }
+                };
+                let src = resolve_target(&state, &r.target)?;
+                fork(&store, &name, src, step, config)?
+            }
+        };
+        let mut streams: [StreamState; 3] = Stream::ALL.map(StreamState::new);
+        for (s, next) in streams.iter_mut().zip(begun.min_next) {
+            s.min_next = next;
+        }
+        Ok(RunWriter {
+            store,
+            run: name,
+            version: begun.version,
+            archived: begun.archived,
+            _lock: lock,
+            streams,
+            poisoned: false,
+            done: false,
+        })
+    }
+}
+
+struct Begun {
+    version: VersionId,
+    archived: Option<VersionId>,
+    min_next: [u64; 3],
+}
+
+fn create(store: &Store, name: &str, config: Option<Config>) -> Result<Begun> {
+    let version = store.transact(|state| {
+        if state.runs.contains_key(name) {
+            return Err(Error::RunExists { run: name.into() });
+        }
+        let version = VersionId(state.next_version);
+        let edit = Edit::Create {
+            run: name.into(),
+            version,
+            config: config.unwrap_or_default(),
+            time: now_secs(),
+        };
+        Ok((vec![edit], version))
+    })?;
+    Ok(Begun {
+        version,
+        archived: None,
+        min_next: [0; 3],
+    })
+}
+
+/// Seals the head segments a crashed writer left (cutting torn tails), so the version's
+/// segments are all sealed. Bounded by one segment per stream.
+fn seal_leftovers(store: &Store, meta: &VersionMeta) -> Result<()> {
+    let sync = store.options().durability == Durability::PowerLoss;
+    for seg in meta.segments.iter().filter(|s| s.sealed.is_none()) {
+        let path = store.segment_path(seg.id);
+        let header = SegmentHeader {
+            stream: seg.stream,
+            version: meta.id,
+            segment: seg.id,
+        };
+        let info = match SegmentWriter::recover(&path, header)? {
+            Some(w) => w.seal(sync)?,
+            None => {
+                let s = Sealed::open(&path)?;
+                SealInfo {
+                    rows: s.agg.rows,
+                    first_step: s.agg.first_step,
+                    last_step: s.agg.last_step,
+                    bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
+                }
+            }
+        };
+        store.transact(|_| {
+            let edit = Edit::Seal {
+                version: meta.id,
+                segment: seg.id,
+                seal: seal_meta(info),
+            };
+            Ok((vec![edit], ()))
+        })?;
+    }
+    Ok(())
+}
+
+fn seal_meta(i: SealInfo) -> SealMeta {
+    SealMeta {
+        rows: i.rows,
+        first_step: i.first_step,
+        last_step: i.last_step,
+        bytes: i.bytes,
+    }
+}
+
+/// The next acceptable step of each stream of a version: after its last row, and after the
+/// cutoff it was rewound or forked at. Console rows may share the last step.
+fn min_next(store: &Store, state: &State, v: VersionId) -> Result<[u64; 3]> {
+    let cutoff = state.versions[&v].parent.map(|(_, s)| s);
+    let mut out = [0u64; 3];
+    for (stream, slot) in Stream::ALL.into_iter().zip(out.iter_mut()) {
+        let last = store.count_rows(state, v, stream)?.1;
+        let after_last = match (last, stream.merges_steps()) {
+            (Some(l), true) => l.saturating_add(1),
+            (Some(l), false) => l,
+            (None, _) => 0,
+        };
+        *slot = after_last.max(cutoff.map_or(0, |c| c.saturating_add(1)));
+    }
+    Ok(out)
+}
+
+fn resume(store: &Store, name: &str, head: VersionId, config: Option<Config>) -> Result<Begun> {
+    let state = store.state()?;
+    let meta = state.versions[&head].clone();
+    seal_leftovers(store, &meta)?;
+    store.transact(|state| {
+        if state.runs.get(name) != Some(&head) {
+            return Err(Error::InvalidInput(format!(
+                "run '{name}' changed while resuming"
+            )));
+        }
+        let config = config.map(|c| merge_config(&state.versions[&head].config, &c));
+        Ok((
+            vec![Edit::Resume {
+                version: head,
+                config,
+            }],
+            (),
+        ))
+    })?;
+    let state = store.state()?;
+    Ok(Begun {
+        version: head,
+        archived: None,
+        min_next: min_next(store, &state, head)?,
+    })
+}
+
+fn check_step(store: &Store, state: &State, v: VersionId, step: u64) -> Result<()> {
+    let meta = &state.versions[&v];
+    let out_of_range = |reason: String| Error::StepOutOfRange {
+        run: meta.run.clone(),
+        version: v.to_string(),
+        step,
+        reason,
+    };
+    match store.last_step_any(state, v)? {
+        None => Err(out_of_range("it has no rows".into())),
+        Some(last) if step > last => Err(out_of_range(format!("its last step is {last}"))),
+        Some(_) => Ok(()),
+    }
+}
+
+fn rewind(store: &Store, name: &str, step: u64, config: Option<Config>) -> Result<Begun> {
+    let state = store.state()?;
+    let head = *state
+        .runs
+        .get(name)
+        .ok_or_else(|| Error::RunNotFound { run: name.into() })?;
+    check_step(store, &state, head, step)?;
+    seal_leftovers(store, &state.versions[&head])?;
+    let version = store.transact(|state| {
+        if state.runs.get(name) != Some(&head) {
+            return Err(Error::InvalidInput(format!(
+                "run '{name}' changed while rewinding"
+            )));
+        }
+        let old = &state.versions[&head].config;
+        let version = VersionId(state.next_version);
+        let edit = Edit::Rewind {
+            run: name.into(),
+            archived: head,
+            version,
+            step,
+            config: config
+                .as_ref()
+                .map_or_else(|| old.clone(), |c| merge_config(old, c)),
+            time: now_secs(),
+        };
+        Ok((vec![edit], version))
+    })?;
+    Ok(Begun {
+        version,
+        archived: Some(head),
+        min_next: [step.saturating_add(1); 3],
+    })
+}
+
+fn fork(
+    store: &Store,
+    name: &str,
+    source: VersionId,
+    step: u64,
+    config: Option<Config>,
+) -> Result<Begun> {
+    let state = store.state()?;
+    if state.runs.contains_key(name) {
+        return Err(Error::RunExists { run: name.into() });
+    }
+    check_step(store, &state, source, step)?;
+    let version = store.transact(|state| {
+        if state.runs.contains_key(name) {
+            return Err(Error::RunExists { run: name.into() });
+        }
+        let base = &state.versions[&source].config;
+        let version = VersionId(state.next_version);
+        let edit = Edit::Fork {
+            run: name.into(),
+            version,
+            source,
+            step,
+            config: config
+                .as_ref()
+                .map_or_else(|| base.clone(), |c| merge_config(base, c)),
+            time: now_secs(),
+        };
+        Ok((vec![edit], version))
+    })?;
+    Ok(Begun {
+        version,
+        archived: None,
+        min_next: [step.saturating_add(1); 3],
+    })
+}
+
+/// The writing state of one stream.
+struct StreamState {
+    /// The smallest step the next row may have.
+    min_next: u64,
+    /// The row still open to merges (merging streams only).
+    open: Option<Row>,
+    /// Closed rows not yet written as a block.
+    pending: Vec<Row>,
+    pending_bytes: usize,
+    head: Option<SegmentWriter>,
+}
+
+impl StreamState {
+    fn new(_: Stream) -> Self {
+        StreamState {
+            min_next: 0,
+            open: None,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            head: None,
+        }
+    }
+
+    fn close_open(&mut self) {
+        if let Some(row) = self.open.take() {
+            self.min_next = row.step.saturating_add(1);
+            self.pending.push(row);
+        }
+    }
+}
+
+fn value_bytes(k: &str, v: &Value) -> usize {
+    k.len()
+        + match v {
+            Value::Str(s) => s.len() + 2,
+            _ => 9,
+        }
+}
+
+/// Writes one run. Made by [`StartRun::start`]; holds the run's lock until finished or dropped.
+///
+/// Rows are buffered and written as a block when the block fills; [`commit`](Self::commit)
+/// writes what is buffered and makes it as durable as the store's [`Durability`] says.
+/// Dropping a writer commits what was logged; it also finishes the run, unless the thread is
+/// panicking, in which case the run is left `crashed` (like W&B on an exception).
+pub struct RunWriter {
+    store: Store,
+    run: String,
+    version: VersionId,
+    archived: Option<VersionId>,
+    _lock: RunLock,
+    streams: [StreamState; 3],
+    poisoned: bool,
+    done: bool,
+}
+
+impl std::fmt::Debug for RunWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunWriter")
+            .field("run", &self.run)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl RunWriter {
+    /// The run's name.
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    /// The version being written (the run's head).
+    pub fn version(&self) -> VersionId {
+        self.version
+    }
+
+    /// The version this writer's rewind archived, if it was started with a rewind.
+    pub fn archived(&self) -> Option<VersionId> {
+        self.archived
+    }
+
+    /// The step the next [`log`](Self::log) call without a step would use in `stream`.
+    pub fn next_step(&self, stream: Stream) -> u64 {
+        let s = &self.streams[stream.index()];
+        s.open
+            .as_ref()
+            .map_or(s.min_next, |r| r.step.saturating_add(1))
+    }
+
+    /// Logs values at the next step of `history` (0 for a new run, else last step + 1).
+    pub fn log<K, V>(&mut self, fields: impl IntoIterator<Item = (K, V)>) -> Result<u64>
+    where
+        K: Into<String>,
+        V: Into<Value>,
+    {
+        self.log_row(Stream::History, None, fields)
+    }
+
+    /// Logs values at `step` of `history`. Calls at the same step merge into one row; a step
+    /// before the open one, or not after a committed one, is refused with `StepRegression`.
+    pub fn log_at<K, V>(
+        &mut self,
+        step: u64,
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<u64>
+    where
+        K: Into<String>,
+        V: Into<Value>,
+    {
+        self.log_row(Stream::History, Some(step), fields)
+    }
+
+    /// Logs values to any stream, at `step` or the stream's next step. Returns the step used.
+    pub fn log_row<K, V>(
+        &mut self,
+        stream: Stream,
+        step: Option<u64>,
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<u64>
+    where
+        K: Into<String>,
+        V: Into<Value>,
+    {
+        self.check_usable()?;
+        let step = step.unwrap_or_else(|| self.next_step(stream));
+        let run = &self.run;
+        let s = &mut self.streams[stream.index()];
+        let regression = |last: u64| Error::StepRegression {
+            run: run.clone(),
+            stream: stream.name().into(),
+            last,
+            got: step,
+        };
+        if let Some(open) = &s.open {
+            if step < open.step {
+                return Err(regression(open.step));
+            }
+            if step > open.step {
+                s.close_open();
+            }
+        }
+        if s.open.is_none() && step < s.min_next {
+            return Err(regression(s.min_next.saturating_sub(1)));
+        }
+        let row = s.open.get_or_insert_with(|| Row {
+            step,
+            fields: BTreeMap::new(),
+        });
+        for (k, v) in fields {
+            let (k, v) = (k.into(), v.into());
+            s.pending_bytes += value_bytes(&k, &v);
+            row.fields.insert(k, v);
+        }
+        s.pending_bytes += 8;
+        if !stream.merges_steps() {
+            // Console rows never merge: close at once, and let the next share the step.
+            s.close_open();
+            s.min_next = step;
+        }
+        if s.pending_bytes >= self.store.options().block_bytes {
+            let r = self.flush(stream);
+            self.guard(r)?;
+        }
+        Ok(step)
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Poisoned {
+                run: self.run.clone(),
+            });
+        }
+        if self.done {
+            return Err(Error::Finished {
+                run: self.run.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Poisons the writer on any failure below the API (I/O, corruption).
+    fn guard<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            if matches!(e, Error::Io { .. }) || e.is_corruption() {
+                self.poisoned = true;
+            }
+        }
+        r
+    }
+
+    /// Writes the closed rows of `stream` as one block (opening a head segment if needed),
+    /// and seals the head once it reaches the segment size target.
+    fn flush(&mut self, stream: Stream) -> Result<()> {
+        let i = stream.index();
+        if self.streams[i].pending.is_empty() {
+            return Ok(());
+        }
+        if self.streams[i].head.is_none() {
+            let version = self.version;
+            let id = self.store.transact(|state| {
+                let segment = SegmentId(state.next_segment);
+                let edit = Edit::AddSegment {
+                    version,
+                    stream,
+                    segment,
+                };
+                Ok((vec![edit], segment))
+            })?;
+            let header = SegmentHeader {
+                stream,
+                version,
+                segment: id,
+            };
+            let sync = self.store.options().durability == Durability::PowerLoss;
+            let w = SegmentWriter::create(&self.store.segment_path(id), header, sync)?;
+            self.streams[i].head = Some(w);
+        }
+        let level = self.store.options().compression_level;
+        let s = &mut self.streams[i];
+        if let Some(head) = s.head.as_mut() {
+            head.append(&s.pending, level)?;
+        }
+        s.pending.clear();
+        s.pending_bytes = s.open.as_ref().map_or(0, |r| r.fields.len() * 16);
+        let full = s
+            .head
+            .as_ref()
+            .is_some_and(|h| h.len >= self.store.options().segment_bytes);
+        if full {
+            self.seal_head(stream)?;
+        }
+        Ok(())
+    }
+
+    fn seal_head(&mut self, stream: Stream) -> Result<()> {
+        let Some(head) = self.streams[stream.index()].head.take() else {
+            return Ok(());
+        };
+        let id = head.id;
+        let info = head.seal(self.store.options().durability == Durability::PowerLoss)?;
+        let version = self.version;
+        self.store.transact(|_| {
+            let edit = Edit::Seal {
+                version,
+                segment: id,
+                seal: seal_meta(info),
+            };
+            Ok((vec![edit], ()))
+        })
+    }
+
+    /// Commits every row logged so far, in every stream: the open step is closed (a later
+    /// call at that step is a `StepRegression`), buffered rows are written, and with
+    /// [`Durability::PowerLoss`] the head segments are fsynced. Readers in every process see
+    /// the rows once this returns.
+    pub fn commit(&mut self) -> Result<()> {
+        self.check_usable()?;
+        let r = self.commit_inner();
+        self.guard(r)
+    }
+
+    fn commit_inner(&mut self) -> Result<()> {
+        for stream in Stream::ALL {
+            self.streams[stream.index()].close_open();
+            self.flush(stream)?;
+        }
+        if self.store.options().durability == Durability::PowerLoss {
+            for s in &self.streams {
+                if let Some(h) = &s.head {
+                    h.sync()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits, seals the head segments and marks the run finished.
+    pub fn finish(mut self) -> Result<()> {
+        self.check_usable()?;
+        let r = self.finish_inner();
+        self.guard(r)
+    }
+
+    fn finish_inner(&mut self) -> Result<()> {
+        self.commit_inner()?;
+        for stream in Stream::ALL {
+            self.seal_head(stream)?;
+        }
+        let version = self.version;
+        self.store
+            .transact(|_| Ok((vec![Edit::Finish { version }], ())))?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for RunWriter {
+    fn drop(&mut self) {
+        if self.done || self.poisoned {
+            return;
+        }
+        if std::thread::panicking() {
+            let _ = self.commit_inner();
+        } else {
+            let _ = self.finish_inner();
+        }
+    }
+}
