@@ -362,11 +362,7 @@ impl Store {
                     if limit.is_some_and(|l| e.first_step > l) {
                         break;
                     }
-                    for row in view.block(e)?.into_rows(|_| true) {
-                        if limit.is_none_or(|l| row.step <= l) {
-                            agg.add_row(&row);
-                        }
-                    }
+                    agg.add_block(&view.block(e)?, limit.unwrap_or(u64::MAX));
                 }
             }
         }

@@ -120,6 +120,40 @@ impl Agg {
         }
     }
 
+    /// Adds the rows of a decoded block with step at most `limit`, column by column (no
+    /// row is materialised). The block's rows must come after those already added.
+    pub(crate) fn add_block(&mut self, block: &crate::segment::block::Block, limit: u64) {
+        let kept = block.steps.partition_point(|&s| s <= limit);
+        if kept == 0 {
+            return;
+        }
+        self.rows += kept as u64;
+        if self.first_step.is_none() {
+            self.first_step = Some(block.steps[0]);
+        }
+        self.last_step = Some(block.steps[kept - 1]);
+        let mut later = BTreeMap::new();
+        for col in &block.columns {
+            let mut s = KeySummary::default();
+            for (&i, v) in col.rows.iter().zip(&col.values) {
+                if (i as usize) < kept {
+                    s.add(block.steps[i as usize], v);
+                }
+            }
+            if s.count > 0 {
+                later.insert(col.key.clone(), s);
+            }
+        }
+        for (k, s) in later {
+            match self.keys.get_mut(&k) {
+                Some(mine) => mine.merge_later(&s),
+                None => {
+                    self.keys.insert(k, s);
+                }
+            }
+        }
+    }
+
     /// Folds in the aggregate of rows that all come after the rows of `self`.
     pub fn merge_later(&mut self, later: &Agg) {
         self.rows += later.rows;

@@ -170,7 +170,11 @@ impl Store {
                         return None;
                     }
                 }
-                if frames.torn {
+                if frames.complete_bad_tail {
+                    let at = (HEADER_LEN + frames.valid_end) as u64;
+                    let reason = "the last edit fails its checksum (an unwritten page after a power loss, or damage); opening ignores it";
+                    report.problem(path.clone(), &Error::corrupt(&path, at, reason));
+                } else if frames.torn {
                     report.notes.push(format!(
                         "{}: incomplete last edit at byte offset {} (an interrupted append; cut on the next write)",
                         path.display(),
@@ -214,6 +218,10 @@ impl Store {
                 report.problem(path.clone(), &err);
             }
             return;
+        }
+        if let Tail::TornComplete { offset } = scan.tail {
+            let reason = "the last block fails its checksum (an unwritten page after a power loss, or damage); readers ignore it and a resume cuts it";
+            report.problem(path.clone(), &Error::corrupt(&path, offset, reason));
         }
         if let Tail::Torn { offset } = scan.tail {
             report.notes.push(format!(

@@ -97,6 +97,9 @@ pub(crate) struct Frames {
     pub valid_end: usize,
     /// Whether bytes after `valid_end` form an incomplete frame (an interrupted append).
     pub torn: bool,
+    /// Whether that torn frame has its whole length but fails its checksum (`verify`
+    /// reports it as a failure; opening tolerates it as an unwritten tail).
+    pub complete_bad_tail: bool,
 }
 
 /// Decodes frames from `buf`, which starts at file offset `base`. Damage that is not an
@@ -104,7 +107,8 @@ pub(crate) struct Frames {
 pub(crate) fn decode_frames(path: &Path, buf: &[u8], base: u64) -> Result<Frames> {
     let mut edits = Vec::new();
     let mut pos = 0usize;
-    let zero_from = |p: usize| buf[p..].iter().all(|&b| b == 0);
+    // Whether bytes remain from `p` and all are zero (an unwritten, zero-filled tail).
+    let zero_from = |p: usize| p < buf.len() && buf[p..].iter().all(|&b| b == 0);
     while pos < buf.len() {
         let at = base + pos as u64;
         let rest = &buf[pos..];
@@ -112,6 +116,7 @@ pub(crate) fn decode_frames(path: &Path, buf: &[u8], base: u64) -> Result<Frames
             edits: Vec::new(),
             valid_end,
             torn: true,
+            complete_bad_tail: false,
         };
         if rest.len() < FRAME_HEADER_LEN || zero_from(pos) {
             return Ok(Frames { edits, ..torn(pos) });
@@ -135,8 +140,16 @@ pub(crate) fn decode_frames(path: &Path, buf: &[u8], base: u64) -> Result<Frames
         let payload = &rest[FRAME_HEADER_LEN..end];
         let got = crc32fast::hash(payload);
         if got != pcrc {
-            if end == rest.len() || zero_from(pos + end) {
-                return Ok(Frames { edits, ..torn(pos) });
+            // A whole last frame failing its crc is torn only if it ends in a zero byte: the
+            // mark of a page that a power loss left unwritten. A process crash can only
+            // leave a frame short of its length, handled above. Anything else is damage.
+            let unwritten_tail = end == rest.len() && payload.last() == Some(&0);
+            if unwritten_tail || zero_from(pos + end) {
+                return Ok(Frames {
+                    edits,
+                    complete_bad_tail: true,
+                    ..torn(pos)
+                });
             }
             return Err(Error::ChecksumMismatch {
                 file: path.to_owned(),
@@ -154,6 +167,7 @@ pub(crate) fn decode_frames(path: &Path, buf: &[u8], base: u64) -> Result<Frames
         edits,
         valid_end: pos,
         torn: false,
+        complete_bad_tail: false,
     })
 }
 

@@ -69,7 +69,7 @@ impl VersionMeta {
 }
 
 /// Everything the manifest describes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
     /// Run name → head version.
     pub runs: BTreeMap<String, VersionId>,
@@ -132,6 +132,18 @@ pub(crate) enum Edit {
     Snapshot {
         state: State,
     },
+}
+
+impl Default for State {
+    /// An empty store; ids start at 1 (`v1`, segment 1).
+    fn default() -> Self {
+        State {
+            runs: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            next_version: 1,
+            next_segment: 1,
+        }
+    }
 }
 
 impl State {

@@ -147,6 +147,10 @@ pub(crate) enum Tail {
     /// The file ends with an incomplete or partially written frame starting at `offset`:
     /// an interrupted append, which recovery cuts away.
     Torn { offset: u64 },
+    /// The last frame has its whole length but fails its checksum and ends in zeros: taken
+    /// as a page a power loss left unwritten. Recovery cuts it like `Torn`; `verify`
+    /// reports it as a checksum failure.
+    TornComplete { offset: u64 },
     /// The blocks are followed by a complete, valid footer: the segment is sealed.
     Sealed,
 }
@@ -188,7 +192,8 @@ impl HeadScan {
         let start = self.valid_len;
         let mut buf = vec![0u8; (len - start) as usize];
         file.read_exact_at(&mut buf, start).at(path)?;
-        let all_zero = |from: usize| buf[from..].iter().all(|&b| b == 0);
+        // Whether bytes remain from `from` and all are zero (an unwritten, zero-filled tail).
+        let all_zero = |from: usize| from < buf.len() && buf[from..].iter().all(|&b| b == 0);
         let mut pos = 0usize;
         if self.header.is_none() {
             if buf.len() < HEADER_LEN || all_zero(0) {
@@ -246,9 +251,12 @@ impl HeadScan {
             }
             let frame = &rest[..flen as usize];
             if block::payload_crc(frame) != h.payload_crc {
-                // The last frame of the file, partially written: an interrupted append.
-                if pos + flen as usize == buf.len() || all_zero(pos + flen as usize) {
-                    self.tail = Tail::Torn { offset: at };
+                // A whole last frame failing its crc is torn only if it ends in a zero byte,
+                // the mark of a page a power loss left unwritten (a process crash can only
+                // leave a frame short of its length, handled above). Anything else is damage.
+                let at_end = pos + flen as usize == buf.len();
+                if (at_end && frame.last() == Some(&0)) || all_zero(pos + flen as usize) {
+                    self.tail = Tail::TornComplete { offset: at };
                     return Ok(());
                 }
                 check_crcs(path, at, frame, &h)?;

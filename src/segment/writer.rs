@@ -5,6 +5,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -89,7 +90,7 @@ impl SegmentWriter {
             drop(file);
             return SegmentWriter::create(path, header, false).map(Some);
         }
-        if let Tail::Torn { offset } = scan.tail {
+        if let Tail::Torn { offset } | Tail::TornComplete { offset } = scan.tail {
             file.set_len(offset).at(path)?;
         }
         let mut agg = Agg::default();
@@ -111,7 +112,9 @@ impl SegmentWriter {
     /// Appends one block holding `rows` (in step order, at least one).
     pub fn append(&mut self, rows: &[Row], level: i32) -> Result<()> {
         let frame = block::encode(rows, level).at(&self.path)?;
-        self.file.write_all(&frame).at(&self.path)?;
+        // Positional writes at the tracked length: correct whatever the file cursor says
+        // (a recovered file is opened at offset 0).
+        self.file.write_all_at(&frame, self.len).at(&self.path)?;
         self.index.push(IndexEntry {
             offset: self.len,
             len: frame.len() as u64,
@@ -131,7 +134,7 @@ impl SegmentWriter {
     /// Writes the footer and trailer. The segment is immutable from here on.
     pub fn seal(mut self, sync: bool) -> Result<SealInfo> {
         let bytes = footer::encode(&self.index, &self.agg, self.len);
-        self.file.write_all(&bytes).at(&self.path)?;
+        self.file.write_all_at(&bytes, self.len).at(&self.path)?;
         if sync {
             self.sync()?;
         }

@@ -1,0 +1,364 @@
+//! One function per subcommand.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use steplog::{LineageNode, Query, Status, Store};
+
+use crate::output::{self, json_text};
+use crate::{Cli, Command, RowFormat, TableFormat};
+
+/// A CLI failure: a steplog error, an output error, or a usage problem.
+pub enum CliError {
+    Steplog(steplog::Error),
+    Io(io::Error),
+    Usage(String),
+}
+
+impl CliError {
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Steplog(e) => write!(f, "{e}"),
+            CliError::Io(e) => write!(f, "writing output: {e}"),
+            CliError::Usage(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<steplog::Error> for CliError {
+    fn from(e: steplog::Error) -> Self {
+        CliError::Steplog(e)
+    }
+}
+
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> Self {
+        CliError::Io(e)
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+pub fn parse_config(text: Option<&str>) -> CliResult<Option<serde_json::Value>> {
+    text.map(|t| {
+        serde_json::from_str(t)
+            .map_err(|e| CliError::Usage(format!("--config is not valid JSON: {e}")))
+    })
+    .transpose()
+}
+
+/// The step from `--step` or from `REF?_step=S`; exactly one must be given.
+fn step_of(reference: &str, step: Option<u64>) -> CliResult<(String, u64)> {
+    let r: steplog::Reference = reference.parse()?;
+    let name = reference
+        .split_once('?')
+        .map_or(reference, |(n, _)| n)
+        .to_owned();
+    match (step, r.step) {
+        (Some(s), None) | (None, Some(s)) => Ok((name, s)),
+        (Some(_), Some(_)) => Err(CliError::Usage(format!(
+            "give the step once: either '{reference}' or --step"
+        ))),
+        (None, None) => Err(CliError::Usage(format!(
+            "no step given: use --step S or '{name}?_step=S'"
+        ))),
+    }
+}
+
+pub fn run(cli: Cli) -> CliResult<ExitCode> {
+    let open = || Store::open(&cli.store);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match cli.command {
+        Command::Demo { steps } => crate::demo::run(&cli.store, steps, &mut out)?,
+        Command::Log {
+            run,
+            resume_from,
+            fork_from,
+            resume,
+            config,
+            stream,
+        } => {
+            let store = open()?;
+            let config = parse_config(config.as_deref())?;
+            return crate::ingest::log(
+                &store,
+                &run,
+                resume_from,
+                fork_from,
+                resume,
+                config,
+                stream,
+            );
+        }
+        Command::History {
+            reference,
+            keys,
+            from,
+            to,
+            stream,
+            format,
+        } => {
+            let store = open()?;
+            let mut q = Query::new()
+                .stream(stream)
+                .steps(from.unwrap_or(0)..=to.unwrap_or(u64::MAX));
+            if let Some(k) = &keys {
+                q = q.keys(k.iter().cloned());
+            }
+            let rows = store.history(&reference, &q)?;
+            match format {
+                RowFormat::Jsonl => {
+                    for row in rows {
+                        writeln!(out, "{}", json_text(&output::row_json(&row?)))?;
+                    }
+                }
+                RowFormat::Csv => {
+                    let columns = match keys {
+                        Some(k) => k,
+                        None => {
+                            let all: Vec<_> =
+                                store.history(&reference, &q)?.collect::<Result<_, _>>()?;
+                            output::keys_of(all.iter())
+                        }
+                    };
+                    let header: Vec<String> = std::iter::once("_step".to_string())
+                        .chain(
+                            columns
+                                .iter()
+                                .map(|c| output::csv_field(Some(&steplog::Value::Str(c.clone())))),
+                        )
+                        .collect();
+                    writeln!(out, "{}", header.join(","))?;
+                    for row in rows {
+                        let row = row?;
+                        let cells: Vec<String> = std::iter::once(row.step.to_string())
+                            .chain(columns.iter().map(|c| output::csv_field(row.fields.get(c))))
+                            .collect();
+                        writeln!(out, "{}", cells.join(","))?;
+                    }
+                }
+            }
+        }
+        Command::Summary { reference, format } => {
+            let s = open()?.summary(&reference)?;
+            match format {
+                TableFormat::Json => writeln!(out, "{}", json_text(&output::summary_json(&s)))?,
+                TableFormat::Table => write!(out, "{}", output::summary_table(&s))?,
+            }
+        }
+        Command::Rewind {
+            reference,
+            step,
+            config,
+        } => {
+            let (run, step) = step_of(&reference, step)?;
+            if run.parse::<steplog::VersionId>().is_ok() {
+                return Err(CliError::Usage(format!(
+                    "rewind takes a run name, not a version id ('{run}'): fork a version instead"
+                )));
+            }
+            let config = parse_config(config.as_deref())?;
+            let r = open()?.rewind(&run, step, config)?;
+            let v = serde_json::json!({
+                "run": run, "archived": r.archived.to_string(), "head": r.head.to_string(), "step": r.step,
+            });
+            writeln!(out, "{v}")?;
+        }
+        Command::Fork {
+            reference,
+            step,
+            name,
+            config,
+        } => {
+            let (source, step) = step_of(&reference, step)?;
+            let store = open()?;
+            let (source_version, _) = store.resolve(&source)?;
+            let config = parse_config(config.as_deref())?;
+            let head = store.fork(&source_version.to_string(), step, &name, config)?;
+            let v = serde_json::json!({
+                "run": name, "head": head.to_string(), "source": source_version.to_string(), "step": step,
+            });
+            writeln!(out, "{v}")?;
+        }
+        Command::Runs { all, format } => runs(&open()?, all, format, &mut out)?,
+        Command::Lineage { reference } => {
+            let store = open()?;
+            let tree = store.lineage(&reference)?;
+            let (focus, _) = store.resolve(&reference)?;
+            let run = store.version(&focus.to_string())?.run;
+            write!(out, "{}", draw_lineage(&store, &tree, &run)?)?;
+        }
+        Command::Verify => {
+            let report = open()?.verify()?;
+            for n in &report.notes {
+                writeln!(out, "note: {n}")?;
+            }
+            for p in &report.problems {
+                writeln!(out, "FAILED: {p}")?;
+            }
+            writeln!(
+                out,
+                "{}: {} files, {} blocks, {} manifest edits checked, {} problems",
+                if report.is_ok() { "ok" } else { "corrupt" },
+                report.files,
+                report.blocks,
+                report.edits,
+                report.problems.len()
+            )?;
+            out.flush()?;
+            if !report.is_ok() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Purge { version } => {
+            let v: steplog::VersionId = version.parse().map_err(|()| {
+                CliError::Usage(format!(
+                    "'{version}' is not a version id (expected v<N>, like v3)"
+                ))
+            })?;
+            let deleted = open()?.purge(v)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"purged": version, "deleted_files": deleted})
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> CliResult {
+    if all {
+        let versions = store.versions()?;
+        let mut rows = Vec::new();
+        for v in &versions {
+            let (count, last) = if v.status == Status::Purged {
+                (None, None)
+            } else {
+                let (c, l) = store.rows(&v.id.to_string())?;
+                (Some(c), l)
+            };
+            let parent = v.parent.map(|(p, s)| (p.to_string(), s));
+            match format {
+                TableFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({
+                        "version": v.id.to_string(), "run": v.run, "status": v.status.name(),
+                        "origin": v.origin, "parent": parent.as_ref().map(|p| &p.0),
+                        "parent_step": parent.as_ref().map(|p| p.1), "rows": count,
+                        "last_step": last, "created": v.created, "config": v.config,
+                    })
+                )?,
+                TableFormat::Table => rows.push(vec![
+                    v.id.to_string(),
+                    v.run.clone(),
+                    v.status.to_string(),
+                    format!("{:?}", v.origin).to_lowercase(),
+                    parent.map_or("-".into(), |(p, s)| format!("{p}@{s}")),
+                    count.map_or("-".into(), |c| c.to_string()),
+                    last.map_or("-".into(), |l| l.to_string()),
+                ]),
+            }
+        }
+        if format == TableFormat::Table {
+            let h = [
+                "version",
+                "run",
+                "status",
+                "origin",
+                "parent",
+                "rows",
+                "last_step",
+            ];
+            write!(out, "{}", output::table(&h, &rows))?;
+        }
+        return Ok(());
+    }
+    let runs = store.runs()?;
+    let mut rows = Vec::new();
+    for r in &runs {
+        match format {
+            TableFormat::Json => writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "run": r.name, "head": r.head.to_string(), "status": r.status.name(),
+                    "last_step": r.last_step, "rows": r.rows,
+                })
+            )?,
+            TableFormat::Table => rows.push(vec![
+                r.name.clone(),
+                r.head.to_string(),
+                r.status.to_string(),
+                r.last_step.map_or("-".into(), |l| l.to_string()),
+                r.rows.to_string(),
+            ]),
+        }
+    }
+    if format == TableFormat::Table {
+        write!(
+            out,
+            "{}",
+            output::table(&["run", "head", "status", "last_step", "rows"], &rows)
+        )?;
+    }
+    Ok(())
+}
+
+/// Draws a lineage tree with box-drawing characters; versions of `run` are marked.
+pub fn draw_lineage(store: &Store, tree: &LineageNode, run: &str) -> CliResult<String> {
+    fn label(store: &Store, n: &LineageNode, run: &str) -> CliResult<String> {
+        let v = &n.version;
+        let how = match (v.origin, v.parent) {
+            (steplog::Origin::Rewind, Some((p, s))) => format!("rewound from {p} at step {s}"),
+            (steplog::Origin::Fork, Some((p, s))) => format!("forked from {p} at step {s}"),
+            _ => "new run".to_string(),
+        };
+        let rows = if v.status == Status::Purged {
+            String::new()
+        } else {
+            let (c, last) = store.rows(&v.id.to_string())?;
+            format!(
+                ", {c} rows, last step {}",
+                last.map_or("-".into(), |l| l.to_string())
+            )
+        };
+        let mark = if v.run == run { " ◀" } else { "" };
+        Ok(format!(
+            "{} {} [{}] {how}{rows}{mark}",
+            v.id, v.run, v.status
+        ))
+    }
+    fn walk(
+        store: &Store,
+        n: &LineageNode,
+        run: &str,
+        prefix: &str,
+        out: &mut String,
+    ) -> CliResult {
+        for (i, c) in n.children.iter().enumerate() {
+            let last = i + 1 == n.children.len();
+            out.push_str(&format!(
+                "{prefix}{}{}\n",
+                if last { "└── " } else { "├── " },
+                label(store, c, run)?
+            ));
+            let next = format!("{prefix}{}", if last { "    " } else { "│   " });
+            walk(store, c, run, &next, out)?;
+        }
+        Ok(())
+    }
+    let mut out = format!("{}\n", label(store, tree, run)?);
+    walk(store, tree, run, "", &mut out)?;
+    Ok(out)
+}

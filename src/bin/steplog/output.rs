@@ -1,0 +1,230 @@
+//! Output formatting: JSON (with Python's bare `NaN`/`Infinity` for non-finite floats, so
+//! that values round-trip through `steplog log`), CSV and aligned tables.
+
+use std::collections::BTreeMap;
+
+use steplog::{KeySummary, Row, Summary, Value};
+
+const NONFINITE: &str = "\u{0}steplog-nonfinite:";
+
+/// A value as JSON; non-finite floats become placeholders that [`json_text`] writes bare.
+pub fn value_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::F64(x) if !x.is_finite() => {
+            let t = if x.is_nan() {
+                "NaN"
+            } else if *x > 0.0 {
+                "Infinity"
+            } else {
+                "-Infinity"
+            };
+            serde_json::Value::String(format!("{NONFINITE}{t}"))
+        }
+        other => other.to_json(),
+    }
+}
+
+/// JSON text of `v`, writing non-finite float placeholders as bare `NaN`/`Infinity`.
+pub fn json_text(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    if !text.contains("\\u0000steplog-nonfinite:") {
+        return text;
+    }
+    ["NaN", "-Infinity", "Infinity"]
+        .iter()
+        .fold(text, |t, tok| {
+            t.replace(&format!("\"\\u0000steplog-nonfinite:{tok}\""), tok)
+        })
+}
+
+pub fn row_json(row: &Row) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    map.insert("_step".into(), row.step.into());
+    for (k, v) in &row.fields {
+        map.insert(k.clone(), value_json(v));
+    }
+    serde_json::Value::Object(map)
+}
+
+pub fn csv_field(v: Option<&Value>) -> String {
+    let text = match v {
+        None => return String::new(),
+        Some(Value::Str(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+fn opt_value(v: &Option<(u64, Value)>) -> serde_json::Value {
+    v.as_ref()
+        .map_or(serde_json::Value::Null, |(_, v)| value_json(v))
+}
+
+fn opt_step(v: &Option<(u64, Value)>) -> serde_json::Value {
+    v.as_ref()
+        .map_or(serde_json::Value::Null, |(s, _)| (*s).into())
+}
+
+pub fn key_summary_json(s: &KeySummary) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    m.insert("count".into(), s.count.into());
+    if s.is_numeric() {
+        m.insert("first".into(), opt_value(&s.first));
+        m.insert("last".into(), opt_value(&s.last));
+        m.insert("min".into(), opt_value(&s.min));
+        m.insert("max".into(), opt_value(&s.max));
+        m.insert(
+            "mean".into(),
+            s.mean()
+                .map_or(serde_json::Value::Null, |x| value_json(&Value::F64(x))),
+        );
+        m.insert("sum".into(), value_json(&Value::F64(s.sum)));
+        m.insert("nan_count".into(), s.nan_count.into());
+        m.insert("first_step".into(), opt_step(&s.first));
+        m.insert("last_step".into(), opt_step(&s.last));
+        m.insert("min_step".into(), opt_step(&s.min));
+        m.insert("max_step".into(), opt_step(&s.max));
+    } else {
+        m.insert("last".into(), opt_value(&s.last));
+        m.insert("last_step".into(), opt_step(&s.last));
+    }
+    serde_json::Value::Object(m)
+}
+
+pub fn summary_json(s: &Summary) -> serde_json::Value {
+    let metrics: serde_json::Map<String, serde_json::Value> = s
+        .keys
+        .iter()
+        .map(|(k, v)| (k.clone(), key_summary_json(v)))
+        .collect();
+    serde_json::json!({
+        "run": s.run,
+        "version": s.version.to_string(),
+        "last_step": s.last_step,
+        "rows": s.rows,
+        "metrics": metrics,
+    })
+}
+
+/// A number in at most ~7 significant characters, for tables and charts.
+pub fn short(x: f64) -> String {
+    if x.is_nan() || x.is_infinite() {
+        return format!("{x}");
+    }
+    let a = x.abs();
+    if a != 0.0 && !(1e-3..1e7).contains(&a) {
+        format!("{x:.3e}")
+    } else if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        let s = format!("{x:.6}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.chars().take(if x < 0.0 { 9 } else { 8 }).collect()
+    }
+}
+
+fn cell(v: &Option<(u64, Value)>) -> String {
+    match v {
+        None => String::new(),
+        Some((_, Value::F64(x))) => short(*x),
+        Some((_, v)) => v.to_string(),
+    }
+}
+
+pub fn summary_table(s: &Summary) -> String {
+    let mut rows = Vec::new();
+    for (k, v) in &s.keys {
+        rows.push(vec![
+            k.clone(),
+            v.count.to_string(),
+            cell(&v.first),
+            cell(&v.last),
+            cell(&v.min),
+            cell(&v.max),
+            v.mean().map_or(String::new(), short),
+            v.nan_count.to_string(),
+        ]);
+    }
+    let head = format!(
+        "run {} · version {} · {} rows · last step {}\n",
+        s.run,
+        s.version,
+        s.rows,
+        s.last_step.map_or("-".to_string(), |x| x.to_string())
+    );
+    head + &table(
+        &["key", "count", "first", "last", "min", "max", "mean", "nan"],
+        &rows,
+    )
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        parts.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        out += &line(r.clone());
+    }
+    out
+}
+
+/// The union of keys of rows, for CSV headers.
+pub fn keys_of<'a>(rows: impl Iterator<Item = &'a Row>) -> Vec<String> {
+    let mut keys: BTreeMap<String, ()> = BTreeMap::new();
+    for r in rows {
+        for k in r.fields.keys() {
+            keys.insert(k.clone(), ());
+        }
+    }
+    keys.into_keys().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_floats_are_written_as_python_does() {
+        let row = Row {
+            step: 1,
+            fields: [
+                ("a".to_string(), Value::F64(f64::NAN)),
+                ("b".to_string(), Value::F64(f64::NEG_INFINITY)),
+                ("c".to_string(), Value::Str("NaN".into())),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        assert_eq!(
+            json_text(&row_json(&row)),
+            r#"{"_step":1,"a":NaN,"b":-Infinity,"c":"NaN"}"#
+        );
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(
+            csv_field(Some(&Value::Str("a,\"b\"".into()))),
+            "\"a,\"\"b\"\"\""
+        );
+        assert_eq!(csv_field(Some(&Value::I64(3))), "3");
+        assert_eq!(csv_field(None), "");
+    }
+}

@@ -1,0 +1,90 @@
+//! Helpers shared by the scenario tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use steplog::{Query, Row, Store, Value};
+
+pub fn rows(store: &Store, reference: &str) -> Vec<Row> {
+    rows_q(store, reference, &Query::new())
+}
+
+pub fn rows_q(store: &Store, reference: &str, q: &Query) -> Vec<Row> {
+    store
+        .history(reference, q)
+        .expect("history")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("rows")
+}
+
+pub fn f(row: &Row, key: &str) -> f64 {
+    row.fields[key].as_f64().expect("numeric")
+}
+
+pub fn val(v: impl Into<Value>) -> Value {
+    v.into()
+}
+
+/// The `steplog` binary built for these tests, pointed at `store`.
+pub fn cli(store: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_steplog"));
+    c.arg("--store").arg(store).env_remove("STEPLOG_STORE");
+    c
+}
+
+/// Runs the CLI with `stdin` as input.
+pub fn cli_in(store: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = cli(store)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn steplog");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.as_bytes()).expect("write stdin");
+    drop(input);
+    child.wait_with_output().expect("wait")
+}
+
+pub fn cli_ok(store: &Path, args: &[&str]) -> String {
+    let out = cli_in(store, args, "");
+    assert!(
+        out.status.success(),
+        "steplog {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+/// The segment files of a store, sorted by name.
+pub fn segment_files(store: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(store.join("segments"))
+        .expect("segments dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Copies a store directory, as the image a crash (kill -9) would leave.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read_dir") {
+        let e = e.expect("entry");
+        let target = to.join(e.file_name());
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).expect("copy");
+        }
+    }
+}
