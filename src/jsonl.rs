@@ -143,10 +143,10 @@ mod tests {
         assert_eq!(
             l.fields,
             vec![
-                ("ok".to_string(), Value::Bool(true)),
-                ("s".to_string(), Value::Str("x".into())),
                 ("train/loss".to_string(), Value::F64(0.5)),
                 ("train/n".to_string(), Value::I64(3)),
+                ("ok".to_string(), Value::Bool(true)),
+                ("s".to_string(), Value::Str("x".into())),
             ]
         );
     }

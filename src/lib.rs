@@ -41,10 +41,13 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the code map and `docs/FORMAT.md` for the bytes on disk.
 #![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
 mod codec;
 mod error;
+#[cfg(test)]
+mod format_doc;
 pub mod jsonl;
 mod lock;
 mod manifest;
@@ -70,3 +73,8 @@ pub use summary::{KeySummary, Summary};
 pub use types::{Row, SegmentId, Stream, Value, VersionId};
 pub use verify::{Problem, VerifyReport};
 pub use writer::{Resume, RunWriter, StartRun};
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

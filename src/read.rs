@@ -249,26 +249,20 @@ impl Store {
         }
         let path = self.segment_path(seg.id);
         let mut heads = lock_poisoned(&self.inner.heads);
-        if !heads.contains_key(&seg.id) {
-            let file = match File::open(&path) {
+        let entry = match heads.entry(seg.id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(HeadCacheEntry {
+                file: None,
+                scan: HeadScan::empty(),
+            }),
+        };
+        if entry.file.is_none() {
+            entry.file = match File::open(&path) {
                 Ok(f) => Some(Arc::new(f)),
                 // Recorded in the manifest but not created yet (or a crash came between).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(Error::io(&path, e)),
             };
-            heads.insert(
-                seg.id,
-                HeadCacheEntry {
-                    file,
-                    scan: HeadScan::empty(),
-                },
-            );
-        }
-        let entry = heads
-            .get_mut(&seg.id)
-            .ok_or_else(|| Error::corrupt(&path, 0, "cache"))?;
-        if entry.file.is_none() {
-            entry.file = File::open(&path).ok().map(Arc::new);
         }
         if let Some(f) = &entry.file {
             entry.scan.rescan(&path, f)?;

@@ -382,7 +382,9 @@ impl Store {
                 });
             }
             let mut after = state.clone();
-            after.versions.get_mut(&version).map(|m| m.purged = true);
+            if let Some(m) = after.versions.get_mut(&version) {
+                m.purged = true;
+            }
             let needed = after.needed_segments();
             let dropped: Vec<SegmentId> = after
                 .versions

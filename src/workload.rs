@@ -136,11 +136,11 @@ impl Iterator for Train {
 pub fn fuzz_row(step: u64, rng: &mut Rng, state: &mut [i64; 6]) -> Vec<(&'static str, Value)> {
     let deltas = [
         1000 + (rng.next_u64() % 50) as i64,
-        i64::from(rng.next_u64() % 500 == 0),
-        i64::from(rng.next_u64() % 200 == 0),
-        i64::from(rng.next_u64() % 100_000 == 0),
-        i64::from(rng.next_u64() % 50_000 == 0),
-        i64::from(step % 60 == 0),
+        i64::from(rng.next_u64().is_multiple_of(500)),
+        i64::from(rng.next_u64().is_multiple_of(200)),
+        i64::from(rng.next_u64().is_multiple_of(100_000)),
+        i64::from(rng.next_u64().is_multiple_of(50_000)),
+        i64::from(step.is_multiple_of(60)),
     ];
     for (s, d) in state.iter_mut().zip(deltas) {
         *s += d;

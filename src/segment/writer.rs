@@ -132,7 +132,7 @@ impl SegmentWriter {
     }
 
     /// Writes the footer and trailer. The segment is immutable from here on.
-    pub fn seal(mut self, sync: bool) -> Result<SealInfo> {
+    pub fn seal(self, sync: bool) -> Result<SealInfo> {
         let bytes = footer::encode(&self.index, &self.agg, self.len);
         self.file.write_all_at(&bytes, self.len).at(&self.path)?;
         if sync {

@@ -1,4 +1,5 @@
 //! `steplog`: the command-line tool over a steplog store.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod chart;
 mod commands;

@@ -1,0 +1,185 @@
+//! Concurrency: a reader thread and reader processes see a growing, consistent prefix while
+//! a writer logs; a second writer on the same run gets `Locked`, in this process or another;
+//! several processes writing different runs of one store lose nothing.
+
+mod common;
+use common::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use steplog::{Error, Options, Store};
+
+const N: u64 = 3000;
+
+fn assert_prefix(steps: &[u64], what: &str) {
+    for (i, s) in steps.iter().enumerate() {
+        assert_eq!(*s, i as u64, "{what}: not a prefix at row {i}");
+    }
+}
+
+#[test]
+fn readers_in_threads_and_processes_see_a_growing_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+
+    let reader = {
+        let store = store.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                match store.history("r", &steplog::Query::new()) {
+                    Ok(it) => {
+                        let rows: Vec<_> =
+                            it.collect::<Result<_, _>>().expect("reader thread rows");
+                        let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+                        assert_prefix(&steps, "reader thread");
+                        assert!(rows.iter().all(|r| f(r, "x") == r.step as f64));
+                        seen.push(steps.len());
+                    }
+                    Err(Error::RunNotFound { .. }) => seen.push(0),
+                    Err(e) => panic!("reader thread: {e}"),
+                }
+                if finished {
+                    return seen;
+                }
+            }
+        })
+    };
+
+    let mut run = store.run("r").start().unwrap();
+    let mut process_reads = Vec::new();
+    for i in 0..N {
+        run.log_at(i, [("x", i as f64)]).unwrap();
+        if i % 50 == 49 {
+            run.commit().unwrap();
+        }
+        if i % 1000 == 999 {
+            // A reader process, while the writer is mid-run.
+            let out = cli_ok(dir.path(), &["history", "r", "--keys", "x"]);
+            let steps: Vec<u64> = json_lines(&out)
+                .iter()
+                .map(|v| v["_step"].as_u64().unwrap())
+                .collect();
+            assert_prefix(&steps, "reader process");
+            assert!(
+                steps.len() as u64 > i - 50,
+                "committed rows are visible to another process"
+            );
+            process_reads.push(steps.len());
+        }
+    }
+    run.finish().unwrap();
+    done.store(true, Ordering::SeqCst);
+    let seen = reader.join().unwrap();
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "the prefix never shrinks"
+    );
+    assert_eq!(*seen.last().unwrap() as u64, N);
+    assert!(
+        seen.iter().filter(|&&n| n > 0 && (n as u64) < N).count() > 0,
+        "some reads saw a partial run"
+    );
+    assert!(process_reads.windows(2).all(|w| w[0] < w[1]));
+}
+
+#[test]
+fn a_second_writer_gets_locked_in_this_process_and_in_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut run = store.run("r").start().unwrap();
+    run.log([("x", 1.0)]).unwrap();
+    run.commit().unwrap();
+
+    assert!(matches!(store.run("r").start(), Err(Error::Locked { run }) if run == "r"));
+    let other = Store::open(dir.path()).unwrap();
+    assert!(matches!(other.run("r").start(), Err(Error::Locked { .. })));
+    assert!(matches!(
+        other.rewind("r", 0, None),
+        Err(Error::Locked { .. })
+    ));
+
+    let out = cli_in(dir.path(), &["log", "r"], "{\"x\": 2}\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run 'r' is locked"), "{err}");
+    assert_eq!(store.runs().unwrap()[0].status, steplog::Status::Live);
+
+    // Another run is free to write meanwhile.
+    other.run("s").start().unwrap().finish().unwrap();
+    run.finish().unwrap();
+    assert_eq!(store.runs().unwrap()[0].status, steplog::Status::Finished);
+    store.run("r").start().unwrap().finish().unwrap();
+}
+
+#[test]
+fn several_processes_write_different_runs_of_one_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..2000)
+        .map(|i| format!("{{\"i\": {i}, \"half\": {}}}\n", i as f64 / 2.0))
+        .collect();
+    let children: Vec<_> = (0..4)
+        .map(|k| {
+            let mut c = cli(dir.path());
+            c.args(["log", &format!("run-{k}")])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            let mut input = child.stdin.take().unwrap();
+            let text = lines.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                for chunk in text.as_bytes().chunks(4096) {
+                    input.write_all(chunk).unwrap();
+                }
+            });
+            child
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let runs = store.runs().unwrap();
+    assert_eq!(runs.len(), 4);
+    for r in &runs {
+        assert_eq!((r.rows, r.last_step), (2000, Some(1999)), "{}", r.name);
+        let rows = rows(&store, &r.name);
+        assert!(rows
+            .iter()
+            .all(|row| row.fields["i"] == steplog::Value::I64(row.step as i64)));
+    }
+    let versions: Vec<_> = store.versions().unwrap().iter().map(|v| v.id).collect();
+    assert_eq!(versions.len(), 4, "every process got its own version id");
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
+fn a_rewind_while_a_reader_holds_the_old_head_keeps_its_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut run = store.run("r").start().unwrap();
+    for i in 0..500u64 {
+        run.log_at(i, [("x", i as f64)]).unwrap();
+    }
+    run.finish().unwrap();
+    let mut it = store.history("r", &steplog::Query::new()).unwrap();
+    let first = it.next().unwrap().unwrap();
+    let other = Store::open(dir.path()).unwrap();
+    other.rewind("r", 10, None).unwrap();
+    let rest: Vec<_> = it.collect::<Result<_, _>>().unwrap();
+    assert_eq!(first.step, 0);
+    assert_eq!(
+        rest.len(),
+        499,
+        "an iterator keeps reading the version it started on"
+    );
+    assert_eq!(rows(&store, "r").len(), 11);
+}

@@ -1,0 +1,211 @@
+//! Bad input gets a clear error naming the run, step, reference or line, from the library
+//! and from the CLI (exit status 1, a message on stderr, never a panic).
+
+mod common;
+use common::*;
+use steplog::{Error, Resume, Store};
+
+#[test]
+fn step_regression_names_run_last_step_and_step_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut run = store.run("train").start().unwrap();
+    run.log_at(10, [("x", 1.0)]).unwrap();
+    run.log_at(10, [("y", 2.0)]).unwrap(); // same step: merges
+    let err = run.log_at(9, [("x", 0.0)]).unwrap_err();
+    assert!(matches!(&err, Error::StepRegression { run, last: 10, got: 9, .. } if run == "train"));
+    assert_eq!(
+        err.to_string(),
+        "run 'train': step 9 is not after the last step 10 of stream 'history'"
+    );
+    run.commit().unwrap();
+    // A committed step is closed.
+    assert!(matches!(
+        run.log_at(10, [("z", 0.0)]),
+        Err(Error::StepRegression {
+            last: 10,
+            got: 10,
+            ..
+        })
+    ));
+    run.log_at(11, [("x", 3.0)]).unwrap();
+    run.finish().unwrap();
+    let rows = rows(&store, "train");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        rows[0].fields.len(),
+        2,
+        "calls at one step merged into one row"
+    );
+
+    let out = cli_in(dir.path(), &["log", "train"], "{\"_step\": 5, \"x\": 1}\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 1") && err.contains("step 5 is not after the last step 11"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_runs_versions_and_bad_references() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(matches!(store.summary("nope"), Err(Error::RunNotFound { run }) if run == "nope"));
+    assert!(matches!(
+        store.summary("v99"),
+        Err(Error::VersionNotFound { .. })
+    ));
+    assert!(matches!(
+        store.summary("r?step=3"),
+        Err(Error::BadReference { .. })
+    ));
+    assert!(matches!(
+        store.rewind("nope", 3, None),
+        Err(Error::RunNotFound { .. })
+    ));
+    assert!(matches!(
+        store.fork("nope", 3, "x", None),
+        Err(Error::RunNotFound { .. })
+    ));
+    assert!(matches!(
+        store.run("v3").start(),
+        Err(Error::InvalidName { .. })
+    ));
+
+    for (args, needle) in [
+        (vec!["summary", "nope"], "no run named 'nope'"),
+        (vec!["history", "v42"], "no version v42"),
+        (vec!["history", "r?_step=x"], "bad reference 'r?_step=x'"),
+        (vec!["rewind", "nope", "--step", "3"], "no run named 'nope'"),
+        (vec!["rewind", "nope"], "no step given"),
+        (
+            vec!["fork", "nope?_step=1", "--name", "x"],
+            "no run named 'nope'",
+        ),
+        (vec!["purge", "abc"], "not a version id"),
+        (vec!["purge", "v1"], "no version v1"),
+    ] {
+        let out = cli_in(dir.path(), &args, "");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_json_line_names_its_number_and_keeps_the_rows_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = "{\"x\": 1}\n{\"x\": 2}\n\n{\"x\": oops}\n{\"x\": 4}\n";
+    let out = cli_in(dir.path(), &["log", "r"], input);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 4: not valid JSON"), "{err}");
+    let store = Store::open(dir.path()).unwrap();
+    let rows = rows(&store, "r");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1].step, 1);
+
+    for (line, needle) in [
+        ("[1, 2]", "expected a JSON object"),
+        ("{\"_step\": -3}", "_step must be a non-negative integer"),
+        ("{\"a\": [1]}", "arrays are not supported"),
+    ] {
+        let out = cli_in(dir.path(), &["log", "r"], &format!("{line}\n"));
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("line 1") && err.contains(needle),
+            "{line}: {err}"
+        );
+    }
+}
+
+#[test]
+fn resume_modes_configs_and_step_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(matches!(
+        store.run("r").resume(Resume::Must).start(),
+        Err(Error::ResumeRefused { .. })
+    ));
+    let mut run = store
+        .run("r")
+        .resume(Resume::Never)
+        .config(serde_json::json!({"a": 1}))
+        .start()
+        .unwrap();
+    run.log([("x", 1)]).unwrap();
+    run.finish().unwrap();
+    assert!(matches!(
+        store.run("r").resume(Resume::Never).start(),
+        Err(Error::ResumeRefused { .. })
+    ));
+    let mut run = store
+        .run("r")
+        .resume(Resume::Must)
+        .config(serde_json::json!({"b": 2}))
+        .start()
+        .unwrap();
+    assert_eq!(
+        run.log([("x", 2)]).unwrap(),
+        1,
+        "a resumed run continues after its last step"
+    );
+    run.finish().unwrap();
+    assert_eq!(
+        store.version("r").unwrap().config,
+        serde_json::json!({"a": 1, "b": 2})
+    );
+
+    assert!(matches!(
+        store.run("q").config(serde_json::json!([1])).start(),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        store.rewind("r", 5, None),
+        Err(Error::StepOutOfRange { step: 5, .. })
+    ));
+    assert!(matches!(
+        store.fork("r", 2, "f", None),
+        Err(Error::StepOutOfRange { .. })
+    ));
+    assert!(matches!(
+        store.fork("r", 0, "r", None),
+        Err(Error::RunExists { .. })
+    ));
+    let v = store.version("r").unwrap().id;
+    assert!(matches!(store.purge(v), Err(Error::NotArchived { .. })));
+
+    let out = cli_in(dir.path(), &["log", "r", "--config", "{bad"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config is not valid JSON"));
+}
+
+#[test]
+fn a_writer_dropped_while_panicking_leaves_the_run_crashed_and_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let s2 = store.clone();
+    let result = std::panic::catch_unwind(move || {
+        let mut run = s2.run("r").start().unwrap();
+        run.log_at(0, [("x", 1.0)]).unwrap();
+        run.log_at(1, [("x", 2.0)]).unwrap();
+        panic!("training loop failed");
+    });
+    assert!(result.is_err());
+    assert_eq!(store.runs().unwrap()[0].status, steplog::Status::Crashed);
+    assert_eq!(
+        rows(&store, "r").len(),
+        2,
+        "rows logged before the panic were committed"
+    );
+    let mut run = store.run("r").start().unwrap();
+    assert_eq!(run.log([("x", 3.0)]).unwrap(), 2);
+    run.finish().unwrap();
+    assert_eq!(store.runs().unwrap()[0].status, steplog::Status::Finished);
+}
