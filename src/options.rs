@@ -34,6 +34,7 @@ pub struct Options {
     pub(crate) segment_bytes: u64,
     pub(crate) block_bytes: usize,
     pub(crate) compression_level: i32,
+    pub(crate) manifest_compaction_bytes: u64,
 }
 
 impl Default for Options {
@@ -43,6 +44,7 @@ impl Default for Options {
             segment_bytes: 16 << 20,
             block_bytes: 256 << 10,
             compression_level: 3,
+            manifest_compaction_bytes: 1 << 20,
         }
     }
 }
@@ -77,6 +79,13 @@ impl Options {
     /// zstd compression level of blocks (1 to 22). Default: 3.
     pub fn compression_level(mut self, level: i32) -> Self {
         self.compression_level = level.clamp(1, 22);
+        self
+    }
+
+    /// Size past which the manifest is compacted into one snapshot (when it is also twice
+    /// the size of its last snapshot). Default: 1 MiB.
+    pub fn manifest_compaction_bytes(mut self, bytes: u64) -> Self {
+        self.manifest_compaction_bytes = bytes;
         self
     }
 

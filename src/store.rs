@@ -196,7 +196,7 @@ impl Store {
             fs::create_dir_all(&d).at(&d)?;
         }
         let sync = options.durability == Durability::PowerLoss;
-        let manifest = ManifestLog::open(dir, sync)?;
+        let manifest = ManifestLog::open(dir, sync, options.manifest_compaction_bytes)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),

@@ -23,8 +23,6 @@ const MAGIC: [u8; 8] = *b"STEPLMAN";
 const FORMAT: u16 = 1;
 pub(crate) const HEADER_LEN: usize = 24;
 pub(crate) const FRAME_HEADER_LEN: usize = 12;
-/// A manifest is compacted once it is larger than this and twice its last snapshot.
-const COMPACT_MIN_BYTES: u64 = 1 << 20;
 
 pub(crate) const MANIFEST: &str = "MANIFEST";
 const MANIFEST_TMP: &str = "MANIFEST.tmp";
@@ -177,6 +175,8 @@ pub(crate) struct ManifestLog {
     path: PathBuf,
     lock: File,
     sync: bool,
+    /// Compact once the file is larger than this and twice its last snapshot.
+    compact_bytes: u64,
     epoch: u64,
     offset: u64,
     snapshot_len: u64,
@@ -186,7 +186,7 @@ pub(crate) struct ManifestLog {
 
 impl ManifestLog {
     /// Opens (creating if needed) the manifest of the store in `dir`.
-    pub fn open(dir: &Path, sync: bool) -> Result<ManifestLog> {
+    pub fn open(dir: &Path, sync: bool, compact_bytes: u64) -> Result<ManifestLog> {
         let lock_path = dir.join(LOCK);
         let lock = OpenOptions::new()
             .create(true)
@@ -199,6 +199,7 @@ impl ManifestLog {
             path: dir.join(MANIFEST),
             lock,
             sync,
+            compact_bytes,
             epoch: 0,
             offset: 0,
             snapshot_len: 0,
@@ -252,9 +253,13 @@ impl ManifestLog {
         let frames = decode_frames(&self.path, &buf, self.offset)?;
         if !frames.edits.is_empty() {
             let state = Arc::make_mut(&mut self.state);
-            for (at, edit) in &frames.edits {
+            for (i, (at, edit)) in frames.edits.iter().enumerate() {
                 if let Edit::Snapshot { .. } = edit {
-                    self.snapshot_len = (buf.len()) as u64;
+                    let end = frames
+                        .edits
+                        .get(i + 1)
+                        .map_or(self.offset + frames.valid_end as u64, |e| e.0);
+                    self.snapshot_len = end;
                 }
                 state
                     .apply(edit)
@@ -315,7 +320,7 @@ impl ManifestLog {
         }
         self.offset += bytes.len() as u64;
         self.state = Arc::new(next);
-        if self.offset > COMPACT_MIN_BYTES && self.offset > 2 * self.snapshot_len {
+        if self.offset > self.compact_bytes && self.offset > 2 * self.snapshot_len {
             let (epoch, state) = (self.epoch + 1, self.state.clone());
             self.write_snapshot(epoch, &state)?;
             self.refresh(true)?;

@@ -73,9 +73,31 @@ impl VersionMeta {
 pub(crate) struct State {
     /// Run name → head version.
     pub runs: BTreeMap<String, VersionId>,
+    /// Written as a list: JSON object keys are strings, and ids are numbers.
+    #[serde(with = "version_list")]
     pub versions: BTreeMap<VersionId, VersionMeta>,
     pub next_version: u64,
     pub next_segment: u64,
+}
+
+mod version_list {
+    use super::{VersionId, VersionMeta};
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<VersionId, VersionMeta>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.values())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<VersionId, VersionMeta>, D::Error> {
+        let list = Vec::<VersionMeta>::deserialize(d)?;
+        Ok(list.into_iter().map(|v| (v.id, v)).collect())
+    }
 }
 
 /// One change to the manifest. Serialized as a JSON object with an `op` field.
