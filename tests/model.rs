@@ -62,7 +62,7 @@ fn value(seed: u64, i: u64) -> Value {
         1 => Value::F64(f64::INFINITY),
         2 => Value::I64(i as i64 - 5),
         3 => Value::Str(format!("s{}", seed % 100)),
-        4 => Value::Bool(i % 2 == 0),
+        4 => Value::Bool(i.is_multiple_of(2)),
         _ => Value::F64((i as f64) * 0.5 - (seed % 13) as f64),
     }
 }
