@@ -245,6 +245,7 @@ impl Store {
     /// segments by scanning the frames appended since the last look.
     pub(crate) fn segment_view(&self, seg: &SegmentMeta) -> Result<SegView> {
         if seg.sealed.is_some() {
+            lock_poisoned(&self.inner.heads).remove(&seg.id);
             return Ok(SegView::Sealed(self.open_sealed(seg.id)?));
         }
         let path = self.segment_path(seg.id);

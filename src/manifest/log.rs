@@ -302,30 +302,44 @@ impl ManifestLog {
         if edits.is_empty() {
             return Ok(out);
         }
-        let mut next = (*self.state).clone();
+        // Check the edits by applying them in place (copy-on-write only if a reader still
+        // holds the old state), before anything is written: an edit that does not fit must
+        // never reach the file. If it is refused, or the write fails, the in-memory state is
+        // thrown away and reloaded from the file on the next refresh.
+        let state = Arc::make_mut(&mut self.state);
         for e in &edits {
-            next.apply(e).map_err(Error::InvalidInput)?;
-        }
-        let bytes: Vec<u8> = edits.iter().flat_map(encode_frame).collect();
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .at(&self.path)?;
-        file.write_all(&bytes).at(&self.path)?;
-        if self.sync {
-            if let Err(e) = file.sync_data() {
-                self.poisoned = true;
-                return Err(Error::io(&self.path, e));
+            if let Err(reason) = state.apply(e) {
+                self.epoch = 0;
+                return Err(Error::InvalidInput(reason));
             }
         }
+        let bytes: Vec<u8> = edits.iter().flat_map(encode_frame).collect();
+        if let Err(e) = self.append(&bytes) {
+            self.epoch = 0;
+            return Err(e);
+        }
         self.offset += bytes.len() as u64;
-        self.state = Arc::new(next);
         if self.offset > self.compact_bytes && self.offset > 2 * self.snapshot_len {
             let (epoch, state) = (self.epoch + 1, self.state.clone());
             self.write_snapshot(epoch, &state)?;
             self.refresh(true)?;
         }
         Ok(out)
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .at(&self.path)?;
+        file.write_all(bytes).at(&self.path)?;
+        if self.sync {
+            if let Err(e) = file.sync_data() {
+                self.poisoned = true;
+                return Err(Error::io(&self.path, e));
+            }
+        }
+        Ok(())
     }
 
     /// Replaces the manifest with one holding `state` as a single snapshot: temp file, fsync,
