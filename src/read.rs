@@ -390,7 +390,7 @@ impl Store {
                         continue;
                     }
                     if limit.is_none_or(|l| s.last_step.is_some_and(|x| x <= l)) {
-                        rows += s.rows;
+                        rows = rows.saturating_add(s.rows);
                         last = s.last_step.max(last);
                         continue;
                     }

@@ -33,7 +33,7 @@ pub struct KeySummary {
 impl KeySummary {
     /// Mean of the numeric, non-NaN values.
     pub fn mean(&self) -> Option<f64> {
-        let n = self.numeric_count - self.nan_count;
+        let n = self.numeric_count.saturating_sub(self.nan_count);
         (n > 0).then(|| self.sum / n as f64)
     }
 
@@ -66,9 +66,9 @@ impl KeySummary {
 
     /// Folds in the summary of rows that all come after the rows of `self`.
     pub(crate) fn merge_later(&mut self, later: &KeySummary) {
-        self.count += later.count;
-        self.numeric_count += later.numeric_count;
-        self.nan_count += later.nan_count;
+        self.count = self.count.saturating_add(later.count);
+        self.numeric_count = self.numeric_count.saturating_add(later.numeric_count);
+        self.nan_count = self.nan_count.saturating_add(later.nan_count);
         self.sum += later.sum;
         if self.first.is_none() {
             self.first = later.first.clone();
@@ -156,7 +156,7 @@ impl Agg {
 
     /// Folds in the aggregate of rows that all come after the rows of `self`.
     pub fn merge_later(&mut self, later: &Agg) {
-        self.rows += later.rows;
+        self.rows = self.rows.saturating_add(later.rows);
         if self.first_step.is_none() {
             self.first_step = later.first_step;
         }

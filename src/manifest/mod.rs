@@ -184,7 +184,7 @@ impl State {
                 return Err(format!("version {} has an invalid parent {p}", meta.id));
             }
         }
-        self.next_version = meta.id.0 + 1;
+        self.next_version = meta.id.0.checked_add(1).ok_or("version id overflow")?;
         self.runs.insert(meta.run.clone(), meta.id);
         self.versions.insert(meta.id, meta);
         Ok(())
@@ -263,7 +263,7 @@ impl State {
                 if segment.0 < self.next_segment {
                     return Err(format!("segment {segment} allocated twice"));
                 }
-                self.next_segment = segment.0 + 1;
+                self.next_segment = segment.0.checked_add(1).ok_or("segment id overflow")?;
                 self.version_mut(*version)?.segments.push(SegmentMeta {
                     id: *segment,
                     stream: *stream,

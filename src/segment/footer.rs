@@ -116,6 +116,9 @@ fn get_agg(r: &mut Reader<'_>) -> DecodeResult<Agg> {
             first: get_opt(r)?,
             last: get_opt(r)?,
         };
+        if s.nan_count > s.numeric_count || s.numeric_count > s.count {
+            return r.err(format!("inconsistent counts for key '{key}'"));
+        }
         if agg.keys.insert(key.clone(), s).is_some() {
             return r.err(format!("key '{key}' repeated in the aggregate"));
         }

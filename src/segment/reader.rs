@@ -85,7 +85,9 @@ impl Sealed {
         off.copy_from_slice(&trailer[..8]);
         let footer_at = u64::from_le_bytes(off);
         let footer_end = trailer_at;
-        if footer_at < HEADER_LEN as u64 || footer_at + FOOTER_HEADER_LEN as u64 > footer_end {
+        if footer_at < HEADER_LEN as u64
+            || footer_at.saturating_add(FOOTER_HEADER_LEN as u64) > footer_end
+        {
             return Err(Error::corrupt(
                 path,
                 trailer_at,
