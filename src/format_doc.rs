@@ -50,7 +50,13 @@ fn documented_sizes_match_the_encoders() {
     assert_eq!(documented("trailer"), footer::TRAILER_LEN);
 
     let dir = tempfile::tempdir().unwrap();
-    let log = crate::manifest::log::ManifestLog::open(dir.path(), false, 1 << 20).unwrap();
+    let log = crate::manifest::log::ManifestLog::open(
+        std::sync::Arc::new(crate::io::OsFs),
+        dir.path(),
+        false,
+        1 << 20,
+    )
+    .unwrap();
     let file = std::fs::read(log.path()).unwrap();
     let frame = crate::manifest::log::encode_frame(&crate::manifest::Edit::Finish {
         version: VersionId(1),

@@ -48,6 +48,7 @@ mod codec;
 mod error;
 #[cfg(test)]
 mod format_doc;
+pub mod io;
 pub mod jsonl;
 mod lock;
 mod manifest;

@@ -1,19 +1,24 @@
 //! Run locks: one writer per run across all processes, held as an exclusive advisory lock
-//! (flock) on `locks/<run>.lock`. The operating system releases it when the writer's process
-//! dies, which is how a crashed writer is told apart from a live one.
+//! (flock with the real file system) on `locks/<run>.lock`. The operating system releases it
+//! when the writer's process dies, which is how a crashed writer is told apart from a live one.
 
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
+use crate::io::{FileSystem, LockGuard};
 
 pub(crate) const LOCK_DIR: &str = "locks";
 
 /// Held while a writer writes a run; dropping it releases the run.
-#[derive(Debug)]
 pub(crate) struct RunLock {
-    _file: File,
+    _guard: LockGuard,
+}
+
+impl std::fmt::Debug for RunLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunLock")
+    }
 }
 
 /// The lock file of a run: a readable prefix of the name and a 64-bit hash of all of it,
@@ -31,29 +36,17 @@ pub(crate) fn lock_path(dir: &Path, run: &str) -> PathBuf {
     dir.join(LOCK_DIR).join(format!("{safe}-{hash:016x}.lock"))
 }
 
-fn open(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .at(path)
-}
-
 /// Takes the run's lock, or fails with `Locked` if another writer holds it.
-pub(crate) fn lock_run(dir: &Path, run: &str) -> Result<RunLock> {
+pub(crate) fn lock_run(fs: &dyn FileSystem, dir: &Path, run: &str) -> Result<RunLock> {
     let path = lock_path(dir, run);
-    let file = open(&path)?;
     // A status probe (`is_locked`) holds a shared lock for an instant: retry briefly so that
     // a probe is never mistaken for a writer.
     for attempt in 0..20 {
-        match file.try_lock() {
-            Ok(()) => return Ok(RunLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) if attempt < 19 => {
-                std::thread::sleep(Duration::from_millis(2))
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        match fs.lock(&path, true, false) {
+            Ok(Some(guard)) => return Ok(RunLock { _guard: guard }),
+            Ok(None) if attempt < 19 => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) => {}
+            Err(e) => return Err(Error::io(&path, e)),
         }
     }
     Err(Error::Locked {
@@ -62,16 +55,6 @@ pub(crate) fn lock_run(dir: &Path, run: &str) -> Result<RunLock> {
 }
 
 /// Whether a writer (in any process) holds the run's lock right now.
-pub(crate) fn is_locked(dir: &Path, run: &str) -> bool {
-    let path = lock_path(dir, run);
-    let Ok(file) = File::open(&path) else {
-        return false;
-    };
-    match file.try_lock_shared() {
-        Ok(()) => {
-            let _ = file.unlock();
-            false
-        }
-        Err(_) => true,
-    }
+pub(crate) fn is_locked(fs: &dyn FileSystem, dir: &Path, run: &str) -> bool {
+    matches!(fs.lock(&lock_path(dir, run), false, false), Ok(None))
 }

@@ -1,8 +1,10 @@
 //! Store options: durability, segment and block size targets, compression level.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::Result;
+use crate::io::{FileSystem, OsFs};
 use crate::store::Store;
 
 /// What a committed row survives. Set per store with [`Options::durability`].
@@ -28,13 +30,14 @@ pub enum Durability {
 }
 
 /// How to open a store; `Options::default()` gives the defaults documented on each method.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub(crate) durability: Durability,
     pub(crate) segment_bytes: u64,
     pub(crate) block_bytes: usize,
     pub(crate) compression_level: i32,
     pub(crate) manifest_compaction_bytes: u64,
+    pub(crate) fs: Arc<dyn FileSystem>,
 }
 
 impl Default for Options {
@@ -45,6 +48,7 @@ impl Default for Options {
             block_bytes: 256 << 10,
             compression_level: 3,
             manifest_compaction_bytes: 1 << 20,
+            fs: Arc::new(OsFs),
         }
     }
 }
@@ -86,6 +90,14 @@ impl Options {
     /// the size of its last snapshot). Default: 1 MiB.
     pub fn manifest_compaction_bytes(mut self, bytes: u64) -> Self {
         self.manifest_compaction_bytes = bytes;
+        self
+    }
+
+    /// The file system the store lives on. Default: [`OsFs`], the operating system's. Tests
+    /// use [`SimFs`](crate::io::SimFs) to simulate crashes and
+    /// [`FaultyFs`](crate::io::FaultyFs) to inject I/O errors.
+    pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
+        self.fs = fs;
         self
     }
 

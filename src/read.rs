@@ -4,12 +4,12 @@
 //! decode only the blocks of a segment that straddles a cutoff, or of a head segment.
 
 use std::collections::{HashSet, VecDeque};
-use std::fs::File;
 use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::io::{FileHandle, OpenMode};
 use crate::manifest::{SegmentMeta, State};
 use crate::segment::block::Block;
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
@@ -23,7 +23,7 @@ pub(crate) enum SegView {
     Sealed(Arc<Sealed>),
     Head {
         path: PathBuf,
-        file: Option<Arc<File>>,
+        file: Option<Arc<dyn FileHandle>>,
         index: Vec<IndexEntry>,
     },
 }
@@ -40,7 +40,7 @@ impl SegView {
         match self {
             SegView::Sealed(s) => s.block(e),
             SegView::Head { path, file, .. } => match file {
-                Some(f) => read_head_block(path, f, e),
+                Some(f) => read_head_block(path, &**f, e),
                 None => Err(Error::corrupt(path, e.offset, "segment file vanished")),
             },
         }
@@ -228,7 +228,7 @@ impl Store {
             return Ok(s.clone());
         }
         let path = self.segment_path(id);
-        let s = Arc::new(Sealed::open(&path)?);
+        let s = Arc::new(Sealed::open(self.fs(), &path)?);
         if s.header.segment != id {
             let found = s.header.segment;
             return Err(Error::corrupt(
@@ -258,15 +258,15 @@ impl Store {
             }),
         };
         if entry.file.is_none() {
-            entry.file = match File::open(&path) {
-                Ok(f) => Some(Arc::new(f)),
+            entry.file = match self.fs().open(&path, OpenMode::Read) {
+                Ok(f) => Some(f),
                 // Recorded in the manifest but not created yet (or a crash came between).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
                 Err(e) => return Err(Error::io(&path, e)),
             };
         }
         if let Some(f) = &entry.file {
-            entry.scan.rescan(&path, f)?;
+            entry.scan.rescan(&path, &**f)?;
         }
         if entry.scan.tail == Tail::Sealed {
             heads.remove(&seg.id);

@@ -10,11 +10,11 @@
 //! ```
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, IoContext, Result};
+use crate::io::{FileHandle, FileSystem};
 use crate::lock;
 use crate::manifest::log::ManifestLog;
 use crate::manifest::{Config, Edit, Origin, State, VersionMeta};
@@ -107,7 +107,7 @@ pub struct Rewound {
 }
 
 pub(crate) struct HeadCacheEntry {
-    pub file: Option<Arc<fs::File>>,
+    pub file: Option<Arc<dyn FileHandle>>,
     pub scan: HeadScan,
 }
 
@@ -188,15 +188,16 @@ impl Store {
     }
 
     pub(crate) fn open_with(dir: &Path, options: Options) -> Result<Store> {
+        let fs = options.fs.clone();
         for d in [
             dir.to_owned(),
             dir.join(SEGMENT_DIR),
             dir.join(lock::LOCK_DIR),
         ] {
-            fs::create_dir_all(&d).at(&d)?;
+            fs.create_dir_all(&d).at(&d)?;
         }
         let sync = options.durability == Durability::PowerLoss;
-        let manifest = ManifestLog::open(dir, sync, options.manifest_compaction_bytes)?;
+        let manifest = ManifestLog::open(fs, dir, sync, options.manifest_compaction_bytes)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
@@ -216,6 +217,10 @@ impl Store {
     /// The options the store was opened with.
     pub fn options(&self) -> &Options {
         &self.inner.options
+    }
+
+    pub(crate) fn fs(&self) -> &dyn FileSystem {
+        &*self.inner.options.fs
     }
 
     pub(crate) fn segment_path(&self, id: SegmentId) -> PathBuf {
@@ -257,7 +262,7 @@ impl Store {
             Status::Archived
         } else if meta.finished {
             Status::Finished
-        } else if lock::is_locked(&self.inner.dir, &meta.run)
+        } else if lock::is_locked(self.fs(), &self.inner.dir, &meta.run)
             && state.runs.get(&meta.run) == Some(&meta.id)
         {
             Status::Live
@@ -404,14 +409,15 @@ impl Store {
             lock_poisoned(&self.inner.sealed).remove(id);
             lock_poisoned(&self.inner.heads).remove(id);
             let path = self.segment_path(*id);
-            match fs::remove_file(&path) {
+            match self.fs().remove_file(&path) {
                 Ok(()) => deleted += 1,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(&path, e)),
             }
         }
         if self.inner.options.durability == Durability::PowerLoss && deleted > 0 {
-            crate::segment::writer::sync_dir(&self.inner.dir.join(SEGMENT_DIR))?;
+            let dir = self.inner.dir.join(SEGMENT_DIR);
+            self.fs().sync_dir(&dir).at(&dir)?;
         }
         Ok(deleted)
     }

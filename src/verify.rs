@@ -1,10 +1,10 @@
 //! `verify`: checks every checksum of every file of a store and reports each failure with its
 //! file and byte offset. It reads only; it never repairs.
 
-use std::fs;
 use std::path::PathBuf;
 
 use crate::error::{Error, IoContext, Result};
+use crate::io::{self, OpenMode};
 use crate::manifest::log::{decode_frames, HEADER_LEN};
 use crate::manifest::State;
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
@@ -88,11 +88,7 @@ impl Store {
         let mut report = VerifyReport::default();
         let state = self.verify_manifest(&mut report);
         let dir = self.dir().join(SEGMENT_DIR);
-        let mut names: Vec<String> = fs::read_dir(&dir)
-            .at(&dir)?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut names: Vec<String> = self.fs().read_dir(&dir).at(&dir)?;
         names.sort();
         let referenced: std::collections::HashMap<SegmentId, bool> = state
             .iter()
@@ -124,7 +120,7 @@ impl Store {
         }
         for (id, sealed) in &referenced {
             let path = self.segment_path(*id);
-            if *sealed && !path.exists() {
+            if *sealed && !io::exists(self.fs(), &path).unwrap_or(true) {
                 report.problems.push(Problem {
                     file: path,
                     offset: None,
@@ -138,7 +134,7 @@ impl Store {
     fn verify_manifest(&self, report: &mut VerifyReport) -> Option<State> {
         let path = self.manifest_path();
         report.files += 1;
-        let bytes = match fs::read(&path) {
+        let bytes = match io::read_all(self.fs(), &path) {
             Ok(b) => b,
             Err(e) => {
                 report.problem(path.clone(), &Error::io(&path, e));
@@ -187,7 +183,7 @@ impl Store {
     }
 
     fn verify_segment(&self, report: &mut VerifyReport, path: PathBuf, sealed: bool) {
-        let opened = Sealed::open(&path);
+        let opened = Sealed::open(self.fs(), &path);
         match opened {
             Ok(s) => {
                 for e in &s.index {
@@ -204,17 +200,17 @@ impl Store {
             }
             Err(_) => {}
         }
-        let file = match fs::File::open(&path) {
+        let file = match self.fs().open(&path, OpenMode::Read) {
             Ok(f) => f,
             Err(e) => return report.problem(path.clone(), &Error::io(&path, e)),
         };
         let mut scan = HeadScan::empty();
-        if let Err(err) = scan.rescan(&path, &file) {
+        if let Err(err) = scan.rescan(&path, &*file) {
             return report.problem(path.clone(), &err);
         }
         if scan.tail == Tail::Sealed {
             // The footer validated during the scan but not when opened: report why.
-            if let Err(err) = Sealed::open(&path) {
+            if let Err(err) = Sealed::open(self.fs(), &path) {
                 report.problem(path.clone(), &err);
             }
             return;
@@ -231,7 +227,7 @@ impl Store {
         }
         for e in &scan.index {
             report.blocks += 1;
-            if let Err(err) = read_head_block(&path, &file, e) {
+            if let Err(err) = read_head_block(&path, &*file, e) {
                 report.problem(path.clone(), &err);
             }
         }

@@ -122,7 +122,7 @@ impl StartRun {
         } = self;
         let config = config.map(config_object).transpose()?;
         validate_run_name(&name)?;
-        let lock = lock::lock_run(store.dir(), &name)?;
+        let lock = lock::lock_run(store.fs(), store.dir(), &name)?;
         let state = store.state()?;
         let begun = match start {
             Start::Resume(mode) => match (state.runs.get(&name), mode) {
@@ -212,15 +212,15 @@ fn seal_leftovers(store: &Store, meta: &VersionMeta) -> Result<()> {
             version: meta.id,
             segment: seg.id,
         };
-        let info = match SegmentWriter::recover(&path, header)? {
+        let info = match SegmentWriter::recover(store.fs(), &path, header, sync)? {
             Some(w) => w.seal(sync)?,
             None => {
-                let s = Sealed::open(&path)?;
+                let s = Sealed::open(store.fs(), &path)?;
                 SealInfo {
                     rows: s.agg.rows,
                     first_step: s.agg.first_step,
                     last_step: s.agg.last_step,
-                    bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
+                    bytes: s.file_len(),
                 }
             }
         };
@@ -590,7 +590,8 @@ impl RunWriter {
                 segment: id,
             };
             let sync = self.store.options().durability == Durability::PowerLoss;
-            let w = SegmentWriter::create(&self.store.segment_path(id), header, sync)?;
+            let path = self.store.segment_path(id);
+            let w = SegmentWriter::create(self.store.fs(), &path, header, sync)?;
             self.streams[i].head = Some(w);
         }
         let level = self.store.options().compression_level;

@@ -10,14 +10,12 @@
 //! incomplete last frame. Compaction writes a new file with `epoch + 1`, which tells other
 //! processes to reload from the start instead of continuing from their offset.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
+use crate::io::{self, FileSystem, LockGuard, OpenMode};
 use crate::manifest::{Edit, State};
-use crate::segment::writer::sync_dir;
 
 const MAGIC: [u8; 8] = *b"STEPLMAN";
 const FORMAT: u16 = 1;
@@ -171,9 +169,9 @@ pub(crate) fn decode_frames(path: &Path, buf: &[u8], base: u64) -> Result<Frames
 
 /// This process's view of the manifest: the state as of `offset` in the file of `epoch`.
 pub(crate) struct ManifestLog {
+    fs: Arc<dyn FileSystem>,
     dir: PathBuf,
     path: PathBuf,
-    lock: File,
     sync: bool,
     /// Compact once the file is larger than this and twice its last snapshot.
     compact_bytes: u64,
@@ -186,18 +184,16 @@ pub(crate) struct ManifestLog {
 
 impl ManifestLog {
     /// Opens (creating if needed) the manifest of the store in `dir`.
-    pub fn open(dir: &Path, sync: bool, compact_bytes: u64) -> Result<ManifestLog> {
-        let lock_path = dir.join(LOCK);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at(&lock_path)?;
+    pub fn open(
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        sync: bool,
+        compact_bytes: u64,
+    ) -> Result<ManifestLog> {
         let mut log = ManifestLog {
+            fs,
             dir: dir.to_owned(),
             path: dir.join(MANIFEST),
-            lock,
             sync,
             compact_bytes,
             epoch: 0,
@@ -206,18 +202,28 @@ impl ManifestLog {
             state: Arc::new(State::default()),
             poisoned: false,
         };
-        log.lock.lock().at(&lock_path)?;
-        let result = log.open_locked();
-        let _ = log.lock.unlock();
-        result.map(|_| log)
+        let guard = log.lock()?;
+        log.open_locked()?;
+        drop(guard);
+        Ok(log)
+    }
+
+    /// The store-wide lock, held while appending.
+    fn lock(&self) -> Result<LockGuard> {
+        let path = self.dir.join(LOCK);
+        match self.fs.lock(&path, true, true) {
+            Ok(Some(guard)) => Ok(guard),
+            Ok(None) => Err(Error::io(&path, std::io::Error::other("lock not granted"))),
+            Err(e) => Err(Error::io(&path, e)),
+        }
     }
 
     fn open_locked(&mut self) -> Result<()> {
         let tmp = self.dir.join(MANIFEST_TMP);
-        if tmp.exists() {
-            fs::remove_file(&tmp).at(&tmp)?;
+        if io::exists(&*self.fs, &tmp).at(&tmp)? {
+            self.fs.remove_file(&tmp).at(&tmp)?;
         }
-        if !self.path.exists() {
+        if !io::exists(&*self.fs, &self.path).at(&self.path)? {
             self.write_snapshot(1, &State::default())?;
         }
         self.refresh(true)
@@ -234,22 +240,21 @@ impl ManifestLog {
     /// Brings the state up to date with what other processes appended. With `locked` (the
     /// caller holds `LOCK`), an incomplete last frame is from a crashed appender and is cut.
     pub fn refresh(&mut self, locked: bool) -> Result<()> {
-        let mut file = File::open(&self.path).at(&self.path)?;
+        let file = self.fs.open(&self.path, OpenMode::Read).at(&self.path)?;
+        let len = file.len().at(&self.path)?;
         let mut head = [0u8; HEADER_LEN];
-        let n = read_full(&mut file, &mut head).at(&self.path)?;
+        let n = (len as usize).min(HEADER_LEN);
+        file.read_exact_at(&mut head[..n], 0).at(&self.path)?;
         let epoch = parse_header(&self.path, &head[..n])?;
         if epoch != self.epoch {
             self.epoch = epoch;
             self.offset = HEADER_LEN as u64;
             self.state = Arc::new(State::default());
         }
-        let len = file.metadata().at(&self.path)?.len();
         if len == self.offset {
             return Ok(());
         }
-        let mut buf = Vec::new();
-        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(self.offset)).at(&self.path)?;
-        file.read_to_end(&mut buf).at(&self.path)?;
+        let buf = io::read_from(&*file, self.offset).at(&self.path)?;
         let frames = decode_frames(&self.path, &buf, self.offset)?;
         if !frames.edits.is_empty() {
             let state = Arc::make_mut(&mut self.state);
@@ -268,9 +273,9 @@ impl ManifestLog {
         }
         self.offset += frames.valid_end as u64;
         if frames.torn && locked {
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&self.path)
+            let f = self
+                .fs
+                .open(&self.path, OpenMode::ReadWrite)
                 .at(&self.path)?;
             f.set_len(self.offset).at(&self.path)?;
         }
@@ -286,10 +291,9 @@ impl ManifestLog {
                 std::io::Error::other("an earlier manifest fsync failed; reopen the store"),
             ));
         }
-        let lock_path = self.dir.join(LOCK);
-        self.lock.lock().at(&lock_path)?;
+        let guard = self.lock()?;
         let result = self.transact_locked(f);
-        let _ = self.lock.unlock();
+        drop(guard);
         result
     }
 
@@ -320,21 +324,26 @@ impl ManifestLog {
         }
         self.offset += bytes.len() as u64;
         if self.offset > self.compact_bytes && self.offset > 2 * self.snapshot_len {
+            // Compaction only saves space: the edits above are committed whatever happens
+            // here. A failure leaves the old file whole (a leftover temp file is removed at
+            // the next open); the state is reloaded from the file, and compaction retried.
             let (epoch, state) = (self.epoch + 1, self.state.clone());
-            self.write_snapshot(epoch, &state)?;
-            self.refresh(true)?;
+            if self.write_snapshot(epoch, &state).is_err() || self.refresh(true).is_err() {
+                self.epoch = 0;
+            }
         }
         Ok(out)
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        let mut file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
+        let file = self
+            .fs
+            .open(&self.path, OpenMode::ReadWrite)
             .at(&self.path)?;
-        file.write_all(bytes).at(&self.path)?;
+        // Under the lock, after a refresh that cut any torn tail: the file ends at `offset`.
+        file.write_all_at(bytes, self.offset).at(&self.path)?;
         if self.sync {
-            if let Err(e) = file.sync_data() {
+            if let Err(e) = file.sync() {
                 self.poisoned = true;
                 return Err(Error::io(&self.path, e));
             }
@@ -350,24 +359,13 @@ impl ManifestLog {
         bytes.extend(encode_frame(&Edit::Snapshot {
             state: state.clone(),
         }));
-        let mut f = File::create(&tmp).at(&tmp)?;
-        f.write_all(&bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
+        let f = self.fs.open(&tmp, OpenMode::CreateTruncate).at(&tmp)?;
+        f.write_all_at(&bytes, 0).at(&tmp)?;
+        f.sync().at(&tmp)?;
         drop(f);
-        fs::rename(&tmp, &self.path).at(&self.path)?;
-        sync_dir(&self.dir)?;
+        self.fs.rename(&tmp, &self.path).at(&self.path)?;
+        self.fs.sync_dir(&self.dir).at(&self.dir)?;
         self.snapshot_len = bytes.len() as u64;
         Ok(())
     }
-}
-
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }

@@ -2,14 +2,13 @@
 //! head segments (still being written, or left by a crashed writer) are scanned frame by
 //! frame, and a torn tail is told apart from corruption.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
 use crate::codec::DecodeError;
 use crate::error::{Error, IoContext, Result};
+use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::segment::block::{self, Block, FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC};
 use crate::segment::footer::{self, FOOTER_HEADER_LEN, FOOTER_MAGIC, TRAILER_LEN, TRAILER_MAGIC};
 use crate::segment::{IndexEntry, SegmentHeader, HEADER_LEN};
@@ -53,9 +52,9 @@ pub(crate) struct Sealed {
 }
 
 impl Sealed {
-    pub fn open(path: &Path) -> Result<Sealed> {
-        let file = File::open(path).at(path)?;
-        let len = file.metadata().at(path)?.len();
+    pub fn open(fs: &dyn FileSystem, path: &Path) -> Result<Sealed> {
+        let file = fs.open(path, OpenMode::Read).at(path)?;
+        let len = file.len().at(path)?;
         let min = (HEADER_LEN + FOOTER_HEADER_LEN + TRAILER_LEN) as u64;
         if len < min {
             return Err(Error::corrupt(
@@ -64,7 +63,14 @@ impl Sealed {
                 format!("sealed segment is {len} bytes, shorter than the minimum {min}"),
             ));
         }
-        let bytes = crate::mmap::map_sealed(&file).at(path)?;
+        let bytes = file.map().at(path)?;
+        if bytes.len() as u64 != len {
+            return Err(Error::corrupt(
+                path,
+                len,
+                "the file changed size while being opened",
+            ));
+        }
         Sealed::from_bytes(path, bytes)
     }
 
@@ -134,6 +140,11 @@ impl Sealed {
         })
     }
 
+    /// The size of the file in bytes.
+    pub fn file_len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
     /// Reads (crc-checked) and decodes the block of an index entry.
     pub fn block(&self, e: &IndexEntry) -> Result<Block> {
         let frame = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
@@ -179,8 +190,8 @@ impl HeadScan {
 
     /// Scans `file` from where `self` stopped. A checksum failure that is not at the tail is
     /// an error naming the offset; an incomplete tail is reported as `Tail::Torn`.
-    pub fn rescan(&mut self, path: &Path, file: &File) -> Result<()> {
-        let len = file.metadata().at(path)?.len();
+    pub fn rescan(&mut self, path: &Path, file: &dyn FileHandle) -> Result<()> {
+        let len = file.len().at(path)?;
         if len < self.valid_len {
             return Err(Error::corrupt(
                 path,
@@ -302,7 +313,7 @@ fn footer_is_complete(rest: &[u8], at: u64) -> bool {
 }
 
 /// Reads one block of a head segment with pread (head segments are never mapped).
-pub(crate) fn read_head_block(path: &Path, file: &File, e: &IndexEntry) -> Result<Block> {
+pub(crate) fn read_head_block(path: &Path, file: &dyn FileHandle, e: &IndexEntry) -> Result<Block> {
     let mut frame = vec![0u8; e.len as usize];
     file.read_exact_at(&mut frame, e.offset).at(path)?;
     decode_frame(path, e.offset, &frame)

@@ -3,12 +3,11 @@
 //! Architecture invariant: a writer appends only to a segment it created or recovered while
 //! holding the run's lock, and never writes a segment again once its footer is written.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
+use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::segment::reader::{read_head_block, HeadScan, Tail};
 use crate::segment::{block, footer, IndexEntry, SegmentHeader, HEADER_LEN};
 use crate::summary::Agg;
@@ -28,7 +27,7 @@ pub(crate) struct SealInfo {
 pub(crate) struct SegmentWriter {
     pub id: SegmentId,
     pub path: PathBuf,
-    file: File,
+    file: Arc<dyn FileHandle>,
     pub len: u64,
     pub index: Vec<IndexEntry>,
     pub agg: Agg,
@@ -37,18 +36,18 @@ pub(crate) struct SegmentWriter {
 impl SegmentWriter {
     /// Creates a new segment file holding only its header. With `sync`, the file and its
     /// directory are fsynced so the file survives power loss.
-    pub fn create(path: &Path, header: SegmentHeader, sync: bool) -> Result<SegmentWriter> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .at(path)?;
-        file.write_all(&header.encode()).at(path)?;
+    pub fn create(
+        fs: &dyn FileSystem,
+        path: &Path,
+        header: SegmentHeader,
+        sync: bool,
+    ) -> Result<SegmentWriter> {
+        let file = fs.open(path, OpenMode::CreateTruncate).at(path)?;
+        file.write_all_at(&header.encode(), 0).at(path)?;
         if sync {
-            file.sync_data().at(path)?;
+            file.sync().at(path)?;
             if let Some(dir) = path.parent() {
-                sync_dir(dir)?;
+                fs.sync_dir(dir).at(dir)?;
             }
         }
         Ok(SegmentWriter {
@@ -64,16 +63,21 @@ impl SegmentWriter {
     /// Recovers the head segment of a crashed writer: cuts a torn tail back to the last valid
     /// block and rebuilds the aggregate. Returns `None` when the file turns out to be sealed
     /// already (the crash came after its footer was written) or does not exist.
-    pub fn recover(path: &Path, header: SegmentHeader) -> Result<Option<SegmentWriter>> {
-        let file = match OpenOptions::new().read(true).write(true).open(path) {
+    pub fn recover(
+        fs: &dyn FileSystem,
+        path: &Path,
+        header: SegmentHeader,
+        sync: bool,
+    ) -> Result<Option<SegmentWriter>> {
+        let file = match fs.open(path, OpenMode::ReadWrite) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return SegmentWriter::create(path, header, false).map(Some)
+                return SegmentWriter::create(fs, path, header, sync).map(Some)
             }
             Err(e) => return Err(Error::io(path, e)),
         };
         let mut scan = HeadScan::empty();
-        scan.rescan(path, &file)?;
+        scan.rescan(path, &*file)?;
         if scan.tail == Tail::Sealed {
             return Ok(None);
         }
@@ -88,16 +92,14 @@ impl SegmentWriter {
         }
         if scan.header.is_none() {
             drop(file);
-            return SegmentWriter::create(path, header, false).map(Some);
+            return SegmentWriter::create(fs, path, header, sync).map(Some);
         }
         if let Tail::Torn { offset } | Tail::TornComplete { offset } = scan.tail {
             file.set_len(offset).at(path)?;
         }
         let mut agg = Agg::default();
         for e in &scan.index {
-            for row in read_head_block(path, &file, e)?.into_rows(|_| true) {
-                agg.add_row(&row);
-            }
+            agg.add_block(&read_head_block(path, &*file, e)?, u64::MAX);
         }
         Ok(Some(SegmentWriter {
             id: header.segment,
@@ -128,7 +130,7 @@ impl SegmentWriter {
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().at(&self.path)
+        self.file.sync().at(&self.path)
     }
 
     /// Writes the footer and trailer. The segment is immutable from here on.
@@ -145,9 +147,4 @@ impl SegmentWriter {
             bytes: self.len + bytes.len() as u64,
         })
     }
-}
-
-/// Fsyncs a directory so that a file created, renamed or removed in it survives power loss.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
