@@ -320,8 +320,9 @@ impl Store {
 
     /// Rewinds run `run` to `step` outside a writer: the head is archived and a new head
     /// holds its rows up to `step` (the config is the old one with `config` merged over it).
-    /// O(1): one manifest edit; no row is copied. Fails with `Locked` while a writer writes
-    /// the run.
+    /// O(1): one manifest edit, which also marks the new head finished, so the rewind
+    /// happened entirely or not at all; no row is copied. Fails with `Locked` while a writer
+    /// writes the run.
     pub fn rewind(
         &self,
         run: &str,
@@ -332,16 +333,13 @@ impl Store {
         if let Some(c) = config {
             b = b.config(c);
         }
-        let w = b.start()?;
-        let out = Rewound {
-            archived: w
-                .archived()
+        let (head, archived) = b.start_finished()?;
+        Ok(Rewound {
+            archived: archived
                 .ok_or_else(|| Error::InvalidInput("rewind archived nothing".into()))?,
-            head: w.version(),
+            head,
             step,
-        };
-        w.finish()?;
-        Ok(out)
+        })
     }
 
     /// Forks a new run `name` from the version `source` refers to (any version, live or
@@ -358,10 +356,7 @@ impl Store {
         if let Some(c) = config {
             b = b.config(c);
         }
-        let w = b.start()?;
-        let v = w.version();
-        w.finish()?;
-        Ok(v)
+        Ok(b.start_finished()?.0)
     }
 
     /// Purges an archived version: it is no longer readable, and its segments are deleted

@@ -114,6 +114,31 @@ impl StartRun {
     /// holds the run, `RunNotFound`/`ResumeRefused`/`RunExists` as the mode requires,
     /// `StepOutOfRange` for a rewind or fork past the last step.
     pub fn start(self) -> Result<RunWriter> {
+        let (store, name, lock, begun) = self.begin(false)?;
+        let mut streams: [StreamState; 3] = Stream::ALL.map(StreamState::new);
+        for (s, next) in streams.iter_mut().zip(begun.min_next) {
+            s.min_next = next;
+        }
+        Ok(RunWriter {
+            store,
+            run: name,
+            version: begun.version,
+            archived: begun.archived,
+            _lock: lock,
+            streams,
+            poisoned: false,
+            done: false,
+        })
+    }
+
+    /// A rewind or fork done as one manifest edit whose new head is finished at once (no
+    /// writer): either it happened or it did not. Returns the new head and the archived head.
+    pub(crate) fn start_finished(self) -> Result<(VersionId, Option<VersionId>)> {
+        let (_, _, _lock, begun) = self.begin(true)?;
+        Ok((begun.version, begun.archived))
+    }
+
+    fn begin(self, finished: bool) -> Result<(Store, String, RunLock, Begun)> {
         let StartRun {
             store,
             name,
@@ -141,7 +166,7 @@ impl StartRun {
                 (None, _) => create(&store, &name, config)?,
                 (Some(&head), _) => resume(&store, &name, head, config)?,
             },
-            Start::Rewind(step) => rewind(&store, &name, step, config)?,
+            Start::Rewind(step) => rewind(&store, &name, step, config, finished)?,
             Start::Fork(source, step) => {
                 let r: Reference = source.parse()?;
                 let step = match (step, r.step) {
@@ -154,23 +179,10 @@ impl StartRun {
                     }
                 };
                 let src = resolve_target(&state, &r.target)?;
-                fork(&store, &name, src, step, config)?
+                fork(&store, &name, src, step, config, finished)?
             }
         };
-        let mut streams: [StreamState; 3] = Stream::ALL.map(StreamState::new);
-        for (s, next) in streams.iter_mut().zip(begun.min_next) {
-            s.min_next = next;
-        }
-        Ok(RunWriter {
-            store,
-            run: name,
-            version: begun.version,
-            archived: begun.archived,
-            _lock: lock,
-            streams,
-            poisoned: false,
-            done: false,
-        })
+        Ok((store, name, lock, begun))
     }
 }
 
@@ -304,7 +316,13 @@ fn check_step(store: &Store, state: &State, v: VersionId, step: u64) -> Result<(
     }
 }
 
-fn rewind(store: &Store, name: &str, step: u64, config: Option<Config>) -> Result<Begun> {
+fn rewind(
+    store: &Store,
+    name: &str,
+    step: u64,
+    config: Option<Config>,
+    finished: bool,
+) -> Result<Begun> {
     let state = store.state()?;
     let head = *state
         .runs
@@ -329,6 +347,7 @@ fn rewind(store: &Store, name: &str, step: u64, config: Option<Config>) -> Resul
                 .as_ref()
                 .map_or_else(|| old.clone(), |c| merge_config(old, c)),
             time: now_secs(),
+            finished,
         };
         Ok((vec![edit], version))
     })?;
@@ -345,6 +364,7 @@ fn fork(
     source: VersionId,
     step: u64,
     config: Option<Config>,
+    finished: bool,
 ) -> Result<Begun> {
     let state = store.state()?;
     if state.runs.contains_key(name) {
@@ -366,6 +386,7 @@ fn fork(
                 .as_ref()
                 .map_or_else(|| base.clone(), |c| merge_config(base, c)),
             time: now_secs(),
+            finished,
         };
         Ok((vec![edit], version))
     })?;

@@ -58,20 +58,43 @@ fn every_sync_point_keeps_every_committed_row_and_invents_none() {
     commits.push((fs.syncs(), 120));
 
     let points = fs.sync_points();
-    assert!(points.len() >= commits.len() - 1, "at least one sync point per commit ({})", points.len());
+    assert!(
+        points.len() >= commits.len() - 1,
+        "at least one sync point per commit ({})",
+        points.len()
+    );
     for (j, point) in points.iter().enumerate() {
         let at = base + j as u64 + 1;
-        let must_have = commits.iter().filter(|(s, _)| *s <= at).map(|c| c.1).max().unwrap_or(0);
+        let must_have = commits
+            .iter()
+            .filter(|(s, _)| *s <= at)
+            .map(|c| c.1)
+            .max()
+            .unwrap_or(0);
         for (m, mode) in MODES.iter().enumerate() {
             let image = point.crash(mode(j as u64 * 3 + m as u64));
             let store = open(&image);
             let got = steps(&store, "r");
-            assert!(got.len() as u64 >= must_have, "sync point {j}, {:?}: {} rows, {must_have} committed", mode(0), got.len());
+            assert!(
+                got.len() as u64 >= must_have,
+                "sync point {j}, {:?}: {} rows, {must_have} committed",
+                mode(0),
+                got.len()
+            );
             for (k, (s, x)) in got.iter().enumerate() {
-                assert_eq!((*s, *x), (k as u64, k as f64 * 0.5), "sync point {j}: an invented row");
+                assert_eq!(
+                    (*s, *x),
+                    (k as u64, k as f64 * 0.5),
+                    "sync point {j}: an invented row"
+                );
             }
             let report = store.verify().unwrap();
-            assert!(report.is_ok(), "sync point {j} {:?}: {:?}", mode(0), report.problems);
+            assert!(
+                report.is_ok(),
+                "sync point {j} {:?}: {:?}",
+                mode(0),
+                report.problems
+            );
             // The store works on: resume the run and log after what survived.
             let mut w = store.run("r").start().unwrap();
             let next = got.len() as u64;
@@ -106,9 +129,17 @@ fn rewind_and_fork_are_atomic_at_every_sync_point() {
         for (m, mode) in MODES.iter().enumerate() {
             let store = open(&point.crash(mode(j as u64 * 3 + m as u64)));
             let r = steps(&store, "r");
-            assert!(r == before || r == before[..=30], "sync point {j}: r has {} rows", r.len());
+            assert!(
+                r == before || r == before[..=30],
+                "sync point {j}: r has {} rows",
+                r.len()
+            );
             let f = steps(&store, "f");
-            assert!(f.is_empty() || f == before[..=20], "sync point {j}: f has {} rows", f.len());
+            assert!(
+                f.is_empty() || f == before[..=20],
+                "sync point {j}: f has {} rows",
+                f.len()
+            );
             assert!(store.verify().unwrap().is_ok());
         }
     }

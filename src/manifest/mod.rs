@@ -117,6 +117,9 @@ pub(crate) enum Edit {
         step: u64,
         config: Config,
         time: u64,
+        /// The new head is finished at once (a rewind done outside a writer).
+        #[serde(default)]
+        finished: bool,
     },
     Fork {
         run: String,
@@ -125,6 +128,9 @@ pub(crate) enum Edit {
         step: u64,
         config: Config,
         time: u64,
+        /// The new head is finished at once (a fork done outside a writer).
+        #[serde(default)]
+        finished: bool,
     },
     /// A finished or crashed head is written again (and its config replaced, if given).
     Resume {
@@ -192,14 +198,14 @@ impl State {
 
     /// Applies one edit; an edit that does not fit the state is an error (a corrupt manifest).
     pub fn apply(&mut self, edit: &Edit) -> Result<(), String> {
-        let new = |id, run: &str, origin, parent, config: &Config, time| VersionMeta {
+        let new = |id, run: &str, origin, parent, config: &Config, time, finished| VersionMeta {
             id,
             run: run.to_owned(),
             origin,
             parent,
             config: config.clone(),
             created: time,
-            finished: false,
+            finished,
             archived: false,
             purged: false,
             segments: Vec::new(),
@@ -214,7 +220,7 @@ impl State {
                 if self.runs.contains_key(run) {
                     return Err(format!("run '{run}' created twice"));
                 }
-                self.add_version(new(*version, run, Origin::New, None, config, *time))
+                self.add_version(new(*version, run, Origin::New, None, config, *time, false))
             }
             Edit::Rewind {
                 run,
@@ -223,6 +229,7 @@ impl State {
                 step,
                 config,
                 time,
+                finished,
             } => {
                 if self.runs.get(run) != Some(archived) {
                     return Err(format!(
@@ -231,7 +238,16 @@ impl State {
                 }
                 self.version_mut(*archived)?.archived = true;
                 let parent = Some((*archived, *step));
-                self.add_version(new(*version, run, Origin::Rewind, parent, config, *time))
+                let meta = new(
+                    *version,
+                    run,
+                    Origin::Rewind,
+                    parent,
+                    config,
+                    *time,
+                    *finished,
+                );
+                self.add_version(meta)
             }
             Edit::Fork {
                 run,
@@ -240,12 +256,22 @@ impl State {
                 step,
                 config,
                 time,
+                finished,
             } => {
                 if self.runs.contains_key(run) {
                     return Err(format!("fork creates run '{run}' twice"));
                 }
                 let parent = Some((*source, *step));
-                self.add_version(new(*version, run, Origin::Fork, parent, config, *time))
+                let meta = new(
+                    *version,
+                    run,
+                    Origin::Fork,
+                    parent,
+                    config,
+                    *time,
+                    *finished,
+                );
+                self.add_version(meta)
             }
             Edit::Resume { version, config } => {
                 let v = self.version_mut(*version)?;
