@@ -85,18 +85,21 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
             resume,
             config,
             stream,
+            commit_every,
+            report_commits,
         } => {
             let store = open()?;
             let config = parse_config(config.as_deref())?;
-            return crate::ingest::log(
-                &store,
-                &run,
+            let how = crate::ingest::Ingest {
                 resume_from,
                 fork_from,
                 resume,
                 config,
                 stream,
-            );
+                commit_every,
+                report_commits,
+            };
+            return crate::ingest::log(&store, &run, how);
         }
         Command::History {
             reference,

@@ -2,7 +2,7 @@
 //! channel so that the writer can commit when input pauses (rows become visible to readers
 //! within ~100 ms of arriving) and at least every second while it flows.
 
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Write};
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -11,15 +11,38 @@ use steplog::{Resume, Store, Stream};
 
 use crate::commands::{CliError, CliResult};
 
-pub fn log(
-    store: &Store,
-    run: &str,
-    resume_from: Option<String>,
-    fork_from: Option<String>,
-    resume: Resume,
-    config: Option<serde_json::Value>,
-    stream: Stream,
-) -> CliResult<ExitCode> {
+/// How `steplog log` starts the run and commits.
+pub struct Ingest {
+    pub resume_from: Option<String>,
+    pub fork_from: Option<String>,
+    pub resume: Resume,
+    pub config: Option<serde_json::Value>,
+    pub stream: Stream,
+    pub commit_every: Option<u64>,
+    pub report_commits: bool,
+}
+
+/// Commits, and reports the last committed step if asked to.
+fn commit(writer: &mut steplog::RunWriter, last: Option<u64>, report: bool) -> CliResult {
+    writer.commit()?;
+    if let (true, Some(step)) = (report, last) {
+        let mut out = io::stdout().lock();
+        writeln!(out, "committed {step}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+pub fn log(store: &Store, run: &str, how: Ingest) -> CliResult<ExitCode> {
+    let Ingest {
+        resume_from,
+        fork_from,
+        resume,
+        config,
+        stream,
+        commit_every,
+        report_commits,
+    } = how;
     let mut start = store.run(run).resume(resume);
     if let Some(r) = &resume_from {
         let parsed: steplog::Reference = r.parse()?;
@@ -62,7 +85,7 @@ pub fn log(
             Ok(Err(e)) => break Some(CliError::Usage(format!("reading stdin: {e}"))),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if dirty {
-                    writer.commit()?;
+                    commit(&mut writer, last, report_commits)?;
                     dirty = false;
                     last_commit = Instant::now();
                 }
@@ -90,8 +113,9 @@ pub fn log(
         first = first.or(Some(step));
         last = Some(step);
         dirty = true;
-        if last_commit.elapsed() > Duration::from_secs(1) {
-            writer.commit()?;
+        let every = commit_every.is_some_and(|n| n > 0 && rows % n == 0);
+        if every || last_commit.elapsed() > Duration::from_secs(1) {
+            commit(&mut writer, last, report_commits)?;
             dirty = false;
             last_commit = Instant::now();
         }
@@ -99,6 +123,9 @@ pub fn log(
     let version = writer.version();
     // Rows before a bad line stay committed; the run is finished either way.
     writer.finish()?;
+    if let (true, Some(step)) = (report_commits, last) {
+        println!("committed {step}");
+    }
     eprintln!(
         "steplog: {} {rows} rows to run '{run}' (version {version}, stream {stream}){} in {:.2} s",
         if failure.is_some() {

@@ -69,6 +69,14 @@ enum Command {
         /// The stream to write: history, system, console.
         #[arg(long, default_value = "history")]
         stream: steplog::Stream,
+        /// Also commit after every N rows (rows are always committed when input pauses for
+        /// 100 ms, at least every second, and at the end).
+        #[arg(long, value_name = "N")]
+        commit_every: Option<u64>,
+        /// After each commit, print `committed STEP` (the last committed step) on stdout, for
+        /// a supervisor that must know what is durable.
+        #[arg(long)]
+        report_commits: bool,
     },
     /// Print the rows of a run or version, one JSON object per step.
     History {

@@ -1,0 +1,198 @@
+//! The process kill loop: a child process logs at full speed (through the library, and
+//! through `steplog log`) and reports each committed step; the parent kills it with SIGKILL
+//! at a random moment, reopens the store and checks that the history is a prefix of what was
+//! logged holding at least every reported step, and that `verify` passes. Rewinds and forks
+//! happen between rounds. `STEPLOG_KILL_ROUNDS=1000` runs the long mode (CI runs 16 rounds):
+//!
+//! ```sh
+//! STEPLOG_KILL_ROUNDS=1000 cargo test --release --test kill_loop -- --nocapture
+//! ```
+
+mod common;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use steplog::workload::Rng;
+use steplog::{Options, Query, Store};
+
+const CHILD_ENV: &str = "STEPLOG_KILL_LOOP_CHILD";
+
+fn value(step: u64) -> f64 {
+    step as f64 * 0.5 + 1.0
+}
+
+fn open(dir: &Path) -> Store {
+    Options::new()
+        .segment_bytes(16 << 10)
+        .block_bytes(2 << 10)
+        .open(dir)
+        .expect("open")
+}
+
+/// The child: logs run `r` from its next step on, forever, reporting commits on stdout.
+#[test]
+fn kill_loop_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // only runs when spawned by the parent
+    };
+    let store = open(Path::new(&dir));
+    let mut run = store.run("r").start().expect("child start");
+    let mut step = run.next_step(steplog::Stream::History);
+    let mut out = std::io::stdout().lock();
+    loop {
+        run.log_at(step, [("x", value(step)), ("y", (step % 7) as f64)])
+            .expect("log");
+        if step % 5 == 0 {
+            run.log_row(steplog::Stream::Console, Some(step), [("line", "tick")])
+                .expect("console");
+        }
+        if step % 25 == 24 {
+            run.commit().expect("commit");
+            writeln!(out, "committed {step}").expect("report");
+            out.flush().expect("flush");
+        }
+        step += 1;
+    }
+}
+
+fn spawn_library_child(dir: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "kill_loop_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn spawn_cli_child(dir: &Path, next: u64) -> Child {
+    let mut child = common::cli(dir)
+        .args(["log", "r", "--commit-every", "25", "--report-commits"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        for step in next.. {
+            let line = format!(
+                "{{\"_step\": {step}, \"x\": {:?}, \"y\": {:?}}}\n",
+                value(step),
+                (step % 7) as f64
+            );
+            if stdin.write_all(line.as_bytes()).is_err() {
+                return; // the child was killed
+            }
+        }
+    });
+    child
+}
+
+/// Reads `committed N` lines into `reported` until the pipe closes.
+fn watch(child: &mut Child, reported: Arc<AtomicU64>) -> std::thread::JoinHandle<()> {
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(n) = line
+                .strip_prefix("committed ")
+                .and_then(|n| n.trim().parse::<u64>().ok())
+            {
+                reported.fetch_max(n + 1, Ordering::SeqCst);
+            }
+        }
+    })
+}
+
+fn check(store: &Store, reference: &str) -> u64 {
+    let rows: Vec<_> = match store.history(reference, &Query::new()) {
+        Ok(it) => it.collect::<Result<_, _>>().expect("rows"),
+        Err(steplog::Error::RunNotFound { .. }) => return 0,
+        Err(e) => panic!("{e}"),
+    };
+    for (k, r) in rows.iter().enumerate() {
+        assert_eq!(r.step, k as u64, "{reference}: steps are a prefix");
+        assert_eq!(
+            r.fields["x"].as_f64(),
+            Some(value(k as u64)),
+            "{reference}: step {k}"
+        );
+    }
+    rows.len() as u64
+}
+
+#[test]
+fn killed_writers_lose_nothing_committed() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let rounds: u64 = std::env::var("STEPLOG_KILL_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(16);
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(0x5eed);
+    let mut killed_after_commit = 0;
+    for round in 0..rounds {
+        let reported = Arc::new(AtomicU64::new(0));
+        let before = check(&open(dir.path()), "r");
+        let mut child = if round % 2 == 0 {
+            spawn_library_child(dir.path())
+        } else {
+            spawn_cli_child(dir.path(), before)
+        };
+        let watcher = watch(&mut child, reported.clone());
+        std::thread::sleep(Duration::from_millis(20 + rng.next_u64() % 150));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        watcher.join().unwrap();
+
+        let store = open(dir.path());
+        let got = check(&store, "r");
+        let committed = reported.load(Ordering::SeqCst);
+        assert!(
+            got >= committed,
+            "round {round}: {got} rows, {committed} reported committed"
+        );
+        assert!(got >= before, "round {round}: rows were lost");
+        if committed > before {
+            killed_after_commit += 1;
+        }
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "round {round}: {:?}", report.problems);
+
+        // Between rounds: rewind (the child continues after the cutoff with the same values)
+        // and fork.
+        if round % 4 == 3 && got > 10 {
+            let step = got / 2 + rng.next_u64() % (got / 2);
+            store.rewind("r", step, None).unwrap();
+            assert_eq!(check(&store, "r"), step + 1);
+            let name = format!("fork-{round}");
+            let at = (step / 2).min(500);
+            store.fork("r", at, &name, None).unwrap();
+            assert_eq!(check(&store, &name), at + 1);
+        }
+        // Keep each round's checks bounded: once the run is long, rewind it near its start
+        // and purge what was archived.
+        if got > 100_000 {
+            let r = store.rewind("r", rng.next_u64() % 1000, None).unwrap();
+            store.purge(r.archived).unwrap();
+            assert_eq!(check(&store, "r"), r.step + 1);
+        }
+    }
+    eprintln!("kill loop: {rounds} rounds, {killed_after_commit} killed after at least one reported commit");
+    assert!(
+        killed_after_commit * 2 >= rounds,
+        "most kills came after commits ({killed_after_commit} of {rounds})"
+    );
+}
