@@ -46,7 +46,7 @@ fn kill_loop_child() {
     loop {
         run.log_at(step, [("x", value(step)), ("y", (step % 7) as f64)])
             .expect("log");
-        if step % 5 == 0 {
+        if step.is_multiple_of(5) {
             run.log_row(steplog::Stream::Console, Some(step), [("line", "tick")])
                 .expect("console");
         }
