@@ -42,7 +42,12 @@ fn image() -> SimFs {
     store.rewind("rw", 10, None).unwrap();
     log(&store, "rw", 11..20);
     for k in 0..12 {
-        store.run(&format!("pad-{k}")).start().unwrap().finish().unwrap();
+        store
+            .run(&format!("pad-{k}"))
+            .start()
+            .unwrap()
+            .finish()
+            .unwrap();
     }
     let mut w = store.run("live").start().unwrap();
     for s in 0..25 {
@@ -60,12 +65,23 @@ fn image() -> SimFs {
 fn read_all(store: &Store, damaged: &Path) -> bool {
     let mut all_ok = true;
     for run in RUNS {
-        let rows = store.history(run, &Query::new()).and_then(|it| it.collect::<Result<Vec<_>, _>>());
+        let rows = store
+            .history(run, &Query::new())
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>());
         match rows {
             Ok(rows) => {
                 for (k, r) in rows.iter().enumerate() {
-                    assert_eq!(r.step, k as u64, "{run}: not a prefix ({})", damaged.display());
-                    assert_eq!(r.fields["x"].as_f64(), Some(value(run, k as u64)), "{run}: a wrong value");
+                    assert_eq!(
+                        r.step,
+                        k as u64,
+                        "{run}: not a prefix ({})",
+                        damaged.display()
+                    );
+                    assert_eq!(
+                        r.fields["x"].as_f64(),
+                        Some(value(run, k as u64)),
+                        "{run}: a wrong value"
+                    );
                 }
             }
             Err(Error::RunNotFound { .. }) => all_ok = false,
@@ -81,18 +97,32 @@ fn read_all(store: &Store, damaged: &Path) -> bool {
 }
 
 fn kinds(img: &SimFs) -> Vec<(&'static str, PathBuf)> {
-    let mut segs: Vec<PathBuf> = img.files().into_iter().filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    let mut segs: Vec<PathBuf> = img
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
     segs.sort();
     let manifest = PathBuf::from("/s/MANIFEST");
     let text = String::from_utf8_lossy(&img.read(&manifest).unwrap()).into_owned();
-    assert!(text.contains("\"op\":\"snapshot\"") && text.contains("\"runs\":{\"done\""), "the manifest starts with a compaction snapshot");
-    vec![("sealed segment", segs[0].clone()), ("head segment", segs[segs.len() - 1].clone()), ("manifest", manifest)]
+    assert!(
+        text.contains("\"op\":\"snapshot\"") && text.contains("\"runs\":{\"done\""),
+        "the manifest starts with a compaction snapshot"
+    );
+    vec![
+        ("sealed segment", segs[0].clone()),
+        ("head segment", segs[segs.len() - 1].clone()),
+        ("manifest", manifest),
+    ]
 }
 
 #[test]
 fn truncation_at_every_offset_of_every_file_kind() {
     let img = image();
-    assert!(read_all(&open(&img).unwrap(), Path::new("-")), "the undamaged image reads");
+    assert!(
+        read_all(&open(&img).unwrap(), Path::new("-")),
+        "the undamaged image reads"
+    );
     let mut trials = 0;
     for (kind, path) in kinds(&img) {
         let original = img.read(&path).unwrap();
