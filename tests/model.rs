@@ -229,8 +229,8 @@ impl World {
                     step += gap;
                 }
                 let m = self.model.versions.get_mut(&v).unwrap();
-                m.rows[0].extend(logged[0].drain(..));
-                m.rows[1].extend(logged[1].drain(..));
+                m.rows[0].append(&mut logged[0]);
+                m.rows[1].append(&mut logged[1]);
             }
             Op::Commit { run } => self.settle(NAMES[*run], false),
             Op::Finish { run } => self.settle(NAMES[*run], true),
