@@ -257,21 +257,24 @@ fn seal_meta(i: SealInfo) -> SealMeta {
     }
 }
 
-/// The next acceptable step of each stream of a version: after its last row, and after the
-/// cutoff it was rewound or forked at. Console rows may share the last step.
+/// The next acceptable step of each stream of a version: after the run's last step over
+/// all streams (a run has one clock, even when a crash left its streams at different
+/// steps), and after the cutoff it was rewound or forked at. Console rows may share the
+/// last step.
 fn min_next(store: &Store, state: &State, v: VersionId) -> Result<[u64; 3]> {
-    let cutoff = state.versions[&v].parent.map(|(_, s)| s);
-    let mut out = [0u64; 3];
-    for (stream, slot) in Stream::ALL.into_iter().zip(out.iter_mut()) {
-        let last = store.count_rows(state, v, stream)?.1;
+    // A version's own rows are all after its cutoff, console rows included.
+    let floor = state.versions[&v]
+        .parent
+        .map_or(0, |(_, s)| s.saturating_add(1));
+    let last = store.last_step_any(state, v)?;
+    Ok(Stream::ALL.map(|stream| {
         let after_last = match (last, stream.merges_steps()) {
             (Some(l), true) => l.saturating_add(1),
             (Some(l), false) => l,
             (None, _) => 0,
         };
-        *slot = after_last.max(cutoff.map_or(0, |c| c.saturating_add(1)));
-    }
-    Ok(out)
+        after_last.max(floor)
+    }))
 }
 
 fn resume(store: &Store, name: &str, head: VersionId, config: Option<Config>) -> Result<Begun> {

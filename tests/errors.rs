@@ -209,3 +209,24 @@ fn a_writer_dropped_while_panicking_leaves_the_run_crashed_and_resumable() {
     run.finish().unwrap();
     assert_eq!(store.runs().unwrap()[0].status, steplog::Status::Finished);
 }
+
+#[test]
+fn a_resumed_run_continues_after_its_last_step_in_any_stream() {
+    // Regression (found by the model test): streams left at different steps (a crash, or
+    // console lines logged ahead) made a resumed run's streams disagree about its step.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut run = store.run("r").start().unwrap();
+    run.log_at(3, [("x", 1.0)]).unwrap();
+    run.log_row(steplog::Stream::Console, Some(9), [("line", "ahead")])
+        .unwrap();
+    run.finish().unwrap();
+    let mut run = store.run("r").start().unwrap();
+    for stream in [steplog::Stream::History, steplog::Stream::System] {
+        assert_eq!(run.next_step(stream), 10, "{stream}");
+    }
+    run.log_row(steplog::Stream::Console, None, [("line", "same step")])
+        .unwrap();
+    assert_eq!(run.log([("x", 2.0)]).unwrap(), 10);
+    run.finish().unwrap();
+}
