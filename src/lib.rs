@@ -48,6 +48,8 @@ mod codec;
 mod error;
 #[cfg(test)]
 mod format_doc;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod io;
 pub mod jsonl;
 mod lock;

@@ -58,6 +58,11 @@ fn every_sync_point_keeps_every_committed_row_and_invents_none() {
     commits.push((fs.syncs(), 120));
 
     let points = fs.sync_points();
+    eprintln!(
+        "crash sim: {} sync points x {} crash modes while logging",
+        points.len(),
+        MODES.len()
+    );
     assert!(
         points.len() >= commits.len() - 1,
         "at least one sync point per commit ({})",
@@ -124,6 +129,11 @@ fn rewind_and_fork_are_atomic_at_every_sync_point() {
     store.rewind("r", 30, None).unwrap();
     store.fork("r", 20, "f", None).unwrap();
     let points = fs.sync_points();
+    eprintln!(
+        "crash sim: {} sync points x {} crash modes during rewind and fork",
+        points.len(),
+        MODES.len()
+    );
     assert!(points.len() >= 2);
     for (j, point) in points.iter().enumerate() {
         for (m, mode) in MODES.iter().enumerate() {

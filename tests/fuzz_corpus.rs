@@ -1,0 +1,144 @@
+//! Replays the fuzzing seeds and every saved fuzz finding (`fuzz/seeds/<target>/`,
+//! `fuzz/regressions/<target>/`, and a local `fuzz/corpus/<target>/` if present) through the
+//! fuzz targets' entry points, as an ordinary test: a decoder bug found once stays fixed.
+//! `cargo test --test fuzz_corpus -- --ignored write_seeds` regenerates the seeds from real
+//! files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use steplog::io::{CrashMode, SimFs};
+use steplog::{fuzzing, Options, Value};
+
+type Target = (&'static str, fn(&[u8]));
+
+const TARGETS: [Target; 6] = [
+    ("block", fuzzing::block),
+    ("footer", fuzzing::footer),
+    ("segment", fuzzing::segment),
+    ("manifest", fuzzing::manifest),
+    ("jsonl", fuzzing::jsonl),
+    ("ops", fuzzing::ops),
+];
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|it| it.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_seed_and_saved_finding_runs_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut total = 0;
+    for (name, run) in TARGETS {
+        let mut inputs = 0;
+        for kind in ["seeds", "regressions", "corpus"] {
+            for file in files(&root.join(kind).join(name)) {
+                run(&std::fs::read(&file).unwrap());
+                inputs += 1;
+            }
+        }
+        assert!(inputs > 0, "no seeds for fuzz target {name}");
+        total += inputs;
+    }
+    eprintln!("fuzz corpus: {total} inputs replayed");
+}
+
+#[test]
+#[ignore = "writes fuzz/seeds; run by hand when the formats change"]
+fn write_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let write = |target: &str, name: &str, data: &[u8]| {
+        let dir = root.join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), data).unwrap();
+    };
+    let fs = SimFs::new();
+    let store = Options::new()
+        .segment_bytes(500)
+        .block_bytes(150)
+        .file_system(Arc::new(fs.clone()))
+        .open("/s")
+        .unwrap();
+    let mut w = store
+        .run("r")
+        .config(serde_json::json!({"lr": 0.1}))
+        .start()
+        .unwrap();
+    for i in 0..40u64 {
+        let mut fields = vec![
+            ("x", Value::F64(i as f64 * 0.5)),
+            ("n", Value::I64(i as i64 - 3)),
+        ];
+        if i % 3 == 0 {
+            fields.push(("s", Value::Str(format!("t{i}"))));
+            fields.push(("b", Value::Bool(i % 2 == 0)));
+        }
+        if i == 7 {
+            fields.push(("x", Value::Str("mixed".into())));
+        }
+        w.log_at(i, fields).unwrap();
+    }
+    w.finish().unwrap();
+    store.rewind("r", 10, None).unwrap();
+    store.fork("r", 5, "f", None).unwrap();
+    let mut live = store.run("live").start().unwrap();
+    for i in 0..12u64 {
+        live.log_at(i, [("y", i as f64)]).unwrap();
+        live.commit().unwrap();
+    }
+    let image = fs.crash(CrashMode::Process);
+    drop(live);
+
+    let mut segs: Vec<PathBuf> = image
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    let sealed = image.read(&segs[0]).unwrap();
+    let head = image.read(segs.last().unwrap()).unwrap();
+    write("segment", "sealed", &sealed);
+    write("segment", "head", &head);
+    // Block frames start after the 32-byte header; the first frame's length is in its header.
+    let frame_len = 40 + u32::from_le_bytes(sealed[36..40].try_into().unwrap()) as usize;
+    write("block", "frame", &sealed[32..32 + frame_len]);
+    let footer_at = u64::from_le_bytes(
+        sealed[sealed.len() - 16..sealed.len() - 8]
+            .try_into()
+            .unwrap(),
+    ) as usize;
+    write(
+        "footer",
+        "payload",
+        &sealed[footer_at + 12..sealed.len() - 16],
+    );
+    let manifest = image.read(Path::new("/s/MANIFEST")).unwrap();
+    write("manifest", "frames", &manifest[24..]);
+    write(
+        "manifest",
+        "edit",
+        br#"{"op":"fork","run":"f","version":3,"source":2,"step":5,"config":{},"time":1}"#,
+    );
+    write(
+        "jsonl",
+        "nested",
+        br#"{"_step": 3, "train": {"loss": 0.5, "acc": 1}, "ok": true, "s": "x"}"#,
+    );
+    write("jsonl", "nan", br#"{"a": NaN, "b": -Infinity, "c": "NaN"}"#);
+    write(
+        "ops",
+        "log-commit-crash",
+        &[0, 0, 30, 1, 0, 0, 0, 0, 9, 7, 0, 2, 3, 0, 5, 7, 1, 1],
+    );
+    write(
+        "ops",
+        "rewind-fork-purge",
+        &[
+            0, 1, 39, 2, 0, 0, 3, 1, 10, 4, 1, 3, 5, 0, 1, 6, 0, 0, 7, 3, 2,
+        ],
+    );
+}
