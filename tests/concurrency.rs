@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use steplog::{Error, Options, Store};
 
-const N: u64 = 3000;
+const N: u64 = 20_000;
 
 fn assert_prefix(steps: &[u64], what: &str) {
     for (i, s) in steps.iter().enumerate() {
@@ -22,31 +22,33 @@ fn readers_in_threads_and_processes_see_a_growing_prefix() {
     let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
     let done = Arc::new(AtomicBool::new(false));
 
-    let reader = {
-        let store = store.clone();
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            loop {
-                let finished = done.load(Ordering::SeqCst);
-                match store.history("r", &steplog::Query::new()) {
-                    Ok(it) => {
-                        let rows: Vec<_> =
-                            it.collect::<Result<_, _>>().expect("reader thread rows");
-                        let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
-                        assert_prefix(&steps, "reader thread");
-                        assert!(rows.iter().all(|r| f(r, "x") == r.step as f64));
-                        seen.push(steps.len());
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                loop {
+                    let finished = done.load(Ordering::SeqCst);
+                    match store.history("r", &steplog::Query::new()) {
+                        Ok(it) => {
+                            let rows: Vec<_> =
+                                it.collect::<Result<_, _>>().expect("reader thread rows");
+                            let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+                            assert_prefix(&steps, "reader thread");
+                            assert!(rows.iter().all(|r| f(r, "x") == r.step as f64));
+                            seen.push(steps.len());
+                        }
+                        Err(Error::RunNotFound { .. }) => seen.push(0),
+                        Err(e) => panic!("reader thread: {e}"),
                     }
-                    Err(Error::RunNotFound { .. }) => seen.push(0),
-                    Err(e) => panic!("reader thread: {e}"),
+                    if finished {
+                        return seen;
+                    }
                 }
-                if finished {
-                    return seen;
-                }
-            }
+            })
         })
-    };
+        .collect();
 
     let mut run = store.run("r").start().unwrap();
     let mut process_reads = Vec::new();
@@ -55,7 +57,7 @@ fn readers_in_threads_and_processes_see_a_growing_prefix() {
         if i % 50 == 49 {
             run.commit().unwrap();
         }
-        if i % 1000 == 999 {
+        if i % 5000 == 4999 {
             // A reader process, while the writer is mid-run.
             let out = cli_ok(dir.path(), &["history", "r", "--keys", "x"]);
             let steps: Vec<u64> = json_lines(&out)
@@ -72,16 +74,18 @@ fn readers_in_threads_and_processes_see_a_growing_prefix() {
     }
     run.finish().unwrap();
     done.store(true, Ordering::SeqCst);
-    let seen = reader.join().unwrap();
-    assert!(
-        seen.windows(2).all(|w| w[0] <= w[1]),
-        "the prefix never shrinks"
-    );
-    assert_eq!(*seen.last().unwrap() as u64, N);
-    assert!(
-        seen.iter().filter(|&&n| n > 0 && (n as u64) < N).count() > 0,
-        "some reads saw a partial run"
-    );
+    for reader in readers {
+        let seen = reader.join().unwrap();
+        assert!(
+            seen.windows(2).all(|w| w[0] <= w[1]),
+            "the prefix never shrinks"
+        );
+        assert_eq!(*seen.last().unwrap() as u64, N);
+        assert!(
+            seen.iter().any(|&n| n > 0 && (n as u64) < N),
+            "some reads saw a partial run"
+        );
+    }
     assert!(process_reads.windows(2).all(|w| w[0] < w[1]));
 }
 
