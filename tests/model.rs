@@ -1,5 +1,5 @@
 //! Model-based test: random sequences of log (two streams, same-step merges, NaN, infinities,
-//! sparse keys, strings), commit, finish, rewind, fork (also from archived versions), purge,
+//! sparse keys, long strings, rows with many keys), commit, finish, rewind, fork (also from archived versions), purge,
 //! reopen and crash (process crash, power loss, power loss with torn unsynced writes), on the
 //! crash-simulating file system with `Durability::PowerLoss`. After every operation, the
 //! history, summary and status of every version equal those of a plain in-memory model; after
@@ -207,6 +207,14 @@ impl World {
                     fields.insert("m".into(), value(*seed, i));
                     if i % 3 == 0 {
                         fields.insert(format!("sparse/{}", seed % 4), value(seed / 7, i));
+                    }
+                    if seed % 5 == 0 && i % 4 == 1 {
+                        // Long strings and rows with many keys.
+                        let len = (*seed as usize / 5) % 5000;
+                        fields.insert("long".into(), Value::Str("ü".repeat(len)));
+                        for k in 0..(seed % 60) {
+                            fields.insert(format!("many/{k:02}"), Value::I64((k * i) as i64));
+                        }
                     }
                     w.log_at(step, fields.clone()).unwrap();
                     if *merge {
