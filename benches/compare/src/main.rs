@@ -1,0 +1,413 @@
+//! The comparison harness: DESIGN.md's workloads stored in steplog and in the systems its
+//! users would pick instead, in one process run, on the same generated data, with every
+//! read-back checked against that data.
+//!
+//! ```sh
+//! cargo run --release -p steplog-compare               # full size (minutes)
+//! cargo run --release -p steplog-compare -- --quick    # a smoke run (seconds)
+//! cargo run --release -p steplog-compare -- --json results.json
+//! ```
+
+mod peers;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use steplog::workload::{fuzz_row, sweep_row, Rng, Train};
+use steplog::Value;
+
+/// One workload as rows (for the loggers) and as columns: for each key, (steps, values).
+pub struct Columns {
+    pub keys: Vec<String>,
+    pub cols: BTreeMap<String, (Vec<u64>, Vec<f64>)>,
+    pub rows: Vec<(u64, Vec<(&'static str, Value)>)>,
+    pub steps: u64,
+}
+
+impl Columns {
+    pub fn points(&self) -> u64 {
+        self.cols.values().map(|c| c.0.len() as u64).sum()
+    }
+
+    /// Columns of `rows`, numeric values only (every system stores the same points).
+    fn from_rows(mut rows: Vec<(u64, Vec<(&'static str, Value)>)>, steps: u64) -> Columns {
+        for (_, fields) in rows.iter_mut() {
+            fields.retain(|(_, v)| matches!(v, Value::F64(_) | Value::I64(_)));
+        }
+        let mut cols: BTreeMap<String, (Vec<u64>, Vec<f64>)> = BTreeMap::new();
+        for (step, fields) in &rows {
+            for (k, v) in fields {
+                let x = match v {
+                    Value::F64(x) => *x,
+                    Value::I64(i) => *i as f64,
+                    Value::Bool(_) | Value::Str(_) => unreachable!("dropped by from_rows"),
+                };
+                let c = cols.entry((*k).to_string()).or_default();
+                c.0.push(*step);
+                c.1.push(x);
+            }
+        }
+        Columns {
+            keys: cols.keys().cloned().collect(),
+            cols,
+            rows,
+            steps,
+        }
+    }
+}
+
+fn train(steps: u64) -> Columns {
+    Columns::from_rows(Train::new(steps, 42).collect(), steps)
+}
+
+fn fuzz(steps: u64) -> Columns {
+    let mut rng = Rng::new(7);
+    let mut state = [0i64; 6];
+    Columns::from_rows(
+        (0..steps)
+            .map(|s| (s, fuzz_row(s, &mut rng, &mut state)))
+            .collect(),
+        steps,
+    )
+}
+
+/// The measurements of one system on the train workload (and the others).
+#[derive(Default, Debug, Clone)]
+pub struct Figures {
+    pub durability: String,
+    pub ingest_pps: f64,
+    pub bytes_per_point: f64,
+    pub scan_ms: f64,
+    pub range_p50_us: f64,
+    pub range_p99_us: f64,
+    pub summary_us: f64,
+    pub sweep_ingest_pps: f64,
+    pub sweep_open_ms: f64,
+    pub fuzz_bytes_per_point: f64,
+    pub rewind_small_us: f64,
+    pub rewind_big_us: f64,
+    pub fork_small_us: f64,
+    pub fork_big_us: f64,
+}
+
+/// A system under test.
+pub trait System {
+    fn name(&self) -> &'static str;
+    fn durability(&self) -> &'static str;
+    /// Stores the workload as run `run` in `dir`; returns nothing, timed by the caller.
+    fn ingest(&mut self, dir: &Path, data: &Columns);
+    /// Stores many short runs (the sweep shape).
+    fn ingest_sweep(&mut self, dir: &Path, runs: u64, steps: u64);
+    /// Opens the sweep store and counts its runs.
+    fn open_sweep(&mut self, dir: &Path) -> u64;
+    /// One metric, whole run.
+    fn scan(&mut self, dir: &Path, key: &str) -> (Vec<u64>, Vec<f64>);
+    /// One metric, steps `from..from + len`.
+    fn range(&mut self, dir: &Path, key: &str, from: u64, len: u64) -> (Vec<u64>, Vec<f64>);
+    /// count, min, max, mean of every key.
+    fn summary(&mut self, dir: &Path) -> BTreeMap<String, (u64, f64, f64, f64)>;
+    /// Rewind at `step` then fork at `step`, each timed; `None` where unsupported.
+    fn rewind_fork(&mut self, _dir: &Path, _step: u64) -> Option<(Duration, Duration)> {
+        None
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|it| {
+            it.filter_map(|e| e.ok())
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn check_series(system: &str, what: &str, got: &(Vec<u64>, Vec<f64>), want: (&[u64], &[f64])) {
+    assert_eq!(
+        got.0.len(),
+        want.0.len(),
+        "{system} {what}: wrong number of points"
+    );
+    assert!(got.0 == want.0, "{system} {what}: wrong steps");
+    let same = got
+        .1
+        .iter()
+        .zip(want.1)
+        .all(|(a, b)| a.to_bits() == b.to_bits() || a == b);
+    assert!(same, "{system} {what}: wrong values");
+}
+
+fn percentile(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    let i = ((v.len() - 1) as f64 * p).round() as usize;
+    v[i].as_secs_f64() * 1e6
+}
+
+struct Sizes {
+    train: u64,
+    sweep_runs: u64,
+    fuzz: u64,
+    rewind_small: u64,
+    rewind_big: u64,
+    range_reads: usize,
+}
+
+fn run_system(
+    sys: &mut dyn System,
+    sizes: &Sizes,
+    train: &Columns,
+    fuzz: &Columns,
+    root: &Path,
+) -> Figures {
+    let mut f = Figures {
+        durability: sys.durability().to_string(),
+        ..Figures::default()
+    };
+    let name = sys.name();
+    let key = "train/loss";
+    let want = &train.cols[key];
+
+    let dir = root.join(format!("{name}-train"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Instant::now();
+    sys.ingest(&dir, train);
+    f.ingest_pps = train.points() as f64 / t.elapsed().as_secs_f64();
+    f.bytes_per_point = dir_bytes(&dir) as f64 / train.points() as f64;
+
+    let t = Instant::now();
+    let got = sys.scan(&dir, key);
+    f.scan_ms = t.elapsed().as_secs_f64() * 1e3;
+    check_series(name, "scan", &got, (&want.0, &want.1));
+
+    let mut rng = Rng::new(11);
+    let len = 1000.min(train.steps);
+    let mut lat = Vec::with_capacity(sizes.range_reads);
+    for _ in 0..sizes.range_reads {
+        let from = rng.next_u64() % (train.steps - len + 1);
+        let t = Instant::now();
+        let got = sys.range(&dir, key, from, len);
+        lat.push(t.elapsed());
+        let (a, b) = (from as usize, (from + len) as usize);
+        check_series(name, "range", &got, (&want.0[a..b], &want.1[a..b]));
+    }
+    f.range_p50_us = percentile(&mut lat, 0.5);
+    f.range_p99_us = percentile(&mut lat, 0.99);
+
+    let t = Instant::now();
+    let summary = sys.summary(&dir);
+    f.summary_us = t.elapsed().as_secs_f64() * 1e6;
+    for (k, (steps, values)) in &train.cols {
+        let (count, min, max, mean) = summary[k];
+        let wmin = values.iter().cloned().fold(f64::INFINITY, f64::min);
+        let wmax = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let wmean = values.iter().sum::<f64>() / values.len() as f64;
+        assert_eq!(count, steps.len() as u64, "{name} summary count of {k}");
+        assert!(min == wmin && max == wmax, "{name} summary min/max of {k}");
+        assert!(
+            (mean - wmean).abs() <= 1e-9 * wmean.abs().max(1.0),
+            "{name} summary mean of {k}: {mean} vs {wmean}"
+        );
+    }
+
+    let dir = root.join(format!("{name}-sweep"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Instant::now();
+    sys.ingest_sweep(&dir, sizes.sweep_runs, 100);
+    f.sweep_ingest_pps = (sizes.sweep_runs * 100 * 4) as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let runs = sys.open_sweep(&dir);
+    f.sweep_open_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(runs, sizes.sweep_runs, "{name}: sweep runs");
+
+    let dir = root.join(format!("{name}-fuzz"));
+    std::fs::create_dir_all(&dir).unwrap();
+    sys.ingest(&dir, fuzz);
+    f.fuzz_bytes_per_point = dir_bytes(&dir) as f64 / fuzz.points() as f64;
+    let got = sys.scan(&dir, "execs");
+    let want = &fuzz.cols["execs"];
+    check_series(name, "fuzz scan", &got, (&want.0, &want.1));
+
+    for (steps, small) in [(sizes.rewind_small, true), (sizes.rewind_big, false)] {
+        let dir = root.join(format!("{name}-rewind-{steps}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = single_metric(steps);
+        sys.ingest(&dir, &data);
+        if let Some((rewind, fork)) = sys.rewind_fork(&dir, steps / 2) {
+            let (r, k) = (rewind.as_secs_f64() * 1e6, fork.as_secs_f64() * 1e6);
+            if small {
+                (f.rewind_small_us, f.fork_small_us) = (r, k);
+            } else {
+                (f.rewind_big_us, f.fork_big_us) = (r, k);
+            }
+        }
+    }
+    f
+}
+
+/// The rewind workload: one metric, `steps` steps.
+fn single_metric(steps: u64) -> Columns {
+    Columns::from_rows(
+        (0..steps)
+            .map(|s| (s, vec![("m", Value::F64(s as f64 * 0.25))]))
+            .collect(),
+        steps,
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let sizes = if quick {
+        Sizes {
+            train: 20_000,
+            sweep_runs: 200,
+            fuzz: 200_000,
+            rewind_small: 1_000,
+            rewind_big: 100_000,
+            range_reads: 200,
+        }
+    } else {
+        Sizes {
+            train: 1_000_000,
+            sweep_runs: 10_000,
+            fuzz: 10_000_000,
+            rewind_small: 1_000,
+            rewind_big: 10_000_000,
+            range_reads: 1_000,
+        }
+    };
+    let root = tempfile::tempdir().unwrap();
+    eprintln!(
+        "generating workloads ({})...",
+        if quick { "quick" } else { "full size" }
+    );
+    let train = train(sizes.train);
+    let fuzz = fuzz(sizes.fuzz);
+    let mut systems: Vec<Box<dyn System>> = vec![
+        Box::new(peers::Steplog::default()),
+        Box::new(peers::Sqlite::default()),
+        Box::new(peers::Parquet),
+        Box::new(peers::Raw),
+    ];
+    let mut results: Vec<(&'static str, Figures)> = Vec::new();
+    for sys in systems.iter_mut() {
+        eprintln!("measuring {}...", sys.name());
+        let f = run_system(sys.as_mut(), &sizes, &train, &fuzz, root.path());
+        results.push((sys.name(), f));
+    }
+    print_table(&results, &sizes, train.points(), quick);
+    if let Some(path) = json {
+        let v: Vec<serde_json::Value> = results.iter().map(|(n, f)| figures_json(n, f)).collect();
+        let doc = serde_json::json!({"quick": quick, "train_points": train.points(), "systems": v});
+        std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+fn figures_json(name: &str, f: &Figures) -> serde_json::Value {
+    serde_json::json!({
+        "system": name, "durability": f.durability, "ingest_points_per_s": f.ingest_pps,
+        "bytes_per_point": f.bytes_per_point, "scan_ms": f.scan_ms, "range_p50_us": f.range_p50_us,
+        "range_p99_us": f.range_p99_us, "summary_us": f.summary_us, "sweep_ingest_points_per_s": f.sweep_ingest_pps,
+        "sweep_open_ms": f.sweep_open_ms, "fuzz_bytes_per_point": f.fuzz_bytes_per_point,
+        "rewind_small_us": f.rewind_small_us, "rewind_big_us": f.rewind_big_us,
+        "fork_small_us": f.fork_small_us, "fork_big_us": f.fork_big_us,
+    })
+}
+
+fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, quick: bool) {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "steplog comparison ({}; train {} steps = {points} points; sweep {} runs x 100 x 4; fuzz {} steps x 6; {cores} cores)",
+        if quick { "quick" } else { "full" },
+        sizes.train,
+        sizes.sweep_runs,
+        sizes.fuzz
+    );
+    for (n, f) in results {
+        println!("  {n}: {}", f.durability);
+    }
+    type Get = fn(&Figures) -> f64;
+    let rows: [(&str, Get, bool); 13] = [
+        ("ingest, train (M points/s)", |f| f.ingest_pps / 1e6, true),
+        ("size, train (bytes/point)", |f| f.bytes_per_point, false),
+        ("scan one metric (ms)", |f| f.scan_ms, false),
+        ("range read 1000 steps p50 (us)", |f| f.range_p50_us, false),
+        ("range read 1000 steps p99 (us)", |f| f.range_p99_us, false),
+        ("summary, whole run (us)", |f| f.summary_us, false),
+        (
+            "ingest, sweep (M points/s)",
+            |f| f.sweep_ingest_pps / 1e6,
+            true,
+        ),
+        ("open sweep store (ms)", |f| f.sweep_open_ms, false),
+        (
+            "size, fuzz (bytes/point)",
+            |f| f.fuzz_bytes_per_point,
+            false,
+        ),
+        ("rewind, small run (us)", |f| f.rewind_small_us, false),
+        ("rewind, big run (us)", |f| f.rewind_big_us, false),
+        ("fork, small run (us)", |f| f.fork_small_us, false),
+        ("fork, big run (us)", |f| f.fork_big_us, false),
+    ];
+    print!("{:<32}", "");
+    for (n, _) in results {
+        print!("{n:>12}");
+    }
+    for (n, _) in &results[1..] {
+        print!("{:>14}", format!("vs {n}"));
+    }
+    println!();
+    for (label, get, higher_better) in rows {
+        print!("{label:<32}");
+        for (_, f) in results {
+            let v = get(f);
+            if v == 0.0 {
+                print!("{:>12}", "-");
+            } else {
+                print!("{v:>12.3}");
+            }
+        }
+        let ours = get(&results[0].1);
+        for (_, f) in &results[1..] {
+            let theirs = get(f);
+            if ours == 0.0 || theirs == 0.0 {
+                print!("{:>14}", "-");
+            } else {
+                // Always "how many times better steplog is" (> 1 means steplog wins).
+                let r = if higher_better {
+                    ours / theirs
+                } else {
+                    theirs / ours
+                };
+                print!("{:>14}", format!("{r:.2}x"));
+            }
+        }
+        println!();
+    }
+}
+
+/// The sweep workload: (run, step, row) for `runs` runs of `steps` steps.
+pub fn sweep_data(
+    runs: u64,
+    steps: u64,
+) -> impl Iterator<Item = (u64, u64, Vec<(&'static str, Value)>)> {
+    let mut rng = Rng::new(3);
+    (0..runs)
+        .flat_map(move |r| (0..steps).map(move |s| (r, s)).collect::<Vec<_>>())
+        .map(move |(r, s)| {
+            let row = sweep_row(r, s, &mut rng);
+            (r, s, row)
+        })
+}

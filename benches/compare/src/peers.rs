@@ -1,0 +1,614 @@
+//! The systems measured: steplog, SQLite (rusqlite, bundled), Parquet (arrow-rs) and a raw
+//! file of little-endian (step, value) pairs. Each is used the way its documentation advises
+//! for bulk loading.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use steplog::{Query, Store, Value};
+
+use crate::{sweep_data, Columns, System};
+
+type Series = (Vec<u64>, Vec<f64>);
+type SummaryMap = BTreeMap<String, (u64, f64, f64, f64)>;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+// ---------------------------------------------------------------- steplog
+
+#[derive(Default)]
+pub struct Steplog {
+    stores: HashMap<PathBuf, Store>,
+}
+
+impl Steplog {
+    fn store(&mut self, dir: &Path) -> &Store {
+        self.stores
+            .entry(dir.to_owned())
+            .or_insert_with(|| Store::open(dir).unwrap())
+    }
+}
+
+impl System for Steplog {
+    fn name(&self) -> &'static str {
+        "steplog"
+    }
+    fn durability(&self) -> &'static str {
+        "Durability::Process (commit = write(2), no fsync: survives kill -9, not power loss)"
+    }
+    fn ingest(&mut self, dir: &Path, data: &Columns) {
+        let store = self.store(dir);
+        let mut w = store.run("run").start().unwrap();
+        for (step, row) in &data.rows {
+            w.log_at(*step, row.iter().map(|(k, v)| (*k, v.clone())))
+                .unwrap();
+        }
+        w.finish().unwrap();
+    }
+    fn ingest_sweep(&mut self, dir: &Path, runs: u64, steps: u64) {
+        let store = self.store(dir).clone();
+        let mut current: Option<(u64, steplog::RunWriter)> = None;
+        for (r, s, row) in sweep_data(runs, steps) {
+            if current.as_ref().is_none_or(|c| c.0 != r) {
+                if let Some((_, w)) = current.take() {
+                    w.finish().unwrap();
+                }
+                current = Some((r, store.run(&format!("run-{r}")).start().unwrap()));
+            }
+            current.as_mut().unwrap().1.log_at(s, row).unwrap();
+        }
+        if let Some((_, w)) = current {
+            w.finish().unwrap();
+        }
+    }
+    fn open_sweep(&mut self, dir: &Path) -> u64 {
+        Store::open(dir).unwrap().versions().unwrap().len() as u64
+    }
+    fn scan(&mut self, dir: &Path, key: &str) -> Series {
+        let s = self.store(dir).metric("run", key, ..).unwrap();
+        (s.steps, s.values)
+    }
+    fn range(&mut self, dir: &Path, key: &str, from: u64, len: u64) -> Series {
+        let s = self
+            .store(dir)
+            .metric("run", key, from..from + len)
+            .unwrap();
+        (s.steps, s.values)
+    }
+    fn summary(&mut self, dir: &Path) -> SummaryMap {
+        let s = self.store(dir).summary("run").unwrap();
+        let num =
+            |v: &Option<(u64, Value)>| v.as_ref().and_then(|(_, v)| v.as_f64()).unwrap_or(f64::NAN);
+        s.keys
+            .iter()
+            .map(|(k, ks)| {
+                (
+                    k.clone(),
+                    (
+                        ks.count,
+                        num(&ks.min),
+                        num(&ks.max),
+                        ks.mean().unwrap_or(f64::NAN),
+                    ),
+                )
+            })
+            .collect()
+    }
+    fn rewind_fork(&mut self, dir: &Path, step: u64) -> Option<(Duration, Duration)> {
+        let store = self.store(dir).clone();
+        let (mut rewinds, mut forks) = (Vec::new(), Vec::new());
+        for i in 0..11 {
+            let t = Instant::now();
+            store.rewind("run", step - i, None).unwrap();
+            rewinds.push(t.elapsed());
+            let t = Instant::now();
+            store
+                .fork("run", step - i, &format!("fork-{i}"), None)
+                .unwrap();
+            forks.push(t.elapsed());
+        }
+        assert_eq!(
+            store.rows("fork-10").unwrap().0,
+            step - 10 + 1,
+            "steplog fork rows"
+        );
+        let _ = store.history("run", &Query::new()).unwrap();
+        Some((median(rewinds), median(forks)))
+    }
+}
+
+// ---------------------------------------------------------------- SQLite
+
+#[derive(Default)]
+pub struct Sqlite {
+    conns: HashMap<PathBuf, rusqlite::Connection>,
+}
+
+fn sqlite_open(dir: &Path) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(dir.join("db.sqlite")).unwrap();
+    c.pragma_update(None, "journal_mode", "WAL").unwrap();
+    c.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    c.execute_batch(
+        "CREATE TABLE IF NOT EXISTS points (run INTEGER NOT NULL, key TEXT NOT NULL,
+             step INTEGER NOT NULL, value REAL NOT NULL, PRIMARY KEY (run, key, step)) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS runs (run INTEGER PRIMARY KEY, name TEXT NOT NULL);",
+    )
+    .unwrap();
+    c
+}
+
+impl Sqlite {
+    fn conn(&mut self, dir: &Path) -> &mut rusqlite::Connection {
+        self.conns
+            .entry(dir.to_owned())
+            .or_insert_with(|| sqlite_open(dir))
+    }
+
+    fn insert_rows<'a>(
+        c: &mut rusqlite::Connection,
+        rows: impl Iterator<Item = (u64, u64, &'a str, f64)>,
+    ) {
+        let mut tx = c.transaction().unwrap();
+        let mut n = 0;
+        let mut pending = rows.peekable();
+        while pending.peek().is_some() {
+            {
+                let mut stmt = tx
+                    .prepare_cached("INSERT INTO points VALUES (?1, ?2, ?3, ?4)")
+                    .unwrap();
+                for (run, step, key, value) in pending.by_ref().take(100_000) {
+                    stmt.execute(rusqlite::params![run as i64, key, step as i64, value])
+                        .unwrap();
+                    n += 1;
+                }
+            }
+            tx.commit().unwrap();
+            tx = c.transaction().unwrap();
+        }
+        tx.commit().unwrap();
+        let _ = n;
+    }
+}
+
+fn num(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+impl System for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+    fn durability(&self) -> &'static str {
+        "WAL, synchronous=NORMAL, 100,000 points per transaction (survives a process crash; power loss may lose the last transactions)"
+    }
+    fn ingest(&mut self, dir: &Path, data: &Columns) {
+        let c = self.conn(dir);
+        let rows = data
+            .rows
+            .iter()
+            .flat_map(|(s, row)| row.iter().map(move |(k, v)| (0, *s, *k, num(v))));
+        Sqlite::insert_rows(c, rows);
+    }
+    fn ingest_sweep(&mut self, dir: &Path, runs: u64, steps: u64) {
+        let c = self.conn(dir);
+        {
+            let tx = c.transaction().unwrap();
+            for r in 0..runs {
+                tx.execute(
+                    "INSERT INTO runs VALUES (?1, ?2)",
+                    rusqlite::params![r as i64, format!("run-{r}")],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let data: Vec<_> = sweep_data(runs, steps).collect();
+        let rows = data
+            .iter()
+            .flat_map(|(r, s, row)| row.iter().map(move |(k, v)| (*r, *s, *k, num(v))));
+        Sqlite::insert_rows(c, rows);
+    }
+    fn open_sweep(&mut self, dir: &Path) -> u64 {
+        let c = sqlite_open(dir);
+        c.query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
+            .unwrap() as u64
+    }
+    fn scan(&mut self, dir: &Path, key: &str) -> Series {
+        let c = self.conn(dir);
+        let mut stmt = c
+            .prepare_cached(
+                "SELECT step, value FROM points WHERE run = 0 AND key = ?1 ORDER BY step",
+            )
+            .unwrap();
+        let mut out = (Vec::new(), Vec::new());
+        let mut rows = stmt.query([key]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            out.0.push(r.get::<_, i64>(0).unwrap() as u64);
+            out.1.push(r.get(1).unwrap());
+        }
+        out
+    }
+    fn range(&mut self, dir: &Path, key: &str, from: u64, len: u64) -> Series {
+        let c = self.conn(dir);
+        let mut stmt = c
+            .prepare_cached("SELECT step, value FROM points WHERE run = 0 AND key = ?1 AND step >= ?2 AND step < ?3 ORDER BY step")
+            .unwrap();
+        let mut out = (Vec::new(), Vec::new());
+        let mut rows = stmt
+            .query(rusqlite::params![key, from as i64, (from + len) as i64])
+            .unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            out.0.push(r.get::<_, i64>(0).unwrap() as u64);
+            out.1.push(r.get(1).unwrap());
+        }
+        out
+    }
+    fn summary(&mut self, dir: &Path) -> SummaryMap {
+        let c = self.conn(dir);
+        let mut stmt = c
+            .prepare("SELECT key, COUNT(*), MIN(value), MAX(value), AVG(value) FROM points WHERE run = 0 GROUP BY key")
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    (r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?, r.get(4)?),
+                ))
+            })
+            .unwrap();
+        rows.map(|r| r.unwrap()).collect()
+    }
+    fn rewind_fork(&mut self, dir: &Path, step: u64) -> Option<(Duration, Duration)> {
+        // The usual way: keep the old version by copying it, then delete what the new head
+        // drops; a fork copies the rows up to the step.
+        let c = self.conn(dir);
+        let t = Instant::now();
+        let tx = c.transaction().unwrap();
+        tx.execute(
+            "INSERT INTO points SELECT 1000, key, step, value FROM points WHERE run = 0",
+            [],
+        )
+        .unwrap();
+        tx.execute(
+            "DELETE FROM points WHERE run = 0 AND step > ?1",
+            [step as i64],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        let rewind = t.elapsed();
+        let t = Instant::now();
+        let tx = c.transaction().unwrap();
+        tx.execute("INSERT INTO points SELECT 2000, key, step, value FROM points WHERE run = 0 AND step <= ?1", [step as i64])
+            .unwrap();
+        tx.commit().unwrap();
+        let fork = t.elapsed();
+        let n: i64 = c
+            .query_row("SELECT COUNT(*) FROM points WHERE run = 2000", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n as u64, step + 1, "sqlite fork rows");
+        Some((rewind, fork))
+    }
+}
+
+// ---------------------------------------------------------------- Parquet
+
+#[derive(Default)]
+pub struct Parquet;
+
+fn parquet_props() -> WriterProperties {
+    // zstd, as steplog uses; row groups at the writer's default size (1M rows), as advised.
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+        .build()
+}
+
+/// Writes rows as a wide table: `step` and one nullable f64 column per key.
+fn write_wide(
+    path: &Path,
+    keys: &[String],
+    rows: &mut dyn Iterator<Item = (u64, Vec<(&str, f64)>)>,
+    extra_run: bool,
+) {
+    let mut fields = Vec::new();
+    if extra_run {
+        fields.push(Field::new("run", DataType::UInt64, false));
+    }
+    fields.push(Field::new("step", DataType::UInt64, false));
+    fields.extend(keys.iter().map(|k| Field::new(k, DataType::Float64, true)));
+    let schema = Arc::new(Schema::new(fields));
+    let file = File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(parquet_props())).unwrap();
+    let index: HashMap<&str, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    loop {
+        let (mut runs, mut steps) = (Vec::new(), Vec::new());
+        let mut cols: Vec<Vec<Option<f64>>> = vec![Vec::new(); keys.len()];
+        for (step, fields) in (&mut *rows).take(65_536) {
+            if extra_run {
+                runs.push(step >> 32);
+                steps.push(step & 0xffff_ffff);
+            } else {
+                steps.push(step);
+            }
+            for c in cols.iter_mut() {
+                c.push(None);
+            }
+            for (k, v) in fields {
+                let c = &mut cols[index[k]];
+                *c.last_mut().unwrap() = Some(v);
+            }
+        }
+        if steps.is_empty() {
+            break;
+        }
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        if extra_run {
+            arrays.push(Arc::new(UInt64Array::from(runs)));
+        }
+        arrays.push(Arc::new(UInt64Array::from(steps)));
+        arrays.extend(
+            cols.into_iter()
+                .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef),
+        );
+        w.write(&RecordBatch::try_new(schema.clone(), arrays).unwrap())
+            .unwrap();
+    }
+    w.close().unwrap();
+}
+
+fn read_columns(path: &Path, names: &[&str], selection: Option<(u64, u64)>) -> Vec<RecordBatch> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+    let schema = builder.parquet_schema();
+    let leaves: Vec<usize> = names
+        .iter()
+        .map(|n| {
+            (0..schema.num_columns())
+                .find(|&i| schema.column(i).name() == *n)
+                .unwrap()
+        })
+        .collect();
+    let mask = ProjectionMask::leaves(schema, leaves);
+    let mut builder = builder.with_projection(mask).with_batch_size(65_536);
+    if let Some((skip, take)) = selection {
+        builder = builder.with_row_selection(RowSelection::from(vec![
+            RowSelector::skip(skip as usize),
+            RowSelector::select(take as usize),
+        ]));
+    }
+    builder.build().unwrap().map(|b| b.unwrap()).collect()
+}
+
+fn series_of(batches: &[RecordBatch], key: &str) -> Series {
+    let mut out = (Vec::new(), Vec::new());
+    for b in batches {
+        let steps = b
+            .column_by_name("step")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap();
+        let vals = b
+            .column_by_name(key)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        for i in 0..b.num_rows() {
+            if vals.is_valid(i) {
+                out.0.push(steps.value(i));
+                out.1.push(vals.value(i));
+            }
+        }
+    }
+    out
+}
+
+fn f64_rows<'a>(
+    rows: &'a [(u64, Vec<(&'static str, Value)>)],
+) -> impl Iterator<Item = (u64, Vec<(&'a str, f64)>)> + 'a {
+    rows.iter()
+        .map(|(s, r)| (*s, r.iter().map(|(k, v)| (*k, num(v))).collect()))
+}
+
+impl System for Parquet {
+    fn name(&self) -> &'static str {
+        "parquet"
+    }
+    fn durability(&self) -> &'static str {
+        "arrow-rs ArrowWriter, zstd(3), default row groups; readable only once closed, no fsync"
+    }
+    fn ingest(&mut self, dir: &Path, data: &Columns) {
+        write_wide(
+            &dir.join("run.parquet"),
+            &data.keys,
+            &mut f64_rows(&data.rows),
+            false,
+        );
+    }
+    fn ingest_sweep(&mut self, dir: &Path, runs: u64, steps: u64) {
+        let keys: Vec<String> = ["acc", "iters", "loss", "time_ms"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut rows = sweep_data(runs, steps).map(|(r, s, row)| {
+            (
+                (r << 32) | s,
+                row.iter().map(|(k, v)| (*k, num(v))).collect::<Vec<_>>(),
+            )
+        });
+        write_wide(&dir.join("sweep.parquet"), &keys, &mut rows, true);
+    }
+    fn open_sweep(&mut self, dir: &Path) -> u64 {
+        let batches = read_columns(&dir.join("sweep.parquet"), &["run"], None);
+        let mut runs: Vec<u64> = Vec::new();
+        for b in &batches {
+            let a = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+            runs.extend(a.values().iter());
+        }
+        runs.dedup();
+        runs.len() as u64
+    }
+    fn scan(&mut self, dir: &Path, key: &str) -> Series {
+        series_of(
+            &read_columns(&dir.join("run.parquet"), &["step", key], None),
+            key,
+        )
+    }
+    fn range(&mut self, dir: &Path, key: &str, from: u64, len: u64) -> Series {
+        // Steps are dense in these workloads, so row i holds step i.
+        series_of(
+            &read_columns(&dir.join("run.parquet"), &["step", key], Some((from, len))),
+            key,
+        )
+    }
+    fn summary(&mut self, dir: &Path) -> SummaryMap {
+        let path = dir.join("run.parquet");
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let names: Vec<String> = builder
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n != "step")
+            .collect();
+        let mut acc: BTreeMap<String, (u64, f64, f64, f64)> = BTreeMap::new();
+        for b in builder.build().unwrap() {
+            let b = b.unwrap();
+            for n in &names {
+                let a = b
+                    .column_by_name(n)
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<Float64Array>()
+                    .unwrap();
+                let e = acc
+                    .entry(n.clone())
+                    .or_insert((0, f64::INFINITY, f64::NEG_INFINITY, 0.0));
+                for v in a.iter().flatten() {
+                    e.0 += 1;
+                    e.1 = e.1.min(v);
+                    e.2 = e.2.max(v);
+                    e.3 += v;
+                }
+            }
+        }
+        acc.into_iter()
+            .map(|(k, (n, lo, hi, sum))| (k, (n, lo, hi, sum / n as f64)))
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------- raw
+
+#[derive(Default)]
+pub struct Raw;
+
+fn raw_name(key: &str) -> String {
+    key.replace('/', "_") + ".bin"
+}
+
+fn decode_pairs(bytes: &[u8]) -> Series {
+    let mut out = (
+        Vec::with_capacity(bytes.len() / 16),
+        Vec::with_capacity(bytes.len() / 16),
+    );
+    for p in bytes.chunks_exact(16) {
+        out.0.push(u64::from_le_bytes(p[..8].try_into().unwrap()));
+        out.1.push(f64::from_le_bytes(p[8..].try_into().unwrap()));
+    }
+    out
+}
+
+impl System for Raw {
+    fn name(&self) -> &'static str {
+        "raw"
+    }
+    fn durability(&self) -> &'static str {
+        "buffered writes of little-endian (step, f64) pairs, one file per key, no fsync"
+    }
+    fn ingest(&mut self, dir: &Path, data: &Columns) {
+        let mut files: HashMap<&str, BufWriter<File>> = HashMap::new();
+        for (s, row) in &data.rows {
+            for (k, v) in row {
+                let f = files.entry(k).or_insert_with(|| {
+                    BufWriter::new(File::create(dir.join(raw_name(k))).unwrap())
+                });
+                f.write_all(&s.to_le_bytes()).unwrap();
+                f.write_all(&num(v).to_le_bytes()).unwrap();
+            }
+        }
+        for (_, mut f) in files {
+            f.flush().unwrap();
+        }
+    }
+    fn ingest_sweep(&mut self, dir: &Path, runs: u64, steps: u64) {
+        let mut current: Option<(u64, BufWriter<File>)> = None;
+        for (r, s, row) in sweep_data(runs, steps) {
+            if current.as_ref().is_none_or(|c| c.0 != r) {
+                current = Some((
+                    r,
+                    BufWriter::new(File::create(dir.join(format!("run-{r}.bin"))).unwrap()),
+                ));
+            }
+            let f = &mut current.as_mut().unwrap().1;
+            for (_, v) in row {
+                f.write_all(&s.to_le_bytes()).unwrap();
+                f.write_all(&num(&v).to_le_bytes()).unwrap();
+            }
+        }
+    }
+    fn open_sweep(&mut self, dir: &Path) -> u64 {
+        std::fs::read_dir(dir).unwrap().count() as u64
+    }
+    fn scan(&mut self, dir: &Path, key: &str) -> Series {
+        decode_pairs(&std::fs::read(dir.join(raw_name(key))).unwrap())
+    }
+    fn range(&mut self, dir: &Path, key: &str, from: u64, len: u64) -> Series {
+        // Dense steps: pair i holds step i.
+        let f = File::open(dir.join(raw_name(key))).unwrap();
+        let mut buf = vec![0u8; (len * 16) as usize];
+        f.read_exact_at(&mut buf, from * 16).unwrap();
+        decode_pairs(&buf)
+    }
+    fn summary(&mut self, dir: &Path) -> SummaryMap {
+        let mut out = BTreeMap::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let (_, values) = decode_pairs(&std::fs::read(e.path()).unwrap());
+            let name = e
+                .file_name()
+                .to_string_lossy()
+                .trim_end_matches(".bin")
+                .to_string();
+            let key = name.replacen(
+                '_',
+                "/",
+                usize::from(name.contains("train_") || name.contains("eval_")),
+            );
+            let lo = values.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            out.insert(key, (values.len() as u64, lo, hi, mean));
+        }
+        out
+    }
+}
