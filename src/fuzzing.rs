@@ -184,3 +184,13 @@ pub fn ops(data: &[u8]) {
         }
     }
 }
+
+/// Encodes rows as a block frame (for the criterion benches).
+pub fn encode_block(rows: &[crate::Row], level: i32) -> Vec<u8> {
+    block::encode(rows, level).expect("encode")
+}
+
+/// Decodes a block frame into rows (for the criterion benches).
+pub fn decode_block(frame: &[u8]) -> Vec<crate::Row> {
+    block::decode(frame).expect("decode").into_rows(|_| true)
+}

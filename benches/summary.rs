@@ -1,0 +1,22 @@
+//! Summaries: of a whole run, and right after a rewind (a segment straddles the cutoff).
+mod common;
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn summary(c: &mut Criterion) {
+    let (_dir, store) = common::train_store(100_000);
+    let mut g = c.benchmark_group("summary");
+    g.bench_function("whole/run=100000", |b| {
+        b.iter(|| store.summary("r").unwrap())
+    });
+    let r = store.rewind("r", 50_000, None).unwrap();
+    g.bench_function("after_rewind/run=100000/step=50000", |b| {
+        b.iter(|| store.summary("r").unwrap())
+    });
+    g.bench_function("archived/run=100000", |b| {
+        b.iter(|| store.summary(&r.archived.to_string()).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, summary);
+criterion_main!(benches);
