@@ -148,9 +148,9 @@ fn a_flipped_bit_at_every_byte_of_every_file_kind() {
     let mut trials = 0;
     for (kind, path) in kinds(&img) {
         let original = img.read(&path).unwrap();
-        for i in 0..original.len() {
+        for (i, bit) in (0..original.len()).flat_map(|i| [(i, i % 8), (i, (i + 4) % 8)]) {
             let mut bad = original.clone();
-            bad[i] ^= 1 << (i % 8);
+            bad[i] ^= 1 << bit;
             let trial = img.crash(CrashMode::Process);
             trial.write(&path, &bad).unwrap();
             trials += 1;

@@ -27,6 +27,8 @@ const KIND_I64: u8 = 1;
 const KIND_BOOL: u8 = 2;
 const KIND_STR: u8 = 3;
 const KIND_MIXED: u8 = 4;
+/// f64 values that are all exactly f32 (what `loss.item()` gives), stored in 4 bytes.
+const KIND_F32: u8 = 5;
 
 const PRESENCE_DENSE: u8 = 0;
 const PRESENCE_SPARSE: u8 = 1;
@@ -137,6 +139,18 @@ fn encode_raw(rows: &[Row]) -> Vec<u8> {
                     }
                 }
             }
+            KIND_F64 => {
+                let bits: Vec<u64> = values.iter().map(|v| num_bits(v)).collect();
+                put_float_planes(&mut out, &bits, 8);
+            }
+            KIND_F32 => {
+                // Exact: column_kind checked that every value round-trips through f32.
+                let bits: Vec<u64> = values
+                    .iter()
+                    .map(|v| u64::from((f64::from_bits(num_bits(v)) as f32).to_bits()))
+                    .collect();
+                put_float_planes(&mut out, &bits, 4);
+            }
             KIND_MIXED => values.into_iter().for_each(|v| put_value(&mut out, v)),
             _ => values
                 .into_iter()
@@ -154,11 +168,59 @@ fn column_kind(values: &[&Value]) -> u8 {
         Value::Str(_) => KIND_STR,
     };
     let first = values.first().map_or(KIND_F64, |v| kind_of(v));
-    if values.iter().all(|v| kind_of(v) == first) {
-        first
-    } else {
-        KIND_MIXED
+    if !values.iter().all(|v| kind_of(v) == first) {
+        return KIND_MIXED;
     }
+    let exact_f32 = |v: &&Value| match v {
+        Value::F64(x) => f64::from(*x as f32).to_bits() == x.to_bits(),
+        _ => false,
+    };
+    if first == KIND_F64 && values.iter().all(exact_f32) {
+        KIND_F32
+    } else {
+        first
+    }
+}
+
+fn num_bits(v: &Value) -> u64 {
+    match v {
+        Value::F64(x) => x.to_bits(),
+        _ => 0,
+    }
+}
+
+/// Floats as `width`-byte words, each XORed with the one before (smooth series share their
+/// high bits), then transposed into byte planes (all first bytes, then all second bytes...)
+/// so that zstd sees long runs of equal bytes.
+fn put_float_planes(out: &mut Vec<u8>, bits: &[u64], width: usize) {
+    let mut prev = 0u64;
+    let xored: Vec<u64> = bits
+        .iter()
+        .map(|&b| {
+            let x = b ^ prev;
+            prev = b;
+            x
+        })
+        .collect();
+    for plane in 0..width {
+        out.extend(xored.iter().map(|x| (x >> (8 * plane)) as u8));
+    }
+}
+
+fn get_float_planes(r: &mut Reader<'_>, n: usize, width: usize) -> DecodeResult<Vec<u64>> {
+    let bytes = r.take(n.checked_mul(width).map_or(usize::MAX, |b| b))?;
+    let mut out = vec![0u64; n];
+    for plane in 0..width {
+        for (x, &b) in out.iter_mut().zip(&bytes[plane * n..(plane + 1) * n]) {
+            *x |= u64::from(b) << (8 * plane);
+        }
+    }
+    let mut prev = 0u64;
+    for x in out.iter_mut() {
+        *x ^= prev;
+        prev = *x;
+    }
+    Ok(out)
 }
 
 fn put_value_untagged(out: &mut Vec<u8>, v: &Value) {
@@ -331,7 +393,18 @@ fn decode_raw(raw: &[u8]) -> DecodeResult<Block> {
                     values.push(get_value(&mut r)?);
                 }
             }
-            KIND_F64 | KIND_BOOL | KIND_STR => {
+            KIND_F64 => {
+                let bits = get_float_planes(&mut r, rows.len(), 8)?;
+                values.extend(bits.into_iter().map(|b| Value::F64(f64::from_bits(b))));
+            }
+            KIND_F32 => {
+                let bits = get_float_planes(&mut r, rows.len(), 4)?;
+                values.extend(
+                    bits.into_iter()
+                        .map(|b| Value::F64(f64::from(f32::from_bits(b as u32)))),
+                );
+            }
+            KIND_BOOL | KIND_STR => {
                 for _ in 0..rows.len() {
                     values.push(get_value_of_kind(&mut r, kind)?);
                 }
@@ -386,6 +459,55 @@ mod tests {
         assert_eq!(format!("{back:?}"), format!("{rows:?}"));
         let only_loss = decode(&frame).unwrap().into_rows(|k| k == "loss");
         assert!(only_loss.iter().all(|r| r.fields.len() == 1));
+    }
+
+    #[test]
+    fn floats_round_trip_bit_for_bit_in_both_float_encodings() {
+        let as_f32 = [
+            0.0f32,
+            -0.0,
+            1.5,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE / 4.0,
+            f32::MAX,
+        ];
+        let wide = [
+            0.1f64,
+            -0.0,
+            f64::from_bits(0x7ff8_0000_0000_0001),
+            1e300,
+            f64::MIN_POSITIVE / 8.0,
+            3.0,
+        ];
+        for values in [
+            as_f32.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(),
+            wide.to_vec(),
+        ] {
+            let rows: Vec<Row> = values
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| Row {
+                    step: i as u64,
+                    fields: [("x".to_string(), Value::F64(x))].into_iter().collect(),
+                })
+                .collect();
+            let back = decode(&encode(&rows, 3).unwrap()).unwrap();
+            let kind_f32 = values
+                .iter()
+                .all(|&x| f64::from(x as f32).to_bits() == x.to_bits());
+            assert_eq!(
+                column_kind(&rows.iter().map(|r| &r.fields["x"]).collect::<Vec<_>>()) == KIND_F32,
+                kind_f32
+            );
+            for (v, got) in values.iter().zip(&back.columns[0].values) {
+                match got {
+                    Value::F64(g) => assert_eq!(g.to_bits(), v.to_bits(), "{v}"),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -228,11 +228,7 @@ impl HeadScan {
             let at = start + pos as u64;
             let rest = &buf[pos..];
             if rest.len() < 4 || rest[..4] == FOOTER_MAGIC {
-                self.tail = if rest.len() >= 4 && footer_is_complete(rest, at) {
-                    Tail::Sealed
-                } else {
-                    Tail::Torn { offset: at }
-                };
+                self.tail = footer_tail(path, rest, at)?;
                 return Ok(());
             }
             if rest[..4] != FRAME_MAGIC {
@@ -293,6 +289,32 @@ impl HeadScan {
         }
         Ok(())
     }
+}
+
+/// What a footer magic at the end of a head segment means: a complete footer (the segment
+/// is sealed), an interrupted seal (torn: the footer extends past the end of the file, or
+/// its end reads as zeros), or damage (a "footer" that ends before the file does, or fails
+/// its checks at full length), which is an error.
+fn footer_tail(path: &Path, rest: &[u8], at: u64) -> Result<Tail> {
+    if rest.len() < FOOTER_HEADER_LEN {
+        return Ok(Tail::Torn { offset: at });
+    }
+    if footer_is_complete(rest, at) {
+        return Ok(Tail::Sealed);
+    }
+    let plen = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+    let total = FOOTER_HEADER_LEN + plen + TRAILER_LEN;
+    if total > rest.len() {
+        return Ok(Tail::Torn { offset: at });
+    }
+    if total == rest.len() && rest.last() == Some(&0) {
+        return Ok(Tail::TornComplete { offset: at });
+    }
+    Err(Error::corrupt(
+        path,
+        at,
+        "a footer that does not end the file or fails its checksum",
+    ))
 }
 
 /// Whether `rest` (starting at file offset `at`) is a whole, valid footer plus trailer.

@@ -37,9 +37,18 @@ pub struct Steplog {
 
 impl Steplog {
     fn store(&mut self, dir: &Path) -> &Store {
-        self.stores
-            .entry(dir.to_owned())
-            .or_insert_with(|| Store::open(dir).unwrap())
+        self.stores.entry(dir.to_owned()).or_insert_with(|| {
+            // STEPLOG_BLOCK_BYTES / STEPLOG_SEGMENT_BYTES: for tuning experiments only.
+            let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+            let mut o = steplog::Options::new();
+            if let Some(b) = env("STEPLOG_BLOCK_BYTES") {
+                o = o.block_bytes(b as usize);
+            }
+            if let Some(b) = env("STEPLOG_SEGMENT_BYTES") {
+                o = o.segment_bytes(b);
+            }
+            o.open(dir).unwrap()
+        })
     }
 }
 
