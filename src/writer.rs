@@ -148,9 +148,11 @@ impl StartRun {
         let config = config.map(config_object).transpose()?;
         validate_run_name(&name)?;
         let lock = lock::lock_run(store.fs(), store.dir(), &name)?;
-        let state = store.state()?;
+        // No `Arc<State>` may be held across a manifest transaction: the transaction would
+        // have to copy the whole state (copy-on-write), making every start O(runs).
+        let existing = store.state()?.runs.get(&name).copied();
         let begun = match start {
-            Start::Resume(mode) => match (state.runs.get(&name), mode) {
+            Start::Resume(mode) => match (existing, mode) {
                 (Some(_), Resume::Never) => {
                     return Err(Error::ResumeRefused {
                         run: name,
@@ -164,7 +166,7 @@ impl StartRun {
                     })
                 }
                 (None, _) => create(&store, &name, config)?,
-                (Some(&head), _) => resume(&store, &name, head, config)?,
+                (Some(head), _) => resume(&store, &name, head, config)?,
             },
             Start::Rewind(step) => rewind(&store, &name, step, config, finished)?,
             Start::Fork(source, step) => {
@@ -178,7 +180,7 @@ impl StartRun {
                         })
                     }
                 };
-                let src = resolve_target(&state, &r.target)?;
+                let src = resolve_target(&*store.state()?, &r.target)?;
                 fork(&store, &name, src, step, config, finished)?
             }
         };
@@ -278,8 +280,7 @@ fn min_next(store: &Store, state: &State, v: VersionId) -> Result<[u64; 3]> {
 }
 
 fn resume(store: &Store, name: &str, head: VersionId, config: Option<Config>) -> Result<Begun> {
-    let state = store.state()?;
-    let meta = state.versions[&head].clone();
+    let meta = store.state()?.versions[&head].clone();
     seal_leftovers(store, &meta)?;
     store.transact(|state| {
         if state.runs.get(name) != Some(&head) {
@@ -326,13 +327,16 @@ fn rewind(
     config: Option<Config>,
     finished: bool,
 ) -> Result<Begun> {
-    let state = store.state()?;
-    let head = *state
-        .runs
-        .get(name)
-        .ok_or_else(|| Error::RunNotFound { run: name.into() })?;
-    check_step(store, &state, head, step)?;
-    seal_leftovers(store, &state.versions[&head])?;
+    let (head, meta) = {
+        let state = store.state()?;
+        let head = *state
+            .runs
+            .get(name)
+            .ok_or_else(|| Error::RunNotFound { run: name.into() })?;
+        check_step(store, &state, head, step)?;
+        (head, state.versions[&head].clone())
+    };
+    seal_leftovers(store, &meta)?;
     let version = store.transact(|state| {
         if state.runs.get(name) != Some(&head) {
             return Err(Error::InvalidInput(format!(
@@ -369,11 +373,13 @@ fn fork(
     config: Option<Config>,
     finished: bool,
 ) -> Result<Begun> {
-    let state = store.state()?;
-    if state.runs.contains_key(name) {
-        return Err(Error::RunExists { run: name.into() });
+    {
+        let state = store.state()?;
+        if state.runs.contains_key(name) {
+            return Err(Error::RunExists { run: name.into() });
+        }
+        check_step(store, &state, source, step)?;
     }
-    check_step(store, &state, source, step)?;
     let version = store.transact(|state| {
         if state.runs.contains_key(name) {
             return Err(Error::RunExists { run: name.into() });

@@ -79,10 +79,45 @@ pub(crate) fn payload_crc(frame: &[u8]) -> u32 {
     crc32fast::hash(&frame[FRAME_HEADER_LEN..])
 }
 
+thread_local! {
+    // zstd contexts are large to set up (hundreds of KiB of tables); reuse one per thread
+    // instead of paying that for every block (it dominated short runs).
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match c.as_mut() {
+            Some((_, z)) => z.compress(raw),
+            None => zstd::bulk::compress(raw, level),
+        }
+    })
+}
+
+fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(z) => z.decompress(payload, capacity),
+            None => zstd::bulk::decompress(payload, capacity),
+        }
+    })
+}
+
 /// Encodes rows (in step order, at least one) into a complete frame.
 pub(crate) fn encode(rows: &[Row], level: i32) -> std::io::Result<Vec<u8>> {
     let raw = encode_raw(rows);
-    let payload = zstd::bulk::compress(&raw, level)?;
+    let payload = compress(&raw, level)?;
     let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
     frame.extend_from_slice(&FRAME_MAGIC);
     frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -310,11 +345,10 @@ pub(crate) fn decode(frame: &[u8]) -> DecodeResult<Block> {
     if payload.len() != header.payload_len as usize {
         return Reader::new(frame).err("payload length does not match the frame header");
     }
-    let raw =
-        zstd::bulk::decompress(payload, header.raw_len as usize).map_err(|e| DecodeError {
-            offset: FRAME_HEADER_LEN,
-            reason: format!("zstd: {e}"),
-        })?;
+    let raw = decompress(payload, header.raw_len as usize).map_err(|e| DecodeError {
+        offset: FRAME_HEADER_LEN,
+        reason: format!("zstd: {e}"),
+    })?;
     if raw.len() != header.raw_len as usize {
         return Reader::new(frame).err("decompressed length does not match the frame header");
     }
