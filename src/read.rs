@@ -280,7 +280,10 @@ impl Store {
         })
     }
 
-    fn read_target(&self, reference: &str) -> Result<(Arc<State>, VersionId, Option<u64>)> {
+    pub(crate) fn read_target(
+        &self,
+        reference: &str,
+    ) -> Result<(Arc<State>, VersionId, Option<u64>)> {
         let r: crate::Reference = reference.parse()?;
         let state = self.state()?;
         let v = resolve_target(&state, &r.target)?;

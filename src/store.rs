@@ -19,7 +19,7 @@ use crate::lock;
 use crate::manifest::log::ManifestLog;
 use crate::manifest::{Config, Edit, Origin, State, VersionMeta};
 use crate::options::{Durability, Options};
-use crate::reference::{Reference, Target};
+use crate::reference::Target;
 use crate::segment::reader::{HeadScan, Sealed};
 use crate::types::{SegmentId, VersionId};
 
@@ -248,10 +248,8 @@ impl Store {
     /// Resolves a reference (`RUN`, `v12`, `RUN?_step=S`) to a readable version and the step
     /// it names, if any.
     pub fn resolve(&self, reference: &str) -> Result<(VersionId, Option<u64>)> {
-        let r: Reference = reference.parse()?;
-        let state = self.state()?;
-        let v = resolve_target(&state, &r.target)?;
-        Ok((v, r.step))
+        let (_, v, step) = self.read_target(reference)?;
+        Ok((v, step))
     }
 
     /// The status of a version.
