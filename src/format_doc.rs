@@ -40,7 +40,7 @@ fn documented_sizes_match_the_encoders() {
     );
     assert_eq!(documented("block frame header"), block::FRAME_HEADER_LEN);
 
-    let bytes = footer::encode(&[], &Default::default(), 32);
+    let bytes = footer::encode(&[], &[], &Default::default(), 32).unwrap();
     let payload_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
     assert_eq!(
         bytes.len(),

@@ -28,6 +28,7 @@ pub fn block(data: &[u8]) {
 
 /// The footer payload decoder (sparse index and aggregate), checksums bypassed.
 pub fn footer(data: &[u8]) {
+    let _ = footer::decode_raw(data, 32, data.len() as u64 * 4);
     let _ = footer::decode_payload(data, 32, data.len() as u64 * 4);
 }
 

@@ -36,6 +36,14 @@ impl SegView {
         }
     }
 
+    /// The aggregate of the `i`-th block, where a footer holds it (sealed segments).
+    pub fn block_agg(&self, i: usize) -> Option<&Agg> {
+        match self {
+            SegView::Sealed(s) => s.block_aggs.get(i),
+            SegView::Head { .. } => None,
+        }
+    }
+
     pub fn block(&self, e: &IndexEntry) -> Result<Block> {
         match self {
             SegView::Sealed(s) => s.block(e),
@@ -355,12 +363,17 @@ impl Store {
                     agg.merge_later(&self.open_sealed(seg.id)?.agg);
                     continue;
                 }
+                // A segment straddling the cutoff (or a head): whole blocks from the footer's
+                // per-block aggregates; only the block holding the cutoff is decoded.
                 let view = self.segment_view(seg)?;
-                for e in view.index() {
+                for (i, e) in view.index().iter().enumerate() {
                     if limit.is_some_and(|l| e.first_step > l) {
                         break;
                     }
-                    agg.add_block(&view.block(e)?, limit.unwrap_or(u64::MAX));
+                    match view.block_agg(i) {
+                        Some(b) if limit.is_none_or(|l| e.last_step <= l) => agg.merge_later(b),
+                        _ => agg.add_block(&view.block(e)?, limit.unwrap_or(u64::MAX)),
+                    }
                 }
             }
         }

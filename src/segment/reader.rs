@@ -48,6 +48,8 @@ pub(crate) struct Sealed {
     pub header: SegmentHeader,
     bytes: Bytes,
     pub index: Vec<IndexEntry>,
+    /// The aggregate of each block, in index order.
+    pub block_aggs: Vec<Agg>,
     pub agg: Agg,
 }
 
@@ -123,7 +125,7 @@ impl Sealed {
                 got,
             });
         }
-        let (index, agg) =
+        let (index, block_aggs, agg) =
             footer::decode_payload(payload, HEADER_LEN as u64, footer_at).map_err(|e| {
                 Error::corrupt(
                     path,
@@ -136,6 +138,7 @@ impl Sealed {
             header,
             bytes,
             index,
+            block_aggs,
             agg,
         })
     }

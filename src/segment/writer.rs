@@ -30,6 +30,8 @@ pub(crate) struct SegmentWriter {
     file: Arc<dyn FileHandle>,
     pub len: u64,
     pub index: Vec<IndexEntry>,
+    /// The aggregate of each block, in index order (written to the footer).
+    pub block_aggs: Vec<Agg>,
     pub agg: Agg,
 }
 
@@ -56,6 +58,7 @@ impl SegmentWriter {
             file,
             len: HEADER_LEN as u64,
             index: Vec::new(),
+            block_aggs: Vec::new(),
             agg: Agg::default(),
         })
     }
@@ -97,9 +100,12 @@ impl SegmentWriter {
         if let Tail::Torn { offset } | Tail::TornComplete { offset } = scan.tail {
             file.set_len(offset).at(path)?;
         }
-        let mut agg = Agg::default();
+        let (mut agg, mut block_aggs) = (Agg::default(), Vec::with_capacity(scan.index.len()));
         for e in &scan.index {
-            agg.add_block(&read_head_block(path, &*file, e)?, u64::MAX);
+            let mut b = Agg::default();
+            b.add_block(&read_head_block(path, &*file, e)?, u64::MAX);
+            agg.merge_later(&b);
+            block_aggs.push(b);
         }
         Ok(Some(SegmentWriter {
             id: header.segment,
@@ -107,6 +113,7 @@ impl SegmentWriter {
             file,
             len: scan.valid_len,
             index: scan.index,
+            block_aggs,
             agg,
         }))
     }
@@ -125,7 +132,10 @@ impl SegmentWriter {
             last_step: rows[rows.len() - 1].step,
         });
         self.len += frame.len() as u64;
-        rows.iter().for_each(|r| self.agg.add_row(r));
+        let mut b = Agg::default();
+        rows.iter().for_each(|r| b.add_row(r));
+        self.agg.merge_later(&b);
+        self.block_aggs.push(b);
         Ok(())
     }
 
@@ -135,7 +145,8 @@ impl SegmentWriter {
 
     /// Writes the footer and trailer. The segment is immutable from here on.
     pub fn seal(self, sync: bool) -> Result<SealInfo> {
-        let bytes = footer::encode(&self.index, &self.agg, self.len);
+        let bytes =
+            footer::encode(&self.index, &self.block_aggs, &self.agg, self.len).at(&self.path)?;
         self.file.write_all_at(&bytes, self.len).at(&self.path)?;
         if sync {
             self.sync()?;

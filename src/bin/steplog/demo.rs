@@ -133,7 +133,7 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
     let summary_us = t.elapsed().as_secs_f64() * 1e6;
     writeln!(
         out,
-        "   summary right after the rewind: {} rows up to step {} in {summary_us:.0} µs (segment footers + only the segment straddling the cutoff)",
+        "   summary right after the rewind: {} rows up to step {} in {summary_us:.0} µs (footers' per-block aggregates + one decoded block at the cutoff)",
         s_after.rows,
         s_after.last_step.map_or("-".into(), |s| s.to_string())
     )?;
