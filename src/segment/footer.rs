@@ -98,9 +98,29 @@ fn put_agg(out: &mut Vec<u8>, agg: &Agg) {
         put_varint(out, s.numeric_count);
         put_varint(out, s.nan_count);
         out.extend_from_slice(&s.sum.to_le_bytes());
-        for v in [&s.min, &s.max, &s.first, &s.last] {
-            put_opt(out, v);
+        // Monotone series (counters, steps, timestamps) have min = first and max = last:
+        // say so in a shape byte instead of storing them twice.
+        let shape = u8::from(same(&s.min, &s.first)) | (u8::from(same(&s.max, &s.last)) << 1);
+        out.push(shape);
+        put_opt(out, &s.first);
+        put_opt(out, &s.last);
+        if shape & 1 == 0 {
+            put_opt(out, &s.min);
         }
+        if shape & 2 == 0 {
+            put_opt(out, &s.max);
+        }
+    }
+}
+
+/// Whether two (step, value) are the same to the bit.
+fn same(a: &Option<(u64, Value)>, b: &Option<(u64, Value)>) -> bool {
+    match (a, b) {
+        (Some((s1, Value::F64(x))), Some((s2, Value::F64(y)))) => {
+            s1 == s2 && x.to_bits() == y.to_bits()
+        }
+        (Some((s1, x)), Some((s2, y))) => s1 == s2 && x == y,
+        _ => false,
     }
 }
 
@@ -120,15 +140,32 @@ fn get_agg(r: &mut Reader<'_>) -> DecodeResult<Agg> {
     let nkeys = r.count(8)?;
     for _ in 0..nkeys {
         let key = r.str()?.to_owned();
+        let (count, numeric_count, nan_count, sum) =
+            (r.varint()?, r.varint()?, r.varint()?, r.f64()?);
+        let shape = r.u8()?;
+        if shape > 3 {
+            return r.err(format!("bad summary shape {shape}"));
+        }
+        let (first, last) = (get_opt(r)?, get_opt(r)?);
+        let min = if shape & 1 == 1 {
+            first.clone()
+        } else {
+            get_opt(r)?
+        };
+        let max = if shape & 2 == 2 {
+            last.clone()
+        } else {
+            get_opt(r)?
+        };
         let s = KeySummary {
-            count: r.varint()?,
-            numeric_count: r.varint()?,
-            nan_count: r.varint()?,
-            sum: r.f64()?,
-            min: get_opt(r)?,
-            max: get_opt(r)?,
-            first: get_opt(r)?,
-            last: get_opt(r)?,
+            count,
+            numeric_count,
+            nan_count,
+            sum,
+            min,
+            max,
+            first,
+            last,
         };
         if s.nan_count > s.numeric_count || s.numeric_count > s.count {
             return r.err(format!("inconsistent counts for key '{key}'"));
