@@ -67,8 +67,9 @@ pub trait FileSystem: Send + Sync + Debug + std::panic::RefUnwindSafe {
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// The names of the entries of a directory.
     fn read_dir(&self, path: &Path) -> io::Result<Vec<String>>;
-    /// Takes a lock on the file at `path` (created if missing): exclusive or shared,
-    /// waiting or not. `Ok(None)` when `wait` is false and another holder conflicts.
+    /// Takes a lock on the file at `path`: exclusive (creating the file if missing) or shared
+    /// (granted at once, without creating anything, when the file does not exist), waiting or
+    /// not. `Ok(None)` when `wait` is false and another holder conflicts.
     /// Locks are advisory and shared by every process (and every `Store`) using the path.
     fn lock(&self, path: &Path, exclusive: bool, wait: bool) -> io::Result<Option<LockGuard>>;
 }

@@ -97,11 +97,9 @@ impl FileSystem for OsFs {
         } else {
             match File::open(path) {
                 Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)?,
+                // Nobody can hold a lock on a file that does not exist: grant the shared lock
+                // without creating the file (a status probe must not write to the store).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Some(Box::new(()))),
                 Err(e) => return Err(e),
             }
         };

@@ -78,29 +78,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
     let mut out = io::BufWriter::new(stdout.lock());
     match cli.command {
         Command::Demo { steps } => crate::demo::run(&cli.store, steps, &mut out)?,
-        Command::Log {
-            run,
-            resume_from,
-            fork_from,
-            resume,
-            config,
-            stream,
-            commit_every,
-            report_commits,
-        } => {
-            let store = open()?;
-            let config = parse_config(config.as_deref())?;
-            let how = crate::ingest::Ingest {
-                resume_from,
-                fork_from,
-                resume,
-                config,
-                stream,
-                commit_every,
-                report_commits,
-            };
-            return crate::ingest::log(&store, &run, how);
-        }
+        Command::Log(args) => return crate::ingest::log(&open()?, args),
         Command::History {
             reference,
             keys,

@@ -7,18 +7,37 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use steplog::{Resume, Store, Stream};
+use steplog::Store;
 
 use crate::commands::{CliError, CliResult};
 
-/// How `steplog log` starts the run and commits.
-pub struct Ingest {
+/// `steplog log`: how to start the run and when to commit.
+#[derive(clap::Args, Debug)]
+pub struct LogArgs {
+    /// The run to write.
+    pub run: String,
+    /// Rewind the run first: `RUN?_step=S` (W&B's resume_from).
+    #[arg(long, value_name = "REF", conflicts_with = "fork_from")]
     pub resume_from: Option<String>,
+    /// Fork RUN from another run or version: `NAME?_step=S` or `v12?_step=S`.
+    #[arg(long, value_name = "REF")]
     pub fork_from: Option<String>,
-    pub resume: Resume,
-    pub config: Option<serde_json::Value>,
-    pub stream: Stream,
+    /// If the run exists (or not): allow, must, never.
+    #[arg(long, default_value = "allow")]
+    pub resume: steplog::Resume,
+    /// Config as a JSON object, merged over the run's config.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// The stream to write: history, system, console.
+    #[arg(long, default_value = "history")]
+    pub stream: steplog::Stream,
+    /// Also commit after every N rows (rows are always committed when input pauses for
+    /// 100 ms, at least every second, and at the end).
+    #[arg(long, value_name = "N")]
     pub commit_every: Option<u64>,
+    /// After each commit, print `committed STEP` (the last committed step) on stdout, for
+    /// a supervisor that must know what is durable.
+    #[arg(long)]
     pub report_commits: bool,
 }
 
@@ -33,8 +52,9 @@ fn commit(writer: &mut steplog::RunWriter, last: Option<u64>, report: bool) -> C
     Ok(())
 }
 
-pub fn log(store: &Store, run: &str, how: Ingest) -> CliResult<ExitCode> {
-    let Ingest {
+pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
+    let LogArgs {
+        run,
         resume_from,
         fork_from,
         resume,
@@ -42,7 +62,9 @@ pub fn log(store: &Store, run: &str, how: Ingest) -> CliResult<ExitCode> {
         stream,
         commit_every,
         report_commits,
-    } = how;
+    } = args;
+    let run = run.as_str();
+    let config = crate::commands::parse_config(config.as_deref())?;
     let mut start = store.run(run).resume(resume);
     if let Some(r) = &resume_from {
         let parsed: steplog::Reference = r.parse()?;

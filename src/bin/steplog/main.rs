@@ -51,33 +51,7 @@ enum Command {
     },
     /// Log rows read from stdin as JSON Lines (one object per line; `_step` sets the step,
     /// otherwise previous step + 1; nested objects flatten with `/`).
-    Log {
-        /// The run to write.
-        run: String,
-        /// Rewind the run first: `RUN?_step=S` (W&B's resume_from).
-        #[arg(long, value_name = "REF", conflicts_with = "fork_from")]
-        resume_from: Option<String>,
-        /// Fork RUN from another run or version: `NAME?_step=S` or `v12?_step=S`.
-        #[arg(long, value_name = "REF")]
-        fork_from: Option<String>,
-        /// If the run exists (or not): allow, must, never.
-        #[arg(long, default_value = "allow")]
-        resume: steplog::Resume,
-        /// Config as a JSON object, merged over the run's config.
-        #[arg(long)]
-        config: Option<String>,
-        /// The stream to write: history, system, console.
-        #[arg(long, default_value = "history")]
-        stream: steplog::Stream,
-        /// Also commit after every N rows (rows are always committed when input pauses for
-        /// 100 ms, at least every second, and at the end).
-        #[arg(long, value_name = "N")]
-        commit_every: Option<u64>,
-        /// After each commit, print `committed STEP` (the last committed step) on stdout, for
-        /// a supervisor that must know what is durable.
-        #[arg(long)]
-        report_commits: bool,
-    },
+    Log(ingest::LogArgs),
     /// Print the rows of a run or version, one JSON object per step.
     History {
         /// A run (its head), a version id (v12), or RUN?_step=S (steps up to S).
