@@ -127,6 +127,11 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
+    /// How many bytes have been read.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
     pub fn bytes(&mut self) -> DecodeResult<&'a [u8]> {
         let n = self.count(1)?;
         self.take(n)

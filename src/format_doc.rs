@@ -32,7 +32,7 @@ fn documented_sizes_match_the_encoders() {
         step: 7,
         fields: Default::default(),
     };
-    let frame = block::encode(&[row], 3).unwrap();
+    let frame = block::encode(&block::Block::from_rows(&[row]), 3).unwrap();
     let h = block::FrameHeader::parse(&frame).unwrap().unwrap();
     assert_eq!(
         frame.len(),

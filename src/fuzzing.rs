@@ -18,7 +18,7 @@ pub fn block(data: &[u8]) {
     if let Ok(b) = block::decode(data) {
         let rows = b.into_rows(|_| true);
         // Whatever decodes must encode again and decode to the same rows.
-        let frame = block::encode(&rows, 1).expect("encode");
+        let frame = block::encode(&block::Block::from_rows(&rows), 1).expect("encode");
         let again = block::decode(&frame)
             .expect("re-decode")
             .into_rows(|_| true);
@@ -41,13 +41,13 @@ pub fn segment(data: &[u8]) {
     f.write_all_at(data, 0).expect("write");
     if let Ok(s) = Sealed::open(&fs, path) {
         for e in &s.index {
-            let _ = s.block(e);
+            let _ = s.block(e, &block::all_keys);
         }
     }
     let mut scan = HeadScan::empty();
     if scan.rescan(path, &*f).is_ok() {
         for e in &scan.index {
-            let _ = read_head_block(path, &*f, e);
+            let _ = read_head_block(path, &*f, e, &block::all_keys);
         }
     }
 }
@@ -188,7 +188,7 @@ pub fn ops(data: &[u8]) {
 
 /// Encodes rows as a block frame (for the criterion benches).
 pub fn encode_block(rows: &[crate::Row], level: i32) -> Vec<u8> {
-    block::encode(rows, level).expect("encode")
+    block::encode(&block::Block::from_rows(rows), level).expect("encode")
 }
 
 /// Decodes a block frame into rows (for the criterion benches).

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::io::{FileHandle, OpenMode};
 use crate::manifest::{SegmentMeta, State};
-use crate::segment::block::Block;
+use crate::segment::block::{all_keys, Block};
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
 use crate::segment::IndexEntry;
 use crate::store::{lock_poisoned, resolve_target, HeadCacheEntry, Store};
@@ -44,11 +44,17 @@ impl SegView {
         }
     }
 
+    /// The block of an index entry, with every column.
     pub fn block(&self, e: &IndexEntry) -> Result<Block> {
+        self.block_keys(e, &all_keys)
+    }
+
+    /// The block of an index entry, with the columns whose key `keep` accepts.
+    pub fn block_keys(&self, e: &IndexEntry, keep: &dyn Fn(&str) -> bool) -> Result<Block> {
         match self {
-            SegView::Sealed(s) => s.block(e),
+            SegView::Sealed(s) => s.block(e, keep),
             SegView::Head { path, file, .. } => match file {
-                Some(f) => read_head_block(path, &**f, e),
+                Some(f) => read_head_block(path, &**f, e, keep),
                 None => Err(Error::corrupt(path, e.offset, "segment file vanished")),
             },
         }
@@ -158,8 +164,9 @@ impl Cursor {
         }
     }
 
-    /// The next block holding steps in range, and the highest step to take from it.
-    fn next_block(&mut self) -> Result<Option<(Block, u64)>> {
+    /// The next block holding steps in range (with the columns `keep` accepts), and the
+    /// highest step to take from it.
+    fn next_block(&mut self, keep: &dyn Fn(&str) -> bool) -> Result<Option<(Block, u64)>> {
         loop {
             if let Some((view, idx, hi)) = &mut self.cur {
                 let index = view.index();
@@ -167,7 +174,7 @@ impl Cursor {
                     let e = index[*idx];
                     *idx += 1;
                     let hi = *hi;
-                    return Ok(Some((view.block(&e)?, hi)));
+                    return Ok(Some((view.block_keys(&e, keep)?, hi)));
                 }
                 self.cur = None;
             }
@@ -211,16 +218,17 @@ impl Iterator for History {
             if self.done {
                 return None;
             }
-            match self.cursor.next_block() {
+            let keys = &self.keys;
+            let keep = |k: &str| keys.as_ref().is_none_or(|s| s.contains(k));
+            match self.cursor.next_block(&keep) {
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
                 }
                 Ok(None) => self.done = true,
                 Ok(Some((block, hi))) => {
-                    let keys = &self.keys;
                     let from = self.cursor.from;
-                    let rows = block.into_rows(|k| keys.as_ref().is_none_or(|s| s.contains(k)));
+                    let rows = block.into_rows(keep);
                     self.buf.extend(rows.into_iter().filter(|r| {
                         r.step >= from && r.step <= hi && (keys.is_none() || !r.fields.is_empty())
                     }));
@@ -323,7 +331,7 @@ impl Store {
         let to = step.map_or(to, |s| s.min(to));
         let mut cursor = Cursor::new(self, &state, v, Stream::History, from, to);
         let mut out = Series::default();
-        while let Some((block, hi)) = cursor.next_block()? {
+        while let Some((block, hi)) = cursor.next_block(&|k| k == key)? {
             let Some(col) = block.columns.iter().find(|c| c.key == key) else {
                 continue;
             };
@@ -416,7 +424,8 @@ impl Store {
                     match limit {
                         Some(l) if e.first_step > l => break,
                         Some(l) if e.last_step > l => {
-                            let block = view.block(e)?;
+                            // Steps only: the directory is decoded, no column is.
+                            let block = view.block_keys(e, &|_| false)?;
                             let kept = block.steps.iter().filter(|&&s| s <= l);
                             for &s in kept {
                                 rows += 1;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::types::{Row, Value, VersionId};
+use crate::types::{Value, VersionId};
 
 /// The summary of one key over a range of steps.
 ///
@@ -103,7 +103,8 @@ pub(crate) struct Agg {
 }
 
 impl Agg {
-    pub fn add_row(&mut self, row: &Row) {
+    #[cfg(test)]
+    pub fn add_row(&mut self, row: &crate::types::Row) {
         self.rows += 1;
         if self.first_step.is_none() {
             self.first_step = Some(row.step);
@@ -192,6 +193,7 @@ pub struct Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Row;
 
     fn row(step: u64, v: Value) -> Row {
         Row {

@@ -7,6 +7,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::io::{self, OpenMode};
 use crate::manifest::log::{decode_frames, HEADER_LEN};
 use crate::manifest::State;
+use crate::segment::block::all_keys;
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
 use crate::store::{Store, SEGMENT_DIR};
 use crate::types::SegmentId;
@@ -188,7 +189,7 @@ impl Store {
             Ok(s) => {
                 for e in &s.index {
                     report.blocks += 1;
-                    if let Err(err) = s.block(e) {
+                    if let Err(err) = s.block(e, &all_keys) {
                         report.problem(path.clone(), &err);
                     }
                 }
@@ -227,7 +228,7 @@ impl Store {
         }
         for e in &scan.index {
             report.blocks += 1;
-            if let Err(err) = read_head_block(&path, &*file, e) {
+            if let Err(err) = read_head_block(&path, &*file, e, &all_keys) {
                 report.problem(path.clone(), &err);
             }
         }

@@ -6,19 +6,18 @@
 //! - rows reach segments in step order; a version's own rows are all after its parent cutoff;
 //! - after an I/O error the writer is poisoned and refuses further writes.
 
-use std::collections::BTreeMap;
-
 use crate::error::{Error, Result};
 use crate::lock::{self, RunLock};
 use crate::manifest::SealMeta;
 use crate::manifest::{Config, Edit, State, VersionMeta};
 use crate::options::Durability;
 use crate::reference::{validate_run_name, Reference};
+use crate::segment::builder::BlockBuilder;
 use crate::segment::reader::Sealed;
 use crate::segment::writer::{SealInfo, SegmentWriter};
 use crate::segment::SegmentHeader;
 use crate::store::{config_object, merge_config, now_secs, resolve_target, Store};
-use crate::types::{Row, SegmentId, Stream, Value, VersionId};
+use crate::types::{SegmentId, Stream, Value, VersionId};
 
 /// What to do when the run already exists (or does not), as W&B's `resume=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -410,11 +409,8 @@ fn fork(
 struct StreamState {
     /// The smallest step the next row may have.
     min_next: u64,
-    /// The row still open to merges (merging streams only).
-    open: Option<Row>,
-    /// Closed rows not yet written as a block.
-    pending: Vec<Row>,
-    pending_bytes: usize,
+    /// Rows not yet written as a block; the last may be open to merges (merging streams).
+    buf: BlockBuilder,
     head: Option<SegmentWriter>,
 }
 
@@ -422,27 +418,17 @@ impl StreamState {
     fn new(_: Stream) -> Self {
         StreamState {
             min_next: 0,
-            open: None,
-            pending: Vec::new(),
-            pending_bytes: 0,
+            buf: BlockBuilder::default(),
             head: None,
         }
     }
 
     fn close_open(&mut self) {
-        if let Some(row) = self.open.take() {
-            self.min_next = row.step.saturating_add(1);
-            self.pending.push(row);
+        if let Some(step) = self.buf.open_step() {
+            self.min_next = step.saturating_add(1);
+            self.buf.close_row();
         }
     }
-}
-
-fn value_bytes(k: &str, v: &Value) -> usize {
-    k.len()
-        + match v {
-            Value::Str(s) => s.len() + 2,
-            _ => 9,
-        }
 }
 
 /// Writes one run. Made by [`StartRun::start`]; holds the run's lock until finished or dropped.
@@ -490,15 +476,15 @@ impl RunWriter {
     /// The step the next [`log`](Self::log) call without a step would use in `stream`.
     pub fn next_step(&self, stream: Stream) -> u64 {
         let s = &self.streams[stream.index()];
-        s.open
-            .as_ref()
-            .map_or(s.min_next, |r| r.step.saturating_add(1))
+        s.buf
+            .open_step()
+            .map_or(s.min_next, |step| step.saturating_add(1))
     }
 
     /// Logs values at the next step of `history` (0 for a new run, else last step + 1).
     pub fn log<K, V>(&mut self, fields: impl IntoIterator<Item = (K, V)>) -> Result<u64>
     where
-        K: Into<String>,
+        K: AsRef<str>,
         V: Into<Value>,
     {
         self.log_row(Stream::History, None, fields)
@@ -512,7 +498,7 @@ impl RunWriter {
         fields: impl IntoIterator<Item = (K, V)>,
     ) -> Result<u64>
     where
-        K: Into<String>,
+        K: AsRef<str>,
         V: Into<Value>,
     {
         self.log_row(Stream::History, Some(step), fields)
@@ -526,7 +512,7 @@ impl RunWriter {
         fields: impl IntoIterator<Item = (K, V)>,
     ) -> Result<u64>
     where
-        K: Into<String>,
+        K: AsRef<str>,
         V: Into<Value>,
     {
         self.check_usable()?;
@@ -539,33 +525,29 @@ impl RunWriter {
             last,
             got: step,
         };
-        if let Some(open) = &s.open {
-            if step < open.step {
-                return Err(regression(open.step));
+        if let Some(open) = s.buf.open_step() {
+            if step < open {
+                return Err(regression(open));
             }
-            if step > open.step {
+            if step > open {
                 s.close_open();
             }
         }
-        if s.open.is_none() && step < s.min_next {
-            return Err(regression(s.min_next.saturating_sub(1)));
+        if s.buf.open_step().is_none() {
+            if step < s.min_next {
+                return Err(regression(s.min_next.saturating_sub(1)));
+            }
+            s.buf.start_row(step);
         }
-        let row = s.open.get_or_insert_with(|| Row {
-            step,
-            fields: BTreeMap::new(),
-        });
         for (k, v) in fields {
-            let (k, v) = (k.into(), v.into());
-            s.pending_bytes += value_bytes(&k, &v);
-            row.fields.insert(k, v);
+            s.buf.set(k.as_ref(), v.into());
         }
-        s.pending_bytes += 8;
         if !stream.merges_steps() {
             // Console rows never merge: close at once, and let the next share the step.
             s.close_open();
             s.min_next = step;
         }
-        if s.pending_bytes >= self.store.options().block_bytes {
+        if s.buf.raw_estimate() >= self.store.options().block_bytes && s.buf.has_closed() {
             let r = self.flush(stream);
             self.guard(r)?;
         }
@@ -600,7 +582,7 @@ impl RunWriter {
     /// and seals the head once it reaches the segment size target.
     fn flush(&mut self, stream: Stream) -> Result<()> {
         let i = stream.index();
-        if self.streams[i].pending.is_empty() {
+        if !self.streams[i].buf.has_closed() {
             return Ok(());
         }
         if self.streams[i].head.is_none() {
@@ -627,10 +609,8 @@ impl RunWriter {
         let level = self.store.options().compression_level;
         let s = &mut self.streams[i];
         if let Some(head) = s.head.as_mut() {
-            head.append(&s.pending, level)?;
+            head.append(&s.buf.take_closed(), level)?;
         }
-        s.pending.clear();
-        s.pending_bytes = s.open.as_ref().map_or(0, |r| r.fields.len() * 16);
         let full = s
             .head
             .as_ref()

@@ -25,8 +25,8 @@ fn check(store: &steplog::Store, reference: &str, expect: &[(u64, f64)]) {
 fn purge_deletes_only_what_no_other_version_needs() {
     let dir = tempfile::tempdir().unwrap();
     let store = Options::new()
-        .segment_bytes(600)
-        .block_bytes(100)
+        .segment_bytes(300)
+        .block_bytes(60)
         .open(dir.path())
         .unwrap();
     log(&store, "a", 0..1000, 0.0);

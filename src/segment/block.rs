@@ -1,15 +1,17 @@
-//! A block: a zstd-compressed, column-encoded batch of rows inside a crc32-checked frame.
+//! A block: a batch of rows, column-encoded, each column compressed on its own, inside a
+//! crc32-checked frame.
 //!
 //! ```text
-//! frame  = { magic "SLB1" | payload_len u32 | raw_len u32 | nrows u32
-//!          | first_step u64 | last_step u64 | header_crc u32 | payload_crc u32
-//!          | payload (zstd of raw) }
-//! raw    = { nrows varint | first step varint | (nrows-1) step deltas varint
-//!          | nkeys varint | column * nkeys }
-//! column = { key (len varint, utf8) | kind u8 | presence | values }
+//! frame   = { magic "SLB2" | payload_len u32 | raw_len u32 | nrows u32
+//!           | first_step u64 | last_step u64 | header_crc u32 | payload_crc u32 | payload }
+//! payload = { dir codec u8 | dir raw_len varint | dir stored_len varint | dir | section* }
+//! dir     = { nrows varint | first step varint | (nrows-1) step deltas varint | nkeys varint
+//!           | (key | kind u8 | codec u8 | raw_len varint | stored_len varint) * nkeys }
+//! section = a column's { presence | values }, raw or zstd (its codec)
 //! ```
 //! `header_crc` covers the 32 bytes before it, so a length is trusted only once checked (a
-//! damaged length is corruption, not a torn tail); `payload_crc` covers the payload.
+//! damaged length is corruption, not a torn tail); `payload_crc` covers the payload. A reader
+//! of one metric decompresses the directory and that metric's section only.
 //! docs/FORMAT.md has the rest.
 
 use std::collections::BTreeMap;
@@ -17,7 +19,7 @@ use std::collections::BTreeMap;
 use crate::codec::{put_bytes, put_varint, unzigzag, zigzag, DecodeError, DecodeResult, Reader};
 use crate::types::{Row, Value};
 
-pub(crate) const FRAME_MAGIC: [u8; 4] = *b"SLB1";
+pub(crate) const FRAME_MAGIC: [u8; 4] = *b"SLB2";
 pub(crate) const FRAME_HEADER_LEN: usize = 40;
 /// The largest raw (uncompressed) block a decoder accepts; writers stay far below it.
 pub(crate) const MAX_RAW_LEN: u32 = 256 << 20;
@@ -114,17 +116,75 @@ fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// Encodes rows (in step order, at least one) into a complete frame.
-pub(crate) fn encode(rows: &[Row], level: i32) -> std::io::Result<Vec<u8>> {
-    let raw = encode_raw(rows);
-    let payload = compress(&raw, level)?;
+/// Section codecs: how a directory or column section is stored in the payload.
+const CODEC_RAW: u8 = 0;
+const CODEC_ZSTD: u8 = 1;
+
+/// Compresses a section with zstd, or keeps it raw when zstd would not make it smaller
+/// (tiny sections: a zstd frame costs a dozen bytes of its own).
+fn put_section(raw: &[u8], level: i32) -> std::io::Result<(u8, Vec<u8>)> {
+    if raw.len() < 32 {
+        return Ok((CODEC_RAW, raw.to_vec()));
+    }
+    let z = compress(raw, level)?;
+    Ok(if z.len() < raw.len() {
+        (CODEC_ZSTD, z)
+    } else {
+        (CODEC_RAW, raw.to_vec())
+    })
+}
+
+/// Encodes a block (at least one row, steps non-decreasing) into a complete frame. Each
+/// column is compressed on its own, so a reader decompresses only the columns it reads.
+pub(crate) fn encode(block: &Block, level: i32) -> std::io::Result<Vec<u8>> {
+    let mut dir = Vec::with_capacity(block.steps.len() + 64);
+    put_varint(&mut dir, block.steps.len() as u64);
+    let mut prev = 0;
+    for (i, &step) in block.steps.iter().enumerate() {
+        put_varint(&mut dir, if i == 0 { step } else { step - prev });
+        prev = step;
+    }
+    let mut order: Vec<&Column> = block
+        .columns
+        .iter()
+        .filter(|c| !c.rows.is_empty())
+        .collect();
+    order.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    put_varint(&mut dir, order.len() as u64);
+    let mut raw_len = 0u64;
+    let mut sections = Vec::with_capacity(order.len());
+    let mut col_raw = Vec::new();
+    for col in order {
+        col_raw.clear();
+        let kind = encode_column(&mut col_raw, col, block.steps.len());
+        let (codec, stored) = put_section(&col_raw, level)?;
+        put_bytes(&mut dir, col.key.as_bytes());
+        dir.push(kind);
+        dir.push(codec);
+        put_varint(&mut dir, col_raw.len() as u64);
+        put_varint(&mut dir, stored.len() as u64);
+        raw_len += col_raw.len() as u64;
+        sections.push(stored);
+    }
+    raw_len += dir.len() as u64;
+    let (dir_codec, dir_stored) = put_section(&dir, level)?;
+    let mut payload =
+        Vec::with_capacity(16 + dir_stored.len() + sections.iter().map(Vec::len).sum::<usize>());
+    payload.push(dir_codec);
+    put_varint(&mut payload, dir.len() as u64);
+    put_varint(&mut payload, dir_stored.len() as u64);
+    payload.extend_from_slice(&dir_stored);
+    sections.iter().for_each(|s| payload.extend_from_slice(s));
+    let too_big = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "block too large");
+    let raw_len = u32::try_from(raw_len).map_err(|_| too_big())?;
+    let payload_len = u32::try_from(payload.len()).map_err(|_| too_big())?;
     let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
     frame.extend_from_slice(&FRAME_MAGIC);
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&(rows.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&rows.first().map_or(0, |r| r.step).to_le_bytes());
-    frame.extend_from_slice(&rows.last().map_or(0, |r| r.step).to_le_bytes());
+    frame.extend_from_slice(&payload_len.to_le_bytes());
+    frame.extend_from_slice(&raw_len.to_le_bytes());
+    frame.extend_from_slice(&(block.steps.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&block.steps.first().map_or(0, |s| *s).to_le_bytes());
+    frame.extend_from_slice(&block.steps.last().map_or(0, |s| *s).to_le_bytes());
     let header_crc = crc32fast::hash(&frame);
     frame.extend_from_slice(&header_crc.to_le_bytes());
     frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -132,81 +192,61 @@ pub(crate) fn encode(rows: &[Row], level: i32) -> std::io::Result<Vec<u8>> {
     Ok(frame)
 }
 
-fn encode_raw(rows: &[Row]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(rows.len() * 16);
-    put_varint(&mut out, rows.len() as u64);
-    let mut prev = 0;
-    for (i, row) in rows.iter().enumerate() {
-        put_varint(&mut out, if i == 0 { row.step } else { row.step - prev });
-        prev = row.step;
-    }
-    let mut columns: BTreeMap<&str, (Vec<u32>, Vec<&Value>)> = BTreeMap::new();
-    for (i, row) in rows.iter().enumerate() {
-        for (k, v) in &row.fields {
-            let col = columns.entry(k.as_str()).or_default();
-            col.0.push(i as u32);
-            col.1.push(v);
+/// Writes a column's presence and values; returns its kind.
+fn encode_column(out: &mut Vec<u8>, col: &Column, nrows: usize) -> u8 {
+    let kind = column_kind(&col.values);
+    if col.rows.len() == nrows {
+        out.push(PRESENCE_DENSE);
+    } else {
+        out.push(PRESENCE_SPARSE);
+        put_varint(out, col.rows.len() as u64);
+        let mut next = 0u32;
+        for &i in &col.rows {
+            put_varint(out, u64::from(i - next));
+            next = i + 1;
         }
     }
-    put_varint(&mut out, columns.len() as u64);
-    for (key, (present, values)) in columns {
-        put_bytes(&mut out, key.as_bytes());
-        let kind = column_kind(&values);
-        out.push(kind);
-        if present.len() == rows.len() {
-            out.push(PRESENCE_DENSE);
-        } else {
-            out.push(PRESENCE_SPARSE);
-            put_varint(&mut out, present.len() as u64);
-            let mut next = 0u32;
-            for &i in &present {
-                put_varint(&mut out, u64::from(i - next));
-                next = i + 1;
-            }
-        }
-        match kind {
-            KIND_I64 => {
-                let mut prev = 0i64;
-                for v in values {
-                    if let Value::I64(x) = v {
-                        put_varint(&mut out, zigzag(x.wrapping_sub(prev)));
-                        prev = *x;
-                    }
+    let values = &col.values;
+    match kind {
+        KIND_I64 => {
+            let mut prev = 0i64;
+            for v in values {
+                if let Value::I64(x) = v {
+                    put_varint(out, zigzag(x.wrapping_sub(prev)));
+                    prev = *x;
                 }
             }
-            KIND_F64 => {
-                let bits: Vec<u64> = values.iter().map(|v| num_bits(v)).collect();
-                put_float_planes(&mut out, &bits, 8);
-            }
-            KIND_F32 => {
-                // Exact: column_kind checked that every value round-trips through f32.
-                let bits: Vec<u64> = values
-                    .iter()
-                    .map(|v| u64::from((f64::from_bits(num_bits(v)) as f32).to_bits()))
-                    .collect();
-                put_float_planes(&mut out, &bits, 4);
-            }
-            KIND_MIXED => values.into_iter().for_each(|v| put_value(&mut out, v)),
-            _ => values
-                .into_iter()
-                .for_each(|v| put_value_untagged(&mut out, v)),
         }
+        KIND_F64 => {
+            let bits: Vec<u64> = values.iter().map(num_bits).collect();
+            put_float_planes(out, &bits, 8);
+        }
+        KIND_F32 => {
+            // Exact: column_kind checked that every value round-trips through f32.
+            let bits: Vec<u64> = values
+                .iter()
+                .map(|v| u64::from((f64::from_bits(num_bits(v)) as f32).to_bits()))
+                .collect();
+            put_float_planes(out, &bits, 4);
+        }
+        KIND_MIXED => values.iter().for_each(|v| put_value(out, v)),
+        _ => values.iter().for_each(|v| put_value_untagged(out, v)),
     }
-    out
+    kind
 }
 
-fn column_kind(values: &[&Value]) -> u8 {
+fn column_kind(values: &[Value]) -> u8 {
     let kind_of = |v: &Value| match v {
         Value::F64(_) => KIND_F64,
         Value::I64(_) => KIND_I64,
         Value::Bool(_) => KIND_BOOL,
         Value::Str(_) => KIND_STR,
     };
-    let first = values.first().map_or(KIND_F64, |v| kind_of(v));
+    let first = values.first().map_or(KIND_F64, kind_of);
     if !values.iter().all(|v| kind_of(v) == first) {
         return KIND_MIXED;
     }
-    let exact_f32 = |v: &&Value| match v {
+    let exact_f32 = |v: &Value| match v {
         Value::F64(x) => f64::from(*x as f32).to_bits() == x.to_bits(),
         _ => false,
     };
@@ -298,7 +338,7 @@ pub(crate) fn get_value(r: &mut Reader<'_>) -> DecodeResult<Value> {
 }
 
 /// A decoded block: its steps and its columns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct Block {
     pub steps: Vec<u64>,
     pub columns: Vec<Column>,
@@ -313,6 +353,26 @@ pub(crate) struct Column {
 }
 
 impl Block {
+    /// A block holding `rows` (in step order), column by column.
+    pub fn from_rows(rows: &[Row]) -> Block {
+        let mut columns: BTreeMap<&str, Column> = BTreeMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            for (k, v) in &row.fields {
+                let col = columns.entry(k.as_str()).or_insert_with(|| Column {
+                    key: k.clone(),
+                    rows: Vec::new(),
+                    values: Vec::new(),
+                });
+                col.rows.push(i as u32);
+                col.values.push(v.clone());
+            }
+        }
+        Block {
+            steps: rows.iter().map(|r| r.step).collect(),
+            columns: columns.into_values().collect(),
+        }
+    }
+
     /// The rows of the block, keeping only keys accepted by `keep`.
     pub fn into_rows(self, keep: impl Fn(&str) -> bool) -> Vec<Row> {
         let mut rows: Vec<Row> = self
@@ -332,8 +392,30 @@ impl Block {
     }
 }
 
+/// A key filter that keeps every column.
+pub(crate) fn all_keys(_: &str) -> bool {
+    true
+}
+
+/// One column's entry in a block's directory.
+struct DirEntry {
+    key: String,
+    kind: u8,
+    codec: u8,
+    raw_len: usize,
+    /// Where its section starts in the payload, and how long it is.
+    start: usize,
+    len: usize,
+}
+
 /// Decodes a whole frame whose crc was already checked. Every inconsistency is an error.
 pub(crate) fn decode(frame: &[u8]) -> DecodeResult<Block> {
+    decode_keys(frame, &all_keys)
+}
+
+/// Decodes a frame whose crc was already checked, decompressing only the columns whose key
+/// `keep` accepts (the directory, with every step and key, is always checked).
+pub(crate) fn decode_keys(frame: &[u8], keep: &dyn Fn(&str) -> bool) -> DecodeResult<Block> {
     let header = match FrameHeader::parse(frame)? {
         Some(h) => h,
         None => return Reader::new(frame).err("not a block frame (bad magic)"),
@@ -345,30 +427,135 @@ pub(crate) fn decode(frame: &[u8]) -> DecodeResult<Block> {
     if payload.len() != header.payload_len as usize {
         return Reader::new(frame).err("payload length does not match the frame header");
     }
-    let raw = decompress(payload, header.raw_len as usize).map_err(|e| DecodeError {
-        offset: FRAME_HEADER_LEN,
-        reason: format!("zstd: {e}"),
-    })?;
-    if raw.len() != header.raw_len as usize {
-        return Reader::new(frame).err("decompressed length does not match the frame header");
-    }
-    let at_payload = |e: DecodeError| DecodeError {
-        offset: FRAME_HEADER_LEN,
-        reason: format!("in decompressed block at byte {}: {}", e.offset, e.reason),
+    // Errors inside the payload carry offsets within the frame.
+    let in_frame = |base: usize| {
+        move |e: DecodeError| DecodeError {
+            offset: FRAME_HEADER_LEN + base + e.offset,
+            reason: e.reason,
+        }
     };
-    let block = decode_raw(&raw).map_err(at_payload)?;
-    let (first, last) = (block.steps.first(), block.steps.last());
-    if block.steps.len() != header.nrows as usize
-        || first != Some(&header.first_step)
-        || last != Some(&header.last_step)
+    let mut r = Reader::new(payload);
+    let dir_codec = r.u8().map_err(in_frame(0))?;
+    let dir_raw_len = r.varint().map_err(in_frame(0))?;
+    let dir_stored = r.bytes().map_err(in_frame(0))?;
+    let dir_start = r.position() - dir_stored.len();
+    let mut budget = u64::from(header.raw_len);
+    let dir =
+        section(dir_stored, dir_codec, dir_raw_len, &mut budget).map_err(in_frame(dir_start))?;
+    let at_dir = |e: DecodeError| DecodeError {
+        offset: FRAME_HEADER_LEN + dir_start,
+        reason: format!("in the block directory at byte {}: {}", e.offset, e.reason),
+    };
+    let mut d = Reader::new(&dir);
+    let steps = decode_steps(&mut d).map_err(at_dir)?;
+    let nkeys = d.count(4).map_err(at_dir)?;
+    let mut entries: Vec<DirEntry> = Vec::with_capacity(nkeys);
+    let mut next = r.position();
+    for _ in 0..nkeys {
+        let key = d.str().map_err(at_dir)?.to_owned();
+        if entries.last().is_some_and(|c| c.key >= key) {
+            return d
+                .err(format!("key '{key}' out of order or repeated"))
+                .map_err(at_dir);
+        }
+        let kind = d.u8().map_err(at_dir)?;
+        let codec = d.u8().map_err(at_dir)?;
+        let raw_len = d.varint().map_err(at_dir)?;
+        let len = d.varint().map_err(at_dir)?;
+        if raw_len > budget || len > (payload.len() - next) as u64 {
+            return d
+                .err(format!("column '{key}' is longer than its block"))
+                .map_err(at_dir);
+        }
+        budget -= raw_len;
+        entries.push(DirEntry {
+            key,
+            kind,
+            codec,
+            raw_len: raw_len as usize,
+            start: next,
+            len: len as usize,
+        });
+        next += len as usize;
+    }
+    if !d.is_empty() {
+        return d
+            .err(format!(
+                "{} trailing bytes after the directory",
+                d.remaining()
+            ))
+            .map_err(at_dir);
+    }
+    if next != payload.len() || budget != 0 {
+        return Reader::new(frame).err("column sections do not add up to the frame's lengths");
+    }
+    if steps.len() != header.nrows as usize
+        || steps.first() != Some(&header.first_step)
+        || steps.last() != Some(&header.last_step)
     {
         return Reader::new(frame).err("block rows do not match the frame header");
     }
-    Ok(block)
+    let mut columns = Vec::new();
+    for e in entries.into_iter().filter(|e| keep(&e.key)) {
+        let stored = &payload[e.start..e.start + e.len];
+        let at_col = |err: DecodeError| DecodeError {
+            offset: FRAME_HEADER_LEN + e.start,
+            reason: format!(
+                "in column '{}' at byte {}: {}",
+                e.key, err.offset, err.reason
+            ),
+        };
+        let mut unlimited = e.raw_len as u64;
+        let raw = section(stored, e.codec, e.raw_len as u64, &mut unlimited).map_err(at_col)?;
+        let mut c = Reader::new(&raw);
+        let (rows, values) = decode_column(&mut c, e.kind, steps.len()).map_err(at_col)?;
+        if !c.is_empty() {
+            return c
+                .err(format!("{} trailing bytes after the values", c.remaining()))
+                .map_err(at_col);
+        }
+        columns.push(Column {
+            key: e.key,
+            rows,
+            values,
+        });
+    }
+    Ok(Block { steps, columns })
 }
 
-fn decode_raw(raw: &[u8]) -> DecodeResult<Block> {
-    let mut r = Reader::new(raw);
+/// A section's raw bytes: copied, or decompressed to exactly `raw_len` bytes. `budget` is
+/// what is left of the frame's raw length; a section may not exceed it.
+fn section<'a>(
+    stored: &'a [u8],
+    codec: u8,
+    raw_len: u64,
+    budget: &mut u64,
+) -> DecodeResult<std::borrow::Cow<'a, [u8]>> {
+    let r = Reader::new(stored);
+    if raw_len > *budget {
+        return r.err(format!(
+            "section of {raw_len} bytes exceeds the block's raw length"
+        ));
+    }
+    *budget -= raw_len;
+    match codec {
+        CODEC_RAW if stored.len() as u64 == raw_len => Ok(std::borrow::Cow::Borrowed(stored)),
+        CODEC_RAW => r.err("raw section length does not match its directory entry"),
+        CODEC_ZSTD => {
+            let raw = decompress(stored, raw_len as usize).map_err(|e| DecodeError {
+                offset: 0,
+                reason: format!("zstd: {e}"),
+            })?;
+            if raw.len() as u64 != raw_len {
+                return r.err("decompressed length does not match its directory entry");
+            }
+            Ok(std::borrow::Cow::Owned(raw))
+        }
+        c => r.err(format!("unknown section codec {c}")),
+    }
+}
+
+fn decode_steps(r: &mut Reader<'_>) -> DecodeResult<Vec<u64>> {
     let nrows = r.count(1)?;
     if nrows == 0 {
         return r.err("block has no rows");
@@ -387,73 +574,65 @@ fn decode_raw(raw: &[u8]) -> DecodeResult<Block> {
         };
         steps.push(step);
     }
-    let nkeys = r.count(2)?;
-    let mut columns: Vec<Column> = Vec::with_capacity(nkeys);
-    for _ in 0..nkeys {
-        let key = r.str()?.to_owned();
-        if columns.last().is_some_and(|c| c.key >= key) {
-            return r.err(format!("key '{key}' out of order or repeated"));
+    Ok(steps)
+}
+
+fn decode_column(
+    r: &mut Reader<'_>,
+    kind: u8,
+    nrows: usize,
+) -> DecodeResult<(Vec<u32>, Vec<Value>)> {
+    let rows: Vec<u32> = match r.u8()? {
+        PRESENCE_DENSE => (0..nrows as u32).collect(),
+        PRESENCE_SPARSE => {
+            let n = r.count(1)?;
+            let mut rows = Vec::with_capacity(n);
+            let mut next = 0u64;
+            for _ in 0..n {
+                let i = next.saturating_add(r.varint()?);
+                if i >= nrows as u64 {
+                    return r.err(format!("row index {i} outside a block of {nrows} rows"));
+                }
+                rows.push(i as u32);
+                next = i + 1;
+            }
+            rows
         }
-        let kind = r.u8()?;
-        let rows: Vec<u32> = match r.u8()? {
-            PRESENCE_DENSE => (0..nrows as u32).collect(),
-            PRESENCE_SPARSE => {
-                let n = r.count(1)?;
-                let mut rows = Vec::with_capacity(n);
-                let mut next = 0u64;
-                for _ in 0..n {
-                    let i = next.saturating_add(r.varint()?);
-                    if i >= nrows as u64 {
-                        return r.err(format!("row index {i} outside a block of {nrows} rows"));
-                    }
-                    rows.push(i as u32);
-                    next = i + 1;
-                }
-                rows
+        p => return r.err(format!("unknown presence encoding {p}")),
+    };
+    let mut values = Vec::with_capacity(rows.len());
+    match kind {
+        KIND_I64 => {
+            let mut prev = 0i64;
+            for _ in 0..rows.len() {
+                prev = prev.wrapping_add(unzigzag(r.varint()?));
+                values.push(Value::I64(prev));
             }
-            p => return r.err(format!("unknown presence encoding {p}")),
-        };
-        let mut values = Vec::with_capacity(rows.len());
-        match kind {
-            KIND_I64 => {
-                let mut prev = 0i64;
-                for _ in 0..rows.len() {
-                    prev = prev.wrapping_add(unzigzag(r.varint()?));
-                    values.push(Value::I64(prev));
-                }
-            }
-            KIND_MIXED => {
-                for _ in 0..rows.len() {
-                    values.push(get_value(&mut r)?);
-                }
-            }
-            KIND_F64 => {
-                let bits = get_float_planes(&mut r, rows.len(), 8)?;
-                values.extend(bits.into_iter().map(|b| Value::F64(f64::from_bits(b))));
-            }
-            KIND_F32 => {
-                let bits = get_float_planes(&mut r, rows.len(), 4)?;
-                values.extend(
-                    bits.into_iter()
-                        .map(|b| Value::F64(f64::from(f32::from_bits(b as u32)))),
-                );
-            }
-            KIND_BOOL | KIND_STR => {
-                for _ in 0..rows.len() {
-                    values.push(get_value_of_kind(&mut r, kind)?);
-                }
-            }
-            k => return r.err(format!("unknown column kind {k}")),
         }
-        columns.push(Column { key, rows, values });
+        KIND_MIXED => {
+            for _ in 0..rows.len() {
+                values.push(get_value(r)?);
+            }
+        }
+        KIND_F64 => {
+            let bits = get_float_planes(r, rows.len(), 8)?;
+            values.extend(bits.into_iter().map(|b| Value::F64(f64::from_bits(b))));
+        }
+        KIND_F32 => {
+            let bits = get_float_planes(r, rows.len(), 4)?;
+            values.extend(
+                bits.into_iter()
+                    .map(|b| Value::F64(f64::from(f32::from_bits(b as u32)))),
+            );
+        }
+        KIND_BOOL | KIND_STR => {
+            for _ in 0..rows.len() {
+                values.push(get_value_of_kind(r, kind)?);
+            }
+        }
+        k => return r.err(format!("unknown column kind {k}")),
     }
-    if !r.is_empty() {
-        return r.err(format!(
-            "{} trailing bytes after the last column",
-            r.remaining()
-        ));
-    }
-    Ok(Block { steps, columns })
+    Ok((rows, values))
 }
 
 #[cfg(test)]
@@ -483,7 +662,7 @@ mod tests {
     #[test]
     fn rows_round_trip_through_a_frame() {
         let rows = rows();
-        let frame = encode(&rows, 3).unwrap();
+        let frame = encode(&Block::from_rows(&rows), 3).unwrap();
         let h = FrameHeader::parse(&frame).unwrap().unwrap();
         assert!(h.header_ok);
         assert_eq!(h.payload_crc, payload_crc(&frame));
@@ -527,12 +706,17 @@ mod tests {
                     fields: [("x".to_string(), Value::F64(x))].into_iter().collect(),
                 })
                 .collect();
-            let back = decode(&encode(&rows, 3).unwrap()).unwrap();
+            let back = decode(&encode(&Block::from_rows(&rows), 3).unwrap()).unwrap();
             let kind_f32 = values
                 .iter()
                 .all(|&x| f64::from(x as f32).to_bits() == x.to_bits());
             assert_eq!(
-                column_kind(&rows.iter().map(|r| &r.fields["x"]).collect::<Vec<_>>()) == KIND_F32,
+                column_kind(
+                    &rows
+                        .iter()
+                        .map(|r| r.fields["x"].clone())
+                        .collect::<Vec<_>>()
+                ) == KIND_F32,
                 kind_f32
             );
             for (v, got) in values.iter().zip(&back.columns[0].values) {
@@ -547,7 +731,7 @@ mod tests {
     #[test]
     fn every_truncation_and_bit_flip_of_the_payload_is_an_error_or_the_same_rows() {
         let rows = rows();
-        let frame = encode(&rows, 3).unwrap();
+        let frame = encode(&Block::from_rows(&rows), 3).unwrap();
         for cut in 0..frame.len() {
             assert!(decode(&frame[..cut]).is_err(), "cut at {cut}");
         }

@@ -10,6 +10,7 @@
 //! `reader` opens sealed segments (memory-mapped) and scans head segments (recovery).
 
 pub(crate) mod block;
+pub(crate) mod builder;
 pub(crate) mod footer;
 pub(crate) mod reader;
 pub(crate) mod writer;
@@ -18,7 +19,7 @@ use crate::codec::Reader;
 use crate::types::{SegmentId, Stream, VersionId};
 
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"STEPLSEG";
-pub(crate) const SEGMENT_FORMAT: u16 = 1;
+pub(crate) const SEGMENT_FORMAT: u16 = 2;
 pub(crate) const HEADER_LEN: usize = 32;
 
 /// One entry of the sparse step index: where a block is and which steps it holds.

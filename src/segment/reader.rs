@@ -15,13 +15,18 @@ use crate::segment::{IndexEntry, SegmentHeader, HEADER_LEN};
 use crate::summary::Agg;
 
 /// Checks a frame's crc and decodes it; errors name the file and the frame's offset.
-pub(crate) fn decode_frame(path: &Path, offset: u64, frame: &[u8]) -> Result<Block> {
+pub(crate) fn decode_frame(
+    path: &Path,
+    offset: u64,
+    frame: &[u8],
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Block> {
     let at = |e: DecodeError| Error::corrupt(path, offset + e.offset as u64, e.reason);
     let header = FrameHeader::parse(frame)
         .map_err(at)?
         .ok_or_else(|| Error::corrupt(path, offset, "expected a block frame (bad magic)"))?;
     check_crcs(path, offset, frame, &header)?;
-    block::decode(frame).map_err(at)
+    block::decode_keys(frame, keep).map_err(at)
 }
 
 fn check_crcs(path: &Path, offset: u64, frame: &[u8], h: &FrameHeader) -> Result<()> {
@@ -148,10 +153,11 @@ impl Sealed {
         self.bytes.len() as u64
     }
 
-    /// Reads (crc-checked) and decodes the block of an index entry.
-    pub fn block(&self, e: &IndexEntry) -> Result<Block> {
+    /// Reads (crc-checked) and decodes the block of an index entry, with the columns whose
+    /// key `keep` accepts.
+    pub fn block(&self, e: &IndexEntry, keep: &dyn Fn(&str) -> bool) -> Result<Block> {
         let frame = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
-        decode_frame(&self.path, e.offset, frame)
+        decode_frame(&self.path, e.offset, frame, keep)
     }
 }
 
@@ -338,8 +344,13 @@ fn footer_is_complete(rest: &[u8], at: u64) -> bool {
 }
 
 /// Reads one block of a head segment with pread (head segments are never mapped).
-pub(crate) fn read_head_block(path: &Path, file: &dyn FileHandle, e: &IndexEntry) -> Result<Block> {
+pub(crate) fn read_head_block(
+    path: &Path,
+    file: &dyn FileHandle,
+    e: &IndexEntry,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Block> {
     let mut frame = vec![0u8; e.len as usize];
     file.read_exact_at(&mut frame, e.offset).at(path)?;
-    decode_frame(path, e.offset, &frame)
+    decode_frame(path, e.offset, &frame, keep)
 }

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileHandle, FileSystem, OpenMode};
+use crate::segment::block::{self, Block};
 use crate::segment::reader::{read_head_block, HeadScan, Tail};
-use crate::segment::{block, footer, IndexEntry, SegmentHeader, HEADER_LEN};
+use crate::segment::{footer, IndexEntry, SegmentHeader, HEADER_LEN};
 use crate::summary::Agg;
-use crate::types::{Row, SegmentId};
+use crate::types::SegmentId;
 
 /// What the manifest records when a segment is sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +104,10 @@ impl SegmentWriter {
         let (mut agg, mut block_aggs) = (Agg::default(), Vec::with_capacity(scan.index.len()));
         for e in &scan.index {
             let mut b = Agg::default();
-            b.add_block(&read_head_block(path, &*file, e)?, u64::MAX);
+            b.add_block(
+                &read_head_block(path, &*file, e, &block::all_keys)?,
+                u64::MAX,
+            );
             agg.merge_later(&b);
             block_aggs.push(b);
         }
@@ -118,22 +122,22 @@ impl SegmentWriter {
         }))
     }
 
-    /// Appends one block holding `rows` (in step order, at least one).
-    pub fn append(&mut self, rows: &[Row], level: i32) -> Result<()> {
-        let frame = block::encode(rows, level).at(&self.path)?;
+    /// Appends `block` (at least one row, steps after those already appended).
+    pub fn append(&mut self, block: &Block, level: i32) -> Result<()> {
+        let frame = block::encode(block, level).at(&self.path)?;
         // Positional writes at the tracked length: correct whatever the file cursor says
         // (a recovered file is opened at offset 0).
         self.file.write_all_at(&frame, self.len).at(&self.path)?;
         self.index.push(IndexEntry {
             offset: self.len,
             len: frame.len() as u64,
-            nrows: rows.len() as u32,
-            first_step: rows[0].step,
-            last_step: rows[rows.len() - 1].step,
+            nrows: block.steps.len() as u32,
+            first_step: block.steps[0],
+            last_step: block.steps[block.steps.len() - 1],
         });
         self.len += frame.len() as u64;
         let mut b = Agg::default();
-        rows.iter().for_each(|r| b.add_row(r));
+        b.add_block(block, u64::MAX);
         self.agg.merge_later(&b);
         self.block_aggs.push(b);
         Ok(())
