@@ -42,6 +42,8 @@ impl KeySummary {
         self.numeric_count > 0
     }
 
+    /// Adds one value: the plain reference the column path (`of_values`) is tested against.
+    #[cfg(test)]
     pub(crate) fn add(&mut self, step: u64, value: &Value) {
         self.count += 1;
         if self.first.is_none() {
@@ -62,6 +64,41 @@ impl KeySummary {
                 self.max = Some((step, value.clone()));
             }
         }
+    }
+
+    /// The summary of `(step, value)` pairs in step order; the same as calling `add` for
+    /// each, but cloning only the four values it keeps.
+    pub(crate) fn of_values<'a>(items: impl Iterator<Item = (u64, &'a Value)>) -> KeySummary {
+        let mut s = KeySummary::default();
+        type Pick<'a> = Option<(u64, &'a Value, f64)>;
+        let (mut first, mut last): (Option<(u64, &Value)>, Option<(u64, &Value)>) = (None, None);
+        let (mut min, mut max): (Pick<'_>, Pick<'_>) = (None, None);
+        for (step, v) in items {
+            s.count += 1;
+            if first.is_none() {
+                first = Some((step, v));
+            }
+            last = Some((step, v));
+            let Some(x) = v.as_f64() else { continue };
+            s.numeric_count += 1;
+            if x.is_nan() {
+                s.nan_count += 1;
+                continue;
+            }
+            s.sum += x;
+            if min.is_none_or(|(_, _, m)| x < m) {
+                min = Some((step, v, x));
+            }
+            if max.is_none_or(|(_, _, m)| x > m) {
+                max = Some((step, v, x));
+            }
+        }
+        let owned = |p: Option<(u64, &Value)>| p.map(|(step, v)| (step, v.clone()));
+        s.first = owned(first);
+        s.last = owned(last);
+        s.min = owned(min.map(|(step, v, _)| (step, v)));
+        s.max = owned(max.map(|(step, v, _)| (step, v)));
+        s
     }
 
     /// Folds in the summary of rows that all come after the rows of `self`.
@@ -135,12 +172,13 @@ impl Agg {
         self.last_step = Some(block.steps[kept - 1]);
         let mut later = BTreeMap::new();
         for col in &block.columns {
-            let mut s = KeySummary::default();
-            for (&i, v) in col.rows.iter().zip(&col.values) {
-                if (i as usize) < kept {
-                    s.add(block.steps[i as usize], v);
-                }
-            }
+            let s = KeySummary::of_values(
+                col.rows
+                    .iter()
+                    .zip(&col.values)
+                    .take_while(|(&i, _)| (i as usize) < kept)
+                    .map(|(&i, v)| (block.steps[i as usize], v)),
+            );
             if s.count > 0 {
                 later.insert(col.key.clone(), s);
             }
@@ -226,6 +264,22 @@ mod tests {
             rows[cut..].iter().for_each(|r| b.add_row(r));
             a.merge_later(&b);
             assert_eq!(format!("{a:?}"), format!("{whole:?}"), "cut at {cut}");
+        }
+        // The column-at-a-time path the writer uses agrees, at every cutoff.
+        let block = crate::segment::block::Block::from_rows(&rows);
+        for cut in 0..=rows.len() {
+            let mut by_rows = Agg::default();
+            rows[..cut].iter().for_each(|r| by_rows.add_row(r));
+            let mut by_block = Agg::default();
+            let limit = if cut == 0 {
+                None
+            } else {
+                Some(rows[cut - 1].step)
+            };
+            if let Some(l) = limit {
+                by_block.add_block(&block, l);
+            }
+            assert_eq!(format!("{by_block:?}"), format!("{by_rows:?}"), "cut {cut}");
         }
         let m = &whole.keys["m"];
         assert_eq!((m.count, m.numeric_count, m.nan_count), (7, 6, 1));
