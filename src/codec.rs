@@ -96,6 +96,13 @@ impl<'a> Reader<'a> {
     }
 
     pub fn varint(&mut self) -> DecodeResult<u64> {
+        // Most varints are one byte (deltas, small counts).
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
         let start = self.pos;
         let mut out = 0u64;
         for shift in (0..64).step_by(7) {

@@ -70,8 +70,9 @@ impl KeySummary {
     /// each, but cloning only the four values it keeps.
     pub(crate) fn of_values<'a>(items: impl Iterator<Item = (u64, &'a Value)>) -> KeySummary {
         let mut s = KeySummary::default();
+        type At<'a> = Option<(u64, &'a Value)>;
         type Pick<'a> = Option<(u64, &'a Value, f64)>;
-        let (mut first, mut last): (Option<(u64, &Value)>, Option<(u64, &Value)>) = (None, None);
+        let (mut first, mut last): (At<'_>, At<'_>) = (None, None);
         let (mut min, mut max): (Pick<'_>, Pick<'_>) = (None, None);
         for (step, v) in items {
             s.count += 1;

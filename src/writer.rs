@@ -547,7 +547,7 @@ impl RunWriter {
             s.close_open();
             s.min_next = step;
         }
-        if s.buf.raw_estimate() >= self.store.options().block_bytes && s.buf.has_closed() {
+        if s.buf.is_full(self.store.options().block_bytes) && s.buf.has_closed() {
             let r = self.flush(stream);
             self.guard(r)?;
         }

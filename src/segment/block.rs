@@ -23,6 +23,9 @@ pub(crate) const FRAME_MAGIC: [u8; 4] = *b"SLB2";
 pub(crate) const FRAME_HEADER_LEN: usize = 40;
 /// The largest raw (uncompressed) block a decoder accepts; writers stay far below it.
 pub(crate) const MAX_RAW_LEN: u32 = 256 << 20;
+/// The most rows a block may have (writers start a new block before), so that evenly spaced
+/// steps, stored in a few bytes, never make a decoder allocate more than 8 MiB for them.
+pub(crate) const MAX_BLOCK_ROWS: usize = 1 << 20;
 
 const KIND_F64: u8 = 0;
 const KIND_I64: u8 = 1;
@@ -31,6 +34,9 @@ const KIND_STR: u8 = 3;
 const KIND_MIXED: u8 = 4;
 /// f64 values that are all exactly f32 (what `loss.item()` gives), stored in 4 bytes.
 const KIND_F32: u8 = 5;
+
+const STEPS_DELTAS: u8 = 0;
+const STEPS_STRIDE: u8 = 1;
 
 const PRESENCE_DENSE: u8 = 0;
 const PRESENCE_SPARSE: u8 = 1;
@@ -138,12 +144,7 @@ fn put_section(raw: &[u8], level: i32) -> std::io::Result<(u8, Vec<u8>)> {
 /// column is compressed on its own, so a reader decompresses only the columns it reads.
 pub(crate) fn encode(block: &Block, level: i32) -> std::io::Result<Vec<u8>> {
     let mut dir = Vec::with_capacity(block.steps.len() + 64);
-    put_varint(&mut dir, block.steps.len() as u64);
-    let mut prev = 0;
-    for (i, &step) in block.steps.iter().enumerate() {
-        put_varint(&mut dir, if i == 0 { step } else { step - prev });
-        prev = step;
-    }
+    put_steps(&mut dir, &block.steps);
     let mut order: Vec<&Column> = block
         .columns
         .iter()
@@ -190,6 +191,26 @@ pub(crate) fn encode(block: &Block, level: i32) -> std::io::Result<Vec<u8>> {
     frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     frame.extend_from_slice(&payload);
     Ok(frame)
+}
+
+/// Steps: as `first + i × stride` when they are evenly spaced (the usual case: every step
+/// logged), else as deltas.
+fn put_steps(out: &mut Vec<u8>, steps: &[u64]) {
+    put_varint(out, steps.len() as u64);
+    let first = steps.first().copied().unwrap_or(0);
+    let stride = steps.get(1).map_or(0, |s| s - first);
+    if steps.windows(2).all(|w| w[1] - w[0] == stride) {
+        out.push(STEPS_STRIDE);
+        put_varint(out, first);
+        put_varint(out, stride);
+        return;
+    }
+    out.push(STEPS_DELTAS);
+    let mut prev = 0;
+    for (i, &step) in steps.iter().enumerate() {
+        put_varint(out, if i == 0 { step } else { step - prev });
+        prev = step;
+    }
 }
 
 /// Writes a column's presence and values; returns its kind.
@@ -447,7 +468,7 @@ pub(crate) fn decode_keys(frame: &[u8], keep: &dyn Fn(&str) -> bool) -> DecodeRe
         reason: format!("in the block directory at byte {}: {}", e.offset, e.reason),
     };
     let mut d = Reader::new(&dir);
-    let steps = decode_steps(&mut d).map_err(at_dir)?;
+    let steps = decode_steps(&mut d, header.nrows).map_err(at_dir)?;
     let nkeys = d.count(4).map_err(at_dir)?;
     let mut entries: Vec<DirEntry> = Vec::with_capacity(nkeys);
     let mut next = r.position();
@@ -555,26 +576,50 @@ fn section<'a>(
     }
 }
 
-fn decode_steps(r: &mut Reader<'_>) -> DecodeResult<Vec<u64>> {
-    let nrows = r.count(1)?;
+/// Decodes the steps of a block whose frame header says it has `expect` rows.
+fn decode_steps(r: &mut Reader<'_>, expect: u32) -> DecodeResult<Vec<u64>> {
+    let nrows = r.count(0)?;
     if nrows == 0 {
         return r.err("block has no rows");
     }
-    let mut steps = Vec::with_capacity(nrows);
-    let mut step = 0u64;
-    for i in 0..nrows {
-        let d = r.varint()?;
-        step = if i == 0 {
-            d
-        } else {
-            match step.checked_add(d) {
-                Some(s) => s,
-                None => return r.err("step overflows u64"),
-            }
-        };
-        steps.push(step);
+    if nrows != expect as usize || nrows > MAX_BLOCK_ROWS {
+        return r.err(format!(
+            "{nrows} rows, the frame header says {expect} (at most {MAX_BLOCK_ROWS})"
+        ));
     }
-    Ok(steps)
+    match r.u8()? {
+        STEPS_STRIDE => {
+            let (first, stride) = (r.varint()?, r.varint()?);
+            let last = (nrows as u64 - 1)
+                .checked_mul(stride)
+                .and_then(|span| first.checked_add(span));
+            if last.is_none() {
+                return r.err("step overflows u64");
+            }
+            Ok((0..nrows as u64).map(|i| first + i * stride).collect())
+        }
+        STEPS_DELTAS => {
+            if nrows > r.remaining() {
+                return r.err(format!("{nrows} step deltas in {} bytes", r.remaining()));
+            }
+            let mut steps = Vec::with_capacity(nrows);
+            let mut step = 0u64;
+            for i in 0..nrows {
+                let d = r.varint()?;
+                step = if i == 0 {
+                    d
+                } else {
+                    match step.checked_add(d) {
+                        Some(s) => s,
+                        None => return r.err("step overflows u64"),
+                    }
+                };
+                steps.push(step);
+            }
+            Ok(steps)
+        }
+        k => r.err(format!("unknown step encoding {k}")),
+    }
 }
 
 fn decode_column(

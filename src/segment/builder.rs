@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::codec::zigzag;
-use crate::segment::block::{Block, Column};
+use crate::segment::block::{Block, Column, MAX_BLOCK_ROWS};
 use crate::types::Value;
 
 /// Rows being logged, held as the columns of the block they will become.
@@ -22,7 +22,13 @@ pub(crate) struct BlockBuilder {
     /// in the same order, so this finds the column with one string compare.
     hint: usize,
     open: bool,
+    /// The estimated bytes of the values and keys.
     raw_estimate: usize,
+    /// The bytes of the steps as deltas, and whether they are evenly spaced so far (then
+    /// they are stored in a few bytes instead).
+    step_bytes: usize,
+    stride: Option<u64>,
+    uneven: bool,
 }
 
 impl BlockBuilder {
@@ -42,13 +48,23 @@ impl BlockBuilder {
 
     /// The encoded size of the buffered rows before compression, estimated.
     pub fn raw_estimate(&self) -> usize {
-        self.raw_estimate
+        self.raw_estimate + if self.uneven { self.step_bytes } else { 4 }
+    }
+
+    /// Whether the buffered rows should be written as a block: their estimated size has
+    /// reached `block_bytes`, or one more row would pass the row limit of a block.
+    pub fn is_full(&self, block_bytes: usize) -> bool {
+        self.raw_estimate() >= block_bytes || self.block.steps.len() >= MAX_BLOCK_ROWS
     }
 
     /// Starts a new open row at `step` (not before the last buffered step).
     pub fn start_row(&mut self, step: u64) {
+        if let Some(&prev) = self.block.steps.last() {
+            let delta = step - prev;
+            self.uneven |= *self.stride.get_or_insert(delta) != delta;
+        }
         let prev = self.block.steps.last().copied().unwrap_or(0);
-        self.raw_estimate += varint_len(step.wrapping_sub(prev));
+        self.step_bytes += varint_len(step.wrapping_sub(prev));
         self.block.steps.push(step);
         self.open = true;
         self.hint = 0;
@@ -99,6 +115,7 @@ impl BlockBuilder {
         self.by_key.clear();
         self.hint = 0;
         self.raw_estimate = 0;
+        (self.step_bytes, self.stride, self.uneven) = (0, None, false);
         if self.open {
             let row = (block.steps.len() - 1) as u32;
             let step = block.steps.pop().unwrap_or(0);

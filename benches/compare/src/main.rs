@@ -89,6 +89,8 @@ pub struct Figures {
     pub rewind_big_us: f64,
     pub fork_small_us: f64,
     pub fork_big_us: f64,
+    pub summary_big_us: f64,
+    pub summary_after_rewind_us: f64,
 }
 
 /// A system under test.
@@ -107,6 +109,11 @@ pub trait System {
     fn range(&mut self, dir: &Path, key: &str, from: u64, len: u64) -> (Vec<u64>, Vec<f64>);
     /// count, min, max, mean of every key.
     fn summary(&mut self, dir: &Path) -> BTreeMap<String, (u64, f64, f64, f64)>;
+    /// The summary of the whole run, then the summary right after a rewind at `step`, each
+    /// timed; `None` where there is no rewind.
+    fn summary_around_rewind(&mut self, _dir: &Path, _step: u64) -> Option<(Duration, Duration)> {
+        None
+    }
     /// Rewind at `step` then fork at `step`, each timed; `None` where unsupported.
     fn rewind_fork(&mut self, _dir: &Path, _step: u64) -> Option<(Duration, Duration)> {
         None
@@ -237,6 +244,12 @@ fn run_system(
         std::fs::create_dir_all(&dir).unwrap();
         let data = single_metric(steps);
         sys.ingest(&dir, &data);
+        if !small {
+            if let Some((whole, after)) = sys.summary_around_rewind(&dir, steps / 2) {
+                f.summary_big_us = whole.as_secs_f64() * 1e6;
+                f.summary_after_rewind_us = after.as_secs_f64() * 1e6;
+            }
+        }
         if let Some((rewind, fork)) = sys.rewind_fork(&dir, steps / 2) {
             let (r, k) = (rewind.as_secs_f64() * 1e6, fork.as_secs_f64() * 1e6);
             if small {
@@ -321,6 +334,7 @@ fn figures_json(name: &str, f: &Figures) -> serde_json::Value {
         "range_p99_us": f.range_p99_us, "summary_us": f.summary_us, "sweep_ingest_points_per_s": f.sweep_ingest_pps,
         "sweep_open_ms": f.sweep_open_ms, "fuzz_bytes_per_point": f.fuzz_bytes_per_point,
         "rewind_small_us": f.rewind_small_us, "rewind_big_us": f.rewind_big_us,
+        "summary_big_us": f.summary_big_us, "summary_after_rewind_us": f.summary_after_rewind_us,
         "fork_small_us": f.fork_small_us, "fork_big_us": f.fork_big_us,
     })
 }
@@ -338,7 +352,7 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
         println!("  {n}: {}", f.durability);
     }
     type Get = fn(&Figures) -> f64;
-    let rows: [(&str, Get, bool); 13] = [
+    let rows: [(&str, Get, bool); 15] = [
         ("ingest, train (M points/s)", |f| f.ingest_pps / 1e6, true),
         ("size, train (bytes/point)", |f| f.bytes_per_point, false),
         ("scan one metric (ms)", |f| f.scan_ms, false),
@@ -360,6 +374,12 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
         ("rewind, big run (us)", |f| f.rewind_big_us, false),
         ("fork, small run (us)", |f| f.fork_small_us, false),
         ("fork, big run (us)", |f| f.fork_big_us, false),
+        ("summary, big run (us)", |f| f.summary_big_us, false),
+        (
+            "summary after a rewind, big run (us)",
+            |f| f.summary_after_rewind_us,
+            false,
+        ),
     ];
     print!("{:<32}", "");
     for (n, _) in results {

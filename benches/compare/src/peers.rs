@@ -117,6 +117,31 @@ impl System for Steplog {
             })
             .collect()
     }
+    fn summary_around_rewind(&mut self, dir: &Path, step: u64) -> Option<(Duration, Duration)> {
+        let store = self.store(dir).clone();
+        let count = |s: &steplog::Summary| s.keys.get("m").map_or(0, |k| k.count);
+        let rows = store.rows("run").unwrap().0;
+        let t = Instant::now();
+        let whole = store.summary("run").unwrap();
+        let whole_t = t.elapsed();
+        assert_eq!(count(&whole), rows, "steplog summary count");
+        store.rewind("run", step, None).unwrap();
+        let t = Instant::now();
+        let after = store.summary("run").unwrap();
+        let after_t = t.elapsed();
+        assert_eq!(
+            count(&after),
+            step + 1,
+            "steplog summary count after a rewind"
+        );
+        let max = after.keys["m"].max.as_ref().and_then(|(_, v)| v.as_f64());
+        assert_eq!(
+            max,
+            Some(step as f64 * 0.25),
+            "steplog summary max after a rewind"
+        );
+        Some((whole_t, after_t))
+    }
     fn rewind_fork(&mut self, dir: &Path, step: u64) -> Option<(Duration, Duration)> {
         let store = self.store(dir).clone();
         let (mut rewinds, mut forks) = (Vec::new(), Vec::new());
