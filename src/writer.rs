@@ -137,7 +137,7 @@ impl StartRun {
         Ok((begun.version, begun.archived))
     }
 
-    fn begin(self, finished: bool) -> Result<(Store, String, RunLock, Begun)> {
+    fn begin(self, finished: bool) -> Result<(Store, String, Option<RunLock>, Begun)> {
         let StartRun {
             store,
             name,
@@ -146,7 +146,13 @@ impl StartRun {
         } = self;
         let config = config.map(config_object).transpose()?;
         validate_run_name(&name)?;
-        let lock = lock::lock_run(store.fs(), store.dir(), &name)?;
+        // A fork done outside a writer creates its run finished, in one manifest edit that
+        // fails if the name is taken: no writer can be in the run, so no lock is needed
+        // (creating a lock file is the costliest step of a fork on many file systems).
+        let lock = match (&start, finished) {
+            (Start::Fork(..), true) => None,
+            _ => Some(lock::lock_run(store.fs(), store.dir(), &name)?),
+        };
         // No `Arc<State>` may be held across a manifest transaction: the transaction would
         // have to copy the whole state (copy-on-write), making every start O(runs).
         let existing = store.state()?.runs.get(&name).copied();
@@ -442,7 +448,8 @@ pub struct RunWriter {
     run: String,
     version: VersionId,
     archived: Option<VersionId>,
-    _lock: RunLock,
+    /// Always held by a writer (`begin(false)` takes it).
+    _lock: Option<RunLock>,
     streams: [StreamState; 3],
     poisoned: bool,
     done: bool,
