@@ -329,19 +329,34 @@ impl Store {
         let (state, v, step) = self.read_target(reference)?;
         let (from, to) = bounds(steps);
         let to = step.map_or(to, |s| s.min(to));
+        // Reserve for every row in range (the manifest knows the count): growing a Vec of
+        // millions by doubling costs more in copies and page faults than the decoding.
+        let rows = self.count_rows(&state, v, Stream::History)?.0;
+        let cap = rows.min(to.saturating_sub(from).saturating_add(1)) as usize;
+        let mut out = Series {
+            steps: Vec::with_capacity(cap),
+            values: Vec::with_capacity(cap),
+        };
         let mut cursor = Cursor::new(self, &state, v, Stream::History, from, to);
-        let mut out = Series::default();
         while let Some((block, hi)) = cursor.next_block(&|k| k == key)? {
             let Some(col) = block.columns.iter().find(|c| c.key == key) else {
                 continue;
             };
-            for (&i, value) in col.rows.iter().zip(&col.values) {
+            for (j, &i) in col.rows.iter().enumerate() {
                 let s = block.steps[i as usize];
-                if let (true, Some(x)) = (s >= from && s <= hi, value.as_f64()) {
+                if s < from || s > hi {
+                    continue;
+                }
+                if let Some(x) = col.values.f64_at(j) {
                     out.steps.push(s);
                     out.values.push(x);
                 }
             }
+        }
+        if out.steps.len() < out.steps.capacity() / 2 {
+            // A sparse key: give back what the reservation did not use.
+            out.steps.shrink_to_fit();
+            out.values.shrink_to_fit();
         }
         Ok(out)
     }

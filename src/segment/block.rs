@@ -215,7 +215,6 @@ fn put_steps(out: &mut Vec<u8>, steps: &[u64]) {
 
 /// Writes a column's presence and values; returns its kind.
 fn encode_column(out: &mut Vec<u8>, col: &Column, nrows: usize) -> u8 {
-    let kind = column_kind(&col.values);
     if col.rows.len() == nrows {
         out.push(PRESENCE_DENSE);
     } else {
@@ -227,33 +226,55 @@ fn encode_column(out: &mut Vec<u8>, col: &Column, nrows: usize) -> u8 {
             next = i + 1;
         }
     }
-    let values = &col.values;
-    match kind {
-        KIND_I64 => {
-            let mut prev = 0i64;
-            for v in values {
-                if let Value::I64(x) = v {
-                    put_varint(out, zigzag(x.wrapping_sub(prev)));
-                    prev = *x;
-                }
+    put_values(out, &col.values)
+}
+
+/// Writes a column's values; returns their kind.
+fn put_values(out: &mut Vec<u8>, values: &Values) -> u8 {
+    match values {
+        Values::F64(xs) => {
+            if xs
+                .iter()
+                .all(|x| f64::from(*x as f32).to_bits() == x.to_bits())
+            {
+                // Exact: every value round-trips through f32.
+                let bits: Vec<u64> = xs
+                    .iter()
+                    .map(|&x| u64::from((x as f32).to_bits()))
+                    .collect();
+                put_float_planes(out, &bits, 4);
+                KIND_F32
+            } else {
+                let bits: Vec<u64> = xs.iter().map(|x| x.to_bits()).collect();
+                put_float_planes(out, &bits, 8);
+                KIND_F64
             }
         }
-        KIND_F64 => {
-            let bits: Vec<u64> = values.iter().map(num_bits).collect();
-            put_float_planes(out, &bits, 8);
+        Values::I64(xs) => {
+            let mut prev = 0i64;
+            for &x in xs {
+                put_varint(out, zigzag(x.wrapping_sub(prev)));
+                prev = x;
+            }
+            KIND_I64
         }
-        KIND_F32 => {
-            // Exact: column_kind checked that every value round-trips through f32.
-            let bits: Vec<u64> = values
-                .iter()
-                .map(|v| u64::from((f64::from_bits(num_bits(v)) as f32).to_bits()))
-                .collect();
-            put_float_planes(out, &bits, 4);
-        }
-        KIND_MIXED => values.iter().for_each(|v| put_value(out, v)),
-        _ => values.iter().for_each(|v| put_value_untagged(out, v)),
+        Values::Any(vs) => match column_kind(vs) {
+            KIND_F64 | KIND_F32 | KIND_I64 => {
+                // One numeric type after all (say, once a mixed value was taken out).
+                let mut typed = Values::for_value(&vs[0]);
+                vs.iter().for_each(|v| typed.push(v.clone()));
+                put_values(out, &typed)
+            }
+            KIND_MIXED => {
+                vs.iter().for_each(|v| put_value(out, v));
+                KIND_MIXED
+            }
+            kind => {
+                vs.iter().for_each(|v| put_value_untagged(out, v));
+                kind
+            }
+        },
     }
-    kind
 }
 
 fn column_kind(values: &[Value]) -> u8 {
@@ -275,13 +296,6 @@ fn column_kind(values: &[Value]) -> u8 {
         KIND_F32
     } else {
         first
-    }
-}
-
-fn num_bits(v: &Value) -> u64 {
-    match v {
-        Value::F64(x) => x.to_bits(),
-        _ => 0,
     }
 }
 
@@ -370,7 +384,100 @@ pub(crate) struct Block {
 pub(crate) struct Column {
     pub key: String,
     pub rows: Vec<u32>,
-    pub values: Vec<Value>,
+    pub values: Values,
+}
+
+/// A column's values, typed when they all have one numeric type (the usual case), so that
+/// logging, encoding, summarising and reading a metric never go through `Value`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Values {
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    Any(Vec<Value>),
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Values::F64(Vec::new())
+    }
+}
+
+impl Values {
+    /// An empty column suited to values like `v`.
+    pub fn for_value(v: &Value) -> Values {
+        match v {
+            Value::F64(_) => Values::F64(Vec::new()),
+            Value::I64(_) => Values::I64(Vec::new()),
+            _ => Values::Any(Vec::new()),
+        }
+    }
+
+    /// The `i`-th value (`i` < `len`).
+    pub fn get(&self, i: usize) -> Value {
+        match self {
+            Values::F64(v) => Value::F64(v[i]),
+            Values::I64(v) => Value::I64(v[i]),
+            Values::Any(v) => v[i].clone(),
+        }
+    }
+
+    /// The `i`-th value as a float, if numeric.
+    pub fn f64_at(&self, i: usize) -> Option<f64> {
+        match self {
+            Values::F64(v) => Some(v[i]),
+            Values::I64(v) => Some(v[i] as f64),
+            Values::Any(v) => v[i].as_f64(),
+        }
+    }
+
+    /// The last value if it is an integer (for delta size estimates).
+    pub fn last_i64(&self) -> Option<i64> {
+        match self {
+            Values::I64(v) => v.last().copied(),
+            Values::Any(v) => match v.last() {
+                Some(Value::I64(x)) => Some(*x),
+                _ => None,
+            },
+            Values::F64(_) => None,
+        }
+    }
+
+    fn into_any(self) -> Vec<Value> {
+        match self {
+            Values::F64(v) => v.into_iter().map(Value::F64).collect(),
+            Values::I64(v) => v.into_iter().map(Value::I64).collect(),
+            Values::Any(v) => v,
+        }
+    }
+
+    /// Appends `value`; a value of another type turns the column into `Any`.
+    pub fn push(&mut self, value: Value) {
+        match (&mut *self, value) {
+            (Values::F64(v), Value::F64(x)) => v.push(x),
+            (Values::I64(v), Value::I64(x)) => v.push(x),
+            (Values::Any(v), x) => v.push(x),
+            (_, x) => {
+                let mut any = std::mem::take(self).into_any();
+                any.push(x);
+                *self = Values::Any(any);
+            }
+        }
+    }
+
+    /// Removes and returns the last value.
+    pub fn pop(&mut self) -> Option<Value> {
+        match self {
+            Values::F64(v) => v.pop().map(Value::F64),
+            Values::I64(v) => v.pop().map(Value::I64),
+            Values::Any(v) => v.pop(),
+        }
+    }
+
+    /// Replaces the last value (there is one) with `value`.
+    pub fn set_last(&mut self, value: Value) {
+        self.pop();
+        self.push(value);
+    }
 }
 
 impl Block {
@@ -382,7 +489,7 @@ impl Block {
                 let col = columns.entry(k.as_str()).or_insert_with(|| Column {
                     key: k.clone(),
                     rows: Vec::new(),
-                    values: Vec::new(),
+                    values: Values::for_value(v),
                 });
                 col.rows.push(i as u32);
                 col.values.push(v.clone());
@@ -405,8 +512,10 @@ impl Block {
             })
             .collect();
         for col in self.columns.into_iter().filter(|c| keep(&c.key)) {
-            for (i, v) in col.rows.into_iter().zip(col.values) {
-                rows[i as usize].fields.insert(col.key.clone(), v);
+            for (j, &i) in col.rows.iter().enumerate() {
+                rows[i as usize]
+                    .fields
+                    .insert(col.key.clone(), col.values.get(j));
             }
         }
         rows
@@ -622,11 +731,7 @@ fn decode_steps(r: &mut Reader<'_>, expect: u32) -> DecodeResult<Vec<u64>> {
     }
 }
 
-fn decode_column(
-    r: &mut Reader<'_>,
-    kind: u8,
-    nrows: usize,
-) -> DecodeResult<(Vec<u32>, Vec<Value>)> {
+fn decode_column(r: &mut Reader<'_>, kind: u8, nrows: usize) -> DecodeResult<(Vec<u32>, Values)> {
     let rows: Vec<u32> = match r.u8()? {
         PRESENCE_DENSE => (0..nrows as u32).collect(),
         PRESENCE_SPARSE => {
@@ -645,38 +750,41 @@ fn decode_column(
         }
         p => return r.err(format!("unknown presence encoding {p}")),
     };
-    let mut values = Vec::with_capacity(rows.len());
-    match kind {
+    let n = rows.len();
+    let values = match kind {
         KIND_I64 => {
-            let mut prev = 0i64;
-            for _ in 0..rows.len() {
+            let (mut prev, mut xs) = (0i64, Vec::with_capacity(n));
+            for _ in 0..n {
                 prev = prev.wrapping_add(unzigzag(r.varint()?));
-                values.push(Value::I64(prev));
+                xs.push(prev);
             }
-        }
-        KIND_MIXED => {
-            for _ in 0..rows.len() {
-                values.push(get_value(r)?);
-            }
+            Values::I64(xs)
         }
         KIND_F64 => {
-            let bits = get_float_planes(r, rows.len(), 8)?;
-            values.extend(bits.into_iter().map(|b| Value::F64(f64::from_bits(b))));
+            let bits = get_float_planes(r, n, 8)?;
+            Values::F64(bits.into_iter().map(f64::from_bits).collect())
         }
         KIND_F32 => {
-            let bits = get_float_planes(r, rows.len(), 4)?;
-            values.extend(
+            let bits = get_float_planes(r, n, 4)?;
+            Values::F64(
                 bits.into_iter()
-                    .map(|b| Value::F64(f64::from(f32::from_bits(b as u32)))),
-            );
+                    .map(|b| f64::from(f32::from_bits(b as u32)))
+                    .collect(),
+            )
         }
-        KIND_BOOL | KIND_STR => {
-            for _ in 0..rows.len() {
-                values.push(get_value_of_kind(r, kind)?);
+        KIND_MIXED | KIND_BOOL | KIND_STR => {
+            let mut vs = Vec::with_capacity(n);
+            for _ in 0..n {
+                vs.push(if kind == KIND_MIXED {
+                    get_value(r)?
+                } else {
+                    get_value_of_kind(r, kind)?
+                });
             }
+            Values::Any(vs)
         }
         k => return r.err(format!("unknown column kind {k}")),
-    }
+    };
     Ok((rows, values))
 }
 
@@ -764,8 +872,8 @@ mod tests {
                 ) == KIND_F32,
                 kind_f32
             );
-            for (v, got) in values.iter().zip(&back.columns[0].values) {
-                match got {
+            for (i, v) in values.iter().enumerate() {
+                match back.columns[0].values.get(i) {
                     Value::F64(g) => assert_eq!(g.to_bits(), v.to_bits(), "{v}"),
                     other => panic!("{other:?}"),
                 }

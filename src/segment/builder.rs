@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::codec::zigzag;
-use crate::segment::block::{Block, Column, MAX_BLOCK_ROWS};
+use crate::segment::block::{Block, Column, Values, MAX_BLOCK_ROWS};
 use crate::types::Value;
 
 /// Rows being logged, held as the columns of the block they will become.
@@ -88,7 +88,7 @@ impl BlockBuilder {
                     columns.push(Column {
                         key: key.to_owned(),
                         rows: Vec::new(),
-                        values: Vec::new(),
+                        values: Values::for_value(&value),
                     });
                     self.by_key.insert(key.to_owned(), columns.len() - 1);
                     self.raw_estimate += key.len() + 8;
@@ -99,12 +99,10 @@ impl BlockBuilder {
         self.hint = i + 1;
         let col = &mut columns[i];
         if col.rows.last() == Some(&row) {
-            if let Some(last) = col.values.last_mut() {
-                *last = value;
-            }
+            col.values.set_last(value);
             return;
         }
-        self.raw_estimate += value_estimate(col.values.last(), &value);
+        self.raw_estimate += value_estimate(col.values.last_i64(), &value);
         col.rows.push(row);
         col.values.push(value);
     }
@@ -143,17 +141,11 @@ fn varint_len(v: u64) -> usize {
 }
 
 /// The bytes `value` will add to its column, given the value before it in the column.
-fn value_estimate(prev: Option<&Value>, value: &Value) -> usize {
+fn value_estimate(prev: Option<i64>, value: &Value) -> usize {
     match value {
         Value::F64(x) if f64::from(*x as f32).to_bits() == x.to_bits() => 4,
         Value::F64(_) => 8,
-        Value::I64(x) => {
-            let before = match prev {
-                Some(Value::I64(p)) => *p,
-                _ => 0,
-            };
-            varint_len(zigzag(x.wrapping_sub(before)))
-        }
+        Value::I64(x) => varint_len(zigzag(x.wrapping_sub(prev.unwrap_or(0)))),
         Value::Bool(_) => 1,
         Value::Str(s) => s.len() + varint_len(s.len() as u64),
     }
