@@ -75,7 +75,7 @@ pub use store::{LineageNode, Rewound, RunInfo, Status, Store, VersionInfo};
 pub use summary::{KeySummary, Summary};
 pub use types::{Row, SegmentId, Stream, Value, VersionId};
 pub use verify::{Problem, VerifyReport};
-pub use writer::{Resume, RunWriter, StartRun};
+pub use writer::{Batch, Resume, RunWriter, StartRun};
 
 /// The README's examples, compiled as doctests so that they stay true.
 #[doc = include_str!("../README.md")]

@@ -437,6 +437,41 @@ impl StreamState {
     }
 }
 
+/// One column of a [`RunWriter::log_columns`] batch: a value per step of the batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Batch<'a> {
+    /// Floats.
+    F64(&'a [f64]),
+    /// Integers.
+    I64(&'a [i64]),
+    /// Booleans.
+    Bool(&'a [bool]),
+}
+
+impl Batch<'_> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Batch::F64(v) => v.len(),
+            Batch::I64(v) => v.len(),
+            Batch::Bool(v) => v.len(),
+        }
+    }
+
+    /// Whether the column holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn value(&self, i: usize) -> Value {
+        match self {
+            Batch::F64(v) => Value::F64(v[i]),
+            Batch::I64(v) => Value::I64(v[i]),
+            Batch::Bool(v) => Value::Bool(v[i]),
+        }
+    }
+}
+
 /// Writes one run. Made by [`StartRun::start`]; holds the run's lock until finished or dropped.
 ///
 /// Rows are buffered and written as a block when the block fills; [`commit`](Self::commit)
@@ -524,6 +559,50 @@ impl RunWriter {
     {
         self.check_usable()?;
         let step = step.unwrap_or_else(|| self.next_step(stream));
+        self.enter_row(stream, step)?;
+        let s = &mut self.streams[stream.index()];
+        for (k, v) in fields {
+            s.buf.set(k.as_ref(), v.into());
+        }
+        self.leave_row(stream, step)?;
+        Ok(step)
+    }
+
+    /// Logs whole columns at once: row `i` is step `steps[i]` with the `i`-th value of every
+    /// column, exactly as if [`log_at`](Self::log_at) were called for each step in order (so
+    /// the last step stays open to merges, and a first step equal to the open one merges
+    /// into it). Steps must increase strictly and every column must hold one value per step;
+    /// otherwise nothing is logged. The bulk path: no `Value` is built per point.
+    pub fn log_columns(&mut self, steps: &[u64], columns: &[(&str, Batch<'_>)]) -> Result<()> {
+        self.check_usable()?;
+        if let Some((key, c)) = columns.iter().find(|(_, c)| c.len() != steps.len()) {
+            return Err(Error::InvalidInput(format!(
+                "column '{key}' has {} values for {} steps",
+                c.len(),
+                steps.len()
+            )));
+        }
+        if let Some(w) = steps.windows(2).find(|w| w[1] <= w[0]) {
+            return Err(Error::InvalidInput(format!(
+                "steps of a batch must increase: step {} follows {}",
+                w[1], w[0]
+            )));
+        }
+        let stream = Stream::History;
+        for (i, &step) in steps.iter().enumerate() {
+            self.enter_row(stream, step)?;
+            let s = &mut self.streams[stream.index()];
+            for (key, c) in columns {
+                s.buf.set(key, c.value(i));
+            }
+            self.leave_row(stream, step)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the row at `step` in `stream` (or continues the open one), refusing a step
+    /// that goes back.
+    fn enter_row(&mut self, stream: Stream, step: u64) -> Result<()> {
         let run = &self.run;
         let s = &mut self.streams[stream.index()];
         let regression = |last: u64| Error::StepRegression {
@@ -546,9 +625,12 @@ impl RunWriter {
             }
             s.buf.start_row(step);
         }
-        for (k, v) in fields {
-            s.buf.set(k.as_ref(), v.into());
-        }
+        Ok(())
+    }
+
+    /// After a row's values: closes console rows at once, and writes a block when full.
+    fn leave_row(&mut self, stream: Stream, step: u64) -> Result<()> {
+        let s = &mut self.streams[stream.index()];
         if !stream.merges_steps() {
             // Console rows never merge: close at once, and let the next share the step.
             s.close_open();
@@ -558,7 +640,7 @@ impl RunWriter {
             let r = self.flush(stream);
             self.guard(r)?;
         }
-        Ok(step)
+        Ok(())
     }
 
     fn check_usable(&self) -> Result<()> {

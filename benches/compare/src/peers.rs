@@ -52,6 +52,86 @@ impl Steplog {
     }
 }
 
+/// Logs rows through steplog's bulk path, as a tracker that buffers its steps would: runs of
+/// rows holding the keys of the first row (same order, same types) go in as typed columns
+/// (`log_columns`), up to 4,096 steps at a time; a row's further keys are merged into its
+/// step right after its batch; any other row is logged alone.
+fn log_batched(w: &mut steplog::RunWriter, rows: &[(u64, Vec<(&'static str, Value)>)]) {
+    enum Col {
+        F(Vec<f64>),
+        I(Vec<i64>),
+    }
+    let Some((_, first)) = rows.first() else {
+        return;
+    };
+    let dense: Vec<(&str, bool)> = first
+        .iter()
+        .map(|(k, v)| (*k, matches!(v, Value::I64(_))))
+        .collect();
+    let regular = |row: &[(&str, Value)]| {
+        row.len() >= dense.len()
+            && row.iter().zip(&dense).all(|((k, v), (dk, int))| {
+                k == dk
+                    && matches!(v, Value::I64(_)) == *int
+                    && !matches!(v, Value::Bool(_) | Value::Str(_))
+            })
+    };
+    let new_cols = || -> Vec<Col> {
+        dense
+            .iter()
+            .map(|(_, int)| {
+                if *int {
+                    Col::I(Vec::new())
+                } else {
+                    Col::F(Vec::new())
+                }
+            })
+            .collect()
+    };
+    let (mut steps, mut cols) = (Vec::new(), new_cols());
+    let flush = |w: &mut steplog::RunWriter, steps: &mut Vec<u64>, cols: &mut Vec<Col>| {
+        if steps.is_empty() {
+            return;
+        }
+        let batch: Vec<(&str, steplog::Batch<'_>)> = dense
+            .iter()
+            .zip(cols.iter())
+            .map(|((k, _), c)| match c {
+                Col::F(v) => (*k, steplog::Batch::F64(v)),
+                Col::I(v) => (*k, steplog::Batch::I64(v)),
+            })
+            .collect();
+        w.log_columns(steps, &batch).unwrap();
+        steps.clear();
+        *cols = new_cols();
+    };
+    for (step, row) in rows {
+        if !regular(row) {
+            flush(w, &mut steps, &mut cols);
+            w.log_at(*step, row.iter().map(|(k, v)| (*k, v.clone())))
+                .unwrap();
+            continue;
+        }
+        steps.push(*step);
+        for ((_, v), c) in row.iter().zip(cols.iter_mut()) {
+            match (v, c) {
+                (Value::F64(x), Col::F(xs)) => xs.push(*x),
+                (Value::I64(x), Col::I(xs)) => xs.push(*x),
+                _ => unreachable!("checked by regular"),
+            }
+        }
+        let extra = &row[dense.len()..];
+        if !extra.is_empty() || steps.len() == 4096 {
+            flush(w, &mut steps, &mut cols);
+        }
+        if !extra.is_empty() {
+            w.log_at(*step, extra.iter().map(|(k, v)| (*k, v.clone())))
+                .unwrap();
+        }
+    }
+    flush(w, &mut steps, &mut cols);
+}
+
 impl System for Steplog {
     fn name(&self) -> &'static str {
         "steplog"
@@ -62,10 +142,7 @@ impl System for Steplog {
     fn ingest(&mut self, dir: &Path, data: &Columns) {
         let store = self.store(dir);
         let mut w = store.run("run").start().unwrap();
-        for (step, row) in &data.rows {
-            w.log_at(*step, row.iter().map(|(k, v)| (*k, v.clone())))
-                .unwrap();
-        }
+        log_batched(&mut w, &data.rows);
         w.finish().unwrap();
     }
     fn ingest_sweep(&mut self, dir: &Path, runs: u64, steps: u64) {
