@@ -6,13 +6,14 @@
 //! - rows reach segments in step order; a version's own rows are all after its parent cutoff;
 //! - after an I/O error the writer is poisoned and refuses further writes.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::lock::{self, RunLock};
 use crate::manifest::SealMeta;
 use crate::manifest::{Config, Edit, State, VersionMeta};
 use crate::options::Durability;
 use crate::reference::{validate_run_name, Reference};
 use crate::segment::builder::BlockBuilder;
+use crate::segment::encoder::{EncodedBlock, Encoder};
 use crate::segment::reader::Sealed;
 use crate::segment::writer::{SealInfo, SegmentWriter};
 use crate::segment::SegmentHeader;
@@ -125,6 +126,7 @@ impl StartRun {
             archived: begun.archived,
             _lock: lock,
             streams,
+            encoder: Encoder::new(),
             poisoned: false,
             done: false,
         })
@@ -486,6 +488,8 @@ pub struct RunWriter {
     /// Always held by a writer (`begin(false)` takes it).
     _lock: Option<RunLock>,
     streams: [StreamState; 3],
+    /// Compresses full blocks on another thread while logging goes on.
+    encoder: Encoder,
     poisoned: bool,
     done: bool,
 }
@@ -667,13 +671,42 @@ impl RunWriter {
         r
     }
 
-    /// Writes the closed rows of `stream` as one block (opening a head segment if needed),
-    /// and seals the head once it reaches the segment size target.
+    /// Hands the closed rows of `stream` to the encoder as one block, and writes the blocks
+    /// it has finished that must be taken now (see [`Encoder`]).
     fn flush(&mut self, stream: Stream) -> Result<()> {
         let i = stream.index();
         if !self.streams[i].buf.has_closed() {
             return Ok(());
         }
+        let block = self.streams[i].buf.take_closed();
+        let level = self.store.options().compression_level;
+        for done in self.encoder.submit(i, block, level) {
+            self.write_encoded(done)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every block handed to the encoder and writes it.
+    fn drain_encoder(&mut self) -> Result<()> {
+        for done in self.encoder.drain() {
+            self.write_encoded(done)?;
+        }
+        Ok(())
+    }
+
+    /// Appends an encoded block to its stream's head segment (opening one if needed), and
+    /// seals the head once it reaches the segment size target.
+    fn write_encoded(
+        &mut self,
+        (i, encoded): (usize, std::io::Result<EncodedBlock>),
+    ) -> Result<()> {
+        let Some(&stream) = Stream::ALL.get(i) else {
+            // The encoder thread stopped: an I/O-class failure, so the writer is poisoned.
+            let e = encoded
+                .err()
+                .unwrap_or_else(|| std::io::Error::other("encoder stopped"));
+            return Err(Error::io(self.store.dir(), e));
+        };
         if self.streams[i].head.is_none() {
             let version = self.version;
             let id = self.store.transact(|state| {
@@ -695,10 +728,10 @@ impl RunWriter {
             let w = SegmentWriter::create(self.store.fs(), &path, header, sync)?;
             self.streams[i].head = Some(w);
         }
-        let level = self.store.options().compression_level;
         let s = &mut self.streams[i];
         if let Some(head) = s.head.as_mut() {
-            head.append(&s.buf.take_closed(), level)?;
+            let path = head.path.clone();
+            head.append(encoded.at(&path)?)?;
         }
         let full = s
             .head
@@ -742,6 +775,7 @@ impl RunWriter {
             self.streams[stream.index()].close_open();
             self.flush(stream)?;
         }
+        self.drain_encoder()?;
         if self.store.options().durability == Durability::PowerLoss {
             for s in &self.streams {
                 if let Some(h) = &s.head {

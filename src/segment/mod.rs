@@ -11,6 +11,7 @@
 
 pub(crate) mod block;
 pub(crate) mod builder;
+pub(crate) mod encoder;
 pub(crate) mod footer;
 pub(crate) mod reader;
 pub(crate) mod writer;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileHandle, FileSystem, OpenMode};
-use crate::segment::block::{self, Block};
+use crate::segment::block;
+use crate::segment::encoder::EncodedBlock;
 use crate::segment::reader::{read_head_block, HeadScan, Tail};
 use crate::segment::{footer, IndexEntry, SegmentHeader, HEADER_LEN};
 use crate::summary::Agg;
@@ -122,24 +123,23 @@ impl SegmentWriter {
         }))
     }
 
-    /// Appends `block` (at least one row, steps after those already appended).
-    pub fn append(&mut self, block: &Block, level: i32) -> Result<()> {
-        let frame = block::encode(block, level).at(&self.path)?;
+    /// Appends an encoded block (steps after those already appended).
+    pub fn append(&mut self, block: EncodedBlock) -> Result<()> {
         // Positional writes at the tracked length: correct whatever the file cursor says
         // (a recovered file is opened at offset 0).
-        self.file.write_all_at(&frame, self.len).at(&self.path)?;
+        self.file
+            .write_all_at(&block.frame, self.len)
+            .at(&self.path)?;
         self.index.push(IndexEntry {
             offset: self.len,
-            len: frame.len() as u64,
-            nrows: block.steps.len() as u32,
-            first_step: block.steps[0],
-            last_step: block.steps[block.steps.len() - 1],
+            len: block.frame.len() as u64,
+            nrows: block.nrows,
+            first_step: block.first_step,
+            last_step: block.last_step,
         });
-        self.len += frame.len() as u64;
-        let mut b = Agg::default();
-        b.add_block(block, u64::MAX);
-        self.agg.merge_later(&b);
-        self.block_aggs.push(b);
+        self.len += block.frame.len() as u64;
+        self.agg.merge_later(&block.agg);
+        self.block_aggs.push(block.agg);
         Ok(())
     }
 

@@ -1,0 +1,198 @@
+//! Encoding blocks off the writer's thread: column encoding, zstd and the block aggregate are
+//! pure CPU work, so a writer hands each full block to one worker thread and goes on filling
+//! the next while it is compressed. Frames come back in the order blocks went in.
+//!
+//! Invariants: results are returned strictly in submission order (one worker, FIFO queues);
+//! at most `MAX_INFLIGHT` blocks are queued, so memory stays bounded; the worker does no I/O
+//! (the writer thread alone writes files, so the I/O seam and its fault injection see every
+//! write); if the worker cannot be started or stops, blocks are encoded inline instead.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use crate::segment::block::{self, Block};
+use crate::summary::Agg;
+
+/// Blocks handed to the worker and not yet taken back.
+const MAX_INFLIGHT: usize = 2;
+
+/// A block ready to append: its frame, its aggregate and its index facts.
+#[derive(Debug)]
+pub(crate) struct EncodedBlock {
+    pub frame: Vec<u8>,
+    pub agg: Agg,
+    pub nrows: u32,
+    pub first_step: u64,
+    pub last_step: u64,
+}
+
+impl EncodedBlock {
+    /// Encodes `block` (at least one row) at zstd `level`.
+    pub fn encode(block: &Block, level: i32) -> std::io::Result<EncodedBlock> {
+        let frame = block::encode(block, level)?;
+        let mut agg = Agg::default();
+        agg.add_block(block, u64::MAX);
+        Ok(EncodedBlock {
+            frame,
+            agg,
+            nrows: block.steps.len() as u32,
+            first_step: block.steps[0],
+            last_step: block.steps[block.steps.len() - 1],
+        })
+    }
+}
+
+/// A block tagged with the stream (index) it belongs to.
+type Job = (usize, Block, i32);
+type Done = (usize, std::io::Result<EncodedBlock>);
+
+/// The worker and its queues.
+#[derive(Debug)]
+pub(crate) struct Encoder {
+    worker: Option<(Sender<Job>, Receiver<Done>, JoinHandle<()>)>,
+    /// Results of blocks encoded inline (no worker), waiting to be taken in order.
+    inline: std::collections::VecDeque<Done>,
+    inflight: usize,
+    /// Blocks submitted so far.
+    submitted: u64,
+}
+
+impl Encoder {
+    pub fn new() -> Encoder {
+        Encoder {
+            worker: None,
+            inline: Default::default(),
+            inflight: 0,
+            submitted: 0,
+        }
+    }
+
+    /// Hands a block over. Returns the results that must be taken now to keep the queue
+    /// bounded (oldest first).
+    pub fn submit(&mut self, stream: usize, block: Block, level: i32) -> Vec<Done> {
+        // A writer's first block is encoded inline: short runs (one block at commit) never
+        // pay for starting a thread; the worker starts with the second block.
+        self.submitted += 1;
+        if self.worker.is_none() && self.inline.is_empty() && self.submitted >= 2 {
+            self.worker = spawn();
+        }
+        let job = (stream, block, level);
+        let job = match &self.worker {
+            Some((tx, _, _)) => match tx.send(job) {
+                Ok(()) => {
+                    self.inflight += 1;
+                    None
+                }
+                Err(e) => Some(e.0),
+            },
+            None => Some(job),
+        };
+        let mut out = Vec::new();
+        if let Some((stream, block, level)) = job {
+            // No worker (or it stopped): take back what it had, then encode inline.
+            out.extend(self.drain());
+            self.worker = None;
+            self.inline
+                .push_back((stream, EncodedBlock::encode(&block, level)));
+        }
+        while self.inflight > MAX_INFLIGHT {
+            out.extend(self.take_one());
+        }
+        out.extend(self.inline.drain(..));
+        out
+    }
+
+    /// Every result not yet taken, oldest first.
+    pub fn drain(&mut self) -> Vec<Done> {
+        let mut out = Vec::new();
+        while self.inflight > 0 {
+            out.extend(self.take_one());
+        }
+        out.extend(self.inline.drain(..));
+        out
+    }
+
+    fn take_one(&mut self) -> Option<Done> {
+        let (_, rx, _) = self.worker.as_ref()?;
+        self.inflight -= 1;
+        match rx.recv() {
+            Ok(done) => Some(done),
+            Err(_) => {
+                // The worker is gone (it cannot panic on valid blocks, but never hang on it).
+                self.inflight = 0;
+                self.worker = None;
+                Some((
+                    usize::MAX,
+                    Err(std::io::Error::other("the block encoder thread stopped")),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for Encoder {
+    fn drop(&mut self) {
+        if let Some((tx, rx, handle)) = self.worker.take() {
+            drop(tx);
+            drop(rx);
+            let _ = handle.join();
+        }
+    }
+}
+
+fn spawn() -> Option<(Sender<Job>, Receiver<Done>, JoinHandle<()>)> {
+    let (job_tx, job_rx) = channel::<Job>();
+    let (done_tx, done_rx) = channel::<Done>();
+    let handle = std::thread::Builder::new()
+        .name("steplog-encode".into())
+        .spawn(move || {
+            for (stream, block, level) in job_rx {
+                if done_tx
+                    .send((stream, EncodedBlock::encode(&block, level)))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+        .ok()?;
+    Some((job_tx, done_rx, handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Row, Value};
+
+    fn block(first: u64) -> Block {
+        let rows: Vec<Row> = (first..first + 10)
+            .map(|step| Row {
+                step,
+                fields: [("x".to_string(), Value::F64(step as f64))]
+                    .into_iter()
+                    .collect(),
+            })
+            .collect();
+        Block::from_rows(&rows)
+    }
+
+    #[test]
+    fn blocks_come_back_in_submission_order_and_none_is_lost() {
+        let mut e = Encoder::new();
+        let mut got = Vec::new();
+        for i in 0..50u64 {
+            got.extend(e.submit((i % 3) as usize, block(i * 10), 1));
+            // Never more than MAX_INFLIGHT blocks are held back.
+            assert!(i + 1 - got.len() as u64 <= MAX_INFLIGHT as u64);
+        }
+        got.extend(e.drain());
+        assert_eq!(got.len(), 50);
+        for (i, (stream, done)) in got.into_iter().enumerate() {
+            let done = done.unwrap();
+            assert_eq!(stream, i % 3);
+            assert_eq!(done.first_step, i as u64 * 10);
+            let back = block::decode(&done.frame).unwrap();
+            assert_eq!(back, block(i as u64 * 10));
+        }
+    }
+}
