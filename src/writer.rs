@@ -786,6 +786,17 @@ impl RunWriter {
         Ok(())
     }
 
+    /// Commits what was logged and lets the run go without finishing it: the run is left
+    /// `crashed`, as when a writer's process dies (what W&B does when the code inside a
+    /// `with` block raises). A later writer resumes it.
+    pub fn abort(mut self) -> Result<()> {
+        self.check_usable()?;
+        let r = self.commit_inner();
+        let r = self.guard(r);
+        self.done = true;
+        r
+    }
+
     /// Commits, seals the head segments and marks the run finished.
     pub fn finish(mut self) -> Result<()> {
         self.check_usable()?;

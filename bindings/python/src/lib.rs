@@ -1,0 +1,541 @@
+//! `steplog._native`: the PyO3 layer under the `steplog` Python package. It converts values
+//! and errors and releases the GIL around every call that does I/O or compression; the
+//! W&B-shaped API (nested-dict flattening, numpy scalars, `init`, context managers) is the
+//! Python package's own (`python/steplog/__init__.py`).
+
+use std::sync::{Mutex, MutexGuard};
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
+use steplog::{Batch, Error as E, Query, Resume, Value};
+
+create_exception!(steplog, Error, PyException, "Any steplog error.");
+create_exception!(steplog, StepRegressionError, Error, "A step went back.");
+create_exception!(steplog, LockedError, Error, "Another writer holds the run.");
+create_exception!(
+    steplog,
+    CorruptionError,
+    Error,
+    "A checksum or decode failure."
+);
+create_exception!(steplog, NotFoundError, Error, "No such run or version.");
+create_exception!(steplog, RunExistsError, Error, "The run already exists.");
+create_exception!(
+    steplog,
+    ResumeRefusedError,
+    Error,
+    "resume= refused the start."
+);
+create_exception!(
+    steplog,
+    InvalidInputError,
+    Error,
+    "Bad input (name, reference, step, value)."
+);
+create_exception!(
+    steplog,
+    StoreIOError,
+    Error,
+    "An I/O error (the writer is poisoned)."
+);
+create_exception!(
+    steplog,
+    WriterClosedError,
+    Error,
+    "The writer is finished or poisoned."
+);
+
+/// The Python exception for a steplog error, with the same message as the CLI.
+fn err(e: E) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        E::StepRegression { .. } => StepRegressionError::new_err(msg),
+        E::Locked { .. } => LockedError::new_err(msg),
+        E::ChecksumMismatch { .. } | E::Corrupt { .. } => CorruptionError::new_err(msg),
+        E::RunNotFound { .. } | E::VersionNotFound { .. } | E::Purged { .. } => {
+            NotFoundError::new_err(msg)
+        }
+        E::RunExists { .. } => RunExistsError::new_err(msg),
+        E::ResumeRefused { .. } => ResumeRefusedError::new_err(msg),
+        E::Io { .. } => StoreIOError::new_err(msg),
+        E::Poisoned { .. } | E::Finished { .. } => WriterClosedError::new_err(msg),
+        _ => InvalidInputError::new_err(msg),
+    }
+}
+
+fn to_value(key: &str, v: &Bound<'_, PyAny>) -> PyResult<Value> {
+    // bool before int: Python's bool is an int.
+    if v.is_instance_of::<PyBool>() {
+        return Ok(Value::Bool(v.extract()?));
+    }
+    if v.is_instance_of::<PyInt>() {
+        return v.extract::<i64>().map(Value::I64).map_err(|_| {
+            InvalidInputError::new_err(format!("'{key}': integer out of the 64-bit range"))
+        });
+    }
+    if v.is_instance_of::<PyFloat>() {
+        return Ok(Value::F64(v.extract()?));
+    }
+    if v.is_instance_of::<PyString>() {
+        return Ok(Value::Str(v.extract()?));
+    }
+    Err(InvalidInputError::new_err(format!(
+        "'{key}': cannot log a value of type {} (int, float, bool or str)",
+        v.get_type().name()?
+    )))
+}
+
+fn to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
+    Ok(match v {
+        Value::F64(x) => PyFloat::new(py, *x).into_any().unbind(),
+        Value::I64(x) => x.into_pyobject(py)?.into_any().unbind(),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any().unbind(),
+        Value::Str(s) => PyString::new(py, s).into_any().unbind(),
+    })
+}
+
+fn json_arg(config: Option<&str>) -> PyResult<Option<serde_json::Value>> {
+    config
+        .map(|c| {
+            serde_json::from_str(c)
+                .map_err(|e| InvalidInputError::new_err(format!("config is not JSON: {e}")))
+        })
+        .transpose()
+}
+
+/// A steplog store: a directory holding runs, versions and their history.
+#[pyclass(module = "steplog._native", frozen)]
+struct Store {
+    inner: steplog::Store,
+}
+
+#[pymethods]
+impl Store {
+    /// Opens (creating if needed) the store in `path`. `durability` is "process" (survives
+    /// a killed process) or "power" (every commit fsynced: survives power loss).
+    #[new]
+    #[pyo3(signature = (path, durability = "process"))]
+    fn new(py: Python<'_>, path: std::path::PathBuf, durability: &str) -> PyResult<Store> {
+        let d = match durability {
+            "process" => steplog::Durability::Process,
+            "power" => steplog::Durability::PowerLoss,
+            o => {
+                return Err(InvalidInputError::new_err(format!(
+                    "durability '{o}': expected 'process' or 'power'"
+                )))
+            }
+        };
+        let inner = py
+            .detach(|| steplog::Options::new().durability(d).open(&path))
+            .map_err(err)?;
+        Ok(Store { inner })
+    }
+
+    /// Starts writing a run (see `steplog.init`).
+    #[pyo3(signature = (name, config = None, resume = "allow", resume_from = None, fork_from = None))]
+    fn start(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        config: Option<&str>,
+        resume: &str,
+        resume_from: Option<u64>,
+        fork_from: Option<&str>,
+    ) -> PyResult<Writer> {
+        let mode: Resume = resume.parse().map_err(InvalidInputError::new_err)?;
+        let mut b = self.inner.run(name).resume(mode);
+        if let Some(c) = json_arg(config)? {
+            b = b.config(c);
+        }
+        if let Some(s) = resume_from {
+            b = b.resume_from(s);
+        }
+        if let Some(r) = fork_from {
+            b = b.fork_from_ref(r);
+        }
+        let w = py.detach(|| b.start()).map_err(err)?;
+        Ok(Writer {
+            name: name.to_owned(),
+            inner: Mutex::new(Some(w)),
+        })
+    }
+
+    /// Rows of a run or version as a list of (step, {key: value}).
+    #[pyo3(signature = (reference, keys = None, start = None, end = None))]
+    fn history(
+        &self,
+        py: Python<'_>,
+        reference: &str,
+        keys: Option<Vec<String>>,
+        start: Option<u64>,
+        end: Option<u64>,
+    ) -> PyResult<Py<PyList>> {
+        let q = query(keys, start, end);
+        let rows = py
+            .detach(|| {
+                self.inner
+                    .history(reference, &q)?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(err)?;
+        let out = PyList::empty(py);
+        for r in rows {
+            let d = PyDict::new(py);
+            for (k, v) in &r.fields {
+                d.set_item(k, to_py(py, v)?)?;
+            }
+            out.append((r.step, d))?;
+        }
+        Ok(out.unbind())
+    }
+
+    /// One metric as (steps, values) lists of the numeric values in `[start, end]`.
+    #[pyo3(signature = (reference, key, start = None, end = None))]
+    fn metric(
+        &self,
+        py: Python<'_>,
+        reference: &str,
+        key: &str,
+        start: Option<u64>,
+        end: Option<u64>,
+    ) -> PyResult<(Vec<u64>, Vec<f64>)> {
+        let (a, b) = (start.unwrap_or(0), end.unwrap_or(u64::MAX));
+        let s = py
+            .detach(|| self.inner.metric(reference, key, a..=b))
+            .map_err(err)?;
+        Ok((s.steps, s.values))
+    }
+
+    /// The summary: {key: {count, first, last, min, max, mean, sum, nan_count}}, plus the
+    /// run, version, rows and last step.
+    fn summary(&self, py: Python<'_>, reference: &str) -> PyResult<Py<PyDict>> {
+        let s = py.detach(|| self.inner.summary(reference)).map_err(err)?;
+        let out = PyDict::new(py);
+        out.set_item("run", &s.run)?;
+        out.set_item("version", s.version.to_string())?;
+        out.set_item("rows", s.rows)?;
+        out.set_item("last_step", s.last_step)?;
+        let keys = PyDict::new(py);
+        for (k, ks) in &s.keys {
+            let d = PyDict::new(py);
+            d.set_item("count", ks.count)?;
+            d.set_item("nan_count", ks.nan_count)?;
+            d.set_item("sum", ks.sum)?;
+            d.set_item("mean", ks.mean())?;
+            for (name, v) in [
+                ("first", &ks.first),
+                ("last", &ks.last),
+                ("min", &ks.min),
+                ("max", &ks.max),
+            ] {
+                match v {
+                    Some((step, v)) => d.set_item(name, (step, to_py(py, v)?))?,
+                    None => d.set_item(name, py.None())?,
+                }
+            }
+            keys.set_item(k, d)?;
+        }
+        out.set_item("keys", keys)?;
+        Ok(out.unbind())
+    }
+
+    /// Every run: [{name, head, status, last_step, rows}].
+    fn runs(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
+        let runs = py.detach(|| self.inner.runs()).map_err(err)?;
+        let out = PyList::empty(py);
+        for r in runs {
+            let d = PyDict::new(py);
+            d.set_item("name", &r.name)?;
+            d.set_item("head", r.head.to_string())?;
+            d.set_item("status", r.status.name())?;
+            d.set_item("last_step", r.last_step)?;
+            d.set_item("rows", r.rows)?;
+            out.append(d)?;
+        }
+        Ok(out.unbind())
+    }
+
+    /// Every version: [{id, run, status, parent: (id, step) or None, config (JSON text)}].
+    fn versions(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
+        let vs = py.detach(|| self.inner.versions()).map_err(err)?;
+        let out = PyList::empty(py);
+        for v in &vs {
+            out.append(version_dict(py, v)?)?;
+        }
+        Ok(out.unbind())
+    }
+
+    /// The lineage tree of a run or version: {version: {...}, children: [...]}.
+    fn lineage(&self, py: Python<'_>, reference: &str) -> PyResult<Py<PyDict>> {
+        let node = py.detach(|| self.inner.lineage(reference)).map_err(err)?;
+        lineage_dict(py, &node).map(Bound::unbind)
+    }
+
+    /// Rewinds `run` to `step` outside a writer: returns (archived id, new head id).
+    #[pyo3(signature = (run, step, config = None))]
+    fn rewind(
+        &self,
+        py: Python<'_>,
+        run: &str,
+        step: u64,
+        config: Option<&str>,
+    ) -> PyResult<(String, String)> {
+        let c = json_arg(config)?;
+        let r = py.detach(|| self.inner.rewind(run, step, c)).map_err(err)?;
+        Ok((r.archived.to_string(), r.head.to_string()))
+    }
+
+    /// Forks run `name` from `source` (a run or version id) at `step`; returns its head id.
+    #[pyo3(signature = (source, step, name, config = None))]
+    fn fork(
+        &self,
+        py: Python<'_>,
+        source: &str,
+        step: u64,
+        name: &str,
+        config: Option<&str>,
+    ) -> PyResult<String> {
+        let c = json_arg(config)?;
+        let v = py
+            .detach(|| self.inner.fork(source, step, name, c))
+            .map_err(err)?;
+        Ok(v.to_string())
+    }
+
+    /// Purges an archived version (`v12`); returns the number of files deleted.
+    fn purge(&self, py: Python<'_>, version: &str) -> PyResult<usize> {
+        py.detach(|| {
+            let (v, _) = self.inner.resolve(version)?;
+            self.inner.purge(v)
+        })
+        .map_err(err)
+    }
+
+    /// Checks every checksum; returns the problems found (empty when all is well).
+    fn verify(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let report = py.detach(|| self.inner.verify()).map_err(err)?;
+        Ok(report.problems.iter().map(|p| p.to_string()).collect())
+    }
+}
+
+fn query(keys: Option<Vec<String>>, start: Option<u64>, end: Option<u64>) -> Query {
+    let mut q = Query::new().steps(start.unwrap_or(0)..=end.unwrap_or(u64::MAX));
+    if let Some(k) = keys {
+        q = q.keys(k);
+    }
+    q
+}
+
+fn version_dict<'py>(py: Python<'py>, v: &steplog::VersionInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("id", v.id.to_string())?;
+    d.set_item("run", &v.run)?;
+    d.set_item("status", v.status.name())?;
+    d.set_item("parent", v.parent.map(|(p, s)| (p.to_string(), s)))?;
+    d.set_item("config", v.config.to_string())?;
+    Ok(d)
+}
+
+fn lineage_dict<'py>(py: Python<'py>, n: &steplog::LineageNode) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("version", version_dict(py, &n.version)?)?;
+    let children = PyList::empty(py);
+    for c in &n.children {
+        children.append(lineage_dict(py, c)?)?;
+    }
+    d.set_item("children", children)?;
+    Ok(d)
+}
+
+/// A run being written; made by `Store.start`.
+#[pyclass(module = "steplog._native", frozen)]
+struct Writer {
+    name: String,
+    inner: Mutex<Option<steplog::RunWriter>>,
+}
+
+impl Writer {
+    fn get(&self) -> PyResult<MutexGuard<'_, Option<steplog::RunWriter>>> {
+        let g = self
+            .inner
+            .lock()
+            .map_err(|_| WriterClosedError::new_err("the writer panicked"))?;
+        if g.is_none() {
+            return Err(WriterClosedError::new_err(format!(
+                "run '{}' is finished",
+                self.name
+            )));
+        }
+        Ok(g)
+    }
+
+    fn take(&self) -> PyResult<steplog::RunWriter> {
+        self.get()?
+            .take()
+            .ok_or_else(|| WriterClosedError::new_err("finished"))
+    }
+}
+
+#[pymethods]
+impl Writer {
+    /// The run's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The version being written.
+    #[getter]
+    fn version(&self) -> PyResult<String> {
+        Ok(self
+            .get()?
+            .as_ref()
+            .map_or(String::new(), |w| w.version().to_string()))
+    }
+
+    /// The version archived by a rewind start, if any.
+    #[getter]
+    fn archived(&self) -> PyResult<Option<String>> {
+        Ok(self
+            .get()?
+            .as_ref()
+            .and_then(|w| w.archived())
+            .map(|v| v.to_string()))
+    }
+
+    /// The step the next `log` without a step would use.
+    #[getter]
+    fn next_step(&self) -> PyResult<u64> {
+        Ok(self
+            .get()?
+            .as_ref()
+            .map_or(0, |w| w.next_step(steplog::Stream::History)))
+    }
+
+    /// Logs flat {key: int|float|bool|str} at `step` (or the next step); returns the step.
+    /// With `commit`, the step is closed and written.
+    #[pyo3(signature = (fields, step = None, commit = false))]
+    fn log(
+        &self,
+        py: Python<'_>,
+        fields: &Bound<'_, PyDict>,
+        step: Option<u64>,
+        commit: bool,
+    ) -> PyResult<u64> {
+        let mut row = Vec::with_capacity(fields.len());
+        for (k, v) in fields.iter() {
+            let key: String = k
+                .extract()
+                .map_err(|_| InvalidInputError::new_err("keys must be str"))?;
+            let value = to_value(&key, &v)?;
+            row.push((key, value));
+        }
+        let mut g = self.get()?;
+        let w = g
+            .as_mut()
+            .ok_or_else(|| WriterClosedError::new_err("finished"))?;
+        py.detach(|| {
+            let s = w.log_row(steplog::Stream::History, step, row)?;
+            if commit {
+                w.commit()?;
+            }
+            Ok(s)
+        })
+        .map_err(err)
+    }
+
+    /// Logs whole columns: `steps` (increasing) and {key: list of floats, ints or bools},
+    /// one value per step. The bulk path.
+    fn log_columns(
+        &self,
+        py: Python<'_>,
+        steps: Vec<u64>,
+        columns: &Bound<'_, PyDict>,
+    ) -> PyResult<()> {
+        enum Col {
+            F(Vec<f64>),
+            I(Vec<i64>),
+            B(Vec<bool>),
+        }
+        let mut cols = Vec::with_capacity(columns.len());
+        for (k, v) in columns.iter() {
+            let key: String = k
+                .extract()
+                .map_err(|_| InvalidInputError::new_err("keys must be str"))?;
+            let first = v.get_item(0).ok();
+            let col = match first {
+                Some(f) if f.is_instance_of::<PyBool>() => Col::B(v.extract()?),
+                Some(f) if f.is_instance_of::<PyInt>() => Col::I(v.extract()?),
+                _ => Col::F(v.extract().map_err(|_| {
+                    InvalidInputError::new_err(format!(
+                        "column '{key}': expected a list of floats, ints or bools of one type"
+                    ))
+                })?),
+            };
+            cols.push((key, col));
+        }
+        let mut g = self.get()?;
+        let w = g
+            .as_mut()
+            .ok_or_else(|| WriterClosedError::new_err("finished"))?;
+        py.detach(|| {
+            let batch: Vec<(&str, Batch<'_>)> = cols
+                .iter()
+                .map(|(k, c)| match c {
+                    Col::F(v) => (k.as_str(), Batch::F64(v)),
+                    Col::I(v) => (k.as_str(), Batch::I64(v)),
+                    Col::B(v) => (k.as_str(), Batch::Bool(v)),
+                })
+                .collect();
+            w.log_columns(&steps, &batch)
+        })
+        .map_err(err)
+    }
+
+    /// Writes what was logged (readers see it once this returns).
+    fn commit(&self, py: Python<'_>) -> PyResult<()> {
+        let mut g = self.get()?;
+        let w = g
+            .as_mut()
+            .ok_or_else(|| WriterClosedError::new_err("finished"))?;
+        py.detach(|| w.commit()).map_err(err)
+    }
+
+    /// Commits, seals and marks the run finished.
+    fn finish(&self, py: Python<'_>) -> PyResult<()> {
+        let w = self.take()?;
+        py.detach(|| w.finish()).map_err(err)
+    }
+
+    /// Commits and leaves the run `crashed` (as an exception inside `with` does).
+    fn abort(&self, py: Python<'_>) -> PyResult<()> {
+        let w = self.take()?;
+        py.detach(|| w.abort()).map_err(err)
+    }
+
+    /// Whether the writer is finished (or aborted).
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.lock().map_or(true, |g| g.is_none())
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Store>()?;
+    m.add_class::<Writer>()?;
+    m.add("Error", py.get_type::<Error>())?;
+    m.add("StepRegressionError", py.get_type::<StepRegressionError>())?;
+    m.add("LockedError", py.get_type::<LockedError>())?;
+    m.add("CorruptionError", py.get_type::<CorruptionError>())?;
+    m.add("NotFoundError", py.get_type::<NotFoundError>())?;
+    m.add("RunExistsError", py.get_type::<RunExistsError>())?;
+    m.add("ResumeRefusedError", py.get_type::<ResumeRefusedError>())?;
+    m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
+    m.add("StoreIOError", py.get_type::<StoreIOError>())?;
+    m.add("WriterClosedError", py.get_type::<WriterClosedError>())?;
+    Ok(())
+}

@@ -1,0 +1,169 @@
+"""The Python API, through `import steplog` only: W&B's rewind example, fork, resume modes,
+a crash inside `with`, bad input, and reading while another process writes."""
+
+import math
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import steplog
+
+
+@pytest.fixture
+def store(tmp_path):
+    return steplog.Store(str(tmp_path / "store"))
+
+
+def test_wandb_rewind_example(store):
+    with store.init(name="train", config={"lr": 3e-4}) as run:
+        for step in range(300):
+            run.log({"loss": 1 / (step + 1), "eval": {"acc": step / 300}})
+    assert run.id == "v1"
+    with store.init(name="train", resume_from="train?_step=200") as run:
+        assert run.archived == "v1"
+        assert run.step == 201
+        run.log({"loss": 0.001})
+    rows = store.history("train")
+    assert [s for s, _ in rows] == list(range(202))
+    assert rows[200][1] == {"loss": 1 / 201, "eval/acc": 200 / 300}
+    assert rows[201][1] == {"loss": 0.001}
+    # The rewound steps stay readable under the archived version.
+    archived = store.history("v1")
+    assert len(archived) == 300 and archived[299][1]["loss"] == 1 / 300
+    assert store.summary("train")["loss"] == 0.001
+    assert store.summary("train").stats("loss")["count"] == 202
+    assert store.summary("v1").stats("eval/acc")["max"] == (299, 299 / 300)
+    [r] = store.runs()
+    assert (r["name"], r["head"], r["status"], r["last_step"]) == ("train", "v2", "finished", 201)
+
+
+def test_fork_and_lineage(store):
+    with store.init(name="base") as run:
+        for i in range(100):
+            run.log({"x": i})
+    with store.init(name="branch", fork_from="base?_step=49", config={"lr": 1}) as run:
+        assert run.step == 50
+        run.log({"x": -1})
+    rows = store.history("branch")
+    assert len(rows) == 51 and rows[49][1]["x"] == 49 and rows[50][1]["x"] == -1
+    assert store.fork("base", 10, "twig") == "v3"
+    tree = store.lineage("base")
+    assert tree["version"]["id"] == "v1"
+    assert sorted(c["version"]["run"] for c in tree["children"]) == ["branch", "twig"]
+    assert {v["run"]: v["config"] for v in store.versions()}["branch"] == {"lr": 1}
+
+
+def test_resume_modes(store):
+    with pytest.raises(steplog.ResumeRefusedError, match="does not exist"):
+        store.init(name="r", resume="must")
+    with store.init(name="r", resume="never") as run:
+        run.log({"a": 1})
+    with pytest.raises(steplog.ResumeRefusedError, match="exists"):
+        store.init(name="r", resume="never")
+    with store.init(name="r", resume="must") as run:
+        assert run.step == 1
+        run.log({"a": 2})
+    assert [s for s, _ in store.history("r")] == [0, 1]
+    with pytest.raises(steplog.InvalidInputError, match="unknown resume mode"):
+        store.init(name="r", resume="sometimes")
+
+
+def test_merging_steps_like_wandb(store):
+    with store.init(name="m") as run:
+        run.log({"a": 1}, commit=False)
+        run.log({"b": 2})  # same step as the call before
+        run.log({"c": 3}, step=5)
+        run.log({"d": True}, step=5)  # merges into step 5
+        run.log({"e": "text"})
+    assert store.history("m") == [(0, {"a": 1, "b": 2}), (5, {"c": 3, "d": True}), (6, {"e": "text"})]
+
+
+def test_crash_inside_with_leaves_the_run_crashed(store):
+    with pytest.raises(RuntimeError):
+        with store.init(name="c") as run:
+            run.log({"x": 1.0})
+            raise RuntimeError("boom")
+    [r] = store.runs()
+    assert r["status"] == "crashed" and r["rows"] == 1
+    with store.init(name="c") as run:  # resumable, as W&B
+        run.log({"x": 2.0})
+    assert store.runs()[0]["status"] == "finished"
+
+
+def test_bad_input_is_a_clear_exception(store):
+    with store.init(name="b") as run:
+        run.log({"x": 1}, step=10)
+        with pytest.raises(steplog.StepRegressionError, match="step 3"):
+            run.log({"x": 2}, step=3)
+        with pytest.raises(steplog.InvalidInputError, match="'bad': cannot log a value of type list"):
+            run.log({"bad": [1, 2]})
+        with pytest.raises(steplog.InvalidInputError, match="out of the 64-bit range"):
+            run.log({"big": 2**70})
+        with pytest.raises(steplog.InvalidInputError, match="keys must be str"):
+            run.log({1: 2})
+    with pytest.raises(steplog.NotFoundError):
+        store.history("nobody")
+    with pytest.raises(steplog.InvalidInputError):
+        store.init(name="bad name with spaces?")
+    with pytest.raises(steplog.Error):  # the base class catches everything
+        store.rewind("b", 99)
+    # NaN and infinities are values like any other.
+    with store.init(name="n") as run:
+        run.log({"x": float("nan"), "y": float("-inf")})
+    [(_, row)] = store.history("n")
+    assert math.isnan(row["x"]) and row["y"] == float("-inf")
+
+
+def test_columns_bulk_path_and_numpy(store):
+    np = pytest.importorskip("numpy")
+    steps = np.arange(1000, dtype=np.uint64)
+    with store.init(name="bulk") as run:
+        run.log_columns(steps, {"loss": np.linspace(1, 0, 1000), "epoch": (steps // 100).astype(np.int64)})
+        run.log({"loss": np.float32(0.5)}, step=1000)
+    cols = store.columns("bulk", ["loss", "epoch"], numpy=True)
+    s, v = cols["loss"]
+    assert len(s) == 1001 and v[0] == 1.0 and v[-1] == 0.5
+    assert store.history("bulk", keys=["epoch"], start=999, end=999) == [(999, {"epoch": 9})]
+    with pytest.raises(steplog.InvalidInputError, match="must increase"):
+        with store.init(name="bulk2") as run:
+            run.log_columns([2, 1], {"x": [1.0, 2.0]})
+
+
+def test_purge_and_verify(store):
+    with store.init(name="p") as run:
+        for i in range(50):
+            run.log({"x": i})
+    archived, head = store.rewind("p", 20)
+    store.purge(archived)
+    with pytest.raises(steplog.NotFoundError, match="purged"):
+        store.history(archived)
+    assert len(store.history("p")) == 21
+    assert store.verify() == []
+
+
+def test_a_reader_sees_commits_of_a_writer_in_another_process(store, tmp_path):
+    child = textwrap.dedent(
+        f"""
+        import sys, steplog
+        run = steplog.Store({store.path!r}).init(name="live")
+        for i in range(100):
+            run.log({{"x": i}})
+        run.commit()
+        print("committed", flush=True)
+        sys.stdin.readline()
+        run.finish()
+        """
+    )
+    p = subprocess.Popen([sys.executable, "-c", child], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "committed"
+        assert len(store.history("live")) == 100
+        assert store.runs()[0]["status"] == "live"
+        with pytest.raises(steplog.LockedError):
+            store.init(name="live")
+    finally:
+        p.communicate("\n", timeout=60)
+    assert p.returncode == 0
+    assert store.runs()[0]["status"] == "finished"
