@@ -185,3 +185,23 @@ fn reading_with_step_references_and_ranges() {
     assert_eq!(m.values, vec![995.0, 996.0, 997.0, 998.0, 999.0]);
     assert_eq!(store.summary("r?_step=99").unwrap().rows, 50);
 }
+
+#[test]
+fn an_aborted_writer_leaves_its_rows_and_a_crashed_run_that_resumes() {
+    // What W&B does when the code inside `with wandb.init()` raises (the Python `with`).
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut w = store.run("r").start().unwrap();
+    for i in 0..10u64 {
+        w.log_at(i, [("x", i as f64)]).unwrap();
+    }
+    w.abort().unwrap();
+    let info = &store.runs().unwrap()[0];
+    assert_eq!((info.status, info.rows), (Status::Crashed, 10));
+    let mut w = store.run("r").start().unwrap();
+    assert_eq!(w.next_step(Stream::History), 10);
+    w.log([("x", 10.0)]).unwrap();
+    w.finish().unwrap();
+    assert_eq!(store.runs().unwrap()[0].status, Status::Finished);
+    assert_eq!(rows(&store, "r").len(), 11);
+}
