@@ -73,7 +73,9 @@ def test_resume_modes(store):
 def test_merging_steps_like_wandb(store):
     with store.init(name="m") as run:
         run.log({"a": 1}, commit=False)
+        assert run.step == 0
         run.log({"b": 2})  # same step as the call before
+        assert run.step == 1
         run.log({"c": 3}, step=5)
         run.log({"d": True}, step=5)  # merges into step 5
         run.log({"e": "text"})

@@ -137,7 +137,7 @@ class Run:
     @property
     def step(self) -> int:
         """The step the next `log` without `step=` will use."""
-        return self._w.next_step
+        return self._held if self._held is not None else self._w.next_step
 
     def log(self, data: Mapping[str, Any], step: Optional[int] = None, commit: bool = True) -> int:
         """Logs `data` at `step` (default: the next step). As in W&B, a call with
@@ -160,13 +160,15 @@ class Run:
         self._w.log_columns(_columns(steps), {k: _columns(v) for k, v in columns.items()})
 
     def commit(self) -> None:
-        """Writes what was logged; other processes see it once this returns."""
+        """Writes what was logged; other processes see it once this returns. It closes the
+        current step: the next `log` goes to a later one."""
         self._w.commit()
+        self._held = None
 
     @property
     def summary(self) -> Summary:
-        """The summary of what is committed so far."""
-        self._w.commit()
+        """The summary of what is logged so far (reading it commits, so it closes the step)."""
+        self.commit()
         return self._store.summary(self.name)
 
     def finish(self) -> None:
