@@ -169,3 +169,34 @@ def test_a_reader_sees_commits_of_a_writer_in_another_process(store, tmp_path):
         p.communicate("\n", timeout=60)
     assert p.returncode == 0
     assert store.runs()[0]["status"] == "finished"
+
+
+def test_the_gil_is_released_while_steplog_works(store):
+    """Another Python thread runs while a big batch is stored. The switch interval is made
+    huge, so that without the GIL being released by steplog the other thread could not run
+    at all before the call returns (its count would be 0, deterministically)."""
+    import threading
+
+    n = 2_000_000
+    steps = list(range(n))
+    cols = {"a": [0.5] * n, "b": list(range(n))}
+    go, count = threading.Event(), [0]
+
+    def other():
+        go.wait()
+        for _ in range(10_000):
+            count[0] += 1
+
+    old = sys.getswitchinterval()
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        sys.setswitchinterval(100.0)
+        with store.init(name="gil") as run:
+            go.set()
+            run.log_columns(steps, cols)
+            seen = count[0]
+    finally:
+        sys.setswitchinterval(old)
+        t.join()
+    assert seen == 10_000
