@@ -3,7 +3,7 @@
 //! W&B-shaped API (nested-dict flattening, numpy scalars, `init`, context managers) is the
 //! Python package's own (`python/steplog/__init__.py`).
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -356,25 +356,45 @@ struct Writer {
     inner: Mutex<Option<steplog::RunWriter>>,
 }
 
+/// Why a call on a writer failed (computed without the GIL, turned into an exception with it).
+enum Fail {
+    Closed,
+    Error(E),
+}
+
 impl Writer {
-    fn get(&self) -> PyResult<MutexGuard<'_, Option<steplog::RunWriter>>> {
-        let g = self
-            .inner
-            .lock()
-            .map_err(|_| WriterClosedError::new_err("the writer panicked"))?;
-        if g.is_none() {
-            return Err(WriterClosedError::new_err(format!(
-                "run '{}' is finished",
-                self.name
-            )));
-        }
-        Ok(g)
+    /// Runs `f` on the writer with the GIL released. The writer's lock is taken with the
+    /// GIL released too: a thread waiting for it while holding the GIL would deadlock with
+    /// the thread inside, which needs the GIL back to return.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut steplog::RunWriter) -> Result<T, E> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match g.as_mut() {
+                Some(w) => f(w).map_err(Fail::Error),
+                None => Err(Fail::Closed),
+            }
+        })
+        .map_err(|f| self.fail(f))
     }
 
-    fn take(&self) -> PyResult<steplog::RunWriter> {
-        self.get()?
-            .take()
-            .ok_or_else(|| WriterClosedError::new_err("finished"))
+    /// Takes the writer out (for `finish` and `abort`), with the GIL released.
+    fn take(&self, py: Python<'_>) -> PyResult<steplog::RunWriter> {
+        py.detach(|| self.inner.lock().unwrap_or_else(|p| p.into_inner()).take())
+            .ok_or_else(|| self.fail(Fail::Closed))
+    }
+
+    fn fail(&self, f: Fail) -> PyErr {
+        match f {
+            Fail::Closed => WriterClosedError::new_err(format!(
+                "run '{}' is finished: its writer was closed by finish() or abort()",
+                self.name
+            )),
+            Fail::Error(e) => err(e),
+        }
     }
 }
 
@@ -388,30 +408,20 @@ impl Writer {
 
     /// The version being written.
     #[getter]
-    fn version(&self) -> PyResult<String> {
-        Ok(self
-            .get()?
-            .as_ref()
-            .map_or(String::new(), |w| w.version().to_string()))
+    fn version(&self, py: Python<'_>) -> PyResult<String> {
+        self.with(py, |w| Ok(w.version().to_string()))
     }
 
     /// The version archived by a rewind start, if any.
     #[getter]
-    fn archived(&self) -> PyResult<Option<String>> {
-        Ok(self
-            .get()?
-            .as_ref()
-            .and_then(|w| w.archived())
-            .map(|v| v.to_string()))
+    fn archived(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        self.with(py, |w| Ok(w.archived().map(|v| v.to_string())))
     }
 
     /// The step the next `log` without a step would use.
     #[getter]
-    fn next_step(&self) -> PyResult<u64> {
-        Ok(self
-            .get()?
-            .as_ref()
-            .map_or(0, |w| w.next_step(steplog::Stream::History)))
+    fn next_step(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |w| Ok(w.next_step(steplog::Stream::History)))
     }
 
     /// Logs flat {key: int|float|bool|str} at `step` (or the next step); returns the step.
@@ -432,18 +442,13 @@ impl Writer {
             let value = to_value(&key, &v)?;
             row.push((key, value));
         }
-        let mut g = self.get()?;
-        let w = g
-            .as_mut()
-            .ok_or_else(|| WriterClosedError::new_err("finished"))?;
-        py.detach(|| {
+        self.with(py, |w| {
             let s = w.log_row(steplog::Stream::History, step, row)?;
             if commit {
                 w.commit()?;
             }
             Ok(s)
         })
-        .map_err(err)
     }
 
     /// Logs whole columns: `steps` (increasing) and {key: list of floats, ints or bools},
@@ -476,11 +481,7 @@ impl Writer {
             };
             cols.push((key, col));
         }
-        let mut g = self.get()?;
-        let w = g
-            .as_mut()
-            .ok_or_else(|| WriterClosedError::new_err("finished"))?;
-        py.detach(|| {
+        self.with(py, |w| {
             let batch: Vec<(&str, Batch<'_>)> = cols
                 .iter()
                 .map(|(k, c)| match c {
@@ -491,34 +492,29 @@ impl Writer {
                 .collect();
             w.log_columns(&steps, &batch)
         })
-        .map_err(err)
     }
 
     /// Writes what was logged (readers see it once this returns).
     fn commit(&self, py: Python<'_>) -> PyResult<()> {
-        let mut g = self.get()?;
-        let w = g
-            .as_mut()
-            .ok_or_else(|| WriterClosedError::new_err("finished"))?;
-        py.detach(|| w.commit()).map_err(err)
+        self.with(py, |w| w.commit())
     }
 
     /// Commits, seals and marks the run finished.
     fn finish(&self, py: Python<'_>) -> PyResult<()> {
-        let w = self.take()?;
+        let w = self.take(py)?;
         py.detach(|| w.finish()).map_err(err)
     }
 
     /// Commits and leaves the run `crashed` (as an exception inside `with` does).
     fn abort(&self, py: Python<'_>) -> PyResult<()> {
-        let w = self.take()?;
+        let w = self.take(py)?;
         py.detach(|| w.abort()).map_err(err)
     }
 
     /// Whether the writer is finished (or aborted).
     #[getter]
-    fn closed(&self) -> bool {
-        self.inner.lock().map_or(true, |g| g.is_none())
+    fn closed(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.inner.lock().map_or(true, |g| g.is_none()))
     }
 }
 

@@ -200,3 +200,26 @@ def test_the_gil_is_released_while_steplog_works(store):
         sys.setswitchinterval(old)
         t.join()
     assert seen == 10_000
+
+
+def test_threads_sharing_a_writer_do_not_deadlock(store):
+    """One thread stores a big batch (GIL released, writer locked) while another keeps asking
+    the writer for its step: the second must wait for the writer without holding the GIL.
+    Run in a child process, so that a deadlock fails the test instead of hanging it."""
+    child = textwrap.dedent(
+        f"""
+        import threading, steplog
+        run = steplog.Store({store.path!r}).init(name="shared")
+        n = 1_000_000
+        t = threading.Thread(target=run.log_columns, args=(range(n), {{"a": [1.0] * n}}))
+        t.start()
+        steps = {{run.step for _ in range(2000)}}
+        t.join()
+        run.finish()
+        print(max(steps) <= n, flush=True)
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "True"
+    assert len(store.columns("shared", ["a"])["a"][0]) == 1_000_000
