@@ -329,10 +329,15 @@ impl Store {
         let (state, v, step) = self.read_target(reference)?;
         let (from, to) = bounds(steps);
         let to = step.map_or(to, |s| s.min(to));
-        // Reserve for every row in range (the manifest knows the count): growing a Vec of
-        // millions by doubling costs more in copies and page faults than the decoding.
-        let rows = self.count_rows(&state, v, Stream::History)?.0;
-        let cap = rows.min(to.saturating_sub(from).saturating_add(1)) as usize;
+        // Reserve for every row in range: growing a Vec of millions by doubling costs more in
+        // copies and page faults than the decoding. A short range reserves its length; only a
+        // long one asks the manifest and index for the row count (a range read stays as it was).
+        let span = to.saturating_sub(from).saturating_add(1);
+        let cap = if span <= 1 << 16 {
+            span
+        } else {
+            span.min(self.count_rows(&state, v, Stream::History)?.0)
+        } as usize;
         let mut out = Series {
             steps: Vec::with_capacity(cap),
             values: Vec::with_capacity(cap),

@@ -569,9 +569,13 @@ pub(crate) fn decode_keys(frame: &[u8], keep: &dyn Fn(&str) -> bool) -> DecodeRe
     let dir_raw_len = r.varint().map_err(in_frame(0))?;
     let dir_stored = r.bytes().map_err(in_frame(0))?;
     let dir_start = r.position() - dir_stored.len();
+    // Every section's raw length comes out of the frame's: none may claim more than is left.
     let mut budget = u64::from(header.raw_len);
-    let dir =
-        section(dir_stored, dir_codec, dir_raw_len, &mut budget).map_err(in_frame(dir_start))?;
+    if dir_raw_len > budget {
+        return Reader::new(frame).err("the directory is longer than the block");
+    }
+    budget -= dir_raw_len;
+    let dir = section(dir_stored, dir_codec, dir_raw_len).map_err(in_frame(dir_start))?;
     let at_dir = |e: DecodeError| DecodeError {
         offset: FRAME_HEADER_LEN + dir_start,
         reason: format!("in the block directory at byte {}: {}", e.offset, e.reason),
@@ -619,10 +623,8 @@ pub(crate) fn decode_keys(frame: &[u8], keep: &dyn Fn(&str) -> bool) -> DecodeRe
     if next != payload.len() || budget != 0 {
         return Reader::new(frame).err("column sections do not add up to the frame's lengths");
     }
-    if steps.len() != header.nrows as usize
-        || steps.first() != Some(&header.first_step)
-        || steps.last() != Some(&header.last_step)
-    {
+    // (The row count was checked against the header by `decode_steps`.)
+    if steps.first() != Some(&header.first_step) || steps.last() != Some(&header.last_step) {
         return Reader::new(frame).err("block rows do not match the frame header");
     }
     let mut columns = Vec::new();
@@ -635,8 +637,7 @@ pub(crate) fn decode_keys(frame: &[u8], keep: &dyn Fn(&str) -> bool) -> DecodeRe
                 e.key, err.offset, err.reason
             ),
         };
-        let mut unlimited = e.raw_len as u64;
-        let raw = section(stored, e.codec, e.raw_len as u64, &mut unlimited).map_err(at_col)?;
+        let raw = section(stored, e.codec, e.raw_len as u64).map_err(at_col)?;
         let mut c = Reader::new(&raw);
         let (rows, values) = decode_column(&mut c, e.kind, steps.len()).map_err(at_col)?;
         if !c.is_empty() {
@@ -653,21 +654,10 @@ pub(crate) fn decode_keys(frame: &[u8], keep: &dyn Fn(&str) -> bool) -> DecodeRe
     Ok(Block { steps, columns })
 }
 
-/// A section's raw bytes: copied, or decompressed to exactly `raw_len` bytes. `budget` is
-/// what is left of the frame's raw length; a section may not exceed it.
-fn section<'a>(
-    stored: &'a [u8],
-    codec: u8,
-    raw_len: u64,
-    budget: &mut u64,
-) -> DecodeResult<std::borrow::Cow<'a, [u8]>> {
+/// A section's raw bytes: borrowed, or decompressed to exactly `raw_len` bytes (which the
+/// caller has checked against the frame's raw length).
+fn section(stored: &[u8], codec: u8, raw_len: u64) -> DecodeResult<std::borrow::Cow<'_, [u8]>> {
     let r = Reader::new(stored);
-    if raw_len > *budget {
-        return r.err(format!(
-            "section of {raw_len} bytes exceeds the block's raw length"
-        ));
-    }
-    *budget -= raw_len;
     match codec {
         CODEC_RAW if stored.len() as u64 == raw_len => Ok(std::borrow::Cow::Borrowed(stored)),
         CODEC_RAW => r.err("raw section length does not match its directory entry"),

@@ -50,8 +50,6 @@ type Done = (usize, std::io::Result<EncodedBlock>);
 #[derive(Debug)]
 pub(crate) struct Encoder {
     worker: Option<(Sender<Job>, Receiver<Done>, JoinHandle<()>)>,
-    /// Results of blocks encoded inline (no worker), waiting to be taken in order.
-    inline: std::collections::VecDeque<Done>,
     inflight: usize,
     /// Blocks submitted so far.
     submitted: u64,
@@ -61,7 +59,6 @@ impl Encoder {
     pub fn new() -> Encoder {
         Encoder {
             worker: None,
-            inline: Default::default(),
             inflight: 0,
             submitted: 0,
         }
@@ -73,7 +70,7 @@ impl Encoder {
         // A writer's first block is encoded inline: short runs (one block at commit) never
         // pay for starting a thread; the worker starts with the second block.
         self.submitted += 1;
-        if self.worker.is_none() && self.inline.is_empty() && self.submitted >= 2 {
+        if self.worker.is_none() && self.submitted >= 2 {
             self.worker = spawn();
         }
         let job = (stream, block, level);
@@ -92,13 +89,11 @@ impl Encoder {
             // No worker (or it stopped): take back what it had, then encode inline.
             out.extend(self.drain());
             self.worker = None;
-            self.inline
-                .push_back((stream, EncodedBlock::encode(&block, level)));
+            out.push((stream, EncodedBlock::encode(&block, level)));
         }
         while self.inflight > MAX_INFLIGHT {
             out.extend(self.take_one());
         }
-        out.extend(self.inline.drain(..));
         out
     }
 
@@ -108,7 +103,6 @@ impl Encoder {
         while self.inflight > 0 {
             out.extend(self.take_one());
         }
-        out.extend(self.inline.drain(..));
         out
     }
 
