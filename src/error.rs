@@ -150,6 +150,18 @@ pub enum Error {
         /// The run whose writer failed.
         run: String,
     },
+    /// A file being imported (TensorBoard, W&B, AFL++, criterion) is damaged or not in the
+    /// format it claims: its checksum fails, it ends inside a record, or a record does not
+    /// decode.
+    #[error("cannot import {file} at byte offset {offset}: {reason}")]
+    BadSource {
+        /// The source file.
+        file: PathBuf,
+        /// Byte offset of the record that failed.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// The writer was already finished.
     #[error("writer of run '{run}' is already finished")]
     Finished {
@@ -172,6 +184,18 @@ impl Error {
         reason: impl Into<String>,
     ) -> Self {
         Error::Corrupt {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn bad_source(
+        file: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::BadSource {
             file: file.into(),
             offset,
             reason: reason.into(),

@@ -26,11 +26,7 @@ pub fn parse_line(text: &str, line_no: u64) -> Result<Option<Line>> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let value: serde_json::Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(first) => serde_json::from_str(&replace_bare_floats(text))
-            .map_err(|_| bad(format!("not valid JSON: {first}")))?,
-    };
+    let value = parse_json(text).map_err(|first| bad(format!("not valid JSON: {first}")))?;
     let serde_json::Value::Object(map) = value else {
         return Err(bad("expected a JSON object".into()));
     };
@@ -55,8 +51,33 @@ fn flatten(key: &str, v: serde_json::Value, out: &mut Vec<(String, Value)>) -> R
     if key.is_empty() {
         return Err("empty key".into());
     }
-    let value = match v {
-        serde_json::Value::Null => return Ok(()),
+    match v {
+        serde_json::Value::Array(_) => Err(format!(
+            "'{key}': arrays are not supported (log one key per value)"
+        )),
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&format!("{key}/{k}"), v, out)?;
+            }
+            Ok(())
+        }
+        leaf => {
+            if let Some(value) = scalar(key, leaf)? {
+                out.push((key.to_owned(), value));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The steplog value of a JSON scalar (`None` for `null`; arrays and objects are not
+/// scalars and give `None` too). Integers become `i64`, other numbers `f64`, and the
+/// sentinels [`parse_json`] puts for bare `NaN`/`Infinity` become those floats.
+pub(crate) fn scalar(key: &str, v: serde_json::Value) -> Result<Option<Value>, String> {
+    Ok(Some(match v {
+        serde_json::Value::Null | serde_json::Value::Array(_) | serde_json::Value::Object(_) => {
+            return Ok(None)
+        }
         serde_json::Value::Bool(b) => Value::Bool(b),
         serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => Value::I64(i),
@@ -73,20 +94,14 @@ fn flatten(key: &str, v: serde_json::Value, out: &mut Vec<(String, Value)>) -> R
             Some("-Infinity") => Value::F64(f64::NEG_INFINITY),
             _ => Value::Str(s),
         },
-        serde_json::Value::Array(_) => {
-            return Err(format!(
-                "'{key}': arrays are not supported (log one key per value)"
-            ))
-        }
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                flatten(&format!("{key}/{k}"), v, out)?;
-            }
-            return Ok(());
-        }
-    };
-    out.push((key.to_owned(), value));
-    Ok(())
+    }))
+}
+
+/// Parses JSON text as Python's `json.dumps` writes it: bare `NaN`, `Infinity` and
+/// `-Infinity` are accepted (as sentinel strings that [`scalar`] turns back into floats).
+pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value, serde_json::Error> {
+    serde_json::from_str(text)
+        .or_else(|first| serde_json::from_str(&replace_bare_floats(text)).map_err(|_| first))
 }
 
 /// Replaces bare `NaN`, `Infinity` and `-Infinity` outside strings by sentinel strings.

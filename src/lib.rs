@@ -50,6 +50,7 @@ mod error;
 mod format_doc;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod import;
 pub mod io;
 pub mod jsonl;
 mod lock;

@@ -199,6 +199,8 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Import { source } => crate::importing::import(&open()?, source, &mut out)?,
+        Command::Follow { source } => crate::importing::follow(&open()?, source, &mut out)?,
         Command::Purge { version } => {
             let v: steplog::VersionId = version.parse().map_err(|()| {
                 CliError::Usage(format!(

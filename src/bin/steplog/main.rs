@@ -4,8 +4,10 @@
 mod chart;
 mod commands;
 mod demo;
+mod importing;
 mod ingest;
 mod output;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -121,6 +123,16 @@ enum Command {
     },
     /// Check every checksum of every file; exit 1 if any fails.
     Verify,
+    /// Import run history from TensorBoard, W&B, AFL++ or criterion (see `import --help`).
+    Import {
+        #[command(subcommand)]
+        source: importing::ImportSource,
+    },
+    /// Follow a live source, logging its new rows as they are written.
+    Follow {
+        #[command(subcommand)]
+        source: importing::FollowSource,
+    },
     /// Purge an archived version: delete the segments no other version needs.
     Purge {
         /// The version id (v12).

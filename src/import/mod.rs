@@ -1,0 +1,249 @@
+//! Importers: run history from the tools people already run, written into a store as steplog
+//! runs. Each importer reads its source format (and checks its checksums) and hands rows to a
+//! [`RunSink`], which owns the mapping onto steplog: one writer per run, a source restart
+//! becomes a rewind (the orphaned steps stay readable as an archived version), a source
+//! branch becomes a fork, and the run's identity and anything steplog has no column for go
+//! into the config under `_import`.
+//!
+//! - [`tensorboard`]: event files (TFRecord framing, masked CRC32C).
+//! - [`wandb`]: offline `.wandb` run files (LevelDB-log framing, CRC-32, protobuf records).
+//! - [`afl`]: AFL++ `plot_data`, once or followed live.
+//! - [`criterion`]: criterion.rs's `target/criterion` results.
+//!
+//! Invariants: an importer creates its run and never appends to an existing one (it refuses
+//! with `ResumeRefused`, or `RunExists` for a fork); the one exception is a W&B file that says
+//! it rewinds a run the store holds (`resume_from`), which rewinds that run. A damaged source gives
+//! [`Error::BadSource`](crate::Error::BadSource) with the file and byte offset, and the rows
+//! imported before it stay committed in a run marked `crashed`.
+
+pub mod afl;
+pub mod criterion;
+mod protobuf;
+pub mod tensorboard;
+pub mod wandb;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::types::{Value, VersionId};
+use crate::writer::{Resume, RunWriter};
+
+/// Told how far a long import has come, in bytes of source (or lines, for a live tail).
+/// The CLI draws a progress bar with it; the default methods do nothing.
+pub trait Progress {
+    /// The work ahead is `total` units (bytes of source).
+    fn begin(&self, _what: &str, _total: u64) {}
+    /// `done` units are done.
+    fn update(&self, _done: u64) {}
+}
+
+/// A [`Progress`] that shows nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+/// What one imported run became.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Imported {
+    /// The steplog run.
+    pub run: String,
+    /// Its head version after the import.
+    pub version: VersionId,
+    /// Rows (distinct steps) written, over every version the import made.
+    pub rows: u64,
+    /// Versions archived by restarts in the source (one per rewind), oldest first.
+    pub archived: Vec<VersionId>,
+    /// The run and step it was forked from, when the source says it branched.
+    pub forked_from: Option<(String, u64)>,
+    /// Source values that have no steplog form (images, histograms, text tensors...) and were
+    /// left out.
+    pub skipped: u64,
+}
+
+/// How an imported run starts.
+pub(crate) enum Origin {
+    /// A new run.
+    New,
+    /// A fork of `run` at `step` (which must exist in the store).
+    Fork(String, u64),
+    /// The existing run, rewound to `step` (its head is archived).
+    Rewind(u64),
+}
+
+/// Writes one imported run: rows in step order, restarts as rewinds.
+pub(crate) struct RunSink {
+    store: Store,
+    writer: Option<RunWriter>,
+    run: String,
+    last: Option<u64>,
+    rows: u64,
+    archived: Vec<VersionId>,
+    forked_from: Option<(String, u64)>,
+    pub(crate) skipped: u64,
+}
+
+impl RunSink {
+    /// Creates the run (refusing an existing one) with `config`.
+    pub(crate) fn create(
+        store: &Store,
+        run: &str,
+        config: serde_json::Value,
+        origin: Origin,
+    ) -> Result<RunSink> {
+        let start = store.run(run).config(config);
+        let (start, forked_from, last) = match origin {
+            Origin::New => (start.resume(Resume::Never), None, None),
+            Origin::Rewind(step) => (start.resume_from(step), None, Some(step)),
+            Origin::Fork(source, step) => (
+                start.fork_from(&source, step),
+                Some((source, step)),
+                Some(step),
+            ),
+        };
+        let writer = start.start()?;
+        Ok(RunSink {
+            store: store.clone(),
+            archived: writer.archived().into_iter().collect(),
+            writer: Some(writer),
+            run: run.to_owned(),
+            last,
+            rows: 0,
+            forked_from,
+            skipped: 0,
+        })
+    }
+
+    fn writer(&mut self) -> Result<&mut RunWriter> {
+        self.writer.as_mut().ok_or_else(|| Error::Finished {
+            run: self.run.clone(),
+        })
+    }
+
+    /// The last step written, if any.
+    pub(crate) fn last_step(&self) -> Option<u64> {
+        self.last
+    }
+
+    /// Logs `fields` at `step`; a step equal to the last one merges into its row. A step
+    /// before the last one must be preceded by [`restart_at`](Self::restart_at).
+    pub(crate) fn row<K: AsRef<str>>(
+        &mut self,
+        step: u64,
+        fields: impl IntoIterator<Item = (K, Value)>,
+    ) -> Result<()> {
+        let mut fields = fields.into_iter().peekable();
+        if fields.peek().is_none() {
+            return Ok(());
+        }
+        self.writer()?.log_at(step, fields)?;
+        if self.last != Some(step) {
+            self.rows += 1;
+            self.last = Some(step);
+        }
+        Ok(())
+    }
+
+    /// The source restarted at `step`: its rows at `step` and after are orphaned. When there
+    /// are such rows, the run is rewound to `step - 1`, which archives them as a version.
+    /// `at` names the source position for the error a restart at step 0 gives (steplog keeps
+    /// at least the rewind step, so it cannot rewind to before step 0).
+    pub(crate) fn restart_at(&mut self, step: u64, at: (&Path, u64)) -> Result<()> {
+        match self.last {
+            Some(last) if last >= step => {}
+            _ => return Ok(()),
+        }
+        let Some(keep) = step.checked_sub(1) else {
+            return Err(Error::bad_source(
+                at.0,
+                at.1,
+                "the source restarts at step 0 after rows were logged, and a steplog rewind \
+                 keeps at least step 0; import each attempt as a run of its own",
+            ));
+        };
+        if let Some(w) = self.writer.take() {
+            w.finish()?;
+        }
+        let w = self.store.run(&self.run).resume_from(keep).start()?;
+        self.archived.extend(w.archived());
+        self.writer = Some(w);
+        self.last = Some(keep);
+        Ok(())
+    }
+
+    /// Commits what was logged so far (a live tail calls it after each batch of lines).
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        self.writer()?.commit()
+    }
+
+    /// Ends the run: `finished` when the source says it ended well, `crashed` otherwise.
+    pub(crate) fn finish(mut self, ended_well: bool) -> Result<Imported> {
+        let w = self.writer.take().ok_or_else(|| Error::Finished {
+            run: self.run.clone(),
+        })?;
+        let version = w.version();
+        if ended_well {
+            w.finish()?;
+        } else {
+            w.abort()?;
+        }
+        Ok(Imported {
+            run: self.run,
+            version,
+            rows: self.rows,
+            archived: self.archived,
+            forked_from: self.forked_from,
+            skipped: self.skipped,
+        })
+    }
+
+    /// Ends the run as `crashed` after `err`, keeping what was imported, and returns `err`.
+    pub(crate) fn fail<T>(mut self, err: Error) -> Result<T> {
+        if let Some(w) = self.writer.take() {
+            // The source error is what the user needs to see; a failure to mark the run
+            // crashed leaves it `running`, which the next open reports the same way.
+            let _ = w.abort();
+        }
+        Err(err)
+    }
+}
+
+/// Reads a whole source file (sources are read into memory: they may be written by a live
+/// process, so they are not mapped).
+pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// The `_import` config entry every importer writes: where the run came from.
+pub(crate) fn provenance(source: &str, path: &Path) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("source".into(), source.into());
+    m.insert("path".into(), path.display().to_string().into());
+    m
+}
+
+/// Wraps `provenance` (and anything else) as the config `{"_import": {...}}` merged over
+/// `config`.
+pub(crate) fn config_with(
+    mut config: serde_json::Map<String, serde_json::Value>,
+    import: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Value {
+    config.insert("_import".into(), serde_json::Value::Object(import));
+    serde_json::Value::Object(config)
+}
+
+/// Files directly in `dir` whose names satisfy `pick`, sorted by name.
+pub(crate) fn files_in(dir: &Path, pick: impl Fn(&str) -> bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if pick(name) && entry.path().is_file() {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}

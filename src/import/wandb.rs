@@ -1,0 +1,464 @@
+//! W&B offline run files (`run-ID.wandb`) into one steplog run.
+//!
+//! Framing (W&B's variant of the LevelDB log): a 7-byte header `":W&B" | 0xBEE1 u16 LE |
+//! version 0`, then 32 KiB blocks (counted from the start of the file) of chunks, each
+//! `crc u32 LE | length u16 LE | type u8 | data`. The crc is the plain CRC-32 (IEEE) of the
+//! type byte and the data. Types: 1 a whole record, 2 its first chunk, 3 a middle one, 4 the
+//! last. A block's last < 7 bytes are zero padding. Each record is a
+//! `wandb_internal.Record` protobuf; the fields read are:
+//!
+//! - `run` (17): `run_id` (1), `entity` (2), `project` (3), `config` (4), `display_name` (8),
+//!   `notes` (9), `tags` (10), `branch_point` (23: `run` 1, `value` 2, `metric` 3);
+//! - `config` (5) and `summary` (3): `update` (1) / `remove` (2) items of `key` (1) or
+//!   `nested_key` (2) and `value_json` (16);
+//! - `history` (2): items (1) of `key`/`nested_key` and `value_json` (or the typed
+//!   `boolean` 4, `integer` 5, `number` 6, `text` 7), and `step` (2: `num` 1);
+//! - `exit` (18): `exit_code` (1).
+//!
+//! Mapping: the run is named by its run id (or the name given); history rows keep their
+//! steps, nested keys join with `/`, `_step` is the step itself and is not a value; media and
+//! other objects with a `_type` are skipped and counted. The config is W&B's config without
+//! `_wandb`; the final summary (keys not starting with `_`), run id, project, entity, name,
+//! notes, tags, exit code and branch point go under `_import`. A `branch_point` on another
+//! run (`fork_from`) forks that run when the store holds it; on the run itself
+//! (`resume_from`) rewinds it. A file without an exit record, or with a non-zero exit code,
+//! leaves the run `crashed`.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use super::protobuf::fields;
+use super::{config_with, provenance, read_source, Imported, Origin, Progress, RunSink};
+use crate::error::{Error, Result};
+use crate::jsonl;
+use crate::store::Store;
+use crate::types::Value;
+
+const BLOCK: usize = 32 * 1024;
+const HEADER: usize = 7;
+
+/// Imports the W&B run file `file` as the run `run` (by default the W&B run id).
+pub fn import(
+    store: &Store,
+    file: &Path,
+    run: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<Imported> {
+    let data = read_source(file)?;
+    progress.begin("wandb", data.len() as u64);
+    let records = records(file, &data)?;
+    let meta = Meta::read(file, &records)?;
+    let name = run
+        .map(str::to_owned)
+        .or_else(|| meta.run_id.clone())
+        .ok_or_else(|| {
+            Error::bad_source(
+                file,
+                0,
+                "the file has no run record (no run id): name the run with --run",
+            )
+        })?;
+    let origin = match &meta.branch {
+        Some((source, step)) if store.runs()?.iter().any(|r| &r.name == source) => {
+            if *source == name {
+                Origin::Rewind(*step)
+            } else {
+                Origin::Fork(source.clone(), *step)
+            }
+        }
+        _ => Origin::New,
+    };
+    let mut import = provenance("wandb", file);
+    import.extend(meta.import.clone());
+    let mut sink = RunSink::create(
+        store,
+        &name,
+        config_with(meta.config.clone(), import),
+        origin,
+    )?;
+    for (i, (offset, record)) in records.iter().enumerate() {
+        if let Err(e) = history(&mut sink, record).map_err(|r| match r {
+            Reason::Bad(r) => Error::bad_source(file, *offset, r),
+            Reason::Store(e) => e,
+        }) {
+            return sink.fail(e);
+        }
+        if i % 1024 == 0 {
+            progress.update(*offset);
+        }
+    }
+    progress.update(data.len() as u64);
+    sink.finish(meta.exit_code == Some(0))
+}
+
+/// Why a record failed: its bytes, or the store.
+enum Reason {
+    Bad(String),
+    Store(Error),
+}
+
+impl From<String> for Reason {
+    fn from(s: String) -> Self {
+        Reason::Bad(s)
+    }
+}
+
+impl From<Error> for Reason {
+    fn from(e: Error) -> Self {
+        Reason::Store(e)
+    }
+}
+
+/// Every record of the file with the offset of its first chunk, checksums checked.
+fn records<'a>(file: &Path, data: &'a [u8]) -> Result<Vec<(u64, Cow<'a, [u8]>)>> {
+    let bad = |offset: usize, reason: String| Error::bad_source(file, offset as u64, reason);
+    if data.len() < HEADER || &data[..4] != b":W&B" || data[4..6] != [0xe1, 0xbe] {
+        return Err(bad(0, "not a W&B run file (no ':W&B' header)".into()));
+    }
+    if data[6] != 0 {
+        return Err(bad(6, format!("unsupported W&B file version {}", data[6])));
+    }
+    let mut out = Vec::new();
+    let mut partial: Option<(usize, Vec<u8>)> = None;
+    let mut pos = HEADER;
+    while pos < data.len() {
+        let block_left = BLOCK - pos % BLOCK;
+        if block_left < 7 {
+            let end = (pos + block_left).min(data.len());
+            if data[pos..end].iter().any(|&b| b != 0) {
+                return Err(bad(
+                    pos,
+                    "non-zero bytes in the padding at the end of a block".into(),
+                ));
+            }
+            pos += block_left;
+            continue;
+        }
+        let left = data.len() - pos;
+        if left < 7 {
+            return Err(bad(
+                pos,
+                format!("the file ends inside a chunk header ({left} of 7 bytes)"),
+            ));
+        }
+        let stored = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
+        let len = usize::from(u16::from_le_bytes([data[pos + 4], data[pos + 5]]));
+        let kind = data[pos + 6];
+        if stored == 0 && len == 0 && kind == 0 {
+            // Zero padding to the end of the block.
+            if data[pos..pos + block_left.min(left)]
+                .iter()
+                .any(|&b| b != 0)
+            {
+                return Err(bad(
+                    pos,
+                    "an empty chunk header in front of non-zero bytes".into(),
+                ));
+            }
+            pos += block_left;
+            continue;
+        }
+        if 7 + len > block_left {
+            return Err(bad(
+                pos,
+                format!("a chunk of {len} bytes crosses the 32 KiB block boundary"),
+            ));
+        }
+        if 7 + len > left {
+            return Err(bad(
+                pos,
+                format!(
+                    "the file ends inside a chunk of {len} bytes ({} left)",
+                    left - 7
+                ),
+            ));
+        }
+        let chunk = &data[pos + 7..pos + 7 + len];
+        let mut h = crc32fast::Hasher::new();
+        h.update(&[kind]);
+        h.update(chunk);
+        let computed = h.finalize();
+        if stored != computed {
+            return Err(bad(
+                pos,
+                format!(
+                    "chunk checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                ),
+            ));
+        }
+        match (kind, partial.take()) {
+            (1, None) => out.push((pos as u64, Cow::Borrowed(chunk))),
+            (2, None) => partial = Some((pos, chunk.to_vec())),
+            (3, Some((at, mut buf))) => {
+                buf.extend_from_slice(chunk);
+                partial = Some((at, buf));
+            }
+            (4, Some((at, mut buf))) => {
+                buf.extend_from_slice(chunk);
+                out.push((at as u64, Cow::Owned(buf)));
+            }
+            (1 | 2, Some((at, _))) => {
+                return Err(bad(
+                    pos,
+                    format!("a new record starts before the one at byte offset {at} ended"),
+                ))
+            }
+            (3 | 4, None) => {
+                return Err(bad(
+                    pos,
+                    "a continuation chunk without a first chunk".into(),
+                ))
+            }
+            (k, _) => return Err(bad(pos, format!("unknown chunk type {k}"))),
+        }
+        pos += 7 + len;
+    }
+    if let Some((at, _)) = partial {
+        return Err(bad(
+            data.len(),
+            format!("the file ends inside the record that begins at byte offset {at}"),
+        ));
+    }
+    Ok(out)
+}
+
+/// What the whole file says of the run (read before its history is written).
+#[derive(Default)]
+struct Meta {
+    run_id: Option<String>,
+    config: serde_json::Map<String, serde_json::Value>,
+    import: serde_json::Map<String, serde_json::Value>,
+    summary: serde_json::Map<String, serde_json::Value>,
+    branch: Option<(String, u64)>,
+    exit_code: Option<i64>,
+}
+
+impl Meta {
+    fn read(file: &Path, records: &[(u64, Cow<'_, [u8]>)]) -> Result<Meta> {
+        let mut m = Meta::default();
+        for (offset, record) in records {
+            m.record(record)
+                .map_err(|r| Error::bad_source(file, *offset, r))?;
+        }
+        m.config.remove("_wandb");
+        let summary = std::mem::take(&mut m.summary)
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with('_'))
+            .collect();
+        m.import
+            .insert("summary".into(), serde_json::Value::Object(summary));
+        if let Some(code) = m.exit_code {
+            m.import.insert("exit_code".into(), code.into());
+        }
+        Ok(m)
+    }
+
+    fn record(&mut self, record: &[u8]) -> Result<(), String> {
+        for f in fields(record) {
+            match f? {
+                (17, w) => self.run(w.bytes("Record.run")?)?,
+                (5, w) => items(w.bytes("Record.config")?, &mut self.config)?,
+                (3, w) => items(w.bytes("Record.summary")?, &mut self.summary)?,
+                (18, w) => {
+                    self.exit_code = Some(0);
+                    for f in fields(w.bytes("Record.exit")?) {
+                        if let (1, w) = f? {
+                            self.exit_code =
+                                Some(i64::from(w.varint("RunExitRecord.exit_code")? as i32));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, run: &[u8]) -> Result<(), String> {
+        let mut tags = Vec::new();
+        for f in fields(run) {
+            let (n, w) = f?;
+            let text = |key: &str| -> Result<(String, serde_json::Value), String> {
+                Ok((key.to_owned(), w.str(key)?.into()))
+            };
+            match n {
+                1 => {
+                    let id = w.str("RunRecord.run_id")?.to_owned();
+                    self.import.insert("run_id".into(), id.clone().into());
+                    self.run_id = Some(id);
+                }
+                2 => self.import.extend([text("entity")?]),
+                3 => self.import.extend([text("project")?]),
+                8 => self.import.extend([text("display_name")?]),
+                9 => self.import.extend([text("notes")?]),
+                10 => tags.push(serde_json::Value::from(w.str("RunRecord.tags")?)),
+                4 => items(w.bytes("RunRecord.config")?, &mut self.config)?,
+                23 => self.branch_point(w.bytes("RunRecord.branch_point")?)?,
+                _ => {}
+            }
+        }
+        if !tags.is_empty() {
+            self.import.insert("tags".into(), tags.into());
+        }
+        Ok(())
+    }
+
+    fn branch_point(&mut self, bp: &[u8]) -> Result<(), String> {
+        let (mut run, mut value, mut metric) = (String::new(), 0f64, String::new());
+        for f in fields(bp) {
+            match f? {
+                (1, w) => run = w.str("BranchPoint.run")?.to_owned(),
+                (2, w) => value = w.f64("BranchPoint.value")?,
+                (3, w) => metric = w.str("BranchPoint.metric")?.to_owned(),
+                _ => {}
+            }
+        }
+        self.import.insert(
+            "branch_point".into(),
+            serde_json::json!({"run": run, "value": value, "metric": metric}),
+        );
+        if metric == "_step" && value >= 0.0 && value.fract() == 0.0 && value < 2f64.powi(63) {
+            self.branch = Some((run, value as u64));
+        }
+        Ok(())
+    }
+}
+
+/// Applies a config or summary record's `update` (1) and `remove` (2) items to `map`.
+fn items(
+    record: &[u8],
+    map: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<(), String> {
+    for f in fields(record) {
+        let (n, w) = f?;
+        if n != 1 && n != 2 {
+            continue;
+        }
+        let (mut path, mut json) = (Vec::new(), None);
+        for f in fields(w.bytes("item")?) {
+            match f? {
+                (1 | 2, w) => path.push(w.str("item key")?.to_owned()),
+                (16, w) => json = Some(w.str("item value_json")?),
+                _ => {}
+            }
+        }
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
+        let mut node = &mut *map;
+        for p in parents {
+            let entry = node
+                .entry(p.clone())
+                .or_insert_with(|| serde_json::Value::Object(Default::default()));
+            if !entry.is_object() {
+                *entry = serde_json::Value::Object(Default::default());
+            }
+            let serde_json::Value::Object(inner) = entry else {
+                return Err(format!("'{p}' is not an object"));
+            };
+            node = inner;
+        }
+        if n == 2 {
+            node.remove(last);
+        } else if let Some(json) = json {
+            let v = jsonl::parse_json(json)
+                .map_err(|e| format!("'{last}': value_json is not JSON: {e}"))?;
+            node.insert(last.clone(), v);
+        }
+    }
+    Ok(())
+}
+
+/// Writes a `history` record's row.
+fn history(sink: &mut RunSink, record: &[u8]) -> Result<(), Reason> {
+    let Some(h) = fields(record)
+        .filter_map(|f| match f {
+            Ok((2, w)) => Some(w.bytes("Record.history")),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        })
+        .next()
+        .transpose()?
+    else {
+        return Ok(());
+    };
+    let mut step = 0u64;
+    let mut row = Vec::new();
+    for f in fields(h) {
+        match f? {
+            (1, w) => item(w.bytes("HistoryRecord.item")?, &mut row, &mut sink.skipped)?,
+            (2, w) => {
+                for f in fields(w.bytes("HistoryRecord.step")?) {
+                    if let (1, w) = f? {
+                        let s = w.varint("HistoryStep.num")? as i64;
+                        step = u64::try_from(s).map_err(|_| format!("negative step {s}"))?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(last) = sink.last_step().filter(|&l| step < l) {
+        return Err(Reason::Bad(format!(
+            "history step {step} comes after step {last}"
+        )));
+    }
+    sink.row(step, row)?;
+    Ok(())
+}
+
+/// One `HistoryItem` into `row` (several values for an object, none for media).
+fn item(bytes: &[u8], row: &mut Vec<(String, Value)>, skipped: &mut u64) -> Result<(), String> {
+    let (mut path, mut json, mut typed) = (Vec::new(), None, None);
+    for f in fields(bytes) {
+        match f? {
+            (1 | 2, w) => path.push(w.str("HistoryItem key")?),
+            (4, w) => typed = Some(Value::Bool(w.varint("HistoryItem.boolean")? != 0)),
+            (5, w) => {
+                let z = w.varint("HistoryItem.integer")?;
+                typed = Some(Value::I64((z >> 1) as i64 ^ -((z & 1) as i64)));
+            }
+            (6, w) => typed = Some(Value::F64(w.f64("HistoryItem.number")?)),
+            (7, w) => typed = Some(Value::Str(w.str("HistoryItem.text")?.to_owned())),
+            (16, w) => json = Some(w.str("HistoryItem.value_json")?),
+            _ => {}
+        }
+    }
+    let key = path.join("/");
+    if key.is_empty() {
+        return Err("a history item without a key".into());
+    }
+    if key == "_step" {
+        return Ok(());
+    }
+    if let Some(v) = typed {
+        row.push((key, v));
+        return Ok(());
+    }
+    let Some(json) = json else { return Ok(()) };
+    let v = jsonl::parse_json(json).map_err(|e| format!("'{key}': value_json is not JSON: {e}"))?;
+    flatten(key, v, row, skipped)
+}
+
+fn flatten(
+    key: String,
+    v: serde_json::Value,
+    row: &mut Vec<(String, Value)>,
+    skipped: &mut u64,
+) -> Result<(), String> {
+    match v {
+        serde_json::Value::Object(m) if m.contains_key("_type") => *skipped += 1,
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                flatten(format!("{key}/{k}"), v, row, skipped)?;
+            }
+        }
+        serde_json::Value::Array(_) => *skipped += 1,
+        leaf => {
+            if let Some(value) = jsonl::scalar(&key, leaf)? {
+                row.push((key, value));
+            }
+        }
+    }
+    Ok(())
+}

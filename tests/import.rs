@@ -1,0 +1,500 @@
+//! The importers on real files written by the real tools (tests/fixtures/import, whose
+//! README says how each was made), and on truncated and corrupted copies of them: every damaged
+//! copy either imports a prefix of the data (a cut that falls between records) or fails with
+//! `BadSource` naming the copy and a byte offset inside it. Never a panic, never made-up rows.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+
+use steplog::import::{self, Quiet};
+use steplog::{Durability, Error, Options, Status, Store, Value};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/import")
+        .join(rel)
+}
+
+fn store(dir: &Path) -> Store {
+    Options::new()
+        .durability(Durability::Process)
+        .open(dir)
+        .unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * b.abs().max(1.0)
+}
+
+fn config(store: &Store, reference: &str) -> serde_json::Value {
+    store.version(reference).unwrap().config
+}
+
+#[test]
+fn tensorboard_restart_becomes_a_rewind_and_both_attempts_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let r =
+        import::tensorboard::import(&s, &fixture("tensorboard/tbx_restart"), "tb", &Quiet).unwrap();
+    assert_eq!(r.archived.len(), 1, "one restart, one archived attempt");
+    assert_eq!(r.skipped, 1, "the text summary has no steplog form");
+    // The head: steps 0..=19 of the first attempt, then 20..=34 of the second.
+    let head = rows(&s, "tb");
+    assert_eq!(
+        head.iter().map(|r| r.step).collect::<Vec<_>>(),
+        (0..35).collect::<Vec<_>>()
+    );
+    for row in &head {
+        let s_ = row.step as f64;
+        let (loss, acc) = if row.step < 20 {
+            (1.0 / (s_ + 1.0), s_ / 30.0)
+        } else {
+            (0.5 / (s_ + 1.0), 0.5 + s_ / 100.0)
+        };
+        // TensorBoard stores float32.
+        assert_eq!(f(row, "loss"), f64::from(loss as f32), "step {}", row.step);
+        assert_eq!(
+            f(row, "train/acc"),
+            f64::from(acc as f32),
+            "step {}",
+            row.step
+        );
+    }
+    // The orphaned steps 20..=29 of the first attempt, readable under the archived version.
+    let old = rows(&s, &r.archived[0].to_string());
+    assert_eq!(old.len(), 30);
+    assert_eq!(f(&old[25], "loss"), f64::from((1.0 / 26.0) as f32));
+    let v = s.version(&r.version.to_string()).unwrap();
+    assert_eq!(v.parent, Some((r.archived[0], 19)));
+    assert_eq!(config(&s, "tb")["_import"]["source"], "tensorboard");
+}
+
+#[test]
+fn tensorboard_tensor_form_scalars() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let r =
+        import::tensorboard::import(&s, &fixture("tensorboard/tb_tensor"), "t", &Quiet).unwrap();
+    assert_eq!((r.rows, r.skipped), (10, 0));
+    let all = rows(&s, "t");
+    for row in &all {
+        assert_eq!(row.step % 5, 0);
+        let want = 2.0 - row.step as f64 / 50.0;
+        assert!(close(f(row, "loss"), want), "step {}", row.step);
+        assert!(close(f(row, "lr"), 0.1));
+    }
+    assert_eq!(all.last().unwrap().step, 45);
+}
+
+#[test]
+fn wandb_history_config_summary_and_fork() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let a = import::wandb::import(&s, &fixture("wandb/run-fixture01.wandb"), None, &Quiet).unwrap();
+    assert_eq!(a.run, "fixture01");
+    assert_eq!(a.rows, 41);
+    let all = rows(&s, "fixture01");
+    for row in &all[..40] {
+        let st = row.step as f64;
+        assert!(close(f(row, "loss"), 1.0 / (st + 1.0)));
+        assert!(close(f(row, "acc"), st / 40.0));
+        assert_eq!(row.fields["epoch"], Value::I64(row.step as i64 / 10));
+        assert!(close(
+            f(row, "train/grad_norm"),
+            0.5 + (row.step % 3) as f64
+        ));
+        assert_eq!(row.fields["ok"], Value::Bool(row.step % 2 == 0));
+        assert!(!row.fields.contains_key("_step"));
+    }
+    assert_eq!(all[40].step, 40);
+    assert_eq!(all[40].fields["note"], Value::Str("halfway".into()));
+    let c = config(&s, "fixture01");
+    assert_eq!(c["lr"], 0.001);
+    assert_eq!(c["model"]["depth"], 4);
+    assert!(c.get("_wandb").is_none());
+    assert_eq!(c["_import"]["run_id"], "fixture01");
+    assert_eq!(c["_import"]["project"], "steplog-fixture");
+    assert_eq!(c["_import"]["summary"]["best_acc"], 0.975);
+    assert_eq!(c["_import"]["exit_code"], 0);
+    assert_eq!(s.runs().unwrap()[0].status, Status::Finished);
+
+    // The fork: W&B's branch_point on fixture01 at step 20 becomes a steplog fork.
+    let b = import::wandb::import(&s, &fixture("wandb/run-fixture02.wandb"), None, &Quiet).unwrap();
+    assert_eq!(b.forked_from, Some(("fixture01".into(), 20)));
+    let forked = rows(&s, "fixture02");
+    assert_eq!(
+        forked.len(),
+        30,
+        "steps 0..=20 from the source, 21..=29 its own"
+    );
+    assert!(close(f(&forked[20], "loss"), 1.0 / 21.0));
+    assert!(close(f(&forked[25], "loss"), 0.5 / 26.0));
+    assert_eq!(config(&s, "fixture02")["lr"], 0.0005);
+    assert_eq!(s.lineage("fixture02").unwrap().version.run, "fixture01");
+}
+
+#[test]
+fn wandb_fork_of_a_run_the_store_lacks_is_a_new_run_that_keeps_its_branch_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let b = import::wandb::import(
+        &s,
+        &fixture("wandb/run-fixture02.wandb"),
+        Some("alone"),
+        &Quiet,
+    )
+    .unwrap();
+    assert_eq!(b.forked_from, None);
+    assert_eq!(rows(&s, "alone").len(), 9);
+    let c = config(&s, "alone");
+    assert_eq!(c["_import"]["branch_point"]["run"], "fixture01");
+    assert_eq!(c["_import"]["branch_point"]["value"], 20.0);
+}
+
+#[test]
+fn afl_resumed_campaign_continues_as_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let text = std::fs::read_to_string(fixture("afl/resumed/plot_data")).unwrap();
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.split(',').map(str::trim).collect())
+        .collect();
+    let r = import::afl::import(&s, &fixture("afl/resumed"), "fuzz", &Quiet).unwrap();
+    let got = rows(&s, "fuzz");
+    // Repeated lines (same time) merge into one row.
+    let mut steps: Vec<u64> = lines.iter().map(|l| l[0].parse().unwrap()).collect();
+    steps.dedup();
+    assert_eq!(got.iter().map(|r| r.step).collect::<Vec<_>>(), steps);
+    assert_eq!(r.rows, steps.len() as u64);
+    let last = lines.last().unwrap();
+    let row = got.last().unwrap();
+    assert_eq!(
+        row.fields["total_execs"],
+        Value::I64(last[11].parse().unwrap())
+    );
+    assert_eq!(
+        f(row, "map_size"),
+        last[6].trim_end_matches('%').parse::<f64>().unwrap()
+    );
+    assert_eq!(f(row, "execs_per_sec"), last[10].parse::<f64>().unwrap());
+    let c = config(&s, "fuzz");
+    assert_eq!(c["_import"]["fuzzer_stats"]["afl_version"], "++4.04c");
+}
+
+#[test]
+fn afl_follow_tails_appends_and_survives_a_rewritten_file() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir.path().join("store"));
+    let inst = dir.path().join("default");
+    std::fs::create_dir_all(&inst).unwrap();
+    let plot = inst.join("plot_data");
+    let first = std::fs::read_to_string(fixture("afl/first_plot_data")).unwrap();
+    let resumed = std::fs::read_to_string(fixture("afl/resumed/plot_data")).unwrap();
+    let restarted = std::fs::read_to_string(fixture("afl/restarted/plot_data")).unwrap();
+    assert!(resumed.starts_with(&first), "AFL++ appends on resume");
+    let step_of = |text: &str| -> Vec<u64> {
+        let mut v: Vec<u64> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(',').next().unwrap().trim().parse().unwrap())
+            .collect();
+        v.dedup();
+        v
+    };
+    // A writer thread plays the campaign: the first file with its last line half-written,
+    // the rest of it, the resume's appended lines, then a fresh campaign replacing the file.
+    // Each stage waits until the follower has logged the one before (no timing assumption).
+    let seen = AtomicU64::new(u64::MAX);
+    let done = AtomicBool::new(false);
+    let (seen_w, done_w) = (&seen, &done);
+    let (plot2, first2, resumed2, restarted2) = (
+        plot.clone(),
+        first.clone(),
+        resumed.clone(),
+        restarted.clone(),
+    );
+    let (head_text, tail_text) = first.split_at(first.len() - 10);
+    let head_last = *step_of(&head_text[..head_text.rfind('\n').unwrap() + 1])
+        .last()
+        .unwrap();
+    let mut batches = Vec::new();
+    let result = std::thread::scope(|sc| {
+        sc.spawn(move || {
+            use std::io::Write;
+            let wait = |step: u64| {
+                let t = std::time::Instant::now();
+                while seen_w.load(Ordering::SeqCst) != step {
+                    assert!(
+                        t.elapsed().as_secs() < 30,
+                        "the follower never logged step {step}"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            };
+            let mut f = std::fs::File::create(&plot2).unwrap();
+            f.write_all(head_text.as_bytes()).unwrap();
+            wait(head_last);
+            f.write_all(tail_text.as_bytes()).unwrap();
+            f.write_all(&resumed2.as_bytes()[first2.len()..]).unwrap();
+            drop(f);
+            wait(*step_of(&resumed2).last().unwrap());
+            // A restart: the campaign writes a new file in place of the old one.
+            let tmp = plot2.with_extension("new");
+            std::fs::write(&tmp, &restarted2).unwrap();
+            std::fs::rename(&tmp, &plot2).unwrap();
+            wait(*step_of(&restarted2).last().unwrap());
+            done_w.store(true, Ordering::SeqCst);
+        });
+        import::afl::follow(
+            &s,
+            &inst,
+            "live",
+            import::afl::FollowOptions {
+                poll: std::time::Duration::from_millis(10),
+                idle_exit: None,
+                stop: &|| done.load(Ordering::SeqCst),
+                on_batch: &mut |rows, last| {
+                    batches.push((rows, last));
+                    seen.store(last, Ordering::SeqCst);
+                },
+            },
+        )
+    });
+    let r = result.unwrap();
+    assert!(batches.len() >= 3, "logged as it was written: {batches:?}");
+    let restart_step = step_of(&restarted)[0];
+    assert_eq!(
+        r.archived.len(),
+        1,
+        "the restart archived the first campaign"
+    );
+    assert_eq!(
+        rows(&s, &r.archived[0].to_string())
+            .iter()
+            .map(|r| r.step)
+            .collect::<Vec<_>>(),
+        step_of(&resumed)
+    );
+    let head: Vec<u64> = rows(&s, "live").iter().map(|r| r.step).collect();
+    let mut want: Vec<u64> = step_of(&resumed)
+        .into_iter()
+        .filter(|&st| st < restart_step)
+        .collect();
+    want.extend(step_of(&restarted));
+    assert_eq!(head, want);
+    assert_eq!(s.runs().unwrap()[0].status, Status::Finished);
+}
+
+#[test]
+fn criterion_samples_and_estimates() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let runs = import::criterion::import(&s, &fixture("criterion"), "bench/", &Quiet).unwrap();
+    let names: Vec<_> = runs.iter().map(|r| r.run.as_str()).collect();
+    assert_eq!(
+        names,
+        ["bench/sort/100", "bench/sort/1000", "bench/sum 1000"]
+    );
+    for (run, sub) in [
+        ("bench/sort/100", "sort/100"),
+        ("bench/sum 1000", "sum 1000"),
+    ] {
+        let new = fixture("criterion").join(sub).join("new");
+        let sample: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(new.join("sample.json")).unwrap()).unwrap();
+        let est: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(new.join("estimates.json")).unwrap()).unwrap();
+        let got = rows(&s, run);
+        let iters = sample["iters"].as_array().unwrap();
+        assert_eq!(got.len(), iters.len());
+        for (row, (n, t)) in got
+            .iter()
+            .zip(iters.iter().zip(sample["times"].as_array().unwrap()))
+        {
+            let (n, t) = (n.as_f64().unwrap(), t.as_f64().unwrap());
+            assert_eq!((f(row, "iters"), f(row, "time_ns")), (n, t));
+            assert_eq!(f(row, "ns_per_iter"), t / n);
+        }
+        let c = config(&s, run);
+        assert_eq!(
+            c["_import"]["summary"]["mean_ns"],
+            est["mean"]["point_estimate"]
+        );
+        assert_eq!(
+            c["_import"]["summary"]["median_upper_ns"],
+            est["median"]["confidence_interval"]["upper_bound"]
+        );
+    }
+}
+
+/// Imports `file` (a copy named in errors) with `import`, in a fresh store.
+fn damaged(
+    name: &str,
+    bytes: &[u8],
+    import: &dyn Fn(&Store, &Path) -> steplog::Result<u64>,
+) -> Result<u64, (PathBuf, u64, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, bytes).unwrap();
+    let s = store(&dir.path().join("store"));
+    match import(&s, &file) {
+        Ok(rows) => Ok(rows),
+        Err(Error::BadSource {
+            file: f,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(f, file, "the error names the damaged file");
+            assert!(offset <= bytes.len() as u64, "offset {offset} past the end");
+            Err((f, offset, reason))
+        }
+        Err(e) => panic!("{name}: expected BadSource, got {e}"),
+    }
+}
+
+/// Cuts `original` at every `stride`-th byte and flips one bit at every `stride`-th byte:
+/// a cut gives a prefix or a BadSource; a flip must always be caught (`checksummed`).
+fn sweep(
+    name: &str,
+    original: &[u8],
+    stride: usize,
+    checksummed: bool,
+    import: &dyn Fn(&Store, &Path) -> steplog::Result<u64>,
+) {
+    let full = damaged(name, original, import).expect("the original imports");
+    let (mut cut_errors, mut flips) = (0, 0);
+    for cut in (1..original.len()).step_by(stride) {
+        match damaged(name, &original[..cut], import) {
+            Ok(rows) => assert!(rows <= full, "cut at {cut}: {rows} rows > {full}"),
+            Err((_, offset, _)) => {
+                assert!(offset <= cut as u64);
+                cut_errors += 1;
+            }
+        }
+    }
+    assert!(cut_errors > 0, "{name}: no truncation was detected");
+    if checksummed {
+        for at in (0..original.len()).step_by(stride) {
+            let mut b = original.to_vec();
+            b[at] ^= 0x10;
+            let r = damaged(name, &b, import);
+            assert!(r.is_err(), "{name}: bit flip at byte {at} went unnoticed");
+            flips += 1;
+        }
+        assert!(flips > 0);
+    }
+}
+
+#[test]
+fn damaged_tensorboard_files_fail_with_file_and_offset() {
+    let dir = fixture("tensorboard/tbx_restart");
+    let file = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(file).unwrap();
+    sweep("events.out.tfevents.cut", &bytes, 7, true, &|s, p| {
+        import::tensorboard::import(s, p, "r", &Quiet).map(|r| r.rows)
+    });
+    // The exact message, for one case.
+    let err = damaged(
+        "events.out.tfevents.x",
+        &bytes[..bytes.len() - 3],
+        &|s, p| import::tensorboard::import(s, p, "r", &Quiet).map(|r| r.rows),
+    )
+    .unwrap_err();
+    assert!(err.2.contains("runs past the end of the file"), "{}", err.2);
+}
+
+#[test]
+fn damaged_wandb_files_fail_with_file_and_offset() {
+    let bytes = std::fs::read(fixture("wandb/run-fixture01.wandb")).unwrap();
+    sweep("run-x.wandb", &bytes, 11, true, &|s, p| {
+        import::wandb::import(s, p, Some("r"), &Quiet).map(|r| r.rows)
+    });
+}
+
+#[test]
+fn damaged_afl_and_criterion_files_fail_with_file_and_offset() {
+    let bytes = std::fs::read(fixture("afl/resumed/plot_data")).unwrap();
+    sweep("plot_data", &bytes, 3, false, &|s, p| {
+        import::afl::import(s, p, "r", &Quiet).map(|r| r.rows)
+    });
+    let mut bad = bytes.clone();
+    let at = bytes.iter().rposition(|&b| b == b'%').unwrap();
+    bad[at - 1] = b'x';
+    let (_, offset, reason) = damaged("plot_data", &bad, &|s, p| {
+        import::afl::import(s, p, "r", &Quiet).map(|r| r.rows)
+    })
+    .unwrap_err();
+    assert!(
+        reason.contains("map_size") && reason.contains("not a number"),
+        "{reason}"
+    );
+    assert!(offset < at as u64 && bytes[offset as usize - 1] == b'\n');
+
+    // criterion: a truncated sample.json, in a copy of the results tree.
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("crit/sum/new");
+    std::fs::create_dir_all(&new).unwrap();
+    let src = fixture("criterion/sum 1000/new");
+    for f in ["benchmark.json", "estimates.json", "sample.json"] {
+        std::fs::copy(src.join(f), new.join(f)).unwrap();
+    }
+    let sample = std::fs::read(src.join("sample.json")).unwrap();
+    std::fs::write(new.join("sample.json"), &sample[..sample.len() / 2]).unwrap();
+    let s = store(&dir.path().join("store"));
+    match import::criterion::import(&s, &dir.path().join("crit"), "c/", &Quiet) {
+        Err(Error::BadSource { file, offset, .. }) => {
+            assert_eq!(file, new.join("sample.json"));
+            assert_eq!(offset, sample.len() as u64 / 2);
+        }
+        other => panic!("expected BadSource, got {other:?}"),
+    }
+}
+
+#[test]
+fn import_through_the_cli_reports_runs_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tb = fixture("tensorboard/tbx_restart");
+    let out = json_lines(&cli_ok(
+        d,
+        &["import", "tensorboard", tb.to_str().unwrap(), "--run", "tb"],
+    ));
+    assert_eq!(out[0]["run"], "tb");
+    assert_eq!(out[0]["archived"].as_array().unwrap().len(), 1);
+    let again = cli_in(
+        d,
+        &["import", "tensorboard", tb.to_str().unwrap(), "--run", "tb"],
+        "",
+    );
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("run 'tb'"), "{err}");
+
+    let crit = fixture("criterion");
+    let out = json_lines(&cli_ok(d, &["import", "criterion", crit.to_str().unwrap()]));
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[2]["run"], "criterion/sum 1000");
+
+    // A damaged file: the message names it and the offset; the store keeps nothing made up.
+    let bad = d.join("run-bad.wandb");
+    let mut bytes = std::fs::read(fixture("wandb/run-fixture01.wandb")).unwrap();
+    bytes.truncate(bytes.len() - 100);
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = cli_in(d, &["import", "wandb", bad.to_str().unwrap()], "");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("cannot import {}", bad.display())) && err.contains("byte offset"),
+        "{err}"
+    );
+}
