@@ -102,29 +102,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                     }
                 }
                 RowFormat::Csv => {
-                    let columns = match keys {
-                        Some(k) => k,
-                        None => {
-                            let all: Vec<_> =
-                                store.history(&reference, &q)?.collect::<Result<_, _>>()?;
-                            output::keys_of(all.iter())
-                        }
-                    };
-                    let header: Vec<String> = std::iter::once("_step".to_string())
-                        .chain(
-                            columns
-                                .iter()
-                                .map(|c| output::csv_field(Some(&steplog::Value::Str(c.clone())))),
-                        )
-                        .collect();
-                    writeln!(out, "{}", header.join(","))?;
-                    for row in rows {
-                        let row = row?;
-                        let cells: Vec<String> = std::iter::once(row.step.to_string())
-                            .chain(columns.iter().map(|c| output::csv_field(row.fields.get(c))))
-                            .collect();
-                        writeln!(out, "{}", cells.join(","))?;
-                    }
+                    crate::export::history_csv(&store, &reference, &q, keys, &mut out)?
                 }
             }
         }
@@ -199,6 +177,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Export(args) => crate::export::export(&open()?, args, &mut out)?,
         Command::Import { source } => crate::importing::import(&open()?, source, &mut out)?,
         Command::Follow { source } => crate::importing::follow(&open()?, source, &mut out)?,
         Command::Purge { version } => {

@@ -4,6 +4,7 @@
 mod chart;
 mod commands;
 mod demo;
+mod export;
 mod importing;
 mod ingest;
 mod output;
@@ -123,6 +124,8 @@ enum Command {
     },
     /// Check every checksum of every file; exit 1 if any fails.
     Verify,
+    /// Write a run or version, or the whole store, to a CSV, JSON Lines or Parquet file.
+    Export(export::ExportArgs),
     /// Import run history from TensorBoard, W&B, AFL++ or criterion (see `import --help`).
     Import {
         #[command(subcommand)]

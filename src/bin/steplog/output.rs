@@ -1,7 +1,6 @@
 //! Output formatting: JSON (with Python's bare `NaN`/`Infinity` for non-finite floats, so
 //! that values round-trip through `steplog log`), CSV and aligned tables.
 
-use std::collections::BTreeMap;
 
 use steplog::{KeySummary, Row, Summary, Value};
 
@@ -183,17 +182,6 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out += &line(r.clone());
     }
     out
-}
-
-/// The union of keys of rows, for CSV headers.
-pub fn keys_of<'a>(rows: impl Iterator<Item = &'a Row>) -> Vec<String> {
-    let mut keys: BTreeMap<String, ()> = BTreeMap::new();
-    for r in rows {
-        for k in r.fields.keys() {
-            keys.insert(k.clone(), ());
-        }
-    }
-    keys.into_keys().collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,472 @@
+//! `steplog export` (and the row formats `history` prints): a run or version, or every run of
+//! the store, as CSV, JSON Lines or Parquet.
+//!
+//! Parquet columns: `run` and `version` (whole-store export only), `_step` (INT64), then one
+//! nullable column per key, typed from the values it holds: INT64 when every value is an
+//! integer, DOUBLE when numbers mix integers and floats, BOOLEAN, or UTF-8 for strings (a key
+//! whose values mix kinds is UTF-8 too: its strings as they are, other values as JSON text). Zstd-compressed, in row groups of
+//! 65,536 rows, read in two streaming passes (types, then values), so a run of any length
+//! exports in bounded memory.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use clap::{Args, ValueEnum};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use steplog::{Query, Row, Store, Value};
+
+use crate::commands::{CliError, CliResult};
+use crate::output::{self, json_text};
+use crate::progress::Bar;
+
+const ROW_GROUP: usize = 65_536;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A run (its head), a version id (v12), or RUN?_step=S. Leave out with --all.
+    #[arg(required_unless_present = "all")]
+    reference: Option<String>,
+    /// Export every run of the store (each run's head) as one table with `run` and
+    /// `version` columns, or, with --split, as one file per run in the directory -o names.
+    #[arg(long, conflicts_with = "reference")]
+    all: bool,
+    /// With --all: one file per run (named after the run) instead of one table.
+    #[arg(long, requires = "all")]
+    split: bool,
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: Format,
+    /// Only these keys (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    keys: Option<Vec<String>>,
+    /// First step.
+    #[arg(long)]
+    from: Option<u64>,
+    /// Last step.
+    #[arg(long)]
+    to: Option<u64>,
+    /// The output file (the directory, with --split).
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+/// A column's type, widened as values are seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Int,
+    Float,
+    Bool,
+    Str,
+}
+
+impl Kind {
+    fn of(v: &Value) -> Kind {
+        match v {
+            Value::I64(_) => Kind::Int,
+            Value::F64(_) => Kind::Float,
+            Value::Bool(_) => Kind::Bool,
+            Value::Str(_) => Kind::Str,
+        }
+    }
+
+    fn widen(self, other: Kind) -> Kind {
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Kind::Int, Kind::Float) | (Kind::Float, Kind::Int) => Kind::Float,
+            _ => Kind::Str,
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            Kind::Int => DataType::Int64,
+            Kind::Float => DataType::Float64,
+            Kind::Bool => DataType::Boolean,
+            Kind::Str => DataType::Utf8,
+        }
+    }
+}
+
+/// One source of rows: a run or version, and what `run`/`version` columns say of it.
+struct Source {
+    reference: String,
+    run: String,
+    version: String,
+}
+
+fn query(args: &ExportArgs) -> Query {
+    let mut q = Query::new().steps(args.from.unwrap_or(0)..=args.to.unwrap_or(u64::MAX));
+    if let Some(k) = &args.keys {
+        q = q.keys(k.iter().cloned());
+    }
+    q
+}
+
+fn create(path: &Path) -> CliResult<BufWriter<File>> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let f = File::create(path)
+        .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", path.display())))?;
+    Ok(BufWriter::new(f))
+}
+
+/// A file name for a run: its name with path separators and odd characters replaced.
+fn file_stem(run: &str) -> String {
+    run.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResult {
+    let sources: Vec<Source> = match &args.reference {
+        Some(r) => {
+            let (v, _) = store.resolve(r)?;
+            let info = store.version(&v.to_string())?;
+            vec![Source {
+                reference: r.clone(),
+                run: info.run,
+                version: v.to_string(),
+            }]
+        }
+        None => store
+            .runs()?
+            .into_iter()
+            .map(|r| Source {
+                reference: r.head.to_string(),
+                run: r.name,
+                version: r.head.to_string(),
+            })
+            .collect(),
+    };
+    let q = query(&args);
+    let bar = Bar::new();
+    let total: u64 = sources
+        .iter()
+        .map(|s| store.rows(&s.reference).map(|(n, _)| n))
+        .sum::<Result<u64, _>>()?;
+    let mut written = Vec::new();
+    if args.split {
+        std::fs::create_dir_all(&args.output).map_err(|e| {
+            CliError::Usage(format!("cannot create {}: {e}", args.output.display()))
+        })?;
+        let ext = match args.format {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+            Format::Parquet => "parquet",
+        };
+        bar.stage("export", total, false);
+        let mut done = 0;
+        let mut used = std::collections::HashSet::new();
+        for s in &sources {
+            // Two runs whose names differ only in replaced characters ('a/b', 'a_b') get
+            // their version id added, so no file is written twice.
+            let mut stem = file_stem(&s.run);
+            if !used.insert(stem.clone()) {
+                stem = format!("{stem}-{}", s.version);
+                used.insert(stem.clone());
+            }
+            let path = args.output.join(format!("{stem}.{ext}"));
+            let n = write_file(store, std::slice::from_ref(s), &q, args.format, false, &path, &bar, done)?;
+            done += n;
+            written.push((path, Some(s.run.clone()), n));
+        }
+    } else {
+        bar.stage("export", total, false);
+        let n = write_file(store, &sources, &q, args.format, args.all, &args.output, &bar, 0)?;
+        written.push((args.output.clone(), None, n));
+    }
+    bar.done();
+    for (path, run, rows) in written {
+        let mut v = serde_json::json!({"file": path.display().to_string(), "rows": rows});
+        if let Some(r) = run {
+            v["run"] = r.into();
+        }
+        writeln!(out, "{v}")?;
+    }
+    Ok(())
+}
+
+/// The columns (in key order) and their kinds, over every source: the first pass.
+fn columns(store: &Store, sources: &[Source], q: &Query) -> CliResult<Vec<(String, Kind)>> {
+    let mut kinds: BTreeMap<String, Kind> = BTreeMap::new();
+    for s in sources {
+        for row in store.history(&s.reference, q)? {
+            for (k, v) in row?.fields {
+                let kind = Kind::of(&v);
+                kinds
+                    .entry(k)
+                    .and_modify(|e| *e = e.widen(kind))
+                    .or_insert(kind);
+            }
+        }
+    }
+    Ok(kinds.into_iter().collect())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_file(
+    store: &Store,
+    sources: &[Source],
+    q: &Query,
+    format: Format,
+    with_run: bool,
+    path: &Path,
+    bar: &Bar,
+    done_before: u64,
+) -> CliResult<u64> {
+    let mut f = create(path)?;
+    let mut n = 0u64;
+    let mut tick = |n: u64| {
+        if n % 4096 == 0 {
+            bar.set(done_before + n);
+        }
+    };
+    match format {
+        Format::Jsonl => {
+            for s in sources {
+                for row in store.history(&s.reference, q)? {
+                    let mut j = output::row_json(&row?);
+                    if with_run {
+                        if let serde_json::Value::Object(m) = &mut j {
+                            m.insert("run".into(), s.run.clone().into());
+                            m.insert("version".into(), s.version.clone().into());
+                        }
+                    }
+                    writeln!(f, "{}", json_text(&j))?;
+                    n += 1;
+                    tick(n);
+                }
+            }
+        }
+        Format::Csv => {
+            let cols = columns(store, sources, q)?;
+            let keys: Vec<String> = cols.into_iter().map(|(k, _)| k).collect();
+            write_csv(store, sources, q, &keys, with_run, &mut f, &mut |_| {
+                n += 1;
+                tick(n);
+            })?;
+        }
+        Format::Parquet => {
+            n = write_parquet(store, sources, q, with_run, f, &mut tick)?;
+            return Ok(n);
+        }
+    }
+    f.flush()?;
+    f.into_inner()
+        .map_err(|e| CliError::Io(e.into_error()))?
+        .sync_all()?;
+    Ok(n)
+}
+
+/// CSV with a header: `[run,version,]_step,KEY...`; cells as `history --format csv`.
+fn write_csv(
+    store: &Store,
+    sources: &[Source],
+    q: &Query,
+    keys: &[String],
+    with_run: bool,
+    out: &mut impl Write,
+    each: &mut dyn FnMut(&Row),
+) -> CliResult {
+    let quote = |s: &str| output::csv_field(Some(&Value::Str(s.to_owned())));
+    let mut header: Vec<String> = Vec::new();
+    if with_run {
+        header.extend(["run".to_string(), "version".to_string()]);
+    }
+    header.push("_step".into());
+    header.extend(keys.iter().map(|k| quote(k)));
+    writeln!(out, "{}", header.join(","))?;
+    for s in sources {
+        for row in store.history(&s.reference, q)? {
+            let row = row?;
+            let mut cells: Vec<String> = Vec::with_capacity(keys.len() + 3);
+            if with_run {
+                cells.extend([quote(&s.run), s.version.clone()]);
+            }
+            cells.push(row.step.to_string());
+            cells.extend(keys.iter().map(|k| output::csv_field(row.fields.get(k))));
+            writeln!(out, "{}", cells.join(","))?;
+            each(&row);
+        }
+    }
+    Ok(())
+}
+
+/// `history --format csv` for one reference.
+pub fn history_csv(
+    store: &Store,
+    reference: &str,
+    q: &Query,
+    keys: Option<Vec<String>>,
+    out: &mut impl Write,
+) -> CliResult {
+    let source = [Source {
+        reference: reference.to_owned(),
+        run: String::new(),
+        version: String::new(),
+    }];
+    let keys = match keys {
+        Some(k) => k,
+        None => columns(store, &source, q)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect(),
+    };
+    write_csv(store, &source, q, &keys, false, out, &mut |_| {})
+}
+
+/// Builders for one row group.
+enum Builder {
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Bool(BooleanBuilder),
+    Str(StringBuilder),
+}
+
+impl Builder {
+    fn new(kind: Kind) -> Builder {
+        match kind {
+            Kind::Int => Builder::Int(Int64Builder::new()),
+            Kind::Float => Builder::Float(Float64Builder::new()),
+            Kind::Bool => Builder::Bool(BooleanBuilder::new()),
+            Kind::Str => Builder::Str(StringBuilder::new()),
+        }
+    }
+
+    fn push(&mut self, v: Option<&Value>) {
+        match (self, v) {
+            (Builder::Int(b), Some(Value::I64(i))) => b.append_value(*i),
+            (Builder::Int(b), _) => b.append_null(),
+            (Builder::Float(b), Some(v)) => b.append_option(v.as_f64()),
+            (Builder::Float(b), None) => b.append_null(),
+            (Builder::Bool(b), Some(Value::Bool(x))) => b.append_value(*x),
+            (Builder::Bool(b), _) => b.append_null(),
+            (Builder::Str(b), Some(Value::Str(s))) => b.append_value(s),
+            (Builder::Str(b), Some(v)) => b.append_value(json_text(&output::value_json(v))),
+            (Builder::Str(b), None) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Int(b) => Arc::new(b.finish()),
+            Builder::Float(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+            Builder::Str(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+fn parquet_error(path: &str) -> impl Fn(parquet::errors::ParquetError) -> CliError + '_ {
+    move |e| CliError::Usage(format!("writing Parquet {path}: {e}"))
+}
+
+fn write_parquet(
+    store: &Store,
+    sources: &[Source],
+    q: &Query,
+    with_run: bool,
+    out: BufWriter<File>,
+    tick: &mut dyn FnMut(u64),
+) -> CliResult<u64> {
+    let cols = columns(store, sources, q)?;
+    let mut fields = Vec::new();
+    if with_run {
+        fields.push(Field::new("run", DataType::Utf8, false));
+        fields.push(Field::new("version", DataType::Utf8, false));
+    }
+    fields.push(Field::new("_step", DataType::Int64, false));
+    fields.extend(
+        cols.iter()
+            .map(|(k, kind)| Field::new(k, kind.data_type(), true)),
+    );
+    let schema = Arc::new(Schema::new(fields));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_size(ROW_GROUP)
+        .build();
+    let err = parquet_error("output");
+    let mut writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props)).map_err(&err)?;
+    let mut n = 0u64;
+    let mut runs = StringBuilder::new();
+    let mut versions = StringBuilder::new();
+    let mut steps = Int64Builder::new();
+    let mut builders: Vec<Builder> = cols.iter().map(|(_, k)| Builder::new(*k)).collect();
+    let mut pending = 0usize;
+    let flush = |runs: &mut StringBuilder,
+                     versions: &mut StringBuilder,
+                     steps: &mut Int64Builder,
+                     builders: &mut [Builder],
+                     writer: &mut ArrowWriter<BufWriter<File>>|
+     -> CliResult {
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        if with_run {
+            arrays.push(Arc::new(runs.finish()));
+            arrays.push(Arc::new(versions.finish()));
+        }
+        arrays.push(Arc::new(steps.finish()));
+        arrays.extend(builders.iter_mut().map(Builder::finish));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)
+            .map_err(|e| CliError::Usage(format!("building a Parquet row group: {e}")))?;
+        writer.write(&batch).map_err(&err)
+    };
+    for s in sources {
+        for row in store.history(&s.reference, q)? {
+            let row = row?;
+            let step = i64::try_from(row.step).map_err(|_| {
+                CliError::Usage(format!(
+                    "run '{}': step {} does not fit Parquet's INT64",
+                    s.run, row.step
+                ))
+            })?;
+            if with_run {
+                runs.append_value(&s.run);
+                versions.append_value(&s.version);
+            }
+            steps.append_value(step);
+            for ((k, _), b) in cols.iter().zip(builders.iter_mut()) {
+                b.push(row.fields.get(k));
+            }
+            pending += 1;
+            n += 1;
+            tick(n);
+            if pending == ROW_GROUP {
+                flush(&mut runs, &mut versions, &mut steps, &mut builders, &mut writer)?;
+                pending = 0;
+            }
+        }
+    }
+    if pending > 0 || n == 0 {
+        flush(&mut runs, &mut versions, &mut steps, &mut builders, &mut writer)?;
+    }
+    let file = writer
+        .into_inner()
+        .map_err(parquet_error("output"))?
+        .into_inner()
+        .map_err(|e| CliError::Io(e.into_error()))?;
+    file.sync_all()?;
+    Ok(n)
+}

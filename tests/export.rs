@@ -1,0 +1,76 @@
+//! `steplog export` through the CLI: CSV and JSON Lines content, ranges and keys, the
+//! whole-store forms, and clear errors. (The Parquet output is read back by independent
+//! readers, pyarrow and DuckDB, in bindings/python/tests/test_export.py.)
+
+mod common;
+use common::*;
+
+fn logged(d: &std::path::Path) {
+    let rows: String = (0..50)
+        .map(|i| format!("{{\"loss\": {}, \"tag\": \"t{i}\", \"n\": {i}}}\n", 1.0 / (i + 1) as f64))
+        .collect();
+    assert!(cli_in(d, &["log", "a/b"], &rows).status.success());
+    assert!(cli_in(d, &["log", "a_b"], "{\"x\": 1}\n{\"x\": 2}\n").status.success());
+}
+
+#[test]
+fn csv_and_jsonl_of_a_range_with_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    logged(d);
+    let out = d.join("out.csv");
+    let rep = json_lines(&cli_ok(
+        d,
+        &["export", "a/b", "--format", "csv", "--keys", "n,loss", "--from", "10", "--to", "12", "-o", out.to_str().unwrap()],
+    ));
+    assert_eq!(rep[0]["rows"], 3);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text, "_step,loss,n\n10,0.09090909090909091,10\n11,0.08333333333333333,11\n12,0.07692307692307693,12\n");
+
+    let out = d.join("out.jsonl");
+    cli_ok(d, &["export", "a/b?_step=2", "--format", "jsonl", "-o", out.to_str().unwrap()]);
+    let rows = json_lines(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[2], serde_json::json!({"_step": 2, "loss": 1.0 / 3.0, "n": 2, "tag": "t2"}));
+}
+
+#[test]
+fn whole_store_exports_name_each_run_and_never_overwrite_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    logged(d);
+    let all = d.join("all.csv");
+    cli_ok(d, &["export", "--all", "--format", "csv", "-o", all.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&all).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next().unwrap(), "run,version,_step,loss,n,tag,x");
+    assert_eq!(text.lines().filter(|l| l.starts_with("a/b,")).count(), 50);
+    assert_eq!(text.lines().filter(|l| l.starts_with("a_b,")).count(), 2);
+
+    // 'a/b' and 'a_b' both become a_b.*: the second gets its version id.
+    let split = d.join("split");
+    let rep = json_lines(&cli_ok(d, &["export", "--all", "--split", "--format", "jsonl", "-o", split.to_str().unwrap()]));
+    let files: Vec<String> = rep.iter().map(|r| r["file"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(files.len(), 2);
+    assert_ne!(files[0], files[1]);
+    let total: usize = files.iter().map(|f| std::fs::read_to_string(f).unwrap().lines().count()).sum();
+    assert_eq!(total, 52);
+}
+
+#[test]
+fn export_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    logged(d);
+    let o = cli_in(d, &["export", "nope", "--format", "csv", "-o", "x.csv"], "");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
+    let o = cli_in(d, &["export", "a/b", "--format", "csv"], "");
+    assert!(!o.status.success(), "-o is required");
+    let blocker = d.join("file");
+    std::fs::write(&blocker, "x").unwrap();
+    let target = blocker.join("out.csv");
+    let o = cli_in(d, &["export", "a/b", "--format", "csv", "-o", target.to_str().unwrap()], "");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("cannot create"), "{err}");
+}
