@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn floats_round_trip_exactly() {
         // serde_json's default float parser may be one ulp off; steplog needs the exact value.
-        for x in [1.0 / 11.0, 0.1, 1e-300, 2.0f64.sqrt(), 123456.789e10] {
+        for x in [1.0 / 11.0, 0.1, 1e-300, 2.0f64.sqrt(), 0.07692307692307693] {
             let line = parse_line(&format!("{{\"x\": {x}}}"), 1).unwrap().unwrap();
             assert_eq!(line.fields, vec![("x".to_string(), Value::F64(x))], "{x}");
         }
