@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 mod codec;
+mod downsample;
 mod error;
 #[cfg(test)]
 mod format_doc;
@@ -67,6 +68,7 @@ mod verify;
 pub mod workload;
 mod writer;
 
+pub use downsample::{Bucket, Downsampled};
 pub use error::{Error, Result};
 pub use manifest::Origin;
 pub use options::{Durability, Options};

@@ -106,7 +106,7 @@ impl Query {
     }
 }
 
-fn bounds(range: impl RangeBounds<u64>) -> (u64, u64) {
+pub(crate) fn bounds(range: impl RangeBounds<u64>) -> (u64, u64) {
     let from = match range.start_bound() {
         Bound::Included(&s) => s,
         Bound::Excluded(&s) => s.saturating_add(1),

@@ -7,10 +7,17 @@ use common::*;
 
 fn logged(d: &std::path::Path) {
     let rows: String = (0..50)
-        .map(|i| format!("{{\"loss\": {}, \"tag\": \"t{i}\", \"n\": {i}}}\n", 1.0 / (i + 1) as f64))
+        .map(|i| {
+            format!(
+                "{{\"loss\": {}, \"tag\": \"t{i}\", \"n\": {i}}}\n",
+                1.0 / (i + 1) as f64
+            )
+        })
         .collect();
     assert!(cli_in(d, &["log", "a/b"], &rows).status.success());
-    assert!(cli_in(d, &["log", "a_b"], "{\"x\": 1}\n{\"x\": 2}\n").status.success());
+    assert!(cli_in(d, &["log", "a_b"], "{\"x\": 1}\n{\"x\": 2}\n")
+        .status
+        .success());
 }
 
 #[test]
@@ -21,17 +28,43 @@ fn csv_and_jsonl_of_a_range_with_keys() {
     let out = d.join("out.csv");
     let rep = json_lines(&cli_ok(
         d,
-        &["export", "a/b", "--format", "csv", "--keys", "n,loss", "--from", "10", "--to", "12", "-o", out.to_str().unwrap()],
+        &[
+            "export",
+            "a/b",
+            "--format",
+            "csv",
+            "--keys",
+            "n,loss",
+            "--from",
+            "10",
+            "--to",
+            "12",
+            "-o",
+            out.to_str().unwrap(),
+        ],
     ));
     assert_eq!(rep[0]["rows"], 3);
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(text, "_step,loss,n\n10,0.09090909090909091,10\n11,0.08333333333333333,11\n12,0.07692307692307693,12\n");
 
     let out = d.join("out.jsonl");
-    cli_ok(d, &["export", "a/b?_step=2", "--format", "jsonl", "-o", out.to_str().unwrap()]);
+    cli_ok(
+        d,
+        &[
+            "export",
+            "a/b?_step=2",
+            "--format",
+            "jsonl",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
     let rows = json_lines(&std::fs::read_to_string(&out).unwrap());
     assert_eq!(rows.len(), 3);
-    assert_eq!(rows[2], serde_json::json!({"_step": 2, "loss": 1.0 / 3.0, "n": 2, "tag": "t2"}));
+    assert_eq!(
+        rows[2],
+        serde_json::json!({"_step": 2, "loss": 1.0 / 3.0, "n": 2, "tag": "t2"})
+    );
 }
 
 #[test]
@@ -40,7 +73,17 @@ fn whole_store_exports_name_each_run_and_never_overwrite_a_file() {
     let d = dir.path();
     logged(d);
     let all = d.join("all.csv");
-    cli_ok(d, &["export", "--all", "--format", "csv", "-o", all.to_str().unwrap()]);
+    cli_ok(
+        d,
+        &[
+            "export",
+            "--all",
+            "--format",
+            "csv",
+            "-o",
+            all.to_str().unwrap(),
+        ],
+    );
     let text = std::fs::read_to_string(&all).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next().unwrap(), "run,version,_step,loss,n,tag,x");
@@ -49,11 +92,28 @@ fn whole_store_exports_name_each_run_and_never_overwrite_a_file() {
 
     // 'a/b' and 'a_b' both become a_b.*: the second gets its version id.
     let split = d.join("split");
-    let rep = json_lines(&cli_ok(d, &["export", "--all", "--split", "--format", "jsonl", "-o", split.to_str().unwrap()]));
-    let files: Vec<String> = rep.iter().map(|r| r["file"].as_str().unwrap().to_owned()).collect();
+    let rep = json_lines(&cli_ok(
+        d,
+        &[
+            "export",
+            "--all",
+            "--split",
+            "--format",
+            "jsonl",
+            "-o",
+            split.to_str().unwrap(),
+        ],
+    ));
+    let files: Vec<String> = rep
+        .iter()
+        .map(|r| r["file"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(files.len(), 2);
     assert_ne!(files[0], files[1]);
-    let total: usize = files.iter().map(|f| std::fs::read_to_string(f).unwrap().lines().count()).sum();
+    let total: usize = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().count())
+        .sum();
     assert_eq!(total, 52);
 }
 
@@ -70,7 +130,21 @@ fn export_errors_are_clear() {
     let blocker = d.join("file");
     std::fs::write(&blocker, "x").unwrap();
     let target = blocker.join("out.csv");
-    let o = cli_in(d, &["export", "a/b", "--format", "csv", "-o", target.to_str().unwrap()], "");
+    let o = cli_in(
+        d,
+        &[
+            "export",
+            "a/b",
+            "--format",
+            "csv",
+            "-o",
+            target.to_str().unwrap(),
+        ],
+        "",
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("cannot create"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("cannot create"),
+        "{err}"
+    );
 }

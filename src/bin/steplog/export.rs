@@ -189,13 +189,31 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
                 used.insert(stem.clone());
             }
             let path = args.output.join(format!("{stem}.{ext}"));
-            let n = write_file(store, std::slice::from_ref(s), &q, args.format, false, &path, &bar, done)?;
+            let n = write_file(
+                store,
+                std::slice::from_ref(s),
+                &q,
+                args.format,
+                false,
+                &path,
+                &bar,
+                done,
+            )?;
             done += n;
             written.push((path, Some(s.run.clone()), n));
         }
     } else {
         bar.stage("export", total, false);
-        let n = write_file(store, &sources, &q, args.format, args.all, &args.output, &bar, 0)?;
+        let n = write_file(
+            store,
+            &sources,
+            &q,
+            args.format,
+            args.all,
+            &args.output,
+            &bar,
+            0,
+        )?;
         written.push((args.output.clone(), None, n));
     }
     bar.done();
@@ -417,10 +435,10 @@ fn write_parquet(
     let mut builders: Vec<Builder> = cols.iter().map(|(_, k)| Builder::new(*k)).collect();
     let mut pending = 0usize;
     let flush = |runs: &mut StringBuilder,
-                     versions: &mut StringBuilder,
-                     steps: &mut Int64Builder,
-                     builders: &mut [Builder],
-                     writer: &mut ArrowWriter<BufWriter<File>>|
+                 versions: &mut StringBuilder,
+                 steps: &mut Int64Builder,
+                 builders: &mut [Builder],
+                 writer: &mut ArrowWriter<BufWriter<File>>|
      -> CliResult {
         let mut arrays: Vec<ArrayRef> = Vec::new();
         if with_run {
@@ -454,13 +472,25 @@ fn write_parquet(
             n += 1;
             tick(n);
             if pending == ROW_GROUP {
-                flush(&mut runs, &mut versions, &mut steps, &mut builders, &mut writer)?;
+                flush(
+                    &mut runs,
+                    &mut versions,
+                    &mut steps,
+                    &mut builders,
+                    &mut writer,
+                )?;
                 pending = 0;
             }
         }
     }
     if pending > 0 || n == 0 {
-        flush(&mut runs, &mut versions, &mut steps, &mut builders, &mut writer)?;
+        flush(
+            &mut runs,
+            &mut versions,
+            &mut steps,
+            &mut builders,
+            &mut writer,
+        )?;
     }
     let file = writer
         .into_inner()

@@ -1,7 +1,6 @@
 //! Output formatting: JSON (with Python's bare `NaN`/`Infinity` for non-finite floats, so
 //! that values round-trip through `steplog log`), CSV and aligned tables.
 
-
 use steplog::{KeySummary, Row, Summary, Value};
 
 const NONFINITE: &str = "\u{0}steplog-nonfinite:";
