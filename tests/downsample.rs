@@ -19,21 +19,17 @@ fn value(step: u64, salt: u64) -> f64 {
         .wrapping_mul(6364136223846793005)
         .wrapping_add(salt * 1442695040888963407);
     x ^= x >> 33;
-    if x % 97 == 0 {
+    if x.is_multiple_of(97) {
         return f64::NAN;
     }
     (x % 10_000) as f64 / 100.0 + (step as f64).sqrt()
 }
 
-/// Brute-force M4: per bucket (count, first, last, min value, max value).
-fn brute(
-    store: &Store,
-    r: &str,
-    key: &str,
-    from: u64,
-    to: u64,
-    n: usize,
-) -> Vec<Option<(u64, (u64, f64), (u64, f64), Option<f64>, Option<f64>)>> {
+/// Per bucket: count, first, last, min value, max value.
+type Brute = (u64, (u64, f64), (u64, f64), Option<f64>, Option<f64>);
+
+/// Brute-force M4.
+fn brute(store: &Store, r: &str, key: &str, from: u64, to: u64, n: usize) -> Vec<Option<Brute>> {
     let s = store.metric(r, key, from..=to).unwrap();
     let mut out = vec![None; n];
     let span = u128::from(to - from) + 1;
