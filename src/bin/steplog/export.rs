@@ -258,7 +258,7 @@ fn write_file(
     let mut f = create(path)?;
     let mut n = 0u64;
     let mut tick = |n: u64| {
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             bar.set(done_before + n);
         }
     };
