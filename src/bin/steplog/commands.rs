@@ -177,6 +177,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Plot(args) => crate::plot::plot(&open()?, args, &mut out)?,
         Command::Export(args) => crate::export::export(&open()?, args, &mut out)?,
         Command::Import { source } => crate::importing::import(&open()?, source, &mut out)?,
         Command::Follow { source } => crate::importing::follow(&open()?, source, &mut out)?,

@@ -8,6 +8,7 @@ mod export;
 mod importing;
 mod ingest;
 mod output;
+mod plot;
 mod progress;
 
 use std::path::PathBuf;
@@ -124,6 +125,9 @@ enum Command {
     },
     /// Check every checksum of every file; exit 1 if any fails.
     Verify,
+    /// Line charts of metrics with the run's rewinds and forks overlaid (SVG, PNG, or the
+    /// terminal); long runs are downsampled (M4) from block aggregates.
+    Plot(plot::PlotArgs),
     /// Write a run or version, or the whole store, to a CSV, JSON Lines or Parquet file.
     Export(export::ExportArgs),
     /// Import run history from TensorBoard, W&B, AFL++ or criterion (see `import --help`).

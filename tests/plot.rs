@@ -1,0 +1,150 @@
+//! `steplog plot` through the CLI: SVG and PNG files with the lineage overlaid (a line, a
+//! legend entry and a branch marker per version), a one-step spike that survives
+//! downsampling, the x range, and clear errors.
+
+mod common;
+use common::*;
+
+fn setup(d: &std::path::Path) {
+    // 'r': 2,000 steps with a spike at 1,234; rewound at 1,500 and continued; forked at 800.
+    let rows: String = (0..2000)
+        .map(|i| {
+            let loss = if i == 1234 {
+                100.0
+            } else {
+                1.0 / (1 + i) as f64
+            };
+            format!("{{\"loss\": {loss}, \"acc\": {}}}\n", i as f64 / 2000.0)
+        })
+        .collect();
+    assert!(cli_in(d, &["log", "r"], &rows).status.success());
+    cli_ok(d, &["rewind", "r?_step=1500"]);
+    let more: String = (1501..1800)
+        .map(|i| format!("{{\"_step\": {i}, \"loss\": 0.5}}\n"))
+        .collect();
+    assert!(cli_in(d, &["log", "r"], &more).status.success());
+    cli_ok(d, &["fork", "r?_step=800", "--name", "f"]);
+    let forked: String = (801..900)
+        .map(|i| format!("{{\"_step\": {i}, \"loss\": 0.25}}\n"))
+        .collect();
+    assert!(cli_in(d, &["log", "f"], &forked).status.success());
+}
+
+#[test]
+fn svg_overlays_the_lineage_and_keeps_a_spike() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let svg = d.join("c.svg");
+    let rep = json_lines(&cli_ok(
+        d,
+        &[
+            "plot",
+            "r",
+            "--keys",
+            "loss,acc",
+            "-o",
+            svg.to_str().unwrap(),
+        ],
+    ));
+    let versions: Vec<&str> = rep[0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        versions.len(),
+        3,
+        "head, archived attempt and fork: {versions:?}"
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+    // A line per version and key (the fork's acc is the one point it joins its parent at).
+    assert_eq!(text.matches("<path").count(), 3 + 3, "{text}");
+    assert!(text.contains("rewound from v1 at step 1500"), "legend");
+    assert!(text.contains("forked from v2 at step 800"), "legend");
+    assert!(
+        text.contains("rewind v1@1500") && text.contains("fork v2@800"),
+        "markers"
+    );
+    // The one-step spike sets the y axis: a 100 tick exists only if it survived.
+    assert!(text.contains(">100</text>"), "the spike was lost");
+
+    // An x range: ticks stay inside it.
+    cli_ok(
+        d,
+        &[
+            "plot",
+            "r",
+            "--keys",
+            "loss",
+            "--from",
+            "100",
+            "--to",
+            "200",
+            "--no-lineage",
+            "-o",
+            svg.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(text.matches("<path").count(), 1);
+    assert!(
+        text.contains(">100</text>")
+            && text.contains(">200</text>")
+            && !text.contains(">1000</text>")
+    );
+}
+
+#[test]
+fn png_is_a_png_of_the_asked_width() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let png = d.join("c.png");
+    cli_ok(
+        d,
+        &[
+            "plot",
+            "f",
+            "--keys",
+            "loss",
+            "--width",
+            "640",
+            "-o",
+            png.to_str().unwrap(),
+        ],
+    );
+    let b = std::fs::read(&png).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
+    let width = u32::from_be_bytes(b[16..20].try_into().unwrap());
+    assert_eq!(width, 640);
+}
+
+#[test]
+fn terminal_chart_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let text = cli_ok(d, &["plot", "r", "--keys", "loss", "--no-lineage"]);
+    assert!(
+        text.lines().nth(1).unwrap().trim_start().starts_with("100"),
+        "{text}"
+    );
+    for (args, want) in [
+        (
+            vec!["plot", "r", "--keys", "nope"],
+            "no numeric values of 'nope'",
+        ),
+        (
+            vec!["plot", "r", "--keys", "loss", "-o", "c.gif"],
+            "must end in .svg or .png",
+        ),
+        (vec!["plot", "zzz", "--keys", "loss"], "zzz"),
+    ] {
+        let o = cli_in(d, &args, "");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{args:?}: {err}");
+    }
+}
