@@ -361,6 +361,11 @@ impl Store {
     /// once no other version needs them (a version rewound or forked from it keeps the
     /// segments holding its steps up to the cutoff). Returns the number of files deleted.
     pub fn purge(&self, version: VersionId) -> Result<usize> {
+        self.purge_with(version, &crate::Quiet)
+    }
+
+    /// [`purge`](Self::purge), telling `progress` the segment files deleted.
+    pub fn purge_with(&self, version: VersionId, progress: &dyn crate::Progress) -> Result<usize> {
         let dropped = self.transact(|state| {
             let meta = state
                 .versions
@@ -398,7 +403,9 @@ impl Store {
             Ok((vec![edit], dropped))
         })?;
         let mut deleted = 0;
-        for id in &dropped {
+        progress.begin("purge", dropped.len() as u64);
+        for (done, id) in dropped.iter().enumerate() {
+            progress.update(done as u64);
             lock_poisoned(&self.inner.sealed).remove(id);
             lock_poisoned(&self.inner.heads).remove(id);
             let path = self.segment_path(*id);

@@ -86,6 +86,11 @@ impl Store {
     /// block. Damage is reported in the returned report, not as an `Err`; `Err` means the
     /// check itself could not run (for example, the directory cannot be listed).
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with(&crate::Quiet)
+    }
+
+    /// [`verify`](Self::verify), telling `progress` the segment files checked.
+    pub fn verify_with(&self, progress: &dyn crate::Progress) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         let state = self.verify_manifest(&mut report);
         let dir = self.dir().join(SEGMENT_DIR);
@@ -96,7 +101,9 @@ impl Store {
             .flat_map(|s| s.versions.values())
             .flat_map(|v| v.segments.iter().map(|s| (s.id, s.sealed.is_some())))
             .collect();
-        for name in &names {
+        progress.begin("verify", names.len() as u64);
+        for (done, name) in names.iter().enumerate() {
+            progress.update(done as u64);
             let path = dir.join(name);
             let id = name
                 .strip_suffix(".seg")

@@ -102,6 +102,16 @@ fn the_wandb_rewind_example_through_the_cli() {
         table.contains("metric") && table.contains("1000000"),
         "{table}"
     );
+    // A sparkline per numeric key, 24 characters: 'metric' has one step at 1000000 among
+    // values of a few hundred, and that spike keeps the top bar; the rest stays low.
+    let line = table.lines().find(|l| l.starts_with("metric ")).unwrap();
+    let spark: String = line.chars().filter(|c| ('▁'..='█').contains(c)).collect();
+    assert_eq!(spark.chars().count(), 24, "{table}");
+    assert_eq!(spark.matches('█').count(), 1, "{table}");
+    assert_eq!(spark.chars().filter(|&c| c <= '▁').count(), 23, "{table}");
+    let runs = cli_ok(d, &["runs"]);
+    assert!(runs.lines().next().unwrap().ends_with("metrics"), "{runs}");
+    assert!(runs.lines().nth(1).unwrap().contains("metric ▁"), "{runs}");
 
     let forked: serde_json::Value =
         serde_json::from_str(&cli_ok(d, &["fork", "r1?_step=250", "--name", "r1-fork"])).unwrap();
@@ -243,6 +253,11 @@ fn the_demo_runs_and_ends_with_a_clean_verify() {
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
+    // It leaves a Parquet file and a chart in the store directory.
+    let svg = std::fs::read_to_string(dir.path().join("demo-chart.svg")).unwrap();
+    assert!(svg.contains("rewound from") && svg.contains("forked from"));
+    let parquet = std::fs::read(dir.path().join("demo-train.parquet")).unwrap();
+    assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
     // A second demo in the same store picks fresh run names.
     assert!(cli_ok(dir.path(), &["demo", "--steps", "2000"]).contains("demo-2"));
 }

@@ -24,25 +24,12 @@ pub mod wandb;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::progress::{Progress, Quiet};
+
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::types::{Value, VersionId};
 use crate::writer::{Resume, RunWriter};
-
-/// Told how far a long import has come, in bytes of source (or lines, for a live tail).
-/// The CLI draws a progress bar with it; the default methods do nothing.
-pub trait Progress {
-    /// The work ahead is `total` units (bytes of source).
-    fn begin(&self, _what: &str, _total: u64) {}
-    /// `done` units are done.
-    fn update(&self, _done: u64) {}
-}
-
-/// A [`Progress`] that shows nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Quiet;
-
-impl Progress for Quiet {}
 
 /// What one imported run became.
 #[derive(Debug, Clone, PartialEq)]

@@ -107,10 +107,45 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
             }
         }
         Command::Summary { reference, format } => {
-            let s = open()?.summary(&reference)?;
+            let store = open()?;
+            let s = store.summary(&reference)?;
+            // What the source of an imported run summarised (W&B's summary, criterion's
+            // estimates): kept in the config, shown with steplog's own.
+            let imported = store
+                .version(&s.version.to_string())?
+                .config
+                .pointer("/_import/summary")
+                .cloned();
             match format {
-                TableFormat::Json => writeln!(out, "{}", json_text(&output::summary_json(&s)))?,
-                TableFormat::Table => write!(out, "{}", output::summary_table(&s))?,
+                TableFormat::Json => {
+                    let mut j = output::summary_json(&s);
+                    if let Some(i) = imported {
+                        j["imported"] = i;
+                    }
+                    writeln!(out, "{}", json_text(&j))?
+                }
+                TableFormat::Table => {
+                    let mut sparks = std::collections::BTreeMap::new();
+                    for (k, ks) in &s.keys {
+                        if ks.numeric_count > 0 {
+                            sparks.insert(
+                                k.clone(),
+                                output::sparkline(&store, &reference, k, 24, ks.numeric_count)?,
+                            );
+                        }
+                    }
+                    write!(out, "{}", output::summary_table(&s, &sparks))?;
+                    if let Some(serde_json::Value::Object(m)) = imported {
+                        writeln!(out, "imported summary:")?;
+                        for (k, v) in m {
+                            let text = match v.as_f64() {
+                                Some(x) => output::short(x),
+                                None => json_text(&v),
+                            };
+                            writeln!(out, "  {k}: {text}")?;
+                        }
+                    }
+                }
             }
         }
         Command::Rewind {
@@ -156,7 +191,9 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
             write!(out, "{}", draw_lineage(&store, &tree, &run)?)?;
         }
         Command::Verify => {
-            let report = open()?.verify()?;
+            let bar = crate::progress::Bar::new();
+            let report = open()?.verify_with(&bar)?;
+            bar.done();
             for n in &report.notes {
                 writeln!(out, "note: {n}")?;
             }
@@ -187,7 +224,9 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                     "'{version}' is not a version id (expected v<N>, like v3)"
                 ))
             })?;
-            let deleted = open()?.purge(v)?;
+            let bar = crate::progress::Bar::new();
+            let deleted = open()?.purge_with(v, &bar)?;
+            bar.done();
             writeln!(
                 out,
                 "{}",
@@ -265,6 +304,7 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
                 r.status.to_string(),
                 r.last_step.map_or("-".into(), |l| l.to_string()),
                 r.rows.to_string(),
+                metric_sparks(store, &r.head.to_string())?,
             ]),
         }
     }
@@ -272,10 +312,30 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
         write!(
             out,
             "{}",
-            output::table(&["run", "head", "status", "last_step", "rows"], &rows)
+            output::table(
+                &["run", "head", "status", "last_step", "rows", "metrics"],
+                &rows
+            )
         )?;
     }
     Ok(())
+}
+
+/// Sparklines of a version's first three numeric metrics (keys starting with `_` left out),
+/// for `runs --format table`.
+fn metric_sparks(store: &Store, version: &str) -> CliResult<String> {
+    let summary = store.summary(version)?;
+    let keys = summary
+        .keys
+        .iter()
+        .filter(|(k, s)| !k.starts_with('_') && s.numeric_count > 0)
+        .take(3);
+    let mut parts = Vec::new();
+    for (k, s) in keys {
+        let spark = output::sparkline(store, version, k, 12, s.numeric_count)?;
+        parts.push(format!("{k} {spark}"));
+    }
+    Ok(parts.join("  "))
 }
 
 /// Draws a lineage tree with box-drawing characters; versions of `run` are marked.

@@ -10,6 +10,7 @@ use steplog::{Query, Store, Stream};
 use crate::chart;
 use crate::commands::{draw_lineage, CliResult};
 use crate::output::{self, short};
+use crate::progress::Bar;
 
 fn loss_line(store: &Store, reference: &str) -> CliResult<String> {
     let s = store.summary(reference)?;
@@ -65,9 +66,14 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
         .config(serde_json::json!({"lr": 3e-3, "optimizer": "adamw", "batch_size": 512}))
         .start()?;
     let mut points = 0u64;
+    let bar = Bar::new();
+    bar.stage("logging", steps, false);
     for (step, row) in Train::new(steps, 42).with_spike(spike.0, spike.1, spike.2) {
         points += row.len() as u64;
         w.log_at(step, row)?;
+        if step.is_multiple_of(4096) {
+            bar.set(step);
+        }
         if step % 10_000 == 9_999 {
             w.log_row(
                 Stream::Console,
@@ -82,6 +88,7 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
         }
     }
     w.finish()?;
+    bar.done();
     let secs = t.elapsed().as_secs_f64();
     let bytes = dir_bytes(&store.dir().join("segments"));
     writeln!(
@@ -137,8 +144,12 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
         s_after.rows,
         s_after.last_step.map_or("-".into(), |s| s.to_string())
     )?;
+    bar.stage("continuing", steps, false);
     for (step, row) in Train::new(steps, 7).skip(rewind_to as usize + 1) {
         w.log_at(step, row)?;
+        if step.is_multiple_of(4096) {
+            bar.set(step);
+        }
         if step % 10_000 == 9_999 {
             w.log_row(
                 Stream::Console,
@@ -148,6 +159,7 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
         }
     }
     w.finish()?;
+    bar.done();
     writeln!(out, "   continued to step {}\n", steps - 1)?;
 
     // 4. Fork a variant from the new head.
@@ -236,7 +248,48 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
             .collect::<Result<_, _>>()?;
         writeln!(out, "   {label:<9} {}", lines.join(" | "))?;
     }
-    writeln!(out, "\n9. Verify:")?;
+    // 9. Out of steplog: a Parquet file and a chart with the lineage overlaid.
+    writeln!(out, "\n9. Export and chart:")?;
+    let parquet = store.dir().join("demo-train.parquet");
+    let chart = store.dir().join("demo-chart.svg");
+    let mut sink = Vec::new();
+    crate::export::export(
+        &store,
+        crate::export::ExportArgs {
+            reference: Some(name.clone()),
+            all: false,
+            split: false,
+            format: crate::export::Format::Parquet,
+            keys: None,
+            from: None,
+            to: None,
+            output: parquet.clone(),
+        },
+        &mut sink,
+    )?;
+    let t = Instant::now();
+    crate::plot::plot(
+        &store,
+        crate::plot::PlotArgs {
+            reference: name.clone(),
+            keys: vec!["train/loss".into(), "train/acc".into()],
+            from: None,
+            to: None,
+            no_lineage: false,
+            output: Some(chart.clone()),
+            width: None,
+        },
+        &mut sink,
+    )?;
+    let plot_ms = t.elapsed().as_secs_f64() * 1e3;
+    writeln!(
+        out,
+        "   {} (read it with DuckDB, pandas, Polars or Spark)\n   {} in {plot_ms:.0} ms: the head, the archived attempt and the fork, M4-downsampled from block aggregates",
+        parquet.display(),
+        chart.display()
+    )?;
+
+    writeln!(out, "\n10. Verify:")?;
     let report = store.verify()?;
     writeln!(
         out,
@@ -256,5 +309,12 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
         rewind_to + 5
     )?;
     writeln!(out, "     steplog --store {} lineage {name}", abs.display())?;
+    writeln!(
+        out,
+        "     steplog --store {} plot {name} --keys train/loss --from {} --to {} -o zoom.png",
+        abs.display(),
+        rewind_to.saturating_sub(steps / 20),
+        rewind_to + steps / 20
+    )?;
     Ok(())
 }

@@ -40,29 +40,29 @@ pub enum Format {
 pub struct ExportArgs {
     /// A run (its head), a version id (v12), or RUN?_step=S. Leave out with --all.
     #[arg(required_unless_present = "all")]
-    reference: Option<String>,
+    pub reference: Option<String>,
     /// Export every run of the store (each run's head) as one table with `run` and
     /// `version` columns, or, with --split, as one file per run in the directory -o names.
     #[arg(long, conflicts_with = "reference")]
-    all: bool,
+    pub all: bool,
     /// With --all: one file per run (named after the run) instead of one table.
     #[arg(long, requires = "all")]
-    split: bool,
+    pub split: bool,
     /// Output format.
     #[arg(long, value_enum)]
-    format: Format,
+    pub format: Format,
     /// Only these keys (comma-separated).
     #[arg(long, value_delimiter = ',')]
-    keys: Option<Vec<String>>,
+    pub keys: Option<Vec<String>>,
     /// First step.
     #[arg(long)]
-    from: Option<u64>,
+    pub from: Option<u64>,
     /// Last step.
     #[arg(long)]
-    to: Option<u64>,
+    pub to: Option<u64>,
     /// The output file (the directory, with --split).
     #[arg(short, long)]
-    output: PathBuf,
+    pub output: PathBuf,
 }
 
 /// A column's type, widened as values are seen.

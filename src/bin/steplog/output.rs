@@ -1,7 +1,9 @@
 //! Output formatting: JSON (with Python's bare `NaN`/`Infinity` for non-finite floats, so
 //! that values round-trip through `steplog log`), CSV and aligned tables.
 
-use steplog::{KeySummary, Row, Summary, Value};
+use std::collections::BTreeMap;
+
+use steplog::{KeySummary, Row, Store, Summary, Value};
 
 const NONFINITE: &str = "\u{0}steplog-nonfinite:";
 
@@ -133,11 +135,64 @@ fn cell(v: &Option<(u64, Value)>) -> String {
     }
 }
 
-pub fn summary_table(s: &Summary) -> String {
+/// A sparkline of at most `width` characters (one per value when the key has fewer) of the
+/// metric `key`: one character per M4 bucket (`Store::downsample`), scaled between the
+/// lowest and highest of them; blank where a bucket has no point, empty when the key has no
+/// numeric value. A bucket shows its extreme farthest from its last value, so a one-step
+/// spike (up or down) stays visible in 24 characters.
+pub fn sparkline(
+    store: &Store,
+    reference: &str,
+    key: &str,
+    width: usize,
+    values: u64,
+) -> steplog::Result<String> {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let width = width.min(usize::try_from(values).unwrap_or(usize::MAX));
+    let Some(d) = store.downsample(reference, key, .., width)? else {
+        return Ok(String::new());
+    };
+    let vals: Vec<Option<f64>> = d
+        .buckets
+        .iter()
+        .map(|b| b.and_then(|b| bucket_value(&b)))
+        .collect();
+    let (lo, hi) = vals
+        .iter()
+        .flatten()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    if lo > hi {
+        return Ok(String::new());
+    }
+    Ok(vals
+        .iter()
+        .map(|v| match v {
+            None => ' ',
+            Some(_) if hi == lo => BARS[3],
+            Some(v) => BARS[(((v - lo) / (hi - lo)) * 7.0).round() as usize],
+        })
+        .collect())
+}
+
+fn bucket_value(b: &steplog::Bucket) -> Option<f64> {
+    let last = Some(b.last.1).filter(|v| v.is_finite());
+    let (lo, hi) = (b.min.map(|m| m.1), b.max.map(|m| m.1));
+    match (last, lo, hi) {
+        (Some(l), Some(lo), Some(hi)) => Some(if hi - l >= l - lo { hi } else { lo }),
+        (l, lo, hi) => l.or(hi).or(lo),
+    }
+    .filter(|v| v.is_finite())
+}
+
+/// The summary as a table, with a sparkline per key (`sparks`, by key).
+pub fn summary_table(s: &Summary, sparks: &BTreeMap<String, String>) -> String {
     let mut rows = Vec::new();
     for (k, v) in &s.keys {
         rows.push(vec![
             k.clone(),
+            sparks.get(k).cloned().unwrap_or_default(),
             v.count.to_string(),
             cell(&v.first),
             cell(&v.last),
@@ -155,7 +210,9 @@ pub fn summary_table(s: &Summary) -> String {
         s.last_step.map_or("-".to_string(), |x| x.to_string())
     );
     head + &table(
-        &["key", "count", "first", "last", "min", "max", "mean", "nan"],
+        &[
+            "key", "trend", "count", "first", "last", "min", "max", "mean", "nan",
+        ],
         &rows,
     )
 }

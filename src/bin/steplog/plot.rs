@@ -21,25 +21,25 @@ use crate::progress::Bar;
 #[derive(Args, Debug)]
 pub struct PlotArgs {
     /// A run (its head), a version id (v12), or RUN?_step=S.
-    reference: String,
+    pub reference: String,
     /// The metrics to plot (comma-separated), one panel each.
     #[arg(long, value_delimiter = ',', required = true)]
-    keys: Vec<String>,
+    pub keys: Vec<String>,
     /// First step of the x axis.
     #[arg(long)]
-    from: Option<u64>,
+    pub from: Option<u64>,
     /// Last step of the x axis.
     #[arg(long)]
-    to: Option<u64>,
+    pub to: Option<u64>,
     /// Draw only the version itself, without the rest of its lineage.
     #[arg(long)]
-    no_lineage: bool,
+    pub no_lineage: bool,
     /// The chart file: .svg or .png. Without it, a chart is drawn in the terminal.
     #[arg(short, long)]
-    output: Option<PathBuf>,
+    pub output: Option<PathBuf>,
     /// Width in pixels (or columns, in the terminal).
     #[arg(long)]
-    width: Option<usize>,
+    pub width: Option<usize>,
 }
 
 /// The lineage colours (Tableau 10); the plotted version takes the first.

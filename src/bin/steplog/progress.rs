@@ -29,6 +29,7 @@ impl Bar {
         if let Ok(style) = ProgressStyle::with_template(template) {
             self.0.set_style(style.progress_chars("=> "));
         }
+        self.0.reset();
         self.0.set_message(what.to_owned());
         self.0.set_length(total);
         self.0.set_position(0);
@@ -45,10 +46,14 @@ impl Bar {
     }
 }
 
-impl steplog::import::Progress for Bar {
+impl steplog::Progress for Bar {
     fn begin(&self, what: &str, total: u64) {
-        // criterion counts benchmarks, the other importers bytes of source.
-        self.stage(what, total, what != "criterion");
+        // Imports count bytes of source; criterion counts benchmarks, verify and purge files.
+        self.stage(
+            what,
+            total,
+            !["criterion", "verify", "purge"].contains(&what),
+        );
     }
 
     fn update(&self, done: u64) {
