@@ -9,8 +9,11 @@
 //! without being read; only blocks that straddle a bucket edge or a cutoff (and blocks of a
 //! head segment, which has no footer yet) are decoded, and only their one column.
 //!
-//! Invariant: the result equals M4 over [`Store::metric`] of the same range (NaN values are
-//! left out of min and max, as in summaries; non-numeric values are ignored).
+//! Invariant: [`Store::downsample`] equals M4 over [`Store::metric`] of the same range (NaN
+//! values are left out of min and max, as in summaries; non-numeric values are ignored).
+//! [`Store::downsample_snapped`] trades exactness at bucket edges for never decoding a block
+//! narrower than a bucket: such a block goes whole to the bucket of its middle step, so a
+//! point may land one bucket off; counts, and the overall minimum and maximum, are kept.
 
 use std::ops::RangeBounds;
 
@@ -88,6 +91,8 @@ pub struct Downsampled {
     pub from_aggregates: u64,
     /// Blocks decoded.
     pub decoded: u64,
+    /// Whether a block narrower than a bucket may be placed whole in one bucket.
+    snap: bool,
 }
 
 impl Downsampled {
@@ -117,7 +122,17 @@ impl Downsampled {
             return None;
         }
         let i = self.index(first.0);
-        (i == self.index(last.0)).then(|| {
+        let j = self.index(last.0);
+        let width = (u128::from(self.to - self.from) + 1) / self.buckets.len() as u128;
+        let narrow = u128::from(last.0 - first.0) < width;
+        let i = if i != j && self.snap && narrow {
+            // Snapped: the whole block goes to the bucket of its middle step; a point moves
+            // by at most one bucket, and nothing is decoded.
+            self.index(first.0 + (last.0 - first.0) / 2)
+        } else {
+            i
+        };
+        (i == j || (self.snap && narrow)).then(|| {
             (
                 i,
                 Bucket {
@@ -160,6 +175,32 @@ impl Store {
         steps: impl RangeBounds<u64>,
         buckets: usize,
     ) -> Result<Option<Downsampled>> {
+        self.downsample_inner(reference, key, bounds(steps), buckets, false)
+    }
+
+    /// As [`downsample`](Self::downsample), but a block narrower than a bucket that straddles
+    /// a bucket edge is placed whole in the bucket of its middle step instead of being
+    /// decoded: every point lands in its own bucket or a neighbour (at most one pixel column
+    /// off in a chart), every minimum and maximum is kept, and a long run is drawn from
+    /// aggregates alone. `steplog plot` uses it.
+    pub fn downsample_snapped(
+        &self,
+        reference: &str,
+        key: &str,
+        steps: impl RangeBounds<u64>,
+        buckets: usize,
+    ) -> Result<Option<Downsampled>> {
+        self.downsample_inner(reference, key, bounds(steps), buckets, true)
+    }
+
+    fn downsample_inner(
+        &self,
+        reference: &str,
+        key: &str,
+        (from, to): (u64, u64),
+        buckets: usize,
+        snap: bool,
+    ) -> Result<Option<Downsampled>> {
         let summary = self.summary(reference)?;
         let Some(ks) = summary.keys.get(key) else {
             return Ok(None);
@@ -167,7 +208,6 @@ impl Store {
         let (Some((first, _)), Some((last, _))) = (&ks.first, &ks.last) else {
             return Ok(None);
         };
-        let (from, to) = bounds(steps);
         let (from, to) = (from.max(*first), to.min(*last));
         if from > to || buckets == 0 {
             return Ok(None);
@@ -179,6 +219,7 @@ impl Store {
             buckets: vec![None; buckets],
             from_aggregates: 0,
             decoded: 0,
+            snap,
         };
         for (piece, limit) in state.chain(v) {
             let hi = [limit, step, Some(to)]

@@ -131,6 +131,50 @@ fn m4_from_aggregates_equals_m4_over_every_point() {
         d.from_aggregates,
         d.decoded
     );
+    // Snapped: nothing narrower than a bucket is decoded, no point moves more than one
+    // bucket, and counts and extremes are kept.
+    for (r, n) in [("r", 40), (archived.as_str(), 7), ("f", 300)] {
+        let exact = s.downsample(r, "loss", .., n).unwrap().unwrap();
+        let snapped = s.downsample_snapped(r, "loss", .., n).unwrap().unwrap();
+        assert!(snapped.decoded <= exact.decoded, "{r}");
+        let count =
+            |d: &steplog::Downsampled| d.buckets.iter().flatten().map(|b| b.count).sum::<u64>();
+        assert_eq!(count(&snapped), count(&exact), "{r}");
+        let ext = |d: &steplog::Downsampled, pick: fn(&steplog::Bucket) -> Option<(u64, f64)>| {
+            d.buckets
+                .iter()
+                .flatten()
+                .filter_map(pick)
+                .map(|p| p.1)
+                .fold(f64::NAN, f64::max)
+        };
+        assert_eq!(ext(&snapped, |b| b.max), ext(&exact, |b| b.max), "{r}");
+        assert_eq!(
+            ext(&snapped, |b| b.min.map(|m| (m.0, -m.1))),
+            ext(&exact, |b| b.min.map(|m| (m.0, -m.1))),
+            "{r}"
+        );
+        for (i, b) in snapped.buckets.iter().enumerate() {
+            let Some(b) = b else { continue };
+            let near = &exact.buckets[i.saturating_sub(1)..(i + 2).min(n)];
+            let hi = near
+                .iter()
+                .flatten()
+                .filter_map(|x| x.max)
+                .map(|m| m.1)
+                .fold(f64::NEG_INFINITY, f64::max);
+            assert!(
+                b.max.is_none_or(|m| m.1 <= hi),
+                "{r} bucket {i}: a point moved more than one bucket"
+            );
+        }
+    }
+    let big = s
+        .downsample_snapped(&archived, "loss", .., 4)
+        .unwrap()
+        .unwrap();
+    assert_eq!(big.decoded, 0, "few wide buckets: aggregates alone");
+
     // No numeric values, or none in range.
     assert_eq!(
         s.downsample("r", "tag", .., 10)

@@ -149,7 +149,7 @@ pub fn sparkline(
 ) -> steplog::Result<String> {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let width = width.min(usize::try_from(values).unwrap_or(usize::MAX));
-    let Some(d) = store.downsample(reference, key, .., width)? else {
+    let Some(d) = store.downsample_snapped(reference, key, .., width)? else {
         return Ok(String::new());
     };
     let vals: Vec<Option<f64>> = d

@@ -133,7 +133,7 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
             let points = if lo > hi {
                 Vec::new()
             } else {
-                match store.downsample(&d.info.id.to_string(), key, lo..=hi, plot_w)? {
+                match store.downsample_snapped(&d.info.id.to_string(), key, lo..=hi, plot_w)? {
                     Some(ds) => ds
                         .buckets
                         .iter()

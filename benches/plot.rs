@@ -1,0 +1,86 @@
+//! Charts of long runs: M4 downsampling of one metric to 960 buckets (a chart's pixel
+//! columns) from block aggregates, exact and snapped (what `steplog plot` draws), against reading every point of the metric (what a chart
+//! without aggregates would need before downsampling), on a 10,000,000-step run with one
+//! metric, and right after a rewind of it (a segment straddles the cutoff).
+use criterion::{criterion_group, criterion_main, Criterion};
+use steplog::{Batch, Options};
+
+fn plot(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().open(dir.path()).unwrap();
+    let n = 10_000_000u64;
+    let mut w = store.run("r").start().unwrap();
+    let chunk = 1 << 16;
+    for start in (0..n).step_by(chunk) {
+        let steps: Vec<u64> = (start..(start + chunk as u64).min(n)).collect();
+        let loss: Vec<f64> = steps
+            .iter()
+            .map(|&s| 2.0 / (1.0 + s as f64 / 1e5) + ((s * 7919) % 1000) as f64 * 1e-4)
+            .collect();
+        w.log_columns(&steps, &[("loss", Batch::F64(&loss))])
+            .unwrap();
+    }
+    w.finish().unwrap();
+
+    let mut g = c.benchmark_group("plot");
+    g.sample_size(20);
+    g.bench_function("downsample/steps=10M/buckets=960", |b| {
+        b.iter(|| store.downsample("r", "loss", .., 960).unwrap().unwrap())
+    });
+    g.bench_function("downsample_snapped/steps=10M/buckets=960", |b| {
+        b.iter(|| {
+            store
+                .downsample_snapped("r", "loss", .., 960)
+                .unwrap()
+                .unwrap()
+        })
+    });
+    g.bench_function("read_every_point/steps=10M", |b| {
+        b.iter(|| store.metric("r", "loss", ..).unwrap())
+    });
+    for (name, d) in [
+        (
+            "exact",
+            store.downsample("r", "loss", .., 960).unwrap().unwrap(),
+        ),
+        (
+            "snapped",
+            store
+                .downsample_snapped("r", "loss", .., 960)
+                .unwrap()
+                .unwrap(),
+        ),
+    ] {
+        eprintln!(
+            "{name} downsample of 10M steps: {} pieces from aggregates, {} blocks decoded",
+            d.from_aggregates, d.decoded
+        );
+    }
+    store.rewind("r", 6_000_000, None).unwrap();
+    let d = store
+        .downsample_snapped("r", "loss", .., 960)
+        .unwrap()
+        .unwrap();
+    eprintln!(
+        "snapped after the rewind: {} pieces from aggregates, {} blocks decoded",
+        d.from_aggregates, d.decoded
+    );
+    g.bench_function("downsample/after_rewind/steps=6M/buckets=960", |b| {
+        b.iter(|| store.downsample("r", "loss", .., 960).unwrap().unwrap())
+    });
+    g.bench_function(
+        "downsample_snapped/after_rewind/steps=6M/buckets=960",
+        |b| {
+            b.iter(|| {
+                store
+                    .downsample_snapped("r", "loss", .., 960)
+                    .unwrap()
+                    .unwrap()
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, plot);
+criterion_main!(benches);
