@@ -74,7 +74,7 @@ pub use error::{Error, Result};
 pub use manifest::Origin;
 pub use options::{Durability, Options};
 pub use progress::{Progress, Quiet};
-pub use read::{History, Query, Series};
+pub use read::{Chunk, ChunkColumn, ChunkValues, Chunks, History, Query, Series};
 pub use reference::{Reference, Target};
 pub use store::{LineageNode, Rewound, RunInfo, Status, Store, VersionInfo};
 pub use summary::{KeySummary, Summary};

@@ -238,6 +238,153 @@ impl Iterator for History {
     }
 }
 
+/// Consecutive rows of a version read column by column: one stored block, clipped to the
+/// query's steps (and, with a key filter, to the rows holding one of the keys). The bulk path
+/// for readers that want columns (export, analytics): no [`Row`] or per-row map is built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chunk {
+    /// The rows' steps, increasing.
+    pub steps: Vec<u64>,
+    /// The keys present in these rows, each with the rows it has a value in.
+    pub columns: Vec<ChunkColumn>,
+}
+
+/// One key of a [`Chunk`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkColumn {
+    /// The key.
+    pub key: String,
+    /// Indices into [`Chunk::steps`] of the rows holding a value, increasing.
+    pub rows: Vec<u32>,
+    /// The values, one per entry of `rows`.
+    pub values: ChunkValues,
+}
+
+/// A column's values, typed as stored: floats or integers when every value of the block's
+/// column has that type (the usual case), otherwise any [`Value`](crate::Value).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChunkValues {
+    /// Floats.
+    F64(Vec<f64>),
+    /// Integers.
+    I64(Vec<i64>),
+    /// Mixed, booleans or strings.
+    Any(Vec<crate::Value>),
+}
+
+impl ChunkValues {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            ChunkValues::F64(v) => v.len(),
+            ChunkValues::I64(v) => v.len(),
+            ChunkValues::Any(v) => v.len(),
+        }
+    }
+
+    /// Whether there is no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn from_values(v: crate::segment::block::Values, range: std::ops::Range<usize>) -> Self {
+        use crate::segment::block::Values;
+        match v {
+            Values::F64(mut x) => ChunkValues::F64(x.drain(range).collect()),
+            Values::I64(mut x) => ChunkValues::I64(x.drain(range).collect()),
+            Values::Any(mut x) => ChunkValues::Any(x.drain(range).collect()),
+        }
+    }
+}
+
+/// The chunks of a version in step order; see [`Store::chunks`].
+pub struct Chunks {
+    cursor: Cursor,
+    keys: Option<HashSet<String>>,
+    done: bool,
+}
+
+impl Chunks {
+    fn chunk(&self, block: Block, hi: u64) -> Option<Chunk> {
+        let from = self.cursor.from;
+        let a = block.steps.partition_point(|&s| s < from);
+        let b = block.steps.partition_point(|&s| s <= hi);
+        if a >= b {
+            return None;
+        }
+        let mut columns: Vec<ChunkColumn> = block
+            .columns
+            .into_iter()
+            .filter_map(|c| {
+                let lo = c.rows.partition_point(|&r| (r as usize) < a);
+                let up = c.rows.partition_point(|&r| (r as usize) < b);
+                (lo < up).then(|| ChunkColumn {
+                    key: c.key,
+                    rows: c.rows[lo..up].iter().map(|&r| r - a as u32).collect(),
+                    values: ChunkValues::from_values(c.values, lo..up),
+                })
+            })
+            .collect();
+        let mut steps = block.steps[a..b].to_vec();
+        if self.keys.is_some() {
+            // Only rows holding one of the keys, as `history` returns them.
+            let mut present = vec![false; steps.len()];
+            for c in &columns {
+                for &r in &c.rows {
+                    present[r as usize] = true;
+                }
+            }
+            if present.iter().any(|p| !p) {
+                let mut new_index = vec![0u32; steps.len()];
+                let mut n = 0u32;
+                for (i, p) in present.iter().enumerate() {
+                    new_index[i] = n;
+                    n += u32::from(*p);
+                }
+                steps = steps
+                    .iter()
+                    .zip(&present)
+                    .filter(|(_, p)| **p)
+                    .map(|(s, _)| *s)
+                    .collect();
+                for c in &mut columns {
+                    for r in &mut c.rows {
+                        *r = new_index[*r as usize];
+                    }
+                }
+            }
+            if steps.is_empty() {
+                return None;
+            }
+        }
+        Some(Chunk { steps, columns })
+    }
+}
+
+impl Iterator for Chunks {
+    type Item = Result<Chunk>;
+
+    fn next(&mut self) -> Option<Result<Chunk>> {
+        while !self.done {
+            let keys = &self.keys;
+            let keep = |k: &str| keys.as_ref().is_none_or(|s| s.contains(k));
+            match self.cursor.next_block(&keep) {
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Ok(None) => self.done = true,
+                Ok(Some((block, hi))) => {
+                    if let Some(c) = self.chunk(block, hi) {
+                        return Some(Ok(c));
+                    }
+                }
+            }
+        }
+        None
+    }
+}
+
 impl Store {
     fn open_sealed(&self, id: SegmentId) -> Result<Arc<Sealed>> {
         if let Some(s) = lock_poisoned(&self.inner.sealed).get(&id) {
@@ -315,6 +462,18 @@ impl Store {
             cursor: Cursor::new(self, &state, v, query.stream, query.from, to),
             keys: query.keys.as_ref().map(|k| k.iter().cloned().collect()),
             buf: VecDeque::new(),
+            done: false,
+        })
+    }
+
+    /// The rows of the version `reference` names, as selected by `query`, column by column:
+    /// the same rows as [`history`](Self::history) in [`Chunk`]s of consecutive rows.
+    pub fn chunks(&self, reference: &str, query: &Query) -> Result<Chunks> {
+        let (state, v, step) = self.read_target(reference)?;
+        let to = step.map_or(query.to, |s| s.min(query.to));
+        Ok(Chunks {
+            cursor: Cursor::new(self, &state, v, query.stream, query.from, to),
+            keys: query.keys.as_ref().map(|k| k.iter().cloned().collect()),
             done: false,
         })
     }

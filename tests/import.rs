@@ -136,6 +136,50 @@ fn wandb_history_config_summary_and_fork() {
 }
 
 #[test]
+fn wandb_resume_from_rewinds_the_run_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let a = import::wandb::import(&s, &fixture("wandb/run-fixture01.wandb"), None, &Quiet).unwrap();
+    let b = import::wandb::import(
+        &s,
+        &fixture("wandb/run-fixture01-resumed.wandb"),
+        None,
+        &Quiet,
+    )
+    .unwrap();
+    assert_eq!(b.run, "fixture01");
+    assert_eq!(b.archived, vec![a.version], "the first attempt is archived");
+    let head = rows(&s, "fixture01");
+    assert_eq!(head.len(), 36);
+    assert!(
+        close(f(&head[30], "loss"), 1.0 / 31.0),
+        "kept up to step 30"
+    );
+    assert!(
+        close(f(&head[33], "loss"), 0.1 / 34.0),
+        "the resumed attempt after it"
+    );
+    assert_eq!(
+        rows(&s, &a.version.to_string()).len(),
+        41,
+        "the archived attempt whole"
+    );
+    assert_eq!(config(&s, "fixture01")["lr"], 0.0001);
+    // Without the run in the store, the same file is a new run that keeps its branch point.
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let c = import::wandb::import(
+        &s,
+        &fixture("wandb/run-fixture01-resumed.wandb"),
+        None,
+        &Quiet,
+    )
+    .unwrap();
+    assert!(c.archived.is_empty());
+    assert_eq!(rows(&s, "fixture01").len(), 5);
+}
+
+#[test]
 fn wandb_fork_of_a_run_the_store_lacks_is_a_new_run_that_keeps_its_branch_point() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());

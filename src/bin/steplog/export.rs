@@ -4,9 +4,11 @@
 //! Parquet columns: `run` and `version` (whole-store export only), `_step` (INT64), then one
 //! nullable column per key, typed from the values it holds: INT64 when every value is an
 //! integer, DOUBLE when numbers mix integers and floats, BOOLEAN, or UTF-8 for strings (a key
-//! whose values mix kinds is UTF-8 too: its strings as they are, other values as JSON text). Zstd-compressed, in row groups of
-//! 65,536 rows, read in two streaming passes (types, then values), so a run of any length
-//! exports in bounded memory.
+//! whose values mix kinds is UTF-8 too: its strings as they are, other values as JSON text).
+//! Zstd-compressed, in row groups of at most 65,536 rows. Parquet is read column by column
+//! (`Store::chunks`), CSV and JSON Lines row by row; both in two streaming passes for CSV and
+//! Parquet (the columns and their types, then the values), so a run of any length exports in
+//! bounded memory.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -21,7 +23,7 @@ use clap::{Args, ValueEnum};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use steplog::{Query, Row, Store, Value};
+use steplog::{ChunkColumn, ChunkValues, Query, Row, Store, Value};
 
 use crate::commands::{CliError, CliResult};
 use crate::output::{self, json_text};
@@ -230,14 +232,24 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
 /// The columns (in key order) and their kinds, over every source: the first pass.
 fn columns(store: &Store, sources: &[Source], q: &Query) -> CliResult<Vec<(String, Kind)>> {
     let mut kinds: BTreeMap<String, Kind> = BTreeMap::new();
+    let mut widen = |k: &str, kind: Kind| match kinds.get_mut(k) {
+        Some(e) => *e = e.widen(kind),
+        None => {
+            kinds.insert(k.to_owned(), kind);
+        }
+    };
     for s in sources {
-        for row in store.history(&s.reference, q)? {
-            for (k, v) in row?.fields {
-                let kind = Kind::of(&v);
-                kinds
-                    .entry(k)
-                    .and_modify(|e| *e = e.widen(kind))
-                    .or_insert(kind);
+        for chunk in store.chunks(&s.reference, q)? {
+            for c in chunk?.columns {
+                match &c.values {
+                    ChunkValues::F64(_) => widen(&c.key, Kind::Float),
+                    ChunkValues::I64(_) => widen(&c.key, Kind::Int),
+                    ChunkValues::Any(vs) => {
+                        for v in vs {
+                            widen(&c.key, Kind::of(v));
+                        }
+                    }
+                }
             }
         }
     }
@@ -257,9 +269,12 @@ fn write_file(
 ) -> CliResult<u64> {
     let mut f = create(path)?;
     let mut n = 0u64;
+    // Called per row by the row formats, per block by Parquet; draws at most every 4,096.
+    let mut drawn = 0u64;
     let mut tick = |n: u64| {
-        if n.is_multiple_of(4096) {
+        if n >= drawn + 4096 {
             bar.set(done_before + n);
+            drawn = n;
         }
     };
     match format {
@@ -388,6 +403,44 @@ impl Builder {
         }
     }
 
+    /// Appends `n` rows of which those in `col` (if any) have values; the others are null.
+    fn push_column(&mut self, n: usize, col: Option<&ChunkColumn>) {
+        let Some(col) = col else {
+            match self {
+                Builder::Int(b) => b.append_nulls(n),
+                Builder::Float(b) => b.append_nulls(n),
+                Builder::Bool(b) => b.append_nulls(n),
+                Builder::Str(b) => {
+                    for _ in 0..n {
+                        b.append_null();
+                    }
+                }
+            }
+            return;
+        };
+        let mut next = 0usize;
+        for (j, &r) in col.rows.iter().enumerate() {
+            let r = r as usize;
+            self.push_nulls(r - next);
+            match (&mut *self, &col.values) {
+                (Builder::Float(b), ChunkValues::F64(x)) => b.append_value(x[j]),
+                (Builder::Float(b), ChunkValues::I64(x)) => b.append_value(x[j] as f64),
+                (Builder::Int(b), ChunkValues::I64(x)) => b.append_value(x[j]),
+                (me, ChunkValues::F64(x)) => me.push(Some(&Value::F64(x[j]))),
+                (me, ChunkValues::I64(x)) => me.push(Some(&Value::I64(x[j]))),
+                (me, ChunkValues::Any(x)) => me.push(Some(&x[j])),
+            }
+            next = r + 1;
+        }
+        self.push_nulls(n - next);
+    }
+
+    fn push_nulls(&mut self, n: usize) {
+        for _ in 0..n {
+            self.push(None);
+        }
+    }
+
     fn finish(&mut self) -> ArrayRef {
         match self {
             Builder::Int(b) => Arc::new(b.finish()),
@@ -422,10 +475,20 @@ fn write_parquet(
             .map(|(k, kind)| Field::new(k, kind.data_type(), true)),
     );
     let schema = Arc::new(Schema::new(fields));
-    let props = WriterProperties::builder()
+    // Dictionaries only for strings: numbers rarely repeat enough to pay for the hashing.
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_size(ROW_GROUP)
-        .build();
+        .set_dictionary_enabled(false);
+    for f in schema.fields() {
+        if f.data_type() == &DataType::Utf8 {
+            props = props.set_column_dictionary_enabled(
+                parquet::schema::types::ColumnPath::from(f.name().as_str()),
+                true,
+            );
+        }
+    }
+    let props = props.build();
     let err = parquet_error("output");
     let mut writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props)).map_err(&err)?;
     let mut n = 0u64;
@@ -451,27 +514,41 @@ fn write_parquet(
             .map_err(|e| CliError::Usage(format!("building a Parquet row group: {e}")))?;
         writer.write(&batch).map_err(&err)
     };
+    let index: std::collections::HashMap<&str, usize> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| (k.as_str(), i))
+        .collect();
     for s in sources {
-        for row in store.history(&s.reference, q)? {
-            let row = row?;
-            let step = i64::try_from(row.step).map_err(|_| {
-                CliError::Usage(format!(
-                    "run '{}': step {} does not fit Parquet's INT64",
-                    s.run, row.step
-                ))
-            })?;
-            if with_run {
-                runs.append_value(&s.run);
-                versions.append_value(&s.version);
+        for chunk in store.chunks(&s.reference, q)? {
+            let chunk = chunk?;
+            let rows = chunk.steps.len();
+            for &st in &chunk.steps {
+                let step = i64::try_from(st).map_err(|_| {
+                    CliError::Usage(format!(
+                        "run '{}': step {st} does not fit Parquet's INT64",
+                        s.run
+                    ))
+                })?;
+                steps.append_value(step);
+                if with_run {
+                    runs.append_value(&s.run);
+                    versions.append_value(&s.version);
+                }
             }
-            steps.append_value(step);
-            for ((k, _), b) in cols.iter().zip(builders.iter_mut()) {
-                b.push(row.fields.get(k));
+            let mut by_column: Vec<Option<&ChunkColumn>> = vec![None; cols.len()];
+            for c in &chunk.columns {
+                if let Some(&i) = index.get(c.key.as_str()) {
+                    by_column[i] = Some(c);
+                }
             }
-            pending += 1;
-            n += 1;
+            for (b, c) in builders.iter_mut().zip(by_column) {
+                b.push_column(rows, c);
+            }
+            pending += rows;
+            n += rows as u64;
             tick(n);
-            if pending == ROW_GROUP {
+            if pending >= ROW_GROUP {
                 flush(
                     &mut runs,
                     &mut versions,
