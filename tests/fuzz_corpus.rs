@@ -12,13 +12,14 @@ use steplog::{fuzzing, Options, Value};
 
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 6] = [
+const TARGETS: [Target; 7] = [
     ("block", fuzzing::block),
     ("footer", fuzzing::footer),
     ("segment", fuzzing::segment),
     ("manifest", fuzzing::manifest),
     ("jsonl", fuzzing::jsonl),
     ("ops", fuzzing::ops),
+    ("import", fuzzing::import),
 ];
 
 fn files(dir: &Path) -> Vec<PathBuf> {
