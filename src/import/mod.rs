@@ -196,6 +196,35 @@ impl RunSink {
     }
 }
 
+/// Why a source record failed: its bytes (a reason, to which the caller adds file and
+/// offset), or the store.
+pub(crate) enum Reason {
+    Bad(String),
+    Store(Error),
+}
+
+impl From<String> for Reason {
+    fn from(s: String) -> Self {
+        Reason::Bad(s)
+    }
+}
+
+impl From<Error> for Reason {
+    fn from(e: Error) -> Self {
+        Reason::Store(e)
+    }
+}
+
+impl Reason {
+    /// The error, with `file` and `offset` for a bad record.
+    pub(crate) fn at(self, file: &Path, offset: u64) -> Error {
+        match self {
+            Reason::Bad(r) => Error::bad_source(file, offset, r),
+            Reason::Store(e) => e,
+        }
+    }
+}
+
 /// Reads a whole source file (sources are read into memory: they may be written by a live
 /// process, so they are not mapped).
 pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>> {

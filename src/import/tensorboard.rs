@@ -23,7 +23,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::protobuf::{self, fields};
-use super::{config_with, files_in, provenance, read_source, Imported, Origin, Progress, RunSink};
+use super::{
+    config_with, files_in, provenance, read_source, Imported, Origin, Progress, Reason, RunSink,
+};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::types::Value;
@@ -165,9 +167,12 @@ fn import_file(
         if stored != computed {
             return Err(bad(pos, format!("record data checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")));
         }
-        event(sink, state, record, (file, pos as u64)).map_err(|e| match e {
-            Reason::Bad(r) => bad(pos, format!("undecodable event: {r}")),
-            Reason::Store(e) => e,
+        event(sink, state, record, (file, pos as u64)).map_err(|e| {
+            match e {
+                Reason::Bad(r) => Reason::Bad(format!("undecodable event: {r}")),
+                store => store,
+            }
+            .at(file, pos as u64)
         })?;
         pos = end;
         if pos - reported >= 1 << 16 {
@@ -177,24 +182,6 @@ fn import_file(
     }
     progress(data.len() as u64);
     Ok(data.len() as u64)
-}
-
-/// Why an event failed: the bytes, or the store.
-enum Reason {
-    Bad(String),
-    Store(Error),
-}
-
-impl From<String> for Reason {
-    fn from(s: String) -> Self {
-        Reason::Bad(s)
-    }
-}
-
-impl From<Error> for Reason {
-    fn from(e: Error) -> Self {
-        Reason::Store(e)
-    }
 }
 
 /// One `tensorflow.Event`.

@@ -28,7 +28,7 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use super::protobuf::fields;
-use super::{config_with, provenance, read_source, Imported, Origin, Progress, RunSink};
+use super::{config_with, provenance, read_source, Imported, Origin, Progress, Reason, RunSink};
 use crate::error::{Error, Result};
 use crate::jsonl;
 use crate::store::Store;
@@ -77,10 +77,7 @@ pub fn import(
         origin,
     )?;
     for (i, (offset, record)) in records.iter().enumerate() {
-        if let Err(e) = history(&mut sink, record).map_err(|r| match r {
-            Reason::Bad(r) => Error::bad_source(file, *offset, r),
-            Reason::Store(e) => e,
-        }) {
+        if let Err(e) = history(&mut sink, record).map_err(|r| r.at(file, *offset)) {
             return sink.fail(e);
         }
         if i % 1024 == 0 {
@@ -89,24 +86,6 @@ pub fn import(
     }
     progress.update(data.len() as u64);
     sink.finish(meta.exit_code == Some(0))
-}
-
-/// Why a record failed: its bytes, or the store.
-enum Reason {
-    Bad(String),
-    Store(Error),
-}
-
-impl From<String> for Reason {
-    fn from(s: String) -> Self {
-        Reason::Bad(s)
-    }
-}
-
-impl From<Error> for Reason {
-    fn from(e: Error) -> Self {
-        Reason::Store(e)
-    }
 }
 
 /// Every record of the file with the offset of its first chunk, checksums checked.
