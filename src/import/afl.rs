@@ -16,7 +16,8 @@
 //! is rewound to just before it, so the earlier attempt's rows from that step on stay
 //! readable as an archived version. [`follow`] notices a rewrite by the file's inode changing
 //! or its length dropping below what it has read, and starts again from the file's first
-//! line.
+//! line (a file rewritten in place, same inode, to at least the length already read between
+//! two polls is not noticed; AFL++ makes a new file when a campaign starts afresh).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -126,12 +127,6 @@ pub struct FollowOptions<'a> {
 /// been idle for `opts.idle_exit`, leaving the run `finished`.
 pub fn follow(store: &Store, dir: &Path, run: &str, opts: FollowOptions<'_>) -> Result<Imported> {
     let file = wait_for(dir, &opts)?;
-    let Some(file) = file else {
-        return Err(Error::InvalidInput(format!(
-            "{} has no AFL plot_data, and none appeared",
-            dir.display()
-        )));
-    };
     let mut sink = RunSink::create(store, run, config(&file), Origin::New)?;
     match tail(&mut sink, &file, opts) {
         Ok(()) => sink.finish(true),
@@ -139,12 +134,12 @@ pub fn follow(store: &Store, dir: &Path, run: &str, opts: FollowOptions<'_>) -> 
     }
 }
 
-/// Waits (polling) until `dir` has a plot_data, or the tail is told to stop.
-fn wait_for(dir: &Path, opts: &FollowOptions<'_>) -> Result<Option<PathBuf>> {
+/// Waits (polling) until `dir` has a plot_data; fails if the tail is told to stop first.
+fn wait_for(dir: &Path, opts: &FollowOptions<'_>) -> Result<PathBuf> {
     let since = Instant::now();
     loop {
         match plot_file(dir) {
-            Ok(f) => return Ok(Some(f)),
+            Ok(f) => return Ok(f),
             Err(e) => {
                 let idle = opts.idle_exit.is_some_and(|d| since.elapsed() >= d);
                 if (opts.stop)() || idle {

@@ -5,10 +5,9 @@
 //! nullable column per key, typed from the values it holds: INT64 when every value is an
 //! integer, DOUBLE when numbers mix integers and floats, BOOLEAN, or UTF-8 for strings (a key
 //! whose values mix kinds is UTF-8 too: its strings as they are, other values as JSON text).
-//! Zstd-compressed, in row groups of at most 65,536 rows. Parquet is read column by column
-//! (`Store::chunks`), CSV and JSON Lines row by row; both in two streaming passes for CSV and
-//! Parquet (the columns and their types, then the values), so a run of any length exports in
-//! bounded memory.
+//! Zstd-compressed, in row groups of at most 65,536 rows. Parquet and CSV are read column by
+//! column (`Store::chunks`) in two streaming passes (the columns and their types, then the
+//! values), JSON Lines row by row in one, so a run of any length exports in bounded memory.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -23,7 +22,7 @@ use clap::{Args, ValueEnum};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use steplog::{ChunkColumn, ChunkValues, Query, Row, Store, Value};
+use steplog::{ChunkColumn, ChunkValues, Query, Store, Value};
 
 use crate::commands::{CliError, CliResult};
 use crate::output::{self, json_text};
@@ -297,9 +296,9 @@ fn write_file(
         Format::Csv => {
             let cols = columns(store, sources, q)?;
             let keys: Vec<String> = cols.into_iter().map(|(k, _)| k).collect();
-            write_csv(store, sources, q, &keys, with_run, &mut f, &mut |_| {
-                n += 1;
-                tick(n);
+            write_csv(store, sources, q, &keys, with_run, &mut f, &mut |rows| {
+                n = rows;
+                tick(rows);
             })?;
         }
         Format::Parquet => {
@@ -314,7 +313,8 @@ fn write_file(
     Ok(n)
 }
 
-/// CSV with a header: `[run,version,]_step,KEY...`; cells as `history --format csv`.
+/// CSV with a header: `[run,version,]_step,KEY...`; cells as `history --format csv`. Read
+/// column by column (`Store::chunks`); `each` is told the rows written so far per block.
 fn write_csv(
     store: &Store,
     sources: &[Source],
@@ -322,7 +322,7 @@ fn write_csv(
     keys: &[String],
     with_run: bool,
     out: &mut impl Write,
-    each: &mut dyn FnMut(&Row),
+    each: &mut dyn FnMut(u64),
 ) -> CliResult {
     let quote = |s: &str| output::csv_field(Some(&Value::Str(s.to_owned())));
     let mut header: Vec<String> = Vec::new();
@@ -332,17 +332,50 @@ fn write_csv(
     header.push("_step".into());
     header.extend(keys.iter().map(|k| quote(k)));
     writeln!(out, "{}", header.join(","))?;
+    let index: std::collections::HashMap<&str, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let mut n = 0u64;
+    let mut line = String::new();
     for s in sources {
-        for row in store.history(&s.reference, q)? {
-            let row = row?;
-            let mut cells: Vec<String> = Vec::with_capacity(keys.len() + 3);
-            if with_run {
-                cells.extend([quote(&s.run), s.version.clone()]);
+        let prefix = if with_run {
+            format!("{},{},", quote(&s.run), s.version)
+        } else {
+            String::new()
+        };
+        for chunk in store.chunks(&s.reference, q)? {
+            let chunk = chunk?;
+            // Per key: its column in this block and the next of its entries to write.
+            let mut cursors: Vec<(Option<&ChunkColumn>, usize)> = vec![(None, 0); keys.len()];
+            for c in &chunk.columns {
+                if let Some(&i) = index.get(c.key.as_str()) {
+                    cursors[i].0 = Some(c);
+                }
             }
-            cells.push(row.step.to_string());
-            cells.extend(keys.iter().map(|k| output::csv_field(row.fields.get(k))));
-            writeln!(out, "{}", cells.join(","))?;
-            each(&row);
+            for (r, step) in chunk.steps.iter().enumerate() {
+                line.clear();
+                line.push_str(&prefix);
+                line.push_str(&step.to_string());
+                for (col, pos) in &mut cursors {
+                    line.push(',');
+                    let Some(c) = col else { continue };
+                    if c.rows.get(*pos).is_some_and(|&x| x as usize == r) {
+                        let v = match &c.values {
+                            ChunkValues::F64(x) => Value::F64(x[*pos]),
+                            ChunkValues::I64(x) => Value::I64(x[*pos]),
+                            ChunkValues::Any(x) => x[*pos].clone(),
+                        };
+                        line.push_str(&output::csv_field(Some(&v)));
+                        *pos += 1;
+                    }
+                }
+                line.push('\n');
+                out.write_all(line.as_bytes())?;
+            }
+            n += chunk.steps.len() as u64;
+            each(n);
         }
     }
     Ok(())
