@@ -542,3 +542,67 @@ fn import_through_the_cli_reports_runs_and_refuses_to_overwrite() {
         "{err}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn follow_through_the_cli_ends_cleanly_on_ctrl_c_and_on_idle() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inst = d.join("default");
+    std::fs::create_dir_all(&inst).unwrap();
+    std::fs::copy(fixture("afl/resumed/plot_data"), inst.join("plot_data")).unwrap();
+    let mut child = cli(d)
+        .args([
+            "follow",
+            "afl",
+            inst.to_str().unwrap(),
+            "--run",
+            "live",
+            "--poll-ms",
+            "20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it reports the first batch, then press Ctrl-C.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("rows, last step") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "follow exited early");
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let report = json_lines(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(report[0]["run"], "live");
+    let s = Store::open(d).unwrap();
+    let run = &s.runs().unwrap()[0];
+    assert_eq!(
+        (run.status, run.rows),
+        (Status::Finished, report[0]["rows"].as_u64().unwrap())
+    );
+
+    // --idle-exit ends it by itself.
+    let out = cli_ok(
+        d,
+        &[
+            "follow",
+            "afl",
+            inst.to_str().unwrap(),
+            "--run",
+            "idle",
+            "--poll-ms",
+            "20",
+            "--idle-exit",
+            "1",
+        ],
+    );
+    assert_eq!(json_lines(&out)[0]["run"], "idle");
+}

@@ -47,7 +47,7 @@ enum TableFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The end-to-end demo: log a training run, rewind it past a loss spike, fork a variant,
-    /// and show runs, lineage, summaries, charts and a verify.
+    /// and show runs, lineage, summaries, charts, a Parquet export and a verify.
     Demo {
         /// Steps of the demo training run.
         #[arg(long, default_value_t = 100_000)]
