@@ -484,6 +484,37 @@ impl Builder {
     }
 }
 
+/// The rows buffered for the next Parquet row group.
+struct RowGroup {
+    runs: StringBuilder,
+    versions: StringBuilder,
+    steps: Int64Builder,
+    builders: Vec<Builder>,
+    rows: usize,
+}
+
+impl RowGroup {
+    /// Writes the buffered rows as one batch (the writer cuts row groups at 65,536 rows).
+    fn write(
+        &mut self,
+        schema: &Arc<Schema>,
+        with_run: bool,
+        writer: &mut ArrowWriter<BufWriter<File>>,
+    ) -> CliResult {
+        let mut arrays: Vec<ArrayRef> = Vec::new();
+        if with_run {
+            arrays.push(Arc::new(self.runs.finish()));
+            arrays.push(Arc::new(self.versions.finish()));
+        }
+        arrays.push(Arc::new(self.steps.finish()));
+        arrays.extend(self.builders.iter_mut().map(Builder::finish));
+        self.rows = 0;
+        let batch = RecordBatch::try_new(Arc::clone(schema), arrays)
+            .map_err(|e| CliError::Usage(format!("building a Parquet row group: {e}")))?;
+        writer.write(&batch).map_err(parquet_error("output"))
+    }
+}
+
 fn parquet_error(path: &str) -> impl Fn(parquet::errors::ParquetError) -> CliError + '_ {
     move |e| CliError::Usage(format!("writing Parquet {path}: {e}"))
 }
@@ -525,27 +556,12 @@ fn write_parquet(
     let err = parquet_error("output");
     let mut writer = ArrowWriter::try_new(out, Arc::clone(&schema), Some(props)).map_err(&err)?;
     let mut n = 0u64;
-    let mut runs = StringBuilder::new();
-    let mut versions = StringBuilder::new();
-    let mut steps = Int64Builder::new();
-    let mut builders: Vec<Builder> = cols.iter().map(|(_, k)| Builder::new(*k)).collect();
-    let mut pending = 0usize;
-    let flush = |runs: &mut StringBuilder,
-                 versions: &mut StringBuilder,
-                 steps: &mut Int64Builder,
-                 builders: &mut [Builder],
-                 writer: &mut ArrowWriter<BufWriter<File>>|
-     -> CliResult {
-        let mut arrays: Vec<ArrayRef> = Vec::new();
-        if with_run {
-            arrays.push(Arc::new(runs.finish()));
-            arrays.push(Arc::new(versions.finish()));
-        }
-        arrays.push(Arc::new(steps.finish()));
-        arrays.extend(builders.iter_mut().map(Builder::finish));
-        let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)
-            .map_err(|e| CliError::Usage(format!("building a Parquet row group: {e}")))?;
-        writer.write(&batch).map_err(&err)
+    let mut group = RowGroup {
+        runs: StringBuilder::new(),
+        versions: StringBuilder::new(),
+        steps: Int64Builder::new(),
+        builders: cols.iter().map(|(_, k)| Builder::new(*k)).collect(),
+        rows: 0,
     };
     let index: std::collections::HashMap<&str, usize> = cols
         .iter()
@@ -563,10 +579,10 @@ fn write_parquet(
                         s.run
                     ))
                 })?;
-                steps.append_value(step);
+                group.steps.append_value(step);
                 if with_run {
-                    runs.append_value(&s.run);
-                    versions.append_value(&s.version);
+                    group.runs.append_value(&s.run);
+                    group.versions.append_value(&s.version);
                 }
             }
             let mut by_column: Vec<Option<&ChunkColumn>> = vec![None; cols.len()];
@@ -575,32 +591,19 @@ fn write_parquet(
                     by_column[i] = Some(c);
                 }
             }
-            for (b, c) in builders.iter_mut().zip(by_column) {
+            for (b, c) in group.builders.iter_mut().zip(by_column) {
                 b.push_column(rows, c);
             }
-            pending += rows;
+            group.rows += rows;
             n += rows as u64;
             tick(n);
-            if pending >= ROW_GROUP {
-                flush(
-                    &mut runs,
-                    &mut versions,
-                    &mut steps,
-                    &mut builders,
-                    &mut writer,
-                )?;
-                pending = 0;
+            if group.rows >= ROW_GROUP {
+                group.write(&schema, with_run, &mut writer)?;
             }
         }
     }
-    if pending > 0 || n == 0 {
-        flush(
-            &mut runs,
-            &mut versions,
-            &mut steps,
-            &mut builders,
-            &mut writer,
-        )?;
+    if group.rows > 0 || n == 0 {
+        group.write(&schema, with_run, &mut writer)?;
     }
     let file = writer
         .into_inner()
