@@ -120,6 +120,22 @@ fn png_is_a_png_of_the_asked_width() {
     assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
     let width = u32::from_be_bytes(b[16..20].try_into().unwrap());
     assert_eq!(width, 640);
+    // Too narrow to draw: the smallest chart instead.
+    cli_ok(
+        d,
+        &[
+            "plot",
+            "f",
+            "--keys",
+            "loss",
+            "--width",
+            "10",
+            "-o",
+            png.to_str().unwrap(),
+        ],
+    );
+    let b = std::fs::read(&png).unwrap();
+    assert_eq!(u32::from_be_bytes(b[16..20].try_into().unwrap()), 240);
 }
 
 #[test]

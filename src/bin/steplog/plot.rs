@@ -37,7 +37,7 @@ pub struct PlotArgs {
     /// The chart file: .svg or .png. Without it, a chart is drawn in the terminal.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Width in pixels (or columns, in the terminal).
+    /// Width in pixels (at least 240), or columns in the terminal (at least 20).
     #[arg(long)]
     pub width: Option<usize>,
 }
@@ -116,7 +116,10 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
     }
     let (x_from, x_to) = (args.from.unwrap_or(0), args.to.unwrap_or(u64::MAX));
     let terminal = args.output.is_none();
-    let width = args.width.unwrap_or(if terminal { 72 } else { 960 });
+    let width = args
+        .width
+        .unwrap_or(if terminal { 72 } else { 960 })
+        .max(if terminal { 20 } else { 240 });
     let plot_w = if terminal {
         width
     } else {
