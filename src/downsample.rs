@@ -121,29 +121,27 @@ impl Downsampled {
         if first.0 < self.from || last.0 > self.to {
             return None;
         }
-        let i = self.index(first.0);
-        let j = self.index(last.0);
+        let (i, j) = (self.index(first.0), self.index(last.0));
         let width = (u128::from(self.to - self.from) + 1) / self.buckets.len() as u128;
-        let narrow = u128::from(last.0 - first.0) < width;
-        let i = if i != j && self.snap && narrow {
+        let bucket = if i == j {
+            i
+        } else if self.snap && u128::from(last.0 - first.0) < width {
             // Snapped: the whole block goes to the bucket of its middle step; a point moves
             // by at most one bucket, and nothing is decoded.
             self.index(first.0 + (last.0 - first.0) / 2)
         } else {
-            i
+            return None;
         };
-        (i == j || (self.snap && narrow)).then(|| {
-            (
-                i,
-                Bucket {
-                    first,
-                    last,
-                    min: num(&s.min),
-                    max: num(&s.max),
-                    count: s.count,
-                },
-            )
-        })
+        Some((
+            bucket,
+            Bucket {
+                first,
+                last,
+                min: num(&s.min),
+                max: num(&s.max),
+                count: s.count,
+            },
+        ))
     }
 
     fn add_block(&mut self, block: &Block, key: &str, hi: u64) {

@@ -73,7 +73,7 @@ pub use downsample::{Bucket, Downsampled};
 pub use error::{Error, Result};
 pub use manifest::Origin;
 pub use options::{Durability, Options};
-pub use progress::{Progress, Quiet};
+pub use progress::{Progress, Quiet, Unit};
 pub use read::{Chunk, ChunkColumn, ChunkValues, Chunks, History, Query, Series};
 pub use reference::{Reference, Target};
 pub use store::{LineageNode, Rewound, RunInfo, Status, Store, VersionInfo};

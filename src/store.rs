@@ -403,7 +403,7 @@ impl Store {
             Ok((vec![edit], dropped))
         })?;
         let mut deleted = 0;
-        progress.begin("purge", dropped.len() as u64);
+        progress.begin("purge", dropped.len() as u64, crate::progress::Unit::Items);
         for (done, id) in dropped.iter().enumerate() {
             progress.update(done as u64);
             lock_poisoned(&self.inner.sealed).remove(id);

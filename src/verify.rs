@@ -101,7 +101,7 @@ impl Store {
             .flat_map(|s| s.versions.values())
             .flat_map(|v| v.segments.iter().map(|s| (s.id, s.sealed.is_some())))
             .collect();
-        progress.begin("verify", names.len() as u64);
+        progress.begin("verify", names.len() as u64, crate::progress::Unit::Items);
         for (done, name) in names.iter().enumerate() {
             progress.update(done as u64);
             let path = dir.join(name);

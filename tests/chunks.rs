@@ -87,6 +87,10 @@ fn chunks_hold_the_rows_history_returns() {
                     q = q.keys(k.iter().copied());
                 }
                 let want: Vec<Row> = s.history(r, &q).unwrap().collect::<Result<_, _>>().unwrap();
+                if (r, from, to, keys.is_none()) == ("r", 0, u64::MAX, true) {
+                    // Steps 0..=4000 by 2 kept by the rewind, then 4002..=5198 by 2.
+                    assert_eq!(want.len(), 2001 + 599, "the comparison is not of nothing");
+                }
                 let got = rows_of_chunks(s.chunks(r, &q).unwrap());
                 assert_eq!(got, want, "{r} {from}..={to} {keys:?}");
             }

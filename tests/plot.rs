@@ -102,40 +102,27 @@ fn png_is_a_png_of_the_asked_width() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     setup(d);
-    let png = d.join("c.png");
-    cli_ok(
-        d,
-        &[
+    // The PNG of run 'f' at `width`: its signature checked, its width from the IHDR chunk.
+    let png_width = |width: &str| {
+        let png = d.join("c.png");
+        let args = [
             "plot",
             "f",
             "--keys",
             "loss",
             "--width",
-            "640",
+            width,
             "-o",
             png.to_str().unwrap(),
-        ],
-    );
-    let b = std::fs::read(&png).unwrap();
-    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
-    let width = u32::from_be_bytes(b[16..20].try_into().unwrap());
-    assert_eq!(width, 640);
+        ];
+        cli_ok(d, &args);
+        let b = std::fs::read(&png).unwrap();
+        assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
+        u32::from_be_bytes(b[16..20].try_into().unwrap())
+    };
+    assert_eq!(png_width("640"), 640);
     // Too narrow to draw: the smallest chart instead.
-    cli_ok(
-        d,
-        &[
-            "plot",
-            "f",
-            "--keys",
-            "loss",
-            "--width",
-            "10",
-            "-o",
-            png.to_str().unwrap(),
-        ],
-    );
-    let b = std::fs::read(&png).unwrap();
-    assert_eq!(u32::from_be_bytes(b[16..20].try_into().unwrap()), 240);
+    assert_eq!(png_width("10"), 240);
 }
 
 #[test]

@@ -90,7 +90,7 @@ fn config(file: &Path) -> serde_json::Value {
 pub fn import(store: &Store, dir: &Path, run: &str, progress: &dyn Progress) -> Result<Imported> {
     let file = plot_file(dir)?;
     let data = read_source(&file)?;
-    progress.begin("afl", data.len() as u64);
+    progress.begin("afl", data.len() as u64, crate::progress::Unit::Bytes);
     let mut sink = RunSink::create(store, run, config(&file), Origin::New)?;
     let mut plot = Plot::default();
     let consumed = match plot.feed(&mut sink, &file, 0, &data) {

@@ -57,7 +57,11 @@ pub fn import(
     progress: &dyn Progress,
 ) -> Result<Vec<Imported>> {
     let benches = benchmarks(dir)?;
-    progress.begin("criterion", benches.len() as u64);
+    progress.begin(
+        "criterion",
+        benches.len() as u64,
+        crate::progress::Unit::Items,
+    );
     let mut out = Vec::new();
     for (i, new) in benches.iter().enumerate() {
         out.push(benchmark(store, new, prefix)?);

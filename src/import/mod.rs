@@ -24,7 +24,7 @@ pub mod wandb;
 
 use std::path::{Path, PathBuf};
 
-pub use crate::progress::{Progress, Quiet};
+pub use crate::progress::{Progress, Quiet, Unit};
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -72,7 +72,8 @@ pub(crate) struct RunSink {
 }
 
 impl RunSink {
-    /// Creates the run (refusing an existing one) with `config`.
+    /// Starts the run with `config`: a new run (refusing an existing one), a fork, or a rewind
+    /// of the existing run, as `origin` says.
     pub(crate) fn create(
         store: &Store,
         run: &str,

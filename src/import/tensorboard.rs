@@ -46,7 +46,7 @@ pub fn import(store: &Store, path: &Path, run: &str, progress: &dyn Progress) ->
         .iter()
         .map(|f| f.metadata().map_or(0, |m| m.len()))
         .sum();
-    progress.begin("tensorboard", total);
+    progress.begin("tensorboard", total, crate::progress::Unit::Bytes);
     let mut sink = RunSink::create(
         store,
         run,

@@ -45,7 +45,7 @@ pub fn import(
     progress: &dyn Progress,
 ) -> Result<Imported> {
     let data = read_source(file)?;
-    progress.begin("wandb", data.len() as u64);
+    progress.begin("wandb", data.len() as u64, crate::progress::Unit::Bytes);
     let records = records(file, &data)?;
     let meta = Meta::read(file, &records)?;
     let name = run

@@ -136,7 +136,7 @@ fn cell(v: &Option<(u64, Value)>) -> String {
 }
 
 /// A sparkline of at most `width` characters (one per value when the key has fewer) of the
-/// metric `key`: one character per M4 bucket (`Store::downsample`), scaled between the
+/// metric `key`: one character per M4 bucket (`Store::downsample_snapped`), scaled between the
 /// lowest and highest of them; blank where a bucket has no point, empty when the key has no
 /// numeric value. A bucket shows its extreme farthest from its last value, so a one-step
 /// spike (up or down) stays visible in 24 characters.

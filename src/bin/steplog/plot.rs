@@ -2,8 +2,8 @@
 //! rewind archived and the forks, each in its own colour, drawn over the steps it owns and
 //! joined to its parent at the step it branched from, with a dashed marker there.
 //!
-//! Every line is drawn from [`steplog::Store::downsample`] (M4 from block aggregates) with
-//! one bucket per pixel column, so the cost depends on the chart's width, not the run's
+//! Every line is drawn from [`steplog::Store::downsample_snapped`] (M4 from block aggregates)
+//! with one bucket per pixel column, so the cost depends on the chart's width, not the run's
 //! length. Output: SVG (written here, by hand: plain paths and text), PNG (the same SVG
 //! rasterised by resvg, labels in a system font), or a terminal chart when no file is given.
 

@@ -47,13 +47,8 @@ impl Bar {
 }
 
 impl steplog::Progress for Bar {
-    fn begin(&self, what: &str, total: u64) {
-        // Imports count bytes of source; criterion counts benchmarks, verify and purge files.
-        self.stage(
-            what,
-            total,
-            !["criterion", "verify", "purge"].contains(&what),
-        );
+    fn begin(&self, what: &str, total: u64, unit: steplog::Unit) {
+        self.stage(what, total, unit == steplog::Unit::Bytes);
     }
 
     fn update(&self, done: u64) {
