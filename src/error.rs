@@ -84,6 +84,15 @@ pub enum Error {
         /// The purged version.
         version: String,
     },
+    /// A file the manifest records is not there: deleted by a purge while it was being read,
+    /// or lost (removed by hand, a damaged file system). Never read as empty.
+    #[error("{file} is missing: {reason}")]
+    MissingFile {
+        /// The file the manifest records.
+        file: PathBuf,
+        /// Why it was expected, and what likely removed it.
+        reason: String,
+    },
     /// A run or version reference could not be parsed.
     #[error("bad reference '{reference}': {reason}")]
     BadReference {
@@ -162,6 +171,27 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A lock stayed taken for longer than [`Options::lock_timeout`](crate::Options::lock_timeout):
+    /// another process holds it (it may be stopped, or stuck).
+    #[error("gave up after {waited_ms} ms waiting for the lock on {path}: another process holds it (is one stopped or stuck?)")]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long it was waited for, in milliseconds.
+        waited_ms: u64,
+    },
+    /// A value, key or row is larger than steplog stores (see [`limits`](crate::limits)).
+    #[error("run '{run}': {what} is {size} bytes, more than the limit of {limit} bytes")]
+    TooLarge {
+        /// The run being written.
+        run: String,
+        /// What is too large (the key named).
+        what: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The writer was already finished.
     #[error("writer of run '{run}' is already finished")]
     Finished {
@@ -204,7 +234,10 @@ impl Error {
 
     /// True for errors that mean stored data is damaged (checksum or structure).
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::ChecksumMismatch { .. } | Error::Corrupt { .. })
+        matches!(
+            self,
+            Error::ChecksumMismatch { .. } | Error::Corrupt { .. } | Error::MissingFile { .. }
+        )
     }
 }
 

@@ -55,6 +55,7 @@ fn documented_sizes_match_the_encoders() {
         dir.path(),
         false,
         1 << 20,
+        std::time::Duration::from_secs(10),
     )
     .unwrap();
     let file = std::fs::read(log.path()).unwrap();

@@ -37,6 +37,7 @@ pub struct Options {
     pub(crate) block_bytes: usize,
     pub(crate) compression_level: i32,
     pub(crate) manifest_compaction_bytes: u64,
+    pub(crate) lock_timeout: std::time::Duration,
     pub(crate) fs: Arc<dyn FileSystem>,
 }
 
@@ -48,6 +49,7 @@ impl Default for Options {
             block_bytes: 64 << 10,
             compression_level: 3,
             manifest_compaction_bytes: 1 << 20,
+            lock_timeout: std::time::Duration::from_secs(10),
             fs: Arc::new(OsFs),
         }
     }
@@ -91,6 +93,15 @@ impl Options {
     /// the size of its last snapshot). Default: 1 MiB.
     pub fn manifest_compaction_bytes(mut self, bytes: u64) -> Self {
         self.manifest_compaction_bytes = bytes;
+        self
+    }
+
+    /// How long a manifest edit waits for the store's `LOCK` (held by another process while
+    /// it appends an edit, a few milliseconds at most) before failing with
+    /// [`Error::LockTimeout`](crate::Error::LockTimeout). Readers never wait for it. Default:
+    /// 10 seconds.
+    pub fn lock_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.lock_timeout = timeout;
         self
     }
 

@@ -391,7 +391,13 @@ impl Store {
             return Ok(s.clone());
         }
         let path = self.segment_path(id);
-        let s = Arc::new(Sealed::open(self.fs(), &path)?);
+        let s = match Sealed::open(self.fs(), &path) {
+            Ok(s) => Arc::new(s),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(self.missing_segment(id, path))
+            }
+            Err(e) => return Err(e),
+        };
         if s.header.segment != id {
             let found = s.header.segment;
             return Err(Error::corrupt(
@@ -402,6 +408,30 @@ impl Store {
         }
         lock_poisoned(&self.inner.sealed).insert(id, s.clone());
         Ok(s)
+    }
+
+    /// The error for a recorded segment whose file is gone: the latest manifest tells a purge
+    /// that ran during this read (the version read from this process's snapshot lost the
+    /// segment) from a file lost by other means.
+    fn missing_segment(&self, id: SegmentId, path: PathBuf) -> Error {
+        let dropped = self.state().ok().is_some_and(|state| {
+            !state
+                .versions
+                .values()
+                .any(|v| v.segments.iter().any(|s| s.id == id))
+        });
+        let reason = if dropped {
+            format!(
+                "segment {id} was deleted by a purge while this read was under way; the rows \
+                 it held are no longer readable (read again to see the store as it is now)"
+            )
+        } else {
+            format!(
+                "the manifest records segment {id}, but its file is gone (removed by hand, or \
+                 lost by the file system); its rows cannot be read"
+            )
+        };
+        Error::MissingFile { file: path, reason }
     }
 
     /// Opens a segment for reading: sealed ones from the cache or by mapping them, head
@@ -423,8 +453,11 @@ impl Store {
         if entry.file.is_none() {
             entry.file = match self.fs().open(&path, OpenMode::Read) {
                 Ok(f) => Some(f),
-                // Recorded in the manifest but not created yet (or a crash came between).
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                // Segments are created before they are recorded: a recorded one is there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    drop(heads);
+                    return Err(self.missing_segment(seg.id, path));
+                }
                 Err(e) => return Err(Error::io(&path, e)),
             };
         }

@@ -197,7 +197,13 @@ impl Store {
             fs.create_dir_all(&d).at(&d)?;
         }
         let sync = options.durability == Durability::PowerLoss;
-        let manifest = ManifestLog::open(fs, dir, sync, options.manifest_compaction_bytes)?;
+        let manifest = ManifestLog::open(
+            fs,
+            dir,
+            sync,
+            options.manifest_compaction_bytes,
+            options.lock_timeout,
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
@@ -225,6 +231,50 @@ impl Store {
 
     pub(crate) fn segment_path(&self, id: SegmentId) -> PathBuf {
         self.inner.dir.join(SEGMENT_DIR).join(id.file_name())
+    }
+
+    /// Creates a new head segment of `version`'s `stream` and records it in the manifest.
+    /// The file is created first, under the manifest lock, with an id no file has: a
+    /// recorded segment always has its file (with [`Durability::PowerLoss`] the file and its
+    /// directory entry are durable before the edit is), so a missing one is damage; and an
+    /// existing file is never overwritten, even when a manifest cut back by a crash has
+    /// forgotten that its id was used (such a file is skipped, and left for `gc`).
+    pub(crate) fn create_segment(
+        &self,
+        version: VersionId,
+        stream: crate::Stream,
+    ) -> Result<crate::segment::writer::SegmentWriter> {
+        let sync = self.inner.options.durability == Durability::PowerLoss;
+        self.transact(|state| {
+            let mut id = state.next_segment;
+            loop {
+                let path = self.segment_path(SegmentId(id));
+                let header = crate::segment::SegmentHeader {
+                    stream,
+                    version,
+                    segment: SegmentId(id),
+                };
+                match crate::segment::writer::SegmentWriter::create(self.fs(), &path, header, sync)
+                {
+                    Ok(w) => {
+                        let edit = Edit::AddSegment {
+                            version,
+                            stream,
+                            segment: SegmentId(id),
+                        };
+                        return Ok((vec![edit], w));
+                    }
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        id = id
+                            .checked_add(1)
+                            .ok_or_else(|| Error::corrupt(&path, 0, "segment ids exhausted"))?;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        })
     }
 
     /// The manifest state, brought up to date with what other processes committed.

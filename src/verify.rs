@@ -126,15 +126,22 @@ impl Store {
             }
             self.verify_segment(&mut report, path, sealed_in_manifest == Some(true));
         }
-        for (id, sealed) in &referenced {
-            let path = self.segment_path(*id);
-            if *sealed && !io::exists(self.fs(), &path).unwrap_or(true) {
-                report.problems.push(Problem {
-                    file: path,
-                    offset: None,
-                    message: "sealed segment referenced by the manifest is missing".into(),
-                });
-            }
+        let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        let mut missing: Vec<SegmentId> = referenced
+            .keys()
+            .copied()
+            .filter(|id| !present.contains(id.file_name().as_str()))
+            .collect();
+        missing.sort();
+        for id in missing {
+            let sealed = if referenced[&id] { "sealed" } else { "head" };
+            report.problems.push(Problem {
+                file: self.segment_path(id),
+                offset: None,
+                message: format!(
+                    "{sealed} segment {id} referenced by the manifest is missing: its rows cannot be read"
+                ),
+            });
         }
         Ok(report)
     }
@@ -169,7 +176,11 @@ impl Store {
                 let mut state = State::default();
                 for (at, edit) in &frames.edits {
                     report.edits += 1;
-                    if let Err(reason) = state.apply(edit) {
+                    let checked = state.apply(edit).and_then(|()| match edit {
+                        crate::manifest::Edit::Snapshot { .. } => state.validate(),
+                        _ => Ok(()),
+                    });
+                    if let Err(reason) = checked {
                         report.problem(path.clone(), &Error::corrupt(&path, *at, reason));
                         return None;
                     }

@@ -18,7 +18,7 @@ use crate::segment::reader::Sealed;
 use crate::segment::writer::{SealInfo, SegmentWriter};
 use crate::segment::SegmentHeader;
 use crate::store::{config_object, merge_config, now_secs, resolve_target, Store};
-use crate::types::{SegmentId, Stream, Value, VersionId};
+use crate::types::{Stream, Value, VersionId};
 
 /// What to do when the run already exists (or does not), as W&B's `resume=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -391,7 +391,16 @@ fn fork(
         if state.runs.contains_key(name) {
             return Err(Error::RunExists { run: name.into() });
         }
-        let base = &state.versions[&source].config;
+        // Checked again on the latest state, under the manifest lock: a purge committed since
+        // the source was resolved has deleted the rows this fork would read.
+        let base = match state.versions.get(&source) {
+            Some(m) if !m.purged => &m.config,
+            _ => {
+                return Err(Error::Purged {
+                    version: source.to_string(),
+                })
+            }
+        };
         let version = VersionId(state.next_version);
         let edit = Edit::Fork {
             run: name.into(),
@@ -708,24 +717,7 @@ impl RunWriter {
             return Err(Error::io(self.store.dir(), e));
         };
         if self.streams[i].head.is_none() {
-            let version = self.version;
-            let id = self.store.transact(|state| {
-                let segment = SegmentId(state.next_segment);
-                let edit = Edit::AddSegment {
-                    version,
-                    stream,
-                    segment,
-                };
-                Ok((vec![edit], segment))
-            })?;
-            let header = SegmentHeader {
-                stream,
-                version,
-                segment: id,
-            };
-            let sync = self.store.options().durability == Durability::PowerLoss;
-            let path = self.store.segment_path(id);
-            let w = SegmentWriter::create(self.store.fs(), &path, header, sync)?;
+            let w = self.store.create_segment(self.version, stream)?;
             self.streams[i].head = Some(w);
         }
         let s = &mut self.streams[i];
@@ -827,5 +819,34 @@ impl Drop for RunWriter {
         } else {
             let _ = self.finish_inner();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #11, item 2: a fork resolves its source, then commits its edit; a purge of the
+    /// source committed in between must make the fork fail, not create a run reading a
+    /// version whose segments are being deleted. The race window, made deterministic.
+    #[test]
+    fn a_fork_whose_source_was_purged_after_it_was_resolved_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::Options::new()
+            .segment_bytes(300)
+            .open(dir.path())
+            .unwrap();
+        let mut w = store.run("r").start().unwrap();
+        for step in 0..40u64 {
+            w.log_at(step, [("x", step as f64)]).unwrap();
+        }
+        w.finish().unwrap();
+        let rewound = store.rewind("r", 5, None).unwrap();
+        // The fork resolved `v1` and checked its step here; then the purge commits.
+        let source = rewound.archived;
+        store.purge(source).unwrap();
+        let result = fork(&store, "f", source, 30, None, true);
+        assert!(matches!(result, Err(Error::Purged { .. })));
+        assert!(!store.state().unwrap().runs.contains_key("f"));
     }
 }

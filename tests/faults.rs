@@ -192,33 +192,50 @@ fn a_full_disk_fails_cleanly_and_the_store_works_once_space_is_back() {
 
 #[test]
 fn a_failed_fsync_poisons_the_writer() {
-    let faulty = FaultyFs::new(Arc::new(SimFs::new()));
-    let store = open(Arc::new(faulty.clone())).unwrap();
-    let mut run = store.run("r").start().unwrap();
-    run.log_at(0, [("x", 0.0)]).unwrap();
-    faulty.fail_nth(IoOp::Sync, 1, EIO);
-    let err = run.commit().unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err:?}");
-    faulty.heal();
-    // Never retried as if it worked: the writer refuses everything from now on.
-    assert!(matches!(
-        run.log_at(1, [("x", 1.0)]),
-        Err(Error::Poisoned { .. })
-    ));
-    assert!(matches!(run.commit(), Err(Error::Poisoned { .. })));
-    assert!(matches!(run.finish(), Err(Error::Poisoned { .. })));
-    // The failed fsync was the manifest's (the commit opened the first segment): this store
-    // refuses manifest edits until reopened, since the page cache can no longer be trusted.
-    let err = store.run("other").start().unwrap_err();
-    assert!(err.to_string().contains("reopen the store"), "{err}");
-    drop(store);
-    let store = open(Arc::new(faulty.clone())).unwrap();
-    // The run is left crashed, and a new writer recovers it.
-    assert_eq!(store.runs().unwrap()[0].status, steplog::Status::Crashed);
-    let mut run = store.run("r").start().unwrap();
-    run.log([("x", 2.0)]).unwrap();
-    run.finish().unwrap();
-    assert!(store.verify().unwrap().is_ok());
+    // The first commit of a run creates its head segment: the file's fsync (1), its
+    // directory's (2), then the manifest edit's (3). Each is failed in turn.
+    for nth in 1..=3 {
+        let faulty = FaultyFs::new(Arc::new(SimFs::new()));
+        let store = open(Arc::new(faulty.clone())).unwrap();
+        let mut run = store.run("r").start().unwrap();
+        run.log_at(0, [("x", 0.0)]).unwrap();
+        faulty.fail_nth(IoOp::Sync, nth, EIO);
+        let err = run.commit().unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        faulty.heal();
+        // Never retried as if it worked: the writer refuses everything from now on.
+        assert!(matches!(
+            run.log_at(1, [("x", 1.0)]),
+            Err(Error::Poisoned { .. })
+        ));
+        assert!(matches!(run.commit(), Err(Error::Poisoned { .. })));
+        assert!(matches!(run.finish(), Err(Error::Poisoned { .. })));
+        let other = store.run("other").start();
+        if nth == 3 {
+            // The manifest's fsync failed: this store refuses manifest edits until reopened,
+            // since the page cache can no longer be trusted.
+            let err = other.unwrap_err();
+            assert!(err.to_string().contains("reopen the store"), "{err}");
+        } else {
+            // A segment's fsync failed before anything was recorded: the store is fine.
+            other.unwrap().finish().unwrap();
+        }
+        drop(store);
+        let store = open(Arc::new(faulty.clone())).unwrap();
+        // The run is left crashed, and a new writer recovers it.
+        let r = store
+            .runs()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.name == "r")
+            .unwrap();
+        assert_eq!(r.status, steplog::Status::Crashed, "sync {nth}");
+        let mut run = store.run("r").start().unwrap();
+        run.log([("x", 2.0)]).unwrap();
+        run.finish().unwrap();
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "sync {nth}: {:?}", report.problems);
+    }
 }
 
 #[test]

@@ -150,7 +150,10 @@ impl FileHandle for FaultyFile {
 
 impl FileSystem for FaultyFs {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileHandle>> {
-        if matches!(mode, OpenMode::CreateTruncate | OpenMode::CreateKeep) {
+        if matches!(
+            mode,
+            OpenMode::CreateTruncate | OpenMode::CreateKeep | OpenMode::CreateNew
+        ) {
             self.check(IoOp::Create)?;
         }
         let inner = self.inner.open(path, mode)?;

@@ -30,6 +30,8 @@ pub enum OpenMode {
     CreateTruncate,
     /// Read and write; created if missing, kept as is if present.
     CreateKeep,
+    /// Read and write; created, and `AlreadyExists` if the path exists (never overwrites).
+    CreateNew,
 }
 
 /// A held lock; dropping it releases the lock.

@@ -61,6 +61,9 @@ impl FileSystem for OsFs {
             OpenMode::CreateKeep => {
                 o.write(true).create(true).truncate(false);
             }
+            OpenMode::CreateNew => {
+                o.write(true).create_new(true);
+            }
         }
         Ok(Arc::new(OsFile(o.open(path)?)))
     }

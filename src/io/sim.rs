@@ -309,6 +309,12 @@ impl FileSystem for SimFs {
                 node.pending.push(op);
                 ino
             }
+            (Some(_), OpenMode::CreateNew) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("{} exists", path.display()),
+                ))
+            }
             (Some(ino), _) => ino,
             (None, OpenMode::Read | OpenMode::ReadWrite) => return Err(not_found(path)),
             (None, _) => {

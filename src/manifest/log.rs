@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, FileSystem, LockGuard, OpenMode};
@@ -175,20 +176,28 @@ pub(crate) struct ManifestLog {
     sync: bool,
     /// Compact once the file is larger than this and twice its last snapshot.
     compact_bytes: u64,
+    /// How long an edit waits for `LOCK`.
+    lock_timeout: Duration,
     epoch: u64,
     offset: u64,
     snapshot_len: u64,
     state: Arc<State>,
     poisoned: bool,
+    /// Whether this process has looked for a `MANIFEST.tmp` left by a crashed compaction
+    /// (removed before this process's first edit, under `LOCK`).
+    tmp_checked: bool,
 }
 
 impl ManifestLog {
-    /// Opens (creating if needed) the manifest of the store in `dir`.
+    /// Opens the manifest of the store in `dir`, creating an empty one if the store has none
+    /// yet. Opening reads only: it takes no lock and writes nothing to an existing store, so
+    /// a read-only store can be read and a stopped process cannot block a reader.
     pub fn open(
         fs: Arc<dyn FileSystem>,
         dir: &Path,
         sync: bool,
         compact_bytes: u64,
+        lock_timeout: Duration,
     ) -> Result<ManifestLog> {
         let mut log = ManifestLog {
             fs,
@@ -196,37 +205,89 @@ impl ManifestLog {
             path: dir.join(MANIFEST),
             sync,
             compact_bytes,
+            lock_timeout,
             epoch: 0,
             offset: 0,
             snapshot_len: 0,
             state: Arc::new(State::default()),
             poisoned: false,
+            tmp_checked: false,
         };
-        let guard = log.lock()?;
-        log.open_locked()?;
-        drop(guard);
+        if !io::exists(&*log.fs, &log.path).at(&log.path)? {
+            log.create()?;
+        }
+        log.refresh(false)?;
         Ok(log)
     }
 
-    /// The store-wide lock, held while appending.
+    /// Creates the manifest of a new, empty store. A store whose manifest is gone while
+    /// segment files remain is damaged, not empty: starting it afresh would reuse their ids.
+    fn create(&mut self) -> Result<()> {
+        let segments = self.dir.join(crate::store::SEGMENT_DIR);
+        let found = match self.fs.read_dir(&segments) {
+            Ok(names) => names.iter().filter(|n| n.ends_with(".seg")).count(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(Error::io(&segments, e)),
+        };
+        if found > 0 {
+            return Err(Error::corrupt(
+                &self.path,
+                0,
+                format!(
+                    "the manifest is missing, but {} holds {found} segment files: the store is \
+                     damaged, not empty (restore MANIFEST from a backup)",
+                    segments.display()
+                ),
+            ));
+        }
+        let guard = self.lock()?;
+        let r = (|| {
+            if !io::exists(&*self.fs, &self.path).at(&self.path)? {
+                self.remove_leftover_tmp()?;
+                self.write_snapshot(1, &State::default())?;
+            }
+            Ok(())
+        })();
+        drop(guard);
+        r
+    }
+
+    /// The store-wide lock, held while appending. Waits at most `lock_timeout`: a process
+    /// stopped while holding it must not hang every writer.
     fn lock(&self) -> Result<LockGuard> {
         let path = self.dir.join(LOCK);
-        match self.fs.lock(&path, true, true) {
-            Ok(Some(guard)) => Ok(guard),
-            Ok(None) => Err(Error::io(&path, std::io::Error::other("lock not granted"))),
-            Err(e) => Err(Error::io(&path, e)),
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.fs.lock(&path, true, false) {
+                Ok(Some(guard)) => return Ok(guard),
+                Ok(None) => {}
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+            let waited = start.elapsed();
+            if waited >= self.lock_timeout {
+                return Err(Error::LockTimeout {
+                    path,
+                    waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            std::thread::sleep(pause.min(self.lock_timeout - waited));
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
 
-    fn open_locked(&mut self) -> Result<()> {
+    /// Removes a `MANIFEST.tmp` that a compaction killed midway left behind. Called under
+    /// `LOCK` (no compaction is running), once per process.
+    fn remove_leftover_tmp(&mut self) -> Result<()> {
+        if self.tmp_checked {
+            return Ok(());
+        }
         let tmp = self.dir.join(MANIFEST_TMP);
         if io::exists(&*self.fs, &tmp).at(&tmp)? {
             self.fs.remove_file(&tmp).at(&tmp)?;
         }
-        if !io::exists(&*self.fs, &self.path).at(&self.path)? {
-            self.write_snapshot(1, &State::default())?;
-        }
-        self.refresh(true)
+        self.tmp_checked = true;
+        Ok(())
     }
 
     pub fn state(&self) -> Arc<State> {
@@ -238,7 +299,8 @@ impl ManifestLog {
     }
 
     /// Brings the state up to date with what other processes appended. With `locked` (the
-    /// caller holds `LOCK`), an incomplete last frame is from a crashed appender and is cut.
+    /// caller holds `LOCK` and is about to append), an incomplete last frame is from a crashed
+    /// appender and is cut; without it (a reader), it is only ignored: reading never writes.
     pub fn refresh(&mut self, locked: bool) -> Result<()> {
         let file = self.fs.open(&self.path, OpenMode::Read).at(&self.path)?;
         let len = file.len().at(&self.path)?;
@@ -251,24 +313,61 @@ impl ManifestLog {
             self.offset = HEADER_LEN as u64;
             self.state = Arc::new(State::default());
         }
-        if len == self.offset {
+        if len == self.offset && self.offset > HEADER_LEN as u64 {
             return Ok(());
+        }
+        if len < self.offset {
+            // Shorter than what this process has read: cut by something other than a writer
+            // of this store (writers only cut a torn frame they have not read). Reload.
+            self.epoch = 0;
+            return Err(Error::corrupt(
+                &self.path,
+                len,
+                format!(
+                    "the manifest shrank to {len} bytes below the {} already read",
+                    self.offset
+                ),
+            ));
         }
         let buf = io::read_from(&*file, self.offset).at(&self.path)?;
         let frames = decode_frames(&self.path, &buf, self.offset)?;
+        if self.offset == HEADER_LEN as u64 {
+            // Every manifest starts with a snapshot, written whole and fsynced before it was
+            // renamed into place: it can never be torn, and a file without one was cut.
+            if !matches!(frames.edits.first(), Some((_, Edit::Snapshot { .. }))) {
+                return Err(Error::corrupt(
+                    &self.path,
+                    HEADER_LEN as u64,
+                    "the manifest's first frame, its snapshot, is missing or cut short (the \
+                     file was truncated or overwritten)",
+                ));
+            }
+        }
         if !frames.edits.is_empty() {
             let state = Arc::make_mut(&mut self.state);
             for (i, (at, edit)) in frames.edits.iter().enumerate() {
-                if let Edit::Snapshot { .. } = edit {
+                let snapshot = matches!(edit, Edit::Snapshot { .. });
+                if snapshot {
                     let end = frames
                         .edits
                         .get(i + 1)
                         .map_or(self.offset + frames.valid_end as u64, |e| e.0);
                     self.snapshot_len = end;
                 }
-                state
-                    .apply(edit)
-                    .map_err(|reason| Error::corrupt(&self.path, *at, reason))?;
+                let applied =
+                    state.apply(edit).and_then(
+                        |()| {
+                            if snapshot {
+                                state.validate()
+                            } else {
+                                Ok(())
+                            }
+                        },
+                    );
+                if let Err(reason) = applied {
+                    self.epoch = 0;
+                    return Err(Error::corrupt(&self.path, *at, reason));
+                }
             }
         }
         self.offset += frames.valid_end as u64;
@@ -292,7 +391,9 @@ impl ManifestLog {
             ));
         }
         let guard = self.lock()?;
-        let result = self.transact_locked(f);
+        let result = self
+            .remove_leftover_tmp()
+            .and_then(|()| self.transact_locked(f));
         drop(guard);
         result
     }

@@ -181,6 +181,16 @@ impl State {
             .ok_or_else(|| format!("edit refers to unknown version {v}"))
     }
 
+    /// A version an edit branches from: it must exist and not be purged (its rows may be
+    /// gone).
+    fn readable(&self, v: VersionId, what: &str) -> Result<(), String> {
+        match self.versions.get(&v) {
+            None => Err(format!("{what} {v} does not exist")),
+            Some(m) if m.purged => Err(format!("{what} {v} is purged")),
+            Some(_) => Ok(()),
+        }
+    }
+
     fn add_version(&mut self, meta: VersionMeta) -> Result<(), String> {
         if meta.id.0 < self.next_version || self.versions.contains_key(&meta.id) {
             return Err(format!("version {} allocated twice", meta.id));
@@ -236,6 +246,7 @@ impl State {
                         "rewind of '{run}' archives {archived}, not its head"
                     ));
                 }
+                self.readable(*archived, "rewound version")?;
                 self.version_mut(*archived)?.archived = true;
                 let parent = Some((*archived, *step));
                 let meta = new(
@@ -261,6 +272,7 @@ impl State {
                 if self.runs.contains_key(run) {
                     return Err(format!("fork creates run '{run}' twice"));
                 }
+                self.readable(*source, "fork source")?;
                 let parent = Some((*source, *step));
                 let meta = new(
                     *version,
@@ -316,7 +328,13 @@ impl State {
                 Ok(())
             }
             Edit::Purge { version, dropped } => {
-                self.version_mut(*version)?.purged = true;
+                let v = self.version_mut(*version)?;
+                if !v.archived || v.purged {
+                    return Err(format!(
+                        "purge of {version}, which is not an archived version"
+                    ));
+                }
+                v.purged = true;
                 for v in self.versions.values_mut() {
                     v.segments.retain(|s| !dropped.contains(&s.id));
                 }
@@ -327,6 +345,76 @@ impl State {
                 Ok(())
             }
         }
+    }
+
+    /// Checks a state loaded from a snapshot: every reference resolves, parents are older
+    /// than their children (so lineage has no cycle), ids are below their counters and no
+    /// segment belongs to two versions. Edits keep these true one by one (`apply`); a
+    /// snapshot is taken whole, so it is checked whole.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, head) in &self.runs {
+            let m = self
+                .versions
+                .get(head)
+                .ok_or_else(|| format!("run '{name}' has head {head}, which does not exist"))?;
+            if m.run != *name {
+                return Err(format!(
+                    "run '{name}' has head {head}, a version of run '{}'",
+                    m.run
+                ));
+            }
+            if m.archived || m.purged {
+                return Err(format!(
+                    "run '{name}' has head {head}, which is archived or purged"
+                ));
+            }
+        }
+        let mut segments = std::collections::HashSet::new();
+        for (id, m) in &self.versions {
+            if m.id != *id {
+                return Err(format!("version {} listed as {id}", m.id));
+            }
+            if id.0 == 0 || id.0 >= self.next_version {
+                return Err(format!(
+                    "version {id} is outside the allocated ids (next {})",
+                    self.next_version
+                ));
+            }
+            if let Some((p, _)) = m.parent {
+                if p >= *id || !self.versions.contains_key(&p) {
+                    return Err(format!(
+                        "version {id} has parent {p}, which does not exist or is not older"
+                    ));
+                }
+            }
+            if !self.runs.contains_key(&m.run) {
+                return Err(format!(
+                    "version {id} belongs to run '{}', which does not exist",
+                    m.run
+                ));
+            }
+            if !m.archived && self.runs.get(&m.run) != Some(id) {
+                return Err(format!(
+                    "version {id} of run '{}' is neither archived nor its head",
+                    m.run
+                ));
+            }
+            if m.purged && !m.archived {
+                return Err(format!("version {id} is purged but not archived"));
+            }
+            for s in &m.segments {
+                if s.id.0 == 0 || s.id.0 >= self.next_segment {
+                    return Err(format!(
+                        "segment {} of version {id} is outside the allocated ids (next {})",
+                        s.id, self.next_segment
+                    ));
+                }
+                if !segments.insert(s.id) {
+                    return Err(format!("segment {} belongs to two versions", s.id));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The pieces a version's rows come from, oldest first: each ancestor (and the version
@@ -366,5 +454,66 @@ impl State {
             }
         }
         needed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(run: &str, v: u64) -> Edit {
+        Edit::Create {
+            run: run.into(),
+            version: VersionId(v),
+            config: Config::new(),
+            time: 0,
+        }
+    }
+
+    #[test]
+    fn edits_that_refer_to_a_purged_or_missing_version_are_refused() {
+        let mut s = State::default();
+        s.apply(&create("r", 1)).unwrap();
+        let rewind = |archived, version| Edit::Rewind {
+            run: "r".into(),
+            archived: VersionId(archived),
+            version: VersionId(version),
+            step: 0,
+            config: Config::new(),
+            time: 0,
+            finished: true,
+        };
+        s.apply(&rewind(1, 2)).unwrap();
+        let purge = Edit::Purge {
+            version: VersionId(1),
+            dropped: vec![],
+        };
+        s.apply(&purge).unwrap();
+        assert!(s.validate().is_ok());
+        let fork = |source, version| Edit::Fork {
+            run: "f".into(),
+            version: VersionId(version),
+            source: VersionId(source),
+            step: 0,
+            config: Config::new(),
+            time: 0,
+            finished: true,
+        };
+        assert!(
+            s.clone().apply(&fork(1, 3)).is_err(),
+            "fork of a purged version"
+        );
+        assert!(
+            s.clone().apply(&fork(9, 3)).is_err(),
+            "fork of a missing version"
+        );
+        assert!(s.clone().apply(&purge).is_err(), "purge twice");
+        let purge_head = Edit::Purge {
+            version: VersionId(2),
+            dropped: vec![],
+        };
+        assert!(s.clone().apply(&purge_head).is_err(), "purge of a head");
+        s.apply(&fork(2, 3)).unwrap();
+        assert!(s.validate().is_ok());
     }
 }

@@ -46,7 +46,8 @@ impl SegmentWriter {
         header: SegmentHeader,
         sync: bool,
     ) -> Result<SegmentWriter> {
-        let file = fs.open(path, OpenMode::CreateTruncate).at(path)?;
+        // Never over an existing file: `AlreadyExists` tells the caller to pick another id.
+        let file = fs.open(path, OpenMode::CreateNew).at(path)?;
         file.write_all_at(&header.encode(), 0).at(path)?;
         if sync {
             file.sync().at(path)?;
@@ -74,30 +75,34 @@ impl SegmentWriter {
         header: SegmentHeader,
         sync: bool,
     ) -> Result<Option<SegmentWriter>> {
-        let file = match fs.open(path, OpenMode::ReadWrite) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return SegmentWriter::create(fs, path, header, sync).map(Some)
-            }
-            Err(e) => return Err(Error::io(path, e)),
-        };
+        // A recorded segment always has its file (it is created before it is recorded): a
+        // missing one is damage, and recovering over it would hide the rows it held.
+        let file = fs.open(path, OpenMode::ReadWrite).at(path)?;
         let mut scan = HeadScan::empty();
         scan.rescan(path, &*file)?;
         if scan.tail == Tail::Sealed {
             return Ok(None);
         }
-        if let Some(h) = scan.header {
-            if h != header {
+        match scan.header {
+            Some(h) if h != header => {
                 return Err(Error::corrupt(
                     path,
                     0,
                     format!("segment header says {h:?}, the manifest expects {header:?}"),
                 ));
             }
-        }
-        if scan.header.is_none() {
-            drop(file);
-            return SegmentWriter::create(fs, path, header, sync).map(Some);
+            Some(_) => {}
+            None => {
+                // A header torn by a crash during creation: the file holds nothing committed.
+                // It is this writer's own head, so it may be written again.
+                file.set_len(0).at(path)?;
+                file.write_all_at(&header.encode(), 0).at(path)?;
+                if sync {
+                    file.sync().at(path)?;
+                }
+                scan = HeadScan::empty();
+                scan.rescan(path, &*file)?;
+            }
         }
         if let Tail::Torn { offset } | Tail::TornComplete { offset } = scan.tail {
             file.set_len(offset).at(path)?;

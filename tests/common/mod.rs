@@ -88,3 +88,62 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Every file of a store with its bytes, to check that an operation changed nothing.
+pub fn store_image(store: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![store.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let e = e.expect("entry");
+            if e.file_type().expect("type").is_dir() {
+                todo.push(e.path());
+            } else {
+                out.insert(e.path(), std::fs::read(e.path()).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+/// A manifest file holding `frames` (JSON edits) after a header with `epoch`, framed and
+/// checksummed as docs/FORMAT.md says: for crafting checksum-valid but inconsistent ones.
+pub fn manifest_bytes(epoch: u64, frames: &[serde_json::Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"STEPLMAN");
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    for f in frames {
+        let payload = serde_json::to_vec(f).expect("json");
+        let mut head = Vec::new();
+        head.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        head.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        let hcrc = crc32fast::hash(&head);
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&hcrc.to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+    out
+}
+
+/// Runs the CLI and returns its output, failing the test if it crashed (a panic or a
+/// signal) instead of exiting 0 or 1.
+pub fn cli_no_panic(store: &Path, args: &[&str]) -> Output {
+    let out = cli_in(store, args, "");
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(0) | Some(1)),
+        "steplog {args:?} exited with {:?} (a panic or a signal): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "steplog {args:?} panicked: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
