@@ -1,0 +1,246 @@
+//! Golden stores: a store written by each on-disk format steplog has shipped, committed under
+//! `tests/fixtures/golden/`, is read back to the exact rows, summaries, statuses and lineage it
+//! was written with (docs/FORMAT.md, "Formats are promises").
+//!
+//! Each fixture directory holds the store (`store/`) and `expected.json`, both written by
+//! `make_golden` at the commit its README names:
+//!
+//! ```sh
+//! STEPLOG_GOLDEN_OUT=tests/fixtures/golden/segment-2 cargo test --test golden -- --ignored make_golden
+//! ```
+
+mod common;
+
+use std::path::Path;
+
+use serde_json::{json, Value as Json};
+use steplog::{Options, Query, Store, Stream, Value};
+
+/// Every value exactly: floats by their bits (NaN payloads, -0.0), the rest as they are.
+fn value_json(v: &Value) -> Json {
+    match v {
+        Value::F64(x) => json!({"f64": format!("{:016x}", x.to_bits())}),
+        Value::I64(i) => json!({"i64": i}),
+        Value::Bool(b) => json!({"bool": b}),
+        Value::Str(s) => json!({"str": s}),
+        other => json!({"other": format!("{other:?}")}),
+    }
+}
+
+/// What a store holds, in a form that survives any change of code: per version its status,
+/// origin, parent, config and the rows of each stream; per run its head; per readable version
+/// the summary of its history.
+fn describe(store: &Store) -> Json {
+    let mut versions = serde_json::Map::new();
+    for v in store.versions().unwrap() {
+        let mut d = json!({
+            "run": v.run,
+            "status": v.status.to_string(),
+            "origin": format!("{:?}", v.origin),
+            "parent": v.parent.map(|(p, s)| json!([p.to_string(), s])),
+            "config": v.config,
+        });
+        if v.status != steplog::Status::Purged {
+            let id = v.id.to_string();
+            for stream in [Stream::History, Stream::System, Stream::Console] {
+                let rows: Vec<Json> = store
+                    .history(&id, &Query::new().stream(stream))
+                    .unwrap()
+                    .map(|r| {
+                        let r = r.unwrap();
+                        let fields: serde_json::Map<String, Json> = r
+                            .fields
+                            .iter()
+                            .map(|(k, v)| (k.clone(), value_json(v)))
+                            .collect();
+                        json!([r.step, fields])
+                    })
+                    .collect();
+                d[stream.name()] = Json::Array(rows);
+            }
+            let s = store.summary(&id).unwrap();
+            let keys: serde_json::Map<String, Json> = s
+                .keys
+                .iter()
+                .map(|(k, ks)| {
+                    let at = |p: &Option<(u64, Value)>| {
+                        p.as_ref().map(|(step, v)| json!([step, value_json(v)]))
+                    };
+                    (
+                        k.clone(),
+                        json!({
+                            "count": ks.count, "numeric": ks.numeric_count, "nan": ks.nan_count,
+                            "sum": format!("{:016x}", ks.sum.to_bits()),
+                            "first": at(&ks.first), "last": at(&ks.last),
+                            "min": at(&ks.min), "max": at(&ks.max),
+                        }),
+                    )
+                })
+                .collect();
+            d["summary"] = json!({"rows": s.rows, "last_step": s.last_step, "keys": keys});
+        }
+        versions.insert(v.id.to_string(), d);
+    }
+    let runs: serde_json::Map<String, Json> = store
+        .runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.name, json!(r.head.to_string())))
+        .collect();
+    json!({"runs": runs, "versions": versions})
+}
+
+/// Writes a golden store: every kind of value and column encoding, three streams, sparse
+/// keys, several segments and blocks per version, a rewind, a fork of an archived version, a
+/// purge, and a crashed run whose head segment is unsealed.
+#[test]
+#[ignore = "writes a golden fixture; run by hand when a format changes (see the module doc)"]
+fn make_golden() {
+    let out = std::env::var("STEPLOG_GOLDEN_OUT").expect("STEPLOG_GOLDEN_OUT");
+    let out = Path::new(&out);
+    assert!(!out.exists(), "{} exists", out.display());
+    let dir = out.join("store");
+    let store = Options::new()
+        .segment_bytes(6_000)
+        .block_bytes(1_500)
+        .open(&dir)
+        .unwrap();
+    let mut w = store
+        .run("train")
+        .config(json!({"lr": 0.001, "model": {"layers": 4}}))
+        .start()
+        .unwrap();
+    for step in 0..1_200u64 {
+        let x = step as f64;
+        w.log_at(
+            step,
+            [
+                ("loss", Value::F64(1.0 / (x + 1.0))),
+                ("f32", Value::F64(f64::from((x * 0.1) as f32))),
+                ("epoch", Value::I64((step / 100) as i64)),
+                ("neg", Value::I64(-(step as i64) * 7)),
+            ],
+        )
+        .unwrap();
+        if step % 50 == 0 {
+            w.log_at(
+                step,
+                [
+                    ("eval/acc", Value::F64(x / 1200.0)),
+                    ("eval/best", Value::Bool(step % 100 == 0)),
+                    ("note", Value::Str(format!("step {step} ✓"))),
+                ],
+            )
+            .unwrap();
+        }
+        if step % 97 == 0 {
+            let odd = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.0];
+            w.log_at(step, [("odd", Value::F64(odd[(step / 97) as usize % 4]))])
+                .unwrap();
+            w.log_at(step, [("mixed", Value::I64(step as i64))])
+                .unwrap();
+        }
+        if step % 101 == 0 {
+            w.log_at(step, [("mixed", Value::Str("text".into()))])
+                .unwrap();
+        }
+        if step % 10 == 0 {
+            w.log_row(Stream::System, Some(step), [("gpu", Value::F64(x % 97.0))])
+                .unwrap();
+            w.log_row(
+                Stream::Console,
+                Some(step),
+                [("line", format!("at {step}"))],
+            )
+            .unwrap();
+            w.log_row(Stream::Console, Some(step), [("line", "again")])
+                .unwrap();
+        }
+        if step % 333 == 0 {
+            w.commit().unwrap();
+        }
+    }
+    w.finish().unwrap();
+    let rewound = store
+        .rewind("train", 800, Some(json!({"lr": 0.0005})))
+        .unwrap();
+    let mut w = store
+        .run("train")
+        .resume(steplog::Resume::Must)
+        .start()
+        .unwrap();
+    for step in 801..1_000u64 {
+        w.log_at(step, [("loss", step as f64 * 1e-4)]).unwrap();
+    }
+    w.finish().unwrap();
+    store
+        .fork(&rewound.archived.to_string(), 1_000, "variant", None)
+        .unwrap();
+    let mut w = store.run("gone").start().unwrap();
+    for step in 0..500u64 {
+        w.log_at(step, [("y", step as f64)]).unwrap();
+    }
+    w.finish().unwrap();
+    let purged = store.rewind("gone", 100, None).unwrap();
+    store.purge(purged.archived).unwrap();
+    let mut w = store.run("crashed").start().unwrap();
+    for step in 0..300u64 {
+        w.log_at(step, [("z", step as f64 * 2.0)]).unwrap();
+    }
+    w.abort().unwrap();
+    let expected = describe(&store);
+    std::fs::write(
+        out.join("expected.json"),
+        serde_json::to_string_pretty(&expected).unwrap() + "\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn every_golden_store_reads_back_exactly() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let fixture = entry.unwrap().path();
+        if !fixture.join("expected.json").exists() {
+            continue;
+        }
+        // Read a copy: the fixture must not depend on readers leaving it alone.
+        let tmp = tempfile::tempdir().unwrap();
+        common::copy_dir(&fixture.join("store"), tmp.path());
+        let before = common::store_image(tmp.path());
+        let store = Store::open(tmp.path()).unwrap();
+        let expected: Json =
+            serde_json::from_str(&std::fs::read_to_string(fixture.join("expected.json")).unwrap())
+                .unwrap();
+        assert_eq!(describe(&store), expected, "{}", fixture.display());
+        let report = store.verify().unwrap();
+        assert!(
+            report.is_ok(),
+            "{}: {:?}",
+            fixture.display(),
+            report.problems
+        );
+        assert_eq!(
+            common::store_image(tmp.path()),
+            before,
+            "reading changed the store"
+        );
+        // And it stays writable: the crashed run resumes, a new run is added.
+        let mut w = store.run("crashed").start().unwrap();
+        let next = w.next_step(Stream::History);
+        w.log_at(next, [("z", -1.0)]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(common::rows(&store, "crashed").len() as u64, next + 1);
+        store
+            .fork("train?_step=900", 900, "after-golden", None)
+            .unwrap();
+        assert!(store.verify().unwrap().is_ok());
+        checked += 1;
+    }
+    assert!(
+        checked >= 1,
+        "no golden store found under {}",
+        root.display()
+    );
+}
