@@ -54,6 +54,17 @@ pub enum Error {
         /// The step that was given.
         got: u64,
     },
+    /// A step past [`MAX_STEP`](crate::limits::MAX_STEP) (also what the step after the
+    /// largest one would be).
+    #[error("run '{run}': step {step} is past the largest step {max}")]
+    StepTooLarge {
+        /// The run being written.
+        run: String,
+        /// The step asked for.
+        step: u64,
+        /// The largest step.
+        max: u64,
+    },
     /// Another writer holds the run.
     #[error("run '{run}' is locked: another writer (in this or another process) is writing it")]
     Locked {

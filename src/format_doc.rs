@@ -61,7 +61,8 @@ fn documented_sizes_match_the_encoders() {
     let file = std::fs::read(log.path()).unwrap();
     let frame = crate::manifest::log::encode_frame(&crate::manifest::Edit::Finish {
         version: VersionId(1),
-    });
+    })
+    .unwrap();
     let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
     assert_eq!(frame.len(), crate::manifest::log::FRAME_HEADER_LEN + len);
     assert_eq!(

@@ -65,11 +65,51 @@ pub fn manifest(data: &[u8]) {
     if let Ok(edit) = serde_json::from_slice::<Edit>(data) {
         let mut state = State::default();
         let _ = state.apply(&edit);
+        // Even a state that fails validation (as a snapshot loaded from disk would) must not
+        // make the lineage walks loop.
+        let _ = state.validate();
         for v in state.versions.keys().copied().collect::<Vec<_>>() {
             let _ = state.chain(v);
         }
         let _ = state.needed_segments();
+        // The input as the snapshot of a store, as the first frame of its manifest.
+        if let Edit::Snapshot { .. } = edit {
+            store_over_manifest(&crate::manifest::log::encode_frame(&edit).expect("frame"));
+        }
     }
+    // The frames as a whole store's manifest: whatever state it describes that opens (it
+    // passed `State::validate`) must list, draw and read without a panic or an endless loop.
+    store_over_manifest(data);
+}
+
+fn store_over_manifest(frames: &[u8]) {
+    let fs = SimFs::new();
+    let dir = Path::new("/store");
+    fs.create_dir_all(&dir.join("segments")).expect("dir");
+    let f = fs
+        .open(&dir.join("MANIFEST"), OpenMode::CreateTruncate)
+        .expect("create");
+    let mut bytes = crate::manifest::log::header(1).to_vec();
+    bytes.extend_from_slice(frames);
+    f.write_all_at(&bytes, 0).expect("write");
+    let Ok(store) = Options::new().file_system(Arc::new(fs)).open(dir) else {
+        return;
+    };
+    if let Ok(runs) = store.runs() {
+        for r in runs {
+            let _ = store.lineage(&r.name);
+            let _ = store.summary(&r.name);
+            if let Ok(h) = store.history(&r.name, &Query::new()) {
+                let _ = h.count();
+            }
+        }
+    }
+    if let Ok(versions) = store.versions() {
+        for v in versions {
+            let _ = store.lineage(&v.id.to_string());
+        }
+    }
+    let _ = store.verify();
 }
 
 /// One line of JSON Lines ingest.

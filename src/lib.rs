@@ -51,9 +51,11 @@ mod error;
 mod format_doc;
 #[doc(hidden)]
 pub mod fuzzing;
+mod gc;
 pub mod import;
 pub mod io;
 pub mod jsonl;
+pub mod limits;
 mod lock;
 mod manifest;
 mod mmap;
@@ -71,6 +73,7 @@ mod writer;
 
 pub use downsample::{Bucket, Downsampled};
 pub use error::{Error, Result};
+pub use gc::GcReport;
 pub use manifest::Origin;
 pub use options::{Durability, Options};
 pub use progress::{Progress, Quiet, Unit};

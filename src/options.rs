@@ -78,8 +78,10 @@ impl Options {
     /// Uncompressed size (as the encoder will write it, estimated while logging) after which
     /// buffered rows are written as a block. Default: 64 KiB. A range read decodes one or
     /// two blocks, and only the columns it reads; larger blocks compress a little better.
+    /// At most [`MAX_BLOCK_BYTES`](crate::limits::MAX_BLOCK_BYTES) (16 MiB); larger values
+    /// are taken as that.
     pub fn block_bytes(mut self, bytes: usize) -> Self {
-        self.block_bytes = bytes.max(1);
+        self.block_bytes = bytes.clamp(1, crate::limits::MAX_BLOCK_BYTES);
         self
     }
 

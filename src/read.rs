@@ -597,6 +597,18 @@ impl Store {
                 }
             }
         }
+        // Long strings are kept in aggregates by their step only: read the values.
+        for (key, ks) in &mut agg.keys {
+            use crate::summary::{ELIDED_FIRST, ELIDED_LAST};
+            for (bit, slot) in [(ELIDED_FIRST, &mut ks.first), (ELIDED_LAST, &mut ks.last)] {
+                if ks.elided & bit != 0 {
+                    if let Some((step, value)) = slot {
+                        *value = self.value_at(&state, v, key, *step)?;
+                    }
+                }
+            }
+            ks.elided = 0;
+        }
         let meta = &state.versions[&v];
         Ok(Summary {
             run: meta.run.clone(),
@@ -605,6 +617,30 @@ impl Store {
             rows: agg.rows,
             keys: agg.keys,
         })
+    }
+
+    /// The value of `key` at `step` in version `v`'s history (one block decoded, one column).
+    fn value_at(&self, state: &State, v: VersionId, key: &str, step: u64) -> Result<crate::Value> {
+        let mut cursor = Cursor::new(self, state, v, Stream::History, step, step);
+        while let Some((block, hi)) = cursor.next_block(&|k| k == key)? {
+            let Some(col) = block.columns.iter().find(|c| c.key == key) else {
+                continue;
+            };
+            if let Some(j) = col
+                .rows
+                .iter()
+                .position(|&i| block.steps[i as usize] == step && step <= hi)
+            {
+                return Ok(col.values.get(j));
+            }
+        }
+        Err(Error::corrupt(
+            self.segment_dir(),
+            0,
+            format!(
+                "an aggregate of {v} names step {step} for key '{key}', which holds no value there"
+            ),
+        ))
     }
 
     /// Number of rows of a version's stream and its last step, from the manifest and block

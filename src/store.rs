@@ -93,6 +93,10 @@ pub struct RunInfo {
     pub last_step: Option<u64>,
     /// Number of rows in its history.
     pub rows: u64,
+    /// Why its rows could not be counted, when its data is damaged or missing (then `rows`
+    /// is 0 and `last_step` `None`): one damaged run does not hide the others.
+    /// `Store::verify` tells the whole damage.
+    pub damage: Option<String>,
 }
 
 /// What a rewind did.
@@ -155,30 +159,53 @@ pub(crate) fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Parses a config given as JSON: it must be an object.
+/// Parses a config given as JSON: it must be an object of at most
+/// [`MAX_CONFIG_BYTES`](crate::limits::MAX_CONFIG_BYTES) of JSON.
 pub(crate) fn config_object(value: serde_json::Value) -> Result<Config> {
     match value {
-        serde_json::Value::Object(map) => Ok(map),
+        serde_json::Value::Object(map) => {
+            check_config(&map)?;
+            Ok(map)
+        }
         other => Err(Error::InvalidInput(format!(
             "a config must be a JSON object, not {other}"
         ))),
     }
 }
 
+/// Refuses a config larger than [`MAX_CONFIG_BYTES`](crate::limits::MAX_CONFIG_BYTES) of
+/// JSON: configs live in the manifest, which every process reads.
+pub(crate) fn check_config(config: &Config) -> Result<()> {
+    let len = serde_json::to_vec(config).map_or(usize::MAX, |b| b.len());
+    let limit = crate::limits::MAX_CONFIG_BYTES;
+    if len > limit {
+        return Err(Error::InvalidInput(format!(
+            "a config is at most {limit} bytes of JSON; this one is {len} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// `over` merged into `base`: objects merge key by key, recursively; anything else replaces.
-pub(crate) fn merge_config(base: &Config, over: &Config) -> Config {
-    let mut out = base.clone();
-    for (k, v) in over {
-        match (out.get_mut(k), v) {
-            (Some(serde_json::Value::Object(a)), serde_json::Value::Object(b)) => {
-                *a = merge_config(a, b);
-            }
-            _ => {
-                out.insert(k.clone(), v.clone());
+/// The result must stay within [`MAX_CONFIG_BYTES`](crate::limits::MAX_CONFIG_BYTES).
+pub(crate) fn merge_config(base: &Config, over: &Config) -> Result<Config> {
+    fn merge(base: &Config, over: &Config) -> Config {
+        let mut out = base.clone();
+        for (k, v) in over {
+            match (out.get_mut(k), v) {
+                (Some(serde_json::Value::Object(a)), serde_json::Value::Object(b)) => {
+                    *a = merge(a, b);
+                }
+                _ => {
+                    out.insert(k.clone(), v.clone());
+                }
             }
         }
+        out
     }
-    out
+    let merged = merge(base, over);
+    check_config(&merged)?;
+    Ok(merged)
 }
 
 impl Store {
@@ -227,6 +254,10 @@ impl Store {
 
     pub(crate) fn fs(&self) -> &dyn FileSystem {
         &*self.inner.options.fs
+    }
+
+    pub(crate) fn segment_dir(&self) -> PathBuf {
+        self.inner.dir.join(SEGMENT_DIR)
     }
 
     pub(crate) fn segment_path(&self, id: SegmentId) -> PathBuf {
@@ -354,13 +385,18 @@ impl Store {
         let mut out = Vec::with_capacity(state.runs.len());
         for (name, head) in &state.runs {
             let meta = &state.versions[head];
-            let (rows, last_step) = self.count_rows(&state, *head, crate::Stream::History)?;
+            let (counted, damage) = match self.count_rows(&state, *head, crate::Stream::History) {
+                Ok(c) => (c, None),
+                Err(e) if e.is_corruption() => ((0, None), Some(e.to_string())),
+                Err(e) => return Err(e),
+            };
             out.push(RunInfo {
                 name: name.clone(),
                 head: *head,
                 status: self.status_of(&state, meta),
-                last_step,
-                rows,
+                last_step: counted.1,
+                rows: counted.0,
+                damage,
             });
         }
         Ok(out)
@@ -511,6 +547,9 @@ impl Store {
         let by_id: HashMap<VersionId, &VersionInfo> = infos.iter().map(|i| (i.id, i)).collect();
         let mut root = v;
         while let Some((p, _)) = by_id.get(&root).and_then(|i| i.parent) {
+            if p >= root {
+                break; // parents are older (State::validate); never loop
+            }
             root = p;
         }
         let mut children: HashMap<VersionId, Vec<VersionId>> = HashMap::new();

@@ -29,6 +29,28 @@ pub struct KeySummary {
     pub first: Option<(u64, Value)>,
     /// Last value and its step.
     pub last: Option<(u64, Value)>,
+    /// Inside aggregates only: bit 0 (`first`) and bit 1 (`last`) mark a string longer than
+    /// `AGG_STRING_BYTES` that was not copied (its step is kept; the value is read from its
+    /// block when a summary is made). Always 0 in a summary handed to the caller.
+    pub(crate) elided: u8,
+}
+
+pub(crate) const ELIDED_FIRST: u8 = 1;
+pub(crate) const ELIDED_LAST: u8 = 2;
+
+/// `(step, value)` as an aggregate keeps it: a long string is replaced by an empty one and
+/// flagged with `bit`, so aggregates stay small whatever was logged.
+fn kept(step: u64, v: &Value, bit: u8, elided: &mut u8) -> (u64, Value) {
+    match v {
+        Value::Str(s) if s.len() > crate::limits::AGG_STRING_BYTES => {
+            *elided |= bit;
+            (step, Value::Str(String::new()))
+        }
+        _ => {
+            *elided &= !bit;
+            (step, v.clone())
+        }
+    }
 }
 
 impl KeySummary {
@@ -96,8 +118,10 @@ impl KeySummary {
             }
         }
         let owned = |p: Option<(u64, &Value)>| p.map(|(step, v)| (step, v.clone()));
-        s.first = owned(first);
-        s.last = owned(last);
+        let mut elided = 0;
+        s.first = first.map(|(step, v)| kept(step, v, ELIDED_FIRST, &mut elided));
+        s.last = last.map(|(step, v)| kept(step, v, ELIDED_LAST, &mut elided));
+        s.elided = elided;
         s.min = owned(min.map(|(step, v, _)| (step, v)));
         s.max = owned(max.map(|(step, v, _)| (step, v)));
         s
@@ -152,9 +176,11 @@ impl KeySummary {
         self.sum += later.sum;
         if self.first.is_none() {
             self.first = later.first.clone();
+            self.elided = (self.elided & !ELIDED_FIRST) | (later.elided & ELIDED_FIRST);
         }
         if later.last.is_some() {
             self.last = later.last.clone();
+            self.elided = (self.elided & !ELIDED_LAST) | (later.elided & ELIDED_LAST);
         }
         if let Some((_, v)) = &later.min {
             if self.min.as_ref().is_none_or(|(_, m)| num(v) < num(m)) {

@@ -6,13 +6,13 @@
 //! - rows reach segments in step order; a version's own rows are all after its parent cutoff;
 //! - after an I/O error the writer is poisoned and refuses further writes.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::lock::{self, RunLock};
 use crate::manifest::SealMeta;
 use crate::manifest::{Config, Edit, State, VersionMeta};
 use crate::options::Durability;
 use crate::reference::{validate_run_name, Reference};
-use crate::segment::builder::BlockBuilder;
+use crate::segment::builder::{BlockBuilder, Refused};
 use crate::segment::encoder::{EncodedBlock, Encoder};
 use crate::segment::reader::Sealed;
 use crate::segment::writer::{SealInfo, SegmentWriter};
@@ -295,7 +295,9 @@ fn resume(store: &Store, name: &str, head: VersionId, config: Option<Config>) ->
                 "run '{name}' changed while resuming"
             )));
         }
-        let config = config.map(|c| merge_config(&state.versions[&head].config, &c));
+        let config = config
+            .map(|c| merge_config(&state.versions[&head].config, &c))
+            .transpose()?;
         Ok((
             vec![Edit::Resume {
                 version: head,
@@ -359,7 +361,7 @@ fn rewind(
             step,
             config: config
                 .as_ref()
-                .map_or_else(|| old.clone(), |c| merge_config(old, c)),
+                .map_or_else(|| Ok(old.clone()), |c| merge_config(old, c))?,
             time: now_secs(),
             finished,
         };
@@ -409,7 +411,7 @@ fn fork(
             step,
             config: config
                 .as_ref()
-                .map_or_else(|| base.clone(), |c| merge_config(base, c)),
+                .map_or_else(|| Ok(base.clone()), |c| merge_config(base, c))?,
             time: now_secs(),
             finished,
         };
@@ -420,6 +422,29 @@ fn fork(
         archived: None,
         min_next: [step.saturating_add(1); 3],
     })
+}
+
+/// The error for a value the block builder refused.
+fn refused_error(run: &str, key: &str, step: u64, refused: Refused) -> Error {
+    use crate::limits::{MAX_ROW_BYTES, MAX_VALUE_BYTES};
+    match refused {
+        Refused::Key(reason) => Error::InvalidName {
+            name: key.to_owned(),
+            reason,
+        },
+        Refused::Value(size) => Error::TooLarge {
+            run: run.to_owned(),
+            what: format!("the string logged for key '{key}' at step {step}"),
+            size: size as u64,
+            limit: MAX_VALUE_BYTES as u64,
+        },
+        Refused::Row(size) => Error::TooLarge {
+            run: run.to_owned(),
+            what: format!("the row at step {step} with key '{key}'"),
+            size: size as u64,
+            limit: MAX_ROW_BYTES as u64,
+        },
+    }
 }
 
 /// The writing state of one stream.
@@ -572,10 +597,19 @@ impl RunWriter {
     {
         self.check_usable()?;
         let step = step.unwrap_or_else(|| self.next_step(stream));
+        let merging = self.streams[stream.index()].buf.open_step() == Some(step);
         self.enter_row(stream, step)?;
         let s = &mut self.streams[stream.index()];
         for (k, v) in fields {
-            s.buf.set(k.as_ref(), v.into());
+            let key = k.as_ref();
+            if let Err(refused) = s.buf.set(key, v.into()) {
+                // A row this call opened is dropped whole: nothing of the call is logged. In
+                // a merge into an open row, the keys before this one stay.
+                if !merging {
+                    s.buf.discard_open();
+                }
+                return Err(refused_error(&self.run, key, step, refused));
+            }
         }
         self.leave_row(stream, step)?;
         Ok(step)
@@ -601,12 +635,28 @@ impl RunWriter {
                 w[1], w[0]
             )));
         }
+        if let Some((key, reason)) = columns
+            .iter()
+            .find_map(|(k, _)| crate::limits::check_key(k).err().map(|r| (k, r)))
+        {
+            return Err(Error::InvalidName {
+                name: (*key).to_owned(),
+                reason,
+            });
+        }
+        if let Some(&last) = steps.last() {
+            if last > crate::limits::MAX_STEP {
+                return Err(self.step_too_large(last));
+            }
+        }
         let stream = Stream::History;
         for (i, &step) in steps.iter().enumerate() {
             self.enter_row(stream, step)?;
             let s = &mut self.streams[stream.index()];
             for (key, c) in columns {
-                s.buf.set(key, c.value(i));
+                if let Err(refused) = s.buf.set(key, c.value(i)) {
+                    return Err(refused_error(&self.run, key, step, refused));
+                }
             }
             self.leave_row(stream, step)?;
         }
@@ -616,6 +666,9 @@ impl RunWriter {
     /// Opens the row at `step` in `stream` (or continues the open one), refusing a step
     /// that goes back.
     fn enter_row(&mut self, stream: Stream, step: u64) -> Result<()> {
+        if step > crate::limits::MAX_STEP {
+            return Err(self.step_too_large(step));
+        }
         let run = &self.run;
         let s = &mut self.streams[stream.index()];
         let regression = |last: u64| Error::StepRegression {
@@ -654,6 +707,14 @@ impl RunWriter {
             self.guard(r)?;
         }
         Ok(())
+    }
+
+    fn step_too_large(&self, step: u64) -> Error {
+        Error::StepTooLarge {
+            run: self.run.clone(),
+            step,
+            max: crate::limits::MAX_STEP,
+        }
     }
 
     fn check_usable(&self) -> Result<()> {
@@ -716,14 +777,24 @@ impl RunWriter {
                 .unwrap_or_else(|| std::io::Error::other("encoder stopped"));
             return Err(Error::io(self.store.dir(), e));
         };
+        let encoded = match encoded {
+            Ok(e) => e,
+            Err(e) => return Err(Error::io(self.store.dir(), e)),
+        };
+        let full_footer = self.streams[i]
+            .head
+            .as_ref()
+            .is_some_and(|h| !h.has_room_for(&encoded));
+        if full_footer {
+            self.seal_head(stream)?;
+        }
         if self.streams[i].head.is_none() {
             let w = self.store.create_segment(self.version, stream)?;
             self.streams[i].head = Some(w);
         }
         let s = &mut self.streams[i];
         if let Some(head) = s.head.as_mut() {
-            let path = head.path.clone();
-            head.append(encoded.at(&path)?)?;
+            head.append(encoded)?;
         }
         let full = s
             .head

@@ -112,7 +112,7 @@ fn a_bad_json_line_names_its_number_and_keeps_the_rows_before_it() {
 
     for (line, needle) in [
         ("[1, 2]", "expected a JSON object"),
-        ("{\"_step\": -3}", "_step must be a non-negative integer"),
+        ("{\"_step\": -3}", "_step must be an integer from 0 to"),
         ("{\"a\": [1]}", "arrays are not supported"),
     ] {
         let out = cli_in(dir.path(), &["log", "r"], &format!("{line}\n"));

@@ -148,3 +148,70 @@ fn export_errors_are_clear() {
         "{err}"
     );
 }
+
+/// Issue #11: `export --all --split` of runs `a/b`, `a_b-v3` and `a~b` wrote `a_b-v3.jsonl`
+/// twice; and the whole-store table's `run` column silently replaced a key named `run`.
+#[test]
+fn split_names_are_unique_and_a_key_named_like_a_column_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (run, x) in [("a/b", 1), ("a_b-v3", 2), ("a~b", 3), ("a_b", 4)] {
+        let line = format!("{{\"x\": {x}}}\n");
+        assert!(cli_in(d, &["log", run], &line).status.success());
+    }
+    let out = d.join("split");
+    let rep = json_lines(&cli_ok(
+        d,
+        &[
+            "export",
+            "--all",
+            "--split",
+            "--format",
+            "jsonl",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(rep.len(), 4);
+    let mut files: Vec<String> = rep
+        .iter()
+        .map(|r| r["file"].as_str().unwrap().to_owned())
+        .collect();
+    files.sort();
+    files.dedup();
+    assert_eq!(files.len(), 4, "{rep:?}");
+    let mut xs: Vec<i64> = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            json_lines(&text)[0]["x"].as_i64().unwrap()
+        })
+        .collect();
+    xs.sort();
+    assert_eq!(xs, [1, 2, 3, 4], "every run's rows in a file of its own");
+
+    assert!(
+        cli_in(d, &["log", "tagged"], "{\"run\": \"mine\", \"y\": 1}\n")
+            .status
+            .success()
+    );
+    for format in ["jsonl", "csv", "parquet"] {
+        let path = d.join(format!("all.{format}"));
+        let o = cli_in(
+            d,
+            &[
+                "export",
+                "--all",
+                "--format",
+                format,
+                "-o",
+                path.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert_eq!(o.status.code(), Some(1), "{format}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("'run'") && err.contains("--split"), "{err}");
+        assert!(!path.exists(), "nothing written");
+    }
+}

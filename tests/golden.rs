@@ -23,7 +23,6 @@ fn value_json(v: &Value) -> Json {
         Value::I64(i) => json!({"i64": i}),
         Value::Bool(b) => json!({"bool": b}),
         Value::Str(s) => json!({"str": s}),
-        other => json!({"other": format!("{other:?}")}),
     }
 }
 

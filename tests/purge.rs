@@ -84,3 +84,74 @@ fn purge_deletes_only_what_no_other_version_needs() {
     check(&store, "f", &head_rows[..=10]);
     assert!(store.verify().unwrap().is_ok());
 }
+
+/// Issue #11: a purge killed between its edit and its deletions left files that nothing could
+/// reclaim (a second purge said the version was purged). `gc` reclaims them, and an orphan
+/// left between creating a segment and recording it, and keeps what may hold rows.
+#[test]
+fn gc_reclaims_what_an_interrupted_purge_left_and_keeps_what_may_hold_rows() {
+    use std::sync::Arc;
+    use steplog::io::{FaultyFs, IoOp, OsFs, EIO};
+    let dir = tempfile::tempdir().unwrap();
+    let faulty = FaultyFs::new(Arc::new(OsFs));
+    let store = Options::new()
+        .segment_bytes(300)
+        .block_bytes(60)
+        .file_system(Arc::new(faulty.clone()))
+        .open(dir.path())
+        .unwrap();
+    log(&store, "b", 0..5, 0.0);
+    let b_segment = segment_files(dir.path()).pop().unwrap();
+    log(&store, "a", 0..1000, 0.0);
+    let r = store.rewind("a", 100, None).unwrap();
+    let files_before = segment_files(dir.path()).len();
+    // The purge's edit lands, its first deletion fails: as if killed right after the edit.
+    faulty.fail_nth(IoOp::Remove, 1, EIO);
+    assert!(store.purge(r.archived).is_err());
+    faulty.heal();
+    assert!(matches!(store.purge(r.archived), Err(Error::Purged { .. })));
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        files_before,
+        "nothing was deleted"
+    );
+    let report = store.verify().unwrap();
+    assert!(report.is_ok());
+    assert!(report.notes.iter().any(|n| n.contains("not referenced")));
+    // An orphan: a segment file created (header only) whose edit never came.
+    let orphan = dir.path().join("segments").join("0000000000999999.seg");
+    std::fs::write(
+        &orphan,
+        &std::fs::read(&segment_files(dir.path())[0]).unwrap()[..32],
+    )
+    .unwrap();
+    // And a file holding rows the manifest does not know of (its edits lost): kept.
+    let lost = dir.path().join("segments").join("0000000000999998.seg");
+    std::fs::copy(&b_segment, &lost).unwrap();
+
+    let out = cli_ok(dir.path(), &["gc"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["deleted_files"].as_u64().unwrap() > 1, "{v}");
+    assert_eq!(v["kept"].as_array().unwrap().len(), 1, "{v}");
+    assert!(v["kept"][0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("0000000000999998.seg"));
+    assert!(!orphan.exists() && lost.exists());
+    let store = Options::new().open(dir.path()).unwrap();
+    check(
+        &store,
+        "a",
+        &(0..=100).map(|i| (i, i as f64)).collect::<Vec<_>>(),
+    );
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let unreferenced = report
+        .notes
+        .iter()
+        .filter(|n| n.contains("not referenced"))
+        .count();
+    assert_eq!(unreferenced, 1, "only the kept file: {:?}", report.notes);
+    // Nothing left to do: a second gc deletes nothing.
+    assert!(store.gc().unwrap().deleted.is_empty());
+}

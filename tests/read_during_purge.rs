@@ -72,6 +72,31 @@ fn a_missing_head_segment_of_a_crashed_run_is_an_error_everywhere() {
     let head = common::segment_files(dir.path()).pop().unwrap();
     std::fs::remove_file(&head).unwrap();
     let store = open(dir.path());
+    let mut w = store.run("healthy").start().unwrap();
+    w.log_at(0, [("x", 1.0)]).unwrap();
+    w.finish().unwrap();
+    // One damaged run hides no other: every run is listed, the damaged one marked.
+    let runs = store.runs().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs[0]
+            .damage
+            .as_deref()
+            .is_some_and(|d| d.contains("missing")),
+        "{runs:?}"
+    );
+    assert_eq!((runs[1].rows, runs[1].damage.clone()), (1, None));
+    for format in ["table", "json"] {
+        let out = common::cli_no_panic(dir.path(), &["runs", "--format", format]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "damage is an error once all is listed"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("big") && text.contains("healthy"), "{text}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("big is damaged"));
+    }
     let rows: Result<Vec<_>, _> = store.history("big", &Query::new()).unwrap().collect();
     assert!(matches!(rows, Err(Error::MissingFile { .. })), "{rows:?}");
     assert!(matches!(

@@ -340,9 +340,9 @@ fn items(
         if n == 2 {
             node.remove(last);
         } else if let Some(json) = json {
-            let v = jsonl::parse_json(json)
+            let p = jsonl::parse_json(json)
                 .map_err(|e| format!("'{last}': value_json is not JSON: {e}"))?;
-            node.insert(last.clone(), v);
+            node.insert(last.clone(), jsonl::unmarked(p.value, p.marker.as_deref()));
         }
     }
     Ok(())
@@ -415,13 +415,14 @@ fn item(bytes: &[u8], row: &mut Vec<(String, Value)>, skipped: &mut u64) -> Resu
         return Ok(());
     }
     let Some(json) = json else { return Ok(()) };
-    let v = jsonl::parse_json(json).map_err(|e| format!("'{key}': value_json is not JSON: {e}"))?;
-    flatten(key, v, row, skipped)
+    let p = jsonl::parse_json(json).map_err(|e| format!("'{key}': value_json is not JSON: {e}"))?;
+    flatten(key, p.value, p.marker.as_deref(), row, skipped)
 }
 
 fn flatten(
     key: String,
     v: serde_json::Value,
+    marker: Option<&str>,
     row: &mut Vec<(String, Value)>,
     skipped: &mut u64,
 ) -> Result<(), String> {
@@ -429,12 +430,12 @@ fn flatten(
         serde_json::Value::Object(m) if m.contains_key("_type") => *skipped += 1,
         serde_json::Value::Object(m) => {
             for (k, v) in m {
-                flatten(format!("{key}/{k}"), v, row, skipped)?;
+                flatten(format!("{key}/{k}"), v, marker, row, skipped)?;
             }
         }
         serde_json::Value::Array(_) => *skipped += 1,
         leaf => {
-            if let Some(value) = jsonl::scalar(&key, leaf)? {
+            if let Some(value) = jsonl::scalar(&key, leaf, marker)? {
                 row.push((key, value));
             }
         }

@@ -27,7 +27,7 @@ pub(crate) const MANIFEST: &str = "MANIFEST";
 const MANIFEST_TMP: &str = "MANIFEST.tmp";
 const LOCK: &str = "LOCK";
 
-fn header(epoch: u64) -> [u8; HEADER_LEN] {
+pub(crate) fn header(epoch: u64) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(&MAGIC);
     h[8..10].copy_from_slice(&FORMAT.to_le_bytes());
@@ -75,16 +75,22 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<u64> {
     Ok(u64::from_le_bytes(e))
 }
 
-/// Encodes one edit as a frame.
-pub(crate) fn encode_frame(edit: &Edit) -> Vec<u8> {
-    let payload = serde_json::to_vec(edit).unwrap_or_default();
+/// Encodes one edit as a frame; an edit too large for a frame's `u32` length is refused.
+pub(crate) fn encode_frame(edit: &Edit) -> std::io::Result<Vec<u8>> {
+    let payload = serde_json::to_vec(edit)?;
+    let len = u32::try_from(payload.len()).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("a manifest edit of {} bytes is too large", payload.len()),
+        )
+    })?;
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     let hcrc = crc32fast::hash(&out);
     out.extend_from_slice(&hcrc.to_le_bytes());
     out.extend_from_slice(&payload);
-    out
+    Ok(out)
 }
 
 /// The outcome of decoding frames from a buffer.
@@ -418,7 +424,16 @@ impl ManifestLog {
                 return Err(Error::InvalidInput(reason));
             }
         }
-        let bytes: Vec<u8> = edits.iter().flat_map(encode_frame).collect();
+        let mut bytes = Vec::new();
+        for e in &edits {
+            match encode_frame(e) {
+                Ok(frame) => bytes.extend(frame),
+                Err(err) => {
+                    self.epoch = 0;
+                    return Err(Error::io(&self.path, err));
+                }
+            }
+        }
         if let Err(e) = self.append(&bytes) {
             self.epoch = 0;
             return Err(e);
@@ -457,9 +472,12 @@ impl ManifestLog {
     fn write_snapshot(&mut self, epoch: u64, state: &State) -> Result<()> {
         let tmp = self.dir.join(MANIFEST_TMP);
         let mut bytes = header(epoch).to_vec();
-        bytes.extend(encode_frame(&Edit::Snapshot {
-            state: state.clone(),
-        }));
+        bytes.extend(
+            encode_frame(&Edit::Snapshot {
+                state: state.clone(),
+            })
+            .at(&tmp)?,
+        );
         let f = self.fs.open(&tmp, OpenMode::CreateTruncate).at(&tmp)?;
         f.write_all_at(&bytes, 0).at(&tmp)?;
         f.sync().at(&tmp)?;

@@ -424,6 +424,11 @@ impl State {
         let mut limit: Option<u64> = None;
         let mut cur = v;
         while let Some((parent, step)) = self.versions.get(&cur).and_then(|m| m.parent) {
+            // Parents are older (`validate`); even on a state that was not validated, ids
+            // that only decrease make this walk end.
+            if parent >= cur {
+                break;
+            }
             limit = Some(limit.map_or(step, |l| l.min(step)));
             out.push((parent, limit));
             cur = parent;

@@ -21,8 +21,7 @@ use crate::types::{Row, Value};
 
 pub(crate) const FRAME_MAGIC: [u8; 4] = *b"SLB2";
 pub(crate) const FRAME_HEADER_LEN: usize = 40;
-/// The largest raw (uncompressed) block a decoder accepts; writers stay far below it.
-pub(crate) const MAX_RAW_LEN: u32 = 256 << 20;
+pub(crate) use crate::limits::MAX_RAW_LEN;
 /// The most rows a block may have (writers start a new block before), so that evenly spaced
 /// steps, stored in a few bytes, never make a decoder allocate more than 8 MiB for them.
 pub(crate) const MAX_BLOCK_ROWS: usize = 1 << 20;

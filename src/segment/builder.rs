@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 
 use crate::codec::zigzag;
+use crate::limits::{check_key, MAX_ROW_BYTES, MAX_VALUE_BYTES};
 use crate::segment::block::{Block, Column, Values, MAX_BLOCK_ROWS};
 use crate::types::Value;
 
@@ -29,6 +30,19 @@ pub(crate) struct BlockBuilder {
     step_bytes: usize,
     stride: Option<u64>,
     uneven: bool,
+    /// `raw_estimate` when the open row started: the open row's size is what was added since.
+    row_start: usize,
+}
+
+/// Why [`BlockBuilder::set`] refused a value; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The key breaks [`crate::limits::check_key`].
+    Key(String),
+    /// A string longer than [`MAX_VALUE_BYTES`].
+    Value(usize),
+    /// The row would pass [`MAX_ROW_BYTES`]; its size with the value.
+    Row(usize),
 }
 
 impl BlockBuilder {
@@ -68,6 +82,7 @@ impl BlockBuilder {
         self.block.steps.push(step);
         self.open = true;
         self.hint = 0;
+        self.row_start = self.raw_estimate;
     }
 
     /// Closes the open row: no more values go into it.
@@ -75,36 +90,78 @@ impl BlockBuilder {
         self.open = false;
     }
 
-    /// Sets `key` to `value` in the open row (replacing a value logged there before).
-    pub fn set(&mut self, key: &str, value: Value) {
+    /// Sets `key` to `value` in the open row (replacing a value logged there before), or
+    /// refuses it, changing nothing, when the key is invalid, the value too long or the row
+    /// would grow too large.
+    pub fn set(&mut self, key: &str, value: Value) -> Result<(), Refused> {
         debug_assert!(self.open, "set needs an open row");
+        if let Value::Str(s) = &value {
+            if s.len() > MAX_VALUE_BYTES {
+                return Err(Refused::Value(s.len()));
+            }
+        }
         let row = (self.block.steps.len() - 1) as u32;
+        let found = match self.block.columns.get(self.hint) {
+            Some(c) if c.key == key => Some(self.hint),
+            _ => self.by_key.get(key).copied(),
+        };
+        let prev = found.and_then(|i| self.block.columns[i].values.last_i64());
+        // A value replacing one at the same step is counted in full: an estimate that only
+        // grows keeps a block below its limit however often a row is merged into.
+        let mut add = value_estimate(prev, &value);
+        if found.is_none() {
+            check_key(key).map_err(Refused::Key)?;
+            add += key.len() + 8;
+        }
+        let row_bytes = self.raw_estimate - self.row_start + add;
+        if row_bytes > MAX_ROW_BYTES {
+            return Err(Refused::Row(row_bytes));
+        }
+        self.raw_estimate += add;
         let columns = &mut self.block.columns;
-        let i = match columns.get(self.hint) {
-            Some(c) if c.key == key => self.hint,
-            _ => match self.by_key.get(key) {
-                Some(&i) => i,
-                None => {
-                    columns.push(Column {
-                        key: key.to_owned(),
-                        rows: Vec::new(),
-                        values: Values::for_value(&value),
-                    });
-                    self.by_key.insert(key.to_owned(), columns.len() - 1);
-                    self.raw_estimate += key.len() + 8;
-                    columns.len() - 1
-                }
-            },
+        let i = match found {
+            Some(i) => i,
+            None => {
+                columns.push(Column {
+                    key: key.to_owned(),
+                    rows: Vec::new(),
+                    values: Values::for_value(&value),
+                });
+                self.by_key.insert(key.to_owned(), columns.len() - 1);
+                columns.len() - 1
+            }
         };
         self.hint = i + 1;
         let col = &mut columns[i];
         if col.rows.last() == Some(&row) {
             col.values.set_last(value);
-            return;
+            return Ok(());
         }
-        self.raw_estimate += value_estimate(col.values.last_i64(), &value);
         col.rows.push(row);
         col.values.push(value);
+        Ok(())
+    }
+
+    /// Drops the open row and every value in it (a log call refused after it opened the row).
+    pub fn discard_open(&mut self) {
+        if !self.open {
+            return;
+        }
+        let row = (self.block.steps.len() - 1) as u32;
+        for col in &mut self.block.columns {
+            if col.rows.last() == Some(&row) {
+                col.rows.pop();
+                col.values.pop();
+            }
+        }
+        // Columns only the open row had go; the estimate, which only counts too much, stays.
+        self.block.columns.retain(|c| !c.rows.is_empty());
+        self.by_key = (self.block.columns.iter().enumerate())
+            .map(|(i, c)| (c.key.clone(), i))
+            .collect();
+        self.hint = 0;
+        self.block.steps.pop();
+        self.open = false;
     }
 
     /// Takes every closed row as a block, leaving only the open row (if any) buffered.
@@ -129,7 +186,9 @@ impl BlockBuilder {
             block.columns.retain(|c| !c.rows.is_empty());
             self.start_row(step);
             for (k, v) in open_values {
-                self.set(&k, v);
+                // Taken from a row this builder accepted: within every limit again.
+                let kept = self.set(&k, v);
+                debug_assert!(kept.is_ok(), "{kept:?}");
             }
         }
         block
@@ -160,13 +219,13 @@ mod tests {
     fn merged_and_open_rows_come_out_as_the_block_of_the_closed_rows() {
         let mut b = BlockBuilder::default();
         b.start_row(1);
-        b.set("a", Value::F64(1.0));
-        b.set("a", Value::F64(2.0)); // a merge at one step keeps the last value
-        b.set("b", Value::I64(5));
+        b.set("a", Value::F64(1.0)).unwrap();
+        b.set("a", Value::F64(2.0)).unwrap(); // a merge at one step keeps the last value
+        b.set("b", Value::I64(5)).unwrap();
         b.close_row();
         b.start_row(3);
-        b.set("b", Value::I64(7));
-        b.set("c", Value::Bool(true));
+        b.set("b", Value::I64(7)).unwrap();
+        b.set("c", Value::Bool(true)).unwrap();
         let closed = b.take_closed();
         assert_eq!(closed.steps, vec![1]);
         let rows = closed.into_rows(|_| true);
@@ -175,7 +234,7 @@ mod tests {
         assert!(!rows[0].fields.contains_key("c"));
         // The open row stayed, with both its values, and still takes merges.
         assert_eq!(b.open_step(), Some(3));
-        b.set("b", Value::I64(8));
+        b.set("b", Value::I64(8)).unwrap();
         b.close_row();
         let rest = b.take_closed().into_rows(|_| true);
         assert_eq!(rest.len(), 1);
@@ -189,9 +248,11 @@ mod tests {
         let mut b = BlockBuilder::default();
         for step in 0..10_000u64 {
             b.start_row(step);
-            b.set("loss", Value::F64(1.0 / (step as f64 + 1.0)));
-            b.set("acc", Value::F64(f64::from(step as f32 / 1e4)));
-            b.set("epoch", Value::I64((step / 100) as i64));
+            b.set("loss", Value::F64(1.0 / (step as f64 + 1.0)))
+                .unwrap();
+            b.set("acc", Value::F64(f64::from(step as f32 / 1e4)))
+                .unwrap();
+            b.set("epoch", Value::I64((step / 100) as i64)).unwrap();
             b.close_row();
         }
         let est = b.raw_estimate();
@@ -201,5 +262,29 @@ mod tests {
             est.abs_diff(raw) * 20 < raw,
             "estimate {est}, encoded {raw}"
         );
+    }
+
+    #[test]
+    fn a_refused_value_changes_nothing_and_a_discarded_row_leaves_no_trace() {
+        let mut b = BlockBuilder::default();
+        b.start_row(1);
+        b.set("a", Value::F64(1.0)).unwrap();
+        b.close_row();
+        b.start_row(2);
+        b.set("new", Value::F64(2.0)).unwrap();
+        b.set("a", Value::F64(3.0)).unwrap();
+        assert_eq!(
+            b.set("", Value::F64(1.0)),
+            Err(Refused::Key("a key cannot be empty".into()))
+        );
+        b.discard_open();
+        assert_eq!(b.open_step(), None);
+        b.start_row(2);
+        b.set("a", Value::F64(4.0)).unwrap();
+        b.close_row();
+        let rows = b.take_closed().into_rows(|_| true);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1].fields.len(), 1);
+        assert_eq!(rows[1].fields["a"], Value::F64(4.0));
     }
 }

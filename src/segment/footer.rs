@@ -11,7 +11,7 @@
 use crate::codec::{put_bytes, put_varint, DecodeResult, Reader};
 use crate::segment::block::{get_value, put_value};
 use crate::segment::IndexEntry;
-use crate::summary::{Agg, KeySummary};
+use crate::summary::{Agg, KeySummary, ELIDED_FIRST, ELIDED_LAST};
 use crate::types::Value;
 
 pub(crate) const FOOTER_MAGIC: [u8; 4] = *b"SLF1";
@@ -41,6 +41,13 @@ pub(crate) fn encode(
         put_agg(&mut raw, b);
     }
     put_agg(&mut raw, agg);
+    // Writers seal long before this (`FOOTER_TARGET`); never write what a reader refuses.
+    if raw.len() > crate::limits::MAX_RAW_LEN as usize {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("footer of {} raw bytes is too large", raw.len()),
+        ));
+    }
     let mut payload = (raw.len() as u32).to_le_bytes().to_vec();
     // Written once per segment, read once (then cached); higher levels gained < 0.2% here.
     payload.extend(zstd::bulk::compress(&raw, FOOTER_ZSTD_LEVEL)?);
@@ -62,9 +69,25 @@ pub(crate) fn footer_crc(payload_len: u32, payload: &[u8]) -> u32 {
     h.finalize()
 }
 
-fn put_opt(out: &mut Vec<u8>, v: &Option<(u64, Value)>) {
+/// The raw bytes a block's index entry and aggregate add to a footer, at most: what a writer
+/// counts to seal a segment before its footer grows too large.
+pub(crate) fn block_footer_bytes(agg: &Agg) -> usize {
+    let mut raw = Vec::new();
+    put_agg(&mut raw, agg);
+    raw.len() + 5 * 10
+}
+
+/// Flag of an `opt` holding a string too long to keep in an aggregate: its step only
+/// (segment format 3).
+const OPT_ELIDED: u8 = 2;
+
+fn put_opt(out: &mut Vec<u8>, v: &Option<(u64, Value)>, elided: bool) {
     match v {
         None => out.push(0),
+        Some((step, _)) if elided => {
+            out.push(OPT_ELIDED);
+            put_varint(out, *step);
+        }
         Some((step, v)) => {
             out.push(1);
             put_varint(out, *step);
@@ -73,10 +96,12 @@ fn put_opt(out: &mut Vec<u8>, v: &Option<(u64, Value)>) {
     }
 }
 
-fn get_opt(r: &mut Reader<'_>) -> DecodeResult<Option<(u64, Value)>> {
+/// An `opt`, and whether it is an elided string.
+fn get_opt(r: &mut Reader<'_>) -> DecodeResult<(Option<(u64, Value)>, bool)> {
     match r.u8()? {
-        0 => Ok(None),
-        1 => Ok(Some((r.varint()?, get_value(r)?))),
+        0 => Ok((None, false)),
+        1 => Ok((Some((r.varint()?, get_value(r)?)), false)),
+        OPT_ELIDED => Ok((Some((r.varint()?, Value::Str(String::new()))), true)),
         b => r.err(format!("bad option flag {b}")),
     }
 }
@@ -102,13 +127,13 @@ fn put_agg(out: &mut Vec<u8>, agg: &Agg) {
         // say so in a shape byte instead of storing them twice.
         let shape = u8::from(same(&s.min, &s.first)) | (u8::from(same(&s.max, &s.last)) << 1);
         out.push(shape);
-        put_opt(out, &s.first);
-        put_opt(out, &s.last);
+        put_opt(out, &s.first, s.elided & ELIDED_FIRST != 0);
+        put_opt(out, &s.last, s.elided & ELIDED_LAST != 0);
         if shape & 1 == 0 {
-            put_opt(out, &s.min);
+            put_opt(out, &s.min, false);
         }
         if shape & 2 == 0 {
-            put_opt(out, &s.max);
+            put_opt(out, &s.max, false);
         }
     }
 }
@@ -146,17 +171,29 @@ fn get_agg(r: &mut Reader<'_>) -> DecodeResult<Agg> {
         if shape > 3 {
             return r.err(format!("bad summary shape {shape}"));
         }
-        let (first, last) = (get_opt(r)?, get_opt(r)?);
+        let ((first, first_elided), (last, last_elided)) = (get_opt(r)?, get_opt(r)?);
+        // min and max are numbers, never elided strings.
+        let numeric = |(v, elided): (Option<(u64, Value)>, bool)| match (v, elided) {
+            (Some(_), true) => Err(()),
+            (v, _) => Ok(v),
+        };
         let min = if shape & 1 == 1 {
             first.clone()
         } else {
-            get_opt(r)?
+            match numeric(get_opt(r)?) {
+                Ok(v) => v,
+                Err(()) => return r.err("an elided string as a minimum"),
+            }
         };
         let max = if shape & 2 == 2 {
             last.clone()
         } else {
-            get_opt(r)?
+            match numeric(get_opt(r)?) {
+                Ok(v) => v,
+                Err(()) => return r.err("an elided string as a maximum"),
+            }
         };
+        let elided = u8::from(first_elided) * ELIDED_FIRST + u8::from(last_elided) * ELIDED_LAST;
         let s = KeySummary {
             count,
             numeric_count,
@@ -166,6 +203,7 @@ fn get_agg(r: &mut Reader<'_>) -> DecodeResult<Agg> {
             max,
             first,
             last,
+            elided,
         };
         if s.nan_count > s.numeric_count || s.numeric_count > s.count {
             return r.err(format!("inconsistent counts for key '{key}'"));

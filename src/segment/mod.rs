@@ -20,7 +20,10 @@ use crate::codec::Reader;
 use crate::types::{SegmentId, Stream, VersionId};
 
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"STEPLSEG";
-pub(crate) const SEGMENT_FORMAT: u16 = 2;
+/// The format this code writes; it reads every format from `OLDEST_SEGMENT_FORMAT` on.
+pub(crate) const SEGMENT_FORMAT: u16 = 3;
+/// Format 2 differs from 3 only in never eliding a string in an aggregate (docs/FORMAT.md).
+pub(crate) const OLDEST_SEGMENT_FORMAT: u16 = 2;
 pub(crate) const HEADER_LEN: usize = 32;
 
 /// One entry of the sparse step index: where a block is and which steps it holds.
@@ -62,7 +65,7 @@ impl SegmentHeader {
             return Err("not a steplog segment (bad magic)".into());
         }
         let format = r.u16().map_err(bad)?;
-        if format != SEGMENT_FORMAT {
+        if !(OLDEST_SEGMENT_FORMAT..=SEGMENT_FORMAT).contains(&format) {
             return Err(format!("unsupported segment format version {format}"));
         }
         let stream = r.u8().map_err(bad)?;

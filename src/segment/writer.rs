@@ -35,6 +35,8 @@ pub(crate) struct SegmentWriter {
     /// The aggregate of each block, in index order (written to the footer).
     pub block_aggs: Vec<Agg>,
     pub agg: Agg,
+    /// The raw bytes the index entries and block aggregates add to the footer so far.
+    footer_bytes: usize,
 }
 
 impl SegmentWriter {
@@ -63,6 +65,7 @@ impl SegmentWriter {
             index: Vec::new(),
             block_aggs: Vec::new(),
             agg: Agg::default(),
+            footer_bytes: 0,
         })
     }
 
@@ -117,6 +120,7 @@ impl SegmentWriter {
             agg.merge_later(&b);
             block_aggs.push(b);
         }
+        let footer_bytes = block_aggs.iter().map(footer::block_footer_bytes).sum();
         Ok(Some(SegmentWriter {
             id: header.segment,
             path: path.to_owned(),
@@ -125,7 +129,16 @@ impl SegmentWriter {
             index: scan.index,
             block_aggs,
             agg,
+            footer_bytes,
         }))
+    }
+
+    /// Whether `block` may still be appended: a segment takes at least one block, and no more
+    /// once its footer (the index, each block's aggregate and the segment's, which is at most
+    /// their sum) could pass `FOOTER_TARGET`, far below what a reader accepts.
+    pub fn has_room_for(&self, block: &EncodedBlock) -> bool {
+        let with = self.footer_bytes + footer::block_footer_bytes(&block.agg);
+        self.index.is_empty() || 2 * with <= crate::limits::FOOTER_TARGET
     }
 
     /// Appends an encoded block (steps after those already appended).
@@ -143,6 +156,7 @@ impl SegmentWriter {
             last_step: block.last_step,
         });
         self.len += block.frame.len() as u64;
+        self.footer_bytes += footer::block_footer_bytes(&block.agg);
         self.agg.merge_later(&block.agg);
         self.block_aggs.push(block.agg);
         Ok(())

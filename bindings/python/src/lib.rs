@@ -52,8 +52,10 @@ fn err(e: E) -> PyErr {
     let msg = e.to_string();
     match e {
         E::StepRegression { .. } => StepRegressionError::new_err(msg),
-        E::Locked { .. } => LockedError::new_err(msg),
-        E::ChecksumMismatch { .. } | E::Corrupt { .. } => CorruptionError::new_err(msg),
+        E::Locked { .. } | E::LockTimeout { .. } => LockedError::new_err(msg),
+        E::ChecksumMismatch { .. } | E::Corrupt { .. } | E::MissingFile { .. } => {
+            CorruptionError::new_err(msg)
+        }
         E::RunNotFound { .. } | E::VersionNotFound { .. } | E::Purged { .. } => {
             NotFoundError::new_err(msg)
         }

@@ -105,6 +105,17 @@ def test_bad_input_is_a_clear_exception(store):
             run.log({"big": 2**70})
         with pytest.raises(steplog.InvalidInputError, match="keys must be str"):
             run.log({1: 2})
+        # One rule for keys and steps, the library's (issue #11, items 12 and 13).
+        with pytest.raises(steplog.InvalidInputError, match="reserved for the step"):
+            run.log({"_step": 999, "loss": 1.0}, step=20)
+        with pytest.raises(steplog.InvalidInputError, match="cannot be empty"):
+            run.log({"": 1.0}, step=21)
+        with pytest.raises(steplog.InvalidInputError, match="empty '/' section"):
+            run.log({"a": {"": 1.0}}, step=22)
+        with pytest.raises(steplog.InvalidInputError, match="largest step"):
+            run.log({"x": 1.0}, step=2**63)
+    with pytest.raises(steplog.InvalidInputError, match="cannot be given together"):
+        store.init(name="b", resume_from="b?_step=5", fork_from="b?_step=5")
     with pytest.raises(steplog.NotFoundError):
         store.history("nobody")
     with pytest.raises(steplog.InvalidInputError):

@@ -218,6 +218,22 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Export(args) => crate::export::export(&open()?, args, &mut out)?,
         Command::Import { source } => crate::importing::import(&open()?, source, &mut out)?,
         Command::Follow { source } => crate::importing::follow(&open()?, source, &mut out)?,
+        Command::Gc => {
+            let report = open()?.gc()?;
+            let kept: Vec<serde_json::Value> = report
+                .kept
+                .iter()
+                .map(|(p, why)| serde_json::json!({"file": p.display().to_string(), "why": why}))
+                .collect();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "deleted_files": report.deleted.len(), "deleted_bytes": report.bytes,
+                    "kept": kept,
+                })
+            )?;
+        }
         Command::Purge { version } => {
             let v: steplog::VersionId = version.parse().map_err(|()| {
                 CliError::Usage(format!(
@@ -239,6 +255,8 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
 }
 
 fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> CliResult {
+    // Every run is listed; damaged ones are marked, then reported, and the exit status is 1.
+    let mut damaged: Vec<(String, String)> = Vec::new();
     if all {
         let versions = store.versions()?;
         let mut rows = Vec::new();
@@ -246,8 +264,14 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
             let (count, last) = if v.status == Status::Purged {
                 (None, None)
             } else {
-                let (c, l) = store.rows(&v.id.to_string())?;
-                (Some(c), l)
+                match store.rows(&v.id.to_string()) {
+                    Ok((c, l)) => (Some(c), l),
+                    Err(e) if e.is_corruption() => {
+                        damaged.push((v.id.to_string(), e.to_string()));
+                        (None, None)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             };
             let parent = v.parent.map(|(p, s)| (p.to_string(), s));
             match format {
@@ -284,27 +308,43 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
             ];
             write!(out, "{}", output::table(&h, &rows))?;
         }
-        return Ok(());
+        return damage_report(damaged);
     }
     let runs = store.runs()?;
     let mut rows = Vec::new();
     for r in &runs {
+        if let Some(d) = &r.damage {
+            damaged.push((r.name.clone(), d.clone()));
+        }
         match format {
-            TableFormat::Json => writeln!(
-                out,
-                "{}",
-                serde_json::json!({
+            TableFormat::Json => {
+                let mut v = serde_json::json!({
                     "run": r.name, "head": r.head.to_string(), "status": r.status.name(),
                     "last_step": r.last_step, "rows": r.rows,
-                })
-            )?,
+                });
+                if let Some(d) = &r.damage {
+                    v["damage"] = d.clone().into();
+                }
+                writeln!(out, "{v}")?;
+            }
             TableFormat::Table => rows.push(vec![
                 r.name.clone(),
                 r.head.to_string(),
-                r.status.to_string(),
+                match r.damage {
+                    Some(_) => format!("{} DAMAGED", r.status),
+                    None => r.status.to_string(),
+                },
                 r.last_step.map_or("-".into(), |l| l.to_string()),
-                r.rows.to_string(),
-                metric_sparks(store, &r.head.to_string())?,
+                if r.damage.is_some() {
+                    "-".into()
+                } else {
+                    r.rows.to_string()
+                },
+                if r.damage.is_some() {
+                    "-".into()
+                } else {
+                    metric_sparks(store, &r.head.to_string())?
+                },
             ]),
         }
     }
@@ -318,7 +358,21 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
             )
         )?;
     }
-    Ok(())
+    damage_report(damaged)
+}
+
+/// After a listing: each damaged run or version named on stderr, and exit status 1.
+fn damage_report(damaged: Vec<(String, String)>) -> CliResult {
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    for (what, why) in &damaged {
+        eprintln!("steplog: {what} is damaged: {why}");
+    }
+    Err(CliError::Usage(format!(
+        "{} of the listed runs or versions are damaged (`steplog verify` shows every problem)",
+        damaged.len()
+    )))
 }
 
 /// Sparklines of a version's first three numeric metrics (keys starting with `_` left out),

@@ -141,6 +141,26 @@ fn file_stem(run: &str) -> String {
         .collect()
 }
 
+/// A file stem for `run` that no stem in `used` has (compared without case, for file systems
+/// that ignore it), and records it: runs whose names differ only in replaced characters
+/// (`a/b`, `a_b`, `a~b`) get their version id, then a counter, added. Unique by construction,
+/// so `--split` never writes one file twice.
+fn unique_stem(run: &str, version: &str, used: &mut std::collections::HashSet<String>) -> String {
+    // File names are at most 255 bytes: leave room for the suffixes and the extension.
+    let base: String = file_stem(run).chars().take(200).collect();
+    let mut stem = base.clone();
+    let mut n = 1u64;
+    while !used.insert(stem.to_lowercase()) {
+        n += 1;
+        stem = if n == 2 {
+            format!("{base}-{version}")
+        } else {
+            format!("{base}-{version}-{n}")
+        };
+    }
+    stem
+}
+
 pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResult {
     let sources: Vec<Source> = match &args.reference {
         Some(r) => {
@@ -182,13 +202,7 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
         let mut done = 0;
         let mut used = std::collections::HashSet::new();
         for s in &sources {
-            // Two runs whose names differ only in replaced characters ('a/b', 'a_b') get
-            // their version id added, so no file is written twice.
-            let mut stem = file_stem(&s.run);
-            if !used.insert(stem.clone()) {
-                stem = format!("{stem}-{}", s.version);
-                used.insert(stem.clone());
-            }
+            let stem = unique_stem(&s.run, &s.version, &mut used);
             let path = args.output.join(format!("{stem}.{ext}"));
             let n = write_file(
                 store,
@@ -266,6 +280,18 @@ fn write_file(
     bar: &Bar,
     done_before: u64,
 ) -> CliResult<u64> {
+    if with_run {
+        // The whole-store table adds `run` and `version` columns: a key of that name would be
+        // overwritten or doubled. Refused before anything is written.
+        for (key, _) in columns(store, sources, q)? {
+            if key == "run" || key == "version" {
+                return Err(CliError::Usage(format!(
+                    "a run has a key named '{key}', which the '{key}' column of `export --all` \
+                     would hide; export with --split, or one run at a time"
+                )));
+            }
+        }
+    }
     let mut f = create(path)?;
     let mut n = 0u64;
     // Called per row by the row formats, per block by Parquet; draws at most every 4,096.
@@ -612,4 +638,32 @@ fn write_parquet(
         .map_err(|e| CliError::Io(e.into_error()))?;
     file.sync_all()?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unique_stem;
+
+    /// Issue #11, item 11: runs `a/b`, `a_b-v3` and `a~b` gave `a_b-v3` twice.
+    #[test]
+    fn split_file_names_are_unique_whatever_the_run_names() {
+        let mut used = std::collections::HashSet::new();
+        let runs = [
+            ("a/b", "v1"),
+            ("a_b-v3", "v2"),
+            ("a~b", "v3"),
+            ("a_b", "v3"),
+            ("A_B", "v4"),
+            ("a_b-v3-3", "v5"),
+        ];
+        let stems: Vec<String> = runs
+            .iter()
+            .map(|(r, v)| unique_stem(r, v, &mut used))
+            .collect();
+        let lower: std::collections::HashSet<String> =
+            stems.iter().map(|s| s.to_lowercase()).collect();
+        assert_eq!(lower.len(), runs.len(), "{stems:?}");
+        let long = "x".repeat(300);
+        assert!(unique_stem(&long, "v9", &mut used).len() <= 200);
+    }
 }

@@ -145,6 +145,9 @@ enum Command {
         /// The version id (v12).
         version: String,
     },
+    /// Delete segment files nothing needs any more (left by a purge or a writer that was
+    /// killed midway); files that may hold rows are kept and listed.
+    Gc,
 }
 
 fn main() -> ExitCode {

@@ -216,6 +216,11 @@ class Store:
         under the archived version id); `fork_from="REF?_step=N"` starts a new run from any
         run or version at step N."""
         step = None
+        if resume_from is not None and fork_from is not None:
+            raise InvalidInputError(
+                "resume_from and fork_from cannot be given together: a run either rewinds "
+                "itself or forks from another"
+            )
         if resume_from is not None:
             m = _STEP_REF.match(resume_from)
             if not m:

@@ -1,0 +1,97 @@
+//! `gc`: removes segment files the manifest no longer needs, which a purge killed between its
+//! edit and its deletions, or a writer killed between creating a segment and recording it,
+//! left behind. Opening never deletes anything; this is the explicit, safe way.
+//!
+//! Architecture invariant: runs under the store's `LOCK` on the latest manifest (no segment
+//! is being created meanwhile), and deletes an unreferenced file only when it provably holds
+//! nothing anyone can read: it belongs to a purged version, or it holds no block. Any other
+//! unreferenced file may hold rows whose manifest edits were lost (a manifest cut back by a
+//! power loss): it is kept and reported.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, IoContext, Result};
+use crate::io::OpenMode;
+use crate::options::Durability;
+use crate::segment::{SegmentHeader, HEADER_LEN};
+use crate::store::{lock_poisoned, Store, SEGMENT_DIR};
+use crate::types::SegmentId;
+
+/// What [`Store::gc`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Files deleted.
+    pub deleted: Vec<PathBuf>,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Unreferenced files kept, each with why.
+    pub kept: Vec<(PathBuf, String)>,
+}
+
+impl Store {
+    /// Deletes the segment files no version needs that provably hold nothing readable (see
+    /// the module doc); reports the unreferenced files it keeps. Safe while other processes
+    /// read and write the store.
+    pub fn gc(&self) -> Result<GcReport> {
+        let dir = self.dir().join(SEGMENT_DIR);
+        let report = self.transact(|state| {
+            let referenced: std::collections::HashSet<SegmentId> = state
+                .versions
+                .values()
+                .flat_map(|v| v.segments.iter().map(|s| s.id))
+                .collect();
+            let mut report = GcReport::default();
+            let mut names = self.fs().read_dir(&dir).at(&dir)?;
+            names.sort();
+            for name in names {
+                let Some(id) = name
+                    .strip_suffix(".seg")
+                    .filter(|n| n.len() == 16)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .map(SegmentId)
+                else {
+                    continue;
+                };
+                if referenced.contains(&id) {
+                    continue;
+                }
+                let path = dir.join(&name);
+                let file = self.fs().open(&path, OpenMode::Read).at(&path)?;
+                let len = file.len().at(&path)?;
+                let mut head = vec![0u8; (len as usize).min(HEADER_LEN)];
+                file.read_exact_at(&mut head, 0).at(&path)?;
+                drop(file);
+                let header = (head.len() == HEADER_LEN)
+                    .then(|| SegmentHeader::decode(&head).ok())
+                    .flatten();
+                let purged = header
+                    .is_some_and(|h| state.versions.get(&h.version).is_some_and(|v| v.purged));
+                if purged || len <= HEADER_LEN as u64 {
+                    match self.fs().remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(Error::io(&path, e)),
+                    }
+                    lock_poisoned(&self.inner.sealed).remove(&id);
+                    report.bytes += len;
+                    report.deleted.push(path);
+                } else {
+                    let why = match header {
+                        Some(h) => format!(
+                            "holds rows of {} that the manifest does not record (edits lost \
+                             by a crash?); kept",
+                            h.version
+                        ),
+                        None => "not a readable segment header; kept".into(),
+                    };
+                    report.kept.push((path, why));
+                }
+            }
+            Ok((Vec::new(), report))
+        })?;
+        if self.options().durability == Durability::PowerLoss && !report.deleted.is_empty() {
+            self.fs().sync_dir(&dir).at(&dir)?;
+        }
+        Ok(report)
+    }
+}
