@@ -6,7 +6,7 @@
 //! `make_golden` at the commit its README names:
 //!
 //! ```sh
-//! STEPLOG_GOLDEN_OUT=tests/fixtures/golden/segment-2 cargo test --test golden -- --ignored make_golden
+//! STEPLOG_GOLDEN_OUT=tests/fixtures/golden/segment-3 cargo test --test golden -- --ignored make_golden
 //! ```
 
 mod common;
@@ -142,6 +142,11 @@ fn make_golden() {
         if step % 101 == 0 {
             w.log_at(step, [("mixed", Value::Str("text".into()))])
                 .unwrap();
+        }
+        if step % 150 == 7 {
+            // Longer than aggregates keep (segment format 3 keeps it by step only).
+            let long = format!("{step}:{}", "long text ".repeat(40));
+            w.log_at(step, [("long", Value::Str(long))]).unwrap();
         }
         if step % 10 == 0 {
             w.log_row(Stream::System, Some(step), [("gpu", Value::F64(x % 97.0))])

@@ -297,3 +297,66 @@ pub(crate) fn decode_raw(
     }
     Ok((index, blocks, agg))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Row;
+
+    /// Segment format 3: a long first or last string is written by step only, and decodes
+    /// with its elided flag, while short strings and numbers keep their values.
+    #[test]
+    fn long_strings_are_kept_by_step_only_and_round_trip() {
+        let long = "x".repeat(crate::limits::AGG_STRING_BYTES + 1);
+        let rows: Vec<Row> = (0..4u64)
+            .map(|step| Row {
+                step,
+                fields: [
+                    (
+                        "s".to_string(),
+                        Value::Str(if step == 1 {
+                            "short".into()
+                        } else {
+                            long.clone()
+                        }),
+                    ),
+                    ("n".to_string(), Value::F64(step as f64)),
+                ]
+                .into_iter()
+                .collect(),
+            })
+            .collect();
+        let block = crate::segment::block::Block::from_rows(&rows);
+        let mut agg = Agg::default();
+        agg.add_block(&block, u64::MAX);
+        let s = &agg.keys["s"];
+        assert_eq!(s.elided, ELIDED_FIRST | ELIDED_LAST);
+        assert_eq!(
+            (s.first.as_ref().unwrap().0, s.last.as_ref().unwrap().0),
+            (0, 3)
+        );
+        let index = [IndexEntry {
+            offset: 32,
+            len: 10,
+            nrows: 4,
+            first_step: 0,
+            last_step: 3,
+        }];
+        let bytes = encode(&index, std::slice::from_ref(&agg), &agg, 42).unwrap();
+        assert!(bytes.len() < 300, "the long strings are not in the footer");
+        let payload = &bytes[FOOTER_HEADER_LEN..bytes.len() - TRAILER_LEN];
+        let (_, blocks, seg) = decode_payload(payload, 32, 42).unwrap();
+        assert_eq!(blocks[0], agg);
+        assert_eq!(seg, agg);
+        // A short last value replaces an elided one when merged.
+        let mut later = Agg::default();
+        later.add_block(
+            &crate::segment::block::Block::from_rows(&rows[1..2]),
+            u64::MAX,
+        );
+        let mut merged = agg.clone();
+        merged.merge_later(&later);
+        assert_eq!(merged.keys["s"].elided, ELIDED_FIRST);
+        assert_eq!(merged.keys["s"].last, Some((1, Value::Str("short".into()))));
+    }
+}
