@@ -39,6 +39,10 @@ pub(crate) fn lock_path(dir: &Path, run: &str) -> PathBuf {
 /// Takes the run's lock, or fails with `Locked` if another writer holds it.
 pub(crate) fn lock_run(fs: &dyn FileSystem, dir: &Path, run: &str) -> Result<RunLock> {
     let path = lock_path(dir, run);
+    if let Some(parent) = path.parent() {
+        fs.create_dir_all(parent)
+            .map_err(|e| Error::io(parent, e))?;
+    }
     // A status probe (`is_locked`) holds a shared lock for an instant: retry briefly so that
     // a probe is never mistaken for a writer.
     for attempt in 0..20 {

@@ -385,8 +385,40 @@ impl Iterator for Chunks {
     }
 }
 
+/// Why a sealed segment's file is not the one the manifest records (`seg`): another id, another
+/// stream, or (once sealed in the manifest) other rows, steps or length. `None` if it is.
+pub(crate) fn sealed_mismatch(s: &Sealed, seg: &SegmentMeta) -> Option<String> {
+    if s.header.segment != seg.id {
+        return Some(format!(
+            "file holds segment {}, not {}",
+            s.header.segment, seg.id
+        ));
+    }
+    if s.header.stream != seg.stream {
+        return Some(format!(
+            "file holds the {} stream, the manifest records {}",
+            s.header.stream.name(),
+            seg.stream.name()
+        ));
+    }
+    let m = seg.sealed?;
+    let file = (s.agg.rows, s.agg.first_step, s.agg.last_step, s.file_len());
+    let recorded = (m.rows, m.first_step, m.last_step, m.bytes);
+    (file != recorded).then(|| {
+        format!(
+            "file holds {} rows (steps {:?} to {:?}) in {} bytes, the manifest records {} rows \
+             (steps {:?} to {:?}) in {} bytes: not this store's segment",
+            file.0, file.1, file.2, file.3, recorded.0, recorded.1, recorded.2, recorded.3
+        )
+    })
+}
+
 impl Store {
-    fn open_sealed(&self, id: SegmentId) -> Result<Arc<Sealed>> {
+    /// A sealed segment, from the cache or mapped and checked against what the manifest
+    /// records of it: its id, its stream, and (once the manifest has its seal) its rows, step
+    /// range and length. A file swapped in from elsewhere, even a valid one, is corruption.
+    fn open_sealed(&self, seg: &SegmentMeta) -> Result<Arc<Sealed>> {
+        let id = seg.id;
         if let Some(s) = lock_poisoned(&self.inner.sealed).get(&id) {
             return Ok(s.clone());
         }
@@ -398,13 +430,9 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        if s.header.segment != id {
-            let found = s.header.segment;
-            return Err(Error::corrupt(
-                &path,
-                0,
-                format!("file holds segment {found}, not {id}"),
-            ));
+        let mismatch = sealed_mismatch(&s, seg);
+        if let Some(reason) = mismatch {
+            return Err(Error::corrupt(&path, 0, reason));
         }
         lock_poisoned(&self.inner.sealed).insert(id, s.clone());
         Ok(s)
@@ -439,7 +467,7 @@ impl Store {
     pub(crate) fn segment_view(&self, seg: &SegmentMeta) -> Result<SegView> {
         if seg.sealed.is_some() {
             lock_poisoned(&self.inner.heads).remove(&seg.id);
-            return Ok(SegView::Sealed(self.open_sealed(seg.id)?));
+            return Ok(SegView::Sealed(self.open_sealed(seg)?));
         }
         let path = self.segment_path(seg.id);
         let mut heads = lock_poisoned(&self.inner.heads);
@@ -467,7 +495,7 @@ impl Store {
         if entry.scan.tail == Tail::Sealed {
             heads.remove(&seg.id);
             drop(heads);
-            return Ok(SegView::Sealed(self.open_sealed(seg.id)?));
+            return Ok(SegView::Sealed(self.open_sealed(seg)?));
         }
         Ok(SegView::Head {
             path,
@@ -580,7 +608,7 @@ impl Store {
                     (None, _) => false,
                 };
                 if whole {
-                    agg.merge_later(&self.open_sealed(seg.id)?.agg);
+                    agg.merge_later(&self.open_sealed(seg)?.agg);
                     continue;
                 }
                 // A segment straddling the cutoff (or a head): whole blocks from the footer's

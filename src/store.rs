@@ -216,12 +216,16 @@ impl Store {
 
     pub(crate) fn open_with(dir: &Path, options: Options) -> Result<Store> {
         let fs = options.fs.clone();
-        for d in [
-            dir.to_owned(),
-            dir.join(SEGMENT_DIR),
-            dir.join(lock::LOCK_DIR),
-        ] {
-            fs.create_dir_all(&d).at(&d)?;
+        // A new store gets its directories; an existing one is only read here (a reader never
+        // creates anything: writers make `locks/` and `segments/` when they need them).
+        if !crate::io::exists(&*fs, &dir.join(crate::manifest::log::MANIFEST)).at(dir)? {
+            for d in [
+                dir.to_owned(),
+                dir.join(SEGMENT_DIR),
+                dir.join(lock::LOCK_DIR),
+            ] {
+                fs.create_dir_all(&d).at(&d)?;
+            }
         }
         let sync = options.durability == Durability::PowerLoss;
         let manifest = ManifestLog::open(
@@ -276,6 +280,8 @@ impl Store {
         stream: crate::Stream,
     ) -> Result<crate::segment::writer::SegmentWriter> {
         let sync = self.inner.options.durability == Durability::PowerLoss;
+        let dir = self.segment_dir();
+        self.fs().create_dir_all(&dir).at(&dir)?;
         self.transact(|state| {
             let mut id = state.next_segment;
             loop {

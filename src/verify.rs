@@ -96,10 +96,10 @@ impl Store {
         let dir = self.dir().join(SEGMENT_DIR);
         let mut names: Vec<String> = self.fs().read_dir(&dir).at(&dir)?;
         names.sort();
-        let referenced: std::collections::HashMap<SegmentId, bool> = state
+        let referenced: std::collections::HashMap<SegmentId, crate::manifest::SegmentMeta> = state
             .iter()
             .flat_map(|s| s.versions.values())
-            .flat_map(|v| v.segments.iter().map(|s| (s.id, s.sealed.is_some())))
+            .flat_map(|v| v.segments.iter().map(|s| (s.id, s.clone())))
             .collect();
         progress.begin("verify", names.len() as u64, crate::progress::Unit::Items);
         for (done, name) in names.iter().enumerate() {
@@ -117,14 +117,11 @@ impl Store {
                 continue;
             };
             report.files += 1;
-            let sealed_in_manifest = referenced.get(&id).copied();
-            if sealed_in_manifest.is_none() && state.is_some() {
-                report.notes.push(format!(
-                    "{}: not referenced by the manifest (left by an interrupted purge or writer)",
-                    path.display()
-                ));
+            let meta = referenced.get(&id);
+            if meta.is_none() && state.is_some() {
+                self.verify_unreferenced(&mut report, &path, state.as_ref());
             }
-            self.verify_segment(&mut report, path, sealed_in_manifest == Some(true));
+            self.verify_segment(&mut report, path, meta);
         }
         let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
         let mut missing: Vec<SegmentId> = referenced
@@ -134,7 +131,11 @@ impl Store {
             .collect();
         missing.sort();
         for id in missing {
-            let sealed = if referenced[&id] { "sealed" } else { "head" };
+            let sealed = if referenced[&id].sealed.is_some() {
+                "sealed"
+            } else {
+                "head"
+            };
             report.problems.push(Problem {
                 file: self.segment_path(id),
                 offset: None,
@@ -201,10 +202,59 @@ impl Store {
         }
     }
 
-    fn verify_segment(&self, report: &mut VerifyReport, path: PathBuf, sealed: bool) {
+    /// A file no version references: left by an interrupted purge (its version is purged)
+    /// or by a writer killed between creating and recording it (no block): a note, which
+    /// `gc` clears. One that holds rows of a version the manifest does not purge is rows the
+    /// store has lost (edits a crash or a cut took): a problem.
+    fn verify_unreferenced(
+        &self,
+        report: &mut VerifyReport,
+        path: &std::path::Path,
+        state: Option<&State>,
+    ) {
+        let holds = match Sealed::open(self.fs(), path) {
+            Ok(s) => Some((s.header.version, s.agg.rows)),
+            Err(_) => self.fs().open(path, OpenMode::Read).ok().and_then(|f| {
+                let mut scan = HeadScan::empty();
+                scan.rescan(path, &*f).ok()?;
+                let rows: u64 = scan.index.iter().map(|e| u64::from(e.nrows)).sum();
+                scan.header.map(|h| (h.version, rows))
+            }),
+        };
+        let purged = |v| {
+            state
+                .and_then(|s| s.versions.get(&v))
+                .is_some_and(|m| m.purged)
+        };
+        match holds {
+            Some((version, rows)) if rows > 0 && !purged(version) => report.problems.push(Problem {
+                file: path.to_owned(),
+                offset: None,
+                message: format!(
+                    "holds {rows} rows of {version} that the manifest does not record: the \
+                     manifest lost edits (cut back or damaged); these rows are not readable"
+                ),
+            }),
+            _ => report.notes.push(format!(
+                "{}: not referenced by the manifest (left by an interrupted purge or writer; `gc` removes it)",
+                path.display()
+            )),
+        }
+    }
+
+    fn verify_segment(
+        &self,
+        report: &mut VerifyReport,
+        path: PathBuf,
+        meta: Option<&crate::manifest::SegmentMeta>,
+    ) {
+        let sealed = meta.is_some_and(|m| m.sealed.is_some());
         let opened = Sealed::open(self.fs(), &path);
         match opened {
             Ok(s) => {
+                if let Some(reason) = meta.and_then(|m| crate::read::sealed_mismatch(&s, m)) {
+                    report.problem(path.clone(), &Error::corrupt(&path, 0, reason));
+                }
                 for e in &s.index {
                     report.blocks += 1;
                     if let Err(err) = s.block(e, &all_keys) {

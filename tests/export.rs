@@ -215,3 +215,70 @@ fn split_names_are_unique_and_a_key_named_like_a_column_is_refused() {
         assert!(!path.exists(), "nothing written");
     }
 }
+
+/// Found by attacking the CLI (issue #11): `export -o MANIFEST` (or a segment, or a symlink to
+/// one) truncated that file and destroyed the store; and an export that failed on a damaged
+/// store left the user's existing output file empty.
+#[test]
+fn an_export_never_writes_over_a_store_file_and_a_failed_one_leaves_the_old_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    logged(d);
+    let before = store_image(d);
+    let seg = segment_files(d)[0].clone();
+    let link = dir
+        .path()
+        .join("..")
+        .join(format!("link-{}", std::process::id()));
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(d.join("MANIFEST"), &link).unwrap();
+    for target in [
+        d.join("MANIFEST"),
+        seg.clone(),
+        d.join("segments"),
+        d.to_path_buf(),
+        link.clone(),
+    ] {
+        for format in ["csv", "parquet"] {
+            let o = cli_in(
+                d,
+                &[
+                    "export",
+                    "a_b",
+                    "--format",
+                    format,
+                    "-o",
+                    target.to_str().unwrap(),
+                ],
+                "",
+            );
+            assert_eq!(o.status.code(), Some(1), "{}", target.display());
+            assert!(String::from_utf8_lossy(&o.stderr).contains("file of the store"));
+        }
+    }
+    std::fs::remove_file(&link).unwrap();
+    assert_eq!(store_image(d), before, "the store is untouched");
+    // A failure midway (a damaged segment) leaves an existing output as it was, and no
+    // temporary file behind.
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = out_dir.path().join("out.csv");
+    std::fs::write(&out, "precious\n").unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[60] ^= 0x40;
+    std::fs::write(&seg, &bytes).unwrap();
+    let o = cli_in(
+        d,
+        &[
+            "export",
+            "--all",
+            "--format",
+            "csv",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 1);
+}

@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -65,7 +65,17 @@ impl FileSystem for OsFs {
                 o.write(true).create_new(true);
             }
         }
-        Ok(Arc::new(OsFile(o.open(path)?)))
+        // Non-blocking, so that a FIFO (or a device) put where a store file should be fails
+        // at once below instead of blocking the open forever; no effect on regular files.
+        o.custom_flags(libc::O_NONBLOCK);
+        let file = o.open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        Ok(Arc::new(OsFile(file)))
     }
 
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
@@ -96,9 +106,14 @@ impl FileSystem for OsFs {
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .custom_flags(libc::O_NONBLOCK)
                 .open(path)?
         } else {
-            match File::open(path) {
+            match OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(path)
+            {
                 Ok(f) => f,
                 // Nobody can hold a lock on a file that does not exist: grant the shared lock
                 // without creating the file (a status probe must not write to the store).
@@ -106,6 +121,12 @@ impl FileSystem for OsFs {
                 Err(e) => return Err(e),
             }
         };
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
         let got = match (exclusive, wait) {
             (true, true) => file.lock().map(|()| true),
             (false, true) => file.lock_shared().map(|()| true),

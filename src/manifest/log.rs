@@ -229,22 +229,33 @@ impl ManifestLog {
     /// Creates the manifest of a new, empty store. A store whose manifest is gone while
     /// segment files remain is damaged, not empty: starting it afresh would reuse their ids.
     fn create(&mut self) -> Result<()> {
-        let segments = self.dir.join(crate::store::SEGMENT_DIR);
-        let found = match self.fs.read_dir(&segments) {
-            Ok(names) => names.iter().filter(|n| n.ends_with(".seg")).count(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(Error::io(&segments, e)),
-        };
-        if found > 0 {
-            return Err(Error::corrupt(
-                &self.path,
-                0,
-                format!(
-                    "the manifest is missing, but {} holds {found} segment files: the store is \
-                     damaged, not empty (restore MANIFEST from a backup)",
-                    segments.display()
-                ),
-            ));
+        // Segment files, or the lock files every run's writer leaves (a run may have no rows),
+        // mean the store existed.
+        for (sub, ext, what) in [
+            (crate::store::SEGMENT_DIR, ".seg", "segment files"),
+            (
+                crate::lock::LOCK_DIR,
+                ".lock",
+                "run lock files (runs existed)",
+            ),
+        ] {
+            let d = self.dir.join(sub);
+            let found = match self.fs.read_dir(&d) {
+                Ok(names) => names.iter().filter(|n| n.ends_with(ext)).count(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(Error::io(&d, e)),
+            };
+            if found > 0 {
+                return Err(Error::corrupt(
+                    &self.path,
+                    0,
+                    format!(
+                        "the manifest is missing, but {} holds {found} {what}: the store is \
+                         damaged, not empty (restore MANIFEST from a backup)",
+                        d.display()
+                    ),
+                ));
+            }
         }
         let guard = self.lock()?;
         let r = (|| {

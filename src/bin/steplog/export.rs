@@ -118,16 +118,6 @@ fn query(args: &ExportArgs) -> Query {
     q
 }
 
-fn create(path: &Path) -> CliResult<BufWriter<File>> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", parent.display())))?;
-    }
-    let f = File::create(path)
-        .map_err(|e| CliError::Usage(format!("cannot create {}: {e}", path.display())))?;
-    Ok(BufWriter::new(f))
-}
-
 /// A file name for a run: its name with path separators and odd characters replaced.
 fn file_stem(run: &str) -> String {
     run.chars()
@@ -162,6 +152,7 @@ fn unique_stem(run: &str, version: &str, used: &mut std::collections::HashSet<St
 }
 
 pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResult {
+    crate::outfile::refuse_inside_store(store.dir(), &args.output)?;
     let sources: Vec<Source> = match &args.reference {
         Some(r) => {
             let (v, _) = store.resolve(r)?;
@@ -292,7 +283,7 @@ fn write_file(
             }
         }
     }
-    let mut f = create(path)?;
+    let (file, mut f) = crate::outfile::OutFile::create(path)?;
     let mut n = 0u64;
     // Called per row by the row formats, per block by Parquet; draws at most every 4,096.
     let mut drawn = 0u64;
@@ -329,13 +320,13 @@ fn write_file(
         }
         Format::Parquet => {
             n = write_parquet(store, sources, q, with_run, f, &mut tick)?;
+            file.finish_closed()?;
             return Ok(n);
         }
     }
     f.flush()?;
-    f.into_inner()
-        .map_err(|e| CliError::Io(e.into_error()))?
-        .sync_all()?;
+    // Only a complete file replaces what was at `path` (a failure leaves it as it was).
+    file.finish(f)?;
     Ok(n)
 }
 

@@ -7,6 +7,7 @@ mod demo;
 mod export;
 mod importing;
 mod ingest;
+mod outfile;
 mod output;
 mod plot;
 mod progress;

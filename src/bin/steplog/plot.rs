@@ -166,6 +166,7 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
             }
         }
         Some(path) => {
+            crate::outfile::refuse_inside_store(store.dir(), path)?;
             let svg = svg(&args.reference, &drawn, &panels, width);
             write_chart(path, &svg)?;
             let v = serde_json::json!({
@@ -215,8 +216,10 @@ fn write_chart(path: &Path, svg: &str) -> CliResult {
             )))
         }
     };
-    std::fs::write(path, bytes)
-        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))
+    let (file, mut w) = crate::outfile::OutFile::create(path)?;
+    w.write_all(&bytes)
+        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))?;
+    file.finish(w)
 }
 
 fn png(svg: &str) -> CliResult<Vec<u8>> {
