@@ -6,7 +6,6 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::{cli, cli_in, rows};
 use steplog::{Error, Store};
@@ -59,22 +58,13 @@ fn a_fifo_in_place_of_a_store_file_is_an_error_not_a_hang() {
             .unwrap()
             .success());
         for args in [&["history", "r"][..], &["verify"]] {
-            let mut child = cli(dir.path())
+            let child = cli(dir.path())
                 .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            let start = Instant::now();
-            // A bound that turns a hang into a failure; nothing is timed.
-            while child.try_wait().unwrap().is_none() {
-                if start.elapsed() > Duration::from_secs(60) {
-                    child.kill().unwrap();
-                    panic!("steplog {args:?} hung on a FIFO {victim}");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let out = child.wait_with_output().unwrap();
+            let out = common::wait_or_hang(child, &format!("steplog {args:?} on a FIFO {victim}"));
             assert_eq!(out.status.code(), Some(1), "{victim}: steplog {args:?}");
             let err = String::from_utf8_lossy(&out.stderr);
             if args[0] == "history" {

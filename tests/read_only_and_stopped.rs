@@ -9,9 +9,9 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{cli, store_image};
+use common::{cli, store_image, wait_or_hang};
 use steplog::{Error, Options, Store};
 
 fn make_store(dir: &Path) {
@@ -34,20 +34,6 @@ const READS: [&[&str]; 6] = [
     &["lineage", "a"],
     &["verify"],
 ];
-
-/// Waits for a child, killing it and failing the test if it has not exited after a minute
-/// (a hang: the bound only turns a hang into a failure, nothing is timed).
-fn wait_or_hang(mut child: Child, what: &str) -> std::process::Output {
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(60) {
-            child.kill().unwrap();
-            panic!("{what} hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
 
 fn run_reads(prefix: &[&str], store: &Path, how: &str) {
     for args in READS {

@@ -147,3 +147,17 @@ pub fn cli_no_panic(store: &Path, args: &[&str]) -> Output {
     );
     out
 }
+
+/// Waits for a child, killing it and failing the test if it has not exited after a minute:
+/// the bound only turns a hang into a failure; nothing is timed.
+pub fn wait_or_hang(mut child: std::process::Child, what: &str) -> Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            child.kill().expect("kill");
+            panic!("{what} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("wait")
+}
