@@ -21,6 +21,9 @@ const MAX_INFLIGHT: usize = 2;
 pub(crate) struct EncodedBlock {
     pub frame: Vec<u8>,
     pub agg: Agg,
+    /// The raw bytes its index entry and aggregate add to a footer (computed here, on the
+    /// encoder's thread, rather than by the writer).
+    pub footer_bytes: usize,
     pub nrows: u32,
     pub first_step: u64,
     pub last_step: u64,
@@ -34,6 +37,7 @@ impl EncodedBlock {
         agg.add_block(block, u64::MAX);
         Ok(EncodedBlock {
             frame,
+            footer_bytes: crate::segment::footer::block_footer_bytes(&agg),
             agg,
             nrows: block.steps.len() as u32,
             first_step: block.steps[0],
