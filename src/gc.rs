@@ -56,7 +56,16 @@ impl Store {
                     continue;
                 }
                 let path = dir.join(&name);
-                let file = self.fs().open(&path, OpenMode::Read).at(&path)?;
+                let file = match self.fs().open(&path, OpenMode::Read) {
+                    Ok(f) => f,
+                    // Not a readable regular file (a directory, a FIFO): not gc's to remove.
+                    Err(e) => {
+                        report
+                            .kept
+                            .push((path, format!("cannot be read ({e}); kept")));
+                        continue;
+                    }
+                };
                 let len = file.len().at(&path)?;
                 let mut head = vec![0u8; (len as usize).min(HEADER_LEN)];
                 file.read_exact_at(&mut head, 0).at(&path)?;

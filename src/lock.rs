@@ -39,10 +39,6 @@ pub(crate) fn lock_path(dir: &Path, run: &str) -> PathBuf {
 /// Takes the run's lock, or fails with `Locked` if another writer holds it.
 pub(crate) fn lock_run(fs: &dyn FileSystem, dir: &Path, run: &str) -> Result<RunLock> {
     let path = lock_path(dir, run);
-    if let Some(parent) = path.parent() {
-        fs.create_dir_all(parent)
-            .map_err(|e| Error::io(parent, e))?;
-    }
     // A status probe (`is_locked`) holds a shared lock for an instant: retry briefly so that
     // a probe is never mistaken for a writer.
     for attempt in 0..20 {
@@ -50,6 +46,13 @@ pub(crate) fn lock_run(fs: &dyn FileSystem, dir: &Path, run: &str) -> Result<Run
             Ok(Some(guard)) => return Ok(RunLock { _guard: guard }),
             Ok(None) if attempt < 19 => std::thread::sleep(Duration::from_millis(2)),
             Ok(None) => {}
+            // `locks/` is made by the first writer that needs it (readers create nothing),
+            // not checked before every start.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
+                let parent = dir.join(LOCK_DIR);
+                fs.create_dir_all(&parent)
+                    .map_err(|e| Error::io(&parent, e))?;
+            }
             Err(e) => return Err(Error::io(&path, e)),
         }
     }

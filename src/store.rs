@@ -280,10 +280,9 @@ impl Store {
         stream: crate::Stream,
     ) -> Result<crate::segment::writer::SegmentWriter> {
         let sync = self.inner.options.durability == Durability::PowerLoss;
-        let dir = self.segment_dir();
-        self.fs().create_dir_all(&dir).at(&dir)?;
         self.transact(|state| {
             let mut id = state.next_segment;
+            let mut made_dir = false;
             loop {
                 let path = self.segment_path(SegmentId(id));
                 let header = crate::segment::SegmentHeader {
@@ -300,6 +299,15 @@ impl Store {
                             segment: SegmentId(id),
                         };
                         return Ok((vec![edit], w));
+                    }
+                    // `segments/` is made by the first writer that needs it (readers create
+                    // nothing), not checked before every segment.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound && !made_dir =>
+                    {
+                        let dir = self.segment_dir();
+                        self.fs().create_dir_all(&dir).at(&dir)?;
+                        made_dir = true;
                     }
                     Err(Error::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::AlreadyExists =>

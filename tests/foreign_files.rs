@@ -90,3 +90,18 @@ fn a_removed_manifest_beside_run_lock_files_is_damage() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!dir.path().join("MANIFEST").exists(), "nothing was created");
 }
+
+/// Copy tools drop empty directories: a store without `locks/` and `segments/` is read
+/// without creating them, and the first writer makes them.
+#[test]
+fn a_store_missing_its_empty_directories_is_read_as_is_and_written_after() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Store::open(dir.path()).unwrap());
+    std::fs::remove_dir(dir.path().join("locks")).unwrap();
+    std::fs::remove_dir(dir.path().join("segments")).unwrap();
+    let out = cli_in(dir.path(), &["runs"], "");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!dir.path().join("locks").exists() && !dir.path().join("segments").exists());
+    store_with(dir.path(), 5);
+    assert_eq!(rows(&Store::open(dir.path()).unwrap(), "r").len(), 5);
+}
