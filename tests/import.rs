@@ -88,6 +88,122 @@ fn tensorboard_tensor_form_scalars() {
     assert_eq!(all.last().unwrap().step, 45);
 }
 
+/// The steps `key` has values at in `rows`, with the values.
+fn series(rows: &[steplog::Row], key: &str) -> Vec<(u64, f64)> {
+    rows.iter()
+        .filter_map(|r| match r.fields.get(key) {
+            Some(Value::F64(v)) => Some((r.step, *v)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn tensorboard_tags_on_their_own_step_clocks_are_not_restarts() {
+    // train/loss and lr at the global step, eval/acc at the epoch: what TensorBoard draws
+    // (every point of every tag at its own step) is what the head holds; nothing archived.
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let r =
+        import::tensorboard::import(&s, &fixture("tensorboard/tbx_clocks"), "tb", &Quiet).unwrap();
+    assert!(r.archived.is_empty(), "no restart: {:?}", r.archived);
+    assert_eq!(r.rows, 500);
+    let head = rows(&s, "tb");
+    let loss = series(&head, "train/loss");
+    assert_eq!(loss.len(), 500);
+    for (step, v) in &loss {
+        assert_eq!(
+            *v,
+            f64::from((1.0 / (*step as f64 + 1.0)) as f32),
+            "step {step}"
+        );
+    }
+    let lr = series(&head, "lr");
+    assert_eq!(
+        lr.iter().map(|p| p.0).collect::<Vec<_>>(),
+        (0..500).step_by(10).collect::<Vec<_>>()
+    );
+    let acc = series(&head, "eval/acc");
+    assert_eq!(
+        acc,
+        (0..5u64)
+            .map(|e| (e, f64::from((0.5 + e as f64 / 10.0) as f32)))
+            .collect::<Vec<_>>()
+    );
+
+    // The same with TensorBoard's own writer (tensor form).
+    let r =
+        import::tensorboard::import(&s, &fixture("tensorboard/tb_clocks"), "t2", &Quiet).unwrap();
+    assert!(r.archived.is_empty());
+    let head = rows(&s, "t2");
+    assert_eq!(series(&head, "train/loss").len(), 300);
+    let acc = series(&head, "eval/acc");
+    assert_eq!(acc.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(close(acc[2].1, 0.75));
+}
+
+#[test]
+fn tensorboard_tag_going_back_on_its_own_clock_is_a_restart_that_loses_nothing() {
+    // loss at 0..59, then a checkpoint reload without purge_step: loss at 30..79 again, and
+    // acc (at the epoch) back from 2 to 1. One rewind; each pass readable whole.
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let r =
+        import::tensorboard::import(&s, &fixture("tensorboard/tbx_back"), "tb", &Quiet).unwrap();
+    assert_eq!(r.archived.len(), 1);
+    let old = rows(&s, &r.archived[0].to_string());
+    assert_eq!(
+        series(&old, "loss"),
+        (0..60).map(|s| (s, s as f64)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        series(&old, "acc").iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    // The head keeps what comes before every step of the second pass (acc restarts at
+    // epoch 1), then the second pass whole.
+    let head = rows(&s, "tb");
+    let mut want: Vec<(u64, f64)> = vec![(0, 0.0)];
+    want.extend((30..80).map(|s| (s, 1000.0 + s as f64)));
+    assert_eq!(series(&head, "loss"), want);
+    let acc = series(&head, "acc");
+    assert_eq!(
+        acc.iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert!(close(acc[0].1, 0.19) && close(acc[3].1, 0.79), "{acc:?}");
+    let v = s.version(&r.version.to_string()).unwrap();
+    assert_eq!(v.parent, Some((r.archived[0], 0)));
+}
+
+#[test]
+fn wandb_media_written_leaf_by_leaf_are_skipped_whole_and_counted() {
+    // wandb 0.31 writes an image as items img/_type, img/path, img/sha256, ...: none of them
+    // is a value. Plain nested dicts are values.
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let r = import::wandb::import(&s, &fixture("wandb/run-media01.wandb"), None, &Quiet).unwrap();
+    assert_eq!(r.rows, 10);
+    assert_eq!(
+        r.skipped, 12,
+        "an image, a histogram and a table at 4 steps"
+    );
+    let all = rows(&s, "media01");
+    for row in &all {
+        let keys: Vec<&str> = row.fields.keys().map(String::as_str).collect();
+        for k in &keys {
+            assert!(
+                !["img", "hist", "tbl"].iter().any(|m| k.starts_with(m)),
+                "step {}: media leaf {k} imported as a value",
+                row.step
+            );
+        }
+        assert!(close(f(row, "loss"), 1.0 / (row.step as f64 + 1.0)));
+        assert_eq!(row.fields["nested/a"], Value::I64(row.step as i64));
+        assert!(close(f(row, "nested/b/c"), row.step as f64 * 2.5));
+    }
+}
+
 #[test]
 fn wandb_history_config_summary_and_fork() {
     let dir = tempfile::tempdir().unwrap();
@@ -335,6 +451,124 @@ fn afl_follow_tails_appends_and_survives_a_rewritten_file() {
 }
 
 #[test]
+fn afl_follow_takes_a_longer_copy_as_the_same_file_and_notices_a_rewrite_in_place() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir.path().join("store"));
+    let inst = dir.path().join("default");
+    std::fs::create_dir_all(&inst).unwrap();
+    let plot = inst.join("plot_data");
+    let first = std::fs::read_to_string(fixture("afl/first_plot_data")).unwrap();
+    let resumed = std::fs::read_to_string(fixture("afl/resumed/plot_data")).unwrap();
+    let restarted = std::fs::read_to_string(fixture("afl/restarted/plot_data")).unwrap();
+    let steps = |text: &str| -> Vec<u64> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(',').next().unwrap().trim().parse().unwrap())
+            .collect()
+    };
+    // A fresh campaign written over the old file in place, longer than what was read (its
+    // last line repeated at later times), so only its content tells it is new.
+    let mut regrown = restarted.clone();
+    let last_line = restarted.lines().last().unwrap().to_owned();
+    let (t0, rest) = last_line.split_once(',').unwrap();
+    let mut t: u64 = t0.trim().parse().unwrap();
+    while regrown.len() <= resumed.len() + 10 {
+        t += 1;
+        regrown.push_str(&format!("{t},{rest}\n"));
+    }
+    let seen = AtomicU64::new(u64::MAX);
+    let done = AtomicBool::new(false);
+    let (seen_w, done_w) = (&seen, &done);
+    let (plot2, inst2) = (plot.clone(), inst.clone());
+    let (first2, resumed2, regrown2) = (first.clone(), resumed.clone(), regrown.clone());
+    let result = std::thread::scope(|sc| {
+        sc.spawn(move || {
+            let wait = |step: u64| {
+                let t = std::time::Instant::now();
+                while seen_w.load(Ordering::SeqCst) != step {
+                    assert!(t.elapsed().as_secs() < 30, "never logged step {step}");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            };
+            std::fs::write(&plot2, &first2).unwrap();
+            wait(*steps(&first2).last().unwrap());
+            // A symbolic link to a longer copy: the same campaign, read on from where it was.
+            let copy = inst2.join("copy_of_plot_data");
+            std::fs::write(&copy, &resumed2).unwrap();
+            let tmp = inst2.join("link.tmp");
+            std::os::unix::fs::symlink(&copy, &tmp).unwrap();
+            std::fs::rename(&tmp, &plot2).unwrap();
+            wait(*steps(&resumed2).last().unwrap());
+            // Truncated and regrown in place (one open, one write).
+            std::fs::write(&copy, &regrown2).unwrap();
+            wait(*steps(&regrown2).last().unwrap());
+            done_w.store(true, Ordering::SeqCst);
+        });
+        import::afl::follow(
+            &s,
+            &inst,
+            "live",
+            import::afl::FollowOptions {
+                poll: std::time::Duration::from_millis(10),
+                idle_exit: None,
+                stop: &|| done.load(Ordering::SeqCst),
+                on_batch: &mut |_, last| seen.store(last, Ordering::SeqCst),
+            },
+        )
+    });
+    let r = result.unwrap();
+    assert_eq!(r.archived.len(), 1, "one rewrite, one archived campaign");
+    let mut old = steps(&resumed);
+    old.dedup();
+    assert_eq!(
+        rows(&s, &r.archived[0].to_string())
+            .iter()
+            .map(|r| r.step)
+            .collect::<Vec<_>>(),
+        old,
+        "the copy continued the first campaign"
+    );
+    let new = steps(&regrown);
+    let head: Vec<u64> = rows(&s, "live").iter().map(|r| r.step).collect();
+    assert_eq!(head.last(), new.last());
+    assert!(head.ends_with(&new), "{head:?}");
+}
+
+#[test]
+fn afl_header_columns_must_be_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir.path().join("store"));
+    let file = dir.path().join("plot_data");
+    std::fs::write(&file, "# relative_time, , edges_found\n1, 2, 3\n").unwrap();
+    match import::afl::import(&s, &file, "r", &Quiet) {
+        Err(Error::BadSource { reason, .. }) => {
+            assert!(reason.contains("column 2"), "{reason}")
+        }
+        other => panic!("expected BadSource, got {other:?}"),
+    }
+}
+
+#[test]
+fn afl_lines_are_bounded_whatever_the_file() {
+    // A 2 GiB sparse plot_data (no newline anywhere) is refused at its first 64 KiB, not read
+    // into memory.
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir.path().join("store"));
+    let file = dir.path().join("plot_data");
+    let f = std::fs::File::create(&file).unwrap();
+    f.set_len(2 << 30).unwrap();
+    drop(f);
+    match import::afl::import(&s, &file, "r", &Quiet) {
+        Err(Error::BadSource { offset, reason, .. }) => {
+            assert_eq!(offset, 0);
+            assert!(reason.contains("longer than"), "{reason}");
+        }
+        other => panic!("expected BadSource, got {other:?}"),
+    }
+}
+
+#[test]
 fn criterion_samples_and_estimates() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(dir.path());
@@ -376,6 +610,33 @@ fn criterion_samples_and_estimates() {
     }
 }
 
+#[test]
+fn criterion_walk_ignores_symlink_loops_and_refuses_one_id_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("criterion");
+    copy_dir(&fixture("criterion"), &c);
+    // ln -s . c/a; ln -s . c/b: 2^40 paths if links were followed.
+    std::os::unix::fs::symlink(".", c.join("a")).unwrap();
+    std::os::unix::fs::symlink(".", c.join("b")).unwrap();
+    std::os::unix::fs::symlink(".", c.join("sort").join("loop")).unwrap();
+    let s = store(&dir.path().join("store"));
+    let got = import::criterion::import(&s, &c, "", &Quiet).unwrap();
+    assert_eq!(got.len(), 3, "each benchmark once");
+    // A copied result directory: two results with one id.
+    copy_dir(&c.join("sum 1000"), &c.join("sum copy"));
+    let s = store(&dir.path().join("store2"));
+    let e = import::criterion::import(&s, &c, "", &Quiet).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("sum 1000") && msg.contains("sum copy"),
+        "{msg}"
+    );
+    assert!(
+        s.runs().unwrap().is_empty(),
+        "nothing imported before the refusal"
+    );
+}
+
 /// Imports `file` (a copy named in errors) with `import`, in a fresh store.
 fn damaged(
     name: &str,
@@ -395,6 +656,10 @@ fn damaged(
         }) => {
             assert_eq!(f, file, "the error names the damaged file");
             assert!(offset <= bytes.len() as u64, "offset {offset} past the end");
+            // What came before the damage stays, in a run not marked finished.
+            for run in s.runs().unwrap() {
+                assert_ne!(run.status, Status::Finished, "{name}: {reason} at {offset}");
+            }
             Err((f, offset, reason))
         }
         Err(e) => panic!("{name}: expected BadSource, got {e}"),
@@ -463,6 +728,62 @@ fn damaged_wandb_files_fail_with_file_and_offset() {
     sweep("run-x.wandb", &bytes, 11, true, &|s, p| {
         import::wandb::import(s, p, Some("r"), &Quiet).map(|r| r.rows)
     });
+}
+
+#[test]
+fn a_damaged_source_keeps_the_rows_before_the_damage_in_a_crashed_run() {
+    // The README's promise, for every importer that reads records: cut the file two thirds
+    // in (and flip a bit there): the rows before stay, the run is crashed, the error names
+    // the file and an offset at or before the damage.
+    type Import = fn(&Store, &Path) -> steplog::Result<u64>;
+    let cases: [(&str, PathBuf, Import); 3] = [
+        (
+            "run-x.wandb",
+            fixture("wandb/run-fixture01.wandb"),
+            |s, p| import::wandb::import(s, p, Some("r"), &Quiet).map(|r| r.rows),
+        ),
+        (
+            "events.out.tfevents.x",
+            fixture("tensorboard/tbx_clocks/events.out.tfevents.1796173695.vm"),
+            |s, p| import::tensorboard::import(s, p, "r", &Quiet).map(|r| r.rows),
+        ),
+        ("plot_data", fixture("afl/resumed/plot_data"), |s, p| {
+            import::afl::import(s, p, "r", &Quiet).map(|r| r.rows)
+        }),
+    ];
+    for (name, path, import) in cases {
+        let bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() * 2 / 3;
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0x10;
+        for damaged in [&bytes[..at], &flipped[..]] {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join(name);
+            std::fs::write(&file, damaged).unwrap();
+            let s = store(&dir.path().join("store"));
+            match import(&s, &file) {
+                Err(Error::BadSource {
+                    file: f, offset, ..
+                }) => {
+                    assert_eq!(f, file);
+                    assert!(offset <= at as u64, "{name}: offset {offset} after {at}");
+                }
+                other => panic!("{name}: expected BadSource, got {other:?}"),
+            }
+            let runs = s.runs().unwrap();
+            assert_eq!(
+                runs.len(),
+                1,
+                "{name}: the rows before the damage were dropped"
+            );
+            // Crashed; `live` for a moment when another test of this binary is spawning a
+            // process, whose child holds a copy of the lock's descriptor until its exec
+            // (docs/RELIABILITY.md, "lock descriptors and fork").
+            assert_ne!(runs[0].status, Status::Finished, "{name}");
+            let kept = rows(&s, "r").len();
+            assert!(kept > 0, "{name}: no row kept");
+        }
+    }
 }
 
 #[test]

@@ -14,17 +14,20 @@
 //! continues the run. A campaign started afresh rewrites `plot_data` and its time starts
 //! again; a step before the last one is mapped as TensorBoard maps a restart: the run
 //! is rewound to just before it, so the earlier attempt's rows from that step on stay
-//! readable as an archived version. [`follow`] notices a rewrite by the file's inode changing
-//! or its length dropping below what it has read, and starts again from the file's first
-//! line (a file rewritten in place, same inode, to at least the length already read between
-//! two polls is not noticed; AFL++ makes a new file when a campaign starts afresh).
+//! readable as an archived version. [`follow`] reads only what was appended since its last
+//! poll (a line without its newline yet is kept and completed next time) and notices a
+//! rewrite by the file getting shorter than what it has read, by a new file (inode) whose
+//! first bytes differ from those read (a longer copy put in its place, or a symbolic link to
+//! one, simply continues), or by the last line read no longer being where it was (a file
+//! truncated and regrown between two polls); it then starts again from the file's first
+//! line. Lines longer than [`MAX_LINE`] are refused: memory stays bounded whatever the file.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{config_with, provenance, read_source, Imported, Origin, Progress, RunSink};
+use super::{config_with, provenance, Imported, Origin, Progress, RunSink};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::types::Value;
@@ -86,26 +89,28 @@ fn config(file: &Path) -> serde_json::Value {
     config_with(serde_json::Map::new(), import)
 }
 
-/// Imports the `plot_data` of `dir` as the new run `run`.
+/// Imports the `plot_data` of `dir` as the new run `run`. The file is read through a buffer,
+/// a line at a time: memory does not grow with the file.
 pub fn import(store: &Store, dir: &Path, run: &str, progress: &dyn Progress) -> Result<Imported> {
     let file = plot_file(dir)?;
-    let data = read_source(&file)?;
-    progress.begin("afl", data.len() as u64, crate::progress::Unit::Bytes);
+    let mut f = File::open(&file).map_err(|e| Error::io(&file, e))?;
+    let len = f.metadata().map_err(|e| Error::io(&file, e))?.len();
+    progress.begin("afl", len, crate::progress::Unit::Bytes);
     let mut sink = RunSink::create(store, run, config(&file), Origin::New)?;
     let mut plot = Plot::default();
-    let consumed = match plot.feed(&mut sink, &file, 0, &data) {
-        Ok(n) => n,
-        Err(e) => return sink.fail(e),
-    };
-    if consumed < data.len() {
+    let mut reader = (&mut f).take(len);
+    if let Err(e) = plot.feed(&mut sink, &file, &mut reader, &mut |n| progress.update(n)) {
+        return sink.fail(e);
+    }
+    if !plot.partial.is_empty() {
         let e = Error::bad_source(
             &file,
-            consumed as u64,
+            plot.offset - plot.partial.len() as u64,
             format!("the file ends inside line {} (no newline)", plot.line + 1),
         );
         return sink.fail(e);
     }
-    progress.update(data.len() as u64);
+    progress.update(len);
     sink.finish(true)
 }
 
@@ -153,29 +158,28 @@ fn wait_for(dir: &Path, opts: &FollowOptions<'_>) -> Result<PathBuf> {
 
 fn tail(sink: &mut RunSink, file: &Path, opts: FollowOptions<'_>) -> Result<()> {
     let mut plot = Plot::default();
-    let (mut offset, mut inode) = (0u64, None);
+    let mut inode = None;
     let mut last_change = Instant::now();
     loop {
         if let Ok(meta) = std::fs::metadata(file) {
             let ino = inode_of(&meta);
-            if inode.is_some_and(|i| i != ino) || meta.len() < offset {
-                // Rewritten: a new campaign. Read it again from its first line.
+            if plot.rewritten(file, &meta, inode.is_some_and(|i| i != ino))? {
+                // A new campaign: read the file again from its first line.
                 plot = Plot::default();
-                offset = 0;
             }
             inode = Some(ino);
-            if meta.len() > offset {
+            if meta.len() > plot.offset {
                 let mut f = File::open(file).map_err(|e| Error::io(file, e))?;
-                f.seek(SeekFrom::Start(offset))
+                f.seek(SeekFrom::Start(plot.offset))
                     .map_err(|e| Error::io(file, e))?;
-                let mut buf = Vec::new();
-                f.read_to_end(&mut buf).map_err(|e| Error::io(file, e))?;
                 let before = sink.rows;
-                let used = plot.feed(sink, file, offset, &buf)?;
-                if used > 0 {
-                    sink.commit()?;
+                let mut reader = f.take(meta.len() - plot.offset);
+                plot.feed(sink, file, &mut reader, &mut |_| {})?;
+                if sink.rows > before || !plot.partial.is_empty() {
                     last_change = Instant::now();
-                    offset += used as u64;
+                }
+                if sink.rows > before {
+                    sink.commit()?;
                     (opts.on_batch)(sink.rows - before, sink.last_step().unwrap_or(0));
                 }
             }
@@ -197,6 +201,10 @@ fn inode_of(_meta: &std::fs::Metadata) -> u64 {
     0
 }
 
+/// The longest line accepted: AFL's are under 300 bytes; a longer one is not plot_data, and
+/// holding it whole would let a file without newlines take any amount of memory.
+pub const MAX_LINE: usize = 64 * 1024;
+
 /// The parse state of one `plot_data` file.
 #[derive(Default)]
 struct Plot {
@@ -204,21 +212,109 @@ struct Plot {
     columns: Option<Vec<String>>,
     /// Lines read so far.
     line: u64,
+    /// Bytes of the file read so far (the complete lines and `partial`).
+    offset: u64,
+    /// The bytes read after the last newline.
+    partial: Vec<u8>,
+    /// CRC-32 of the bytes read so far, to tell a longer copy from a rewritten file.
+    crc: crc32fast::Hasher,
+    /// The offset and bytes of the last complete line (to notice a file rewritten in place).
+    last: Option<(u64, Vec<u8>)>,
 }
 
 impl Plot {
-    /// Logs every complete line of `data` (which starts at byte `base` of `file`); returns
-    /// the bytes used (up to the end of the last complete line).
-    fn feed(&mut self, sink: &mut RunSink, file: &Path, base: u64, data: &[u8]) -> Result<usize> {
-        let mut used = 0;
-        while let Some(nl) = data[used..].iter().position(|&b| b == b'\n') {
-            let at = base + used as u64;
-            let line = &data[used..used + nl];
-            self.line += 1;
-            self.line(sink, file, at, line)?;
-            used += nl + 1;
+    /// Reads `reader` (the file from byte `self.offset` on) to its end and logs every complete
+    /// line; what follows the last newline stays in `partial` for the next call.
+    fn feed(
+        &mut self,
+        sink: &mut RunSink,
+        file: &Path,
+        reader: &mut dyn Read,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(file, e)),
+            };
+            let base = self.offset;
+            self.offset += n as u64;
+            self.crc.update(&buf[..n]);
+            let mut used = 0;
+            while let Some(nl) = buf[used..n].iter().position(|&b| b == b'\n') {
+                let start = base + used as u64 - self.partial.len() as u64;
+                self.partial.extend_from_slice(&buf[used..used + nl]);
+                let line = std::mem::take(&mut self.partial);
+                self.line += 1;
+                self.check_length(file, start, line.len())?;
+                self.line(sink, file, start, &line)?;
+                self.last = Some((start, line));
+                used += nl + 1;
+            }
+            self.partial.extend_from_slice(&buf[used..n]);
+            let start = self.offset - self.partial.len() as u64;
+            self.check_length(file, start, self.partial.len())?;
+            progress(self.offset);
         }
-        Ok(used)
+    }
+
+    fn check_length(&self, file: &Path, start: u64, len: usize) -> Result<()> {
+        if len > MAX_LINE {
+            return Err(Error::bad_source(
+                file,
+                start,
+                format!(
+                    "line {} is longer than {MAX_LINE} bytes: not AFL plot_data",
+                    self.line + 1
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `file` (now `meta`) is no longer the file read so far: shorter than what was
+    /// read, a new file (`new_inode`) whose first bytes differ from those read (a longer copy
+    /// put in its place is the same file), or different bytes where the last line was read
+    /// (rewritten in place and grown past it between two polls).
+    fn rewritten(&self, file: &Path, meta: &std::fs::Metadata, new_inode: bool) -> Result<bool> {
+        if self.offset == 0 {
+            return Ok(false);
+        }
+        if meta.len() < self.offset {
+            return Ok(true);
+        }
+        let mut f = File::open(file).map_err(|e| Error::io(file, e))?;
+        if new_inode {
+            let mut crc = crc32fast::Hasher::new();
+            let mut left = self.offset;
+            let mut buf = vec![0u8; 1 << 16];
+            while left > 0 {
+                let want = left.min(buf.len() as u64) as usize;
+                f.read_exact(&mut buf[..want])
+                    .map_err(|e| Error::io(file, e))?;
+                crc.update(&buf[..want]);
+                left -= want as u64;
+            }
+            return Ok(crc.finalize() != self.crc.clone().finalize());
+        }
+        let Some((start, line)) = &self.last else {
+            return Ok(false);
+        };
+        if meta.len() == self.offset {
+            return Ok(false);
+        }
+        // The last line, its newline and what followed it, as they were read.
+        let mut read = vec![0u8; (self.offset - start) as usize];
+        f.seek(SeekFrom::Start(*start))
+            .map_err(|e| Error::io(file, e))?;
+        f.read_exact(&mut read).map_err(|e| Error::io(file, e))?;
+        let mut was = line.clone();
+        was.push(b'\n');
+        was.extend_from_slice(&self.partial);
+        Ok(read != was)
     }
 
     fn line(&mut self, sink: &mut RunSink, file: &Path, at: u64, line: &[u8]) -> Result<()> {
@@ -230,7 +326,13 @@ impl Plot {
             return Ok(());
         }
         if let Some(header) = text.strip_prefix('#') {
-            self.columns = Some(header.split(',').map(|c| c.trim().to_owned()).collect());
+            let columns: Vec<String> = header.split(',').map(|c| c.trim().to_owned()).collect();
+            // The first column is the step; the others become keys, so they must be keys.
+            for (i, c) in columns.iter().enumerate().skip(1) {
+                crate::limits::check_key(c)
+                    .map_err(|r| bad(format!("column {} ('{c}') of the header: {r}", i + 1)))?;
+            }
+            self.columns = Some(columns);
             return Ok(());
         }
         let Some(columns) = &self.columns else {

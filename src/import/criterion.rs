@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::types::Value;
 
-/// The benchmarks under `dir`: every directory holding `new/benchmark.json`, sorted.
+/// The benchmarks under `dir`: every directory holding `new/benchmark.json`, sorted. The walk
+/// does not follow symbolic links to directories (`ln -s . a` would make it endless).
 fn benchmarks(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut todo = vec![dir.to_owned()];
@@ -31,8 +32,8 @@ fn benchmarks(dir: &Path) -> Result<Vec<PathBuf>> {
             let entry = entry.map_err(|e| Error::io(&d, e))?;
             let name = entry.file_name();
             // `new`, `base` and `change` hold results, `report` the HTML pages.
-            if entry.path().is_dir()
-                && !["new", "base", "change", "report"].contains(&name.to_str().unwrap_or(""))
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir && !["new", "base", "change", "report"].contains(&name.to_str().unwrap_or(""))
             {
                 todo.push(entry.path());
             }
@@ -62,6 +63,19 @@ pub fn import(
         benches.len() as u64,
         crate::progress::Unit::Items,
     );
+    // Two results with one id would be one run: say which, before importing anything.
+    let mut ids = std::collections::HashMap::new();
+    for new in &benches {
+        let (id, _) = bench_id(new)?;
+        if let Some(first) = ids.insert(id.clone(), new) {
+            return Err(Error::InvalidInput(format!(
+                "{} and {} are results of one benchmark id '{id}' (a copied directory?): \
+                 import them separately, with different --prefix values",
+                first.display(),
+                new.display()
+            )));
+        }
+    }
     let mut out = Vec::new();
     for (i, new) in benches.iter().enumerate() {
         out.push(benchmark(store, new, prefix)?);
@@ -88,14 +102,24 @@ fn json(path: &Path) -> Result<serde_json::Value> {
     })
 }
 
-fn benchmark(store: &Store, new: &Path, prefix: &str) -> Result<Imported> {
+fn field(file: &Path, what: &str) -> Error {
+    Error::bad_source(file, 0, format!("no {what}"))
+}
+
+/// A result's `full_id`, and its whole `benchmark.json`.
+fn bench_id(new: &Path) -> Result<(String, serde_json::Value)> {
     let bench_file = new.join("benchmark.json");
     let bench = json(&bench_file)?;
-    let field = |file: &Path, what: &str| Error::bad_source(file, 0, format!("no {what}"));
     let id = bench
         .get("full_id")
         .and_then(|v| v.as_str())
-        .ok_or_else(|| field(&bench_file, "\"full_id\" string"))?;
+        .ok_or_else(|| field(&bench_file, "\"full_id\" string"))?
+        .to_owned();
+    Ok((id, bench))
+}
+
+fn benchmark(store: &Store, new: &Path, prefix: &str) -> Result<Imported> {
+    let (id, bench) = bench_id(new)?;
     let sample_file = new.join("sample.json");
     let sample = json(&sample_file)?;
     let numbers = |key: &str| -> Result<Vec<f64>> {

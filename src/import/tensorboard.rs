@@ -1,34 +1,59 @@
-//! TensorBoard event files into one steplog run.
+//! TensorBoard event files into one steplog run, with TensorBoard's own meaning.
 //!
 //! Framing (TFRecord): per record `length u64 LE | masked crc32c(length) u32 | data |
 //! masked crc32c(data) u32`, where masked(c) = ((c >> 15) | (c << 17)) + 0xa282ead8. Both
 //! checksums are checked. Each record is a `tensorflow.Event` protobuf: `step` (2),
-//! `summary` (5) and `session_log` (7) are read; everything else (graphs, run metadata) is
-//! skipped.
+//! `file_version` (3), `summary` (5) and `session_log` (7) are read; everything else (graphs,
+//! run metadata) is skipped.
 //!
 //! Scalars come in two forms and both are read: the old `Summary.Value.simple_value` (2) and
 //! the tensor form (`Summary.Value.tensor`, 8) of values whose plugin is `scalars` (TensorBoard
 //! writes the plugin in the metadata of a tag's first value only, so it is remembered per
 //! tag). Images, histograms, audio, text and other plugins' tensors are counted as skipped.
 //!
-//! Restarts: a `SessionLog.START` at step N (what `SummaryWriter(purge_step=N)` and TF's
-//! checkpoint restore write), or a summary whose step is before the last one (which
-//! TensorBoard itself treats as a restart), orphans the steps from N on. TensorBoard hides
-//! them; steplog rewinds the run to N - 1 so they stay readable as an archived version.
+//! **Steps are per tag.** TensorBoard draws each tag against its own steps: a script may log
+//! `train/loss` at the global step and `eval/acc` at the epoch, so events arrive out of step
+//! order across tags and that is not a restart. steplog stores rows in step order, so values
+//! are held in a buffer keyed by step and a row is written once no later event can add to it.
+//! To know when that is, the files are read twice: a first pass finds the restarts and, for
+//! every chunk of [`CHUNK`] events, the lowest step any later event of its session carries; the
+//! second pass writes. Memory is bounded by the rows between a late tag's step and the
+//! others' (for one step clock: one chunk), not by the file.
+//!
+//! **Restarts** (where the run is rewound, so the orphaned steps stay readable as an archived
+//! version; TensorBoard hides them):
+//! - in files of format 2 (`file_version` `brain.Event:2`, every current writer), a
+//!   `SessionLog.START` at step N, which is TensorBoard's only purge rule for them (what
+//!   `SummaryWriter(purge_step=N)` and TF's checkpoint restore write);
+//! - in any file, a tag whose own step goes back (N after a larger step of the same tag).
+//!   For files of format 1 TensorBoard purged only that tag's later points; for format 2 it
+//!   draws the line doubling back. One steplog version holds one value per key and step, so
+//!   both passes are kept: the earlier one as the archived version.
+//!
+//! The run is rewound to keep the steps before both N and every step of the attempt that
+//! follows (a tag on a slower clock can restart below N). A value logged twice for a tag at
+//! one step keeps the later one. A rewind to before step 0 is impossible (a rewind keeps its
+//! step): the import stops there with an error naming the event.
 //!
 //! A directory is one run: its `*tfevents*` files, in name order (their names start with
-//! the creation time, which is TensorBoard's order too). Subdirectories are other runs.
+//! the creation time, which is TensorBoard's order too), read as one stream of events, as
+//! TensorBoard's accumulator does. Subdirectories are other runs. A damaged record ends the
+//! import: the rows before it stay, in a run marked `crashed`, and the error names the file
+//! and byte offset.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::protobuf::{self, fields};
-use super::{
-    config_with, files_in, provenance, read_source, Imported, Origin, Progress, Reason, RunSink,
-};
+use super::{config_with, files_in, provenance, Imported, Origin, Progress, Reason, RunSink};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::types::Value;
+
+/// Events per chunk of the first pass's plan: the write pass flushes rows at chunk starts.
+const CHUNK: u64 = 4096;
 
 /// Imports the event file `path`, or every event file directly in the directory `path`, as
 /// the new run `run`.
@@ -39,31 +64,28 @@ pub fn import(store: &Store, path: &Path, run: &str, progress: &dyn Progress) ->
         "files".into(),
         files
             .iter()
-            .map(|f| serde_json::Value::from(file_name(f)))
+            .map(|(f, _)| serde_json::Value::from(file_name(f)))
             .collect(),
     );
-    let total = files
-        .iter()
-        .map(|f| f.metadata().map_or(0, |m| m.len()))
-        .sum();
-    progress.begin("tensorboard", total, crate::progress::Unit::Bytes);
+    let total: u64 = files.iter().map(|(_, len)| len).sum();
+    progress.begin("tensorboard", 2 * total, crate::progress::Unit::Bytes);
+    let plan = Plan::read(&files, &mut |n| progress.update(n))?;
     let mut sink = RunSink::create(
         store,
         run,
         config_with(serde_json::Map::new(), meta),
         Origin::New,
     )?;
-    let mut state = State::default();
-    let mut done = 0;
-    for file in &files {
-        match import_file(&mut sink, &mut state, file, &mut |n| {
-            progress.update(done + n)
-        }) {
-            Ok(len) => done += len,
-            Err(e) => return sink.fail(e),
-        }
+    if let Err(e) = write(&mut sink, &files, &plan, &mut |n| {
+        progress.update(total + n)
+    }) {
+        return sink.fail(e);
     }
-    sink.finish(true)
+    progress.update(2 * total);
+    match plan.damage {
+        Some(e) => sink.fail(e),
+        None => sink.finish(true),
+    }
 }
 
 fn file_name(p: &Path) -> String {
@@ -73,21 +95,29 @@ fn file_name(p: &Path) -> String {
     )
 }
 
-/// The event files `path` names: itself, or the `*tfevents*` files in it.
-fn event_files(path: &Path) -> Result<Vec<PathBuf>> {
+/// The event files `path` names (itself, or the `*tfevents*` files in it), each with the
+/// length it has now: both passes read that much, whatever a live writer appends meanwhile.
+fn event_files(path: &Path) -> Result<Vec<(PathBuf, u64)>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.is_file() {
-        return Ok(vec![path.to_owned()]);
-    }
-    let files = files_in(path, |n| n.contains("tfevents"))?;
+    let files = if meta.is_file() {
+        vec![path.to_owned()]
+    } else {
+        files_in(path, |n| n.contains("tfevents"))?
+    };
     if !files.is_empty() {
-        return Ok(files);
+        return files
+            .into_iter()
+            .map(|f| {
+                let len = std::fs::metadata(&f).map_err(|e| Error::io(&f, e))?.len();
+                Ok((f, len))
+            })
+            .collect();
     }
     let mut runs = Vec::new();
     for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
         let entry = entry.map_err(|e| Error::io(path, e))?;
-        if entry.path().is_dir() && !files_in(&entry.path(), |n| n.contains("tfevents"))?.is_empty()
-        {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && !files_in(&entry.path(), |n| n.contains("tfevents"))?.is_empty() {
             runs.push(file_name(&entry.path()));
         }
     }
@@ -106,136 +136,368 @@ fn event_files(path: &Path) -> Result<Vec<PathBuf>> {
     )))
 }
 
-/// What carries over from one event file to the next.
-#[derive(Default)]
-struct State {
-    /// The plugin of each tag, from the metadata of its first value.
-    plugins: HashMap<String, String>,
-}
-
 /// TFRecord's masked CRC32C.
 fn masked_crc(data: &[u8]) -> u32 {
     let c = crc32c::crc32c(data);
     c.rotate_right(15).wrapping_add(0xa282_ead8)
 }
 
-/// Imports one event file; returns its length.
-fn import_file(
-    sink: &mut RunSink,
-    state: &mut State,
-    file: &Path,
-    progress: &mut dyn FnMut(u64),
-) -> Result<u64> {
-    let data = read_source(file)?;
-    let mut pos = 0usize;
-    let mut reported = 0usize;
-    while pos < data.len() {
-        let bad = |offset: usize, reason: String| Error::bad_source(file, offset as u64, reason);
-        let left = data.len() - pos;
+/// Reads one event file's records in order, through a buffer (never the whole file).
+struct Records {
+    path: PathBuf,
+    reader: BufReader<File>,
+    /// Offset of the next record.
+    pos: u64,
+    /// Bytes of the file to read.
+    len: u64,
+    /// The last record's data.
+    data: Vec<u8>,
+}
+
+impl Records {
+    fn open(path: &Path, len: u64) -> Result<Records> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(Records {
+            path: path.to_owned(),
+            reader: BufReader::with_capacity(1 << 16, file),
+            pos: 0,
+            len,
+            data: Vec::new(),
+        })
+    }
+
+    fn bad(&self, offset: u64, reason: String) -> Error {
+        Error::bad_source(&self.path, offset, reason)
+    }
+
+    fn fill(&mut self, n: usize, offset: u64) -> Result<()> {
+        self.data.resize(n, 0);
+        let path = &self.path;
+        self.reader.read_exact(&mut self.data).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::bad_source(path, offset, "the file got shorter while it was read")
+            } else {
+                Error::io(path, e)
+            }
+        })
+    }
+
+    /// The next record's offset (its data in `self.data`), or `None` at the end.
+    fn next(&mut self) -> Result<Option<u64>> {
+        let pos = self.pos;
+        let left = self.len - pos;
+        if left == 0 {
+            return Ok(None);
+        }
         if left < 12 {
-            return Err(bad(
+            return Err(self.bad(
                 pos,
                 format!("the file ends inside a record header ({left} of 12 bytes)"),
             ));
         }
-        let head = &data[pos..pos + 12];
-        let (len_bytes, len_crc) = head.split_at(8);
+        self.fill(12, pos)?;
+        let (len_bytes, len_crc) = self.data.split_at(8);
         let stored = u32::from_le_bytes(len_crc.try_into().unwrap_or_default());
         let computed = masked_crc(len_bytes);
         if stored != computed {
-            return Err(bad(pos, format!("record length checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")));
+            return Err(self.bad(pos, format!("record length checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")));
         }
         let len = u64::from_le_bytes(len_bytes.try_into().unwrap_or_default());
-        let body = pos + 12;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| body.checked_add(l))
-            .and_then(|e| e.checked_add(4))
-            .filter(|&e| e <= data.len())
-            .ok_or_else(|| {
-                bad(
-                    pos,
-                    format!(
-                        "record of {len} bytes runs past the end of the file ({} bytes left)",
-                        left - 12
-                    ),
-                )
-            })?;
-        let record = &data[body..end - 4];
-        let stored = u32::from_le_bytes(data[end - 4..end].try_into().unwrap_or_default());
+        if len.checked_add(4).is_none_or(|n| n > left - 12) {
+            return Err(self.bad(
+                pos,
+                format!(
+                    "record of {len} bytes runs past the end of the file ({} bytes left)",
+                    left - 12
+                ),
+            ));
+        }
+        let n = usize::try_from(len + 4).map_err(|_| self.bad(pos, "record too large".into()))?;
+        self.fill(n, pos)?;
+        let (record, crc) = self.data.split_at(n - 4);
+        let stored = u32::from_le_bytes(crc.try_into().unwrap_or_default());
         let computed = masked_crc(record);
         if stored != computed {
-            return Err(bad(pos, format!("record data checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")));
+            return Err(self.bad(pos, format!("record data checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")));
         }
-        event(sink, state, record, (file, pos as u64)).map_err(|e| {
-            match e {
-                Reason::Bad(r) => Reason::Bad(format!("undecodable event: {r}")),
-                store => store,
-            }
-            .at(file, pos as u64)
-        })?;
-        pos = end;
-        if pos - reported >= 1 << 16 {
-            progress(pos as u64);
-            reported = pos;
-        }
+        self.data.truncate(n - 4);
+        self.pos += 12 + len + 4;
+        Ok(Some(pos))
     }
-    progress(data.len() as u64);
-    Ok(data.len() as u64)
+}
+
+/// One decoded `tensorflow.Event`: what the import uses of it.
+#[derive(Default)]
+struct Event {
+    step: u64,
+    /// A `SessionLog.START`.
+    start: bool,
+    /// `file_version`'s number (`brain.Event:2` is 2).
+    version: Option<f64>,
+    /// Its scalars.
+    values: Vec<(String, Value)>,
+    /// Its values that have no steplog form.
+    skipped: u64,
+}
+
+/// What [`walk`] calls for each event: its index, file, offset and contents.
+type OnEvent<'a> = dyn FnMut(u64, &Path, u64, Event) -> Result<(), Reason> + 'a;
+
+/// Walks every event of `files` in order, decoding each with the plugins seen so far, and
+/// calls `f` with its index, file, offset and contents. Stops before the event numbered
+/// `limit`. A damaged record or undecodable event ends the walk and is returned as `Ok(Some)`;
+/// an I/O error or an error from `f` is `Err`.
+fn walk(
+    files: &[(PathBuf, u64)],
+    limit: Option<u64>,
+    progress: &mut dyn FnMut(u64),
+    f: &mut OnEvent<'_>,
+) -> Result<Option<Error>> {
+    let mut plugins = HashMap::new();
+    let (mut index, mut done) = (0u64, 0u64);
+    for (path, len) in files {
+        let mut records = Records::open(path, *len)?;
+        let mut reported = 0;
+        loop {
+            if limit.is_some_and(|l| index >= l) {
+                return Ok(None);
+            }
+            let offset = match records.next() {
+                Ok(Some(offset)) => offset,
+                Ok(None) => break,
+                Err(e @ Error::BadSource { .. }) => return Ok(Some(e)),
+                Err(e) => return Err(e),
+            };
+            let event = match decode(&mut plugins, &records.data) {
+                Ok(event) => event,
+                Err(r) => {
+                    return Ok(Some(Error::bad_source(
+                        path,
+                        offset,
+                        format!("undecodable event: {r}"),
+                    )))
+                }
+            };
+            f(index, path, offset, event).map_err(|r| r.at(path, offset))?;
+            index += 1;
+            if records.pos - reported >= 1 << 16 {
+                progress(done + records.pos);
+                reported = records.pos;
+            }
+        }
+        done += len;
+        progress(done);
+    }
+    Ok(None)
+}
+
+/// One attempt of the source: the events from `first` to the next attempt's first.
+struct Attempt {
+    first: u64,
+    /// What began it (none for the first attempt): the step of a `SessionLog.START` (files
+    /// of format 2) or the step a tag went back to, with the file and offset of that event.
+    cause: Option<(u64, PathBuf, u64)>,
+    /// For each chunk of `CHUNK` events: the lowest step of this attempt's events from the
+    /// chunk on (`u64::MAX` when there is none). Rows below it may be written.
+    floor: Vec<u64>,
+}
+
+impl Attempt {
+    /// The step the run must keep only steps before, as this attempt begins.
+    fn keep_below(&self) -> Option<u64> {
+        let (n, _, _) = self.cause.as_ref()?;
+        Some((*n).min(self.floor.first().copied().unwrap_or(u64::MAX)))
+    }
+}
+
+/// The first pass: where the source restarts, and when each row is complete.
+struct Plan {
+    attempts: Vec<Attempt>,
+    /// Events read before the damage (all of them without one).
+    events: u64,
+    /// The damage that ended the first pass, if any.
+    damage: Option<Error>,
+}
+
+impl Plan {
+    fn read(files: &[(PathBuf, u64)], progress: &mut dyn FnMut(u64)) -> Result<Plan> {
+        let mut attempts = vec![Attempt {
+            first: 0,
+            cause: None,
+            floor: Vec::new(),
+        }];
+        // The steps each tag reached in the current attempt, and the file format.
+        let mut last: HashMap<String, u64> = HashMap::new();
+        let mut version = None::<f64>;
+        let mut events = 0;
+        let damage = walk(files, None, progress, &mut |i, path, offset, e| {
+            events = i + 1;
+            if e.version.is_some() {
+                version = e.version;
+            }
+            let cause = if e.start && version.is_some_and(|v| v >= 2.0) {
+                Some(e.step)
+            } else {
+                e.values
+                    .iter()
+                    .any(|(tag, _)| last.get(tag).is_some_and(|&l| e.step < l))
+                    .then_some(e.step)
+            };
+            if let Some(cause) = cause {
+                attempts.push(Attempt {
+                    first: i,
+                    cause: Some((cause, path.to_owned(), offset)),
+                    floor: Vec::new(),
+                });
+                last.clear();
+            }
+            let Some(a) = attempts.last_mut() else {
+                return Ok(());
+            };
+            let chunk = usize::try_from((i - a.first) / CHUNK).unwrap_or(usize::MAX);
+            if a.floor.len() <= chunk {
+                a.floor.resize(chunk + 1, u64::MAX);
+            }
+            if !e.values.is_empty() {
+                a.floor[chunk] = a.floor[chunk].min(e.step);
+                for (tag, _) in e.values {
+                    last.insert(tag, e.step);
+                }
+            }
+            Ok(())
+        })?;
+        for a in &mut attempts {
+            for c in (0..a.floor.len().saturating_sub(1)).rev() {
+                a.floor[c] = a.floor[c].min(a.floor[c + 1]);
+            }
+        }
+        Ok(Plan {
+            attempts,
+            events,
+            damage,
+        })
+    }
+}
+
+/// The second pass: rows in step order, a rewind before each attempt after the first.
+fn write(
+    sink: &mut RunSink,
+    files: &[(PathBuf, u64)],
+    plan: &Plan,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let mut rows: BTreeMap<u64, Vec<(String, Value)>> = BTreeMap::new();
+    let mut attempt = 0usize;
+    let end = walk(files, Some(plan.events), progress, &mut |i, _, _, e| {
+        if plan.attempts.get(attempt + 1).is_some_and(|a| a.first == i) {
+            flush(sink, &mut rows, u64::MAX)?;
+            attempt += 1;
+            let a = &plan.attempts[attempt];
+            if let (Some(keep_below), Some((_, path, offset))) = (a.keep_below(), &a.cause) {
+                sink.restart_at(keep_below, (path.as_path(), *offset))?;
+            }
+        }
+        let a = &plan.attempts[attempt];
+        let into = i - a.first;
+        if into.is_multiple_of(CHUNK) {
+            let chunk = usize::try_from(into / CHUNK).unwrap_or(usize::MAX);
+            flush(sink, &mut rows, a.floor.get(chunk).copied().unwrap_or(0))?;
+        }
+        sink.skipped += e.skipped;
+        if e.values.is_empty() {
+            return Ok(());
+        }
+        // The plan keeps every row open until no later event can reach it, so this is only
+        // seen when the file changed between the two passes.
+        if let Some(written) = sink.last_step().filter(|&l| e.step <= l) {
+            return Err(Reason::Bad(format!(
+                "an event at step {} arrives after step {written} was written: the file \
+                 changed while it was imported",
+                e.step
+            )));
+        }
+        rows.entry(e.step).or_default().extend(e.values);
+        Ok(())
+    })?;
+    flush(sink, &mut rows, u64::MAX)?;
+    match end {
+        // The first pass stopped at the same place; its damage is reported by the caller.
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+/// Writes the buffered rows with steps below `below`, each tag's last value at its step.
+fn flush(
+    sink: &mut RunSink,
+    rows: &mut BTreeMap<u64, Vec<(String, Value)>>,
+    below: u64,
+) -> Result<()> {
+    let keep = if below == u64::MAX {
+        BTreeMap::new()
+    } else {
+        rows.split_off(&below)
+    };
+    for (step, mut row) in std::mem::replace(rows, keep) {
+        if row.len() > 1 {
+            // The later of two values of a tag at one step wins.
+            row.reverse();
+            row.sort_by(|a, b| a.0.cmp(&b.0));
+            row.dedup_by(|a, b| a.0 == b.0);
+        }
+        sink.row(step, row)?;
+    }
+    Ok(())
 }
 
 /// One `tensorflow.Event`.
-fn event(
-    sink: &mut RunSink,
-    state: &mut State,
-    record: &[u8],
-    at: (&Path, u64),
-) -> Result<(), Reason> {
-    let (mut step, mut summary, mut start) = (0u64, None, false);
+fn decode(plugins: &mut HashMap<String, String>, record: &[u8]) -> Result<Event, String> {
+    let mut e = Event::default();
+    let mut summary = None;
     for f in fields(record) {
         match f? {
             (2, w) => {
                 let s = w.varint("Event.step")? as i64;
-                step = u64::try_from(s).map_err(|_| format!("negative step {s}"))?;
+                e.step = u64::try_from(s).map_err(|_| format!("negative step {s}"))?;
+            }
+            (3, w) => {
+                // TensorBoard's _ParseFileVersion: the number after the ':'.
+                let v = w.str("Event.file_version")?;
+                e.version = Some(
+                    v.split_once(':')
+                        .and_then(|(_, n)| n.trim().parse::<f64>().ok())
+                        .unwrap_or(-1.0),
+                );
             }
             (5, w) => summary = Some(w.bytes("Event.summary")?),
             (7, w) => {
                 for f in fields(w.bytes("Event.session_log")?) {
                     if let (1, w) = f? {
-                        start |= w.varint("SessionLog.status")? == 1;
+                        e.start |= w.varint("SessionLog.status")? == 1;
                     }
                 }
             }
             _ => {}
         }
     }
-    if start {
-        sink.restart_at(step, at)?;
-    }
-    let Some(summary) = summary else {
-        return Ok(());
-    };
-    let mut row = Vec::new();
-    for f in fields(summary) {
-        if let (1, w) = f? {
-            match value(state, w.bytes("Summary.value")?)? {
-                Some(kv) => row.push(kv),
-                None => sink.skipped += 1,
+    if let Some(summary) = summary {
+        for f in fields(summary) {
+            if let (1, w) = f? {
+                match value(plugins, w.bytes("Summary.value")?)? {
+                    Some(kv) => e.values.push(kv),
+                    None => e.skipped += 1,
+                }
             }
         }
     }
-    if row.is_empty() {
-        return Ok(());
-    }
-    if sink.last_step().is_some_and(|last| step < last) {
-        sink.restart_at(step, at)?;
-    }
-    sink.row(step, row)?;
-    Ok(())
+    Ok(e)
 }
 
 /// One `Summary.Value`: `(tag, value)` for a scalar, `None` for anything else.
-fn value(state: &mut State, bytes: &[u8]) -> Result<Option<(String, Value)>, String> {
+fn value(
+    plugins: &mut HashMap<String, String>,
+    bytes: &[u8],
+) -> Result<Option<(String, Value)>, String> {
     let (mut tag, mut simple, mut tensor) = (None, None, None);
     for f in fields(bytes) {
         match f? {
@@ -245,7 +507,7 @@ fn value(state: &mut State, bytes: &[u8]) -> Result<Option<(String, Value)>, Str
             (9, w) => {
                 let plugin = plugin_name(w.bytes("Summary.Value.metadata")?)?;
                 if let (Some(t), Some(p)) = (&tag, plugin) {
-                    state.plugins.insert(t.clone(), p);
+                    plugins.insert(t.clone(), p);
                 }
             }
             _ => {}
@@ -258,7 +520,7 @@ fn value(state: &mut State, bytes: &[u8]) -> Result<Option<(String, Value)>, Str
         return Ok(Some((tag, Value::F64(f64::from(v)))));
     }
     let scalar = match tensor {
-        Some(t) if state.plugins.get(&tag).is_some_and(|p| p == "scalars") => tensor_scalar(t)?,
+        Some(t) if plugins.get(&tag).is_some_and(|p| p == "scalars") => tensor_scalar(t)?,
         _ => None,
     };
     Ok(scalar.map(|v| (tag, v)))

@@ -24,11 +24,11 @@
 //! (`resume_from`) rewinds it. A file without an exit record, or with a non-zero exit code,
 //! leaves the run `crashed`.
 
-use std::borrow::Cow;
+use std::io::Read;
 use std::path::Path;
 
 use super::protobuf::fields;
-use super::{config_with, provenance, read_source, Imported, Origin, Progress, Reason, RunSink};
+use super::{config_with, provenance, Imported, Origin, Progress, Reason, RunSink};
 use crate::error::{Error, Result};
 use crate::jsonl;
 use crate::store::Store;
@@ -38,25 +38,47 @@ const BLOCK: usize = 32 * 1024;
 const HEADER: usize = 7;
 
 /// Imports the W&B run file `file` as the run `run` (by default the W&B run id).
+///
+/// The file is read twice, through a buffer: first for what it says of the run (id, config,
+/// summary, exit code, branch point), then for its history. A damaged record ends both
+/// passes there: the rows before it are imported, in a run marked `crashed`, and the error
+/// names the file and byte offset.
 pub fn import(
     store: &Store,
     file: &Path,
     run: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<Imported> {
-    let data = read_source(file)?;
-    progress.begin("wandb", data.len() as u64, crate::progress::Unit::Bytes);
-    let records = records(file, &data)?;
-    let meta = Meta::read(file, &records)?;
+    let len = std::fs::metadata(file)
+        .map_err(|e| Error::io(file, e))?
+        .len();
+    progress.begin("wandb", 2 * len, crate::progress::Unit::Bytes);
+    let mut meta = Meta::default();
+    let (count, damage) = walk(file, len, None, &mut |_, offset, record| {
+        meta.record(record)
+            .map_err(|r| Error::bad_source(file, offset, r))?;
+        progress.update(offset);
+        Ok(())
+    })?;
+    meta.finish();
     let name = run
         .map(str::to_owned)
         .or_else(|| meta.run_id.clone())
-        .ok_or_else(|| {
-            Error::bad_source(
+        .ok_or_else(|| match &damage {
+            Some(Error::BadSource {
+                file,
+                offset,
+                reason,
+            }) => Error::bad_source(
+                file,
+                *offset,
+                format!("{reason} (and no run record came before it: name the run with --run)"),
+            ),
+            _ => Error::bad_source(
                 file,
                 0,
                 "the file has no run record (no run id): name the run with --run",
-            )
+            ),
         })?;
     let origin = match &meta.branch {
         Some((source, step)) if store.runs()?.iter().any(|r| &r.name == source) => {
@@ -76,129 +98,221 @@ pub fn import(
         config_with(meta.config.clone(), import),
         origin,
     )?;
-    for (i, (offset, record)) in records.iter().enumerate() {
-        if let Err(e) = history(&mut sink, record).map_err(|r| r.at(file, *offset)) {
-            return sink.fail(e);
-        }
+    let written = walk(file, len, Some(count), &mut |i, offset, record| {
+        history(&mut sink, record).map_err(|r| r.at(file, offset))?;
         if i % 1024 == 0 {
-            progress.update(*offset);
+            progress.update(len + offset);
         }
+        Ok(())
+    });
+    progress.update(2 * len);
+    match (written, damage) {
+        (Err(e), _) | (Ok((_, Some(e))), _) | (Ok(_), Some(e)) => sink.fail(e),
+        (Ok((_, None)), None) => sink.finish(meta.exit_code == Some(0)),
     }
-    progress.update(data.len() as u64);
-    sink.finish(meta.exit_code == Some(0))
 }
 
-/// Every record of the file with the offset of its first chunk, checksums checked.
-fn records<'a>(file: &Path, data: &'a [u8]) -> Result<Vec<(u64, Cow<'a, [u8]>)>> {
-    let bad = |offset: usize, reason: String| Error::bad_source(file, offset as u64, reason);
-    if data.len() < HEADER || &data[..4] != b":W&B" || data[4..6] != [0xe1, 0xbe] {
-        return Err(bad(0, "not a W&B run file (no ':W&B' header)".into()));
+/// What [`walk`] calls for each record: its index, offset and bytes.
+type OnRecord<'a> = dyn FnMut(u64, u64, &[u8]) -> Result<()> + 'a;
+
+/// Calls `f` with the index, offset (of its first chunk) and bytes of each record of `file`
+/// (`len` bytes of it) in order, checksums checked, stopping before the record numbered
+/// `limit`. Returns the number of records read and the damage (a bad chunk, or `f`'s
+/// `BadSource` for an undecodable record) that stopped the walk, if any; an I/O error or
+/// another error from `f` is `Err`.
+fn walk(
+    file: &Path,
+    len: u64,
+    limit: Option<u64>,
+    f: &mut OnRecord<'_>,
+) -> Result<(u64, Option<Error>)> {
+    let mut reader = Chunks::open(file, len)?;
+    let mut count = 0;
+    loop {
+        if limit.is_some_and(|l| count >= l) {
+            return Ok((count, None));
+        }
+        match reader.next_record() {
+            Ok(Some(offset)) => match f(count, offset, &reader.record) {
+                Ok(()) => {}
+                Err(e @ Error::BadSource { .. }) => return Ok((count, Some(e))),
+                Err(e) => return Err(e),
+            },
+            Ok(None) => return Ok((count, None)),
+            Err(e @ Error::BadSource { .. }) => return Ok((count, Some(e))),
+            Err(e) => return Err(e),
+        }
+        count += 1;
     }
-    if data[6] != 0 {
-        return Err(bad(6, format!("unsupported W&B file version {}", data[6])));
+}
+
+/// The file's records, assembled from its chunks one 32 KiB block at a time.
+struct Chunks {
+    path: std::path::PathBuf,
+    reader: std::io::BufReader<std::fs::File>,
+    len: u64,
+    /// The current block, and the file offset of its first byte.
+    block: Vec<u8>,
+    base: u64,
+    /// The next chunk's position in `block`.
+    at: usize,
+    /// The last whole record.
+    record: Vec<u8>,
+}
+
+impl Chunks {
+    fn open(path: &Path, len: u64) -> Result<Chunks> {
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut c = Chunks {
+            path: path.to_owned(),
+            reader: std::io::BufReader::with_capacity(BLOCK, f),
+            len,
+            block: Vec::with_capacity(BLOCK),
+            base: 0,
+            at: 0,
+            record: Vec::new(),
+        };
+        c.load()?;
+        let b = &c.block;
+        if b.len() < HEADER || &b[..4] != b":W&B" || b[4..6] != [0xe1, 0xbe] {
+            return Err(c.bad(0, "not a W&B run file (no ':W&B' header)".into()));
+        }
+        if b[6] != 0 {
+            return Err(c.bad(6, format!("unsupported W&B file version {}", b[6])));
+        }
+        c.at = HEADER;
+        Ok(c)
     }
-    let mut out = Vec::new();
-    let mut partial: Option<(usize, Vec<u8>)> = None;
-    let mut pos = HEADER;
-    while pos < data.len() {
-        let block_left = BLOCK - pos % BLOCK;
-        if block_left < 7 {
-            let end = (pos + block_left).min(data.len());
-            if data[pos..end].iter().any(|&b| b != 0) {
-                return Err(bad(
-                    pos,
-                    "non-zero bytes in the padding at the end of a block".into(),
+
+    fn bad(&self, offset: u64, reason: String) -> Error {
+        Error::bad_source(&self.path, offset, reason)
+    }
+
+    /// Reads the block at `base` (shorter at the end of the file).
+    fn load(&mut self) -> Result<()> {
+        let n = (self.len - self.base).min(BLOCK as u64) as usize;
+        self.block.resize(n, 0);
+        let path = &self.path;
+        let base = self.base;
+        self.reader.read_exact(&mut self.block).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::bad_source(path, base, "the file got shorter while it was read")
+            } else {
+                Error::io(path, e)
+            }
+        })?;
+        self.at = 0;
+        Ok(())
+    }
+
+    /// The next record's offset (its bytes in `self.record`), or `None` at the end.
+    fn next_record(&mut self) -> Result<Option<u64>> {
+        let mut first: Option<u64> = None;
+        loop {
+            if self.at >= self.block.len() {
+                if self.block.len() < BLOCK || self.base + BLOCK as u64 >= self.len {
+                    return match first {
+                        None => Ok(None),
+                        Some(at) => Err(self.bad(
+                            self.len,
+                            format!(
+                                "the file ends inside the record that begins at byte offset {at}"
+                            ),
+                        )),
+                    };
+                }
+                self.base += BLOCK as u64;
+                self.load()?;
+            }
+            let (data, pos) = (&self.block, self.at);
+            let offset = self.base + pos as u64;
+            let block_left = BLOCK - pos;
+            let left = data.len() - pos;
+            if block_left < 7 {
+                if data[pos..].iter().any(|&b| b != 0) {
+                    return Err(self.bad(
+                        offset,
+                        "non-zero bytes in the padding at the end of a block".into(),
+                    ));
+                }
+                self.at = data.len();
+                continue;
+            }
+            if left < 7 {
+                return Err(self.bad(
+                    offset,
+                    format!("the file ends inside a chunk header ({left} of 7 bytes)"),
                 ));
             }
-            pos += block_left;
-            continue;
-        }
-        let left = data.len() - pos;
-        if left < 7 {
-            return Err(bad(
-                pos,
-                format!("the file ends inside a chunk header ({left} of 7 bytes)"),
-            ));
-        }
-        let stored = u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
-        let len = usize::from(u16::from_le_bytes([data[pos + 4], data[pos + 5]]));
-        let kind = data[pos + 6];
-        if stored == 0 && len == 0 && kind == 0 {
-            // Zero padding to the end of the block.
-            if data[pos..pos + block_left.min(left)]
-                .iter()
-                .any(|&b| b != 0)
-            {
-                return Err(bad(
-                    pos,
-                    "an empty chunk header in front of non-zero bytes".into(),
+            let stored =
+                u32::from_le_bytes([data[pos], data[pos + 1], data[pos + 2], data[pos + 3]]);
+            let len = usize::from(u16::from_le_bytes([data[pos + 4], data[pos + 5]]));
+            let kind = data[pos + 6];
+            if stored == 0 && len == 0 && kind == 0 {
+                // Zero padding to the end of the block.
+                if data[pos..].iter().any(|&b| b != 0) {
+                    return Err(self.bad(
+                        offset,
+                        "an empty chunk header in front of non-zero bytes".into(),
+                    ));
+                }
+                self.at = data.len();
+                continue;
+            }
+            if 7 + len > block_left {
+                return Err(self.bad(
+                    offset,
+                    format!("a chunk of {len} bytes crosses the 32 KiB block boundary"),
                 ));
             }
-            pos += block_left;
-            continue;
-        }
-        if 7 + len > block_left {
-            return Err(bad(
-                pos,
-                format!("a chunk of {len} bytes crosses the 32 KiB block boundary"),
-            ));
-        }
-        if 7 + len > left {
-            return Err(bad(
-                pos,
-                format!(
-                    "the file ends inside a chunk of {len} bytes ({} left)",
-                    left - 7
-                ),
-            ));
-        }
-        let chunk = &data[pos + 7..pos + 7 + len];
-        let mut h = crc32fast::Hasher::new();
-        h.update(&[kind]);
-        h.update(chunk);
-        let computed = h.finalize();
-        if stored != computed {
-            return Err(bad(
-                pos,
-                format!(
-                    "chunk checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
-                ),
-            ));
-        }
-        match (kind, partial.take()) {
-            (1, None) => out.push((pos as u64, Cow::Borrowed(chunk))),
-            (2, None) => partial = Some((pos, chunk.to_vec())),
-            (3, Some((at, mut buf))) => {
-                buf.extend_from_slice(chunk);
-                partial = Some((at, buf));
+            if 7 + len > left {
+                return Err(self.bad(
+                    offset,
+                    format!(
+                        "the file ends inside a chunk of {len} bytes ({} left)",
+                        left - 7
+                    ),
+                ));
             }
-            (4, Some((at, mut buf))) => {
-                buf.extend_from_slice(chunk);
-                out.push((at as u64, Cow::Owned(buf)));
+            let chunk = &data[pos + 7..pos + 7 + len];
+            let mut h = crc32fast::Hasher::new();
+            h.update(&[kind]);
+            h.update(chunk);
+            let computed = h.finalize();
+            if stored != computed {
+                return Err(self.bad(
+                    offset,
+                    format!(
+                        "chunk checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+                    ),
+                ));
             }
-            (1 | 2, Some((at, _))) => {
-                return Err(bad(
-                    pos,
-                    format!("a new record starts before the one at byte offset {at} ended"),
-                ))
+            match (kind, first) {
+                (1 | 2, None) => {
+                    self.record.clear();
+                    self.record.extend_from_slice(chunk);
+                    first = Some(offset);
+                }
+                (3 | 4, Some(_)) => self.record.extend_from_slice(chunk),
+                (1 | 2, Some(at)) => {
+                    return Err(self.bad(
+                        offset,
+                        format!("a new record starts before the one at byte offset {at} ended"),
+                    ))
+                }
+                (3 | 4, None) => {
+                    return Err(
+                        self.bad(offset, "a continuation chunk without a first chunk".into())
+                    )
+                }
+                (k, _) => return Err(self.bad(offset, format!("unknown chunk type {k}"))),
             }
-            (3 | 4, None) => {
-                return Err(bad(
-                    pos,
-                    "a continuation chunk without a first chunk".into(),
-                ))
+            self.at = pos + 7 + len;
+            if kind == 1 || kind == 4 {
+                return Ok(first);
             }
-            (k, _) => return Err(bad(pos, format!("unknown chunk type {k}"))),
         }
-        pos += 7 + len;
     }
-    if let Some((at, _)) = partial {
-        return Err(bad(
-            data.len(),
-            format!("the file ends inside the record that begins at byte offset {at}"),
-        ));
-    }
-    Ok(out)
 }
 
 /// What the whole file says of the run (read before its history is written).
@@ -213,23 +327,19 @@ struct Meta {
 }
 
 impl Meta {
-    fn read(file: &Path, records: &[(u64, Cow<'_, [u8]>)]) -> Result<Meta> {
-        let mut m = Meta::default();
-        for (offset, record) in records {
-            m.record(record)
-                .map_err(|r| Error::bad_source(file, *offset, r))?;
-        }
-        m.config.remove("_wandb");
-        let summary = std::mem::take(&mut m.summary)
+    /// After the last record: the config without W&B's own entry, the final summary and the
+    /// exit code under `_import`.
+    fn finish(&mut self) {
+        self.config.remove("_wandb");
+        let summary = std::mem::take(&mut self.summary)
             .into_iter()
             .filter(|(k, _)| !k.starts_with('_'))
             .collect();
-        m.import
+        self.import
             .insert("summary".into(), serde_json::Value::Object(summary));
-        if let Some(code) = m.exit_code {
-            m.import.insert("exit_code".into(), code.into());
+        if let Some(code) = self.exit_code {
+            self.import.insert("exit_code".into(), code.into());
         }
-        Ok(m)
     }
 
     fn record(&mut self, record: &[u8]) -> Result<(), String> {
@@ -362,10 +472,10 @@ fn history(sink: &mut RunSink, record: &[u8]) -> Result<(), Reason> {
         return Ok(());
     };
     let mut step = 0u64;
-    let mut row = Vec::new();
+    let mut items = Vec::new();
     for f in fields(h) {
         match f? {
-            (1, w) => item(w.bytes("HistoryRecord.item")?, &mut row, &mut sink.skipped)?,
+            (1, w) => items.push(Item::read(w.bytes("HistoryRecord.item")?)?),
             (2, w) => {
                 for f in fields(w.bytes("HistoryRecord.step")?) {
                     if let (1, w) = f? {
@@ -377,6 +487,27 @@ fn history(sink: &mut RunSink, record: &[u8]) -> Result<(), Reason> {
             _ => {}
         }
     }
+    let mut row = Vec::new();
+    // Media written one leaf per item (`img/_type`, `img/path`, ...: what wandb's core
+    // writes, in no set order) are skipped whole: every item under a path with a `_type`.
+    let media: Vec<&[&str]> = items
+        .iter()
+        .filter_map(|i| match i.path.split_last() {
+            Some((&"_type", parent)) if !parent.is_empty() => Some(parent),
+            _ => None,
+        })
+        .collect();
+    let in_media = |path: &[&str]| {
+        media
+            .iter()
+            .any(|m| path.len() > m.len() && path.starts_with(m))
+    };
+    sink.skipped += media.iter().filter(|m| !in_media(m)).count() as u64;
+    for i in &items {
+        if !in_media(&i.path) {
+            i.values(&mut row, &mut sink.skipped)?;
+        }
+    }
     if let Some(last) = sink.last_step().filter(|&l| step < l) {
         return Err(Reason::Bad(format!(
             "history step {step} comes after step {last}"
@@ -386,39 +517,55 @@ fn history(sink: &mut RunSink, record: &[u8]) -> Result<(), Reason> {
     Ok(())
 }
 
-/// One `HistoryItem` into `row` (several values for an object, none for media).
-fn item(bytes: &[u8], row: &mut Vec<(String, Value)>, skipped: &mut u64) -> Result<(), String> {
-    let (mut path, mut json, mut typed) = (Vec::new(), None, None);
-    for f in fields(bytes) {
-        match f? {
-            (1 | 2, w) => path.push(w.str("HistoryItem key")?),
-            (4, w) => typed = Some(Value::Bool(w.varint("HistoryItem.boolean")? != 0)),
-            (5, w) => {
-                let z = w.varint("HistoryItem.integer")?;
-                typed = Some(Value::I64((z >> 1) as i64 ^ -((z & 1) as i64)));
-            }
-            (6, w) => typed = Some(Value::F64(w.f64("HistoryItem.number")?)),
-            (7, w) => typed = Some(Value::Str(w.str("HistoryItem.text")?.to_owned())),
-            (16, w) => json = Some(w.str("HistoryItem.value_json")?),
-            _ => {}
-        }
-    }
-    let key = path.join("/");
-    if key.is_empty() {
-        return Err("a history item without a key".into());
-    }
-    if key == "_step" {
-        return Ok(());
-    }
-    if let Some(v) = typed {
-        row.push((key, v));
-        return Ok(());
-    }
-    let Some(json) = json else { return Ok(()) };
-    let p = jsonl::parse_json(json).map_err(|e| format!("'{key}': value_json is not JSON: {e}"))?;
-    flatten(key, p.value, p.marker.as_deref(), row, skipped)
+/// One `HistoryItem`: its key path and its value, typed or JSON.
+struct Item<'a> {
+    path: Vec<&'a str>,
+    typed: Option<Value>,
+    json: Option<&'a str>,
 }
 
+impl<'a> Item<'a> {
+    fn read(bytes: &'a [u8]) -> Result<Item<'a>, String> {
+        let (mut path, mut json, mut typed) = (Vec::new(), None, None);
+        for f in fields(bytes) {
+            match f? {
+                (1 | 2, w) => path.push(w.str("HistoryItem key")?),
+                (4, w) => typed = Some(Value::Bool(w.varint("HistoryItem.boolean")? != 0)),
+                (5, w) => {
+                    let z = w.varint("HistoryItem.integer")?;
+                    typed = Some(Value::I64((z >> 1) as i64 ^ -((z & 1) as i64)));
+                }
+                (6, w) => typed = Some(Value::F64(w.f64("HistoryItem.number")?)),
+                (7, w) => typed = Some(Value::Str(w.str("HistoryItem.text")?.to_owned())),
+                (16, w) => json = Some(w.str("HistoryItem.value_json")?),
+                _ => {}
+            }
+        }
+        Ok(Item { path, typed, json })
+    }
+
+    /// Its values into `row` (several for an object, none for media, which count as skipped).
+    fn values(&self, row: &mut Vec<(String, Value)>, skipped: &mut u64) -> Result<(), String> {
+        let key = self.path.join("/");
+        if key.is_empty() {
+            return Err("a history item without a key".into());
+        }
+        if key == "_step" {
+            return Ok(());
+        }
+        if let Some(v) = self.typed.clone() {
+            row.push((key, v));
+            return Ok(());
+        }
+        let Some(json) = self.json else { return Ok(()) };
+        let p =
+            jsonl::parse_json(json).map_err(|e| format!("'{key}': value_json is not JSON: {e}"))?;
+        flatten(key, p.value, p.marker.as_deref(), row, skipped)
+    }
+}
+
+/// A JSON value into `row`: objects by their leaves (keys joined with `/`; the depth is
+/// bounded by the JSON parser's nesting limit of 128), media (`_type`) and arrays skipped.
 fn flatten(
     key: String,
     v: serde_json::Value,
