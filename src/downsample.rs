@@ -199,6 +199,12 @@ impl Store {
         buckets: usize,
         snap: bool,
     ) -> Result<Option<Downsampled>> {
+        if buckets > crate::limits::MAX_BUCKETS {
+            return Err(crate::Error::InvalidInput(format!(
+                "{buckets} buckets asked for: at most {} (a chart's pixel columns)",
+                crate::limits::MAX_BUCKETS
+            )));
+        }
         let summary = self.summary(reference)?;
         let Some(ks) = summary.keys.get(key) else {
             return Ok(None);

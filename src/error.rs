@@ -209,6 +209,23 @@ pub enum Error {
         /// The run.
         run: String,
     },
+    /// The writer was opened by another process, of which this one is a fork (`fork()`
+    /// without `exec`, Python's `os.fork()` or `multiprocessing` with the fork start method).
+    /// A forked child never writes to its parent's run: it would interleave with the parent's
+    /// writes and corrupt the run.
+    #[error(
+        "the writer of run '{run}' was opened by process {owner}, and this process ({pid}) is a \
+         fork of it: a forked child cannot write to its parent's run (open a run of its own in \
+         the child)"
+    )]
+    Forked {
+        /// The run.
+        run: String,
+        /// The process that opened the writer.
+        owner: u32,
+        /// This process.
+        pid: u32,
+    },
 }
 
 impl Error {

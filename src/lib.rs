@@ -79,7 +79,7 @@ pub use options::{Durability, Options};
 pub use progress::{Progress, Quiet, Unit};
 pub use read::{Chunk, ChunkColumn, ChunkValues, Chunks, History, Query, Series};
 pub use reference::{Reference, Target};
-pub use store::{LineageNode, Rewound, RunInfo, Status, Store, VersionInfo};
+pub use store::{Lineage, Rewound, RunInfo, Status, Store, VersionInfo};
 pub use summary::{KeySummary, Summary};
 pub use types::{Row, SegmentId, Stream, Value, VersionId};
 pub use verify::{Problem, VerifyReport};

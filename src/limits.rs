@@ -41,6 +41,10 @@ pub(crate) const AGG_STRING_BYTES: usize = 256;
 /// The key reserved for the step in every row-shaped format (JSON Lines, CSV, Parquet).
 pub const STEP_KEY: &str = "_step";
 
+/// The most buckets a downsample returns (`Store::downsample`): a chart's pixel columns, with
+/// room to spare; more would only allocate.
+pub const MAX_BUCKETS: usize = 1 << 20;
+
 /// Checks a key: 1 to [`MAX_KEY_BYTES`] bytes, no control characters, no empty `/` section
 /// (`a/`, `/a`, `a//b`), and not [`STEP_KEY`]. The one rule for keys, applied by the library
 /// (and so by the CLI, the importers and Python).

@@ -413,6 +413,10 @@ pub(crate) fn sealed_mismatch(s: &Sealed, seg: &SegmentMeta) -> Option<String> {
     })
 }
 
+/// Counts of ancestry suffixes: `(version, limit)` → rows and last step of reading that
+/// version up to `limit` with its ancestors.
+pub(crate) type RowMemo = std::collections::HashMap<(VersionId, Option<u64>), (u64, Option<u64>)>;
+
 impl Store {
     /// A sealed segment, from the cache or mapped and checked against what the manifest
     /// records of it: its id, its stream, and (once the manifest has its seal) its rows, step
@@ -679,39 +683,77 @@ impl Store {
         v: VersionId,
         stream: Stream,
     ) -> Result<(u64, Option<u64>)> {
+        self.count_rows_memo(state, v, stream, &mut RowMemo::new())
+    }
+
+    /// [`count_rows`](Self::count_rows) sharing `memo` (the count of each ancestry suffix
+    /// already counted): counting every version of a lineage is linear in its versions, not
+    /// in their depths summed.
+    pub(crate) fn count_rows_memo(
+        &self,
+        state: &State,
+        v: VersionId,
+        stream: Stream,
+        memo: &mut RowMemo,
+    ) -> Result<(u64, Option<u64>)> {
+        let mut pieces = Vec::new();
+        let mut base = (0u64, None);
+        for piece in state.ancestry(v) {
+            if let Some(&hit) = memo.get(&piece) {
+                base = hit;
+                break;
+            }
+            pieces.push(piece);
+        }
+        let (mut rows, mut last) = base;
+        for &(piece, limit) in pieces.iter().rev() {
+            let (r, l) = self.own_rows(state, piece, limit, stream)?;
+            rows = rows.saturating_add(r);
+            last = last.max(l);
+            memo.insert((piece, limit), (rows, last));
+        }
+        Ok((rows, last))
+    }
+
+    /// Rows of `piece`'s own segments of `stream` up to `limit`, and the last of their steps.
+    fn own_rows(
+        &self,
+        state: &State,
+        piece: VersionId,
+        limit: Option<u64>,
+        stream: Stream,
+    ) -> Result<(u64, Option<u64>)> {
         let (mut rows, mut last) = (0u64, None);
-        for (piece, limit) in state.chain(v) {
-            let Some(meta) = state.versions.get(&piece) else {
-                continue;
-            };
-            for seg in meta.segments_of(stream) {
-                if let Some(s) = seg.sealed {
-                    if s.rows == 0 || limit.is_some_and(|l| s.first_step.is_some_and(|f| f > l)) {
-                        continue;
-                    }
-                    if limit.is_none_or(|l| s.last_step.is_some_and(|x| x <= l)) {
-                        rows = rows.saturating_add(s.rows);
-                        last = s.last_step.max(last);
-                        continue;
-                    }
+        let Some(meta) = state.versions.get(&piece) else {
+            return Ok((rows, last));
+        };
+        for seg in meta.segments_of(stream) {
+            if let Some(s) = seg.sealed {
+                if s.rows == 0 || limit.is_some_and(|l| s.first_step.is_some_and(|f| f > l)) {
+                    continue;
                 }
-                let view = self.segment_view(seg)?;
-                for e in view.index() {
-                    match limit {
-                        Some(l) if e.first_step > l => break,
-                        Some(l) if e.last_step > l => {
-                            // Steps only: the directory is decoded, no column is.
-                            let block = view.block_keys(e, &|_| false)?;
-                            let kept = block.steps.iter().filter(|&&s| s <= l);
-                            for &s in kept {
-                                rows += 1;
-                                last = Some(s).max(last);
-                            }
+                if limit.is_none_or(|l| s.last_step.is_some_and(|x| x <= l)) {
+                    rows = rows.saturating_add(s.rows);
+                    last = s.last_step.max(last);
+                    continue;
+                }
+            }
+            let view = self.segment_view(seg)?;
+            for e in view.index() {
+                match limit {
+                    Some(l) if e.first_step > l => break,
+                    Some(l) if e.last_step > l => {
+                        // Steps only: the directory is decoded, no column is.
+                        let block = view.block_keys(e, &|_| false)?;
+                        let kept = block.steps.iter().filter(|&&s| s <= l);
+                        for &s in kept {
+                            rows += 1;
+                            last = Some(s).max(last);
                         }
-                        _ => {
-                            rows += u64::from(e.nrows);
-                            last = Some(e.last_step).max(last);
-                        }
+                    }
+                    _ => {
+                        rows += u64::from(e.nrows);
+                        last = Some(e.last_step).max(last);
                     }
                 }
             }
@@ -723,8 +765,25 @@ impl Store {
     pub(crate) fn last_step_any(&self, state: &State, v: VersionId) -> Result<Option<u64>> {
         let mut last = None;
         for stream in Stream::ALL {
-            last = last.max(self.count_rows(state, v, stream)?.1);
+            last = last.max(self.last_step(state, v, stream)?);
         }
         Ok(last)
+    }
+
+    /// The last step of `stream` in version `v`: that of the newest piece of its ancestry
+    /// with rows up to its limit (a piece's own rows all come after what its ancestors give
+    /// it), so a version with rows of its own answers without walking its lineage.
+    pub(crate) fn last_step(
+        &self,
+        state: &State,
+        v: VersionId,
+        stream: Stream,
+    ) -> Result<Option<u64>> {
+        for (piece, limit) in state.ancestry(v) {
+            if let (_, Some(last)) = self.own_rows(state, piece, limit, stream)? {
+                return Ok(Some(last));
+            }
+        }
+        Ok(None)
     }
 }

@@ -543,49 +543,107 @@ pub(crate) fn resolve_target(state: &State, target: &Target) -> Result<VersionId
     }
 }
 
-/// A version and the versions rewound or forked from it, as drawn by `steplog lineage`.
+/// A version's rows and its last step, as [`Store::rows`] counts them.
+pub type RowCount = (u64, Option<u64>);
+
+/// A lineage tree, flat (a tree ten thousand rewinds deep is a list, not ten thousand nested
+/// values): every version descended from a root, by rewinds and forks, purged ones included.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LineageNode {
-    /// The version.
-    pub version: VersionInfo,
-    /// Versions whose parent it is, by id.
-    pub children: Vec<LineageNode>,
+pub struct Lineage {
+    /// The versions: the root first, every version after its parent (by id, as a parent is
+    /// always older than its children).
+    pub versions: Vec<VersionInfo>,
+    /// `children[i]`: the indexes in `versions` of the children of `versions[i]`, oldest
+    /// first.
+    pub children: Vec<Vec<usize>>,
+}
+
+impl Lineage {
+    /// The root: the oldest ancestor.
+    pub fn root(&self) -> &VersionInfo {
+        &self.versions[0]
+    }
+
+    /// The index of version `id`, if it is in the tree.
+    pub fn index_of(&self, id: VersionId) -> Option<usize> {
+        self.versions.binary_search_by_key(&id, |v| v.id).ok()
+    }
+
+    /// The versions in depth-first order (a parent, then each child's subtree, oldest child
+    /// first), each with its depth (the root's is 0). Iterative: any depth.
+    pub fn depth_first(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::with_capacity(self.versions.len());
+        let mut stack = vec![(0usize, 0usize)];
+        while let Some((i, depth)) = stack.pop() {
+            out.push((i, depth));
+            for &c in self.children[i].iter().rev() {
+                stack.push((c, depth + 1));
+            }
+        }
+        out
+    }
 }
 
 impl Store {
     /// The lineage tree around the version `reference` names: rooted at its oldest ancestor,
     /// holding every version descended from that root (rewinds and forks, purged included).
-    pub fn lineage(&self, reference: &str) -> Result<LineageNode> {
+    /// Linear in the versions of the store.
+    pub fn lineage(&self, reference: &str) -> Result<Lineage> {
         let (v, _) = self.resolve(reference)?;
-        let infos = self.versions()?;
-        let by_id: HashMap<VersionId, &VersionInfo> = infos.iter().map(|i| (i.id, i)).collect();
+        let mut infos = self.versions()?;
+        infos.sort_by_key(|i| i.id);
+        let index = |id: VersionId| infos.binary_search_by_key(&id, |i| i.id).ok();
         let mut root = v;
-        while let Some((p, _)) = by_id.get(&root).and_then(|i| i.parent) {
+        while let Some((p, _)) = index(root).and_then(|i| infos[i].parent) {
             if p >= root {
                 break; // parents are older (State::validate); never loop
             }
             root = p;
         }
-        let mut children: HashMap<VersionId, Vec<VersionId>> = HashMap::new();
-        for i in &infos {
-            if let Some((p, _)) = i.parent {
-                children.entry(p).or_default().push(i.id);
+        // Versions in id order are in tree order: a version is in the tree when it is the
+        // root or its parent is.
+        let mut pos: HashMap<VersionId, usize> = HashMap::new();
+        let mut lineage = Lineage {
+            versions: Vec::new(),
+            children: Vec::new(),
+        };
+        for info in infos.into_iter().filter(|i| i.id >= root) {
+            let parent = match info.parent {
+                _ if info.id == root => None,
+                Some((p, _)) => match pos.get(&p) {
+                    Some(&p) => Some(p),
+                    None => continue,
+                },
+                None => continue,
+            };
+            let at = lineage.versions.len();
+            if let Some(p) = parent {
+                lineage.children[p].push(at);
             }
+            pos.insert(info.id, at);
+            lineage.versions.push(info);
+            lineage.children.push(Vec::new());
         }
-        fn build(
-            id: VersionId,
-            by_id: &HashMap<VersionId, &VersionInfo>,
-            children: &HashMap<VersionId, Vec<VersionId>>,
-        ) -> LineageNode {
-            LineageNode {
-                version: by_id[&id].clone(),
-                children: children
-                    .get(&id)
-                    .map(|c| c.iter().map(|&c| build(c, by_id, children)).collect())
-                    .unwrap_or_default(),
-            }
-        }
-        Ok(build(root, &by_id, &children))
+        Ok(lineage)
+    }
+
+    /// [`rows`](Self::rows) of many versions at once, each `Ok` or its own error (a damaged
+    /// segment fails the versions that read it, not the others). Linear in the versions of
+    /// their lineages: what two versions share is counted once.
+    pub fn rows_of(&self, versions: &[VersionId]) -> Result<Vec<Result<RowCount>>> {
+        let state = self.state()?;
+        let mut memo = crate::read::RowMemo::new();
+        Ok(versions
+            .iter()
+            .map(|&v| {
+                if !state.versions.contains_key(&v) {
+                    return Err(Error::VersionNotFound {
+                        version: v.to_string(),
+                    });
+                }
+                self.count_rows_memo(&state, v, crate::Stream::History, &mut memo)
+            })
+            .collect())
     }
 
     /// Number of rows in a version's history and its last step.

@@ -129,6 +129,7 @@ impl StartRun {
             encoder: Encoder::new(),
             poisoned: false,
             done: false,
+            pid: std::process::id(),
         })
     }
 
@@ -526,6 +527,8 @@ pub struct RunWriter {
     encoder: Encoder,
     poisoned: bool,
     done: bool,
+    /// The process that opened the writer: a forked child (another pid) never writes.
+    pid: u32,
 }
 
 impl std::fmt::Debug for RunWriter {
@@ -731,6 +734,21 @@ impl RunWriter {
         Ok(())
     }
 
+    /// Refuses to touch the store from a forked child of the process that opened the writer
+    /// (checked where the writer writes, not on each logged value: a forked child's buffered
+    /// rows are its own memory).
+    fn check_process(&self) -> Result<()> {
+        let pid = std::process::id();
+        if pid != self.pid {
+            return Err(Error::Forked {
+                run: self.run.clone(),
+                owner: self.pid,
+                pid,
+            });
+        }
+        Ok(())
+    }
+
     /// Poisons the writer on any failure below the API (I/O, corruption).
     fn guard<T>(&mut self, r: Result<T>) -> Result<T> {
         if let Err(e) = &r {
@@ -748,6 +766,7 @@ impl RunWriter {
         if !self.streams[i].buf.has_closed() {
             return Ok(());
         }
+        self.check_process()?;
         let block = self.streams[i].buf.take_closed();
         let level = self.store.options().compression_level;
         for done in self.encoder.submit(i, block, level) {
@@ -758,6 +777,7 @@ impl RunWriter {
 
     /// Waits for every block handed to the encoder and writes it.
     fn drain_encoder(&mut self) -> Result<()> {
+        self.check_process()?;
         for done in self.encoder.drain() {
             self.write_encoded(done)?;
         }
@@ -834,6 +854,7 @@ impl RunWriter {
     }
 
     fn commit_inner(&mut self) -> Result<()> {
+        self.check_process()?;
         for stream in Stream::ALL {
             self.streams[stream.index()].close_open();
             self.flush(stream)?;
@@ -882,7 +903,8 @@ impl RunWriter {
 
 impl Drop for RunWriter {
     fn drop(&mut self) {
-        if self.done || self.poisoned {
+        if self.done || self.poisoned || std::process::id() != self.pid {
+            // A forked child's copy of the writer lets the parent's run be.
             return;
         }
         if std::thread::panicking() {

@@ -248,7 +248,7 @@ fn wandb_history_config_summary_and_fork() {
     assert!(close(f(&forked[20], "loss"), 1.0 / 21.0));
     assert!(close(f(&forked[25], "loss"), 0.5 / 26.0));
     assert_eq!(config(&s, "fixture02")["lr"], 0.0005);
-    assert_eq!(s.lineage("fixture02").unwrap().version.run, "fixture01");
+    assert_eq!(s.lineage("fixture02").unwrap().root().run, "fixture01");
 }
 
 #[test]

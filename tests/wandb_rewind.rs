@@ -136,11 +136,13 @@ fn rewind_archives_the_old_head_and_fork_branches_from_the_new_one() {
 
     // Lineage: v1 -> v2 (rewind at 200) -> v3 (fork at 250).
     let tree = store.lineage("r1-fork").unwrap();
-    assert_eq!(tree.version.id, v1);
-    assert_eq!(tree.children.len(), 1);
-    assert_eq!(tree.children[0].version.id, v2);
-    assert_eq!(tree.children[0].children[0].version.id, v3);
-    assert_eq!(tree.children[0].children[0].version.parent, Some((v2, 250)));
+    assert_eq!(tree.root().id, v1);
+    assert_eq!(tree.children[0].len(), 1);
+    let c = tree.children[0][0];
+    assert_eq!(tree.versions[c].id, v2);
+    let g = tree.children[c][0];
+    assert_eq!(tree.versions[g].id, v3);
+    assert_eq!(tree.versions[g].parent, Some((v2, 250)));
 
     // Fork from the archived version, at a step past the rewind cutoff.
     store

@@ -9,7 +9,7 @@
 
 pub(crate) mod log;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -420,41 +420,65 @@ impl State {
     /// The pieces a version's rows come from, oldest first: each ancestor (and the version
     /// itself last) with the highest step taken from its own segments (`None`: no limit).
     pub fn chain(&self, v: VersionId) -> Vec<(VersionId, Option<u64>)> {
-        let mut out = vec![(v, None)];
-        let mut limit: Option<u64> = None;
-        let mut cur = v;
-        while let Some((parent, step)) = self.versions.get(&cur).and_then(|m| m.parent) {
-            // Parents are older (`validate`); even on a state that was not validated, ids
-            // that only decrease make this walk end.
-            if parent >= cur {
-                break;
-            }
-            limit = Some(limit.map_or(step, |l| l.min(step)));
-            out.push((parent, limit));
-            cur = parent;
-        }
+        let mut out: Vec<_> = self.ancestry(v).collect();
         out.reverse();
         out
     }
 
+    /// The pieces of [`chain`](Self::chain), newest first (the version itself, then its
+    /// parent with its cutoff, ...), lazily: a caller that stops early pays for what it read.
+    pub fn ancestry(&self, v: VersionId) -> impl Iterator<Item = (VersionId, Option<u64>)> + '_ {
+        let mut next = Some((v, None::<u64>));
+        std::iter::from_fn(move || {
+            let (cur, limit) = next?;
+            next = self
+                .versions
+                .get(&cur)
+                .and_then(|m| m.parent)
+                // Parents are older (`validate`); even on a state that was not validated, ids
+                // that only decrease make this walk end.
+                .filter(|&(parent, _)| parent < cur)
+                .map(|(parent, step)| (parent, Some(limit.map_or(step, |l| l.min(step)))));
+            Some((cur, limit))
+        })
+    }
+
     /// Segments still needed by a version that is not purged: a version needs all its own
-    /// segments and, of each ancestor, those holding a step up to the cutoff.
+    /// segments and, of each ancestor, those holding a step up to the cutoff. Linear in the
+    /// versions: the highest step any reader takes from each version is found children first
+    /// (a child's id is above its parent's), instead of walking a chain per version.
     pub fn needed_segments(&self) -> std::collections::HashSet<SegmentId> {
-        let mut needed = std::collections::HashSet::new();
-        for v in self.versions.values().filter(|v| !v.purged) {
-            for (piece, limit) in self.chain(v.id) {
-                let Some(meta) = self.versions.get(&piece) else {
-                    continue;
+        // reach[v]: None = not read at all; Some(None) = read whole; Some(Some(s)) = up to s.
+        let mut reach: HashMap<VersionId, Option<u64>> = HashMap::new();
+        for (id, meta) in self.versions.iter().rev() {
+            if !meta.purged {
+                reach.insert(*id, None);
+            }
+            let Some(&mine) = reach.get(id) else {
+                continue;
+            };
+            if let Some((parent, step)) = meta.parent.filter(|&(p, _)| p < *id) {
+                let through = Some(mine.map_or(step, |m| m.min(step)));
+                let e = reach.entry(parent).or_insert(through);
+                *e = match (*e, through) {
+                    (None, _) | (_, None) => None,
+                    (Some(a), Some(b)) => Some(a.max(b)),
                 };
-                for s in &meta.segments {
-                    let first = s.sealed.map(|m| m.first_step);
-                    let keep = match (limit, first) {
-                        (None, _) | (_, None) => true,
-                        (Some(l), Some(first)) => first.is_some_and(|f| f <= l),
-                    };
-                    if keep {
-                        needed.insert(s.id);
-                    }
+            }
+        }
+        let mut needed = std::collections::HashSet::new();
+        for (id, limit) in reach {
+            let Some(meta) = self.versions.get(&id) else {
+                continue;
+            };
+            for s in &meta.segments {
+                let first = s.sealed.map(|m| m.first_step);
+                let keep = match (limit, first) {
+                    (None, _) | (_, None) => true,
+                    (Some(l), Some(first)) => first.is_some_and(|f| f <= l),
+                };
+                if keep {
+                    needed.insert(s.id);
                 }
             }
         }

@@ -57,6 +57,8 @@ pub(crate) struct Encoder {
     inflight: usize,
     /// Blocks submitted so far.
     submitted: u64,
+    /// The process that started the thread.
+    pid: u32,
 }
 
 impl Encoder {
@@ -65,6 +67,7 @@ impl Encoder {
             worker: None,
             inflight: 0,
             submitted: 0,
+            pid: std::process::id(),
         }
     }
 
@@ -130,6 +133,12 @@ impl Encoder {
 
 impl Drop for Encoder {
     fn drop(&mut self) {
+        if std::process::id() != self.pid {
+            // A forked child has no encoder thread (fork copies only the calling thread):
+            // joining it would wait forever, and its channels may be mid-operation.
+            std::mem::forget(self.worker.take());
+            return;
+        }
         if let Some((tx, rx, handle)) = self.worker.take() {
             drop(tx);
             drop(rx);

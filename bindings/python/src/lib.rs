@@ -62,7 +62,9 @@ fn err(e: E) -> PyErr {
         E::RunExists { .. } => RunExistsError::new_err(msg),
         E::ResumeRefused { .. } => ResumeRefusedError::new_err(msg),
         E::Io { .. } => StoreIOError::new_err(msg),
-        E::Poisoned { .. } | E::Finished { .. } => WriterClosedError::new_err(msg),
+        E::Poisoned { .. } | E::Finished { .. } | E::Forked { .. } => {
+            WriterClosedError::new_err(msg)
+        }
         _ => InvalidInputError::new_err(msg),
     }
 }
@@ -269,10 +271,21 @@ impl Store {
         Ok(out.unbind())
     }
 
-    /// The lineage tree of a run or version: {version: {...}, children: [...]}.
-    fn lineage(&self, py: Python<'_>, reference: &str) -> PyResult<Py<PyDict>> {
-        let node = py.detach(|| self.inner.lineage(reference)).map_err(err)?;
-        lineage_dict(py, &node).map(Bound::unbind)
+    /// The lineage tree of a run or version, flat: its versions, the root first and each
+    /// after its parent, each a version dict with `children` (their ids).
+    fn lineage(&self, py: Python<'_>, reference: &str) -> PyResult<Py<PyList>> {
+        let tree = py.detach(|| self.inner.lineage(reference)).map_err(err)?;
+        let out = PyList::empty(py);
+        for (v, kids) in tree.versions.iter().zip(&tree.children) {
+            let d = version_dict(py, v)?;
+            let ids: Vec<String> = kids
+                .iter()
+                .map(|&c| tree.versions[c].id.to_string())
+                .collect();
+            d.set_item("children", ids)?;
+            out.append(d)?;
+        }
+        Ok(out.unbind())
     }
 
     /// Rewinds `run` to `step` outside a writer: returns (archived id, new head id).
@@ -340,15 +353,128 @@ fn version_dict<'py>(py: Python<'py>, v: &steplog::VersionInfo) -> PyResult<Boun
     Ok(d)
 }
 
-fn lineage_dict<'py>(py: Python<'py>, n: &steplog::LineageNode) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("version", version_dict(py, &n.version)?)?;
-    let children = PyList::empty(py);
-    for c in &n.children {
-        children.append(lineage_dict(py, c)?)?;
+/// One column of `log_columns`.
+enum Col {
+    F(Vec<f64>),
+    I(Vec<i64>),
+    B(Vec<bool>),
+}
+
+/// Little-endian 8-byte words of `bytes`, or an error naming `what`.
+fn words<'a>(what: &str, bytes: &'a [u8]) -> PyResult<impl Iterator<Item = [u8; 8]> + 'a> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(InvalidInputError::new_err(format!(
+            "{what}: {} bytes is not a whole number of 8-byte values",
+            bytes.len()
+        )));
     }
-    d.set_item("children", children)?;
-    Ok(d)
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| <[u8; 8]>::try_from(c).unwrap_or_default()))
+}
+
+/// The steps of `log_columns`: a list of ints, or bytes of little-endian u64.
+fn step_column(v: &Bound<'_, PyAny>) -> PyResult<Vec<u64>> {
+    if let Ok(b) = v.cast::<pyo3::types::PyBytes>() {
+        return Ok(words("steps", b.as_bytes())?
+            .map(u64::from_le_bytes)
+            .collect());
+    }
+    let list = v
+        .cast::<PyList>()
+        .map_err(|_| InvalidInputError::new_err("steps: expected a list of ints or an array"))?;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, item) in list.iter().enumerate() {
+        if item.is_instance_of::<PyBool>() || !item.is_instance_of::<PyInt>() {
+            return Err(InvalidInputError::new_err(format!(
+                "steps[{i}]: expected an int, got {}",
+                item.get_type().name()?
+            )));
+        }
+        out.push(item.extract::<u64>().map_err(|_| {
+            InvalidInputError::new_err(format!("steps[{i}]: {item} is not a step (0 ..= 2^63 - 1)"))
+        })?);
+    }
+    Ok(out)
+}
+
+/// One column of `log_columns`, checked item by item: a bool among numbers or a number
+/// among bools is refused (Python's bool is an int), as is an int out of the 64-bit range.
+fn column(key: &str, v: &Bound<'_, PyAny>) -> PyResult<Col> {
+    if let Ok((kind, bytes)) = v.extract::<(String, Bound<'_, pyo3::types::PyBytes>)>() {
+        let bytes = bytes.as_bytes();
+        let what = format!("column '{key}'");
+        return match kind.as_str() {
+            "f8" => Ok(Col::F(
+                words(&what, bytes)?.map(f64::from_le_bytes).collect(),
+            )),
+            "i8" => Ok(Col::I(
+                words(&what, bytes)?.map(i64::from_le_bytes).collect(),
+            )),
+            "b1" => Ok(Col::B(bytes.iter().map(|&b| b != 0).collect())),
+            k => Err(InvalidInputError::new_err(format!(
+                "{what}: unknown kind '{k}' (f8, i8 or b1)"
+            ))),
+        };
+    }
+    let list = v.cast::<PyList>().map_err(|_| {
+        InvalidInputError::new_err(format!(
+            "column '{key}': expected a list or an array, got {}",
+            v.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    let kind_of = |item: &Bound<'_, PyAny>| {
+        if item.is_instance_of::<PyBool>() {
+            'b'
+        } else if item.is_instance_of::<PyInt>() {
+            'i'
+        } else if item.is_instance_of::<PyFloat>() {
+            'f'
+        } else {
+            '?'
+        }
+    };
+    let mut kind = None;
+    for (i, item) in list.iter().enumerate() {
+        let k = kind_of(&item);
+        let bad = |why: &str| {
+            InvalidInputError::new_err(format!(
+                "column '{key}', item {i} ({item}): {why}; a column is all floats, all ints or \
+                 all bools"
+            ))
+        };
+        kind = Some(match (kind, k) {
+            (_, '?') => return Err(bad(&format!("a {}", item.get_type().name()?))),
+            (None, k) => k,
+            (Some('b'), 'b') => 'b',
+            (Some('b'), _) | (Some(_), 'b') => return Err(bad("bools and numbers mixed")),
+            (Some('f'), _) | (Some(_), 'f') => 'f',
+            (Some(k), _) => k,
+        });
+    }
+    let out_of_range = |i: usize| {
+        InvalidInputError::new_err(format!(
+            "column '{key}', item {i}: integer out of the 64-bit range"
+        ))
+    };
+    Ok(match kind.unwrap_or('f') {
+        'b' => Col::B(list.iter().map(|x| x.extract()).collect::<PyResult<_>>()?),
+        'i' => Col::I(
+            list.iter()
+                .enumerate()
+                .map(|(i, x)| x.extract::<i64>().map_err(|_| out_of_range(i)))
+                .collect::<PyResult<_>>()?,
+        ),
+        _ => Col::F(
+            list.iter()
+                .enumerate()
+                .map(|(i, x)| x.extract::<f64>().map_err(|_| out_of_range(i)))
+                .collect::<PyResult<_>>()?,
+        ),
+    })
 }
 
 /// A run being written; made by `Store.start`.
@@ -453,34 +579,24 @@ impl Writer {
         })
     }
 
-    /// Logs whole columns: `steps` (increasing) and {key: list of floats, ints or bools},
-    /// one value per step. The bulk path.
+    /// Logs whole columns: `steps` (increasing) and {key: column}, one value per step. The
+    /// bulk path. Steps are a list of ints or `bytes` of little-endian u64; a column is a
+    /// list of floats (ints allowed among them), of ints or of bools, or a pair
+    /// `(kind, bytes)` with kind "f8", "i8" or "b1" (little-endian; what the Python package
+    /// makes of a numpy array without building a list). Errors name the column and the item.
     fn log_columns(
         &self,
         py: Python<'_>,
-        steps: Vec<u64>,
+        steps: &Bound<'_, PyAny>,
         columns: &Bound<'_, PyDict>,
     ) -> PyResult<()> {
-        enum Col {
-            F(Vec<f64>),
-            I(Vec<i64>),
-            B(Vec<bool>),
-        }
+        let steps = step_column(steps)?;
         let mut cols = Vec::with_capacity(columns.len());
         for (k, v) in columns.iter() {
             let key: String = k
                 .extract()
                 .map_err(|_| InvalidInputError::new_err("keys must be str"))?;
-            let first = v.get_item(0).ok();
-            let col = match first {
-                Some(f) if f.is_instance_of::<PyBool>() => Col::B(v.extract()?),
-                Some(f) if f.is_instance_of::<PyInt>() => Col::I(v.extract()?),
-                _ => Col::F(v.extract().map_err(|_| {
-                    InvalidInputError::new_err(format!(
-                        "column '{key}': expected a list of floats, ints or bools of one type"
-                    ))
-                })?),
-            };
+            let col = column(&key, &v)?;
             cols.push((key, col));
         }
         self.with(py, |w| {

@@ -50,8 +50,10 @@ def test_fork_and_lineage(store):
     assert len(rows) == 51 and rows[49][1]["x"] == 49 and rows[50][1]["x"] == -1
     assert store.fork("base", 10, "twig") == "v3"
     tree = store.lineage("base")
-    assert tree["version"]["id"] == "v1"
-    assert sorted(c["version"]["run"] for c in tree["children"]) == ["branch", "twig"]
+    assert tree[0]["id"] == "v1" and tree[0]["parent"] is None
+    runs = {v["id"]: v["run"] for v in tree}
+    assert sorted(runs[c] for c in tree[0]["children"]) == ["branch", "twig"]
+    assert all(v["children"] == [] for v in tree[1:])
     assert {v["run"]: v["config"] for v in store.versions()}["branch"] == {"lr": 1}
 
 

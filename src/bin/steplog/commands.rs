@@ -4,7 +4,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use steplog::{LineageNode, Query, Status, Store};
+use steplog::{Lineage, Query, Status, Store};
 
 use crate::output::{self, json_text};
 use crate::{Cli, Command, RowFormat, TableFormat};
@@ -188,7 +188,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
             let tree = store.lineage(&reference)?;
             let (focus, _) = store.resolve(&reference)?;
             let run = store.version(&focus.to_string())?.run;
-            write!(out, "{}", draw_lineage(&store, &tree, &run)?)?;
+            write!(out, "{}", draw_lineage(&store, &tree, &run, Some(focus))?)?;
         }
         Command::Verify => {
             let bar = crate::progress::Bar::new();
@@ -259,19 +259,28 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
     let mut damaged: Vec<(String, String)> = Vec::new();
     if all {
         let versions = store.versions()?;
+        let readable: Vec<steplog::VersionId> = versions
+            .iter()
+            .filter(|v| v.status != Status::Purged)
+            .map(|v| v.id)
+            .collect();
+        let mut counts: std::collections::HashMap<_, _> = readable
+            .iter()
+            .copied()
+            .zip(store.rows_of(&readable)?)
+            .collect();
         let mut rows = Vec::new();
         for v in &versions {
-            let (count, last) = if v.status == Status::Purged {
-                (None, None)
-            } else {
-                match store.rows(&v.id.to_string()) {
+            let (count, last) = match counts.remove(&v.id) {
+                None => (None, None),
+                Some(counted) => match counted {
                     Ok((c, l)) => (Some(c), l),
                     Err(e) if e.is_corruption() => {
                         damaged.push((v.id.to_string(), e.to_string()));
                         (None, None)
                     }
                     Err(e) => return Err(e.into()),
-                }
+                },
             };
             let parent = v.parent.map(|(p, s)| (p.to_string(), s));
             match format {
@@ -392,10 +401,22 @@ fn metric_sparks(store: &Store, version: &str) -> CliResult<String> {
     Ok(parts.join("  "))
 }
 
-/// Draws a lineage tree with box-drawing characters; versions of `run` are marked.
-pub fn draw_lineage(store: &Store, tree: &LineageNode, run: &str) -> CliResult<String> {
-    fn label(store: &Store, n: &LineageNode, run: &str) -> CliResult<String> {
-        let v = &n.version;
+/// Versions drawn at each end of a long straight chain (each version the only child of the
+/// one before: a campaign that rewinds after every crash); the ones between are one line.
+const CHAIN_ENDS: usize = 2;
+
+/// Draws a lineage tree with box-drawing characters; versions of `run` are marked. Long
+/// straight chains are collapsed to their ends and one line (as `git log --graph` would), so
+/// the drawing's size grows with the tree's branches, not its depth; `focus` is always shown.
+pub fn draw_lineage(
+    store: &Store,
+    tree: &Lineage,
+    run: &str,
+    focus: Option<steplog::VersionId>,
+) -> CliResult<String> {
+    type Counts =
+        std::collections::HashMap<steplog::VersionId, steplog::Result<(u64, Option<u64>)>>;
+    fn label(counts: &mut Counts, v: &steplog::VersionInfo, run: &str) -> CliResult<String> {
         let how = match (v.origin, v.parent) {
             (steplog::Origin::Rewind, Some((p, s))) => format!("rewound from {p} at step {s}"),
             (steplog::Origin::Fork, Some((p, s))) => format!("forked from {p} at step {s}"),
@@ -404,7 +425,10 @@ pub fn draw_lineage(store: &Store, tree: &LineageNode, run: &str) -> CliResult<S
         let rows = if v.status == Status::Purged {
             String::new()
         } else {
-            let (c, last) = store.rows(&v.id.to_string())?;
+            let (c, last) = match counts.remove(&v.id) {
+                Some(counted) => counted?,
+                None => (0, None),
+            };
             format!(
                 ", {c} rows, last step {}",
                 last.map_or("-".into(), |l| l.to_string())
@@ -416,26 +440,77 @@ pub fn draw_lineage(store: &Store, tree: &LineageNode, run: &str) -> CliResult<S
             v.id, v.run, v.status
         ))
     }
-    fn walk(
-        store: &Store,
-        n: &LineageNode,
-        run: &str,
-        prefix: &str,
-        out: &mut String,
-    ) -> CliResult {
-        for (i, c) in n.children.iter().enumerate() {
-            let last = i + 1 == n.children.len();
-            out.push_str(&format!(
-                "{prefix}{}{}\n",
-                if last { "└── " } else { "├── " },
-                label(store, c, run)?
-            ));
-            let next = format!("{prefix}{}", if last { "    " } else { "│   " });
-            walk(store, c, run, &next, out)?;
+    let n = tree.versions.len();
+    let only_child = |i: usize| (tree.children[i].len() == 1).then(|| tree.children[i][0]);
+    // hidden[i]: collapsed into the gap line of its chain, which `gap[i]` holds for the first.
+    let mut hidden = vec![false; n];
+    let mut gap: Vec<Option<(usize, usize, usize)>> = vec![None; n];
+    let mut has_one_parent_child = vec![false; n];
+    for i in 0..n {
+        if let Some(c) = only_child(i) {
+            has_one_parent_child[c] = true;
         }
-        Ok(())
     }
-    let mut out = format!("{}\n", label(store, tree, run)?);
-    walk(store, tree, run, "", &mut out)?;
+    for start in (0..n).filter(|&i| !has_one_parent_child[i]) {
+        let mut chain = vec![start];
+        while let Some(c) = only_child(*chain.last().unwrap_or(&start)) {
+            chain.push(c);
+        }
+        if chain.len() <= 2 * CHAIN_ENDS + 1 {
+            continue;
+        }
+        let middle = &chain[CHAIN_ENDS..chain.len() - CHAIN_ENDS];
+        for part in middle.split(|&i| Some(tree.versions[i].id) == focus) {
+            if let (Some(&first), Some(&last)) = (part.first(), part.last()) {
+                for &i in part {
+                    hidden[i] = true;
+                }
+                gap[first] = Some((part.len(), first, last));
+            }
+        }
+    }
+    // The rows of every version drawn, counted together (shared ancestry counted once).
+    let drawn: Vec<steplog::VersionId> = (0..n)
+        .filter(|&i| !hidden[i] && tree.versions[i].status != Status::Purged)
+        .map(|i| tree.versions[i].id)
+        .collect();
+    let mut counts: Counts = drawn.iter().copied().zip(store.rows_of(&drawn)?).collect();
+    let mut out = String::new();
+    // (version, the prefix of its line, the prefix of its children's lines)
+    let mut stack = vec![(0usize, String::new(), String::new())];
+    while let Some((i, line, below)) = stack.pop() {
+        if hidden[i] {
+            if let Some((count, first, last)) = gap[i] {
+                let (a, b) = (tree.versions[first].id, tree.versions[last].id);
+                // At the column of the connector its line would have had.
+                let lead: String = line
+                    .chars()
+                    .take(line.chars().count().saturating_sub(4))
+                    .collect();
+                out.push_str(&format!(
+                    "{lead}⋮ {count} versions in a straight line, each from the one before \
+                     ({a} … {b})\n"
+                ));
+            }
+            // Its only child takes its place.
+            if let Some(c) = only_child(i) {
+                stack.push((c, line, below));
+            }
+            continue;
+        }
+        out.push_str(&format!(
+            "{line}{}\n",
+            label(&mut counts, &tree.versions[i], run)?
+        ));
+        let kids = &tree.children[i];
+        for (k, &c) in kids.iter().enumerate().rev() {
+            let last = k + 1 == kids.len();
+            stack.push((
+                c,
+                format!("{below}{}", if last { "└── " } else { "├── " }),
+                format!("{below}{}", if last { "    " } else { "│   " }),
+            ));
+        }
+    }
     Ok(out)
 }

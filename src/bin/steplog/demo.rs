@@ -202,7 +202,7 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
         writeln!(out, "   {line}")?;
     }
     writeln!(out, "\n6. Lineage:")?;
-    for line in draw_lineage(&store, &store.lineage(&name)?, &name)?.lines() {
+    for line in draw_lineage(&store, &store.lineage(&name)?, &name, None)?.lines() {
         writeln!(out, "   {line}")?;
     }
     writeln!(out, "\n7. Summaries (train/loss):")?;

@@ -46,10 +46,20 @@ pub fn row_json(row: &Row) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// A CSV field. Floats are written in the shortest form that reads back to the same bits,
+/// always as a float (`3.0`, `-0.0`, `5e-324`, `1.8e308`: never 327 digits, never an
+/// integer-looking `3`); non-finite ones as `NaN`, `Infinity`, `-Infinity` (as the JSON
+/// output writes them, and as pandas, DuckDB and Python's `float` read them).
 pub fn csv_field(v: Option<&Value>) -> String {
     let text = match v {
         None => return String::new(),
         Some(Value::Str(s)) => s.clone(),
+        Some(Value::F64(x)) if x.is_nan() => "NaN".into(),
+        Some(Value::F64(x)) if x.is_infinite() => {
+            if *x > 0.0 { "Infinity" } else { "-Infinity" }.into()
+        }
+        // Debug is the shortest round-trip form, with an exponent when that is shorter.
+        Some(Value::F64(x)) => format!("{x:?}"),
         Some(v) => v.to_string(),
     };
     if text.contains([',', '"', '\n', '\r']) {
@@ -270,5 +280,28 @@ mod tests {
         );
         assert_eq!(csv_field(Some(&Value::I64(3))), "3");
         assert_eq!(csv_field(None), "");
+    }
+
+    #[test]
+    fn csv_floats_are_short_round_trips_and_one_spelling_of_non_finite() {
+        let cases = [
+            (5e-324, "5e-324"),
+            (1.7e308, "1.7e308"),
+            (3.0, "3.0"),
+            (-0.0, "-0.0"),
+            (0.1, "0.1"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
+        ];
+        for (x, want) in cases {
+            let got = csv_field(Some(&Value::F64(x)));
+            assert_eq!(got, want);
+            let back: f64 = got.parse().unwrap();
+            assert!(
+                back.to_bits() == x.to_bits() || (x.is_nan() && back.is_nan()),
+                "{got}"
+            );
+        }
     }
 }

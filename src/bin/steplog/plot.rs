@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use steplog::{LineageNode, Origin, Series, Status, Store, VersionInfo};
+use steplog::{Lineage, Origin, Series, Status, Store, VersionInfo};
 
 use crate::commands::{CliError, CliResult};
 use crate::output::short;
@@ -37,10 +37,18 @@ pub struct PlotArgs {
     /// The chart file: .svg or .png. Without it, a chart is drawn in the terminal.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Width in pixels (at least 240), or columns in the terminal (at least 20).
+    /// Width in pixels (240 ..= 16384), or columns in the terminal (20 ..= 1000).
     #[arg(long)]
     pub width: Option<usize>,
 }
+
+/// The widest chart: in a terminal, in columns; in a file, in pixels.
+const MAX_TERMINAL_WIDTH: usize = 1000;
+const MAX_FILE_WIDTH: usize = 16384;
+
+/// The most versions overlaid on one chart: the plotted one and those nearest it (more lines
+/// could not be told apart; their colours would repeat).
+const MAX_OVERLAY: usize = 8;
 
 /// The lineage colours (Tableau 10); the plotted version takes the first.
 const COLOURS: [&str; 10] = [
@@ -77,21 +85,64 @@ impl Drawn {
     }
 }
 
-fn flatten(node: &LineageNode, out: &mut Vec<VersionInfo>) {
-    out.push(node.version.clone());
-    for c in &node.children {
-        flatten(c, out);
+/// The versions of `tree` to overlay with `focus`: the focus, then the others nearest to it in
+/// the tree (its parent and children, theirs, ...), at most `MAX_OVERLAY` in all; and how many
+/// were left out.
+fn overlay(tree: &Lineage, focus: steplog::VersionId) -> (Vec<VersionInfo>, usize) {
+    let n = tree.versions.len();
+    let Some(start) = tree.index_of(focus) else {
+        return (Vec::new(), n);
+    };
+    let mut parent = vec![None; n];
+    for (i, kids) in tree.children.iter().enumerate() {
+        for &c in kids {
+            parent[c] = Some(i);
+        }
     }
+    // Breadth first from the focus, over parent and child edges.
+    let mut seen = vec![false; n];
+    let mut order = Vec::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    seen[start] = true;
+    while let Some(i) = queue.pop_front() {
+        if tree.versions[i].status != Status::Purged {
+            order.push(i);
+            if order.len() == MAX_OVERLAY {
+                break;
+            }
+        }
+        for j in parent[i]
+            .into_iter()
+            .chain(tree.children[i].iter().copied())
+        {
+            if !seen[j] {
+                seen[j] = true;
+                queue.push_back(j);
+            }
+        }
+    }
+    let live = tree
+        .versions
+        .iter()
+        .filter(|v| v.status != Status::Purged)
+        .count();
+    let left_out = live - order.len();
+    (
+        order
+            .into_iter()
+            .map(|i| tree.versions[i].clone())
+            .collect(),
+        left_out,
+    )
 }
 
 pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
     let (focus, cut) = store.resolve(&args.reference)?;
-    let mut infos = Vec::new();
-    if args.no_lineage {
-        infos.push(store.version(&focus.to_string())?);
+    let (mut infos, left_out) = if args.no_lineage {
+        (vec![store.version(&focus.to_string())?], 0)
     } else {
-        flatten(&store.lineage(&args.reference)?, &mut infos);
-    }
+        overlay(&store.lineage(&args.reference)?, focus)
+    };
     // The plotted version first (it takes the first colour and is drawn last, on top).
     infos.sort_by_key(|v| (v.id != focus, v.id));
     let mut drawn = Vec::new();
@@ -116,10 +167,25 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
     }
     let (x_from, x_to) = (args.from.unwrap_or(0), args.to.unwrap_or(u64::MAX));
     let terminal = args.output.is_none();
+    let (least, most) = if terminal {
+        (20, MAX_TERMINAL_WIDTH)
+    } else {
+        (240, MAX_FILE_WIDTH)
+    };
+    if let Some(w) = args.width.filter(|&w| w > most) {
+        return Err(CliError::Usage(format!(
+            "--width {w} is wider than a chart can be: at most {most} {}",
+            if terminal {
+                "columns in a terminal"
+            } else {
+                "pixels in a file"
+            }
+        )));
+    }
     let width = args
         .width
         .unwrap_or(if terminal { 72 } else { 960 })
-        .max(if terminal { 20 } else { 240 });
+        .max(least);
     let plot_w = if terminal {
         width
     } else {
@@ -164,6 +230,13 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
                 writeln!(out, "{key}")?;
                 write!(out, "{}", terminal_chart(&drawn, lines, width))?;
             }
+            if left_out > 0 {
+                writeln!(
+                    out,
+                    "({left_out} more versions of the lineage not drawn: `steplog lineage {}` lists them)",
+                    args.reference
+                )?;
+            }
         }
         Some(path) => {
             crate::outfile::refuse_inside_store(store.dir(), path)?;
@@ -172,6 +245,7 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
             let v = serde_json::json!({
                 "file": path.display().to_string(),
                 "versions": drawn.iter().map(|d| d.info.id.to_string()).collect::<Vec<_>>(),
+                "versions_not_drawn": left_out,
                 "points": panels.iter().flat_map(|(_, l)| l.iter().map(|l| l.points.len())).sum::<usize>(),
             });
             writeln!(out, "{v}")?;

@@ -10,12 +10,24 @@
         run.log({"loss": 0.001})
 
 The engine is Rust (`steplog._native`); the GIL is released during I/O and compression.
+
+Exit: a run left open when the interpreter exits is finished by an `atexit` hook (daemon
+threads such as tqdm's monitor keep `__del__` from running), or left `crashed` when the exit
+comes from an uncaught exception or `sys.exit` with a non-zero code, as W&B marks such runs
+failed. `os._exit` and a killed process run no hook: what was committed stays, the run is
+`crashed`. A forked child (`os.fork()`, multiprocessing's fork start method) cannot write to a
+run its parent opened: its calls raise `WriterClosedError` and its exit leaves the parent's
+run alone.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import re
+import sys
+import weakref
 from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -52,6 +64,58 @@ __all__ = [
 
 _STEP_REF = re.compile(r"^(?P<name>.+)\?_step=(?P<step>\d+)$")
 
+# Runs not yet finished, finished (or left crashed) at exit by `_at_exit`.
+_open_runs: "weakref.WeakSet[Run]" = weakref.WeakSet()
+# Bumped in a forked child: a Run made under another generation belongs to the parent.
+_fork_generation = [0]
+# How the interpreter is exiting: an uncaught exception or sys.exit with a non-zero code.
+_exit_failed = [False]
+_hooks_installed = [False]
+
+
+def _install_exit_hooks() -> None:
+    """Once per process: the atexit hook, and the hooks that tell a failed exit."""
+    if _hooks_installed[0]:
+        return
+    _hooks_installed[0] = True
+    previous_hook = sys.excepthook
+
+    def excepthook(kind, value, tb):
+        _exit_failed[0] = True
+        previous_hook(kind, value, tb)
+
+    sys.excepthook = excepthook
+    previous_exit = sys.exit
+
+    def exit(code=None):
+        if code not in (None, 0):
+            _exit_failed[0] = True
+        previous_exit(code)
+
+    sys.exit = exit
+    atexit.register(_at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _at_exit() -> None:
+    for run in list(_open_runs):
+        try:
+            if run._w.closed:
+                continue
+            if _exit_failed[0]:
+                run._w.abort()
+            else:
+                run._w.finish()
+        except Exception as e:  # the interpreter is exiting: say it, do not raise
+            print(f"steplog: could not close run '{run.name}' at exit: {e}", file=sys.stderr)
+
+
+def _after_fork_in_child() -> None:
+    _fork_generation[0] += 1
+    _open_runs.clear()
+    _exit_failed[0] = False
+
 
 def _flatten(d: Mapping[str, Any], prefix: str = "", out: Optional[dict] = None) -> dict:
     """Nested dicts become keys joined with '/', as W&B does; numpy scalars become Python's."""
@@ -70,11 +134,45 @@ def _flatten(d: Mapping[str, Any], prefix: str = "", out: Optional[dict] = None)
     return out
 
 
-def _columns(v: Any) -> list:
-    """A column as a Python list (numpy arrays and other sequences accepted)."""
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    return list(v)
+# Rows handed to the engine per call of the bulk path (bounds the bytes copied at a time).
+_CHUNK_ROWS = 1 << 20
+
+
+def _is_array(v: Any) -> bool:
+    return hasattr(v, "dtype") and hasattr(v, "tobytes")
+
+
+def _step_chunk(steps: Any, lo: int, hi: int) -> Any:
+    """Steps lo..hi: bytes of little-endian u64 from an integer array, else a list."""
+    if _is_array(steps):
+        part = steps[lo:hi]
+        if part.dtype.kind not in "iu":
+            raise InvalidInputError(f"steps: expected integers, got an array of {part.dtype}")
+        if part.dtype.kind == "i" and len(part) and part.min() < 0:
+            raise InvalidInputError(f"steps: negative step {int(part.min())}")
+        return part.astype("<u8", copy=False).tobytes()
+    return list(steps[lo:hi])
+
+
+def _column_chunk(key: str, v: Any, lo: int, hi: int) -> Any:
+    """Values lo..hi of a column: (kind, bytes) from a numpy array, else a list."""
+    if not _is_array(v):
+        return list(v[lo:hi])
+    part = v[lo:hi]
+    kind = part.dtype.kind
+    if kind == "f":
+        return ("f8", part.astype("<f8", copy=False).tobytes())
+    if kind == "b":
+        return ("b1", part.astype("u1", copy=False).tobytes())
+    if kind in "iu":
+        if kind == "u" and part.dtype.itemsize == 8 and len(part) and part.max() > 2**63 - 1:
+            raise InvalidInputError(
+                f"column '{key}': {int(part.max())} is out of the 64-bit signed range"
+            )
+        return ("i8", part.astype("<i8", copy=False).tobytes())
+    raise InvalidInputError(
+        f"column '{key}': cannot log an array of {part.dtype} (floats, ints or bools)"
+    )
 
 
 class Summary(Mapping):
@@ -119,6 +217,18 @@ class Run:
         self._w = writer
         self._held: Optional[int] = None
         self._name, self._id, self._archived = writer.name, writer.version, writer.archived
+        self._generation = _fork_generation[0]
+        self._pid = os.getpid()
+        _install_exit_hooks()
+        _open_runs.add(self)
+
+    def _check_process(self) -> None:
+        if self._generation != _fork_generation[0]:
+            raise WriterClosedError(
+                f"run '{self._name}' was opened by process {self._pid}, and this process "
+                f"({os.getpid()}) is a fork of it: a forked child cannot write to its parent's "
+                "run (start a run of its own in the child)"
+            )
 
     @property
     def name(self) -> str:
@@ -147,6 +257,7 @@ class Run:
 
         `commit` is W&B's step commit, not durability: rows reach disk when a block fills,
         at `commit()` and at `finish()`."""
+        self._check_process()
         flat = _flatten(data)
         if step is None and self._held is not None:
             step = self._held
@@ -156,40 +267,74 @@ class Run:
 
     def log_columns(self, steps: Any, columns: Mapping[str, Any]) -> None:
         """Bulk path: `steps` (increasing) and {key: sequence}, one value per step, each
-        column all floats, all ints or all bools (lists or numpy arrays)."""
-        self._w.log_columns(_columns(steps), {k: _columns(v) for k, v in columns.items()})
+        column all floats, all ints or all bools (lists or numpy arrays). numpy arrays are
+        handed over in chunks of their bytes, never as Python lists, so memory stays near the
+        arrays' own size. Errors (`InvalidInputError`) name the column and the item."""
+        self._check_process()
+        if not isinstance(columns, Mapping):
+            raise InvalidInputError("columns: expected a mapping {key: sequence}")
+        steps = steps if _is_array(steps) or hasattr(steps, "__getitem__") else list(steps)
+        columns = {
+            k: v if _is_array(v) or hasattr(v, "__getitem__") else list(v)
+            for k, v in columns.items()
+        }
+        n = len(steps)
+        for k, v in columns.items():
+            if len(v) != n:
+                raise InvalidInputError(f"column '{k}': {len(v)} values for {n} steps")
+        for lo in range(0, max(n, 1), _CHUNK_ROWS):
+            hi = min(n, lo + _CHUNK_ROWS)
+            self._w.log_columns(
+                _step_chunk(steps, lo, hi),
+                {k: _column_chunk(k, v, lo, hi) for k, v in columns.items()},
+            )
 
     def commit(self) -> None:
         """Writes what was logged; other processes see it once this returns. It closes the
         current step: the next `log` goes to a later one."""
+        self._check_process()
         self._w.commit()
         self._held = None
 
     @property
     def summary(self) -> Summary:
-        """The summary of what is logged so far (reading it commits, so it closes the step)."""
+        """The summary of what is logged so far (reading it commits, so it closes the step);
+        after `finish()`, the run's final summary."""
+        if self._w.closed:
+            return self._store.summary(self._id)
         self.commit()
-        return self._store.summary(self.name)
+        return self._store.summary(self._id)
 
     def finish(self) -> None:
         """Commits, seals and marks the run finished."""
+        self._check_process()
         if not self._w.closed:
             self._w.finish()
+        _open_runs.discard(self)
+
+    def abort(self) -> None:
+        """Commits what was logged and leaves the run `crashed` (what an exception inside
+        `with` does); a later start resumes it."""
+        self._check_process()
+        if not self._w.closed:
+            self._w.abort()
+        _open_runs.discard(self)
 
     def __enter__(self) -> "Run":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._w.closed:
+        if self._generation != _fork_generation[0] or self._w.closed:
             return
         if exc_type is None:
             self._w.finish()
         else:
             self._w.abort()
+        _open_runs.discard(self)
 
     def __del__(self) -> None:
         try:
-            if not self._w.closed:
+            if self._generation == _fork_generation[0] and not self._w.closed:
                 self._w.finish()
         except Exception:
             pass
@@ -260,7 +405,12 @@ class Store:
         for k in keys:
             steps, values = self._s.metric(ref, k, start, end)
             if numpy:
-                import numpy as np
+                try:
+                    import numpy as np
+                except ImportError:
+                    raise ImportError(
+                        "columns(..., numpy=True) needs numpy: pip install 'steplog[numpy]'"
+                    ) from None
 
                 steps, values = np.asarray(steps, dtype=np.uint64), np.asarray(values)
             out[k] = (steps, values)
@@ -280,9 +430,13 @@ class Store:
             v["config"] = json.loads(v["config"])
         return out
 
-    def lineage(self, ref: str) -> dict:
-        """The lineage tree: {version: {...}, children: [...]} from the root of `ref`'s tree."""
-        return self._s.lineage(ref)
+    def lineage(self, ref: str) -> List[dict]:
+        """The lineage tree of `ref`, flat (any depth): [{id, run, status, parent, config,
+        children}], the root first and every version after its parent; `children` are ids."""
+        out = self._s.lineage(ref)
+        for v in out:
+            v["config"] = json.loads(v["config"])
+        return out
 
     def rewind(self, run: str, step: int, config: Optional[Mapping[str, Any]] = None) -> Tuple[str, str]:
         """Rewinds `run` to `step` without a writer: returns (archived id, new head id)."""

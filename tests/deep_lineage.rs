@@ -1,0 +1,152 @@
+//! A run rewound 20,000 times (a fuzzing campaign that rewinds after every crash), through
+//! every command: nothing recurses on the depth (no stack overflow), listings, drawings and
+//! purge stay linear, a drawing stays readable (straight chains collapsed) and a chart
+//! overlays the versions one can tell apart. `STEPLOG_DEEP` sets the depth (default 20,000);
+//! `STEPLOG_DEEP_KEEP=DIR` builds the store in DIR and keeps it (for the figures in
+//! docs/BENCHMARKS.md).
+
+mod common;
+use common::*;
+
+use steplog::{Durability, Options, Store};
+
+fn depth() -> u64 {
+    std::env::var("STEPLOG_DEEP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+/// The run `deep`: attempt k (k = 0..depth) logs steps 2k..=2k+2 (x = k) after a rewind to
+/// step 2k (so attempt k keeps 2k+1 rows of its past and each archived version owns 2 of its
+/// own rows after the cutoff); then a shallow run `flat` with the same rows as the head.
+fn build(dir: &std::path::Path, depth: u64) -> Store {
+    let s = Options::new()
+        .durability(Durability::Process)
+        .open(dir)
+        .unwrap();
+    for k in 0..depth {
+        let start = if k == 0 {
+            s.run("deep")
+        } else {
+            s.run("deep").resume_from(2 * k)
+        };
+        let mut w = start.start().unwrap();
+        for step in (2 * k + u64::from(k > 0))..=2 * k + 2 {
+            w.log_at(step, [("x", k as f64)]).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let head: Vec<_> = rows(&s, "deep");
+    let mut w = s.run("flat").start().unwrap();
+    for r in &head {
+        w.log_at(r.step, r.fields.clone()).unwrap();
+    }
+    w.finish().unwrap();
+    s
+}
+
+#[test]
+fn a_lineage_twenty_thousand_deep_through_every_command() {
+    let depth = depth();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = match std::env::var_os("STEPLOG_DEEP_KEEP") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => tmp.path().join("store"),
+    };
+    let s = build(&dir, depth);
+    let d = dir.as_path();
+
+    // The library: the lineage is flat and whole; rows of every version counted together.
+    let tree = s.lineage("deep").unwrap();
+    assert_eq!(tree.versions.len() as u64, depth);
+    assert_eq!(tree.depth_first().last().unwrap().1 as u64, depth - 1);
+    let ids: Vec<_> = tree.versions.iter().map(|v| v.id).collect();
+    let counts = s.rows_of(&ids).unwrap();
+    for (k, c) in counts.iter().enumerate() {
+        let (rows, last) = c.as_ref().unwrap();
+        assert_eq!(
+            (*rows, *last),
+            (2 * k as u64 + 3, Some(2 * k as u64 + 2)),
+            "v{k}"
+        );
+    }
+    let head = rows(&s, "deep");
+    assert_eq!(head.len() as u64, 2 * depth + 1);
+    assert_eq!(rows(&s, "flat"), head);
+
+    // The CLI: the drawing has a line per branch end, not per version.
+    let drawing = cli_ok(d, &["lineage", "deep"]);
+    let lines: Vec<&str> = drawing.lines().collect();
+    assert!(lines.len() <= 8, "{drawing}");
+    assert!(
+        drawing.contains(&format!("{} versions in a straight line", depth - 4)),
+        "{drawing}"
+    );
+    assert!(lines.iter().all(|l| l.chars().count() < 200), "{drawing}");
+    // An archived version in the middle is drawn when it is the one asked for.
+    let middle = ids[ids.len() / 2].to_string();
+    let drawing = cli_ok(d, &["lineage", &middle]);
+    assert!(drawing.lines().any(|l| l.starts_with(&format!("{middle} ")) || l.contains(&format!(" {middle} deep"))), "{drawing}");
+
+    // Listings: one line per version.
+    let all = cli_ok(d, &["runs", "--all", "--format", "json"]);
+    assert_eq!(all.lines().count() as u64, depth + 1);
+    assert!(cli_ok(d, &["runs"]).contains("deep"));
+
+    // Charts: the plotted version and its nearest, not twenty thousand lines.
+    let svg = d.parent().unwrap().join(format!("{}.svg", depth));
+    let out: serde_json::Value = serde_json::from_str(&cli_ok(
+        d,
+        &["plot", "deep", "--keys", "x", "-o", svg.to_str().unwrap()],
+    ))
+    .unwrap();
+    assert_eq!(out["versions"].as_array().unwrap().len(), 8);
+    assert_eq!(out["versions_not_drawn"].as_u64(), Some(depth - 8));
+    let text = cli_ok(d, &["plot", "deep", "--keys", "x"]);
+    assert!(
+        text.contains("more versions of the lineage not drawn"),
+        "{text}"
+    );
+
+    // Reads, summary, export, purge and verify.
+    assert_eq!(
+        json_lines(&cli_ok(d, &["history", "deep"])).len() as u64,
+        2 * depth + 1
+    );
+    assert!(cli_ok(d, &["summary", "deep"]).contains('x'));
+    let csv = d.parent().unwrap().join("deep.csv");
+    cli_ok(
+        d,
+        &[
+            "export",
+            "deep",
+            "--format",
+            "csv",
+            "-o",
+            csv.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&csv).unwrap().lines().count() as u64,
+        2 * depth + 2
+    );
+    cli_ok(d, &["purge", &middle]);
+    assert_eq!(
+        rows(&s, "deep"),
+        head,
+        "the purge kept every row the head reads"
+    );
+    assert!(cli_ok(d, &["verify"]).starts_with("ok:"));
+
+    // Rewind and resume at this depth.
+    let (archived, _) = {
+        let r = s.rewind("deep", 2 * depth, None).unwrap();
+        (r.archived, r.head)
+    };
+    assert_eq!(rows(&s, &archived.to_string()), head);
+    let mut w = s.run("deep").resume_from(2 * depth - 1).start().unwrap();
+    w.log_at(2 * depth, [("x", -1.0)]).unwrap();
+    w.finish().unwrap();
+    assert_eq!(rows(&s, "deep").len() as u64, 2 * depth + 1);
+}
