@@ -65,8 +65,9 @@ pub fn import(
     );
     // Two results with one id would be one run: say which, before importing anything.
     let mut ids = std::collections::HashMap::new();
+    let mut read = Vec::with_capacity(benches.len());
     for new in &benches {
-        let (id, _) = bench_id(new)?;
+        let (id, bench) = bench_id(new)?;
         if let Some(first) = ids.insert(id.clone(), new) {
             return Err(Error::InvalidInput(format!(
                 "{} and {} are results of one benchmark id '{id}' (a copied directory?): \
@@ -75,10 +76,11 @@ pub fn import(
                 new.display()
             )));
         }
+        read.push((new, id, bench));
     }
     let mut out = Vec::new();
-    for (i, new) in benches.iter().enumerate() {
-        out.push(benchmark(store, new, prefix)?);
+    for (i, (new, id, bench)) in read.into_iter().enumerate() {
+        out.push(benchmark(store, new, &id, bench, prefix)?);
         progress.update(i as u64 + 1);
     }
     Ok(out)
@@ -118,8 +120,13 @@ fn bench_id(new: &Path) -> Result<(String, serde_json::Value)> {
     Ok((id, bench))
 }
 
-fn benchmark(store: &Store, new: &Path, prefix: &str) -> Result<Imported> {
-    let (id, bench) = bench_id(new)?;
+fn benchmark(
+    store: &Store,
+    new: &Path,
+    id: &str,
+    bench: serde_json::Value,
+    prefix: &str,
+) -> Result<Imported> {
     let sample_file = new.join("sample.json");
     let sample = json(&sample_file)?;
     let numbers = |key: &str| -> Result<Vec<f64>> {
