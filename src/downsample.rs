@@ -205,7 +205,7 @@ impl Store {
                 crate::limits::MAX_BUCKETS
             )));
         }
-        let summary = self.summary(reference)?;
+        let summary = self.summary_of(reference, Some(key))?;
         let Some(ks) = summary.keys.get(key) else {
             return Ok(None);
         };
@@ -249,7 +249,7 @@ impl Store {
                         && s.last_step.is_some_and(|l| l <= hi);
                     if inside {
                         if let Some((i, b)) =
-                            sealed.agg.keys.get(key).and_then(|k| out.of_summary(k))
+                            sealed.agg()?.keys.get(key).and_then(|k| out.of_summary(k))
                         {
                             out.add(i, &b);
                             out.from_aggregates += 1;
@@ -265,7 +265,7 @@ impl Store {
                         break;
                     }
                     let inside = e.first_step >= from && e.last_step <= hi;
-                    if let Some(agg) = view.block_agg(i).filter(|_| inside) {
+                    if let Some(agg) = view.block_agg(i)?.filter(|_| inside) {
                         match agg.keys.get(key) {
                             None => {
                                 out.from_aggregates += 1;

@@ -37,10 +37,10 @@ impl SegView {
     }
 
     /// The aggregate of the `i`-th block, where a footer holds it (sealed segments).
-    pub fn block_agg(&self, i: usize) -> Option<&Agg> {
+    pub fn block_agg(&self, i: usize) -> Result<Option<&Agg>> {
         match self {
-            SegView::Sealed(s) => s.block_aggs.get(i),
-            SegView::Head { .. } => None,
+            SegView::Sealed(s) => s.block_agg(i),
+            SegView::Head { .. } => Ok(None),
         }
     }
 
@@ -402,7 +402,8 @@ pub(crate) fn sealed_mismatch(s: &Sealed, seg: &SegmentMeta) -> Option<String> {
         ));
     }
     let m = seg.sealed?;
-    let file = (s.agg.rows, s.agg.first_step, s.agg.last_step, s.file_len());
+    let (rows, first, last) = s.stats();
+    let file = (rows, first, last, s.file_len());
     let recorded = (m.rows, m.first_step, m.last_step, m.bytes);
     (file != recorded).then(|| {
         format!(
@@ -594,6 +595,12 @@ impl Store {
     /// mean and NaN count. Whole segments come from their footers; only a segment that
     /// straddles a rewind or fork cutoff, and the head segment, are decoded.
     pub fn summary(&self, reference: &str) -> Result<Summary> {
+        self.summary_of(reference, None)
+    }
+
+    /// [`summary`](Self::summary) of every key, or only of `only` (a chart's or sparkline's
+    /// one metric: a summary of every key for each of a wide run's keys was quadratic).
+    pub(crate) fn summary_of(&self, reference: &str, only: Option<&str>) -> Result<Summary> {
         let (state, v, step) = self.read_target(reference)?;
         let mut agg = Agg::default();
         for (piece, limit) in state.chain(v) {
@@ -612,7 +619,7 @@ impl Store {
                     (None, _) => false,
                 };
                 if whole {
-                    agg.merge_later(&self.open_sealed(seg)?.agg);
+                    agg.merge_later_of(self.open_sealed(seg)?.agg()?, only);
                     continue;
                 }
                 // A segment straddling the cutoff (or a head): whole blocks from the footer's
@@ -622,9 +629,11 @@ impl Store {
                     if limit.is_some_and(|l| e.first_step > l) {
                         break;
                     }
-                    match view.block_agg(i) {
-                        Some(b) if limit.is_none_or(|l| e.last_step <= l) => agg.merge_later(b),
-                        _ => agg.add_block(&view.block(e)?, limit.unwrap_or(u64::MAX)),
+                    let limit = limit.unwrap_or(u64::MAX);
+                    match (view.block_agg(i)?, only) {
+                        (Some(b), _) if e.last_step <= limit => agg.merge_later_of(b, only),
+                        (_, None) => agg.add_block(&view.block(e)?, limit),
+                        (_, Some(key)) => agg.add_block(&view.block_keys(e, &|k| k == key)?, limit),
                     }
                 }
             }
@@ -703,6 +712,14 @@ impl Store {
                 base = hit;
                 break;
             }
+            // A history is in step order: one that starts after the limit gives no row, nor
+            // does anything below it (a chain of rewinds, each before the last one's first
+            // step, would otherwise walk to its root from every version).
+            if let (p, Some(limit)) = piece {
+                if self.starts_after(state, p, stream, limit)? {
+                    break;
+                }
+            }
             pieces.push(piece);
         }
         let (mut rows, mut last) = base;
@@ -713,6 +730,81 @@ impl Store {
             memo.insert((piece, limit), (rows, last));
         }
         Ok((rows, last))
+    }
+
+    /// Whether version `v`'s whole history of `stream` has no row up to `limit`: then
+    /// neither has anything below it in an ancestry read up to `limit`.
+    fn starts_after(
+        &self,
+        state: &State,
+        v: VersionId,
+        stream: Stream,
+        limit: u64,
+    ) -> Result<bool> {
+        Ok(self
+            .first_step_of(state, v, stream)?
+            .is_none_or(|f| f > limit))
+    }
+
+    /// A lower bound of the first step of version `v`'s whole history of `stream` (`None`:
+    /// no row): its parent's, if the parent gives it a row (a first step within the
+    /// cutoff), else the first of its own rows. Found values are kept in the store's cache
+    /// (a history's first step never goes down once it has one, so a kept step stays a
+    /// lower bound; "no row" is kept only for versions no writer can add to), and a walk
+    /// stops at the first version found there: each version is computed about once per
+    /// process, whatever the depth.
+    fn first_step_of(&self, state: &State, v: VersionId, stream: Stream) -> Result<Option<u64>> {
+        let mut todo = Vec::new();
+        let mut below = None;
+        {
+            let cache = lock_poisoned(&self.inner.first_steps);
+            for (piece, _) in state.ancestry(v) {
+                if let Some(&f) = cache.get(&(piece, stream)) {
+                    below = f;
+                    break;
+                }
+                todo.push(piece);
+            }
+        }
+        for &piece in todo.iter().rev() {
+            let meta = state.versions.get(&piece);
+            let first = match (below, meta.and_then(|m| m.parent)) {
+                (Some(f), Some((_, cut))) if f <= cut => Some(f),
+                _ => self.own_first_step(state, piece, stream)?,
+            };
+            // "No row" is kept only for a version no writer can add to: one that is not its
+            // run's head (archived by a rewind; its run moved on).
+            let settled = meta.is_some_and(|m| state.runs.get(&m.run) != Some(&piece));
+            if first.is_some() || settled {
+                lock_poisoned(&self.inner.first_steps).insert((piece, stream), first);
+            }
+            below = first;
+        }
+        Ok(below)
+    }
+
+    /// The first step of `piece`'s own rows of `stream`, if it has any.
+    fn own_first_step(
+        &self,
+        state: &State,
+        piece: VersionId,
+        stream: Stream,
+    ) -> Result<Option<u64>> {
+        let Some(meta) = state.versions.get(&piece) else {
+            return Ok(None);
+        };
+        for seg in meta.segments_of(stream) {
+            match seg.sealed {
+                Some(s) if s.rows == 0 => continue,
+                Some(s) => return Ok(s.first_step),
+                None => {
+                    if let Some(e) = self.segment_view(seg)?.index().first() {
+                        return Ok(Some(e.first_step));
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Rows of `piece`'s own segments of `stream` up to `limit`, and the last of their steps.
@@ -780,6 +872,11 @@ impl Store {
         stream: Stream,
     ) -> Result<Option<u64>> {
         for (piece, limit) in state.ancestry(v) {
+            if let Some(l) = limit {
+                if self.starts_after(state, piece, stream, l)? {
+                    break;
+                }
+            }
             if let (_, Some(last)) = self.own_rows(state, piece, limit, stream)? {
                 return Ok(Some(last));
             }

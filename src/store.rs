@@ -121,6 +121,9 @@ pub(crate) struct Inner {
     pub manifest: Mutex<ManifestLog>,
     pub sealed: Mutex<HashMap<SegmentId, Arc<Sealed>>>,
     pub heads: Mutex<HashMap<SegmentId, HeadCacheEntry>>,
+    /// Lower bounds of the first step of versions' whole histories, per stream (`None`: no
+    /// row, for versions no writer can add to), kept by `Store::first_step_of`.
+    pub first_steps: Mutex<HashMap<(VersionId, crate::Stream), Option<u64>>>,
 }
 
 /// An open store. Cheap to clone; clones share caches. Any number of threads and processes
@@ -242,6 +245,7 @@ impl Store {
                 manifest: Mutex::new(manifest),
                 sealed: Mutex::new(HashMap::new()),
                 heads: Mutex::new(HashMap::new()),
+                first_steps: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -397,9 +401,12 @@ impl Store {
     pub fn runs(&self) -> Result<Vec<RunInfo>> {
         let state = self.state()?;
         let mut out = Vec::with_capacity(state.runs.len());
+        // One memo for every run: forks share their ancestries.
+        let mut memo = crate::read::RowMemo::new();
         for (name, head) in &state.runs {
             let meta = &state.versions[head];
-            let (counted, damage) = match self.count_rows(&state, *head, crate::Stream::History) {
+            let counted = self.count_rows_memo(&state, *head, crate::Stream::History, &mut memo);
+            let (counted, damage) = match counted {
                 Ok(c) => (c, None),
                 Err(e) if e.is_corruption() => ((0, None), Some(e.to_string())),
                 Err(e) => return Err(e),

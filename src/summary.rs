@@ -272,6 +272,13 @@ impl Agg {
 
     /// Folds in the aggregate of rows that all come after the rows of `self`.
     pub fn merge_later(&mut self, later: &Agg) {
+        self.merge_later_of(later, None);
+    }
+
+    /// [`merge_later`](Self::merge_later), of every key or only of `only` (the rows and
+    /// steps are always merged): one metric's summary costs one key's merge, not a run's
+    /// every key.
+    pub fn merge_later_of(&mut self, later: &Agg, only: Option<&str>) {
         self.rows = self.rows.saturating_add(later.rows);
         if self.first_step.is_none() {
             self.first_step = later.first_step;
@@ -279,11 +286,17 @@ impl Agg {
         if later.last_step.is_some() {
             self.last_step = later.last_step;
         }
-        for (k, s) in &later.keys {
-            match self.keys.get_mut(k) {
-                Some(mine) => mine.merge_later(s),
-                None => {
-                    self.keys.insert(k.clone(), s.clone());
+        let mut merge = |k: &String, s: &KeySummary| match self.keys.get_mut(k) {
+            Some(mine) => mine.merge_later(s),
+            None => {
+                self.keys.insert(k.clone(), s.clone());
+            }
+        };
+        match only {
+            None => later.keys.iter().for_each(|(k, s)| merge(k, s)),
+            Some(key) => {
+                if let Some((k, s)) = later.keys.get_key_value(key) {
+                    merge(k, s);
                 }
             }
         }

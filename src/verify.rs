@@ -213,7 +213,7 @@ impl Store {
         state: Option<&State>,
     ) {
         let holds = match Sealed::open(self.fs(), path) {
-            Ok(s) => Some((s.header.version, s.agg.rows)),
+            Ok(s) => Some((s.header.version, s.stats().0)),
             Err(_) => self.fs().open(path, OpenMode::Read).ok().and_then(|f| {
                 let mut scan = HeadScan::empty();
                 scan.rescan(path, &*f).ok()?;
@@ -254,6 +254,9 @@ impl Store {
             Ok(s) => {
                 if let Some(reason) = meta.and_then(|m| crate::read::sealed_mismatch(&s, m)) {
                     report.problem(path.clone(), &Error::corrupt(&path, 0, reason));
+                }
+                if let Err(err) = s.agg() {
+                    report.problem(path.clone(), &err);
                 }
                 for e in &s.index {
                     report.blocks += 1;

@@ -238,10 +238,12 @@ fn seal_leftovers(store: &Store, meta: &VersionMeta) -> Result<()> {
             Some(w) => w.seal(sync)?,
             None => {
                 let s = Sealed::open(store.fs(), &path)?;
+                s.agg()?; // the whole footer is valid before the seal is recorded
+                let (rows, first_step, last_step) = s.stats();
                 SealInfo {
-                    rows: s.agg.rows,
-                    first_step: s.agg.first_step,
-                    last_step: s.agg.last_step,
+                    rows,
+                    first_step,
+                    last_step,
                     bytes: s.file_len(),
                 }
             }

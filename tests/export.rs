@@ -282,3 +282,178 @@ fn an_export_never_writes_over_a_store_file_and_a_failed_one_leaves_the_old_file
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
     assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 1);
 }
+
+/// Issue #12: `-o -` wrote a file named `-`; it is standard output (the report then goes to
+/// standard error), for every format and for charts. A key containing a comma could not be
+/// selected: `--key` takes one whole.
+#[test]
+fn dash_is_standard_output_and_key_takes_a_key_with_commas() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    logged(d);
+    assert!(cli_in(
+        d,
+        &["log", "c"],
+        "{\"a,b\": 1, \"x\": 2}\n{\"a,b\": 3, \"x\": 4}\n"
+    )
+    .status
+    .success());
+    for format in ["csv", "jsonl", "parquet"] {
+        let file = d.join(format!("out.{format}"));
+        cli_ok(
+            d,
+            &[
+                "export",
+                "a/b",
+                "--format",
+                format,
+                "-o",
+                file.to_str().unwrap(),
+            ],
+        );
+        let o = cli_in(d, &["export", "a/b", "--format", format, "-o", "-"], "");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.stdout,
+            std::fs::read(&file).unwrap(),
+            "{format}: the same bytes"
+        );
+        assert!(String::from_utf8_lossy(&o.stderr).contains("exported 50 rows"));
+    }
+    assert!(!d.join("-").exists() && !std::path::Path::new("-").exists());
+    let o = cli_in(
+        d,
+        &["export", "--all", "--split", "--format", "csv", "-o", "-"],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--split"));
+    let o = cli_in(d, &["plot", "a/b", "--keys", "loss", "-o", "-"], "");
+    assert!(o.status.success());
+    assert!(o.stdout.starts_with(b"<svg"), "an SVG on standard output");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"points\""));
+
+    // --key takes a key whole; --keys and --key combine.
+    let out = cli_ok(d, &["history", "c", "--key", "a,b"]);
+    assert_eq!(
+        json_lines(&out),
+        [
+            serde_json::json!({"_step": 0, "a,b": 1}),
+            serde_json::json!({"_step": 1, "a,b": 3})
+        ]
+    );
+    let o = cli_in(
+        d,
+        &[
+            "export", "c", "--format", "csv", "--keys", "x", "--key", "a,b", "-o", "-",
+        ],
+        "",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "_step,\"a,b\",x\n0,1,2\n1,3,4\n"
+    );
+    let o = cli_in(d, &["plot", "c", "--key", "a,b", "-o", "-"], "");
+    assert!(o.status.success() && o.stdout.starts_with(b"<svg"));
+    let o = cli_in(d, &["plot", "c"], "");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--keys"));
+}
+
+/// Found by attacking issue #12: the output was always a temporary renamed over the path, so
+/// `-o link` replaced the link (its file left as it was), `-o fifo` replaced the FIFO (its
+/// reader got nothing), and, as root, `-o /dev/full` replaced the device with a regular
+/// file. A link is followed to its file; a path that is not a regular file is written in
+/// place, as a shell redirection would.
+#[cfg(unix)]
+#[test]
+fn an_export_follows_links_and_writes_devices_and_fifos_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    logged(d);
+    let out = tempfile::tempdir().unwrap();
+    let real = out.path().join("real.csv");
+    std::fs::write(&real, "old\n").unwrap();
+    let link = out.path().join("link.csv");
+    std::os::unix::fs::symlink("real.csv", &link).unwrap();
+    cli_ok(
+        d,
+        &[
+            "export",
+            "a_b",
+            "--format",
+            "csv",
+            "-o",
+            link.to_str().unwrap(),
+        ],
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&real).unwrap(),
+        "_step,x\n0,1\n1,2\n"
+    );
+    // A dangling link: the file it names is created.
+    let dangling = out.path().join("dangling.csv");
+    std::os::unix::fs::symlink("made.csv", &dangling).unwrap();
+    cli_ok(
+        d,
+        &[
+            "export",
+            "a_b",
+            "--format",
+            "csv",
+            "-o",
+            dangling.to_str().unwrap(),
+        ],
+    );
+    assert!(out.path().join("made.csv").is_file());
+
+    let fifo = out.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    cli_ok(
+        d,
+        &[
+            "export",
+            "a_b",
+            "--format",
+            "csv",
+            "-o",
+            fifo.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(reader.join().unwrap(), "_step,x\n0,1\n1,2\n");
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+
+    cli_ok(
+        d,
+        &["export", "a_b", "--format", "parquet", "-o", "/dev/null"],
+    );
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    if std::path::Path::new("/dev/full").exists() {
+        let o = cli_in(
+            d,
+            &["export", "a_b", "--format", "csv", "-o", "/dev/full"],
+            "",
+        );
+        assert_eq!(o.status.code(), Some(1), "a full device is an error");
+        assert!(std::fs::metadata("/dev/full")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+}

@@ -535,6 +535,82 @@ fn afl_follow_takes_a_longer_copy_as_the_same_file_and_notices_a_rewrite_in_plac
     assert!(head.ends_with(&new), "{head:?}");
 }
 
+/// Found by attacking issue #12: a rewritten `plot_data` whose first step equals the last
+/// step already logged, or a line in the same second as the last one committed, died with
+/// "step 1 is not after the last step 1" and left the run crashed. A committed step seen
+/// again is a restart at that step: the old row stays in an archived version.
+#[test]
+fn afl_follow_takes_a_committed_step_seen_again_as_a_restart() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir.path().join("store"));
+    let inst = dir.path().join("default");
+    std::fs::create_dir_all(&inst).unwrap();
+    let plot = inst.join("plot_data");
+    let text = |lines: &[(u64, u64)]| {
+        let body: String = lines.iter().map(|(t, e)| format!("{t}, {e}\n")).collect();
+        format!("# relative_time, edges_found\n{body}")
+    };
+    let seen = AtomicU64::new(u64::MAX);
+    let done = AtomicBool::new(false);
+    let (seen_w, done_w, plot_w, inst_w) = (&seen, &done, &plot, &inst);
+    let result = std::thread::scope(|sc| {
+        sc.spawn(move || {
+            let wait = |step: u64| {
+                let t = std::time::Instant::now();
+                while seen_w.load(Ordering::SeqCst) != step {
+                    assert!(t.elapsed().as_secs() < 30, "never logged step {step}");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            };
+            std::fs::write(plot_w, text(&[(1, 7)])).unwrap();
+            wait(1);
+            // A new campaign put in place, starting at the step last logged.
+            let new = inst_w.join("new");
+            std::fs::write(&new, text(&[(1, 8), (2, 8)])).unwrap();
+            std::fs::rename(&new, plot_w).unwrap();
+            wait(2);
+            // Two updates within one second: the second comes after the first was committed.
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(plot_w)
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"2, 9\n3, 9\n").unwrap();
+            drop(f);
+            wait(3);
+            done_w.store(true, Ordering::SeqCst);
+        });
+        import::afl::follow(
+            &s,
+            &inst,
+            "live",
+            import::afl::FollowOptions {
+                poll: std::time::Duration::from_millis(10),
+                idle_exit: None,
+                stop: &|| done.load(Ordering::SeqCst),
+                on_batch: &mut |_, last| seen.store(last, Ordering::SeqCst),
+            },
+        )
+    });
+    let r = result.unwrap();
+    let edges = |reference: &str| -> Vec<(u64, Value)> {
+        rows(&s, reference)
+            .into_iter()
+            .map(|r| (r.step, r.fields["edges_found"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        edges("live"),
+        [(1, Value::I64(8)), (2, Value::I64(9)), (3, Value::I64(9))]
+    );
+    assert_eq!(r.archived.len(), 2, "{:?}", r.archived);
+    assert_eq!(edges(&r.archived[0].to_string()), [(1, Value::I64(7))]);
+    assert_eq!(
+        edges(&r.archived[1].to_string()),
+        [(1, Value::I64(8)), (2, Value::I64(8))]
+    );
+}
+
 #[test]
 fn afl_header_columns_must_be_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -635,6 +711,36 @@ fn criterion_walk_ignores_symlink_loops_and_refuses_one_id_twice() {
         s.runs().unwrap().is_empty(),
         "nothing imported before the refusal"
     );
+}
+
+/// Found by attacking issue #12: a criterion JSON file was read whole whatever its size
+/// (`estimates.json` linked to `/dev/zero` grew to 24 GB). Files read whole are bounded.
+#[cfg(unix)]
+#[test]
+fn criterion_files_are_bounded_whatever_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("criterion");
+    copy_dir(&fixture("criterion"), &c);
+    let est = c
+        .join("sort")
+        .join("1000")
+        .join("new")
+        .join("estimates.json");
+    std::fs::remove_file(&est).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &est).unwrap();
+    let s = store(&dir.path().join("store"));
+    match import::criterion::import(&s, &c, "", &Quiet) {
+        Err(Error::BadSource {
+            file,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(file, est);
+            assert_eq!(offset, import::MAX_SOURCE_FILE);
+            assert!(reason.contains("more than"), "{reason}");
+        }
+        other => panic!("expected BadSource, got {other:?}"),
+    }
 }
 
 /// Imports `file` (a copy named in errors) with `import`, in a fresh store.
@@ -849,6 +955,15 @@ fn import_through_the_cli_reports_runs_and_refuses_to_overwrite() {
     let out = json_lines(&cli_ok(d, &["import", "criterion", crit.to_str().unwrap()]));
     assert_eq!(out.len(), 3);
     assert_eq!(out[2]["run"], "criterion/sum 1000");
+    // The source's own summary is shown beside steplog's (in JSON, as `imported`).
+    let summary = json_lines(&cli_ok(d, &["summary", "criterion/sum 1000"]));
+    assert_eq!(summary.len(), 1);
+    assert!(
+        summary[0]["metrics"]["time_ns"]["count"].as_u64() > Some(0),
+        "{}",
+        summary[0]
+    );
+    assert!(summary[0]["imported"].is_object(), "{}", summary[0]);
 
     // A damaged file: the message names it and the offset; the store keeps nothing made up.
     let bad = d.join("run-bad.wandb");

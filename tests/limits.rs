@@ -262,3 +262,55 @@ fn a_config_past_the_config_limit_is_refused() {
     assert!(store.rewind("r", 0, Some(more)).is_err());
     assert!(store.verify().unwrap().is_ok());
 }
+
+/// Issue #12, item 10: a wide row (here 20,000 keys, two rows so that sparklines have a
+/// line) through every read command, each answer complete. What broke: `summary --format
+/// table` merged every key's aggregate once per key's sparkline (287 s at 20,000 keys), the
+/// JSON summary built one value of the whole run (1 GB at 200,000 keys), and the Parquet
+/// export reserved 8 KiB per column before reading a row.
+#[test]
+fn a_row_of_twenty_thousand_keys_goes_through_every_read_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let keys = 20_000usize;
+    let row = |step: usize| {
+        let fields: serde_json::Map<String, serde_json::Value> = (0..keys)
+            .map(|i| (format!("k{i:05}"), ((i + step) as f64).into()))
+            .collect();
+        serde_json::Value::Object(fields).to_string()
+    };
+    let input = format!("{}\n{}\n", row(0), row(1));
+    assert!(common::cli_in(d, &["log", "wide"], &input).status.success());
+
+    let summary = common::json_lines(&common::cli_ok(d, &["summary", "wide"]));
+    let metrics = summary[0]["metrics"].as_object().unwrap();
+    assert_eq!(metrics.len(), keys);
+    assert_eq!(metrics["k19999"]["max"], 20_000.0);
+    let table = common::cli_ok(d, &["summary", "wide", "--format", "table"]);
+    assert!(table.lines().count() > keys, "a line per key");
+    assert!(table.contains("k19999"));
+    let history = common::json_lines(&common::cli_ok(d, &["history", "wide"]));
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].as_object().unwrap().len(), keys + 1);
+    for format in ["csv", "jsonl", "parquet"] {
+        let out = d.join(format!("wide.{format}"));
+        let rep = common::json_lines(&common::cli_ok(
+            d,
+            &[
+                "export",
+                "wide",
+                "--format",
+                format,
+                "-o",
+                out.to_str().unwrap(),
+            ],
+        ));
+        assert_eq!(rep[0]["rows"], 2, "{format}");
+    }
+    let csv = std::fs::read_to_string(d.join("wide.csv")).unwrap();
+    assert_eq!(csv.lines().next().unwrap().split(',').count(), keys + 1);
+    let runs = common::cli_ok(d, &["runs"]);
+    assert!(runs.contains("wide") && runs.contains("k00000"), "{runs}");
+    let plot = common::cli_ok(d, &["plot", "wide", "--keys", "k00007,k19999"]);
+    assert!(plot.contains("k19999"));
+}

@@ -124,3 +124,62 @@ fn a_missing_head_segment_of_a_crashed_run_is_an_error_everywhere() {
         );
     }
 }
+
+/// The class: a flipped byte anywhere in one run's only segment (header, blocks, footer,
+/// index, trailer) never hides the store's other runs from `runs`: each listing shows them
+/// all, and if it notices the damage it names the run and exits 1, in both formats alike
+/// (the JSON listing once printed a damaged run as healthy).
+#[test]
+fn a_flipped_byte_in_one_runs_segment_hides_no_other_run_from_listings() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for (run, n) in [("a", 5u64), ("b", 40), ("c", 5)] {
+        let mut w = store.run(run).start().unwrap();
+        for step in 0..n {
+            w.log_at(step, [("x", step as f64)]).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    drop(store);
+    let seg = common::segment_files(dir.path())[1].clone(); // b's, the second written
+    let clean = std::fs::read(&seg).unwrap();
+    let mut noticed = 0;
+    let mut table_noticed = false;
+    for offset in 0..clean.len() {
+        let mut bytes = clean.clone();
+        bytes[offset] ^= 0x10;
+        std::fs::write(&seg, &bytes).unwrap();
+        for format in ["table", "json"] {
+            let out = common::cli_no_panic(dir.path(), &["runs", "--format", format]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            let listed: Vec<&str> = match format {
+                "json" => text.lines().collect(),
+                _ => text.lines().skip(1).collect(),
+            };
+            assert_eq!(listed.len(), 3, "byte {offset}, {format}: {text}");
+            if format == "json" {
+                for v in common::json_lines(&text) {
+                    if v["run"] != "b" {
+                        assert_eq!(v["rows"], 5, "byte {offset}: the others are whole: {v}");
+                    }
+                }
+            }
+            if format == "table" {
+                table_noticed = out.status.code() == Some(1);
+            } else {
+                assert_eq!(
+                    out.status.code() == Some(1),
+                    table_noticed,
+                    "byte {offset}: both formats mark the same damage"
+                );
+            }
+            if out.status.code() == Some(1) {
+                noticed += 1;
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(err.contains("b is damaged"), "byte {offset}: {err}");
+            }
+        }
+    }
+    std::fs::write(&seg, &clean).unwrap();
+    assert!(noticed > 0, "some flips are noticed by a listing");
+}

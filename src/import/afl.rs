@@ -359,7 +359,7 @@ impl Plot {
                 number(cell).ok_or_else(|| bad(format!("{name} '{cell}' is not a number")))?,
             ));
         }
-        if sink.last_step().is_some_and(|last| step < last) {
+        if sink.needs_restart(step) {
             sink.restart_at(step, (file, at))?;
         }
         sink.row(step, row)

@@ -65,6 +65,8 @@ pub(crate) struct RunSink {
     writer: Option<RunWriter>,
     run: String,
     last: Option<u64>,
+    /// Whether the row at `last` is committed (a later call at its step cannot merge in).
+    last_committed: bool,
     rows: u64,
     archived: Vec<VersionId>,
     forked_from: Option<(String, u64)>,
@@ -96,6 +98,8 @@ impl RunSink {
             archived: writer.archived().into_iter().collect(),
             writer: Some(writer),
             run: run.to_owned(),
+            // A rewind's or fork's last step is a committed row of its source.
+            last_committed: last.is_some(),
             last,
             rows: 0,
             forked_from,
@@ -129,8 +133,17 @@ impl RunSink {
         if self.last != Some(step) {
             self.rows += 1;
             self.last = Some(step);
+            self.last_committed = false;
         }
         Ok(())
+    }
+
+    /// Whether a row at `step` needs [`restart_at`](Self::restart_at) first: it is before
+    /// the last step, or at it once that row is committed (a live tail's next poll, or a
+    /// rewritten file starting where the old one ended).
+    pub(crate) fn needs_restart(&self, step: u64) -> bool {
+        self.last
+            .is_some_and(|last| step < last || (step == last && self.last_committed))
     }
 
     /// The source restarted at `step`: its rows at `step` and after are orphaned. When there
@@ -157,12 +170,15 @@ impl RunSink {
         self.archived.extend(w.archived());
         self.writer = Some(w);
         self.last = Some(keep);
+        self.last_committed = true;
         Ok(())
     }
 
     /// Commits what was logged so far (a live tail calls it after each batch of lines).
     pub(crate) fn commit(&mut self) -> Result<()> {
-        self.writer()?.commit()
+        self.writer()?.commit()?;
+        self.last_committed = true;
+        Ok(())
     }
 
     /// Ends the run: `finished` when the source says it ended well, `crashed` otherwise.
@@ -226,10 +242,28 @@ impl Reason {
     }
 }
 
-/// Reads a whole source file (sources are read into memory: they may be written by a live
-/// process, so they are not mapped).
+/// The most a source file read whole may hold (criterion's JSON files are a few KB; its
+/// `sample.json` of 100 samples is under 10 KB).
+pub const MAX_SOURCE_FILE: u64 = 64 << 20;
+
+/// Reads a whole source file of at most [`MAX_SOURCE_FILE`] bytes (sources are read into
+/// memory: they may be written by a live process, so they are not mapped). A longer one, a
+/// device such as `/dev/zero` included, is refused at that size.
 pub(crate) fn read_source(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut data = Vec::new();
+    f.take(MAX_SOURCE_FILE + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(path, e))?;
+    if data.len() as u64 > MAX_SOURCE_FILE {
+        return Err(Error::bad_source(
+            path,
+            MAX_SOURCE_FILE,
+            format!("more than {MAX_SOURCE_FILE} bytes: not a source file steplog reads whole"),
+        ));
+    }
+    Ok(data)
 }
 
 /// The `_import` config entry every importer writes: where the run came from.

@@ -218,40 +218,63 @@ fn get_agg(r: &mut Reader<'_>) -> DecodeResult<Agg> {
 /// A decoded footer: the sparse index, each block's aggregate, the segment's aggregate.
 pub(crate) type Footer = (Vec<IndexEntry>, Vec<Agg>, Agg);
 
-/// Decodes a footer payload (its crc already checked): decompresses it, then
-/// [`decode_raw`]. Errors inside the decompressed bytes are reported at the payload's start.
-pub(crate) fn decode_payload(
-    payload: &[u8],
-    blocks_start: u64,
-    blocks_end: u64,
-) -> DecodeResult<Footer> {
+/// Decompresses a footer payload (its crc already checked). Errors are reported at the
+/// payload's start.
+pub(crate) fn decompress(payload: &[u8]) -> DecodeResult<Vec<u8>> {
     let mut r = Reader::new(payload);
     let raw_len = r.u32()?;
     if raw_len > crate::segment::block::MAX_RAW_LEN {
         return r.err(format!("footer raw length {raw_len} too large"));
     }
-    let bad = |reason: String| crate::codec::DecodeError { offset: 0, reason };
     let raw = zstd::bulk::decompress(&payload[4..], raw_len as usize)
-        .map_err(|e| bad(format!("zstd: {e}")))?;
+        .map_err(|e| bad_raw(format!("zstd: {e}")))?;
     if raw.len() != raw_len as usize {
-        return Err(bad("decompressed footer length does not match".into()));
+        return Err(bad_raw("decompressed footer length does not match".into()));
     }
-    decode_raw(&raw, blocks_start, blocks_end).map_err(|e| {
-        bad(format!(
-            "in the decompressed footer at byte {}: {}",
-            e.offset, e.reason
-        ))
-    })
+    Ok(raw)
 }
 
-/// Decodes an uncompressed footer. `blocks_end` is where the blocks stop (the footer's
-/// offset): every entry must lie before it. Each block's aggregate must agree with its index
-/// entry (rows, first and last step).
+fn bad_raw(reason: String) -> crate::codec::DecodeError {
+    crate::codec::DecodeError { offset: 0, reason }
+}
+
+/// An error inside the decompressed bytes, reported at the payload's start.
+pub(crate) fn in_raw(e: crate::codec::DecodeError) -> crate::codec::DecodeError {
+    bad_raw(format!(
+        "in the decompressed footer at byte {}: {}",
+        e.offset, e.reason
+    ))
+}
+
+/// Decodes a footer payload (its crc already checked): [`decompress`], then [`decode_raw`].
+pub(crate) fn decode_payload(
+    payload: &[u8],
+    blocks_start: u64,
+    blocks_end: u64,
+) -> DecodeResult<Footer> {
+    let raw = decompress(payload)?;
+    decode_raw(&raw, blocks_start, blocks_end).map_err(in_raw)
+}
+
+/// Decodes an uncompressed footer: [`decode_index`], then [`decode_aggs`].
 pub(crate) fn decode_raw(
     payload: &[u8],
     blocks_start: u64,
     blocks_end: u64,
 ) -> DecodeResult<Footer> {
+    let (index, at) = decode_index(payload, blocks_start, blocks_end)?;
+    let (blocks, agg) = decode_aggs(payload, at, &index)?;
+    Ok((index, blocks, agg))
+}
+
+/// Decodes the index of an uncompressed footer, and returns it with the offset where the
+/// aggregates start. `blocks_end` is where the blocks stop (the footer's offset): every
+/// entry must lie before it, and together they must cover the blocks.
+pub(crate) fn decode_index(
+    payload: &[u8],
+    blocks_start: u64,
+    blocks_end: u64,
+) -> DecodeResult<(Vec<IndexEntry>, usize)> {
     let mut r = Reader::new(payload);
     let n = r.count(5)?;
     let mut index: Vec<IndexEntry> = Vec::with_capacity(n);
@@ -280,22 +303,56 @@ pub(crate) fn decode_raw(
     if expect_offset != blocks_end {
         return r.err("index does not cover the blocks");
     }
+    Ok((index, payload.len() - r.remaining()))
+}
+
+/// Decodes the aggregates of an uncompressed footer, from offset `at` (see
+/// [`decode_index`]). Each block's aggregate, and the segment's, must agree with the index
+/// (rows, first and last step). Error offsets are from the footer's start.
+pub(crate) fn decode_aggs(
+    payload: &[u8],
+    at: usize,
+    index: &[IndexEntry],
+) -> DecodeResult<(Vec<Agg>, Agg)> {
+    let shift = |mut e: crate::codec::DecodeError| {
+        e.offset += at;
+        e
+    };
+    let mut r = Reader::new(payload.get(at..).unwrap_or_default());
     let mut blocks = Vec::with_capacity(index.len());
-    for e in &index {
-        let b = get_agg(&mut r)?;
+    for e in index {
+        let b = get_agg(&mut r).map_err(shift)?;
         if b.rows != u64::from(e.nrows)
             || b.first_step != Some(e.first_step)
             || b.last_step != Some(e.last_step)
         {
-            return r.err("a block's aggregate does not match its index entry");
+            return r
+                .err("a block's aggregate does not match its index entry")
+                .map_err(shift);
         }
         blocks.push(b);
     }
-    let agg = get_agg(&mut r)?;
-    if !r.is_empty() {
-        return r.err("trailing bytes after the aggregate");
+    let agg = get_agg(&mut r).map_err(shift)?;
+    let (rows, first, last) = index_stats(index);
+    if (agg.rows, agg.first_step, agg.last_step) != (rows, first, last) {
+        return r
+            .err("the segment's aggregate does not match its index")
+            .map_err(shift);
     }
-    Ok((index, blocks, agg))
+    if !r.is_empty() {
+        return r.err("trailing bytes after the aggregate").map_err(shift);
+    }
+    Ok((blocks, agg))
+}
+
+/// Rows, first and last step of the blocks an index lists.
+pub(crate) fn index_stats(index: &[IndexEntry]) -> (u64, Option<u64>, Option<u64>) {
+    let rows = index.iter().map(|e| u64::from(e.nrows)).sum();
+    (
+        rows,
+        index.first().map(|e| e.first_step),
+        index.last().map(|e| e.last_step),
+    )
 }
 
 #[cfg(test)]

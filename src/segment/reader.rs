@@ -3,6 +3,7 @@
 //! frame, and a torn tail is told apart from corruption.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 
@@ -46,16 +47,21 @@ fn check_crcs(path: &Path, offset: u64, frame: &[u8], h: &FrameHeader) -> Result
     Ok(())
 }
 
-/// A sealed segment, mapped into memory, with its decoded footer.
+/// A sealed segment, mapped into memory, with its footer's index decoded. The footer's
+/// aggregates (one per key per block: the bulk of a wide run's footer) are decoded when a
+/// summary or chart first asks for them, so reading rows never holds them.
 #[derive(Debug)]
 pub(crate) struct Sealed {
     pub path: PathBuf,
     pub header: SegmentHeader,
     bytes: Bytes,
     pub index: Vec<IndexEntry>,
-    /// The aggregate of each block, in index order.
-    pub block_aggs: Vec<Agg>,
-    pub agg: Agg,
+    /// Where the footer starts in the file.
+    footer_at: u64,
+    /// Where the aggregates start in the decompressed footer.
+    aggs_at: usize,
+    /// The aggregate of each block, in index order, and of the segment, once decoded.
+    aggs: OnceLock<(Vec<Agg>, Agg)>,
 }
 
 impl Sealed {
@@ -130,22 +136,72 @@ impl Sealed {
                 got,
             });
         }
-        let (index, block_aggs, agg) =
-            footer::decode_payload(payload, HEADER_LEN as u64, footer_at).map_err(|e| {
-                Error::corrupt(
-                    path,
-                    footer_at + (FOOTER_HEADER_LEN + e.offset) as u64,
-                    e.reason,
-                )
-            })?;
+        let corrupt = |e: DecodeError| {
+            Error::corrupt(
+                path,
+                footer_at + (FOOTER_HEADER_LEN + e.offset) as u64,
+                e.reason,
+            )
+        };
+        let raw = footer::decompress(payload).map_err(corrupt)?;
+        let (index, aggs_at) = footer::decode_index(&raw, HEADER_LEN as u64, footer_at)
+            .map_err(|e| corrupt(footer::in_raw(e)))?;
         Ok(Sealed {
             path: path.to_owned(),
             header,
             bytes,
             index,
-            block_aggs,
-            agg,
+            footer_at,
+            aggs_at,
+            aggs: OnceLock::new(),
         })
+    }
+
+    /// Rows, first and last step of the segment (from its index).
+    pub fn stats(&self) -> (u64, Option<u64>, Option<u64>) {
+        footer::index_stats(&self.index)
+    }
+
+    /// The aggregate of the whole segment.
+    pub fn agg(&self) -> Result<&Agg> {
+        Ok(&self.aggs()?.1)
+    }
+
+    /// The aggregate of the `i`-th block.
+    pub fn block_agg(&self, i: usize) -> Result<Option<&Agg>> {
+        Ok(self.aggs()?.0.get(i))
+    }
+
+    /// The footer's aggregates, decoded on first use (from the mapped file, its crc checked
+    /// again: the bytes are the ones the index came from).
+    fn aggs(&self) -> Result<&(Vec<Agg>, Agg)> {
+        if let Some(a) = self.aggs.get() {
+            return Ok(a);
+        }
+        let at = self.footer_at as usize;
+        let f = &self.bytes[at..self.bytes.len() - TRAILER_LEN];
+        let payload = &f[FOOTER_HEADER_LEN..];
+        let stored = u32::from_le_bytes([f[8], f[9], f[10], f[11]]);
+        let got = footer::footer_crc(payload.len() as u32, payload);
+        if got != stored {
+            return Err(Error::ChecksumMismatch {
+                file: self.path.clone(),
+                offset: self.footer_at,
+                expected: stored,
+                got,
+            });
+        }
+        let corrupt = |e: DecodeError| {
+            Error::corrupt(
+                &self.path,
+                self.footer_at + (FOOTER_HEADER_LEN + e.offset) as u64,
+                e.reason,
+            )
+        };
+        let raw = footer::decompress(payload).map_err(corrupt)?;
+        let decoded = footer::decode_aggs(&raw, self.aggs_at, &self.index)
+            .map_err(|e| corrupt(footer::in_raw(e)))?;
+        Ok(self.aggs.get_or_init(|| decoded))
     }
 
     /// The size of the file in bytes.

@@ -207,6 +207,15 @@ def test_log_columns_numpy_arrays_without_lists(tmp_path):
             run.log_columns(np.array([n], dtype=np.uint64), {"u": np.array([2**64 - 1], dtype=np.uint64)})
         with pytest.raises(steplog.InvalidInputError, match="column 'c'"):
             run.log_columns(np.array([n]), {"c": np.array([1 + 2j])})
+        # Found by attacking issue #12: a masked array logged its masked items as 1e+20, a
+        # 0-d array raised a bare TypeError.
+        masked = np.ma.masked_array([1.0, 2.0], mask=[False, True])
+        with pytest.raises(steplog.InvalidInputError, match="column 'm': a masked array"):
+            run.log_columns(np.array([n, n + 1]), {"m": masked})
+        with pytest.raises(steplog.InvalidInputError, match="column 'z': expected a one-dim"):
+            run.log_columns(np.array([n]), {"z": np.array(1.0)})
+        with pytest.raises(steplog.InvalidInputError, match="steps: expected a one-dim"):
+            run.log_columns(np.array([[n]]), {"x": [1.0]})
     s = store.summary("r")
     assert s.rows == n
     assert s.stats("i")["max"] == (n - 1, 2 * (n - 1))

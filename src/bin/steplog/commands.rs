@@ -46,6 +46,33 @@ impl From<io::Error> for CliError {
 
 pub type CliResult<T = ()> = Result<T, CliError>;
 
+/// The keys a read command is limited to: `--keys a,b` splits at commas, `--key K` takes a
+/// key whole (one that contains a comma); both may be repeated and are combined.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KeySelection {
+    /// Only these keys (comma-separated; a key containing a comma goes in --key).
+    #[arg(long, value_delimiter = ',')]
+    pub keys: Vec<String>,
+    /// Only this key, taken whole (may be repeated).
+    #[arg(long)]
+    pub key: Vec<String>,
+}
+
+impl KeySelection {
+    /// Every key named, in the order given (`--keys` first), once each; `None` for all keys.
+    pub fn selected(&self) -> Option<Vec<String>> {
+        let mut seen = std::collections::HashSet::new();
+        let keys: Vec<String> = self
+            .keys
+            .iter()
+            .chain(&self.key)
+            .filter(|k| seen.insert(k.as_str()))
+            .cloned()
+            .collect();
+        (!keys.is_empty()).then_some(keys)
+    }
+}
+
 pub fn parse_config(text: Option<&str>) -> CliResult<Option<serde_json::Value>> {
     text.map(|t| {
         serde_json::from_str(t)
@@ -91,6 +118,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
             let mut q = Query::new()
                 .stream(stream)
                 .steps(from.unwrap_or(0)..=to.unwrap_or(u64::MAX));
+            let keys = keys.selected();
             if let Some(k) = &keys {
                 q = q.keys(k.iter().cloned());
             }
@@ -117,13 +145,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                 .pointer("/_import/summary")
                 .cloned();
             match format {
-                TableFormat::Json => {
-                    let mut j = output::summary_json(&s);
-                    if let Some(i) = imported {
-                        j["imported"] = i;
-                    }
-                    writeln!(out, "{}", json_text(&j))?
-                }
+                TableFormat::Json => output::write_summary_json(&mut out, &s, imported.as_ref())?,
                 TableFormat::Table => {
                     let mut sparks = std::collections::BTreeMap::new();
                     for (k, ks) in &s.keys {
@@ -322,7 +344,22 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
     let runs = store.runs()?;
     let mut rows = Vec::new();
     for r in &runs {
-        if let Some(d) = &r.damage {
+        // Counting reads only the blocks' indexes; the sparklines read the footers and
+        // blocks too, and damage found there marks this run, not the listing. Both formats
+        // read them, so that both mark the same runs.
+        let mut damage = r.damage.clone();
+        let sparks = match &damage {
+            None => match metric_sparks(store, &r.head.to_string()) {
+                Ok(s) => s,
+                Err(CliError::Steplog(e)) if e.is_corruption() => {
+                    damage = Some(e.to_string());
+                    "-".into()
+                }
+                Err(e) => return Err(e),
+            },
+            Some(_) => "-".into(),
+        };
+        if let Some(d) = &damage {
             damaged.push((r.name.clone(), d.clone()));
         }
         match format {
@@ -331,7 +368,7 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
                     "run": r.name, "head": r.head.to_string(), "status": r.status.name(),
                     "last_step": r.last_step, "rows": r.rows,
                 });
-                if let Some(d) = &r.damage {
+                if let Some(d) = &damage {
                     v["damage"] = d.clone().into();
                 }
                 writeln!(out, "{v}")?;
@@ -339,21 +376,17 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
             TableFormat::Table => rows.push(vec![
                 r.name.clone(),
                 r.head.to_string(),
-                match r.damage {
+                match damage {
                     Some(_) => format!("{} DAMAGED", r.status),
                     None => r.status.to_string(),
                 },
                 r.last_step.map_or("-".into(), |l| l.to_string()),
-                if r.damage.is_some() {
+                if damage.is_some() {
                     "-".into()
                 } else {
                     r.rows.to_string()
                 },
-                if r.damage.is_some() {
-                    "-".into()
-                } else {
-                    metric_sparks(store, &r.head.to_string())?
-                },
+                sparks,
             ]),
         }
     }

@@ -260,7 +260,7 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
             all: false,
             split: false,
             format: crate::export::Format::Parquet,
-            keys: None,
+            keys: Default::default(),
             from: None,
             to: None,
             output: parquet.clone(),
@@ -272,7 +272,10 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
         &store,
         crate::plot::PlotArgs {
             reference: name.clone(),
-            keys: vec!["train/loss".into(), "train/acc".into()],
+            keys: crate::commands::KeySelection {
+                keys: vec!["train/loss".into(), "train/acc".into()],
+                key: Vec::new(),
+            },
             from: None,
             to: None,
             no_lineage: false,

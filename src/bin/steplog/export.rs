@@ -10,8 +10,7 @@
 //! values), JSON Lines row by row in one, so a run of any length exports in bounded memory.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -25,6 +24,7 @@ use parquet::file::properties::WriterProperties;
 use steplog::{ChunkColumn, ChunkValues, Query, Store, Value};
 
 use crate::commands::{CliError, CliResult};
+use crate::outfile::Sink;
 use crate::output::{self, json_text};
 use crate::progress::Bar;
 
@@ -52,16 +52,16 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum)]
     pub format: Format,
-    /// Only these keys (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub keys: Option<Vec<String>>,
+    #[command(flatten)]
+    pub keys: crate::commands::KeySelection,
     /// First step.
     #[arg(long)]
     pub from: Option<u64>,
     /// Last step.
     #[arg(long)]
     pub to: Option<u64>,
-    /// The output file (the directory, with --split).
+    /// The output file (the directory, with --split); `-` is standard output (then the
+    /// report of rows written goes to standard error).
     #[arg(short, long)]
     pub output: PathBuf,
 }
@@ -112,8 +112,8 @@ struct Source {
 
 fn query(args: &ExportArgs) -> Query {
     let mut q = Query::new().steps(args.from.unwrap_or(0)..=args.to.unwrap_or(u64::MAX));
-    if let Some(k) = &args.keys {
-        q = q.keys(k.iter().cloned());
+    if let Some(k) = args.keys.selected() {
+        q = q.keys(k);
     }
     q
 }
@@ -152,6 +152,14 @@ fn unique_stem(run: &str, version: &str, used: &mut std::collections::HashSet<St
 }
 
 pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResult {
+    let to_stdout = crate::outfile::is_stdout(&args.output);
+    if to_stdout && args.split {
+        return Err(CliError::Usage(
+            "--split writes one file per run into a directory: -o - (standard output) \
+             cannot be one"
+                .into(),
+        ));
+    }
     crate::outfile::refuse_inside_store(store.dir(), &args.output)?;
     let sources: Vec<Source> = match &args.reference {
         Some(r) => {
@@ -223,6 +231,12 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
         written.push((args.output.clone(), None, n));
     }
     bar.done();
+    if to_stdout {
+        // Standard output holds the data: the report goes to standard error.
+        let rows: u64 = written.iter().map(|w| w.2).sum();
+        eprintln!("steplog: exported {rows} rows to standard output");
+        return Ok(());
+    }
     for (path, run, rows) in written {
         let mut v = serde_json::json!({"file": path.display().to_string(), "rows": rows});
         if let Some(r) = run {
@@ -319,12 +333,11 @@ fn write_file(
             })?;
         }
         Format::Parquet => {
-            n = write_parquet(store, sources, q, with_run, f, &mut tick)?;
-            file.finish_closed()?;
-            return Ok(n);
+            let (rows, sink) = write_parquet(store, sources, q, with_run, f, &mut tick)?;
+            n = rows;
+            f = sink;
         }
     }
-    f.flush()?;
     // Only a complete file replaces what was at `path` (a failure leaves it as it was).
     file.finish(f)?;
     Ok(n)
@@ -431,11 +444,13 @@ enum Builder {
 
 impl Builder {
     fn new(kind: Kind) -> Builder {
+        // No room reserved: `new()` reserves 1,024 values, 8 KiB for each of 200,000 keys of a
+        // one-row run (the buffers grow with the rows, and `finish` hands them over).
         match kind {
-            Kind::Int => Builder::Int(Int64Builder::new()),
-            Kind::Float => Builder::Float(Float64Builder::new()),
-            Kind::Bool => Builder::Bool(BooleanBuilder::new()),
-            Kind::Str => Builder::Str(StringBuilder::new()),
+            Kind::Int => Builder::Int(Int64Builder::with_capacity(0)),
+            Kind::Float => Builder::Float(Float64Builder::with_capacity(0)),
+            Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(0)),
+            Kind::Str => Builder::Str(StringBuilder::with_capacity(0, 0)),
         }
     }
 
@@ -516,7 +531,7 @@ impl RowGroup {
         &mut self,
         schema: &Arc<Schema>,
         with_run: bool,
-        writer: &mut ArrowWriter<BufWriter<File>>,
+        writer: &mut ArrowWriter<Sink>,
     ) -> CliResult {
         let mut arrays: Vec<ArrayRef> = Vec::new();
         if with_run {
@@ -541,9 +556,9 @@ fn write_parquet(
     sources: &[Source],
     q: &Query,
     with_run: bool,
-    out: BufWriter<File>,
+    out: Sink,
     tick: &mut dyn FnMut(u64),
-) -> CliResult<u64> {
+) -> CliResult<(u64, Sink)> {
     let cols = columns(store, sources, q)?;
     let mut fields = Vec::new();
     if with_run {
@@ -622,13 +637,8 @@ fn write_parquet(
     if group.rows > 0 || n == 0 {
         group.write(&schema, with_run, &mut writer)?;
     }
-    let file = writer
-        .into_inner()
-        .map_err(parquet_error("output"))?
-        .into_inner()
-        .map_err(|e| CliError::Io(e.into_error()))?;
-    file.sync_all()?;
-    Ok(n)
+    let sink = writer.into_inner().map_err(parquet_error("output"))?;
+    Ok((n, sink))
 }
 
 #[cfg(test)]

@@ -61,9 +61,8 @@ enum Command {
     History {
         /// A run (its head), a version id (v12), or RUN?_step=S (steps up to S).
         reference: String,
-        /// Only these keys (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        keys: Option<Vec<String>>,
+        #[command(flatten)]
+        keys: commands::KeySelection,
         /// First step.
         #[arg(long)]
         from: Option<u64>,

@@ -2,6 +2,7 @@
 //! that values round-trip through `steplog log`), CSV and aligned tables.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use steplog::{KeySummary, Row, Store, Summary, Value};
 
@@ -105,19 +106,32 @@ pub fn key_summary_json(s: &KeySummary) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
-pub fn summary_json(s: &Summary) -> serde_json::Value {
-    let metrics: serde_json::Map<String, serde_json::Value> = s
-        .keys
-        .iter()
-        .map(|(k, v)| (k.clone(), key_summary_json(v)))
-        .collect();
-    serde_json::json!({
+/// Writes a summary as one JSON object (and a newline), a key at a time: a run of 200,000
+/// keys is never held as one JSON value. `imported` is what the source of an imported run
+/// summarised.
+pub fn write_summary_json(
+    out: &mut impl Write,
+    s: &Summary,
+    imported: Option<&serde_json::Value>,
+) -> std::io::Result<()> {
+    let head = json_text(&serde_json::json!({
         "run": s.run,
         "version": s.version.to_string(),
         "last_step": s.last_step,
         "rows": s.rows,
-        "metrics": metrics,
-    })
+    }));
+    // `head` is an object: drop its closing brace and go on with the metrics.
+    write!(out, "{},\"metrics\":{{", &head[..head.len() - 1])?;
+    for (i, (k, v)) in s.keys.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let name = serde_json::Value::from(k.as_str());
+        write!(out, "{sep}{name}:{}", json_text(&key_summary_json(v)))?;
+    }
+    out.write_all(b"}")?;
+    if let Some(i) = imported {
+        write!(out, ",\"imported\":{}", json_text(i))?;
+    }
+    out.write_all(b"}\n")
 }
 
 /// A number in at most ~7 significant characters, for tables and charts.

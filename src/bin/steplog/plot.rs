@@ -22,9 +22,9 @@ use crate::progress::Bar;
 pub struct PlotArgs {
     /// A run (its head), a version id (v12), or RUN?_step=S.
     pub reference: String,
-    /// The metrics to plot (comma-separated), one panel each.
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub keys: Vec<String>,
+    /// The metrics to plot, one panel each (at least one).
+    #[command(flatten)]
+    pub keys: crate::commands::KeySelection,
     /// First step of the x axis.
     #[arg(long)]
     pub from: Option<u64>,
@@ -34,7 +34,8 @@ pub struct PlotArgs {
     /// Draw only the version itself, without the rest of its lineage.
     #[arg(long)]
     pub no_lineage: bool,
-    /// The chart file: .svg or .png. Without it, a chart is drawn in the terminal.
+    /// The chart file: .svg or .png; `-` writes SVG to standard output. Without it, a chart
+    /// is drawn in the terminal.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Width in pixels (240 ..= 16384), or columns in the terminal (20 ..= 1000).
@@ -137,6 +138,11 @@ fn overlay(tree: &Lineage, focus: steplog::VersionId) -> (Vec<VersionInfo>, usiz
 }
 
 pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
+    let keys = args.keys.selected().ok_or_else(|| {
+        CliError::Usage(
+            "name the metrics to plot: --keys a,b (or --key K for one with a comma)".into(),
+        )
+    })?;
     let (focus, cut) = store.resolve(&args.reference)?;
     let (mut infos, left_out) = if args.no_lineage {
         (vec![store.version(&focus.to_string())?], 0)
@@ -192,9 +198,9 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
         width.saturating_sub(110).max(50)
     };
     let bar = Bar::new();
-    bar.stage("plot", (args.keys.len() * drawn.len()) as u64, false);
+    bar.stage("plot", (keys.len() * drawn.len()) as u64, false);
     let mut panels = Vec::new();
-    for key in &args.keys {
+    for key in &keys {
         let mut lines = Vec::new();
         for d in &drawn {
             let lo = d.from.max(x_from);
@@ -248,7 +254,12 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
                 "versions_not_drawn": left_out,
                 "points": panels.iter().flat_map(|(_, l)| l.iter().map(|l| l.points.len())).sum::<usize>(),
             });
-            writeln!(out, "{v}")?;
+            if crate::outfile::is_stdout(path) {
+                // Standard output holds the chart: the report goes to standard error.
+                eprintln!("steplog: {v}");
+            } else {
+                writeln!(out, "{v}")?;
+            }
         }
     }
     Ok(())
@@ -281,6 +292,7 @@ fn write_chart(path: &Path, svg: &str) -> CliResult {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     let bytes = match ext.as_deref() {
+        _ if crate::outfile::is_stdout(path) => svg.as_bytes().to_vec(),
         Some("svg") => svg.as_bytes().to_vec(),
         Some("png") => png(svg)?,
         _ => {
@@ -291,8 +303,11 @@ fn write_chart(path: &Path, svg: &str) -> CliResult {
         }
     };
     let (file, mut w) = crate::outfile::OutFile::create(path)?;
-    w.write_all(&bytes)
-        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))?;
+    w.write_all(&bytes).map_err(|e| match e.kind() {
+        // A reader of `-o -` that stopped early (`| head`) is not an error.
+        std::io::ErrorKind::BrokenPipe => CliError::Io(e),
+        _ => CliError::Usage(format!("cannot write {}: {e}", path.display())),
+    })?;
     file.finish(w)
 }
 

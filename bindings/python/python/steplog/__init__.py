@@ -142,6 +142,21 @@ def _is_array(v: Any) -> bool:
     return hasattr(v, "dtype") and hasattr(v, "tobytes")
 
 
+def _check_array(name: str, v: Any) -> None:
+    """A column or the steps given as an array must be a plain one-dimensional array."""
+    if not _is_array(v):
+        return
+    if hasattr(v, "mask") and hasattr(v, "filled"):
+        raise InvalidInputError(
+            f"{name}: a masked array (its masked items would be logged as their fill "
+            "values): fill it (a.filled(np.nan)) or leave the masked steps out"
+        )
+    if getattr(v, "ndim", 1) != 1:
+        raise InvalidInputError(
+            f"{name}: expected a one-dimensional array, got {getattr(v, 'ndim', '?')} dimensions"
+        )
+
+
 def _step_chunk(steps: Any, lo: int, hi: int) -> Any:
     """Steps lo..hi: bytes of little-endian u64 from an integer array, else a list."""
     if _is_array(steps):
@@ -273,6 +288,9 @@ class Run:
         self._check_process()
         if not isinstance(columns, Mapping):
             raise InvalidInputError("columns: expected a mapping {key: sequence}")
+        _check_array("steps", steps)
+        for k, v in columns.items():
+            _check_array(f"column '{k}'", v)
         steps = steps if _is_array(steps) or hasattr(steps, "__getitem__") else list(steps)
         columns = {
             k: v if _is_array(v) or hasattr(v, "__getitem__") else list(v)
