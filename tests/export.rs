@@ -372,22 +372,25 @@ fn an_export_follows_links_and_writes_devices_and_fifos_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     logged(d);
+    let export_csv = |path: &std::path::Path| {
+        cli_ok(
+            d,
+            &[
+                "export",
+                "a_b",
+                "--format",
+                "csv",
+                "-o",
+                path.to_str().unwrap(),
+            ],
+        )
+    };
     let out = tempfile::tempdir().unwrap();
     let real = out.path().join("real.csv");
     std::fs::write(&real, "old\n").unwrap();
     let link = out.path().join("link.csv");
     std::os::unix::fs::symlink("real.csv", &link).unwrap();
-    cli_ok(
-        d,
-        &[
-            "export",
-            "a_b",
-            "--format",
-            "csv",
-            "-o",
-            link.to_str().unwrap(),
-        ],
-    );
+    export_csv(&link);
     assert!(std::fs::symlink_metadata(&link)
         .unwrap()
         .file_type()
@@ -399,17 +402,7 @@ fn an_export_follows_links_and_writes_devices_and_fifos_in_place() {
     // A dangling link: the file it names is created.
     let dangling = out.path().join("dangling.csv");
     std::os::unix::fs::symlink("made.csv", &dangling).unwrap();
-    cli_ok(
-        d,
-        &[
-            "export",
-            "a_b",
-            "--format",
-            "csv",
-            "-o",
-            dangling.to_str().unwrap(),
-        ],
-    );
+    export_csv(&dangling);
     assert!(out.path().join("made.csv").is_file());
 
     let fifo = out.path().join("fifo");
@@ -422,17 +415,7 @@ fn an_export_follows_links_and_writes_devices_and_fifos_in_place() {
         let fifo = fifo.clone();
         std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
     };
-    cli_ok(
-        d,
-        &[
-            "export",
-            "a_b",
-            "--format",
-            "csv",
-            "-o",
-            fifo.to_str().unwrap(),
-        ],
-    );
+    export_csv(&fifo);
     assert_eq!(reader.join().unwrap(), "_step,x\n0,1\n1,2\n");
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
 

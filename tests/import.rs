@@ -176,6 +176,65 @@ fn tensorboard_tag_going_back_on_its_own_clock_is_a_restart_that_loses_nothing()
     assert_eq!(v.parent, Some((r.archived[0], 0)));
 }
 
+/// Found by attacking issue #12: one tag steplog cannot take as a key (`loss/`, `a//b`, a
+/// 2,000-byte name) ended the whole import, with an error naming no source position. Such
+/// values are now left out and counted per key, and the import goes on.
+#[test]
+fn tags_steplog_cannot_store_are_left_out_and_counted_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let tb = fixture("tensorboard/tbx_badtags");
+    let got = import::tensorboard::import(&s, &tb, "bad", &Quiet).unwrap();
+    assert_eq!(got.rows, 10);
+    assert_eq!(got.refused_values, 30);
+    let keys: Vec<(&str, u64)> = got
+        .refused
+        .iter()
+        .map(|k| (k.key.as_str(), k.values))
+        .collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(
+        keys.contains(&("loss/", 10)) && keys.contains(&("a//b", 10)),
+        "{keys:?}"
+    );
+    let long = got
+        .refused
+        .iter()
+        .find(|k| k.key.starts_with("ttt"))
+        .unwrap();
+    assert!(
+        long.key.ends_with("...") && long.key.len() < 210,
+        "shown shortened"
+    );
+    assert!(got.refused.iter().all(|k| !k.reason.is_empty()));
+    let all = rows(&s, "bad");
+    assert_eq!(all.len(), 10);
+    for r in &all {
+        let mut names: Vec<&str> = r.fields.keys().map(String::as_str).collect();
+        names.sort();
+        assert_eq!(names, ["acc", "loss"]);
+    }
+    assert_eq!(s.runs().unwrap()[0].status, Status::Finished);
+    // Through the CLI: the report lists them, and stderr says so.
+    let d = dir.path().join("cli");
+    let o = cli_in(
+        &d,
+        &[
+            "import",
+            "tensorboard",
+            tb.to_str().unwrap(),
+            "--run",
+            "bad",
+        ],
+        "",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep = json_lines(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(rep[0]["refused_values"], 30);
+    assert_eq!(rep[0]["refused"].as_array().unwrap().len(), 3);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("30 values left out"));
+}
+
 #[test]
 fn wandb_media_written_leaf_by_leaf_are_skipped_whole_and_counted() {
     // wandb 0.31 writes an image as items img/_type, img/path, img/sha256, ...: none of them
@@ -345,9 +404,62 @@ fn afl_resumed_campaign_continues_as_one_run() {
     assert_eq!(c["_import"]["fuzzer_stats"]["afl_version"], "++4.04c");
 }
 
+/// Follows `inst` into the run `live` while `script` changes its files in another thread.
+/// `script` is handed `wait(step)`, which returns once the follower has committed a batch
+/// ending at `step` (each stage waits for the one before: no timing assumption; a follower
+/// that never gets there fails the test after 30 s instead of hanging it). The follow stops
+/// when `script` returns (or panics). Returns the follow's result and its batches.
+fn follow_while(
+    s: &Store,
+    inst: &Path,
+    script: impl FnOnce(&dyn Fn(u64)) + Send,
+) -> (steplog::Result<import::Imported>, Vec<(u64, u64)>) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let seen = AtomicU64::new(u64::MAX);
+    let done = AtomicBool::new(false);
+    let mut batches = Vec::new();
+    let result = std::thread::scope(|sc| {
+        let (seen, done_w) = (&seen, &done);
+        sc.spawn(move || {
+            let _done = Done(done_w);
+            let wait = |step: u64| {
+                let t = std::time::Instant::now();
+                while seen.load(Ordering::SeqCst) != step {
+                    assert!(
+                        t.elapsed().as_secs() < 30,
+                        "the follower never logged step {step}"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            };
+            script(&wait);
+        });
+        import::afl::follow(
+            s,
+            inst,
+            "live",
+            import::afl::FollowOptions {
+                poll: std::time::Duration::from_millis(10),
+                idle_exit: None,
+                stop: &|| done.load(Ordering::SeqCst),
+                on_batch: &mut |rows, last| {
+                    batches.push((rows, last));
+                    seen.store(last, Ordering::SeqCst);
+                },
+            },
+        )
+    });
+    (result, batches)
+}
+
 #[test]
 fn afl_follow_tails_appends_and_survives_a_rewritten_file() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir.path().join("store"));
     let inst = dir.path().join("default");
@@ -368,62 +480,24 @@ fn afl_follow_tails_appends_and_survives_a_rewritten_file() {
     };
     // A writer thread plays the campaign: the first file with its last line half-written,
     // the rest of it, the resume's appended lines, then a fresh campaign replacing the file.
-    // Each stage waits until the follower has logged the one before (no timing assumption).
-    let seen = AtomicU64::new(u64::MAX);
-    let done = AtomicBool::new(false);
-    let (seen_w, done_w) = (&seen, &done);
-    let (plot2, first2, resumed2, restarted2) = (
-        plot.clone(),
-        first.clone(),
-        resumed.clone(),
-        restarted.clone(),
-    );
     let (head_text, tail_text) = first.split_at(first.len() - 10);
     let head_last = *step_of(&head_text[..head_text.rfind('\n').unwrap() + 1])
         .last()
         .unwrap();
-    let mut batches = Vec::new();
-    let result = std::thread::scope(|sc| {
-        sc.spawn(move || {
-            use std::io::Write;
-            let wait = |step: u64| {
-                let t = std::time::Instant::now();
-                while seen_w.load(Ordering::SeqCst) != step {
-                    assert!(
-                        t.elapsed().as_secs() < 30,
-                        "the follower never logged step {step}"
-                    );
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-            };
-            let mut f = std::fs::File::create(&plot2).unwrap();
-            f.write_all(head_text.as_bytes()).unwrap();
-            wait(head_last);
-            f.write_all(tail_text.as_bytes()).unwrap();
-            f.write_all(&resumed2.as_bytes()[first2.len()..]).unwrap();
-            drop(f);
-            wait(*step_of(&resumed2).last().unwrap());
-            // A restart: the campaign writes a new file in place of the old one.
-            let tmp = plot2.with_extension("new");
-            std::fs::write(&tmp, &restarted2).unwrap();
-            std::fs::rename(&tmp, &plot2).unwrap();
-            wait(*step_of(&restarted2).last().unwrap());
-            done_w.store(true, Ordering::SeqCst);
-        });
-        import::afl::follow(
-            &s,
-            &inst,
-            "live",
-            import::afl::FollowOptions {
-                poll: std::time::Duration::from_millis(10),
-                idle_exit: None,
-                stop: &|| done.load(Ordering::SeqCst),
-                on_batch: &mut |rows, last| {
-                    batches.push((rows, last));
-                    seen.store(last, Ordering::SeqCst);
-                },
-            },
-        )
+    let (result, batches) = follow_while(&s, &inst, |wait| {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&plot).unwrap();
+        f.write_all(head_text.as_bytes()).unwrap();
+        wait(head_last);
+        f.write_all(tail_text.as_bytes()).unwrap();
+        f.write_all(&resumed.as_bytes()[first.len()..]).unwrap();
+        drop(f);
+        wait(*step_of(&resumed).last().unwrap());
+        // A restart: the campaign writes a new file in place of the old one.
+        let tmp = plot.with_extension("new");
+        std::fs::write(&tmp, &restarted).unwrap();
+        std::fs::rename(&tmp, &plot).unwrap();
+        wait(*step_of(&restarted).last().unwrap());
     });
     let r = result.unwrap();
     assert!(batches.len() >= 3, "logged as it was written: {batches:?}");
@@ -452,7 +526,6 @@ fn afl_follow_tails_appends_and_survives_a_rewritten_file() {
 
 #[test]
 fn afl_follow_takes_a_longer_copy_as_the_same_file_and_notices_a_rewrite_in_place() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir.path().join("store"));
     let inst = dir.path().join("default");
@@ -477,45 +550,19 @@ fn afl_follow_takes_a_longer_copy_as_the_same_file_and_notices_a_rewrite_in_plac
         t += 1;
         regrown.push_str(&format!("{t},{rest}\n"));
     }
-    let seen = AtomicU64::new(u64::MAX);
-    let done = AtomicBool::new(false);
-    let (seen_w, done_w) = (&seen, &done);
-    let (plot2, inst2) = (plot.clone(), inst.clone());
-    let (first2, resumed2, regrown2) = (first.clone(), resumed.clone(), regrown.clone());
-    let result = std::thread::scope(|sc| {
-        sc.spawn(move || {
-            let wait = |step: u64| {
-                let t = std::time::Instant::now();
-                while seen_w.load(Ordering::SeqCst) != step {
-                    assert!(t.elapsed().as_secs() < 30, "never logged step {step}");
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-            };
-            std::fs::write(&plot2, &first2).unwrap();
-            wait(*steps(&first2).last().unwrap());
-            // A symbolic link to a longer copy: the same campaign, read on from where it was.
-            let copy = inst2.join("copy_of_plot_data");
-            std::fs::write(&copy, &resumed2).unwrap();
-            let tmp = inst2.join("link.tmp");
-            std::os::unix::fs::symlink(&copy, &tmp).unwrap();
-            std::fs::rename(&tmp, &plot2).unwrap();
-            wait(*steps(&resumed2).last().unwrap());
-            // Truncated and regrown in place (one open, one write).
-            std::fs::write(&copy, &regrown2).unwrap();
-            wait(*steps(&regrown2).last().unwrap());
-            done_w.store(true, Ordering::SeqCst);
-        });
-        import::afl::follow(
-            &s,
-            &inst,
-            "live",
-            import::afl::FollowOptions {
-                poll: std::time::Duration::from_millis(10),
-                idle_exit: None,
-                stop: &|| done.load(Ordering::SeqCst),
-                on_batch: &mut |_, last| seen.store(last, Ordering::SeqCst),
-            },
-        )
+    let (result, _) = follow_while(&s, &inst, |wait| {
+        std::fs::write(&plot, &first).unwrap();
+        wait(*steps(&first).last().unwrap());
+        // A symbolic link to a longer copy: the same campaign, read on from where it was.
+        let copy = inst.join("copy_of_plot_data");
+        std::fs::write(&copy, &resumed).unwrap();
+        let tmp = inst.join("link.tmp");
+        std::os::unix::fs::symlink(&copy, &tmp).unwrap();
+        std::fs::rename(&tmp, &plot).unwrap();
+        wait(*steps(&resumed).last().unwrap());
+        // Truncated and regrown in place (one open, one write).
+        std::fs::write(&copy, &regrown).unwrap();
+        wait(*steps(&regrown).last().unwrap());
     });
     let r = result.unwrap();
     assert_eq!(r.archived.len(), 1, "one rewrite, one archived campaign");
@@ -541,7 +588,6 @@ fn afl_follow_takes_a_longer_copy_as_the_same_file_and_notices_a_rewrite_in_plac
 /// again is a restart at that step: the old row stays in an archived version.
 #[test]
 fn afl_follow_takes_a_committed_step_seen_again_as_a_restart() {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir.path().join("store"));
     let inst = dir.path().join("default");
@@ -551,46 +597,30 @@ fn afl_follow_takes_a_committed_step_seen_again_as_a_restart() {
         let body: String = lines.iter().map(|(t, e)| format!("{t}, {e}\n")).collect();
         format!("# relative_time, edges_found\n{body}")
     };
-    let seen = AtomicU64::new(u64::MAX);
-    let done = AtomicBool::new(false);
-    let (seen_w, done_w, plot_w, inst_w) = (&seen, &done, &plot, &inst);
-    let result = std::thread::scope(|sc| {
-        sc.spawn(move || {
-            let wait = |step: u64| {
-                let t = std::time::Instant::now();
-                while seen_w.load(Ordering::SeqCst) != step {
-                    assert!(t.elapsed().as_secs() < 30, "never logged step {step}");
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-            };
-            std::fs::write(plot_w, text(&[(1, 7)])).unwrap();
-            wait(1);
-            // A new campaign put in place, starting at the step last logged.
-            let new = inst_w.join("new");
-            std::fs::write(&new, text(&[(1, 8), (2, 8)])).unwrap();
-            std::fs::rename(&new, plot_w).unwrap();
-            wait(2);
-            // Two updates within one second: the second comes after the first was committed.
-            let mut f = std::fs::OpenOptions::new()
-                .append(true)
-                .open(plot_w)
-                .unwrap();
-            std::io::Write::write_all(&mut f, b"2, 9\n3, 9\n").unwrap();
-            drop(f);
-            wait(3);
-            done_w.store(true, Ordering::SeqCst);
-        });
-        import::afl::follow(
-            &s,
-            &inst,
-            "live",
-            import::afl::FollowOptions {
-                poll: std::time::Duration::from_millis(10),
-                idle_exit: None,
-                stop: &|| done.load(Ordering::SeqCst),
-                on_batch: &mut |_, last| seen.store(last, Ordering::SeqCst),
-            },
-        )
+    let (result, _) = follow_while(&s, &inst, |wait| {
+        std::fs::write(&plot, text(&[(1, 7)])).unwrap();
+        wait(1);
+        // A new campaign put in place, starting at the step last logged.
+        let new = inst.join("new");
+        std::fs::write(&new, text(&[(1, 8), (2, 8)])).unwrap();
+        std::fs::rename(&new, &plot).unwrap();
+        wait(2);
+        // The file briefly a directory (polled ten times over) is waited out like a
+        // deleted one.
+        let aside = inst.join("aside");
+        std::fs::rename(&plot, &aside).unwrap();
+        std::fs::create_dir(&plot).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::remove_dir(&plot).unwrap();
+        std::fs::rename(&aside, &plot).unwrap();
+        // Two updates within one second: the second comes after the first was committed.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&plot)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"2, 9\n3, 9\n").unwrap();
+        drop(f);
+        wait(3);
     });
     let r = result.unwrap();
     let edges = |reference: &str| -> Vec<(u64, Value)> {
@@ -616,13 +646,29 @@ fn afl_header_columns_must_be_keys() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir.path().join("store"));
     let file = dir.path().join("plot_data");
-    std::fs::write(&file, "# relative_time, , edges_found\n1, 2, 3\n").unwrap();
-    match import::afl::import(&s, &file, "r", &Quiet) {
-        Err(Error::BadSource { reason, .. }) => {
-            assert!(reason.contains("column 2"), "{reason}")
+    let n = std::cell::Cell::new(0);
+    let refused = |text: &str, want: &str| {
+        std::fs::write(&file, text).unwrap();
+        n.set(n.get() + 1);
+        match import::afl::import(&s, &file, &format!("r{}", n.get()), &Quiet) {
+            Err(Error::BadSource { reason, .. }) => {
+                assert!(reason.contains(want), "{reason}");
+                reason
+            }
+            other => panic!("expected BadSource, got {other:?}"),
         }
-        other => panic!("expected BadSource, got {other:?}"),
-    }
+    };
+    refused("# relative_time, , edges_found\n1, 2, 3\n", "column 2");
+    // Found by attacking issue #12: a column named twice kept only its last value, and a
+    // NUL-filled tail (what a crash can leave) was echoed raw, 4,096 bytes of it.
+    refused(
+        "# relative_time, a, a\n1, 2, 3\n",
+        "column 3 ('a') of the header repeats",
+    );
+    let zeros = format!("# relative_time, a\n1, 2\n{}5, 6\n", "\0".repeat(4096));
+    let reason = refused(&zeros, "line 3");
+    assert!(!reason.contains('\0') && reason.contains("\\0"), "escaped");
+    assert!(reason.len() < 600, "shortened: {} bytes", reason.len());
 }
 
 #[test]

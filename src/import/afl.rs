@@ -161,7 +161,9 @@ fn tail(sink: &mut RunSink, file: &Path, opts: FollowOptions<'_>) -> Result<()> 
     let mut inode = None;
     let mut last_change = Instant::now();
     loop {
-        if let Ok(meta) = std::fs::metadata(file) {
+        // Only a regular file is read: one briefly replaced by a directory, a FIFO or a
+        // device is waited out like a deleted one.
+        if let Some(meta) = std::fs::metadata(file).ok().filter(|m| m.is_file()) {
             let ino = inode_of(&meta);
             if plot.rewritten(file, &meta, inode.is_some_and(|i| i != ino))? {
                 // A new campaign: read the file again from its first line.
@@ -327,10 +329,19 @@ impl Plot {
         }
         if let Some(header) = text.strip_prefix('#') {
             let columns: Vec<String> = header.split(',').map(|c| c.trim().to_owned()).collect();
-            // The first column is the step; the others become keys, so they must be keys.
+            // The first column is the step; the others become keys, so they must be keys,
+            // each named once (a second would hide the first's values).
+            let mut named = std::collections::HashSet::new();
             for (i, c) in columns.iter().enumerate().skip(1) {
+                let shown = super::shown(c);
                 crate::limits::check_key(c)
-                    .map_err(|r| bad(format!("column {} ('{c}') of the header: {r}", i + 1)))?;
+                    .map_err(|r| bad(format!("column {} ('{shown}') of the header: {r}", i + 1)))?;
+                if !named.insert(c.as_str()) {
+                    return Err(bad(format!(
+                        "column {} ('{shown}') of the header repeats a column's name",
+                        i + 1
+                    )));
+                }
             }
             self.columns = Some(columns);
             return Ok(());
@@ -349,14 +360,21 @@ impl Plot {
         let step: u64 = cells[0].parse().map_err(|_| {
             bad(format!(
                 "{} '{}' is not a whole number of seconds",
-                columns[0], cells[0]
+                super::shown(&columns[0]),
+                super::shown(cells[0])
             ))
         })?;
         let mut row = Vec::with_capacity(cells.len() - 1);
         for (name, cell) in columns.iter().zip(&cells).skip(1) {
             row.push((
                 name.as_str(),
-                number(cell).ok_or_else(|| bad(format!("{name} '{cell}' is not a number")))?,
+                number(cell).ok_or_else(|| {
+                    bad(format!(
+                        "{} '{}' is not a number",
+                        super::shown(name),
+                        super::shown(cell)
+                    ))
+                })?,
             ));
         }
         if sink.needs_restart(step) {

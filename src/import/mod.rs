@@ -47,6 +47,36 @@ pub struct Imported {
     /// Source values that have no steplog form (images, histograms, text tensors...) and were
     /// left out.
     pub skipped: u64,
+    /// Source values steplog cannot store under their name or size (a tag that is not a
+    /// valid key, such as `loss/`, or a string past `MAX_VALUE_BYTES`), left out and counted
+    /// per key: at most [`MAX_REFUSED_KEYS`] keys are listed, `refused_values` counts all.
+    pub refused: Vec<RefusedKey>,
+    /// Every value left out for the reasons `refused` lists.
+    pub refused_values: u64,
+}
+
+/// A source key whose values were left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedKey {
+    /// The key as the source names it, with control characters escaped and at most 200
+    /// characters (a longer one ends in `...`).
+    pub key: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// How many of its values were left out.
+    pub values: u64,
+}
+
+/// Refused keys listed at most in an [`Imported`] (the count goes on past them).
+pub const MAX_REFUSED_KEYS: usize = 100;
+
+/// Source text as a message shows it: control characters escaped, at most 200 characters.
+pub(crate) fn shown(key: &str) -> String {
+    let escaped: String = key.chars().flat_map(char::escape_debug).collect();
+    match escaped.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &escaped[..cut]),
+        None => escaped,
+    }
 }
 
 /// How an imported run starts.
@@ -71,6 +101,9 @@ pub(crate) struct RunSink {
     archived: Vec<VersionId>,
     forked_from: Option<(String, u64)>,
     pub(crate) skipped: u64,
+    /// Refused keys by their source name: why, and how many values.
+    refused: std::collections::BTreeMap<String, (String, u64)>,
+    refused_values: u64,
 }
 
 impl RunSink {
@@ -104,7 +137,32 @@ impl RunSink {
             rows: 0,
             forked_from,
             skipped: 0,
+            refused: Default::default(),
+            refused_values: 0,
         })
+    }
+
+    /// Whether steplog can store `value` under `key`; if not, it is counted as refused.
+    fn storable(&mut self, key: &str, value: &Value) -> bool {
+        let why = match (crate::limits::check_key(key), value) {
+            (Err(reason), _) => reason,
+            (Ok(()), Value::Str(s)) if s.len() > crate::limits::MAX_VALUE_BYTES => format!(
+                "a string of {} bytes, past the {}-byte limit",
+                s.len(),
+                crate::limits::MAX_VALUE_BYTES
+            ),
+            _ => return true,
+        };
+        self.refused_values += 1;
+        let known = self.refused.len();
+        match self.refused.get_mut(key) {
+            Some(e) => e.1 += 1,
+            None if known < MAX_REFUSED_KEYS => {
+                self.refused.insert(key.to_owned(), (why, 1));
+            }
+            None => {}
+        }
+        false
     }
 
     fn writer(&mut self) -> Result<&mut RunWriter> {
@@ -119,14 +177,19 @@ impl RunSink {
     }
 
     /// Logs `fields` at `step`; a step equal to the last one merges into its row. A step
-    /// before the last one must be preceded by [`restart_at`](Self::restart_at).
+    /// before the last one must be preceded by [`restart_at`](Self::restart_at). Values
+    /// steplog cannot store (their key, their size) are left out and counted
+    /// ([`Imported::refused`]): one odd tag does not end an import.
     pub(crate) fn row<K: AsRef<str>>(
         &mut self,
         step: u64,
         fields: impl IntoIterator<Item = (K, Value)>,
     ) -> Result<()> {
-        let mut fields = fields.into_iter().peekable();
-        if fields.peek().is_none() {
+        let fields: Vec<(K, Value)> = fields
+            .into_iter()
+            .filter(|(k, v)| self.storable(k.as_ref(), v))
+            .collect();
+        if fields.is_empty() {
             return Ok(());
         }
         self.writer()?.log_at(step, fields)?;
@@ -199,6 +262,15 @@ impl RunSink {
             archived: self.archived,
             forked_from: self.forked_from,
             skipped: self.skipped,
+            refused: std::mem::take(&mut self.refused)
+                .into_iter()
+                .map(|(key, (reason, values))| RefusedKey {
+                    key: shown(&key),
+                    reason,
+                    values,
+                })
+                .collect(),
+            refused_values: self.refused_values,
         })
     }
 

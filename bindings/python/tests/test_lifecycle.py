@@ -80,14 +80,17 @@ def test_uncaught_exception_leaves_the_run_crashed_with_its_rows(tmp_path):
     assert (st, rows) == ("crashed", 10)
 
 
+# `exit` and `quit` are the site module's builtins (found by attacking issue #12: they left
+# the run finished after a non-zero exit).
+@pytest.mark.parametrize("fn", ["sys.exit", "exit", "quit"])
 @pytest.mark.parametrize("code, want", [(0, "finished"), (3, "crashed"), ("bad", "crashed")])
-def test_sys_exit_code_decides_finished_or_crashed(tmp_path, code, want):
+def test_sys_exit_code_decides_finished_or_crashed(tmp_path, fn, code, want):
     p = run_script(
         tmp_path,
         f"""
         run = store.init(name="r")
         run.log({{"x": 1}})
-        sys.exit({code!r})
+        {fn}({code!r})
         """,
     )
     assert p.returncode == (0 if code == 0 else (3 if code == 3 else 1)), p.stderr

@@ -87,6 +87,26 @@ fn report(out: &mut impl Write, r: &Imported) -> CliResult {
         "forked_from": r.forked_from.as_ref().map(|(run, step)| serde_json::json!({"run": run, "step": step})),
         "skipped": r.skipped,
     });
+    let mut v = v;
+    if r.refused_values > 0 {
+        v["refused_values"] = r.refused_values.into();
+        v["refused"] = r
+            .refused
+            .iter()
+            .map(|k| serde_json::json!({"key": k.key, "reason": k.reason, "values": k.values}))
+            .collect();
+        let s = |n: u64| if n == 1 { "" } else { "s" };
+        eprintln!(
+            "steplog: run '{}': {} value{} left out under {} key{} steplog cannot store (first: '{}': {})",
+            r.run,
+            r.refused_values,
+            s(r.refused_values),
+            r.refused.len(),
+            s(r.refused.len() as u64),
+            r.refused.first().map_or("", |k| k.key.as_str()),
+            r.refused.first().map_or("", |k| k.reason.as_str()),
+        );
+    }
     writeln!(out, "{v}")?;
     Ok(())
 }

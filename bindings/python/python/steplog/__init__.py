@@ -13,8 +13,10 @@ The engine is Rust (`steplog._native`); the GIL is released during I/O and compr
 
 Exit: a run left open when the interpreter exits is finished by an `atexit` hook (daemon
 threads such as tqdm's monitor keep `__del__` from running), or left `crashed` when the exit
-comes from an uncaught exception or `sys.exit` with a non-zero code, as W&B marks such runs
-failed. `os._exit` and a killed process run no hook: what was committed stays, the run is
+comes from an uncaught exception or `sys.exit` (or the builtin `exit`/`quit`) with a non-zero
+code, as W&B marks such runs failed. A bare `raise SystemExit(2)`, a `sys.exit` bound before
+`import steplog`, and an exception seen only by a `sys.excepthook` installed later that does
+not call the previous one are not seen: such a run is finished. `os._exit` and a killed process run no hook: what was committed stays, the run is
 `crashed`. A forked child (`os.fork()`, multiprocessing's fork start method) cannot write to a
 run its parent opened: its calls raise `WriterClosedError` and its exit leaves the parent's
 run alone.
@@ -23,6 +25,7 @@ run alone.
 from __future__ import annotations
 
 import atexit
+import builtins
 import json
 import os
 import re
@@ -93,9 +96,28 @@ def _install_exit_hooks() -> None:
         previous_exit(code)
 
     sys.exit = exit
+    # The site module's `exit()` and `quit()` raise SystemExit without sys.exit.
+    for name in ("exit", "quit"):
+        if hasattr(builtins, name):
+            setattr(builtins, name, _Quitter(getattr(builtins, name)))
     atexit.register(_at_exit)
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class _Quitter:
+    """The site module's `exit`/`quit`, noting a non-zero code first (same repr)."""
+
+    def __init__(self, previous: Any) -> None:
+        self._previous = previous
+
+    def __repr__(self) -> str:
+        return repr(self._previous)
+
+    def __call__(self, code: Any = None) -> None:
+        if code not in (None, 0):
+            _exit_failed[0] = True
+        self._previous(code)
 
 
 def _at_exit() -> None:
