@@ -70,10 +70,14 @@ pub struct VersionInfo {
     pub run: String,
     /// Its status.
     pub status: Status,
-    /// Whether it started a run, continued one after a rewind, or was forked.
+    /// Whether it started a run, continued one after a rewind, was forked, or started a
+    /// run again from nothing (a restart).
     pub origin: Origin,
     /// The version it continues and the last step taken from it.
     pub parent: Option<(VersionId, u64)>,
+    /// For a restart ([`Origin::Restart`]): the archived version it started again from, of
+    /// which it keeps no row.
+    pub restart_of: Option<VersionId>,
     /// Its config (a JSON object).
     pub config: serde_json::Value,
     /// Creation time, seconds since the Unix epoch.
@@ -380,6 +384,7 @@ impl Store {
                 status: self.status_of(&state, m),
                 origin: m.origin,
                 parent: m.parent,
+                restart_of: m.restart_of,
                 config: serde_json::Value::Object(m.config.clone()),
                 created: m.created,
             })
@@ -600,8 +605,10 @@ impl Store {
         let mut infos = self.versions()?;
         infos.sort_by_key(|i| i.id);
         let index = |id: VersionId| infos.binary_search_by_key(&id, |i| i.id).ok();
+        // A version's place in the tree: under its parent, or under what it restarted.
+        let above = |i: &VersionInfo| i.parent.map(|p| p.0).or(i.restart_of);
         let mut root = v;
-        while let Some((p, _)) = index(root).and_then(|i| infos[i].parent) {
+        while let Some(p) = index(root).and_then(|i| above(&infos[i])) {
             if p >= root {
                 break; // parents are older (State::validate); never loop
             }
@@ -615,9 +622,9 @@ impl Store {
             children: Vec::new(),
         };
         for info in infos.into_iter().filter(|i| i.id >= root) {
-            let parent = match info.parent {
+            let parent = match above(&info) {
                 _ if info.id == root => None,
-                Some((p, _)) => match pos.get(&p) {
+                Some(p) => match pos.get(&p) {
                     Some(&p) => Some(p),
                     None => continue,
                 },

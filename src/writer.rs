@@ -50,6 +50,7 @@ impl std::str::FromStr for Resume {
 enum Start {
     Resume(Resume),
     Rewind(u64),
+    Restart,
     Fork(String, Option<u64>),
 }
 
@@ -94,6 +95,15 @@ impl StartRun {
     /// holds the rows up to `step` and takes new rows after it.
     pub fn resume_from(mut self, step: u64) -> Self {
         self.start = Start::Rewind(step);
+        self
+    }
+
+    /// Starts the run again from nothing: its head is archived (readable under its id, as
+    /// after a rewind) and the new head holds no row and takes new rows from step 0. For a
+    /// source that starts over at step 0, which a rewind (keeping at least its step) cannot
+    /// express; `lineage` shows the new head as a restart of the archived one.
+    pub fn restart(mut self) -> Self {
+        self.start = Start::Restart;
         self
     }
 
@@ -176,7 +186,8 @@ impl StartRun {
                 (None, _) => create(&store, &name, config)?,
                 (Some(head), _) => resume(&store, &name, head, config)?,
             },
-            Start::Rewind(step) => rewind(&store, &name, step, config, finished)?,
+            Start::Rewind(step) => rewind(&store, &name, Some(step), config, finished)?,
+            Start::Restart => rewind(&store, &name, None, config, finished)?,
             Start::Fork(source, step) => {
                 let r: Reference = source.parse()?;
                 let step = match (step, r.step) {
@@ -332,10 +343,12 @@ fn check_step(store: &Store, state: &State, v: VersionId, step: u64) -> Result<(
     }
 }
 
+/// Archives the head of `name` and makes a new head holding its rows up to `step`, or none
+/// (`None`: a restart).
 fn rewind(
     store: &Store,
     name: &str,
-    step: u64,
+    step: Option<u64>,
     config: Option<Config>,
     finished: bool,
 ) -> Result<Begun> {
@@ -345,7 +358,9 @@ fn rewind(
             .runs
             .get(name)
             .ok_or_else(|| Error::RunNotFound { run: name.into() })?;
-        check_step(store, &state, head, step)?;
+        if let Some(step) = step {
+            check_step(store, &state, head, step)?;
+        }
         (head, state.versions[&head].clone())
     };
     seal_leftovers(store, &meta)?;
@@ -373,7 +388,7 @@ fn rewind(
     Ok(Begun {
         version,
         archived: Some(head),
-        min_next: [step.saturating_add(1); 3],
+        min_next: [step.map_or(0, |s| s.saturating_add(1)); 3],
     })
 }
 

@@ -158,3 +158,43 @@ fn rewind_and_fork_are_atomic_at_every_sync_point() {
     assert_eq!(steps(&last, "r"), before[..=30]);
     assert_eq!(steps(&last, "f"), before[..=20]);
 }
+
+/// A restart (issue #12: the head archived whole, a new head with no row) is one manifest
+/// edit too: at every sync point the run has its rows or none, never a part.
+#[test]
+fn a_restart_is_atomic_at_every_sync_point() {
+    let fs = SimFs::new();
+    let store = open(&fs);
+    let mut run = store.run("r").start().unwrap();
+    for i in 0..40u64 {
+        run.log_at(i, [("x", i as f64 * 0.5)]).unwrap();
+    }
+    run.finish().unwrap();
+    let before: Vec<(u64, f64)> = (0..40).map(|i| (i, i as f64 * 0.5)).collect();
+    fs.record_sync_points();
+    store.run("r").restart().start().unwrap().finish().unwrap();
+    let points = fs.sync_points();
+    assert!(!points.is_empty());
+    for (j, point) in points.iter().enumerate() {
+        for (m, mode) in MODES.iter().enumerate() {
+            let store = open(&point.crash(mode(j as u64 * 3 + m as u64)));
+            let r = steps(&store, "r");
+            assert!(
+                r == before || r.is_empty(),
+                "sync point {j}: r has {} rows",
+                r.len()
+            );
+            let versions = store.versions().unwrap();
+            if r.is_empty() {
+                // The old head is archived whole, never lost.
+                let old = versions
+                    .iter()
+                    .find(|v| v.status == steplog::Status::Archived);
+                assert_eq!(steps(&store, &old.unwrap().id.to_string()), before);
+            }
+            assert!(store.verify().unwrap().is_ok());
+        }
+    }
+    let last = open(&points[points.len() - 1].crash(CrashMode::PowerLoss));
+    assert!(steps(&last, "r").is_empty());
+}

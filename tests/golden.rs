@@ -39,6 +39,11 @@ fn describe(store: &Store) -> Json {
             "parent": v.parent.map(|(p, s)| json!([p.to_string(), s])),
             "config": v.config,
         });
+        // Only restarts (manifest format 2) have it: older goldens' descriptions stay as
+        // they were written.
+        if let Some(r) = v.restart_of {
+            d["restart_of"] = json!(r.to_string());
+        }
         if v.status != steplog::Status::Purged {
             let id = v.id.to_string();
             for stream in [Stream::History, Stream::System, Stream::Console] {
@@ -91,7 +96,8 @@ fn describe(store: &Store) -> Json {
 
 /// Writes a golden store: every kind of value and column encoding, three streams, sparse
 /// keys, several segments and blocks per version, a rewind, a fork of an archived version, a
-/// purge, and a crashed run whose head segment is unsealed.
+/// purge, a restart (since manifest format 2), and a crashed run whose head segment is
+/// unsealed.
 #[test]
 #[ignore = "writes a golden fixture; run by hand when a format changes (see the module doc)"]
 fn make_golden() {
@@ -187,6 +193,17 @@ fn make_golden() {
     w.finish().unwrap();
     let purged = store.rewind("gone", 100, None).unwrap();
     store.purge(purged.archived).unwrap();
+    // Manifest format 2: a restart (the new head keeps no row of the archived version).
+    let mut w = store.run("again").start().unwrap();
+    for step in 0..40u64 {
+        w.log_at(step, [("a", step as f64)]).unwrap();
+    }
+    w.finish().unwrap();
+    let mut w = store.run("again").restart().start().unwrap();
+    for step in 0..15u64 {
+        w.log_at(step, [("a", -(step as f64))]).unwrap();
+    }
+    w.finish().unwrap();
     let mut w = store.run("crashed").start().unwrap();
     for step in 0..300u64 {
         w.log_at(step, [("z", step as f64 * 2.0)]).unwrap();

@@ -235,6 +235,44 @@ fn tags_steplog_cannot_store_are_left_out_and_counted_not_fatal() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("30 values left out"));
 }
 
+/// Issue #12 (and its second attack): a source that starts over at step 0 was refused
+/// ("a steplog rewind keeps at least step 0") with the run left crashed. It is now a restart:
+/// the earlier attempt archived whole, the head holding only the new one.
+#[test]
+fn a_source_that_starts_over_at_step_zero_restarts_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let got = import::tensorboard::import(&s, &fixture("tensorboard/tbx_twice"), "twice", &Quiet)
+        .unwrap();
+    assert_eq!(got.archived.len(), 1);
+    assert_eq!(
+        series(&rows(&s, "twice"), "loss"),
+        (0..5).map(|x| (x, 100.0 + x as f64)).collect::<Vec<_>>()
+    );
+    let old = got.archived[0].to_string();
+    assert_eq!(
+        series(&rows(&s, &old), "loss"),
+        (0..10).map(|x| (x, x as f64)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        s.version("twice").unwrap().restart_of,
+        Some(got.archived[0])
+    );
+    assert_eq!(s.runs().unwrap()[0].status, Status::Finished);
+    // AFL: a campaign started afresh at time 0 in the same file.
+    let file = dir.path().join("plot_data");
+    std::fs::write(
+        &file,
+        "# relative_time, edges\n0, 1\n5, 2\n9, 3\n0, 7\n4, 8\n",
+    )
+    .unwrap();
+    let got = import::afl::import(&s, &file, "afl", &Quiet).unwrap();
+    assert_eq!(got.archived.len(), 1);
+    let steps: Vec<u64> = rows(&s, "afl").iter().map(|r| r.step).collect();
+    assert_eq!(steps, [0, 4]);
+    assert_eq!(rows(&s, &got.archived[0].to_string()).len(), 3);
+}
+
 #[test]
 fn wandb_media_written_leaf_by_leaf_are_skipped_whole_and_counted() {
     // wandb 0.31 writes an image as items img/_type, img/path, img/sha256, ...: none of them

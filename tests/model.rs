@@ -36,6 +36,10 @@ enum Op {
         run: usize,
         frac: f64,
     },
+    /// Start the run again from nothing (its head archived whole).
+    Restart {
+        run: usize,
+    },
     Fork {
         version: usize,
         frac: f64,
@@ -57,6 +61,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..3usize).prop_map(|run| Op::Commit { run }),
         2 => (0..3usize).prop_map(|run| Op::Finish { run }),
         2 => (0..3usize, 0.0..1.0f64).prop_map(|(run, frac)| Op::Rewind { run, frac }),
+        1 => (0..3usize).prop_map(|run| Op::Restart { run }),
         1 => (0..20usize, 0.0..1.0f64).prop_map(|(version, frac)| Op::Fork { version, frac }),
         1 => (0..20usize).prop_map(|version| Op::Purge { version }),
         1 => Just(Op::Reopen),
@@ -270,6 +275,27 @@ impl World {
                 (new.archived, new.finished) = (false, true);
                 self.model.versions.insert(r.head, new);
                 self.model.runs.insert(name.to_string(), r.head);
+            }
+            Op::Restart { run } => {
+                let name = NAMES[*run];
+                let Some(&head) = self.model.runs.get(name) else {
+                    return;
+                };
+                if self.writers.contains_key(name) {
+                    self.settle(name, true);
+                }
+                let w = self.store.run(name).restart().start().unwrap();
+                assert_eq!(w.archived(), Some(head));
+                let id = w.version();
+                w.finish().unwrap();
+                let old = self.model.versions.get_mut(&head).unwrap();
+                old.archived = true;
+                let mut new = old.clone();
+                new.rows = [Vec::new(), Vec::new()];
+                new.committed = [0, 0];
+                (new.archived, new.finished) = (false, true);
+                self.model.versions.insert(id, new);
+                self.model.runs.insert(name.to_string(), id);
             }
             Op::Fork { version, frac } => {
                 let candidates: Vec<VersionId> = self

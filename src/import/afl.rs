@@ -378,7 +378,7 @@ impl Plot {
             ));
         }
         if sink.needs_restart(step) {
-            sink.restart_at(step, (file, at))?;
+            sink.restart_at(step)?;
         }
         sink.row(step, row)
     }

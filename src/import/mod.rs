@@ -210,29 +210,27 @@ impl RunSink {
     }
 
     /// The source restarted at `step`: its rows at `step` and after are orphaned. When there
-    /// are such rows, the run is rewound to `step - 1`, which archives them as a version.
-    /// `at` names the source position for the error a restart at step 0 gives (steplog keeps
-    /// at least the rewind step, so it cannot rewind to before step 0).
-    pub(crate) fn restart_at(&mut self, step: u64, at: (&Path, u64)) -> Result<()> {
+    /// are such rows, the run is rewound to `step - 1`, which archives them as a version; a
+    /// source that starts over at step 0 restarts the run (`StartRun::restart`: the new head
+    /// keeps no row).
+    pub(crate) fn restart_at(&mut self, step: u64) -> Result<()> {
         match self.last {
             Some(last) if last >= step => {}
             _ => return Ok(()),
         }
-        let Some(keep) = step.checked_sub(1) else {
-            return Err(Error::bad_source(
-                at.0,
-                at.1,
-                "the source restarts at step 0 after rows were logged, and a steplog rewind \
-                 keeps at least step 0; import each attempt as a run of its own",
-            ));
-        };
         if let Some(w) = self.writer.take() {
             w.finish()?;
         }
-        let w = self.store.run(&self.run).resume_from(keep).start()?;
+        let start = self.store.run(&self.run);
+        let keep = step.checked_sub(1);
+        let w = match keep {
+            Some(keep) => start.resume_from(keep),
+            None => start.restart(),
+        }
+        .start()?;
         self.archived.extend(w.archived());
         self.writer = Some(w);
-        self.last = Some(keep);
+        self.last = keep;
         self.last_committed = true;
         Ok(())
     }

@@ -32,8 +32,9 @@
 //!
 //! The run is rewound to keep the steps before both N and every step of the attempt that
 //! follows (a tag on a slower clock can restart below N). A value logged twice for a tag at
-//! one step keeps the later one. A rewind to before step 0 is impossible (a rewind keeps its
-//! step): the import stops there with an error naming the event.
+//! one step keeps the later one. A restart at step 0 (a script run twice into one log
+//! directory) restarts the run: the new head keeps no row (`StartRun::restart`), and the
+//! earlier attempt is archived whole.
 //!
 //! A directory is one run: its `*tfevents*` files, in name order (their names start with
 //! the creation time, which is TensorBoard's order too), read as one stream of events, as
@@ -393,8 +394,8 @@ fn write(
             flush(sink, &mut rows, u64::MAX)?;
             attempt += 1;
             let a = &plan.attempts[attempt];
-            if let (Some(keep_below), Some((_, path, offset))) = (a.keep_below(), &a.cause) {
-                sink.restart_at(keep_below, (path.as_path(), *offset))?;
+            if let (Some(keep_below), Some(_)) = (a.keep_below(), &a.cause) {
+                sink.restart_at(keep_below)?;
             }
         }
         let a = &plan.attempts[attempt];

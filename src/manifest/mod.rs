@@ -27,6 +27,9 @@ pub enum Origin {
     Rewind,
     /// The first version of a run forked from another version.
     Fork,
+    /// The head of a run started again from nothing (a source that restarts at step 0):
+    /// no parent gives it rows; `restart_of` names the archived version.
+    Restart,
 }
 
 /// What the manifest knows of a sealed segment.
@@ -52,6 +55,10 @@ pub(crate) struct VersionMeta {
     pub origin: Origin,
     /// The version this one continues, and the last step taken from it.
     pub parent: Option<(VersionId, u64)>,
+    /// For a restart: the archived version it started again from (lineage only: it takes
+    /// no row from it). Written only when set, so older stores read as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_of: Option<VersionId>,
     pub config: Config,
     /// Seconds since the Unix epoch at creation.
     pub created: u64,
@@ -114,7 +121,8 @@ pub(crate) enum Edit {
         run: String,
         archived: VersionId,
         version: VersionId,
-        step: u64,
+        /// The last step the new head keeps; `None` (null): none, a restart.
+        step: Option<u64>,
         config: Config,
         time: u64,
         /// The new head is finished at once (a rewind done outside a writer).
@@ -195,7 +203,7 @@ impl State {
         if meta.id.0 < self.next_version || self.versions.contains_key(&meta.id) {
             return Err(format!("version {} allocated twice", meta.id));
         }
-        if let Some((p, _)) = meta.parent {
+        if let Some(p) = meta.parent.map(|p| p.0).or(meta.restart_of) {
             if p >= meta.id || !self.versions.contains_key(&p) {
                 return Err(format!("version {} has an invalid parent {p}", meta.id));
             }
@@ -213,6 +221,7 @@ impl State {
             run: run.to_owned(),
             origin,
             parent,
+            restart_of: None,
             config: config.clone(),
             created: time,
             finished,
@@ -248,16 +257,15 @@ impl State {
                 }
                 self.readable(*archived, "rewound version")?;
                 self.version_mut(*archived)?.archived = true;
-                let parent = Some((*archived, *step));
-                let meta = new(
-                    *version,
-                    run,
-                    Origin::Rewind,
-                    parent,
-                    config,
-                    *time,
-                    *finished,
-                );
+                // A step of null keeps no row: a restart.
+                let (origin, parent) = match step {
+                    Some(step) => (Origin::Rewind, Some((*archived, *step))),
+                    None => (Origin::Restart, None),
+                };
+                let mut meta = new(*version, run, origin, parent, config, *time, *finished);
+                if step.is_none() {
+                    meta.restart_of = Some(*archived);
+                }
                 self.add_version(meta)
             }
             Edit::Fork {
@@ -380,12 +388,17 @@ impl State {
                     self.next_version
                 ));
             }
-            if let Some((p, _)) = m.parent {
+            if let Some(p) = m.parent.map(|p| p.0).or(m.restart_of) {
                 if p >= *id || !self.versions.contains_key(&p) {
                     return Err(format!(
                         "version {id} has parent {p}, which does not exist or is not older"
                     ));
                 }
+            }
+            if (m.origin == Origin::Restart) != (m.restart_of.is_some() && m.parent.is_none()) {
+                return Err(format!(
+                    "version {id}: a restart has `restart_of` and no parent, and only a restart"
+                ));
             }
             if !self.runs.contains_key(&m.run) {
                 return Err(format!(
@@ -507,7 +520,7 @@ mod tests {
             run: "r".into(),
             archived: VersionId(archived),
             version: VersionId(version),
-            step: 0,
+            step: Some(0),
             config: Config::new(),
             time: 0,
             finished: true,

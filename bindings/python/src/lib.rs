@@ -261,7 +261,8 @@ impl Store {
         Ok(out.unbind())
     }
 
-    /// Every version: [{id, run, status, parent: (id, step) or None, config (JSON text)}].
+    /// Every version: [{id, run, status, parent: (id, step) or None, restart_of: id or None
+    /// (a restart: started again from nothing after that version), config (JSON text)}].
     fn versions(&self, py: Python<'_>) -> PyResult<Py<PyList>> {
         let vs = py.detach(|| self.inner.versions()).map_err(err)?;
         let out = PyList::empty(py);
@@ -349,6 +350,7 @@ fn version_dict<'py>(py: Python<'py>, v: &steplog::VersionInfo) -> PyResult<Boun
     d.set_item("run", &v.run)?;
     d.set_item("status", v.status.name())?;
     d.set_item("parent", v.parent.map(|(p, s)| (p.to_string(), s)))?;
+    d.set_item("restart_of", v.restart_of.map(|r| r.to_string()))?;
     d.set_item("config", v.config.to_string())?;
     Ok(d)
 }

@@ -312,7 +312,8 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
                     serde_json::json!({
                         "version": v.id.to_string(), "run": v.run, "status": v.status.name(),
                         "origin": v.origin, "parent": parent.as_ref().map(|p| &p.0),
-                        "parent_step": parent.as_ref().map(|p| p.1), "rows": count,
+                        "parent_step": parent.as_ref().map(|p| p.1),
+                        "restart_of": v.restart_of.map(|r| r.to_string()), "rows": count,
                         "last_step": last, "created": v.created, "config": v.config,
                     })
                 )?,
@@ -321,7 +322,11 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
                     v.run.clone(),
                     v.status.to_string(),
                     format!("{:?}", v.origin).to_lowercase(),
-                    parent.map_or("-".into(), |(p, s)| format!("{p}@{s}")),
+                    match (parent, v.restart_of) {
+                        (Some((p, s)), _) => format!("{p}@{s}"),
+                        (None, Some(r)) => format!("{r} (restart)"),
+                        (None, None) => "-".into(),
+                    },
                     count.map_or("-".into(), |c| c.to_string()),
                     last.map_or("-".into(), |l| l.to_string()),
                 ]),
@@ -450,11 +455,7 @@ pub fn draw_lineage(
     type Counts =
         std::collections::HashMap<steplog::VersionId, steplog::Result<(u64, Option<u64>)>>;
     fn label(counts: &mut Counts, v: &steplog::VersionInfo, run: &str) -> CliResult<String> {
-        let how = match (v.origin, v.parent) {
-            (steplog::Origin::Rewind, Some((p, s))) => format!("rewound from {p} at step {s}"),
-            (steplog::Origin::Fork, Some((p, s))) => format!("forked from {p} at step {s}"),
-            _ => "new run".to_string(),
-        };
+        let how = output::how_made(v).unwrap_or_else(|| "new run".to_string());
         let rows = if v.status == Status::Purged {
             String::new()
         } else {

@@ -74,11 +74,7 @@ struct Drawn {
 
 impl Drawn {
     fn label(&self) -> String {
-        let how = match (self.info.origin, self.info.parent) {
-            (Origin::Rewind, Some((p, s))) => format!(", rewound from {p} at step {s}"),
-            (Origin::Fork, Some((p, s))) => format!(", forked from {p} at step {s}"),
-            _ => String::new(),
-        };
+        let how = crate::output::how_made(&self.info).map_or(String::new(), |h| format!(", {h}"));
         format!(
             "{} {} [{}]{how}",
             self.info.id, self.info.run, self.info.status

@@ -464,15 +464,16 @@ class Store:
         return self._s.runs()
 
     def versions(self) -> List[dict]:
-        """[{id, run, status, parent, config}]; archived versions included."""
+        """[{id, run, status, parent, restart_of, config}]; archived versions included."""
         out = self._s.versions()
         for v in out:
             v["config"] = json.loads(v["config"])
         return out
 
     def lineage(self, ref: str) -> List[dict]:
-        """The lineage tree of `ref`, flat (any depth): [{id, run, status, parent, config,
-        children}], the root first and every version after its parent; `children` are ids."""
+        """The lineage tree of `ref`, flat (any depth): [{id, run, status, parent, restart_of,
+        config, children}], the root first and every version after its parent (or the
+        version it restarted); `children` are ids."""
         out = self._s.lineage(ref)
         for v in out:
             v["config"] = json.loads(v["config"])
