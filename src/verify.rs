@@ -255,7 +255,8 @@ impl Store {
                 if let Some(reason) = meta.and_then(|m| crate::read::sealed_mismatch(&s, m)) {
                     report.problem(path.clone(), &Error::corrupt(&path, 0, reason));
                 }
-                if let Err(err) = s.agg() {
+                // Every aggregate of the footer, the blocks' too.
+                if let Err(err) = s.block_agg(0) {
                     report.problem(path.clone(), &err);
                 }
                 for e in &s.index {

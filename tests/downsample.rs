@@ -186,3 +186,26 @@ fn m4_from_aggregates_equals_m4_over_every_point() {
     assert!(s.downsample("r", "loss", 30_000.., 10).unwrap().is_none());
     drop(w);
 }
+
+/// Issue #12, item 5: the buckets a caller can ask for are bounded (a chart's pixel columns):
+/// `limits::MAX_BUCKETS` is answered, one more is a clear error, never an allocation of
+/// whatever was asked.
+#[test]
+fn buckets_are_bounded_at_max_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let mut w = s.run("r").start().unwrap();
+    for step in 0..10u64 {
+        w.log_at(step, [("x", step as f64)]).unwrap();
+    }
+    w.finish().unwrap();
+    let max = steplog::limits::MAX_BUCKETS;
+    let d = s.downsample("r", "x", .., max).unwrap().unwrap();
+    assert_eq!(d.buckets.len(), max);
+    for n in [max + 1, usize::MAX] {
+        match s.downsample("r", "x", .., n) {
+            Err(steplog::Error::InvalidInput(m)) => assert!(m.contains("at most"), "{m}"),
+            other => panic!("{n} buckets: {other:?}"),
+        }
+    }
+}

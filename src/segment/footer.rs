@@ -149,7 +149,9 @@ fn same(a: &Option<(u64, Value)>, b: &Option<(u64, Value)>) -> bool {
     }
 }
 
-fn get_agg(r: &mut Reader<'_>) -> DecodeResult<Agg> {
+/// Decodes an aggregate; with `keep` false its keys are checked but not kept (the result has
+/// rows and steps only): how a reader passes over aggregates it does not need.
+fn get_agg(r: &mut Reader<'_>, keep: bool) -> DecodeResult<Agg> {
     let mut agg = Agg {
         rows: r.varint()?,
         ..Agg::default()
@@ -164,7 +166,7 @@ fn get_agg(r: &mut Reader<'_>) -> DecodeResult<Agg> {
     }
     let nkeys = r.count(8)?;
     for _ in 0..nkeys {
-        let key = r.str()?.to_owned();
+        let key = r.str()?;
         let (count, numeric_count, nan_count, sum) =
             (r.varint()?, r.varint()?, r.varint()?, r.f64()?);
         let shape = r.u8()?;
@@ -208,7 +210,7 @@ fn get_agg(r: &mut Reader<'_>) -> DecodeResult<Agg> {
         if s.nan_count > s.numeric_count || s.numeric_count > s.count {
             return r.err(format!("inconsistent counts for key '{key}'"));
         }
-        if agg.keys.insert(key.clone(), s).is_some() {
+        if keep && agg.keys.insert(key.to_owned(), s).is_some() {
             return r.err(format!("key '{key}' repeated in the aggregate"));
         }
     }
@@ -314,14 +316,25 @@ pub(crate) fn decode_aggs(
     at: usize,
     index: &[IndexEntry],
 ) -> DecodeResult<(Vec<Agg>, Agg)> {
+    decode_aggs_keeping(payload, at, index, true)
+}
+
+/// [`decode_aggs`], with the blocks' aggregates passed over (checked, not kept) unless
+/// `keep_blocks`: the segment's aggregate alone, for a summary.
+pub(crate) fn decode_aggs_keeping(
+    payload: &[u8],
+    at: usize,
+    index: &[IndexEntry],
+    keep_blocks: bool,
+) -> DecodeResult<(Vec<Agg>, Agg)> {
     let shift = |mut e: crate::codec::DecodeError| {
         e.offset += at;
         e
     };
     let mut r = Reader::new(payload.get(at..).unwrap_or_default());
-    let mut blocks = Vec::with_capacity(index.len());
+    let mut blocks = Vec::with_capacity(if keep_blocks { index.len() } else { 0 });
     for e in index {
-        let b = get_agg(&mut r).map_err(shift)?;
+        let b = get_agg(&mut r, keep_blocks).map_err(shift)?;
         if b.rows != u64::from(e.nrows)
             || b.first_step != Some(e.first_step)
             || b.last_step != Some(e.last_step)
@@ -330,9 +343,11 @@ pub(crate) fn decode_aggs(
                 .err("a block's aggregate does not match its index entry")
                 .map_err(shift);
         }
-        blocks.push(b);
+        if keep_blocks {
+            blocks.push(b);
+        }
     }
-    let agg = get_agg(&mut r).map_err(shift)?;
+    let agg = get_agg(&mut r, true).map_err(shift)?;
     let (rows, first, last) = index_stats(index);
     if (agg.rows, agg.first_step, agg.last_step) != (rows, first, last) {
         return r

@@ -60,8 +60,10 @@ pub(crate) struct Sealed {
     footer_at: u64,
     /// Where the aggregates start in the decompressed footer.
     aggs_at: usize,
-    /// The aggregate of each block, in index order, and of the segment, once decoded.
-    aggs: OnceLock<(Vec<Agg>, Agg)>,
+    /// The segment's aggregate, once decoded (a summary needs only it).
+    agg: OnceLock<Agg>,
+    /// The aggregate of each block, in index order, once decoded (charts and cut summaries).
+    block_aggs: OnceLock<Vec<Agg>>,
 }
 
 impl Sealed {
@@ -153,7 +155,8 @@ impl Sealed {
             index,
             footer_at,
             aggs_at,
-            aggs: OnceLock::new(),
+            agg: OnceLock::new(),
+            block_aggs: OnceLock::new(),
         })
     }
 
@@ -162,22 +165,28 @@ impl Sealed {
         footer::index_stats(&self.index)
     }
 
-    /// The aggregate of the whole segment.
+    /// The aggregate of the whole segment (the blocks' are passed over, not kept).
     pub fn agg(&self) -> Result<&Agg> {
-        Ok(&self.aggs()?.1)
+        if let Some(a) = self.agg.get() {
+            return Ok(a);
+        }
+        let (_, agg) = self.decode_aggs(false)?;
+        Ok(self.agg.get_or_init(|| agg))
     }
 
     /// The aggregate of the `i`-th block.
     pub fn block_agg(&self, i: usize) -> Result<Option<&Agg>> {
-        Ok(self.aggs()?.0.get(i))
+        if let Some(b) = self.block_aggs.get() {
+            return Ok(b.get(i));
+        }
+        let (blocks, agg) = self.decode_aggs(true)?;
+        let _ = self.agg.set(agg);
+        Ok(self.block_aggs.get_or_init(|| blocks).get(i))
     }
 
-    /// The footer's aggregates, decoded on first use (from the mapped file, its crc checked
-    /// again: the bytes are the ones the index came from).
-    fn aggs(&self) -> Result<&(Vec<Agg>, Agg)> {
-        if let Some(a) = self.aggs.get() {
-            return Ok(a);
-        }
+    /// The footer's aggregates (the blocks' only if `blocks`), decoded from the mapped file,
+    /// its crc checked again: the bytes are the ones the index came from.
+    fn decode_aggs(&self, blocks: bool) -> Result<(Vec<Agg>, Agg)> {
         let at = self.footer_at as usize;
         let f = &self.bytes[at..self.bytes.len() - TRAILER_LEN];
         let payload = &f[FOOTER_HEADER_LEN..];
@@ -199,9 +208,8 @@ impl Sealed {
             )
         };
         let raw = footer::decompress(payload).map_err(corrupt)?;
-        let decoded = footer::decode_aggs(&raw, self.aggs_at, &self.index)
-            .map_err(|e| corrupt(footer::in_raw(e)))?;
-        Ok(self.aggs.get_or_init(|| decoded))
+        footer::decode_aggs_keeping(&raw, self.aggs_at, &self.index, blocks)
+            .map_err(|e| corrupt(footer::in_raw(e)))
     }
 
     /// The size of the file in bytes.

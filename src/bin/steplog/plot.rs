@@ -22,7 +22,7 @@ use crate::progress::Bar;
 pub struct PlotArgs {
     /// A run (its head), a version id (v12), or RUN?_step=S.
     pub reference: String,
-    /// The metrics to plot, one panel each (at least one).
+    /// The metrics to plot, one panel each (at least one, at most 60).
     #[command(flatten)]
     pub keys: crate::commands::KeySelection,
     /// First step of the x axis.
@@ -46,6 +46,10 @@ pub struct PlotArgs {
 /// The widest chart: in a terminal, in columns; in a file, in pixels.
 const MAX_TERMINAL_WIDTH: usize = 1000;
 const MAX_FILE_WIDTH: usize = 16384;
+
+/// The most metrics on one chart, a panel each: 60 panels of `PANEL_H` pixels keep a chart
+/// within `MAX_FILE_WIDTH` pixels in height too (3,000 keys made a 62 MB PNG in 6 GB).
+const MAX_PANELS: usize = 60;
 
 /// The most versions overlaid on one chart: the plotted one and those nearest it (more lines
 /// could not be told apart; their colours would repeat).
@@ -139,6 +143,13 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
             "name the metrics to plot: --keys a,b (or --key K for one with a comma)".into(),
         )
     })?;
+    if keys.len() > MAX_PANELS {
+        return Err(CliError::Usage(format!(
+            "{} metrics asked for: a chart has at most {MAX_PANELS} panels (one per metric); \
+             plot them in several charts",
+            keys.len()
+        )));
+    }
     let (focus, cut) = store.resolve(&args.reference)?;
     let (mut infos, left_out) = if args.no_lineage {
         (vec![store.version(&focus.to_string())?], 0)
