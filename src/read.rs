@@ -675,11 +675,29 @@ impl Store {
                 return Ok(col.values.get(j));
             }
         }
+        // The footer that made the claim: that of the sealed segment whose steps cover it.
+        let (file, offset) = state
+            .chain(v)
+            .into_iter()
+            .filter(|(_, limit)| limit.is_none_or(|l| step <= l))
+            .filter_map(|(piece, _)| state.versions.get(&piece))
+            .flat_map(|m| m.segments_of(Stream::History))
+            .find(|seg| {
+                seg.sealed.is_some_and(|x| {
+                    x.first_step.is_some_and(|f| f <= step)
+                        && x.last_step.is_some_and(|l| step <= l)
+                })
+            })
+            .map_or((self.segment_dir(), 0), |seg| {
+                let footer = self.open_sealed(seg).map_or(0, |x| x.footer_offset());
+                (self.segment_path(seg.id), footer)
+            });
         Err(Error::corrupt(
-            self.segment_dir(),
-            0,
+            file,
+            offset,
             format!(
-                "an aggregate of {v} names step {step} for key '{key}', which holds no value there"
+                "the footer's aggregate of {v} names step {step} for key '{key}', which holds no \
+                 value there"
             ),
         ))
     }

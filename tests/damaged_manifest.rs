@@ -319,6 +319,70 @@ fn a_checksum_valid_but_inconsistent_manifest_is_corruption_naming_the_offset() 
             "an id past the counter",
             snapshot(json!({"r": 7}), vec![version(7, "r", None, false)], 3),
         ),
+        // Restarts (manifest format 2), and rules the second attack of issue #12 found
+        // unchecked.
+        (
+            "a rewind that also names restart_of",
+            snapshot(
+                json!({"r": 2}),
+                vec![version(1, "r", None, true), {
+                    let mut v = version(2, "r", Some((1, 0)), false);
+                    v["restart_of"] = json!(1);
+                    v
+                }],
+                3,
+            ),
+        ),
+        (
+            "a restart of another run's live head",
+            snapshot(
+                json!({"r": 2, "o": 1}),
+                vec![version(1, "o", None, false), {
+                    let mut v = version(2, "r", None, false);
+                    v["origin"] = json!("restart");
+                    v["restart_of"] = json!(1);
+                    v
+                }],
+                3,
+            ),
+        ),
+        (
+            "a restart without restart_of",
+            snapshot(
+                json!({"r": 1}),
+                vec![{
+                    let mut v = version(1, "r", None, false);
+                    v["origin"] = json!("restart");
+                    v
+                }],
+                2,
+            ),
+        ),
+        ("a version holding a step not after its parent's cutoff", {
+            let mut v = version(2, "r", Some((1, 5)), false);
+            v["segments"] = json!([{"id": 1, "stream": "history", "sealed":
+                    {"rows": 1, "first_step": 5, "last_step": 5, "bytes": 100}}]);
+            let versions = json!([version(1, "r", None, true), v]);
+            manifest_bytes(
+                1,
+                &[json!({"op": "snapshot", "state": {
+                    "runs": {"r": 2}, "next_version": 3, "next_segment": 2,
+                    "versions": versions
+                }})],
+            )
+        }),
+        (
+            "a rewind edit without its step (not a restart)",
+            manifest_bytes(
+                1,
+                &[
+                    json!({"op": "snapshot", "state": {"runs": {"r": 1}, "versions":
+                        [version(1, "r", None, false)], "next_version": 2, "next_segment": 1}}),
+                    json!({"op": "rewind", "run": "r", "archived": 1, "version": 2,
+                        "config": {}, "time": 0}),
+                ],
+            ),
+        ),
         (
             "a fork edit from a missing version",
             manifest_bytes(

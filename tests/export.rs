@@ -419,6 +419,40 @@ fn an_export_follows_links_and_writes_devices_and_fifos_in_place() {
     assert_eq!(reader.join().unwrap(), "_step,x\n0,1\n1,2\n");
     assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
 
+    // Found by the next attack: a pipe behind /dev/stdout was taken for a missing file, a
+    // 244-byte name made a temporary name past 255 bytes, a link loop was replaced.
+    let o = cli_in(
+        d,
+        &["export", "a_b", "--format", "csv", "-o", "/dev/stdout"],
+        "",
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("_step,x\n0,1\n1,2\n"));
+    let long = out.path().join(format!("{}.csv", "n".repeat(240)));
+    export_csv(&long);
+    assert!(long.is_file());
+    let (a, b) = (out.path().join("a.csv"), out.path().join("b.csv"));
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let o = cli_in(
+        d,
+        &[
+            "export",
+            "a_b",
+            "--format",
+            "csv",
+            "-o",
+            a.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("loop of symbolic links"));
+    assert!(std::fs::symlink_metadata(&a)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
     cli_ok(
         d,
         &["export", "a_b", "--format", "parquet", "-o", "/dev/null"],

@@ -121,8 +121,8 @@ fn png_is_a_png_of_the_asked_width() {
         u32::from_be_bytes(b[16..20].try_into().unwrap())
     };
     assert_eq!(png_width("640"), 640);
-    // Too narrow to draw: the smallest chart instead.
-    assert_eq!(png_width("10"), 240);
+    // The narrowest chart (one narrower is refused: `every_chart_size_is_bounded...`).
+    assert_eq!(png_width("240"), 240);
 }
 
 #[test]
@@ -206,7 +206,28 @@ fn every_chart_size_is_bounded_with_a_clear_error() {
         ],
         "at most 16384 pixels",
     );
+    // Below the least width is an error too, not a silent clamp.
+    ok(&["plot", "w", "--keys", "m00", "--width", "20"]);
+    refused(
+        &["plot", "w", "--keys", "m00", "--width", "19"],
+        "at least 20 columns",
+    );
+    ok(&["plot", "w", "--keys", "m00", "--width", "240", "-o", svg]);
+    refused(
+        &["plot", "w", "--keys", "m00", "--width", "239", "-o", svg],
+        "at least 240 pixels",
+    );
+    // A PNG is drawn in memory: at most 2^26 pixels (60 panels at 16,384 pixels took 2 GB).
+    let png = d.join("c.png");
+    let png = png.to_str().unwrap();
     let sixty = keys[..60].join(",");
+    refused(
+        &["plot", "w", "--keys", &sixty, "--width", "16384", "-o", png],
+        "too large",
+    );
+    ok(&[
+        "plot", "w", "--keys", "m00,m01", "--width", "16384", "-o", png,
+    ]);
     ok(&["plot", "w", "--keys", &sixty, "-o", svg]);
     let all = keys.join(",");
     refused(

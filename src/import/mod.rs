@@ -53,6 +53,9 @@ pub struct Imported {
     pub refused: Vec<RefusedKey>,
     /// Every value left out for the reasons `refused` lists.
     pub refused_values: u64,
+    /// How many distinct keys those values had (`refused` lists the first
+    /// [`MAX_REFUSED_KEYS`]).
+    pub refused_keys: u64,
 }
 
 /// A source key whose values were left out.
@@ -104,6 +107,8 @@ pub(crate) struct RunSink {
     /// Refused keys by their source name: why, and how many values.
     refused: std::collections::BTreeMap<String, (String, u64)>,
     refused_values: u64,
+    /// Hashes of every refused key, to count them past the listed ones (8 bytes a key).
+    refused_keys: std::collections::HashSet<u64>,
 }
 
 impl RunSink {
@@ -139,6 +144,7 @@ impl RunSink {
             skipped: 0,
             refused: Default::default(),
             refused_values: 0,
+            refused_keys: Default::default(),
         })
     }
 
@@ -154,6 +160,12 @@ impl RunSink {
             _ => return true,
         };
         self.refused_values += 1;
+        self.refused_keys.insert({
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            h.finish()
+        });
         let known = self.refused.len();
         match self.refused.get_mut(key) {
             Some(e) => e.1 += 1,
@@ -269,6 +281,7 @@ impl RunSink {
                 })
                 .collect(),
             refused_values: self.refused_values,
+            refused_keys: self.refused_keys.len() as u64,
         })
     }
 

@@ -514,9 +514,9 @@ fn value(
             _ => {}
         }
     }
-    let Some(tag) = tag else {
-        return Err("a summary value without a tag".into());
-    };
+    // proto3 leaves an empty string out: a value without a tag has the empty tag, which
+    // steplog cannot take as a key, so it is left out and counted (`RunSink::row`).
+    let tag = tag.unwrap_or_default();
     if let Some(v) = simple {
         return Ok(Some((tag, Value::F64(f64::from(v)))));
     }

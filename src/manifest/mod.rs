@@ -121,7 +121,9 @@ pub(crate) enum Edit {
         run: String,
         archived: VersionId,
         version: VersionId,
-        /// The last step the new head keeps; `None` (null): none, a restart.
+        /// The last step the new head keeps; `None` (null): none, a restart. Required: an
+        /// edit without it is corrupt, not a restart.
+        #[serde(deserialize_with = "Option::deserialize")]
         step: Option<u64>,
         config: Config,
         time: u64,
@@ -323,6 +325,14 @@ impl State {
                 seal,
             } => {
                 let v = self.version_mut(*version)?;
+                if let (Some((_, cut)), Some(f)) = (v.parent, seal.first_step) {
+                    if f <= cut {
+                        return Err(format!(
+                            "seal of {segment} puts step {f} in {version}, not after its \
+                             parent's cutoff {cut}"
+                        ));
+                    }
+                }
                 let s = v
                     .segments
                     .iter_mut()
@@ -395,10 +405,33 @@ impl State {
                     ));
                 }
             }
-            if (m.origin == Origin::Restart) != (m.restart_of.is_some() && m.parent.is_none()) {
+            let restart = m.origin == Origin::Restart;
+            if restart != m.restart_of.is_some() || (restart && m.parent.is_some()) {
                 return Err(format!(
-                    "version {id}: a restart has `restart_of` and no parent, and only a restart"
+                    "version {id}: a restart has `restart_of` and no parent, and only a restart \
+                     has `restart_of`"
                 ));
+            }
+            if let Some(r) = m.restart_of {
+                let of = &self.versions[&r];
+                if of.run != m.run || !of.archived {
+                    return Err(format!(
+                        "version {id} restarts {r}, which is not an archived version of its run"
+                    ));
+                }
+            }
+            // Own rows come after the parent's cutoff: a sealed segment says where it starts.
+            if let Some((_, cut)) = m.parent {
+                if let Some(f) = m
+                    .segments
+                    .iter()
+                    .filter_map(|s| s.sealed.and_then(|x| x.first_step))
+                    .find(|&f| f <= cut)
+                {
+                    return Err(format!(
+                        "version {id} holds step {f}, not after its parent's cutoff {cut}"
+                    ));
+                }
             }
             if !self.runs.contains_key(&m.run) {
                 return Err(format!(

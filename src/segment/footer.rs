@@ -207,8 +207,27 @@ fn get_agg(r: &mut Reader<'_>, keep: bool) -> DecodeResult<Agg> {
             last,
             elided,
         };
-        if s.nan_count > s.numeric_count || s.numeric_count > s.count {
+        if s.nan_count > s.numeric_count || s.numeric_count > s.count || s.count > agg.rows {
             return r.err(format!("inconsistent counts for key '{key}'"));
+        }
+        // What every aggregate of real rows satisfies: steps inside its range, numeric
+        // extremes in order, values wherever there are counts.
+        let range = agg.first_step.zip(agg.last_step);
+        let inside = |v: &Option<(u64, Value)>| match (v, range) {
+            (None, _) => true,
+            (Some((st, _)), Some((a, b))) => (a..=b).contains(st),
+            (Some(_), None) => false,
+        };
+        let num = |v: &Option<(u64, Value)>| v.as_ref().and_then(|(_, v)| v.as_f64());
+        let extremes = match (num(&s.min), num(&s.max)) {
+            (Some(lo), Some(hi)) => lo <= hi,
+            (None, None) => s.min.is_none() && s.max.is_none(),
+            _ => false,
+        };
+        let present = (s.count > 0) == (s.first.is_some() && s.last.is_some())
+            && (s.numeric_count > s.nan_count) == s.min.is_some();
+        if ![&s.first, &s.last, &s.min, &s.max].into_iter().all(inside) || !extremes || !present {
+            return r.err(format!("an impossible summary for key '{key}'"));
         }
         if keep && agg.keys.insert(key.to_owned(), s).is_some() {
             return r.err(format!("key '{key}' repeated in the aggregate"));
@@ -374,6 +393,46 @@ pub(crate) fn index_stats(index: &[IndexEntry]) -> (u64, Option<u64>, Option<u64
 mod tests {
     use super::*;
     use crate::types::Row;
+
+    /// Found by attacking issue #12: aggregates no rows could have (a count past the rows, a
+    /// minimum above the maximum, a string as a maximum, a step outside the segment) were
+    /// read as they were. A reader now refuses them (`verify` also recomputes the rest).
+    #[test]
+    fn impossible_aggregates_are_refused_when_read() {
+        let rows: Vec<Row> = (0..4u64)
+            .map(|step| Row {
+                step,
+                fields: [("n".to_string(), Value::F64(step as f64))]
+                    .into_iter()
+                    .collect(),
+            })
+            .collect();
+        let mut agg = Agg::default();
+        agg.add_block(&crate::segment::block::Block::from_rows(&rows), u64::MAX);
+        let index = [IndexEntry {
+            offset: 32,
+            len: 10,
+            nrows: 4,
+            first_step: 0,
+            last_step: 3,
+        }];
+        let decodes = |a: &Agg| {
+            let bytes = encode(&index, std::slice::from_ref(a), a, 42).unwrap();
+            decode_payload(&bytes[FOOTER_HEADER_LEN..bytes.len() - TRAILER_LEN], 32, 42).is_ok()
+        };
+        assert!(decodes(&agg), "the real one reads");
+        let changes: [&dyn Fn(&mut KeySummary); 4] = [
+            &|k| k.count = 5,
+            &|k| k.min = Some((0, Value::F64(9.0))),
+            &|k| k.max = Some((3, Value::Str("huge".into()))),
+            &|k| k.first = Some((7, Value::F64(0.0))),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            let mut bad = agg.clone();
+            change(bad.keys.get_mut("n").unwrap());
+            assert!(!decodes(&bad), "change {i} is refused");
+        }
+    }
 
     /// Segment format 3: a long first or last string is written by step only, and decodes
     /// with its elided flag, while short strings and numbers keep their values.

@@ -160,6 +160,11 @@ impl Sealed {
         })
     }
 
+    /// Where the footer starts in the file.
+    pub fn footer_offset(&self) -> u64 {
+        self.footer_at
+    }
+
     /// Rows, first and last step of the segment (from its index).
     pub fn stats(&self) -> (u64, Option<u64>, Option<u64>) {
         footer::index_stats(&self.index)

@@ -90,6 +90,7 @@ fn report(out: &mut impl Write, r: &Imported) -> CliResult {
     let mut v = v;
     if r.refused_values > 0 {
         v["refused_values"] = r.refused_values.into();
+        v["refused_keys"] = r.refused_keys.into();
         v["refused"] = r
             .refused
             .iter()
@@ -101,8 +102,8 @@ fn report(out: &mut impl Write, r: &Imported) -> CliResult {
             r.run,
             r.refused_values,
             s(r.refused_values),
-            r.refused.len(),
-            s(r.refused.len() as u64),
+            r.refused_keys,
+            s(r.refused_keys),
             r.refused.first().map_or("", |k| k.key.as_str()),
             r.refused.first().map_or("", |k| k.reason.as_str()),
         );

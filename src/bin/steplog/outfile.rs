@@ -124,7 +124,8 @@ impl OutFile {
             };
             return Ok((out, Sink::Stdout(BufWriter::new(io::stdout()))));
         }
-        let path = &resolve_links(path);
+        // What the path names, links followed: a FIFO or a device (a pipe behind /dev/stdout)
+        // is opened through the path given, and written in place.
         if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
             let f = std::fs::OpenOptions::new()
                 .write(true)
@@ -136,6 +137,7 @@ impl OutFile {
             };
             return Ok((out, Sink::File(BufWriter::new(f))));
         }
+        let path = &resolve_links(path)?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| cannot(parent, e))?;
         }
@@ -143,9 +145,14 @@ impl OutFile {
             || std::ffi::OsString::from("out"),
             std::ffi::OsStr::to_owned,
         );
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(&name);
-        tmp_name.push(format!(".steplog-{}.tmp", std::process::id()));
+        // ".NAME.steplog-PID.tmp", NAME cut so that the whole stays within 255 bytes.
+        let suffix = format!(".steplog-{}.tmp", std::process::id());
+        let name = name.to_string_lossy();
+        let mut cut = name.len().min(255 - 1 - suffix.len());
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let tmp_name = format!(".{}{suffix}", &name[..cut]);
         let tmp = path.with_file_name(tmp_name);
         let f = File::create(&tmp).map_err(|e| cannot(&tmp, e))?;
         let out = OutFile {
@@ -175,8 +182,8 @@ impl OutFile {
 }
 
 /// `path` with symbolic links followed to the file they name (which may not exist yet); a
-/// loop or too long a chain leaves the last link, and creating through it then fails.
-fn resolve_links(path: &Path) -> PathBuf {
+/// loop (or a chain of more than 40 links, as the kernel counts) is refused.
+fn resolve_links(path: &Path) -> CliResult<PathBuf> {
     let mut cur = path.to_path_buf();
     for _ in 0..40 {
         match std::fs::read_link(&cur) {
@@ -186,10 +193,13 @@ fn resolve_links(path: &Path) -> PathBuf {
                     _ => target,
                 }
             }
-            Err(_) => break,
+            Err(_) => return Ok(cur),
         }
     }
-    cur
+    Err(CliError::Usage(format!(
+        "{}: a loop of symbolic links (or more than 40 of them)",
+        path.display()
+    )))
 }
 
 impl Drop for OutFile {

@@ -47,6 +47,10 @@ pub struct PlotArgs {
 const MAX_TERMINAL_WIDTH: usize = 1000;
 const MAX_FILE_WIDTH: usize = 16384;
 
+/// The most pixels of a PNG chart (drawn in memory at 4 bytes each: 256 MiB). 60 panels at
+/// the widest took 2 GB.
+const MAX_PNG_PIXELS: u64 = 1 << 26;
+
 /// The most metrics on one chart, a panel each: 60 panels of `PANEL_H` pixels keep a chart
 /// within `MAX_FILE_WIDTH` pixels in height too (3,000 keys made a 62 MB PNG in 6 GB).
 const MAX_PANELS: usize = 60;
@@ -185,20 +189,22 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
     } else {
         (240, MAX_FILE_WIDTH)
     };
+    let unit = if terminal {
+        "columns in a terminal"
+    } else {
+        "pixels in a file"
+    };
     if let Some(w) = args.width.filter(|&w| w > most) {
         return Err(CliError::Usage(format!(
-            "--width {w} is wider than a chart can be: at most {most} {}",
-            if terminal {
-                "columns in a terminal"
-            } else {
-                "pixels in a file"
-            }
+            "--width {w} is wider than a chart can be: at most {most} {unit}"
         )));
     }
-    let width = args
-        .width
-        .unwrap_or(if terminal { 72 } else { 960 })
-        .max(least);
+    if let Some(w) = args.width.filter(|&w| w < least) {
+        return Err(CliError::Usage(format!(
+            "--width {w} is narrower than a chart can be: at least {least} {unit}"
+        )));
+    }
+    let width = args.width.unwrap_or(if terminal { 72 } else { 960 });
     let plot_w = if terminal {
         width
     } else {
@@ -335,6 +341,15 @@ fn png(svg: &str) -> CliResult<Vec<u8>> {
     let tree = usvg::Tree::from_str(svg, &opt)
         .map_err(|e| CliError::Usage(format!("rendering the chart: {e}")))?;
     let size = tree.size().to_int_size();
+    let pixels = u64::from(size.width()) * u64::from(size.height());
+    if pixels > MAX_PNG_PIXELS {
+        return Err(CliError::Usage(format!(
+            "a PNG of {} × {} pixels is too large (at most {MAX_PNG_PIXELS} pixels, 256 MiB \
+             to draw): ask for fewer metrics or a narrower --width, or write SVG",
+            size.width(),
+            size.height()
+        )));
+    }
     let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
         .ok_or_else(|| CliError::Usage("the chart has no area".into()))?;
     pixmap.fill(tiny_skia::Color::WHITE);
