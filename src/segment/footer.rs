@@ -394,6 +394,17 @@ mod tests {
     use super::*;
     use crate::types::Row;
 
+    /// The index of one block of 4 rows, steps 0..=3, between bytes 32 and 42.
+    fn four_rows_index() -> [IndexEntry; 1] {
+        [IndexEntry {
+            offset: 32,
+            len: 10,
+            nrows: 4,
+            first_step: 0,
+            last_step: 3,
+        }]
+    }
+
     /// Found by attacking issue #12: aggregates no rows could have (a count past the rows, a
     /// minimum above the maximum, a string as a maximum, a step outside the segment) were
     /// read as they were. A reader now refuses them (`verify` also recomputes the rest).
@@ -409,13 +420,7 @@ mod tests {
             .collect();
         let mut agg = Agg::default();
         agg.add_block(&crate::segment::block::Block::from_rows(&rows), u64::MAX);
-        let index = [IndexEntry {
-            offset: 32,
-            len: 10,
-            nrows: 4,
-            first_step: 0,
-            last_step: 3,
-        }];
+        let index = four_rows_index();
         let decodes = |a: &Agg| {
             let bytes = encode(&index, std::slice::from_ref(a), a, 42).unwrap();
             decode_payload(&bytes[FOOTER_HEADER_LEN..bytes.len() - TRAILER_LEN], 32, 42).is_ok()
@@ -466,13 +471,7 @@ mod tests {
             (s.first.as_ref().unwrap().0, s.last.as_ref().unwrap().0),
             (0, 3)
         );
-        let index = [IndexEntry {
-            offset: 32,
-            len: 10,
-            nrows: 4,
-            first_step: 0,
-            last_step: 3,
-        }];
+        let index = four_rows_index();
         let bytes = encode(&index, std::slice::from_ref(&agg), &agg, 42).unwrap();
         assert!(bytes.len() < 300, "the long strings are not in the footer");
         let payload = &bytes[FOOTER_HEADER_LEN..bytes.len() - TRAILER_LEN];
