@@ -14,7 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::io::OpenMode;
 use crate::options::Durability;
 use crate::segment::{SegmentHeader, HEADER_LEN};
-use crate::store::{lock_poisoned, Store, SEGMENT_DIR};
+use crate::store::{Store, SEGMENT_DIR};
 use crate::types::SegmentId;
 
 /// What [`Store::gc`] did.
@@ -81,7 +81,7 @@ impl Store {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(e) => return Err(Error::io(&path, e)),
                     }
-                    lock_poisoned(&self.inner.sealed).remove(&id);
+                    self.inner.cache.forget(id);
                     report.bytes += len;
                     report.deleted.push(path);
                 } else {

@@ -44,6 +44,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+mod cache;
 mod codec;
 mod downsample;
 mod error;

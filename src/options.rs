@@ -37,6 +37,7 @@ pub struct Options {
     pub(crate) block_bytes: usize,
     pub(crate) compression_level: i32,
     pub(crate) manifest_compaction_bytes: u64,
+    pub(crate) segment_cache: usize,
     pub(crate) lock_timeout: std::time::Duration,
     pub(crate) fs: Arc<dyn FileSystem>,
 }
@@ -49,6 +50,7 @@ impl Default for Options {
             block_bytes: 64 << 10,
             compression_level: 3,
             manifest_compaction_bytes: 1 << 20,
+            segment_cache: 32_768,
             lock_timeout: std::time::Duration::from_secs(10),
             fs: Arc::new(OsFs),
         }
@@ -95,6 +97,15 @@ impl Options {
     /// the size of its last snapshot). Default: 1 MiB.
     pub fn manifest_compaction_bytes(mut self, bytes: u64) -> Self {
         self.manifest_compaction_bytes = bytes;
+        self
+    }
+
+    /// How many sealed segments a store keeps open (mapped, their footer's index decoded)
+    /// for the next read; past it the least recently used go. A process may map only so
+    /// many files (Linux: `vm.max_map_count`, 65,530 by default), and a lineage thousands
+    /// deep reads thousands of segments. Default: 32,768 (half of that limit).
+    pub fn segment_cache(mut self, segments: usize) -> Self {
+        self.segment_cache = segments.max(1);
         self
     }
 

@@ -8,13 +8,14 @@ use std::ops::{Bound, RangeBounds};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::cache::HeadEntry;
 use crate::error::{Error, Result};
 use crate::io::{FileHandle, OpenMode};
 use crate::manifest::{SegmentMeta, State};
 use crate::segment::block::{all_keys, Block};
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
 use crate::segment::IndexEntry;
-use crate::store::{lock_poisoned, resolve_target, HeadCacheEntry, Store};
+use crate::store::{lock_poisoned, resolve_target, Store};
 use crate::summary::{Agg, Summary};
 use crate::types::{Row, SegmentId, Stream, VersionId};
 
@@ -424,8 +425,8 @@ impl Store {
     /// range and length. A file swapped in from elsewhere, even a valid one, is corruption.
     fn open_sealed(&self, seg: &SegmentMeta) -> Result<Arc<Sealed>> {
         let id = seg.id;
-        if let Some(s) = lock_poisoned(&self.inner.sealed).get(&id) {
-            return Ok(s.clone());
+        if let Some(s) = self.inner.cache.sealed(id) {
+            return Ok(s);
         }
         let path = self.segment_path(id);
         let s = match Sealed::open(self.fs(), &path) {
@@ -439,7 +440,7 @@ impl Store {
         if let Some(reason) = mismatch {
             return Err(Error::corrupt(&path, 0, reason));
         }
-        lock_poisoned(&self.inner.sealed).insert(id, s.clone());
+        self.inner.cache.put_sealed(id, Arc::clone(&s));
         Ok(s)
     }
 
@@ -471,14 +472,14 @@ impl Store {
     /// segments by scanning the frames appended since the last look.
     pub(crate) fn segment_view(&self, seg: &SegmentMeta) -> Result<SegView> {
         if seg.sealed.is_some() {
-            lock_poisoned(&self.inner.heads).remove(&seg.id);
+            self.inner.cache.heads().remove(&seg.id);
             return Ok(SegView::Sealed(self.open_sealed(seg)?));
         }
         let path = self.segment_path(seg.id);
-        let mut heads = lock_poisoned(&self.inner.heads);
+        let mut heads = self.inner.cache.heads();
         let entry = match heads.entry(seg.id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(HeadCacheEntry {
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(HeadEntry {
                 file: None,
                 scan: HeadScan::empty(),
             }),

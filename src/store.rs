@@ -14,13 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Error, IoContext, Result};
-use crate::io::{FileHandle, FileSystem};
+use crate::io::FileSystem;
 use crate::lock;
 use crate::manifest::log::ManifestLog;
 use crate::manifest::{Config, Edit, Origin, State, VersionMeta};
 use crate::options::{Durability, Options};
 use crate::reference::Target;
-use crate::segment::reader::{HeadScan, Sealed};
 use crate::types::{SegmentId, VersionId};
 
 pub(crate) const SEGMENT_DIR: &str = "segments";
@@ -114,17 +113,12 @@ pub struct Rewound {
     pub step: u64,
 }
 
-pub(crate) struct HeadCacheEntry {
-    pub file: Option<Arc<dyn FileHandle>>,
-    pub scan: HeadScan,
-}
-
 pub(crate) struct Inner {
     pub dir: PathBuf,
     pub options: Options,
     pub manifest: Mutex<ManifestLog>,
-    pub sealed: Mutex<HashMap<SegmentId, Arc<Sealed>>>,
-    pub heads: Mutex<HashMap<SegmentId, HeadCacheEntry>>,
+    /// The open segments (`src/cache.rs`).
+    pub cache: crate::cache::SegmentCache,
     /// Lower bounds of the first step of versions' whole histories, per stream (`None`: no
     /// row, for versions no writer can add to), kept by `Store::first_step_of`.
     pub first_steps: Mutex<HashMap<(VersionId, crate::Stream), Option<u64>>>,
@@ -245,10 +239,9 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
+                cache: crate::cache::SegmentCache::new(options.segment_cache),
                 options,
                 manifest: Mutex::new(manifest),
-                sealed: Mutex::new(HashMap::new()),
-                heads: Mutex::new(HashMap::new()),
                 first_steps: Mutex::new(HashMap::new()),
             }),
         })
@@ -518,8 +511,7 @@ impl Store {
         progress.begin("purge", dropped.len() as u64, crate::progress::Unit::Items);
         for (done, id) in dropped.iter().enumerate() {
             progress.update(done as u64);
-            lock_poisoned(&self.inner.sealed).remove(id);
-            lock_poisoned(&self.inner.heads).remove(id);
+            self.inner.cache.forget(*id);
             let path = self.segment_path(*id);
             match self.fs().remove_file(&path) {
                 Ok(()) => deleted += 1,
