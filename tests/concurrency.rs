@@ -21,13 +21,18 @@ fn readers_in_threads_and_processes_see_a_growing_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let store = Options::new().segment_bytes(4096).open(dir.path()).unwrap();
     let done = Arc::new(AtomicBool::new(false));
+    // Readers that have seen a partial run: the writer waits for both at its midpoint, so
+    // that "some reads saw a partial run" does not depend on how threads are scheduled.
+    let partial = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
     let readers: Vec<_> = (0..2)
         .map(|_| {
             let store = store.clone();
             let done = done.clone();
+            let partial = partial.clone();
             std::thread::spawn(move || {
                 let mut seen = Vec::new();
+                let mut counted = false;
                 loop {
                     let finished = done.load(Ordering::SeqCst);
                     match store.history("r", &steplog::Query::new()) {
@@ -37,6 +42,10 @@ fn readers_in_threads_and_processes_see_a_growing_prefix() {
                             let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
                             assert_prefix(&steps, "reader thread");
                             assert!(rows.iter().all(|r| f(r, "x") == r.step as f64));
+                            if !counted && !steps.is_empty() && (steps.len() as u64) < N {
+                                counted = true;
+                                partial.fetch_add(1, Ordering::SeqCst);
+                            }
                             seen.push(steps.len());
                         }
                         Err(Error::RunNotFound { .. }) => seen.push(0),
@@ -56,6 +65,16 @@ fn readers_in_threads_and_processes_see_a_growing_prefix() {
         run.log_at(i, [("x", i as f64)]).unwrap();
         if i % 50 == 49 {
             run.commit().unwrap();
+        }
+        if i == N / 2 {
+            let t = std::time::Instant::now();
+            while partial.load(Ordering::SeqCst) < 2 {
+                assert!(
+                    t.elapsed().as_secs() < 60,
+                    "a reader never read the partial run"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
         }
         if i % 5000 == 4999 {
             // A reader process, while the writer is mid-run.
