@@ -241,11 +241,12 @@ struct Event {
     skipped: u64,
 }
 
-/// What [`walk`] calls for each event: its index, file, offset and contents.
-type OnEvent<'a> = dyn FnMut(u64, &Path, u64, Event) -> Result<(), Reason> + 'a;
+/// What [`walk`] calls for each event: its index and contents (an error it returns is
+/// placed at the event's file and offset).
+type OnEvent<'a> = dyn FnMut(u64, Event) -> Result<(), Reason> + 'a;
 
 /// Walks every event of `files` in order, decoding each with the plugins seen so far, and
-/// calls `f` with its index, file, offset and contents. Stops before the event numbered
+/// calls `f` with its index and contents. Stops before the event numbered
 /// `limit`. A damaged record or undecodable event ends the walk and is returned as `Ok(Some)`;
 /// an I/O error or an error from `f` is `Err`.
 fn walk(
@@ -279,7 +280,7 @@ fn walk(
                     )))
                 }
             };
-            f(index, path, offset, event).map_err(|r| r.at(path, offset))?;
+            f(index, event).map_err(|r| r.at(path, offset))?;
             index += 1;
             if records.pos - reported >= 1 << 16 {
                 progress(done + records.pos);
@@ -296,8 +297,8 @@ fn walk(
 struct Attempt {
     first: u64,
     /// What began it (none for the first attempt): the step of a `SessionLog.START` (files
-    /// of format 2) or the step a tag went back to, with the file and offset of that event.
-    cause: Option<(u64, PathBuf, u64)>,
+    /// of format 2) or the step a tag went back to.
+    cause: Option<u64>,
     /// For each chunk of `CHUNK` events: the lowest step of this attempt's events from the
     /// chunk on (`u64::MAX` when there is none). Rows below it may be written.
     floor: Vec<u64>,
@@ -306,8 +307,8 @@ struct Attempt {
 impl Attempt {
     /// The step the run must keep only steps before, as this attempt begins.
     fn keep_below(&self) -> Option<u64> {
-        let (n, _, _) = self.cause.as_ref()?;
-        Some((*n).min(self.floor.first().copied().unwrap_or(u64::MAX)))
+        let n = self.cause?;
+        Some(n.min(self.floor.first().copied().unwrap_or(u64::MAX)))
     }
 }
 
@@ -331,7 +332,7 @@ impl Plan {
         let mut last: HashMap<String, u64> = HashMap::new();
         let mut version = None::<f64>;
         let mut events = 0;
-        let damage = walk(files, None, progress, &mut |i, path, offset, e| {
+        let damage = walk(files, None, progress, &mut |i, e| {
             events = i + 1;
             if e.version.is_some() {
                 version = e.version;
@@ -347,7 +348,7 @@ impl Plan {
             if let Some(cause) = cause {
                 attempts.push(Attempt {
                     first: i,
-                    cause: Some((cause, path.to_owned(), offset)),
+                    cause: Some(cause),
                     floor: Vec::new(),
                 });
                 last.clear();
@@ -389,12 +390,12 @@ fn write(
 ) -> Result<()> {
     let mut rows: BTreeMap<u64, Vec<(String, Value)>> = BTreeMap::new();
     let mut attempt = 0usize;
-    let end = walk(files, Some(plan.events), progress, &mut |i, _, _, e| {
+    let end = walk(files, Some(plan.events), progress, &mut |i, e| {
         if plan.attempts.get(attempt + 1).is_some_and(|a| a.first == i) {
             flush(sink, &mut rows, u64::MAX)?;
             attempt += 1;
             let a = &plan.attempts[attempt];
-            if let (Some(keep_below), Some(_)) = (a.keep_below(), &a.cause) {
+            if let Some(keep_below) = a.keep_below() {
                 sink.restart_at(keep_below)?;
             }
         }

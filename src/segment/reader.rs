@@ -120,7 +120,6 @@ impl Sealed {
             return Err(Error::corrupt(path, footer_at, "bad footer magic"));
         }
         let plen = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
-        let stored = u32::from_le_bytes([f[8], f[9], f[10], f[11]]);
         if FOOTER_HEADER_LEN as u64 + u64::from(plen) != footer_end - footer_at {
             return Err(Error::corrupt(
                 path,
@@ -128,26 +127,9 @@ impl Sealed {
                 "footer length does not match the trailer",
             ));
         }
-        let payload = &f[FOOTER_HEADER_LEN..];
-        let got = footer::footer_crc(plen, payload);
-        if got != stored {
-            return Err(Error::ChecksumMismatch {
-                file: path.to_owned(),
-                offset: footer_at,
-                expected: stored,
-                got,
-            });
-        }
-        let corrupt = |e: DecodeError| {
-            Error::corrupt(
-                path,
-                footer_at + (FOOTER_HEADER_LEN + e.offset) as u64,
-                e.reason,
-            )
-        };
-        let raw = footer::decompress(payload).map_err(corrupt)?;
+        let raw = footer_raw(path, &bytes, footer_at)?;
         let (index, aggs_at) = footer::decode_index(&raw, HEADER_LEN as u64, footer_at)
-            .map_err(|e| corrupt(footer::in_raw(e)))?;
+            .map_err(|e| footer_error(path, footer_at, footer::in_raw(e)))?;
         Ok(Sealed {
             path: path.to_owned(),
             header,
@@ -192,29 +174,9 @@ impl Sealed {
     /// The footer's aggregates (the blocks' only if `blocks`), decoded from the mapped file,
     /// its crc checked again: the bytes are the ones the index came from.
     fn decode_aggs(&self, blocks: bool) -> Result<(Vec<Agg>, Agg)> {
-        let at = self.footer_at as usize;
-        let f = &self.bytes[at..self.bytes.len() - TRAILER_LEN];
-        let payload = &f[FOOTER_HEADER_LEN..];
-        let stored = u32::from_le_bytes([f[8], f[9], f[10], f[11]]);
-        let got = footer::footer_crc(payload.len() as u32, payload);
-        if got != stored {
-            return Err(Error::ChecksumMismatch {
-                file: self.path.clone(),
-                offset: self.footer_at,
-                expected: stored,
-                got,
-            });
-        }
-        let corrupt = |e: DecodeError| {
-            Error::corrupt(
-                &self.path,
-                self.footer_at + (FOOTER_HEADER_LEN + e.offset) as u64,
-                e.reason,
-            )
-        };
-        let raw = footer::decompress(payload).map_err(corrupt)?;
+        let raw = footer_raw(&self.path, &self.bytes, self.footer_at)?;
         footer::decode_aggs_keeping(&raw, self.aggs_at, &self.index, blocks)
-            .map_err(|e| corrupt(footer::in_raw(e)))
+            .map_err(|e| footer_error(&self.path, self.footer_at, footer::in_raw(e)))
     }
 
     /// The size of the file in bytes.
@@ -228,6 +190,35 @@ impl Sealed {
         let frame = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
         decode_frame(&self.path, e.offset, frame, keep)
     }
+}
+
+/// The decompressed footer of a sealed segment's `bytes` whose footer starts at `footer_at`
+/// (its magic and length already checked against the trailer), its crc checked. Opening
+/// decodes the index from it, and a first summary decodes the aggregates from it again (the
+/// decompressed bytes are not kept: they would double a wide run's footer in memory).
+fn footer_raw(path: &Path, bytes: &[u8], footer_at: u64) -> Result<Vec<u8>> {
+    let f = &bytes[footer_at as usize..bytes.len() - TRAILER_LEN];
+    let payload = &f[FOOTER_HEADER_LEN..];
+    let stored = u32::from_le_bytes([f[8], f[9], f[10], f[11]]);
+    let got = footer::footer_crc(payload.len() as u32, payload);
+    if got != stored {
+        return Err(Error::ChecksumMismatch {
+            file: path.to_owned(),
+            offset: footer_at,
+            expected: stored,
+            got,
+        });
+    }
+    footer::decompress(payload).map_err(|e| footer_error(path, footer_at, e))
+}
+
+/// A decoding error inside the footer starting at `footer_at`, with its file offset.
+fn footer_error(path: &Path, footer_at: u64, e: DecodeError) -> Error {
+    Error::corrupt(
+        path,
+        footer_at + (FOOTER_HEADER_LEN + e.offset) as u64,
+        e.reason,
+    )
 }
 
 /// How the bytes after the last valid frame of a head segment look.
