@@ -18,6 +18,7 @@
 use std::ops::RangeBounds;
 
 use crate::error::Result;
+use crate::manifest::Cover;
 use crate::read::bounds;
 use crate::segment::block::Block;
 use crate::store::Store;
@@ -225,65 +226,43 @@ impl Store {
             decoded: 0,
             snap,
         };
-        for (piece, limit) in state.chain(v) {
-            let hi = [limit, step, Some(to)]
-                .into_iter()
-                .flatten()
-                .min()
-                .unwrap_or(to);
-            let Some(meta) = state.versions.get(&piece) else {
-                continue;
-            };
-            for seg in meta.segments_of(Stream::History) {
-                if let Some(s) = seg.sealed {
-                    let (Some(f), Some(l)) = (s.first_step, s.last_step) else {
-                        continue;
-                    };
-                    if l < from || f > hi {
-                        continue;
-                    }
+        let to = step.map_or(to, |s| s.min(to));
+        for p in state.plan(v, Stream::History, from, to) {
+            let hi = p.hi;
+            let view = self.segment_view(p.segment)?;
+            if let (Cover::Whole, crate::read::SegView::Sealed(sealed)) = (p.cover, &view) {
+                if let Some((i, b)) = sealed.agg()?.keys.get(key).and_then(|k| out.of_summary(k)) {
+                    out.add(i, &b);
+                    out.from_aggregates += 1;
+                    continue;
                 }
-                let view = self.segment_view(seg)?;
-                if let (Some(s), crate::read::SegView::Sealed(sealed)) = (seg.sealed, &view) {
-                    let inside = s.first_step.is_some_and(|f| f >= from)
-                        && s.last_step.is_some_and(|l| l <= hi);
-                    if inside {
-                        if let Some((i, b)) =
-                            sealed.agg()?.keys.get(key).and_then(|k| out.of_summary(k))
-                        {
-                            out.add(i, &b);
+            }
+            for (i, e) in view.index().iter().enumerate() {
+                if e.last_step < from {
+                    continue;
+                }
+                if e.first_step > hi {
+                    break;
+                }
+                let inside = e.first_step >= from && e.last_step <= hi;
+                if let Some(agg) = view.block_agg(i)?.filter(|_| inside) {
+                    match agg.keys.get(key) {
+                        None => {
                             out.from_aggregates += 1;
                             continue;
                         }
-                    }
-                }
-                for (i, e) in view.index().iter().enumerate() {
-                    if e.last_step < from {
-                        continue;
-                    }
-                    if e.first_step > hi {
-                        break;
-                    }
-                    let inside = e.first_step >= from && e.last_step <= hi;
-                    if let Some(agg) = view.block_agg(i)?.filter(|_| inside) {
-                        match agg.keys.get(key) {
-                            None => {
+                        Some(k) => {
+                            if let Some((b, bucket)) = out.of_summary(k) {
+                                out.add(b, &bucket);
                                 out.from_aggregates += 1;
                                 continue;
                             }
-                            Some(k) => {
-                                if let Some((b, bucket)) = out.of_summary(k) {
-                                    out.add(b, &bucket);
-                                    out.from_aggregates += 1;
-                                    continue;
-                                }
-                            }
                         }
                     }
-                    let block = view.block_keys(e, &|k| k == key)?;
-                    out.decoded += 1;
-                    out.add_block(&block, key, hi);
                 }
+                let block = view.block_keys(e, &|k| k == key)?;
+                out.decoded += 1;
+                out.add_block(&block, key, hi);
             }
         }
         Ok(Some(out))

@@ -69,7 +69,9 @@ pub fn manifest(data: &[u8]) {
         // make the lineage walks loop.
         let _ = state.validate();
         for v in state.versions.keys().copied().collect::<Vec<_>>() {
-            let _ = state.chain(v);
+            for stream in crate::types::Stream::ALL {
+                let _ = state.plan(v, stream, 0, u64::MAX);
+            }
         }
         let _ = state.needed_segments();
         // The input as the snapshot of a store, as the first frame of its manifest.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::cache::HeadEntry;
 use crate::error::{Error, Result};
 use crate::io::{FileHandle, OpenMode};
-use crate::manifest::{SegmentMeta, State};
+use crate::manifest::{Cover, SegmentMeta, State};
 use crate::segment::block::{all_keys, Block};
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
 use crate::segment::IndexEntry;
@@ -150,13 +150,11 @@ impl Cursor {
         from: u64,
         to: u64,
     ) -> Cursor {
-        let mut jobs = VecDeque::new();
-        for (piece, limit) in state.chain(v) {
-            let hi = limit.map_or(to, |l| l.min(to));
-            if let Some(meta) = state.versions.get(&piece) {
-                jobs.extend(meta.segments_of(stream).map(|s| (s.clone(), hi)));
-            }
-        }
+        let jobs = state
+            .plan(v, stream, from, to)
+            .into_iter()
+            .map(|p| (p.segment.clone(), p.hi))
+            .collect();
         Cursor {
             store: store.clone(),
             jobs,
@@ -182,15 +180,6 @@ impl Cursor {
             let Some((seg, hi)) = self.jobs.pop_front() else {
                 return Ok(None);
             };
-            if hi < self.from {
-                continue;
-            }
-            if let Some(s) = seg.sealed {
-                match (s.first_step, s.last_step) {
-                    (Some(f), Some(l)) if f <= hi && l >= self.from => {}
-                    _ => continue,
-                }
-            }
             let view = self.store.segment_view(&seg)?;
             let from = self.from;
             let start = view.index().partition_point(|e| e.last_step < from);
@@ -604,38 +593,22 @@ impl Store {
     pub(crate) fn summary_of(&self, reference: &str, only: Option<&str>) -> Result<Summary> {
         let (state, v, step) = self.read_target(reference)?;
         let mut agg = Agg::default();
-        for (piece, limit) in state.chain(v) {
-            let limit = match (limit, step) {
-                (Some(l), Some(s)) => Some(l.min(s)),
-                (l, s) => l.or(s),
-            };
-            let Some(meta) = state.versions.get(&piece) else {
+        for p in state.plan(v, Stream::History, 0, step.unwrap_or(u64::MAX)) {
+            if p.cover == Cover::Whole {
+                agg.merge_later_of(self.open_sealed(p.segment)?.agg()?, only);
                 continue;
-            };
-            for seg in meta.segments_of(Stream::History) {
-                let whole = match (seg.sealed, limit) {
-                    (Some(s), _) if s.rows == 0 => continue,
-                    (Some(s), Some(l)) if s.first_step.is_some_and(|f| f > l) => continue,
-                    (Some(s), l) => l.is_none_or(|l| s.last_step.is_some_and(|x| x <= l)),
-                    (None, _) => false,
-                };
-                if whole {
-                    agg.merge_later_of(self.open_sealed(seg)?.agg()?, only);
-                    continue;
+            }
+            // A segment straddling the cutoff (or a head): whole blocks from the footer's
+            // per-block aggregates; only the block holding the cutoff is decoded.
+            let view = self.segment_view(p.segment)?;
+            for (i, e) in view.index().iter().enumerate() {
+                if e.first_step > p.hi {
+                    break;
                 }
-                // A segment straddling the cutoff (or a head): whole blocks from the footer's
-                // per-block aggregates; only the block holding the cutoff is decoded.
-                let view = self.segment_view(seg)?;
-                for (i, e) in view.index().iter().enumerate() {
-                    if limit.is_some_and(|l| e.first_step > l) {
-                        break;
-                    }
-                    let limit = limit.unwrap_or(u64::MAX);
-                    match (view.block_agg(i)?, only) {
-                        (Some(b), _) if e.last_step <= limit => agg.merge_later_of(b, only),
-                        (_, None) => agg.add_block(&view.block(e)?, limit),
-                        (_, Some(key)) => agg.add_block(&view.block_keys(e, &|k| k == key)?, limit),
-                    }
+                match (view.block_agg(i)?, only) {
+                    (Some(b), _) if e.last_step <= p.hi => agg.merge_later_of(b, only),
+                    (_, None) => agg.add_block(&view.block(e)?, p.hi),
+                    (_, Some(key)) => agg.add_block(&view.block_keys(e, &|k| k == key)?, p.hi),
                 }
             }
         }
@@ -678,20 +651,12 @@ impl Store {
         }
         // The footer that made the claim: that of the sealed segment whose steps cover it.
         let (file, offset) = state
-            .chain(v)
+            .plan(v, Stream::History, step, step)
             .into_iter()
-            .filter(|(_, limit)| limit.is_none_or(|l| step <= l))
-            .filter_map(|(piece, _)| state.versions.get(&piece))
-            .flat_map(|m| m.segments_of(Stream::History))
-            .find(|seg| {
-                seg.sealed.is_some_and(|x| {
-                    x.first_step.is_some_and(|f| f <= step)
-                        && x.last_step.is_some_and(|l| step <= l)
-                })
-            })
-            .map_or((self.segment_dir(), 0), |seg| {
-                let footer = self.open_sealed(seg).map_or(0, |x| x.footer_offset());
-                (self.segment_path(seg.id), footer)
+            .find(|p| p.segment.sealed.is_some())
+            .map_or((self.segment_dir(), 0), |p| {
+                let footer = self.open_sealed(p.segment).map_or(0, |x| x.footer_offset());
+                (self.segment_path(p.segment.id), footer)
             });
         Err(Error::corrupt(
             file,
@@ -812,12 +777,11 @@ impl Store {
         let Some(meta) = state.versions.get(&piece) else {
             return Ok(None);
         };
-        for seg in meta.segments_of(stream) {
-            match seg.sealed {
-                Some(s) if s.rows == 0 => continue,
-                Some(s) => return Ok(s.first_step),
-                None => {
-                    if let Some(e) = self.segment_view(seg)?.index().first() {
+        for p in meta.own_plan(stream, 0, u64::MAX) {
+            match (p.cover, p.segment.sealed) {
+                (Cover::Whole, Some(s)) => return Ok(s.first_step),
+                _ => {
+                    if let Some(e) = self.segment_view(p.segment)?.index().first() {
                         return Ok(Some(e.first_step));
                     }
                 }
@@ -838,34 +802,28 @@ impl Store {
         let Some(meta) = state.versions.get(&piece) else {
             return Ok((rows, last));
         };
-        for seg in meta.segments_of(stream) {
-            if let Some(s) = seg.sealed {
-                if s.rows == 0 || limit.is_some_and(|l| s.first_step.is_some_and(|f| f > l)) {
-                    continue;
-                }
-                if limit.is_none_or(|l| s.last_step.is_some_and(|x| x <= l)) {
-                    rows = rows.saturating_add(s.rows);
-                    last = s.last_step.max(last);
-                    continue;
-                }
+        let hi = limit.unwrap_or(u64::MAX);
+        for p in meta.own_plan(stream, 0, hi) {
+            if let (Cover::Whole, Some(s)) = (p.cover, p.segment.sealed) {
+                rows = rows.saturating_add(s.rows);
+                last = s.last_step.max(last);
+                continue;
             }
-            let view = self.segment_view(seg)?;
+            let view = self.segment_view(p.segment)?;
             for e in view.index() {
-                match limit {
-                    Some(l) if e.first_step > l => break,
-                    Some(l) if e.last_step > l => {
-                        // Steps only: the directory is decoded, no column is.
-                        let block = view.block_keys(e, &|_| false)?;
-                        let kept = block.steps.iter().filter(|&&s| s <= l);
-                        for &s in kept {
-                            rows += 1;
-                            last = Some(s).max(last);
-                        }
+                if e.first_step > hi {
+                    break;
+                }
+                if e.last_step > hi {
+                    // Steps only: the directory is decoded, no column is.
+                    let block = view.block_keys(e, &|_| false)?;
+                    for &s in block.steps.iter().filter(|&&s| s <= hi) {
+                        rows += 1;
+                        last = Some(s).max(last);
                     }
-                    _ => {
-                        rows += u64::from(e.nrows);
-                        last = Some(e.last_step).max(last);
-                    }
+                } else {
+                    rows += u64::from(e.nrows);
+                    last = Some(e.last_step).max(last);
                 }
             }
         }

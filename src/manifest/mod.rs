@@ -5,11 +5,14 @@
 //! Architecture invariants:
 //! - a version's parent has a smaller id, so lineage has no cycles;
 //! - a version's own segments hold only steps greater than its parent cutoff, so the rows of
-//!   a version are its ancestors' rows up to the cutoffs, then its own (see [`State::chain`]).
+//!   a version are its ancestors' rows up to the cutoffs, then its own (see [`State::plan`]).
 
 pub(crate) mod log;
+mod plan;
 
-use std::collections::{BTreeMap, HashMap};
+pub(crate) use plan::Cover;
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -67,12 +70,6 @@ pub(crate) struct VersionMeta {
     pub purged: bool,
     /// Own segments, in append order (per stream, step order).
     pub segments: Vec<SegmentMeta>,
-}
-
-impl VersionMeta {
-    pub fn segments_of(&self, stream: Stream) -> impl Iterator<Item = &SegmentMeta> {
-        self.segments.iter().filter(move |s| s.stream == stream)
-    }
 }
 
 /// Everything the manifest describes.
@@ -463,15 +460,7 @@ impl State {
         Ok(())
     }
 
-    /// The pieces a version's rows come from, oldest first: each ancestor (and the version
-    /// itself last) with the highest step taken from its own segments (`None`: no limit).
-    pub fn chain(&self, v: VersionId) -> Vec<(VersionId, Option<u64>)> {
-        let mut out: Vec<_> = self.ancestry(v).collect();
-        out.reverse();
-        out
-    }
-
-    /// The pieces of [`chain`](Self::chain), newest first (the version itself, then its
+    /// The pieces a version's rows come from, newest first (the version itself, then its
     /// parent with its cutoff, ...), lazily: a caller that stops early pays for what it read.
     pub fn ancestry(&self, v: VersionId) -> impl Iterator<Item = (VersionId, Option<u64>)> + '_ {
         let mut next = Some((v, None::<u64>));
@@ -487,48 +476,6 @@ impl State {
                 .map(|(parent, step)| (parent, Some(limit.map_or(step, |l| l.min(step)))));
             Some((cur, limit))
         })
-    }
-
-    /// Segments still needed by a version that is not purged: a version needs all its own
-    /// segments and, of each ancestor, those holding a step up to the cutoff. Linear in the
-    /// versions: the highest step any reader takes from each version is found children first
-    /// (a child's id is above its parent's), instead of walking a chain per version.
-    pub fn needed_segments(&self) -> std::collections::HashSet<SegmentId> {
-        // reach[v]: None = not read at all; Some(None) = read whole; Some(Some(s)) = up to s.
-        let mut reach: HashMap<VersionId, Option<u64>> = HashMap::new();
-        for (id, meta) in self.versions.iter().rev() {
-            if !meta.purged {
-                reach.insert(*id, None);
-            }
-            let Some(&mine) = reach.get(id) else {
-                continue;
-            };
-            if let Some((parent, step)) = meta.parent.filter(|&(p, _)| p < *id) {
-                let through = Some(mine.map_or(step, |m| m.min(step)));
-                let e = reach.entry(parent).or_insert(through);
-                *e = match (*e, through) {
-                    (None, _) | (_, None) => None,
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                };
-            }
-        }
-        let mut needed = std::collections::HashSet::new();
-        for (id, limit) in reach {
-            let Some(meta) = self.versions.get(&id) else {
-                continue;
-            };
-            for s in &meta.segments {
-                let first = s.sealed.map(|m| m.first_step);
-                let keep = match (limit, first) {
-                    (None, _) | (_, None) => true,
-                    (Some(l), Some(first)) => first.is_some_and(|f| f <= l),
-                };
-                if keep {
-                    needed.insert(s.id);
-                }
-            }
-        }
-        needed
     }
 }
 
