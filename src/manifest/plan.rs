@@ -144,11 +144,14 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::{BTreeMap, BTreeSet};
 
+    /// A segment: its stream, whether it is sealed, its steps.
+    type Seg = (Stream, bool, Vec<u64>);
+
     /// A random tree: for each version, its parent (an earlier index) and cutoff, and its
-    /// own segments as (stream, sealed?, steps).
+    /// own segments.
     #[derive(Debug, Clone)]
     struct Tree {
-        versions: Vec<(Option<(usize, u64)>, Vec<(Stream, bool, Vec<u64>)>)>,
+        versions: Vec<(Option<(usize, u64)>, Vec<Seg>)>,
         purged: Vec<bool>,
     }
 
