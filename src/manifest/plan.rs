@@ -146,12 +146,14 @@ mod tests {
 
     /// A segment: its stream, whether it is sealed, its steps.
     type Seg = (Stream, bool, Vec<u64>);
+    /// A version: its parent (an earlier index) and cutoff, and its own segments.
+    type Ver = (Option<(usize, u64)>, Vec<Seg>);
 
     /// A random tree: for each version, its parent (an earlier index) and cutoff, and its
     /// own segments.
     #[derive(Debug, Clone)]
     struct Tree {
-        versions: Vec<(Option<(usize, u64)>, Vec<Seg>)>,
+        versions: Vec<Ver>,
         purged: Vec<bool>,
     }
 
