@@ -1,281 +1,53 @@
-//! The one error type of the crate, with structured variants that name the file, offset,
-//! run, version or step involved.
+//! The CLI's error: what a command reports on stderr before it exits with status 1.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::io;
 
-/// Result alias used throughout steplog.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Everything that can go wrong in steplog. Every variant names what it is about (a file and
-/// byte offset, a run, a version, a step) so that the message alone tells a user where to look.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// An operating-system I/O error on `path`.
-    #[error("I/O error on {path}: {source}")]
-    Io {
-        /// The file or directory involved.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Stored bytes failed their crc32 check.
-    #[error("checksum mismatch in {file} at byte offset {offset}: stored crc32 {expected:#010x}, computed {got:#010x}")]
-    ChecksumMismatch {
-        /// The file holding the bad bytes.
-        file: PathBuf,
-        /// Byte offset of the frame whose checksum failed.
-        offset: u64,
-        /// The checksum stored on disk.
-        expected: u32,
-        /// The checksum of the bytes as read.
-        got: u32,
-    },
-    /// Stored bytes are structurally invalid (bad magic, impossible length, undecodable data).
-    #[error("corrupt data in {file} at byte offset {offset}: {reason}")]
-    Corrupt {
-        /// The file holding the bad bytes.
-        file: PathBuf,
-        /// Byte offset of the structure that failed to decode.
-        offset: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A row was logged at a step that is not after the run's last step.
-    #[error("run '{run}': step {got} is not after the last step {last} of stream '{stream}'")]
-    StepRegression {
-        /// The run being written.
-        run: String,
-        /// The stream being written.
-        stream: String,
-        /// The last step already logged (or the cutoff of a rewind or fork).
-        last: u64,
-        /// The step that was given.
-        got: u64,
-    },
-    /// A step past [`MAX_STEP`](crate::limits::MAX_STEP) (also what the step after the
-    /// largest one would be).
-    #[error("run '{run}': step {step} is past the largest step {max}")]
-    StepTooLarge {
-        /// The run being written.
-        run: String,
-        /// The step asked for.
-        step: u64,
-        /// The largest step.
-        max: u64,
-    },
-    /// Another writer holds the run.
-    #[error("run '{run}' is locked: another writer (in this or another process) is writing it")]
-    Locked {
-        /// The run that is being written by someone else.
-        run: String,
-    },
-    /// No run has this name.
-    #[error("no run named '{run}'")]
-    RunNotFound {
-        /// The name that was looked up.
-        run: String,
-    },
-    /// A run with this name exists already.
-    #[error("a run named '{run}' already exists")]
-    RunExists {
-        /// The name that is taken.
-        run: String,
-    },
-    /// No version has this id.
-    #[error("no version {version}")]
-    VersionNotFound {
-        /// The id that was looked up.
-        version: String,
-    },
-    /// The version was purged and its rows are gone.
-    #[error("version {version} was purged")]
-    Purged {
-        /// The purged version.
-        version: String,
-    },
-    /// A file the manifest records is not there: deleted by a purge while it was being read,
-    /// or lost (removed by hand, a damaged file system). Never read as empty.
-    #[error("{file} is missing: {reason}")]
-    MissingFile {
-        /// The file the manifest records.
-        file: PathBuf,
-        /// Why it was expected, and what likely removed it.
-        reason: String,
-    },
-    /// A run or version reference could not be parsed.
-    #[error("bad reference '{reference}': {reason}")]
-    BadReference {
-        /// The reference as given.
-        reference: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A run name or key is not acceptable.
-    #[error("invalid name '{name}': {reason}")]
-    InvalidName {
-        /// The name as given.
-        name: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// A rewind or fork step is past the end of the version's history.
-    #[error("version {version} of run '{run}' has no step {step}: {reason}")]
-    StepOutOfRange {
-        /// The run.
-        run: String,
-        /// The version.
-        version: String,
-        /// The step asked for.
-        step: u64,
-        /// Why it is out of range.
-        reason: String,
-    },
-    /// The config is not a JSON object, or other invalid input to an API call.
-    #[error("invalid input: {0}")]
-    InvalidInput(String),
-    /// A line of JSON Lines input could not be taken.
-    #[error("line {line}: {reason}")]
-    BadLine {
-        /// 1-based line number.
-        line: u64,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The operation needs an archived version.
-    #[error(
-        "version {version} is not archived (it is {status}); only archived versions can be purged"
-    )]
-    NotArchived {
-        /// The version.
-        version: String,
-        /// Its current status.
-        status: String,
-    },
-    /// Resume mode `must` on a missing run, or `never` on an existing one.
-    #[error("run '{run}': {reason}")]
-    ResumeRefused {
-        /// The run.
-        run: String,
-        /// Why the resume mode refused.
-        reason: String,
-    },
-    /// A previous fsync or write failed; the writer refuses further work because the state
-    /// on disk is unknown.
-    #[error(
-        "writer of run '{run}' is poisoned by an earlier I/O failure and accepts no more writes"
-    )]
-    Poisoned {
-        /// The run whose writer failed.
-        run: String,
-    },
-    /// A file being imported (TensorBoard, W&B, AFL++, criterion) is damaged or not in the
-    /// format it claims: its checksum fails, it ends inside a record, or a record does not
-    /// decode.
-    #[error("cannot import {file} at byte offset {offset}: {reason}")]
-    BadSource {
-        /// The source file.
-        file: PathBuf,
-        /// Byte offset of the record that failed.
-        offset: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A lock stayed taken for longer than [`Options::lock_timeout`](crate::Options::lock_timeout):
-    /// another process holds it (it may be stopped, or stuck).
-    #[error("gave up after {waited_ms} ms waiting for the lock on {path}: another process holds it (is one stopped or stuck?)")]
-    LockTimeout {
-        /// The lock file.
-        path: PathBuf,
-        /// How long it was waited for, in milliseconds.
-        waited_ms: u64,
-    },
-    /// A value, key or row is larger than steplog stores (see [`limits`](crate::limits)).
-    #[error("run '{run}': {what} is {size} bytes, more than the limit of {limit} bytes")]
-    TooLarge {
-        /// The run being written.
-        run: String,
-        /// What is too large (the key named).
-        what: String,
-        /// Its size in bytes.
-        size: u64,
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// The writer was already finished.
-    #[error("writer of run '{run}' is already finished")]
-    Finished {
-        /// The run.
-        run: String,
-    },
-    /// The writer was opened by another process, of which this one is a fork (`fork()`
-    /// without `exec`, Python's `os.fork()` or `multiprocessing` with the fork start method).
-    /// A forked child never writes to its parent's run: it would interleave with the parent's
-    /// writes and corrupt the run.
-    #[error(
-        "the writer of run '{run}' was opened by process {owner}, and this process ({pid}) is a \
-         fork of it: a forked child cannot write to its parent's run (open a run of its own in \
-         the child)"
-    )]
-    Forked {
-        /// The run.
-        run: String,
-        /// The process that opened the writer.
-        owner: u32,
-        /// This process.
-        pid: u32,
-    },
+/// A CLI failure: a store error, an import error, an output error, or a usage problem.
+pub enum CliError {
+    Steplog(steplog::Error),
+    Import(steplog_import::Error),
+    Io(io::Error),
+    Usage(String),
 }
 
-impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
+impl CliError {
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Steplog(e) => write!(f, "{e}"),
+            CliError::Import(e) => write!(f, "{e}"),
+            CliError::Io(e) => write!(f, "writing output: {e}"),
+            CliError::Usage(m) => f.write_str(m),
         }
     }
+}
 
-    pub(crate) fn corrupt(
-        file: impl Into<PathBuf>,
-        offset: u64,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::Corrupt {
-            file: file.into(),
-            offset,
-            reason: reason.into(),
+impl From<steplog::Error> for CliError {
+    fn from(e: steplog::Error) -> Self {
+        CliError::Steplog(e)
+    }
+}
+
+impl From<steplog_import::Error> for CliError {
+    fn from(e: steplog_import::Error) -> Self {
+        match e {
+            // The store's own errors read as they do from every other command.
+            steplog_import::Error::Store(e) => CliError::Steplog(e),
+            e => CliError::Import(e),
         }
     }
+}
 
-    pub(crate) fn bad_source(
-        file: impl Into<PathBuf>,
-        offset: u64,
-        reason: impl Into<String>,
-    ) -> Self {
-        Error::BadSource {
-            file: file.into(),
-            offset,
-            reason: reason.into(),
-        }
-    }
-
-    /// True for errors that mean stored data is damaged (checksum or structure).
-    pub fn is_corruption(&self) -> bool {
-        matches!(
-            self,
-            Error::ChecksumMismatch { .. } | Error::Corrupt { .. } | Error::MissingFile { .. }
-        )
+impl From<io::Error> for CliError {
+    fn from(e: io::Error) -> Self {
+        CliError::Io(e)
     }
 }
 
-/// Adds the path to an `io::Result`.
-pub(crate) trait IoContext<T> {
-    fn at(self, path: &std::path::Path) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn at(self, path: &std::path::Path) -> Result<T> {
-        self.map_err(|e| Error::io(path, e))
-    }
-}
+pub type CliResult<T = ()> = Result<T, CliError>;

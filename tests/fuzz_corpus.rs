@@ -17,9 +17,9 @@ const TARGETS: [Target; 7] = [
     ("footer", fuzzing::footer),
     ("segment", fuzzing::segment),
     ("manifest", fuzzing::manifest),
-    ("jsonl", fuzzing::jsonl),
+    ("jsonl", steplog_import::fuzzing::jsonl),
     ("ops", fuzzing::ops),
-    ("import", fuzzing::import),
+    ("import", steplog_import::fuzzing::import),
 ];
 
 fn files(dir: &Path) -> Vec<PathBuf> {

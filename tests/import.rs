@@ -8,8 +8,9 @@ use common::*;
 
 use std::path::{Path, PathBuf};
 
-use steplog::import::{self, Quiet};
-use steplog::{Durability, Error, Options, Status, Store, Value};
+use steplog::Quiet;
+use steplog::{Durability, Options, Status, Store, Value};
+use steplog_import::{self as import, Error};
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -458,7 +459,7 @@ fn follow_while(
     s: &Store,
     inst: &Path,
     script: impl FnOnce(&dyn Fn(u64)) + Send,
-) -> (steplog::Result<import::Imported>, Vec<(u64, u64)>) {
+) -> (steplog_import::Result<import::Imported>, Vec<(u64, u64)>) {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     struct Done<'a>(&'a AtomicBool);
     impl Drop for Done<'_> {
@@ -838,7 +839,7 @@ fn criterion_files_are_bounded_whatever_they_are() {
 fn damaged(
     name: &str,
     bytes: &[u8],
-    import: &dyn Fn(&Store, &Path) -> steplog::Result<u64>,
+    import: &dyn Fn(&Store, &Path) -> steplog_import::Result<u64>,
 ) -> Result<u64, (PathBuf, u64, String)> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(name);
@@ -870,7 +871,7 @@ fn sweep(
     original: &[u8],
     stride: usize,
     checksummed: bool,
-    import: &dyn Fn(&Store, &Path) -> steplog::Result<u64>,
+    import: &dyn Fn(&Store, &Path) -> steplog_import::Result<u64>,
 ) {
     let full = damaged(name, original, import).expect("the original imports");
     let (mut cut_errors, mut flips) = (0, 0);
@@ -932,7 +933,7 @@ fn a_damaged_source_keeps_the_rows_before_the_damage_in_a_crashed_run() {
     // The README's promise, for every importer that reads records: cut the file two thirds
     // in (and flip a bit there): the rows before stay, the run is crashed, the error names
     // the file and an offset at or before the damage.
-    type Import = fn(&Store, &Path) -> steplog::Result<u64>;
+    type Import = fn(&Store, &Path) -> steplog_import::Result<u64>;
     let cases: [(&str, PathBuf, Import); 3] = [
         (
             "run-x.wandb",

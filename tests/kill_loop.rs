@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use steplog::workload::Rng;
 use steplog::{Options, Query, Store};
+use steplog_workload::Rng;
 
 const CHILD_ENV: &str = "STEPLOG_KILL_LOOP_CHILD";
 

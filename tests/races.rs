@@ -199,7 +199,7 @@ fn race(root: &Path, initial_dir: &Path, a: &str, b: &str, round: usize) {
     copy_dir(initial_dir, &dir);
     let go = root.join(format!("go-{a}-{b}-{round}"));
     let mut rng =
-        steplog::workload::Rng::new(round as u64 * 7919 + a.len() as u64 * 31 + b.len() as u64);
+        steplog_workload::Rng::new(round as u64 * 7919 + a.len() as u64 * 31 + b.len() as u64);
     let mut spawn = |name: &str, tag: &str| {
         let jitter = rng.next_u64() % 3000;
         Command::new(std::env::current_exe().unwrap())

@@ -1,5 +1,5 @@
 #![no_main]
-//! Fuzz target: steplog::fuzzing::jsonl (see fuzz/README.md).
+//! Fuzz target: steplog_import::fuzzing::jsonl (see fuzz/README.md).
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| steplog::fuzzing::jsonl(data));
+fuzz_target!(|data: &[u8]| steplog_import::fuzzing::jsonl(data));

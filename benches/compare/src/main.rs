@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use steplog::workload::{fuzz_row, sweep_row, Rng, Train};
 use steplog::Value;
+use steplog_workload::{fuzz_row, sweep_row, Rng, Train};
 
 /// One workload as rows (for the loggers) and as columns: for each key, (steps, values).
 pub struct Columns {

@@ -1,0 +1,197 @@
+//! Generated workloads shared by the demo, the tests and the benchmarks (DESIGN.md,
+//! "Workloads"): deterministic from a seed, so every consumer sees the same data.
+
+use steplog::Value;
+
+/// A small, fast, deterministic random number generator (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A float uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A float roughly normal with mean 0 and deviation 1 (sum of uniforms).
+    pub fn normal(&mut self) -> f64 {
+        (0..4).map(|_| self.unit()).sum::<f64>() * 3f64.sqrt() - 2.0 * 3f64.sqrt()
+    }
+}
+
+/// The `train` workload: one run, ~8 metrics every step and ~8 eval metrics every 1,000.
+#[derive(Debug, Clone)]
+pub struct Train {
+    /// Number of steps.
+    pub steps: u64,
+    /// Steps in `[start, end)` get a loss spike (×`factor`), like a bad batch or an LR blowup.
+    pub spike: Option<(u64, u64, f64)>,
+    rng: Rng,
+    step: u64,
+}
+
+/// Keys logged at every step of [`Train`].
+pub const TRAIN_KEYS: [&str; 8] = [
+    "train/loss",
+    "train/grad_norm",
+    "train/lr",
+    "train/acc",
+    "epoch",
+    "_timestamp",
+    "train/tokens",
+    "train/samples_per_sec",
+];
+
+impl Train {
+    /// A train workload of `steps` steps from `seed`.
+    pub fn new(steps: u64, seed: u64) -> Self {
+        Train {
+            steps,
+            spike: None,
+            rng: Rng::new(seed),
+            step: 0,
+        }
+    }
+
+    /// Adds a loss spike over steps `[start, end)`.
+    pub fn with_spike(mut self, start: u64, end: u64, factor: f64) -> Self {
+        self.spike = Some((start, end, factor));
+        self
+    }
+}
+
+impl Iterator for Train {
+    type Item = (u64, Vec<(&'static str, Value)>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.step >= self.steps {
+            return None;
+        }
+        let (s, n) = (self.step, self.steps.max(1));
+        self.step += 1;
+        let r = &mut self.rng;
+        let progress = s as f64 / n as f64;
+        let mut loss = 2.5 * (-3.0 * progress).exp() + 0.3 + 0.05 * r.normal();
+        if let Some((a, b, f)) = self.spike {
+            if (a..b).contains(&s) {
+                loss *= f;
+            }
+        }
+        // What `loss.item()` gives: a float32 widened to f64.
+        let loss = f64::from(loss as f32);
+        let grad = f64::from((1.0 + 0.3 * r.normal()).abs() as f32);
+        let lr = 1e-4 + 0.5 * (3e-3 - 1e-4) * (1.0 + (std::f64::consts::PI * progress).cos());
+        let acc = (((0.95 - 0.85 * (-4.0 * progress).exp()) * 256.0 + 4.0 * r.normal())
+            .clamp(0.0, 256.0)
+            .round())
+            / 256.0;
+        let mut row = vec![
+            ("train/loss", Value::F64(loss)),
+            ("train/grad_norm", Value::F64(grad)),
+            ("train/lr", Value::F64(lr)),
+            ("train/acc", Value::F64(acc)),
+            ("epoch", Value::I64((s / 10_000) as i64)),
+            (
+                "_timestamp",
+                Value::F64(1_764_000_000.0 + s as f64 * 0.25 + 0.01 * r.unit()),
+            ),
+            ("train/tokens", Value::I64(s as i64 * 4096)),
+            (
+                "train/samples_per_sec",
+                Value::F64(f64::from((512.0 + 8.0 * r.normal()) as f32)),
+            ),
+        ];
+        if s % 1000 == 999 {
+            let eval = loss * 1.05 + 0.02 * r.normal();
+            row.extend([
+                ("eval/loss", Value::F64(eval)),
+                ("eval/acc", Value::F64(acc * 0.98)),
+                ("eval/perplexity", Value::F64(eval.exp())),
+                ("eval/f1", Value::F64(acc * 0.97)),
+                ("eval/precision", Value::F64(acc * 0.99)),
+                ("eval/recall", Value::F64(acc * 0.96)),
+                ("eval/samples", Value::I64(10_000)),
+                ("eval/best", Value::Bool(s % 3000 == 2999)),
+            ]);
+        }
+        Some((s, row))
+    }
+}
+
+/// The `fuzz` workload: six monotone integer counters per step.
+pub fn fuzz_row(step: u64, rng: &mut Rng, state: &mut [i64; 6]) -> Vec<(&'static str, Value)> {
+    let deltas = [
+        1000 + (rng.next_u64() % 50) as i64,
+        i64::from(rng.next_u64().is_multiple_of(500)),
+        i64::from(rng.next_u64().is_multiple_of(200)),
+        i64::from(rng.next_u64().is_multiple_of(100_000)),
+        i64::from(rng.next_u64().is_multiple_of(50_000)),
+        i64::from(step.is_multiple_of(60)),
+    ];
+    for (s, d) in state.iter_mut().zip(deltas) {
+        *s += d;
+    }
+    vec![
+        ("execs", Value::I64(state[0])),
+        ("corpus", Value::I64(state[1])),
+        ("edges", Value::I64(state[2])),
+        ("crashes", Value::I64(state[3])),
+        ("hangs", Value::I64(state[4])),
+        ("cycles", Value::I64(state[5])),
+    ]
+}
+
+/// One row of the `sweep` workload: four metrics of run `run` at `step`.
+pub fn sweep_row(run: u64, step: u64, rng: &mut Rng) -> Vec<(&'static str, Value)> {
+    let p = step as f64 / 100.0;
+    let base = 1.0 + (run % 17) as f64 * 0.05;
+    vec![
+        (
+            "loss",
+            Value::F64(f64::from(
+                (base * (-2.0 * p).exp() + 0.02 * rng.normal()) as f32,
+            )),
+        ),
+        ("acc", Value::F64(((0.5 + 0.4 * p) * 128.0).round() / 128.0)),
+        ("time_ms", Value::F64(f64::from((10.0 + rng.unit()) as f32))),
+        ("iters", Value::I64(step as i64 * 32)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn train_is_deterministic_and_shaped_as_designed() {
+        let a: Vec<_> = Train::new(2000, 7).collect();
+        let b: Vec<_> = Train::new(2000, 7).collect();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 2000);
+        assert!(a.iter().all(|(_, r)| r.len() >= TRAIN_KEYS.len()));
+        assert_eq!(
+            a.iter().filter(|(_, r)| r.len() > 8).count(),
+            2,
+            "eval every 1,000 steps"
+        );
+        for (_, r) in &a {
+            if let Value::F64(x) = r[0].1 {
+                assert_eq!(x, f64::from(x as f32), "loss is a widened float32");
+            }
+        }
+    }
+}

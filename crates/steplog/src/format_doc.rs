@@ -1,0 +1,83 @@
+//! Keeps docs/FORMAT.md true: the sizes it states are checked against the constants and
+//! against what the encoders actually produce.
+
+const DOC: &str = include_str!("../../../docs/FORMAT.md");
+
+fn documented(name: &str) -> usize {
+    let prefix = format!("| {name} | ");
+    let line = DOC
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("docs/FORMAT.md has no size row for '{name}'"));
+    line[prefix.len()..]
+        .trim_end_matches(" |")
+        .parse()
+        .expect("a number")
+}
+
+#[test]
+fn documented_sizes_match_the_encoders() {
+    use crate::segment::{block, footer, SegmentHeader, HEADER_LEN};
+    use crate::types::{Row, SegmentId, Stream, VersionId};
+
+    let header = SegmentHeader {
+        stream: Stream::History,
+        version: VersionId(1),
+        segment: SegmentId(1),
+    };
+    assert_eq!(header.encode().len(), HEADER_LEN);
+    assert_eq!(documented("segment header"), HEADER_LEN);
+
+    let row = Row {
+        step: 7,
+        fields: Default::default(),
+    };
+    let frame = block::encode(&block::Block::from_rows(&[row]), 3).unwrap();
+    let h = block::FrameHeader::parse(&frame).unwrap().unwrap();
+    assert_eq!(
+        frame.len(),
+        block::FRAME_HEADER_LEN + h.payload_len as usize
+    );
+    assert_eq!(documented("block frame header"), block::FRAME_HEADER_LEN);
+
+    let bytes = footer::encode(&[], &[], &Default::default(), 32).unwrap();
+    let payload_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    assert_eq!(
+        bytes.len(),
+        footer::FOOTER_HEADER_LEN + payload_len + footer::TRAILER_LEN
+    );
+    assert_eq!(documented("footer header"), footer::FOOTER_HEADER_LEN);
+    assert_eq!(documented("trailer"), footer::TRAILER_LEN);
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = crate::manifest::log::ManifestLog::open(
+        std::sync::Arc::new(crate::io::OsFs),
+        dir.path(),
+        false,
+        1 << 20,
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    let file = std::fs::read(log.path()).unwrap();
+    let frame = crate::manifest::log::encode_frame(&crate::manifest::Edit::Finish {
+        version: VersionId(1),
+    })
+    .unwrap();
+    let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
+    assert_eq!(frame.len(), crate::manifest::log::FRAME_HEADER_LEN + len);
+    assert_eq!(
+        documented("manifest header"),
+        crate::manifest::log::HEADER_LEN
+    );
+    assert_eq!(
+        documented("manifest frame header"),
+        crate::manifest::log::FRAME_HEADER_LEN
+    );
+    // A new manifest is its header and one snapshot frame.
+    let snap = u32::from_le_bytes(file[24..28].try_into().unwrap()) as usize;
+    assert_eq!(
+        file.len(),
+        crate::manifest::log::HEADER_LEN + crate::manifest::log::FRAME_HEADER_LEN + snap
+    );
+    assert_eq!(&file[..8], b"STEPLMAN");
+}

@@ -1,0 +1,369 @@
+//! One function per subcommand.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use steplog::{Query, Status, Store};
+
+use crate::args::{parse_config, Cli, Command, RowFormat, TableFormat};
+use crate::error::{CliError, CliResult};
+use crate::lineage::draw_lineage;
+use crate::output::{self, json_text};
+
+/// The step from `--step` or from `REF?_step=S`; exactly one must be given.
+fn step_of(reference: &str, step: Option<u64>) -> CliResult<(String, u64)> {
+    let r: steplog::Reference = reference.parse()?;
+    let name = reference
+        .split_once('?')
+        .map_or(reference, |(n, _)| n)
+        .to_owned();
+    match (step, r.step) {
+        (Some(s), None) | (None, Some(s)) => Ok((name, s)),
+        (Some(_), Some(_)) => Err(CliError::Usage(format!(
+            "give the step once: either '{reference}' or --step"
+        ))),
+        (None, None) => Err(CliError::Usage(format!(
+            "no step given: use --step S or '{name}?_step=S'"
+        ))),
+    }
+}
+
+pub fn run(cli: Cli) -> CliResult<ExitCode> {
+    let open = || Store::open(&cli.store);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match cli.command {
+        Command::Demo { steps } => crate::demo::run(&cli.store, steps, &mut out)?,
+        Command::Log(args) => return crate::ingest::log(&open()?, args),
+        Command::History {
+            reference,
+            keys,
+            from,
+            to,
+            stream,
+            format,
+        } => {
+            let store = open()?;
+            let mut q = Query::new()
+                .stream(stream)
+                .steps(from.unwrap_or(0)..=to.unwrap_or(u64::MAX));
+            let keys = keys.selected();
+            if let Some(k) = &keys {
+                q = q.keys(k.iter().cloned());
+            }
+            let rows = store.history(&reference, &q)?;
+            match format {
+                RowFormat::Jsonl => {
+                    for row in rows {
+                        writeln!(out, "{}", json_text(&output::row_json(&row?)))?;
+                    }
+                }
+                RowFormat::Csv => {
+                    crate::export::history_csv(&store, &reference, &q, keys, &mut out)?
+                }
+            }
+        }
+        Command::Summary { reference, format } => {
+            let store = open()?;
+            let s = store.summary(&reference)?;
+            // What the source of an imported run summarised (W&B's summary, criterion's
+            // estimates): kept in the config, shown with steplog's own.
+            let imported = store
+                .version(&s.version.to_string())?
+                .config
+                .pointer("/_import/summary")
+                .cloned();
+            match format {
+                TableFormat::Json => output::write_summary_json(&mut out, &s, imported.as_ref())?,
+                TableFormat::Table => {
+                    let mut sparks = std::collections::BTreeMap::new();
+                    for (k, ks) in &s.keys {
+                        if ks.numeric_count > 0 {
+                            sparks.insert(
+                                k.clone(),
+                                output::sparkline(&store, &reference, k, 24, ks.numeric_count)?,
+                            );
+                        }
+                    }
+                    write!(out, "{}", output::summary_table(&s, &sparks))?;
+                    if let Some(serde_json::Value::Object(m)) = imported {
+                        writeln!(out, "imported summary:")?;
+                        for (k, v) in m {
+                            let text = match v.as_f64() {
+                                Some(x) => output::short(x),
+                                None => json_text(&v),
+                            };
+                            writeln!(out, "  {k}: {text}")?;
+                        }
+                    }
+                }
+            }
+        }
+        Command::Rewind {
+            reference,
+            step,
+            config,
+        } => {
+            let (run, step) = step_of(&reference, step)?;
+            if run.parse::<steplog::VersionId>().is_ok() {
+                return Err(CliError::Usage(format!(
+                    "rewind takes a run name, not a version id ('{run}'): fork a version instead"
+                )));
+            }
+            let config = parse_config(config.as_deref())?;
+            let r = open()?.rewind(&run, step, config)?;
+            let v = serde_json::json!({
+                "run": run, "archived": r.archived.to_string(), "head": r.head.to_string(), "step": r.step,
+            });
+            writeln!(out, "{v}")?;
+        }
+        Command::Fork {
+            reference,
+            step,
+            name,
+            config,
+        } => {
+            let (source, step) = step_of(&reference, step)?;
+            let store = open()?;
+            let (source_version, _) = store.resolve(&source)?;
+            let config = parse_config(config.as_deref())?;
+            let head = store.fork(&source_version.to_string(), step, &name, config)?;
+            let v = serde_json::json!({
+                "run": name, "head": head.to_string(), "source": source_version.to_string(), "step": step,
+            });
+            writeln!(out, "{v}")?;
+        }
+        Command::Runs { all, format } => runs(&open()?, all, format, &mut out)?,
+        Command::Lineage { reference } => {
+            let store = open()?;
+            let tree = store.lineage(&reference)?;
+            let (focus, _) = store.resolve(&reference)?;
+            let run = store.version(&focus.to_string())?.run;
+            write!(out, "{}", draw_lineage(&store, &tree, &run, Some(focus))?)?;
+        }
+        Command::Verify => {
+            let bar = crate::progress::Bar::new();
+            let report = open()?.verify_with(&bar)?;
+            bar.done();
+            for n in &report.notes {
+                writeln!(out, "note: {n}")?;
+            }
+            for p in &report.problems {
+                writeln!(out, "FAILED: {p}")?;
+            }
+            writeln!(
+                out,
+                "{}: {} files, {} blocks, {} manifest edits checked, {} problems",
+                if report.is_ok() { "ok" } else { "corrupt" },
+                report.files,
+                report.blocks,
+                report.edits,
+                report.problems.len()
+            )?;
+            out.flush()?;
+            if !report.is_ok() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Plot(args) => crate::plot::plot(&open()?, args, &mut out)?,
+        Command::Export(args) => crate::export::export(&open()?, args, &mut out)?,
+        Command::Import { source } => crate::importing::import(&open()?, source, &mut out)?,
+        Command::Follow { source } => crate::importing::follow(&open()?, source, &mut out)?,
+        Command::Gc => {
+            let report = open()?.gc()?;
+            let kept: Vec<serde_json::Value> = report
+                .kept
+                .iter()
+                .map(|(p, why)| serde_json::json!({"file": p.display().to_string(), "why": why}))
+                .collect();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({
+                    "deleted_files": report.deleted.len(), "deleted_bytes": report.bytes,
+                    "kept": kept,
+                })
+            )?;
+        }
+        Command::Purge { version } => {
+            let v: steplog::VersionId = version.parse().map_err(|()| {
+                CliError::Usage(format!(
+                    "'{version}' is not a version id (expected v<N>, like v3)"
+                ))
+            })?;
+            let bar = crate::progress::Bar::new();
+            let deleted = open()?.purge_with(v, &bar)?;
+            bar.done();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"purged": version, "deleted_files": deleted})
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> CliResult {
+    // Every run is listed; damaged ones are marked, then reported, and the exit status is 1.
+    let mut damaged: Vec<(String, String)> = Vec::new();
+    if all {
+        let versions = store.versions()?;
+        let readable: Vec<steplog::VersionId> = versions
+            .iter()
+            .filter(|v| v.status != Status::Purged)
+            .map(|v| v.id)
+            .collect();
+        let mut counts: std::collections::HashMap<_, _> = readable
+            .iter()
+            .copied()
+            .zip(store.rows_of(&readable)?)
+            .collect();
+        let mut rows = Vec::new();
+        for v in &versions {
+            let (count, last) = match counts.remove(&v.id) {
+                None => (None, None),
+                Some(counted) => match counted {
+                    Ok((c, l)) => (Some(c), l),
+                    Err(e) if e.is_corruption() => {
+                        damaged.push((v.id.to_string(), e.to_string()));
+                        (None, None)
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            let parent = v.parent.map(|(p, s)| (p.to_string(), s));
+            match format {
+                TableFormat::Json => writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({
+                        "version": v.id.to_string(), "run": v.run, "status": v.status.name(),
+                        "origin": v.origin, "parent": parent.as_ref().map(|p| &p.0),
+                        "parent_step": parent.as_ref().map(|p| p.1),
+                        "restart_of": v.restart_of.map(|r| r.to_string()), "rows": count,
+                        "last_step": last, "created": v.created, "config": v.config,
+                    })
+                )?,
+                TableFormat::Table => rows.push(vec![
+                    v.id.to_string(),
+                    v.run.clone(),
+                    v.status.to_string(),
+                    format!("{:?}", v.origin).to_lowercase(),
+                    match (parent, v.restart_of) {
+                        (Some((p, s)), _) => format!("{p}@{s}"),
+                        (None, Some(r)) => format!("{r} (restart)"),
+                        (None, None) => "-".into(),
+                    },
+                    count.map_or("-".into(), |c| c.to_string()),
+                    last.map_or("-".into(), |l| l.to_string()),
+                ]),
+            }
+        }
+        if format == TableFormat::Table {
+            let h = [
+                "version",
+                "run",
+                "status",
+                "origin",
+                "parent",
+                "rows",
+                "last_step",
+            ];
+            write!(out, "{}", output::table(&h, &rows))?;
+        }
+        return damage_report(damaged);
+    }
+    let runs = store.runs()?;
+    let mut rows = Vec::new();
+    for r in &runs {
+        // Counting reads only the blocks' indexes; the sparklines read the footers and
+        // blocks too, and damage found there marks this run, not the listing. Both formats
+        // read them, so that both mark the same runs.
+        let mut damage = r.damage.clone();
+        let sparks = match &damage {
+            None => match metric_sparks(store, &r.head.to_string()) {
+                Ok(s) => s,
+                Err(CliError::Steplog(e)) if e.is_corruption() => {
+                    damage = Some(e.to_string());
+                    "-".into()
+                }
+                Err(e) => return Err(e),
+            },
+            Some(_) => "-".into(),
+        };
+        if let Some(d) = &damage {
+            damaged.push((r.name.clone(), d.clone()));
+        }
+        match format {
+            TableFormat::Json => {
+                let mut v = serde_json::json!({
+                    "run": r.name, "head": r.head.to_string(), "status": r.status.name(),
+                    "last_step": r.last_step, "rows": r.rows,
+                });
+                if let Some(d) = &damage {
+                    v["damage"] = d.clone().into();
+                }
+                writeln!(out, "{v}")?;
+            }
+            TableFormat::Table => rows.push(vec![
+                r.name.clone(),
+                r.head.to_string(),
+                match damage {
+                    Some(_) => format!("{} DAMAGED", r.status),
+                    None => r.status.to_string(),
+                },
+                r.last_step.map_or("-".into(), |l| l.to_string()),
+                if damage.is_some() {
+                    "-".into()
+                } else {
+                    r.rows.to_string()
+                },
+                sparks,
+            ]),
+        }
+    }
+    if format == TableFormat::Table {
+        write!(
+            out,
+            "{}",
+            output::table(
+                &["run", "head", "status", "last_step", "rows", "metrics"],
+                &rows
+            )
+        )?;
+    }
+    damage_report(damaged)
+}
+
+/// After a listing: each damaged run or version named on stderr, and exit status 1.
+fn damage_report(damaged: Vec<(String, String)>) -> CliResult {
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    for (what, why) in &damaged {
+        eprintln!("steplog: {what} is damaged: {why}");
+    }
+    Err(CliError::Usage(format!(
+        "{} of the listed runs or versions are damaged (`steplog verify` shows every problem)",
+        damaged.len()
+    )))
+}
+
+/// Sparklines of a version's first three numeric metrics (keys starting with `_` left out),
+/// for `runs --format table`.
+fn metric_sparks(store: &Store, version: &str) -> CliResult<String> {
+    let summary = store.summary(version)?;
+    let keys = summary
+        .keys
+        .iter()
+        .filter(|(k, s)| !k.starts_with('_') && s.numeric_count > 0)
+        .take(3);
+    let mut parts = Vec::new();
+    for (k, s) in keys {
+        let spark = output::sparkline(store, version, k, 12, s.numeric_count)?;
+        parts.push(format!("{k} {spark}"));
+    }
+    Ok(parts.join("  "))
+}

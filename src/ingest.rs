@@ -1,0 +1,168 @@
+//! `steplog log`: JSON Lines from stdin into a run. A reader thread feeds lines through a
+//! channel so that the writer can commit when input pauses (rows become visible to readers
+//! within ~100 ms of arriving) and at least every second while it flows.
+
+use std::io::{self, BufRead, Write};
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use steplog::Store;
+
+use crate::error::{CliError, CliResult};
+
+/// `steplog log`: how to start the run and when to commit.
+#[derive(clap::Args, Debug)]
+pub struct LogArgs {
+    /// The run to write.
+    pub run: String,
+    /// Rewind the run first: `RUN?_step=S` (W&B's resume_from).
+    #[arg(long, value_name = "REF", conflicts_with = "fork_from")]
+    pub resume_from: Option<String>,
+    /// Fork RUN from another run or version: `NAME?_step=S` or `v12?_step=S`.
+    #[arg(long, value_name = "REF")]
+    pub fork_from: Option<String>,
+    /// If the run exists (or not): allow, must, never.
+    #[arg(long, default_value = "allow")]
+    pub resume: steplog::Resume,
+    /// Config as a JSON object, merged over the run's config.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// The stream to write: history, system, console.
+    #[arg(long, default_value = "history")]
+    pub stream: steplog::Stream,
+    /// Also commit after every N rows (rows are always committed when input pauses for
+    /// 100 ms, at least every second, and at the end).
+    #[arg(long, value_name = "N")]
+    pub commit_every: Option<u64>,
+    /// After each commit, print `committed STEP` (the last committed step) on stdout, for
+    /// a supervisor that must know what is durable.
+    #[arg(long)]
+    pub report_commits: bool,
+}
+
+/// Commits, and reports the last committed step if asked to.
+fn commit(writer: &mut steplog::RunWriter, last: Option<u64>, report: bool) -> CliResult {
+    writer.commit()?;
+    if let (true, Some(step)) = (report, last) {
+        let mut out = io::stdout().lock();
+        writeln!(out, "committed {step}")?;
+        out.flush()?;
+    }
+    Ok(())
+}
+
+pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
+    let LogArgs {
+        run,
+        resume_from,
+        fork_from,
+        resume,
+        config,
+        stream,
+        commit_every,
+        report_commits,
+    } = args;
+    let run = run.as_str();
+    let config = crate::args::parse_config(config.as_deref())?;
+    let mut start = store.run(run).resume(resume);
+    if let Some(r) = &resume_from {
+        let parsed: steplog::Reference = r.parse()?;
+        let step = parsed.step.ok_or_else(|| {
+            CliError::Usage(format!("--resume-from needs a step: '{run}?_step=S'"))
+        })?;
+        if parsed.target != steplog::Target::Run(run.to_owned()) {
+            return Err(CliError::Usage(format!(
+                "--resume-from '{r}' must name the run being logged ('{run}?_step={step}')"
+            )));
+        }
+        start = start.resume_from(step);
+    }
+    if let Some(r) = &fork_from {
+        start = start.fork_from_ref(r);
+    }
+    if let Some(c) = config {
+        start = start.config(c);
+    }
+    let mut writer = start.start()?;
+    let began = Instant::now();
+
+    let (tx, rx) = mpsc::sync_channel::<io::Result<String>>(4096);
+    std::thread::spawn(move || {
+        for line in io::stdin().lock().lines() {
+            let stop = line.is_err();
+            if tx.send(line).is_err() || stop {
+                break;
+            }
+        }
+    });
+
+    let (mut rows, mut first, mut last, mut line_no) = (0u64, None, None, 0u64);
+    let mut prev: Option<u64> = None;
+    let mut dirty = false;
+    let mut last_commit = Instant::now();
+    let failure: Option<CliError> = loop {
+        let line = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => break Some(CliError::Usage(format!("reading stdin: {e}"))),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if dirty {
+                    commit(&mut writer, last, report_commits)?;
+                    dirty = false;
+                    last_commit = Instant::now();
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break None,
+        };
+        line_no += 1;
+        let parsed = match steplog_import::jsonl::parse_line(&line, line_no) {
+            Ok(Some(p)) => p,
+            Ok(None) => continue,
+            Err(e) => break Some(e.into()),
+        };
+        let step = parsed.step.or(prev.map(|p| p + 1));
+        let step = match writer.log_row(stream, step, parsed.fields) {
+            Ok(s) => s,
+            Err(e) => {
+                break Some(CliError::Usage(format!("line {line_no}: {e}")));
+            }
+        };
+        if prev != Some(step) || !stream.merges_steps() {
+            rows += 1;
+        }
+        prev = Some(step);
+        first = first.or(Some(step));
+        last = Some(step);
+        dirty = true;
+        let every = commit_every.is_some_and(|n| n > 0 && rows % n == 0);
+        if every || last_commit.elapsed() > Duration::from_secs(1) {
+            commit(&mut writer, last, report_commits)?;
+            dirty = false;
+            last_commit = Instant::now();
+        }
+    };
+    let version = writer.version();
+    // Rows before a bad line stay committed; the run is finished either way.
+    writer.finish()?;
+    if let (true, Some(step)) = (report_commits, last) {
+        println!("committed {step}");
+    }
+    eprintln!(
+        "steplog: {} {rows} rows to run '{run}' (version {version}, stream {stream}){} in {:.2} s",
+        if failure.is_some() {
+            "committed"
+        } else {
+            "logged"
+        },
+        match (first, last) {
+            (Some(a), Some(b)) => format!(", steps {a}..={b}"),
+            _ => String::new(),
+        },
+        began.elapsed().as_secs_f64()
+    );
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
