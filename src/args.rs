@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::{CliError, CliResult};
 
@@ -46,7 +46,7 @@ pub enum Command {
     },
     /// Log rows read from stdin as JSON Lines (one object per line; `_step` sets the step,
     /// otherwise previous step + 1; nested objects flatten with `/`).
-    Log(crate::ingest::LogArgs),
+    Log(LogArgs),
     /// Print the rows of a run or version, one JSON object per step.
     History {
         /// A run (its head), a version id (v12), or RUN?_step=S (steps up to S).
@@ -117,18 +117,18 @@ pub enum Command {
     Verify,
     /// Line charts of metrics with the run's rewinds and forks overlaid (SVG, PNG, or the
     /// terminal); long runs are downsampled (M4) from block aggregates.
-    Plot(crate::plot::PlotArgs),
+    Plot(PlotArgs),
     /// Write a run or version, or the whole store, to a CSV, JSON Lines or Parquet file.
-    Export(crate::export::ExportArgs),
+    Export(ExportArgs),
     /// Import run history from TensorBoard, W&B, AFL++ or criterion (see `import --help`).
     Import {
         #[command(subcommand)]
-        source: crate::importing::ImportSource,
+        source: ImportSource,
     },
     /// Follow a live source, logging its new rows as they are written.
     Follow {
         #[command(subcommand)]
-        source: crate::importing::FollowSource,
+        source: FollowSource,
     },
     /// Purge an archived version: delete the segments no other version needs.
     Purge {
@@ -173,4 +173,159 @@ pub fn parse_config(text: Option<&str>) -> CliResult<Option<serde_json::Value>> 
             .map_err(|e| CliError::Usage(format!("--config is not valid JSON: {e}")))
     })
     .transpose()
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportSource {
+    /// TensorBoard event files: one events.out.tfevents.* file, or a directory of them (one
+    /// run). Scalars in both the simple_value and the tensor form; a restart marked by
+    /// SessionLog.START (purge_step) becomes a rewind, so the orphaned steps stay readable as
+    /// an archived version.
+    Tensorboard {
+        /// An event file, or a run directory holding event files.
+        path: PathBuf,
+        /// The steplog run to create.
+        #[arg(long)]
+        run: String,
+    },
+    /// A W&B offline run file (wandb/offline-run-*/run-ID.wandb): history, config, summary
+    /// and run id; a fork (fork_from) of a run already in the store becomes a steplog fork,
+    /// a resume_from of one becomes a rewind.
+    Wandb {
+        /// The .wandb file.
+        file: PathBuf,
+        /// The steplog run to create (default: the W&B run id).
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// An AFL++ fuzzer instance's plot_data (the instance directory, like out/default, or the
+    /// file itself); its fuzzer_stats go into the config.
+    Afl {
+        /// The instance directory, or its plot_data file.
+        dir: PathBuf,
+        /// The steplog run to create.
+        #[arg(long)]
+        run: String,
+    },
+    /// criterion.rs results: one run per benchmark, its samples as history (iters, time_ns,
+    /// ns_per_iter) and its estimates as the run's imported summary.
+    Criterion {
+        /// The criterion output directory.
+        #[arg(default_value = "target/criterion")]
+        dir: PathBuf,
+        /// Prefix of the run names (a benchmark 'sort/100' becomes 'criterion/sort/100').
+        #[arg(long, default_value = "criterion/")]
+        prefix: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FollowSource {
+    /// Tail an AFL++ instance's plot_data while the campaign runs: each new line is logged
+    /// and committed as it appears; a rewritten file (a restarted campaign) is read again
+    /// from its start. Ends on Ctrl-C (the run is then finished) or after --idle-exit.
+    Afl {
+        /// The instance directory (out/default), or its plot_data file.
+        dir: PathBuf,
+        /// The steplog run to create.
+        #[arg(long)]
+        run: String,
+        /// Milliseconds between looks at the file.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Stop after the file has not grown for this many seconds.
+        #[arg(long)]
+        idle_exit: Option<u64>,
+    },
+}
+
+/// `steplog log`: how to start the run and when to commit.
+#[derive(clap::Args, Debug)]
+pub struct LogArgs {
+    /// The run to write.
+    pub run: String,
+    /// Rewind the run first: `RUN?_step=S` (W&B's resume_from).
+    #[arg(long, value_name = "REF", conflicts_with = "fork_from")]
+    pub resume_from: Option<String>,
+    /// Fork RUN from another run or version: `NAME?_step=S` or `v12?_step=S`.
+    #[arg(long, value_name = "REF")]
+    pub fork_from: Option<String>,
+    /// If the run exists (or not): allow, must, never.
+    #[arg(long, default_value = "allow")]
+    pub resume: steplog::Resume,
+    /// Config as a JSON object, merged over the run's config.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// The stream to write: history, system, console.
+    #[arg(long, default_value = "history")]
+    pub stream: steplog::Stream,
+    /// Also commit after every N rows (rows are always committed when input pauses for
+    /// 100 ms, at least every second, and at the end).
+    #[arg(long, value_name = "N")]
+    pub commit_every: Option<u64>,
+    /// After each commit, print `committed STEP` (the last committed step) on stdout, for
+    /// a supervisor that must know what is durable.
+    #[arg(long)]
+    pub report_commits: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// A run (its head), a version id (v12), or RUN?_step=S.
+    pub reference: String,
+    /// The metrics to plot, one panel each (at least one, at most 60).
+    #[command(flatten)]
+    pub keys: KeySelection,
+    /// First step of the x axis.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Last step of the x axis.
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// Draw only the version itself, without the rest of its lineage.
+    #[arg(long)]
+    pub no_lineage: bool,
+    /// The chart file: .svg or .png; `-` writes SVG to standard output. Without it, a chart
+    /// is drawn in the terminal.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Width in pixels (240 ..= 16384), or columns in the terminal (20 ..= 1000).
+    #[arg(long)]
+    pub width: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// A run (its head), a version id (v12), or RUN?_step=S. Leave out with --all.
+    #[arg(required_unless_present = "all")]
+    pub reference: Option<String>,
+    /// Export every run of the store (each run's head) as one table with `run` and
+    /// `version` columns, or, with --split, as one file per run in the directory -o names.
+    #[arg(long, conflicts_with = "reference")]
+    pub all: bool,
+    /// With --all: one file per run (named after the run) instead of one table.
+    #[arg(long, requires = "all")]
+    pub split: bool,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: Format,
+    #[command(flatten)]
+    pub keys: KeySelection,
+    /// First step.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Last step.
+    #[arg(long)]
+    pub to: Option<u64>,
+    /// The output file (the directory, with --split); `-` is standard output (then the
+    /// report of rows written goes to standard error).
+    #[arg(short, long)]
+    pub output: PathBuf,
 }

@@ -256,11 +256,11 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
     let mut sink = Vec::new();
     crate::export::export(
         &store,
-        crate::export::ExportArgs {
+        crate::args::ExportArgs {
             reference: Some(name.clone()),
             all: false,
             split: false,
-            format: crate::export::Format::Parquet,
+            format: crate::args::Format::Parquet,
             keys: Default::default(),
             from: None,
             to: None,
@@ -271,7 +271,7 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
     let t = Instant::now();
     crate::plot::plot(
         &store,
-        crate::plot::PlotArgs {
+        crate::args::PlotArgs {
             reference: name.clone(),
             keys: crate::args::KeySelection {
                 keys: vec!["train/loss".into(), "train/acc".into()],

@@ -2,81 +2,16 @@
 //! one JSON line per imported run on stdout.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Subcommand;
 use steplog::Store;
 use steplog_import::{self as import, Imported};
 
+use crate::args::{FollowSource, ImportSource};
 use crate::error::CliResult;
 use crate::progress::Bar;
-
-#[derive(Subcommand, Debug)]
-pub enum ImportSource {
-    /// TensorBoard event files: one events.out.tfevents.* file, or a directory of them (one
-    /// run). Scalars in both the simple_value and the tensor form; a restart marked by
-    /// SessionLog.START (purge_step) becomes a rewind, so the orphaned steps stay readable as
-    /// an archived version.
-    Tensorboard {
-        /// An event file, or a run directory holding event files.
-        path: PathBuf,
-        /// The steplog run to create.
-        #[arg(long)]
-        run: String,
-    },
-    /// A W&B offline run file (wandb/offline-run-*/run-ID.wandb): history, config, summary
-    /// and run id; a fork (fork_from) of a run already in the store becomes a steplog fork,
-    /// a resume_from of one becomes a rewind.
-    Wandb {
-        /// The .wandb file.
-        file: PathBuf,
-        /// The steplog run to create (default: the W&B run id).
-        #[arg(long)]
-        run: Option<String>,
-    },
-    /// An AFL++ fuzzer instance's plot_data (the instance directory, like out/default, or the
-    /// file itself); its fuzzer_stats go into the config.
-    Afl {
-        /// The instance directory, or its plot_data file.
-        dir: PathBuf,
-        /// The steplog run to create.
-        #[arg(long)]
-        run: String,
-    },
-    /// criterion.rs results: one run per benchmark, its samples as history (iters, time_ns,
-    /// ns_per_iter) and its estimates as the run's imported summary.
-    Criterion {
-        /// The criterion output directory.
-        #[arg(default_value = "target/criterion")]
-        dir: PathBuf,
-        /// Prefix of the run names (a benchmark 'sort/100' becomes 'criterion/sort/100').
-        #[arg(long, default_value = "criterion/")]
-        prefix: String,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-pub enum FollowSource {
-    /// Tail an AFL++ instance's plot_data while the campaign runs: each new line is logged
-    /// and committed as it appears; a rewritten file (a restarted campaign) is read again
-    /// from its start. Ends on Ctrl-C (the run is then finished) or after --idle-exit.
-    Afl {
-        /// The instance directory (out/default), or its plot_data file.
-        dir: PathBuf,
-        /// The steplog run to create.
-        #[arg(long)]
-        run: String,
-        /// Milliseconds between looks at the file.
-        #[arg(long, default_value_t = 1000)]
-        poll_ms: u64,
-        /// Stop after the file has not grown for this many seconds.
-        #[arg(long)]
-        idle_exit: Option<u64>,
-    },
-}
 
 fn report(out: &mut impl Write, r: &Imported) -> CliResult {
     let v = serde_json::json!({

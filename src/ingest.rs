@@ -9,37 +9,8 @@ use std::time::{Duration, Instant};
 
 use steplog::Store;
 
+use crate::args::LogArgs;
 use crate::error::{CliError, CliResult};
-
-/// `steplog log`: how to start the run and when to commit.
-#[derive(clap::Args, Debug)]
-pub struct LogArgs {
-    /// The run to write.
-    pub run: String,
-    /// Rewind the run first: `RUN?_step=S` (W&B's resume_from).
-    #[arg(long, value_name = "REF", conflicts_with = "fork_from")]
-    pub resume_from: Option<String>,
-    /// Fork RUN from another run or version: `NAME?_step=S` or `v12?_step=S`.
-    #[arg(long, value_name = "REF")]
-    pub fork_from: Option<String>,
-    /// If the run exists (or not): allow, must, never.
-    #[arg(long, default_value = "allow")]
-    pub resume: steplog::Resume,
-    /// Config as a JSON object, merged over the run's config.
-    #[arg(long)]
-    pub config: Option<String>,
-    /// The stream to write: history, system, console.
-    #[arg(long, default_value = "history")]
-    pub stream: steplog::Stream,
-    /// Also commit after every N rows (rows are always committed when input pauses for
-    /// 100 ms, at least every second, and at the end).
-    #[arg(long, value_name = "N")]
-    pub commit_every: Option<u64>,
-    /// After each commit, print `committed STEP` (the last committed step) on stdout, for
-    /// a supervisor that must know what is durable.
-    #[arg(long)]
-    pub report_commits: bool,
-}
 
 /// Commits, and reports the last committed step if asked to.
 fn commit(writer: &mut steplog::RunWriter, last: Option<u64>, report: bool) -> CliResult {

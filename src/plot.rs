@@ -9,39 +9,14 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use clap::Args;
 use steplog::{Lineage, Origin, Series, Status, Store, VersionInfo};
 
+use crate::args::PlotArgs;
 use crate::error::{CliError, CliResult};
 use crate::output::short;
 use crate::progress::Bar;
-
-#[derive(Args, Debug)]
-pub struct PlotArgs {
-    /// A run (its head), a version id (v12), or RUN?_step=S.
-    pub reference: String,
-    /// The metrics to plot, one panel each (at least one, at most 60).
-    #[command(flatten)]
-    pub keys: crate::args::KeySelection,
-    /// First step of the x axis.
-    #[arg(long)]
-    pub from: Option<u64>,
-    /// Last step of the x axis.
-    #[arg(long)]
-    pub to: Option<u64>,
-    /// Draw only the version itself, without the rest of its lineage.
-    #[arg(long)]
-    pub no_lineage: bool,
-    /// The chart file: .svg or .png; `-` writes SVG to standard output. Without it, a chart
-    /// is drawn in the terminal.
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
-    /// Width in pixels (240 ..= 16384), or columns in the terminal (20 ..= 1000).
-    #[arg(long)]
-    pub width: Option<usize>,
-}
 
 /// The widest chart: in a terminal, in columns; in a file, in pixels.
 const MAX_TERMINAL_WIDTH: usize = 1000;

@@ -1,11 +1,8 @@
 //! Store options: durability, segment and block size targets, compression level.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use crate::error::Result;
 use crate::io::{FileSystem, OsFs};
-use crate::store::Store;
 
 /// What a committed row survives. Set per store with [`Options::durability`].
 ///
@@ -124,10 +121,5 @@ impl Options {
     pub fn file_system(mut self, fs: Arc<dyn FileSystem>) -> Self {
         self.fs = fs;
         self
-    }
-
-    /// Opens (or creates) the store in directory `dir` with these options.
-    pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
-        Store::open_with(dir.as_ref(), self)
     }
 }

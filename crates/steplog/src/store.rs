@@ -2,12 +2,8 @@
 //! point of the API: it resolves references, lists runs and versions with their status, and
 //! performs the operations that act on versions (rewind, fork, purge) outside a writer.
 //!
-//! ```text
-//! <store>/MANIFEST            the edit log (manifest::log)
-//! <store>/LOCK                held while appending to the manifest
-//! <store>/segments/<id>.seg   segment files (segment)
-//! <store>/locks/<run>.lock    one per run, held by its writer (lock)
-//! ```
+//! Its files (`MANIFEST`, `LOCK`, `segments/`, `locks/`) are docs/FORMAT.md's "Store
+//! layout".
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -207,6 +203,13 @@ pub(crate) fn merge_config(base: &Config, over: &Config) -> Result<Config> {
     let merged = merge(base, over);
     check_config(&merged)?;
     Ok(merged)
+}
+
+impl Options {
+    /// Opens (or creates) the store in directory `dir` with these options.
+    pub fn open(self, dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir.as_ref(), self)
+    }
 }
 
 impl Store {

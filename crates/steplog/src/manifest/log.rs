@@ -1,11 +1,9 @@
 //! The manifest file: an append-only log of checksummed edit frames, shared by every process
 //! that opens the store, compacted into one snapshot by write-temp/fsync/rename/fsync-dir.
 //!
-//! ```text
-//! MANIFEST = { header (24 bytes) | frame * }
-//! header   = { magic "STEPLMAN" | format u16 | 0u16 | epoch u64 | crc32 u32 }
-//! frame    = { len u32 | payload_crc u32 | header_crc u32 | payload (JSON edit, len bytes) }
-//! ```
+//! The bytes (header, frames, epoch) are docs/FORMAT.md's "Manifest", the one place the
+//! grammar lives.
+//!
 //! Appends happen under an exclusive lock on `LOCK`; readers take no lock and stop at an
 //! incomplete last frame. Compaction writes a new file with `epoch + 1`, which tells other
 //! processes to reload from the start instead of continuing from their offset.

@@ -1,12 +1,7 @@
 //! The footer of a sealed segment: the sparse step index (one entry per block), the aggregate
 //! of each block and of the whole segment, followed by a fixed trailer that locates it.
 //!
-//! ```text
-//! footer  = { magic "SLF1" | payload_len u32 | crc32 u32 | payload }
-//! payload = { raw_len u32 | zstd(raw) }     (per-block aggregates repeat keys: they compress)
-//! raw     = { nblocks varint | index entry * nblocks | aggregate * nblocks | aggregate }
-//! trailer = { footer_offset u64 | magic "STEPLEND" }            (last 16 bytes of the file)
-//! ```
+//! The bytes are docs/FORMAT.md's "Footer and trailer", the one place the grammar lives.
 
 use crate::codec::{put_bytes, put_varint, DecodeResult, Reader};
 use crate::segment::block::{get_value, put_value};
@@ -245,7 +240,7 @@ pub(crate) type Footer = (Vec<IndexEntry>, Vec<Agg>, Agg);
 pub(crate) fn decompress(payload: &[u8]) -> DecodeResult<Vec<u8>> {
     let mut r = Reader::new(payload);
     let raw_len = r.u32()?;
-    if raw_len > crate::segment::block::MAX_RAW_LEN {
+    if raw_len > crate::limits::MAX_RAW_LEN {
         return r.err(format!("footer raw length {raw_len} too large"));
     }
     let raw = zstd::bulk::decompress(&payload[4..], raw_len as usize)

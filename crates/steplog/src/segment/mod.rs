@@ -2,10 +2,9 @@
 //! checksummed block frames, ended (when sealed) by a footer with the sparse step index and
 //! the segment's aggregate.
 //!
-//! ```text
-//! segment = { header (32 bytes) | block frame * | [footer | trailer] }
-//! header  = { magic "STEPLSEG" | format u16 | stream u8 | 0u8 | version u64 | segment u64 | crc32 u32 }
-//! ```
+//! The bytes are docs/FORMAT.md's "Segment file" (header, block frames, footer), the one
+//! place the grammar lives.
+//!
 //! `block` encodes frames, `footer` the index and aggregate, `writer` appends and seals,
 //! `reader` opens sealed segments (memory-mapped) and scans head segments (recovery).
 

@@ -1,0 +1,302 @@
+//! A block: a batch of rows, column-encoded, each column compressed on its own, inside a
+//! crc32-checked frame. The bytes are docs/FORMAT.md's, "Block frame" (the one place the
+//! grammar lives); a reader of one metric decompresses the directory and that metric's
+//! section only.
+//!
+//! - `frame.rs`: the frame header and its checksums;
+//! - `section.rs`: a section stored raw or zstd, and the per-thread zstd contexts;
+//! - `columns.rs`: steps, presence and values encoded by kind;
+//! - `value.rs`: tagged values (mixed columns, footers' aggregates);
+//! - `encode.rs` and `decode.rs`: a block to a frame and back;
+//! - here: the in-memory block (`Block`, `Column`, typed `Values`).
+
+mod columns;
+mod decode;
+mod encode;
+mod frame;
+mod section;
+mod value;
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use decode::decode;
+pub(crate) use decode::decode_keys;
+pub(crate) use encode::encode;
+pub(crate) use frame::{payload_crc, FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC, MAX_BLOCK_ROWS};
+pub(crate) use value::{get_value, put_value};
+
+use std::collections::BTreeMap;
+
+use crate::types::{Row, Value};
+
+/// A decoded block: its steps and its columns.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Block {
+    pub steps: Vec<u64>,
+    pub columns: Vec<Column>,
+}
+
+/// One key's values in a block: the rows it is present in, and the values there.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Column {
+    pub key: String,
+    pub rows: Vec<u32>,
+    pub values: Values,
+}
+
+/// A column's values, typed when they all have one numeric type (the usual case), so that
+/// logging, encoding, summarising and reading a metric never go through `Value`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Values {
+    F64(Vec<f64>),
+    I64(Vec<i64>),
+    Any(Vec<Value>),
+}
+
+impl Default for Values {
+    fn default() -> Self {
+        Values::F64(Vec::new())
+    }
+}
+
+impl Values {
+    /// An empty column suited to values like `v`.
+    pub fn for_value(v: &Value) -> Values {
+        match v {
+            Value::F64(_) => Values::F64(Vec::new()),
+            Value::I64(_) => Values::I64(Vec::new()),
+            _ => Values::Any(Vec::new()),
+        }
+    }
+
+    /// The `i`-th value (`i` < `len`).
+    pub fn get(&self, i: usize) -> Value {
+        match self {
+            Values::F64(v) => Value::F64(v[i]),
+            Values::I64(v) => Value::I64(v[i]),
+            Values::Any(v) => v[i].clone(),
+        }
+    }
+
+    /// The `i`-th value as a float, if numeric.
+    pub fn f64_at(&self, i: usize) -> Option<f64> {
+        match self {
+            Values::F64(v) => Some(v[i]),
+            Values::I64(v) => Some(v[i] as f64),
+            Values::Any(v) => v[i].as_f64(),
+        }
+    }
+
+    /// The last value if it is an integer (for delta size estimates).
+    pub fn last_i64(&self) -> Option<i64> {
+        match self {
+            Values::I64(v) => v.last().copied(),
+            Values::Any(v) => match v.last() {
+                Some(Value::I64(x)) => Some(*x),
+                _ => None,
+            },
+            Values::F64(_) => None,
+        }
+    }
+
+    fn into_any(self) -> Vec<Value> {
+        match self {
+            Values::F64(v) => v.into_iter().map(Value::F64).collect(),
+            Values::I64(v) => v.into_iter().map(Value::I64).collect(),
+            Values::Any(v) => v,
+        }
+    }
+
+    /// Appends `value`; a value of another type turns the column into `Any`.
+    pub fn push(&mut self, value: Value) {
+        match (&mut *self, value) {
+            (Values::F64(v), Value::F64(x)) => v.push(x),
+            (Values::I64(v), Value::I64(x)) => v.push(x),
+            (Values::Any(v), x) => v.push(x),
+            (_, x) => {
+                let mut any = std::mem::take(self).into_any();
+                any.push(x);
+                *self = Values::Any(any);
+            }
+        }
+    }
+
+    /// Removes and returns the last value.
+    pub fn pop(&mut self) -> Option<Value> {
+        match self {
+            Values::F64(v) => v.pop().map(Value::F64),
+            Values::I64(v) => v.pop().map(Value::I64),
+            Values::Any(v) => v.pop(),
+        }
+    }
+
+    /// Replaces the last value (there is one) with `value`.
+    pub fn set_last(&mut self, value: Value) {
+        self.pop();
+        self.push(value);
+    }
+}
+
+impl Block {
+    /// A block holding `rows` (in step order), column by column.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn from_rows(rows: &[Row]) -> Block {
+        let mut columns: BTreeMap<&str, Column> = BTreeMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            for (k, v) in &row.fields {
+                let col = columns.entry(k.as_str()).or_insert_with(|| Column {
+                    key: k.clone(),
+                    rows: Vec::new(),
+                    values: Values::for_value(v),
+                });
+                col.rows.push(i as u32);
+                col.values.push(v.clone());
+            }
+        }
+        Block {
+            steps: rows.iter().map(|r| r.step).collect(),
+            columns: columns.into_values().collect(),
+        }
+    }
+
+    /// The rows of the block, keeping only keys accepted by `keep`.
+    pub fn into_rows(self, keep: impl Fn(&str) -> bool) -> Vec<Row> {
+        let mut rows: Vec<Row> = self
+            .steps
+            .iter()
+            .map(|&step| Row {
+                step,
+                fields: BTreeMap::new(),
+            })
+            .collect();
+        for col in self.columns.into_iter().filter(|c| keep(&c.key)) {
+            for (j, &i) in col.rows.iter().enumerate() {
+                rows[i as usize]
+                    .fields
+                    .insert(col.key.clone(), col.values.get(j));
+            }
+        }
+        rows
+    }
+}
+
+/// A key filter that keeps every column.
+pub(crate) fn all_keys(_: &str) -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::columns::column_kind;
+    use super::value::KIND_F32;
+    use super::*;
+
+    fn rows() -> Vec<Row> {
+        let mut out = Vec::new();
+        for step in [3u64, 4, 4, 9, 1000] {
+            let mut fields = BTreeMap::new();
+            fields.insert("loss".to_string(), Value::F64(step as f64 / 7.0));
+            if step % 2 == 0 {
+                fields.insert("epoch".to_string(), Value::I64(-(step as i64)));
+            }
+            if step == 9 {
+                fields.insert("note".to_string(), Value::Str("ünïcode".into()));
+                fields.insert("mixed".to_string(), Value::Bool(true));
+            }
+            if step == 1000 {
+                fields.insert("mixed".to_string(), Value::F64(f64::NAN));
+            }
+            out.push(Row { step, fields });
+        }
+        out
+    }
+
+    #[test]
+    fn rows_round_trip_through_a_frame() {
+        let rows = rows();
+        let frame = encode(&Block::from_rows(&rows), 3).unwrap();
+        let h = FrameHeader::parse(&frame).unwrap().unwrap();
+        assert!(h.header_ok);
+        assert_eq!(h.payload_crc, payload_crc(&frame));
+        assert_eq!((h.nrows, h.first_step, h.last_step), (5, 3, 1000));
+        let back = decode(&frame).unwrap().into_rows(|_| true);
+        // NaN != NaN, so compare the debug text.
+        assert_eq!(format!("{back:?}"), format!("{rows:?}"));
+        let only_loss = decode(&frame).unwrap().into_rows(|k| k == "loss");
+        assert!(only_loss.iter().all(|r| r.fields.len() == 1));
+    }
+
+    #[test]
+    fn floats_round_trip_bit_for_bit_in_both_float_encodings() {
+        let as_f32 = [
+            0.0f32,
+            -0.0,
+            1.5,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE / 4.0,
+            f32::MAX,
+        ];
+        let wide = [
+            0.1f64,
+            -0.0,
+            f64::from_bits(0x7ff8_0000_0000_0001),
+            1e300,
+            f64::MIN_POSITIVE / 8.0,
+            3.0,
+        ];
+        for values in [
+            as_f32.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(),
+            wide.to_vec(),
+        ] {
+            let rows: Vec<Row> = values
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| Row {
+                    step: i as u64,
+                    fields: [("x".to_string(), Value::F64(x))].into_iter().collect(),
+                })
+                .collect();
+            let back = decode(&encode(&Block::from_rows(&rows), 3).unwrap()).unwrap();
+            let kind_f32 = values
+                .iter()
+                .all(|&x| f64::from(x as f32).to_bits() == x.to_bits());
+            assert_eq!(
+                column_kind(
+                    &rows
+                        .iter()
+                        .map(|r| r.fields["x"].clone())
+                        .collect::<Vec<_>>()
+                ) == KIND_F32,
+                kind_f32
+            );
+            for (i, v) in values.iter().enumerate() {
+                match back.columns[0].values.get(i) {
+                    Value::F64(g) => assert_eq!(g.to_bits(), v.to_bits(), "{v}"),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_of_the_payload_is_an_error_or_the_same_rows() {
+        let rows = rows();
+        let frame = encode(&Block::from_rows(&rows), 3).unwrap();
+        for cut in 0..frame.len() {
+            assert!(decode(&frame[..cut]).is_err(), "cut at {cut}");
+        }
+        for i in 0..frame.len() {
+            let mut bad = frame.clone();
+            bad[i] ^= 0x10;
+            // Without the crc check (done by callers), decoding must still never panic.
+            let _ = decode(&bad);
+            // And the crcs catch every flipped bit (or the magic no longer matches).
+            let caught = match FrameHeader::parse(&bad).unwrap() {
+                None => true,
+                Some(h) => !h.header_ok || h.payload_crc != payload_crc(&bad),
+            };
+            assert!(caught, "flip at byte {i} undetected");
+        }
+    }
+}
