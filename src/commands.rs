@@ -69,7 +69,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
             // What the source of an imported run summarised (W&B's summary, criterion's
             // estimates): kept in the config, shown with steplog's own.
             let imported = store
-                .version(&s.version.to_string())?
+                .version(s.version)?
                 .config
                 .pointer("/_import/summary")
                 .cloned();
@@ -110,10 +110,14 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                     "rewind takes a run name, not a version id ('{run}'): fork a version instead"
                 )));
             }
-            let config = parse_config(config.as_deref())?;
-            let r = open()?.rewind(&run, step, config)?;
+            let mut start = open()?.run(&run).resume_from(step);
+            if let Some(c) = parse_config(config.as_deref())? {
+                start = start.config(c);
+            }
+            let r = start.apply()?;
+            let archived = r.archived.map(|v| v.to_string());
             let v = serde_json::json!({
-                "run": run, "archived": r.archived.to_string(), "head": r.head.to_string(), "step": r.step,
+                "run": run, "archived": archived, "head": r.head.to_string(), "step": step,
             });
             writeln!(out, "{v}")?;
         }
@@ -125,9 +129,12 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         } => {
             let (source, step) = step_of(&reference, step)?;
             let store = open()?;
-            let (source_version, _) = store.resolve(&source)?;
-            let config = parse_config(config.as_deref())?;
-            let head = store.fork(&source_version.to_string(), step, &name, config)?;
+            let source_version = store.resolve(&source)?.version;
+            let mut start = store.run(&name).fork_from(source_version, step);
+            if let Some(c) = parse_config(config.as_deref())? {
+                start = start.config(c);
+            }
+            let head = start.apply()?.head;
             let v = serde_json::json!({
                 "run": name, "head": head.to_string(), "source": source_version.to_string(), "step": step,
             });
@@ -137,8 +144,8 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         Command::Lineage { reference } => {
             let store = open()?;
             let tree = store.lineage(&reference)?;
-            let (focus, _) = store.resolve(&reference)?;
-            let run = store.version(&focus.to_string())?.run;
+            let focus = store.resolve(&reference)?.version;
+            let run = store.version(focus)?.run;
             write!(out, "{}", draw_lineage(&store, &tree, &run, Some(focus))?)?;
         }
         Command::Verify => {
@@ -186,7 +193,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
             )?;
         }
         Command::Purge { version } => {
-            let v: steplog::VersionId = version.parse().map_err(|()| {
+            let v: steplog::VersionId = version.parse().map_err(|_| {
                 CliError::Usage(format!(
                     "'{version}' is not a version id (expected v<N>, like v3)"
                 ))
@@ -225,7 +232,7 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
             let (count, last) = match counts.remove(&v.id) {
                 None => (None, None),
                 Some(counted) => match counted {
-                    Ok((c, l)) => (Some(c), l),
+                    Ok(c) => (Some(c.rows), c.last_step),
                     Err(e) if e.is_corruption() => {
                         damaged.push((v.id.to_string(), e.to_string()));
                         (None, None)

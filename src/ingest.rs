@@ -50,7 +50,13 @@ pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
         start = start.resume_from(step);
     }
     if let Some(r) = &fork_from {
-        start = start.fork_from_ref(r);
+        let parsed: steplog::Reference = r.parse()?;
+        let Some(step) = parsed.step else {
+            return Err(CliError::Usage(format!(
+                "--fork-from '{r}' needs a step: NAME?_step=STEP"
+            )));
+        };
+        start = start.fork_from(parsed, step);
     }
     if let Some(c) = config {
         start = start.config(c);

@@ -1,6 +1,6 @@
 //! The lineage tree drawn in text (`steplog lineage`, the demo).
 
-use steplog::{Lineage, Status, Store};
+use steplog::{Lineage, RowCount, Status, Store};
 
 use crate::error::CliResult;
 use crate::output;
@@ -18,16 +18,18 @@ pub fn draw_lineage(
     run: &str,
     focus: Option<steplog::VersionId>,
 ) -> CliResult<String> {
-    type Counts =
-        std::collections::HashMap<steplog::VersionId, steplog::Result<(u64, Option<u64>)>>;
+    type Counts = std::collections::HashMap<steplog::VersionId, steplog::Result<RowCount>>;
     fn label(counts: &mut Counts, v: &steplog::VersionInfo, run: &str) -> CliResult<String> {
         let how = output::how_made(v).unwrap_or_else(|| "new run".to_string());
         let rows = if v.status == Status::Purged {
             String::new()
         } else {
-            let (c, last) = match counts.remove(&v.id) {
+            let RowCount {
+                rows: c,
+                last_step: last,
+            } = match counts.remove(&v.id) {
                 Some(counted) => counted?,
-                None => (0, None),
+                None => RowCount::default(),
             };
             format!(
                 ", {c} rows, last step {}",

@@ -129,9 +129,12 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
             keys.len()
         )));
     }
-    let (focus, cut) = store.resolve(&args.reference)?;
+    let steplog::Resolved {
+        version: focus,
+        step: cut,
+    } = store.resolve(&args.reference)?;
     let (mut infos, left_out) = if args.no_lineage {
-        (vec![store.version(&focus.to_string())?], 0)
+        (vec![store.version(focus)?], 0)
     } else {
         overlay(&store.lineage(&args.reference)?, focus)
     };
@@ -196,7 +199,7 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
             let points = if lo > hi {
                 Vec::new()
             } else {
-                match store.downsample_snapped(&d.info.id.to_string(), key, lo..=hi, plot_w)? {
+                match store.downsample_snapped(d.info.id, key, lo..=hi, plot_w)? {
                     Some(ds) => ds
                         .buckets
                         .iter()

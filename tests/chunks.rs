@@ -61,13 +61,13 @@ fn chunks_hold_the_rows_history_returns() {
         w.log_at(step * 2, row).unwrap();
     }
     w.finish().unwrap();
-    s.rewind("r", 4000, None).unwrap();
+    s.run("r").resume_from(4000).apply().unwrap();
     let mut w = s.run("r").start().unwrap();
     for step in 2001..2600u64 {
         w.log_at(step * 2, [("loss", 0.5)]).unwrap();
     }
     w.commit().unwrap();
-    s.fork("r", 3000, "f", None).unwrap();
+    s.run("f").fork_from("r", 3000).apply().unwrap();
     for r in ["r", "v1", "f", "r?_step=4500"] {
         for (from, to) in [
             (0, u64::MAX),

@@ -120,7 +120,7 @@ fn a_second_writer_gets_locked_in_this_process_and_in_another() {
     let other = Store::open(dir.path()).unwrap();
     assert!(matches!(other.run("r").start(), Err(Error::Locked { .. })));
     assert!(matches!(
-        other.rewind("r", 0, None),
+        other.run("r").resume_from(0).apply(),
         Err(Error::Locked { .. })
     ));
 
@@ -196,7 +196,7 @@ fn a_rewind_while_a_reader_holds_the_old_head_keeps_its_view() {
     let mut it = store.history("r", &steplog::Query::new()).unwrap();
     let first = it.next().unwrap().unwrap();
     let other = Store::open(dir.path()).unwrap();
-    other.rewind("r", 10, None).unwrap();
+    other.run("r").resume_from(10).apply().unwrap();
     let rest: Vec<_> = it.collect::<Result<_, _>>().unwrap();
     assert_eq!(first.step, 0);
     assert_eq!(

@@ -39,7 +39,7 @@ fn image() -> SimFs {
     let store = open(&fs).unwrap();
     log(&store, "done", 0..30);
     log(&store, "rw", 0..25);
-    store.rewind("rw", 10, None).unwrap();
+    store.run("rw").resume_from(10).apply().unwrap();
     log(&store, "rw", 11..20);
     for k in 0..12 {
         store

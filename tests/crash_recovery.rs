@@ -90,8 +90,8 @@ fn rewind_of_a_crashed_run_recovers_its_head_first() {
         .set_len(start + 7)
         .unwrap();
     let store = Store::open(image.path()).unwrap();
-    let r = store.rewind("r", 50, None).unwrap();
-    assert_eq!(rows(&store, &r.archived.to_string()).len(), 90);
+    let r = store.run("r").resume_from(50).apply().unwrap();
+    assert_eq!(rows(&store, &r.archived.unwrap().to_string()).len(), 90);
     assert_eq!(rows(&store, "r").len(), 51);
     assert!(store.verify().unwrap().is_ok());
 }

@@ -122,12 +122,12 @@ fn rewind_and_fork_are_atomic_at_every_sync_point() {
             run.commit().unwrap();
         }
     }
-    drop(run); // finished by drop: all committed
+    run.finish().unwrap(); // all committed
     let before: Vec<(u64, f64)> = (0..60).map(|i| (i, i as f64 * 0.5)).collect();
 
     fs.record_sync_points();
-    store.rewind("r", 30, None).unwrap();
-    store.fork("r", 20, "f", None).unwrap();
+    store.run("r").resume_from(30).apply().unwrap();
+    store.run("f").fork_from("r", 20).apply().unwrap();
     let points = fs.sync_points();
     eprintln!(
         "crash sim: {} sync points x {} crash modes during rewind and fork",

@@ -27,7 +27,7 @@ fn make_store(dir: &Path, runs: usize) {
         }
         w.finish().unwrap();
     }
-    store.rewind("r0", 100, None).unwrap();
+    store.run("r0").resume_from(100).apply().unwrap();
 }
 
 fn assert_corrupt_manifest(dir: &Path, what: &str) {

@@ -65,9 +65,9 @@ fn a_lineage_twenty_thousand_deep_through_every_command() {
     let ids: Vec<_> = tree.versions.iter().map(|v| v.id).collect();
     let counts = s.rows_of(&ids).unwrap();
     for (k, c) in counts.iter().enumerate() {
-        let (rows, last) = c.as_ref().unwrap();
+        let c = c.as_ref().unwrap();
         assert_eq!(
-            (*rows, *last),
+            (c.rows, c.last_step),
             (2 * k as u64 + 3, Some(2 * k as u64 + 2)),
             "v{k}"
         );
@@ -142,8 +142,8 @@ fn a_lineage_twenty_thousand_deep_through_every_command() {
 
     // Rewind and resume at this depth.
     let (archived, _) = {
-        let r = s.rewind("deep", 2 * depth, None).unwrap();
-        (r.archived, r.head)
+        let r = s.run("deep").resume_from(2 * depth).apply().unwrap();
+        (r.archived.unwrap(), r.head)
     };
     assert_eq!(rows(&s, &archived.to_string()), head);
     let mut w = s.run("deep").resume_from(2 * depth - 1).start().unwrap();

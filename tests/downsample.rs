@@ -108,7 +108,7 @@ fn m4_from_aggregates_equals_m4_over_every_point() {
     }
     w.commit().unwrap(); // the head segment stays open: its blocks have no footer yet
     let archived = w.archived().unwrap().to_string();
-    s.fork(&archived, 9_000, "f", None).unwrap();
+    s.run("f").fork_from(&archived, 9_000).apply().unwrap();
 
     for (r, key) in [
         ("r", "loss"),

@@ -45,14 +45,14 @@ fn scenario(store: &Store, p: &mut Progress) -> steplog::Result<()> {
     }
     run.finish()?;
     p.rewinding = true;
-    let r = store.rewind("r", 20, None)?;
+    let r = store.run("r").resume_from(20).apply()?;
     let mut run = store.run("r").start()?;
     for i in 21..40u64 {
         run.log_at(i, [("x", i as f64 + 0.25)])?;
     }
     run.finish()?;
-    store.fork("r", 30, "f", None)?;
-    store.purge(r.archived)?;
+    store.run("f").fork_from("r", 30).apply()?;
+    store.purge(r.archived.unwrap())?;
     for k in 0..25 {
         store.run(&format!("extra-{k}")).start()?.finish()?;
     }
@@ -101,8 +101,12 @@ fn check_recovers(fs: Arc<dyn steplog::io::FileSystem>, p: &Progress) {
     let next = w.next_step(steplog::Stream::History);
     w.log_at(next, [("x", next as f64)]).unwrap();
     w.finish().unwrap();
-    store.rewind("r", next, None).unwrap();
-    store.fork("r", next, "after-fault", None).unwrap();
+    store.run("r").resume_from(next).apply().unwrap();
+    store
+        .run("after-fault")
+        .fork_from("r", next)
+        .apply()
+        .unwrap();
     assert!(store.verify().unwrap().is_ok());
 }
 
@@ -215,7 +219,9 @@ fn a_failed_fsync_poisons_the_writer() {
             // The manifest's fsync failed: this store refuses manifest edits until reopened,
             // since the page cache can no longer be trusted.
             let err = other.unwrap_err();
-            assert!(err.to_string().contains("reopen the store"), "{err}");
+            assert!(matches!(err, Error::StorePoisoned { .. }), "{err:?}");
+            assert_eq!(err.kind(), steplog::ErrorKind::StorePoisoned);
+            assert!(err.to_string().contains("open the store again"), "{err}");
         } else {
             // A segment's fsync failed before anything was recorded: the store is fine.
             other.unwrap().finish().unwrap();

@@ -84,8 +84,8 @@ fn write_seeds() {
         w.log_at(i, fields).unwrap();
     }
     w.finish().unwrap();
-    store.rewind("r", 10, None).unwrap();
-    store.fork("r", 5, "f", None).unwrap();
+    store.run("r").resume_from(10).apply().unwrap();
+    store.run("f").fork_from("r", 5).apply().unwrap();
     let mut live = store.run("live").start().unwrap();
     for i in 0..12u64 {
         live.log_at(i, [("y", i as f64)]).unwrap();

@@ -172,7 +172,10 @@ fn make_golden() {
     }
     w.finish().unwrap();
     let rewound = store
-        .rewind("train", 800, Some(json!({"lr": 0.0005})))
+        .run("train")
+        .resume_from(800)
+        .config(json!({"lr": 0.0005}))
+        .apply()
         .unwrap();
     let mut w = store
         .run("train")
@@ -184,15 +187,17 @@ fn make_golden() {
     }
     w.finish().unwrap();
     store
-        .fork(&rewound.archived.to_string(), 1_000, "variant", None)
+        .run("variant")
+        .fork_from(rewound.archived.unwrap(), 1_000)
+        .apply()
         .unwrap();
     let mut w = store.run("gone").start().unwrap();
     for step in 0..500u64 {
         w.log_at(step, [("y", step as f64)]).unwrap();
     }
     w.finish().unwrap();
-    let purged = store.rewind("gone", 100, None).unwrap();
-    store.purge(purged.archived).unwrap();
+    let purged = store.run("gone").resume_from(100).apply().unwrap();
+    store.purge(purged.archived.unwrap()).unwrap();
     // Manifest format 2: a restart (the new head keeps no row of the archived version).
     let mut w = store.run("again").start().unwrap();
     for step in 0..40u64 {
@@ -254,7 +259,9 @@ fn every_golden_store_reads_back_exactly() {
         w.finish().unwrap();
         assert_eq!(common::rows(&store, "crashed").len() as u64, next + 1);
         store
-            .fork("train?_step=900", 900, "after-golden", None)
+            .run("after-golden")
+            .fork_from("train?_step=900", 900)
+            .apply()
             .unwrap();
         assert!(store.verify().unwrap().is_ok());
         checked += 1;

@@ -67,7 +67,7 @@ fn tensorboard_restart_becomes_a_rewind_and_both_attempts_stay_readable() {
     let old = rows(&s, &r.archived[0].to_string());
     assert_eq!(old.len(), 30);
     assert_eq!(f(&old[25], "loss"), f64::from((1.0 / 26.0) as f32));
-    let v = s.version(&r.version.to_string()).unwrap();
+    let v = s.version(r.version).unwrap();
     assert_eq!(v.parent, Some((r.archived[0], 19)));
     assert_eq!(config(&s, "tb")["_import"]["source"], "tensorboard");
 }
@@ -173,7 +173,7 @@ fn tensorboard_tag_going_back_on_its_own_clock_is_a_restart_that_loses_nothing()
         vec![0, 1, 2, 3]
     );
     assert!(close(acc[0].1, 0.19) && close(acc[3].1, 0.79), "{acc:?}");
-    let v = s.version(&r.version.to_string()).unwrap();
+    let v = s.version(r.version).unwrap();
     assert_eq!(v.parent, Some((r.archived[0], 0)));
 }
 

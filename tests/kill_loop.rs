@@ -194,19 +194,20 @@ fn killed_writers_lose_nothing_committed() {
         // and fork.
         if round % 4 == 3 && got > 10 {
             let step = got / 2 + rng.next_u64() % (got / 2);
-            store.rewind("r", step, None).unwrap();
+            store.run("r").resume_from(step).apply().unwrap();
             assert_eq!(check(&store, "r"), step + 1);
             let name = format!("fork-{round}");
             let at = (step / 2).min(500);
-            store.fork("r", at, &name, None).unwrap();
+            store.run(&name).fork_from("r", at).apply().unwrap();
             assert_eq!(check(&store, &name), at + 1);
         }
         // Keep each round's checks bounded: once the run is long, rewind it near its start
         // and purge what was archived.
         if got > 100_000 {
-            let r = store.rewind("r", rng.next_u64() % 1000, None).unwrap();
-            store.purge(r.archived).unwrap();
-            assert_eq!(check(&store, "r"), r.step + 1);
+            let step = rng.next_u64() % 1000;
+            let r = store.run("r").resume_from(step).apply().unwrap();
+            store.purge(r.archived.unwrap()).unwrap();
+            assert_eq!(check(&store, "r"), step + 1);
         }
     }
     eprintln!("kill loop: {rounds} rounds, {killed_after_commit} killed after at least one reported commit");

@@ -131,7 +131,7 @@ fn long_text_rows_committed_one_by_one_stay_readable_after_sealing() {
     assert_eq!(s.keys["text"].first, Some((0, Value::Str(text(0)))));
     assert_eq!(s.keys["text"].last, Some((n - 1, Value::Str(text(n - 1)))));
     // After a rewind into the middle, the summary's last value is the one at the cut.
-    store.rewind("log", 1_234, None).unwrap();
+    store.run("log").resume_from(1_234).apply().unwrap();
     let s = store.summary("log").unwrap();
     assert_eq!(s.keys["text"].last, Some((1_234, Value::Str(text(1_234)))));
     assert!(store.verify().unwrap().is_ok());
@@ -259,7 +259,7 @@ fn a_config_past_the_config_limit_is_refused() {
     w.finish().unwrap();
     // Merging over it must not pass the limit either.
     let more = serde_json::json!({"more": "d".repeat(100)});
-    assert!(store.rewind("r", 0, Some(more)).is_err());
+    assert!(store.run("r").resume_from(0).config(more).apply().is_err());
     assert!(store.verify().unwrap().is_ok());
 }
 

@@ -21,7 +21,11 @@ fn two_stores_keep_in_step_across_compactions() {
         w.log_at(i, [("x", i as f64)]).unwrap();
         w.finish().unwrap();
         if i % 7 == 0 {
-            writer.rewind(&format!("run-{i}"), i, None).unwrap();
+            writer
+                .run(&format!("run-{i}"))
+                .resume_from(i)
+                .apply()
+                .unwrap();
         }
         let names = |s: &steplog::Store| {
             s.runs()
@@ -48,7 +52,10 @@ fn two_stores_keep_in_step_across_compactions() {
     assert_eq!(c.versions().unwrap(), versions);
     assert_eq!(common::rows(&c, "run-299").len(), 1);
     assert!(dir.path().join("MANIFEST.tmp").exists());
-    c.fork("run-299", 0, "after-leftover", None).unwrap();
+    c.run("after-leftover")
+        .fork_from("run-299", 0)
+        .apply()
+        .unwrap();
     assert!(!dir.path().join("MANIFEST.tmp").exists());
     assert!(c.verify().unwrap().is_ok());
 }

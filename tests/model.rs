@@ -128,7 +128,7 @@ fn same(a: &Value, b: &Value) -> bool {
 
 fn read(store: &Store, v: VersionId, stream: Stream) -> Vec<steplog::Row> {
     store
-        .history(&v.to_string(), &Query::new().stream(stream))
+        .history(v, &Query::new().stream(stream))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
@@ -254,7 +254,7 @@ impl World {
                 };
                 if self.writers.contains_key(name) {
                     assert!(matches!(
-                        self.store.rewind(name, 0, None),
+                        self.store.run(name).resume_from(0).apply(),
                         Err(Error::Locked { .. })
                     ));
                     self.settle(name, true);
@@ -263,8 +263,8 @@ impl World {
                     return;
                 };
                 let step = (last as f64 * frac) as u64;
-                let r = self.store.rewind(name, step, None).unwrap();
-                assert_eq!(r.archived, head);
+                let r = self.store.run(name).resume_from(step).apply().unwrap();
+                assert_eq!(r.archived, Some(head));
                 let old = self.model.versions.get_mut(&head).unwrap();
                 old.archived = true;
                 let mut new = old.clone();
@@ -327,8 +327,11 @@ impl World {
                 let name = format!("fork{}", self.model.versions.len());
                 let v = self
                     .store
-                    .fork(&src.to_string(), step, &name, None)
-                    .unwrap();
+                    .run(&name)
+                    .fork_from(src, step)
+                    .apply()
+                    .unwrap()
+                    .head;
                 let rows = visible.map(|s| s.into_iter().filter(|r| r.0 <= step).collect::<Rows>());
                 let committed = [rows[0].len(), rows[1].len()];
                 self.model.versions.insert(
@@ -447,7 +450,7 @@ impl World {
             if live.contains(&info.id) {
                 continue;
             }
-            let summary = self.store.summary(&info.id.to_string()).unwrap();
+            let summary = self.store.summary(info.id).unwrap();
             let hist = &m.rows[0];
             assert_eq!(summary.rows, hist.len() as u64);
             assert_eq!(summary.last_step, hist.last().map(|r| r.0));

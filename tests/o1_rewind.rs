@@ -57,19 +57,24 @@ fn measure(steps: u64) -> (u64, u64, u64) {
     let segments = common::segment_files(dir.path()).len() as u64;
 
     let before = sizes(dir.path());
-    let r = store.rewind("r", steps / 2, None).unwrap();
+    let r = store.run("r").resume_from(steps / 2).apply().unwrap();
     let rewind_bytes = written(&before, dir.path());
 
     let before = sizes(dir.path());
     store
-        .fork(&r.archived.to_string(), steps / 2 + 7, "f", None)
+        .run("f")
+        .fork_from(r.archived.unwrap(), steps / 2 + 7)
+        .apply()
         .unwrap();
     let fork_bytes = written(&before, dir.path());
 
-    assert_eq!(store.rows("r").unwrap(), (steps / 2 + 1, Some(steps / 2)));
+    assert_eq!(
+        store.rows("r").unwrap(),
+        (steps / 2 + 1, Some(steps / 2)).into()
+    );
     assert_eq!(
         store.rows("f").unwrap(),
-        (steps / 2 + 8, Some(steps / 2 + 7))
+        (steps / 2 + 8, Some(steps / 2 + 7)).into()
     );
     (rewind_bytes, fork_bytes, segments)
 }

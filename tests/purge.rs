@@ -34,7 +34,7 @@ fn purge_deletes_only_what_no_other_version_needs() {
     let all_v1 = segment_files(dir.path()).len();
     assert!(all_v1 > 10, "the run spans many segments ({all_v1})");
 
-    let r = store.rewind("a", 100, None).unwrap();
+    let r = store.run("a").resume_from(100).apply().unwrap();
     log(&store, "a", 101..500, 0.5);
     let v2 = r.head;
     let head_rows: Vec<(u64, f64)> = (0..=100)
@@ -50,7 +50,7 @@ fn purge_deletes_only_what_no_other_version_needs() {
     );
     assert_eq!(segment_files(dir.path()).len(), before - deleted);
     assert!(matches!(
-        store.history(&v1.to_string(), &steplog::Query::new()),
+        store.history(v1, &steplog::Query::new()),
         Err(Error::Purged { .. })
     ));
     check(&store, "a", &head_rows);
@@ -58,9 +58,9 @@ fn purge_deletes_only_what_no_other_version_needs() {
     assert!(matches!(store.purge(v2), Err(Error::NotArchived { .. })));
 
     // A fork from v2, then v2 archived by a rewind and purged: the fork keeps its rows.
-    store.fork("a", 300, "f", None).unwrap();
-    let r2 = store.rewind("a", 50, None).unwrap();
-    assert_eq!(r2.archived, v2);
+    store.run("f").fork_from("a", 300).apply().unwrap();
+    let r2 = store.run("a").resume_from(50).apply().unwrap();
+    assert_eq!(r2.archived, Some(v2));
     store.purge(v2).unwrap();
     check(&store, "f", &head_rows[..=300]);
     check(&store, "a", &head_rows[..=50]);
@@ -68,11 +68,11 @@ fn purge_deletes_only_what_no_other_version_needs() {
     assert!(report.is_ok() && report.notes.is_empty(), "{report:?}");
 
     // Once nothing needs them, all of v1's and v2's segments go.
-    let rf = store.rewind("f", 10, None).unwrap();
-    store.purge(rf.archived).unwrap();
+    let rf = store.run("f").resume_from(10).apply().unwrap();
+    store.purge(rf.archived.unwrap()).unwrap();
     check(&store, "f", &head_rows[..=10]);
-    let r3 = store.rewind("a", 5, None).unwrap();
-    store.purge(r3.archived).unwrap();
+    let r3 = store.run("a").resume_from(5).apply().unwrap();
+    store.purge(r3.archived.unwrap()).unwrap();
     check(&store, "a", &head_rows[..=5]);
     let remaining = segment_files(dir.path()).len();
     assert!(
@@ -103,13 +103,16 @@ fn gc_reclaims_what_an_interrupted_purge_left_and_keeps_what_may_hold_rows() {
     log(&store, "b", 0..5, 0.0);
     let b_segment = segment_files(dir.path()).pop().unwrap();
     log(&store, "a", 0..1000, 0.0);
-    let r = store.rewind("a", 100, None).unwrap();
+    let r = store.run("a").resume_from(100).apply().unwrap();
     let files_before = segment_files(dir.path()).len();
     // The purge's edit lands, its first deletion fails: as if killed right after the edit.
     faulty.fail_nth(IoOp::Remove, 1, EIO);
-    assert!(store.purge(r.archived).is_err());
+    assert!(store.purge(r.archived.unwrap()).is_err());
     faulty.heal();
-    assert!(matches!(store.purge(r.archived), Err(Error::Purged { .. })));
+    assert!(matches!(
+        store.purge(r.archived.unwrap()),
+        Err(Error::Purged { .. })
+    ));
     assert_eq!(
         segment_files(dir.path()).len(),
         files_before,

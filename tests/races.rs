@@ -71,9 +71,12 @@ fn op(store: &Store, name: &str, tag: &str) -> steplog::Result<()> {
             }
             w.finish()
         }
-        "rewind" => store.rewind("base", 5, None).map(|_| ()),
+        "rewind" => store.run("base").resume_from(5).apply().map(|_| ()),
         "fork" => store
-            .fork("v1", 30, &format!("fork-{tag}"), None)
+            .run(&format!("fork-{tag}"))
+            .fork_from("v1", 30)
+            .apply()
+            .map(|s| s.head)
             .map(|_| ()),
         "purge" => store.purge("v1".parse().unwrap()).map(|_| ()),
         "compact" => burst(store, tag, 12).map(|_| ()),
@@ -88,7 +91,10 @@ fn op(store: &Store, name: &str, tag: &str) -> steplog::Result<()> {
 /// `n` forks, one manifest edit each: a burst that makes the manifest compact.
 fn burst(store: &Store, tag: &str, n: usize) -> steplog::Result<usize> {
     for i in 0..n {
-        store.fork("v1", 3, &format!("burst-{tag}-{i}"), None)?;
+        store
+            .run(&format!("burst-{tag}-{i}"))
+            .fork_from("v1", 3)
+            .apply()?;
     }
     Ok(n)
 }
@@ -133,7 +139,12 @@ fn race_child() {
         // Many edits, each its own operation: report how many happened before one failed.
         let mut done = 0;
         for i in 0..12 {
-            match store.fork("v1", 3, &format!("burst-{tag}-{i}"), None) {
+            match store
+                .run(&format!("burst-{tag}-{i}"))
+                .fork_from("v1", 3)
+                .apply()
+                .map(|s| s.head)
+            {
                 Ok(_) => done += 1,
                 Err(e) => {
                     assert!(acceptable(&e), "{name}: unexpected error {e:?}");

@@ -40,8 +40,8 @@ fn a_history_read_while_its_segments_are_purged_fails_instead_of_ending_early() 
     assert_eq!(first.step, 0);
     // Meanwhile: rewind the crashed run and purge the version the reader is reading.
     let other = Options::new().open(dir.path()).unwrap();
-    let rewound = other.rewind("big", 10, None).unwrap();
-    assert!(other.purge(rewound.archived).unwrap() > 0);
+    let rewound = other.run("big").resume_from(10).apply().unwrap();
+    assert!(other.purge(rewound.archived.unwrap()).unwrap() > 0);
     let mut got = 1u64;
     let mut failed = None;
     for r in history {

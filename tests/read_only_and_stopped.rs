@@ -23,7 +23,7 @@ fn make_store(dir: &Path) {
         }
         w.finish().unwrap();
     }
-    store.rewind("a", 100, None).unwrap();
+    store.run("a").resume_from(100).apply().unwrap();
 }
 
 const READS: [&[&str]; 6] = [
@@ -215,7 +215,7 @@ fn a_stopped_process_holding_a_lock_blocks_no_reader_and_a_writer_gives_up_sayin
             other => panic!("expected LockTimeout, got {other:?}"),
         }
         assert!(matches!(
-            store.rewind("a", 10, None),
+            store.run("a").resume_from(10).apply(),
             Err(Error::LockTimeout { .. })
         ));
     }

@@ -58,10 +58,7 @@ fn a_restart_archives_the_head_whole_and_starts_from_nothing() {
             (info.origin, info.parent, info.restart_of),
             (Origin::Restart, None, Some(old))
         );
-        assert_eq!(
-            store.version(&old.to_string()).unwrap().status,
-            Status::Archived
-        );
+        assert_eq!(store.version(old).unwrap().status, Status::Archived);
         let lineage = store.lineage("r").unwrap();
         assert_eq!(lineage.root().id, old);
         assert_eq!(lineage.versions.len(), 2);

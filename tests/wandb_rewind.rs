@@ -92,7 +92,7 @@ fn rewind_archives_the_old_head_and_fork_branches_from_the_new_one() {
     assert_eq!(m.last, Some((299, Value::F64(-299.0))));
     let expected_sum: f64 = head.iter().map(|r| f(r, "metric")).sum();
     assert_eq!(m.sum, expected_sum);
-    let old_s = store.summary(&v1.to_string()).unwrap();
+    let old_s = store.summary(v1).unwrap();
     assert_eq!(old_s.keys["metric"].max, Some((299, Value::F64(299.0))));
 
     // Config: the old one with the new one merged over it.
@@ -101,18 +101,11 @@ fn rewind_archives_the_old_head_and_fork_branches_from_the_new_one() {
         info.config,
         serde_json::json!({"lr": 0.01, "model": {"depth": 12, "width": 4}})
     );
-    assert_eq!(
-        store.version(&v1.to_string()).unwrap().status,
-        Status::Archived
-    );
+    assert_eq!(store.version(v1).unwrap().status, Status::Archived);
     assert_eq!(info.parent, Some((v1, 200)));
 
     // fork_from="r1?_step=250"
-    let mut fork = store
-        .run("r1-fork")
-        .fork_from_ref("r1?_step=250")
-        .start()
-        .unwrap();
+    let mut fork = store.run("r1-fork").fork_from("r1", 250).start().unwrap();
     for i in 251..260u64 {
         fork.log_at(i, [("metric", 7.0)]).unwrap();
     }
@@ -146,7 +139,9 @@ fn rewind_archives_the_old_head_and_fork_branches_from_the_new_one() {
 
     // Fork from the archived version, at a step past the rewind cutoff.
     store
-        .fork(&v1.to_string(), 280, "from-archived", None)
+        .run("from-archived")
+        .fork_from(v1.to_string(), 280)
+        .apply()
         .unwrap();
     let fa = rows(&store, "from-archived");
     assert_eq!(fa.len(), 281);

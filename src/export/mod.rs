@@ -113,8 +113,8 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
     crate::outfile::refuse_inside_store(store.dir(), &args.output)?;
     let sources: Vec<Source> = match &args.reference {
         Some(r) => {
-            let (v, _) = store.resolve(r)?;
-            let info = store.version(&v.to_string())?;
+            let v = store.resolve(r)?.version;
+            let info = store.version(v)?;
             vec![Source {
                 reference: r.clone(),
                 run: info.run,
@@ -135,7 +135,7 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
     let bar = Bar::new();
     let total: u64 = sources
         .iter()
-        .map(|s| store.rows(&s.reference).map(|(n, _)| n))
+        .map(|s| store.rows(&s.reference).map(|c| c.rows))
         .sum::<Result<u64, _>>()?;
     let mut written = Vec::new();
     if args.split {

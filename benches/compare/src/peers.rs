@@ -197,7 +197,7 @@ impl System for Steplog {
     fn summary_around_rewind(&mut self, dir: &Path, step: u64) -> Option<(Duration, Duration)> {
         let store = self.store(dir).clone();
         let count = |s: &steplog::Summary| s.keys.get("m").map_or(0, |k| k.count);
-        let rows = store.rows("run").unwrap().0;
+        let rows = store.rows("run").unwrap().rows;
         // Untimed first call: maps the segment and decodes its footer, as any earlier read of
         // the run would have (the train run's summary is timed after its scans, too).
         store.summary("run").unwrap();
@@ -205,7 +205,7 @@ impl System for Steplog {
         let whole = store.summary("run").unwrap();
         let whole_t = t.elapsed();
         assert_eq!(count(&whole), rows, "steplog summary count");
-        store.rewind("run", step, None).unwrap();
+        store.run("run").resume_from(step).apply().unwrap();
         let t = Instant::now();
         let after = store.summary("run").unwrap();
         let after_t = t.elapsed();
@@ -227,16 +227,18 @@ impl System for Steplog {
         let (mut rewinds, mut forks) = (Vec::new(), Vec::new());
         for i in 0..11 {
             let t = Instant::now();
-            store.rewind("run", step - i, None).unwrap();
+            store.run("run").resume_from(step - i).apply().unwrap();
             rewinds.push(t.elapsed());
             let t = Instant::now();
             store
-                .fork("run", step - i, &format!("fork-{i}"), None)
+                .run(&format!("fork-{i}"))
+                .fork_from("run", step - i)
+                .apply()
                 .unwrap();
             forks.push(t.elapsed());
         }
         assert_eq!(
-            store.rows("fork-10").unwrap().0,
+            store.rows("fork-10").unwrap().rows,
             step - 10 + 1,
             "steplog fork rows"
         );

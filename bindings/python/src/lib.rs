@@ -9,7 +9,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
-use steplog::{Batch, Error as E, Query, Resume, Value};
+use steplog::{Batch, Error as E, ErrorKind, Query, Reference, Resume, Value};
 
 create_exception!(steplog, Error, PyException, "Any steplog error.");
 create_exception!(steplog, StepRegressionError, Error, "A step went back.");
@@ -46,26 +46,28 @@ create_exception!(
     Error,
     "The writer is finished or poisoned."
 );
+create_exception!(
+    steplog,
+    ConflictError,
+    Error,
+    "Another writer changed what the operation read; nothing was changed (retry)."
+);
 
-/// The Python exception for a steplog error, with the same message as the CLI.
+/// The Python exception for a steplog error, with the same message as the CLI: one class
+/// per `ErrorKind`, matched exhaustively (a new kind does not compile until it has one).
 fn err(e: E) -> PyErr {
     let msg = e.to_string();
-    match e {
-        E::StepRegression { .. } => StepRegressionError::new_err(msg),
-        E::Locked { .. } | E::LockTimeout { .. } => LockedError::new_err(msg),
-        E::ChecksumMismatch { .. } | E::Corrupt { .. } | E::MissingFile { .. } => {
-            CorruptionError::new_err(msg)
-        }
-        E::RunNotFound { .. } | E::VersionNotFound { .. } | E::Purged { .. } => {
-            NotFoundError::new_err(msg)
-        }
-        E::RunExists { .. } => RunExistsError::new_err(msg),
-        E::ResumeRefused { .. } => ResumeRefusedError::new_err(msg),
-        E::Io { .. } => StoreIOError::new_err(msg),
-        E::Poisoned { .. } | E::Finished { .. } | E::Forked { .. } => {
-            WriterClosedError::new_err(msg)
-        }
-        _ => InvalidInputError::new_err(msg),
+    match e.kind() {
+        ErrorKind::StepRegression => StepRegressionError::new_err(msg),
+        ErrorKind::Locked => LockedError::new_err(msg),
+        ErrorKind::Corruption => CorruptionError::new_err(msg),
+        ErrorKind::NotFound => NotFoundError::new_err(msg),
+        ErrorKind::AlreadyExists => RunExistsError::new_err(msg),
+        ErrorKind::ResumeRefused => ResumeRefusedError::new_err(msg),
+        ErrorKind::Io | ErrorKind::StorePoisoned => StoreIOError::new_err(msg),
+        ErrorKind::WriterClosed => WriterClosedError::new_err(msg),
+        ErrorKind::Conflict => ConflictError::new_err(msg),
+        ErrorKind::InvalidInput => InvalidInputError::new_err(msg),
     }
 }
 
@@ -148,7 +150,7 @@ impl Store {
         resume_from: Option<u64>,
         fork_from: Option<&str>,
     ) -> PyResult<Writer> {
-        let mode: Resume = resume.parse().map_err(InvalidInputError::new_err)?;
+        let mode: Resume = resume.parse().map_err(err)?;
         let mut b = self.inner.run(name).resume(mode);
         if let Some(c) = json_arg(config)? {
             b = b.config(c);
@@ -157,7 +159,14 @@ impl Store {
             b = b.resume_from(s);
         }
         if let Some(r) = fork_from {
-            b = b.fork_from_ref(r);
+            // W&B's `fork_from="NAME?_step=S"`: the step is the reference's.
+            let r: Reference = r.parse().map_err(err)?;
+            let Some(step) = r.step else {
+                return Err(InvalidInputError::new_err(format!(
+                    "fork_from='{r}' needs a step: NAME?_step=STEP"
+                )));
+            };
+            b = b.fork_from(r, step);
         }
         let w = py.detach(|| b.start()).map_err(err)?;
         Ok(Writer {
@@ -298,9 +307,13 @@ impl Store {
         step: u64,
         config: Option<&str>,
     ) -> PyResult<(String, String)> {
-        let c = json_arg(config)?;
-        let r = py.detach(|| self.inner.rewind(run, step, c)).map_err(err)?;
-        Ok((r.archived.to_string(), r.head.to_string()))
+        let mut b = self.inner.run(run).resume_from(step);
+        if let Some(c) = json_arg(config)? {
+            b = b.config(c);
+        }
+        let r = py.detach(|| b.apply()).map_err(err)?;
+        let archived = r.archived.map(|v| v.to_string()).unwrap_or_default();
+        Ok((archived, r.head.to_string()))
     }
 
     /// Forks run `name` from `source` (a run or version id) at `step`; returns its head id.
@@ -313,17 +326,18 @@ impl Store {
         name: &str,
         config: Option<&str>,
     ) -> PyResult<String> {
-        let c = json_arg(config)?;
-        let v = py
-            .detach(|| self.inner.fork(source, step, name, c))
-            .map_err(err)?;
-        Ok(v.to_string())
+        let mut b = self.inner.run(name).fork_from(source, step);
+        if let Some(c) = json_arg(config)? {
+            b = b.config(c);
+        }
+        let r = py.detach(|| b.apply()).map_err(err)?;
+        Ok(r.head.to_string())
     }
 
     /// Purges an archived version (`v12`); returns the number of files deleted.
     fn purge(&self, py: Python<'_>, version: &str) -> PyResult<usize> {
         py.detach(|| {
-            let (v, _) = self.inner.resolve(version)?;
+            let v = self.inner.resolve(version)?.version;
             self.inner.purge(v)
         })
         .map_err(err)
@@ -653,5 +667,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidInputError", py.get_type::<InvalidInputError>())?;
     m.add("StoreIOError", py.get_type::<StoreIOError>())?;
     m.add("WriterClosedError", py.get_type::<WriterClosedError>())?;
+    m.add("ConflictError", py.get_type::<ConflictError>())?;
     Ok(())
 }

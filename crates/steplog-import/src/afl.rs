@@ -27,7 +27,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{config_with, provenance, Imported, Origin, Progress, RunSink};
+use super::{config_with, provenance, Imported, Progress, RunSink, StartAs};
 use crate::error::{Error, Result};
 use steplog::Store;
 use steplog::Value;
@@ -96,7 +96,7 @@ pub fn import(store: &Store, dir: &Path, run: &str, progress: &dyn Progress) -> 
     let mut f = File::open(&file).map_err(|e| Error::io(&file, e))?;
     let len = f.metadata().map_err(|e| Error::io(&file, e))?.len();
     progress.begin("afl", len, steplog::Unit::Bytes);
-    let mut sink = RunSink::create(store, run, config(&file), Origin::New)?;
+    let mut sink = RunSink::create(store, run, config(&file), StartAs::New)?;
     let mut plot = Plot::default();
     let mut reader = (&mut f).take(len);
     if let Err(e) = plot.feed(&mut sink, &file, &mut reader, &mut |n| progress.update(n)) {
@@ -132,7 +132,7 @@ pub struct FollowOptions<'a> {
 /// been idle for `opts.idle_exit`, leaving the run `finished`.
 pub fn follow(store: &Store, dir: &Path, run: &str, opts: FollowOptions<'_>) -> Result<Imported> {
     let file = wait_for(dir, &opts)?;
-    let mut sink = RunSink::create(store, run, config(&file), Origin::New)?;
+    let mut sink = RunSink::create(store, run, config(&file), StartAs::New)?;
     match tail(&mut sink, &file, opts) {
         Ok(()) => sink.finish(true),
         Err(e) => sink.fail(e),

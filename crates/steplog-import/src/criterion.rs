@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{config_with, provenance, read_source, Imported, Origin, Progress, RunSink};
+use super::{config_with, provenance, read_source, Imported, Progress, RunSink, StartAs};
 use crate::error::{Error, Result};
 use steplog::Store;
 use steplog::Value;
@@ -191,7 +191,7 @@ fn benchmark(
         store,
         &run,
         config_with(Default::default(), import),
-        Origin::New,
+        StartAs::New,
     )?;
     for (i, (&n, &t)) in iters.iter().zip(&times).enumerate() {
         let row = [

@@ -88,7 +88,7 @@ pub(crate) fn shown(key: &str) -> String {
 }
 
 /// How an imported run starts.
-pub(crate) enum Origin {
+pub(crate) enum StartAs {
     /// A new run.
     New,
     /// A fork of `run` at `step` (which must exist in the store).
@@ -118,18 +118,18 @@ pub(crate) struct RunSink {
 
 impl RunSink {
     /// Starts the run with `config`: a new run (refusing an existing one), a fork, or a rewind
-    /// of the existing run, as `origin` says.
+    /// of the existing run, as `start_as` says.
     pub(crate) fn create(
         store: &Store,
         run: &str,
         config: serde_json::Value,
-        origin: Origin,
+        start_as: StartAs,
     ) -> Result<RunSink> {
         let start = store.run(run).config(config);
-        let (start, forked_from, last) = match origin {
-            Origin::New => (start.resume(Resume::Never), None, None),
-            Origin::Rewind(step) => (start.resume_from(step), None, Some(step)),
-            Origin::Fork(source, step) => (
+        let (start, forked_from, last) = match start_as {
+            StartAs::New => (start.resume(Resume::Never), None, None),
+            StartAs::Rewind(step) => (start.resume_from(step), None, Some(step)),
+            StartAs::Fork(source, step) => (
                 start.fork_from(&source, step),
                 Some((source, step)),
                 Some(step),

@@ -48,7 +48,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::protobuf::{self, fields};
-use super::{config_with, files_in, provenance, Imported, Origin, Progress, Reason, RunSink};
+use super::{config_with, files_in, provenance, Imported, Progress, Reason, RunSink, StartAs};
 use crate::error::{Error, Result};
 use steplog::Store;
 use steplog::Value;
@@ -75,7 +75,7 @@ pub fn import(store: &Store, path: &Path, run: &str, progress: &dyn Progress) ->
         store,
         run,
         config_with(serde_json::Map::new(), meta),
-        Origin::New,
+        StartAs::New,
     )?;
     if let Err(e) = write(&mut sink, &files, &plan, &mut |n| {
         progress.update(total + n)

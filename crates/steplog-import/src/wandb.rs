@@ -28,7 +28,7 @@ use std::io::Read;
 use std::path::Path;
 
 use super::protobuf::fields;
-use super::{config_with, provenance, Imported, Origin, Progress, Reason, RunSink};
+use super::{config_with, provenance, Imported, Progress, Reason, RunSink, StartAs};
 use crate::error::{Error, Result};
 use crate::jsonl;
 use steplog::Store;
@@ -83,12 +83,12 @@ pub fn import(
     let origin = match &meta.branch {
         Some((source, step)) if store.runs()?.iter().any(|r| &r.name == source) => {
             if *source == name {
-                Origin::Rewind(*step)
+                StartAs::Rewind(*step)
             } else {
-                Origin::Fork(source.clone(), *step)
+                StartAs::Fork(source.clone(), *step)
             }
         }
-        _ => Origin::New,
+        _ => StartAs::New,
     };
     let mut import = provenance("wandb", file);
     import.extend(meta.import.clone());

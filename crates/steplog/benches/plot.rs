@@ -56,7 +56,7 @@ fn plot(c: &mut Criterion) {
             d.from_aggregates, d.decoded
         );
     }
-    store.rewind("r", 6_000_000, None).unwrap();
+    store.run("r").resume_from(6_000_000).apply().unwrap();
     let d = store
         .downsample_snapped("r", "loss", .., 960)
         .unwrap()

@@ -10,14 +10,19 @@ fn rewind(c: &mut Criterion) {
         g.bench_function(format!("fork/run={steps}/step=middle"), |b| {
             b.iter(|| {
                 n += 1;
-                store.fork("r", steps / 2, &format!("f{n}"), None).unwrap()
+                store
+                    .run(&format!("f{n}"))
+                    .fork_from("r", steps / 2)
+                    .apply()
+                    .unwrap()
+                    .head
             })
         });
         let mut step = steps / 2;
         g.bench_function(format!("rewind/run={steps}/step=middle"), |b| {
             b.iter(|| {
                 step = if step == 0 { steps / 2 } else { step - 1 };
-                store.rewind("r", step, None).unwrap()
+                store.run("r").resume_from(step).apply().unwrap()
             })
         });
     }

@@ -8,12 +8,18 @@ fn summary(c: &mut Criterion) {
     g.bench_function("whole/run=100000", |b| {
         b.iter(|| store.summary("r").unwrap())
     });
-    let r = store.rewind("r", 50_000, None).unwrap();
+    let archived = store
+        .run("r")
+        .resume_from(50_000)
+        .apply()
+        .unwrap()
+        .archived
+        .unwrap();
     g.bench_function("after_rewind/run=100000/step=50000", |b| {
         b.iter(|| store.summary("r").unwrap())
     });
     g.bench_function("archived/run=100000", |b| {
-        b.iter(|| store.summary(&r.archived.to_string()).unwrap())
+        b.iter(|| store.summary(archived).unwrap())
     });
     g.finish();
 }

@@ -20,6 +20,7 @@ use std::ops::RangeBounds;
 use crate::error::Result;
 use crate::manifest::Cover;
 use crate::read::bounds;
+use crate::reference::IntoReference;
 use crate::segment::block::Block;
 use crate::store::Store;
 use crate::summary::KeySummary;
@@ -169,12 +170,18 @@ impl Store {
     /// their aggregates. `None` when the key has no numeric value in the range.
     pub fn downsample(
         &self,
-        reference: &str,
+        reference: impl IntoReference,
         key: &str,
         steps: impl RangeBounds<u64>,
         buckets: usize,
     ) -> Result<Option<Downsampled>> {
-        self.downsample_inner(reference, key, bounds(steps), buckets, false)
+        self.downsample_inner(
+            reference.into_reference()?,
+            key,
+            bounds(steps),
+            buckets,
+            false,
+        )
     }
 
     /// As [`downsample`](Self::downsample), but a block narrower than a bucket that straddles
@@ -184,17 +191,23 @@ impl Store {
     /// aggregates alone. `steplog plot` uses it.
     pub fn downsample_snapped(
         &self,
-        reference: &str,
+        reference: impl IntoReference,
         key: &str,
         steps: impl RangeBounds<u64>,
         buckets: usize,
     ) -> Result<Option<Downsampled>> {
-        self.downsample_inner(reference, key, bounds(steps), buckets, true)
+        self.downsample_inner(
+            reference.into_reference()?,
+            key,
+            bounds(steps),
+            buckets,
+            true,
+        )
     }
 
     fn downsample_inner(
         &self,
-        reference: &str,
+        reference: crate::Reference,
         key: &str,
         (from, to): (u64, u64),
         buckets: usize,
@@ -206,7 +219,7 @@ impl Store {
                 crate::limits::MAX_BUCKETS
             )));
         }
-        let summary = self.summary_of(reference, Some(key))?;
+        let summary = self.summary_of(&reference, Some(key))?;
         let Some(ks) = summary.keys.get(key) else {
             return Ok(None);
         };
@@ -217,7 +230,7 @@ impl Store {
         if from > to || buckets == 0 {
             return Ok(None);
         }
-        let (state, v, step) = self.read_target(reference)?;
+        let (state, v, step) = self.read_target(&reference)?;
         let mut out = Downsampled {
             from,
             to,

@@ -162,6 +162,21 @@ pub enum Error {
         /// The run whose writer failed.
         run: String,
     },
+    /// Another writer (in this or another process) changed what this operation read before
+    /// its edit could be made: a run rewound, resumed or forked meanwhile, a version purged.
+    /// Nothing was changed; reading the store again and retrying is safe.
+    #[error("conflict with another writer: {reason}")]
+    Conflict {
+        /// What changed.
+        reason: String,
+    },
+    /// An earlier manifest fsync failed in this process, so what the file holds is unknown:
+    /// the store refuses further edits until it is opened again (reads go on).
+    #[error("the store at {path} refuses edits: an earlier manifest fsync failed in this process; open the store again")]
+    StorePoisoned {
+        /// The manifest.
+        path: PathBuf,
+    },
     /// A lock stayed taken for longer than [`Options::lock_timeout`](crate::Options::lock_timeout):
     /// another process holds it (it may be stopped, or stuck).
     #[error("gave up after {waited_ms} ms waiting for the lock on {path}: another process holds it (is one stopped or stuck?)")]
@@ -230,11 +245,68 @@ impl Error {
 
     /// True for errors that mean stored data is damaged (checksum or structure).
     pub fn is_corruption(&self) -> bool {
-        matches!(
-            self,
-            Error::ChecksumMismatch { .. } | Error::Corrupt { .. } | Error::MissingFile { .. }
-        )
+        self.kind() == ErrorKind::Corruption
     }
+
+    /// What kind of failure this is: the one classification callers (the Python bindings,
+    /// a CLI's exit status, a retry loop) branch on, so that a new variant cannot fall
+    /// through a wildcard unnoticed.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Io { .. } => ErrorKind::Io,
+            Error::ChecksumMismatch { .. } | Error::Corrupt { .. } | Error::MissingFile { .. } => {
+                ErrorKind::Corruption
+            }
+            Error::RunNotFound { .. } | Error::VersionNotFound { .. } | Error::Purged { .. } => {
+                ErrorKind::NotFound
+            }
+            Error::RunExists { .. } => ErrorKind::AlreadyExists,
+            Error::Locked { .. } | Error::LockTimeout { .. } => ErrorKind::Locked,
+            Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::StepRegression { .. } => ErrorKind::StepRegression,
+            Error::ResumeRefused { .. } => ErrorKind::ResumeRefused,
+            Error::Poisoned { .. } | Error::Finished { .. } | Error::Forked { .. } => {
+                ErrorKind::WriterClosed
+            }
+            Error::StorePoisoned { .. } => ErrorKind::StorePoisoned,
+            Error::BadReference { .. }
+            | Error::InvalidName { .. }
+            | Error::StepTooLarge { .. }
+            | Error::StepOutOfRange { .. }
+            | Error::InvalidInput(_)
+            | Error::NotArchived { .. }
+            | Error::TooLarge { .. } => ErrorKind::InvalidInput,
+        }
+    }
+}
+
+/// The kinds of [`Error`], from [`Error::kind`]. Not `non_exhaustive` on purpose: a new kind
+/// is a breaking change, and every exhaustive match on it (the Python bindings' exception
+/// classes) must be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// An operating-system I/O error.
+    Io,
+    /// Stored data is damaged or missing (a checksum, a structure, a recorded file).
+    Corruption,
+    /// No such run or version, or the version was purged.
+    NotFound,
+    /// A run of that name exists already.
+    AlreadyExists,
+    /// Another writer holds the run, or a lock was waited for too long.
+    Locked,
+    /// Another writer changed what the operation read; nothing was changed.
+    Conflict,
+    /// A step not after the run's last step.
+    StepRegression,
+    /// `Resume::Must` on a missing run, or `Resume::Never` on an existing one.
+    ResumeRefused,
+    /// The writer is finished, poisoned by an I/O error, or a forked process's copy.
+    WriterClosed,
+    /// The store refuses edits after a failed manifest fsync; open it again.
+    StorePoisoned,
+    /// Bad input: a name, reference, step, value, config or argument.
+    InvalidInput,
 }
 
 /// Adds the path to an `io::Result`.

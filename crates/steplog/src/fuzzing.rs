@@ -108,7 +108,7 @@ fn store_over_manifest(frames: &[u8]) {
     }
     if let Ok(versions) = store.versions() {
         for v in versions {
-            let _ = store.lineage(&v.id.to_string());
+            let _ = store.lineage(v.id);
         }
     }
     let _ = store.verify();
@@ -174,10 +174,13 @@ pub fn ops(data: &[u8]) {
                 }
             }
             3 => {
-                let _ = store.rewind(name, u64::from(b), None);
+                let _ = store.run(name).resume_from(u64::from(b)).apply();
             }
             4 => {
-                let _ = store.fork(name, u64::from(b), &format!("f{a}{b}"), None);
+                let _ = store
+                    .run(&format!("f{a}{b}"))
+                    .fork_from(name, u64::from(b))
+                    .apply();
             }
             5 => {
                 let _ = store.purge(crate::VersionId(u64::from(b % 8)));

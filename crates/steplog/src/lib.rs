@@ -30,11 +30,11 @@
 //!
 //! assert_eq!(store.summary("r1")?.keys["metric"].last.as_ref().unwrap().0, 299);
 //! // The archived version still reads its 300 original rows.
-//! let old: Vec<_> = store.history(&archived.to_string(), &Query::new())?.collect::<Result<_, _>>()?;
+//! let old: Vec<_> = store.history(archived, &Query::new())?.collect::<Result<_, _>>()?;
 //! assert_eq!(old.len(), 300);
 //!
-//! // Fork a new run from the head at step 250.
-//! store.fork("r1", 250, "r1-variant", None)?;
+//! // Fork a new run from the head at step 250: one manifest edit, no row copied.
+//! store.run("r1-variant").fork_from("r1", 250).apply()?;
 //! assert_eq!(store.metric("r1-variant", "metric", ..)?.steps.len(), 251);
 //! # Ok(()) }
 //! ```
@@ -71,18 +71,18 @@ mod verify;
 mod writer;
 
 pub use downsample::{Bucket, Downsampled};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use gc::GcReport;
 pub use manifest::Origin;
 pub use options::{Durability, Options};
 pub use progress::{Progress, Quiet, Unit};
 pub use read::{Chunk, ChunkColumn, ChunkValues, Chunks, History, Query, Series};
-pub use reference::{Reference, Target};
-pub use store::{Lineage, Rewound, RunInfo, Status, Store, VersionInfo};
+pub use reference::{IntoReference, Reference, Target};
+pub use store::{Lineage, Resolved, RowCount, RunInfo, Status, Store, VersionInfo};
 pub use summary::{KeySummary, Summary};
-pub use types::{Row, SegmentId, Stream, Value, VersionId};
+pub use types::{Row, Stream, Value, VersionId};
 pub use verify::{Problem, VerifyReport};
-pub use writer::{Batch, Resume, RunWriter, StartRun};
+pub use writer::{Batch, Resume, RunWriter, StartRun, Started};
 
 /// The README's examples, compiled as doctests so that they stay true.
 #[doc = include_str!("../../../README.md")]

@@ -12,6 +12,7 @@ use crate::cache::HeadEntry;
 use crate::error::{Error, Result};
 use crate::io::{FileHandle, OpenMode};
 use crate::manifest::{Cover, SegmentMeta, State};
+use crate::reference::IntoReference;
 use crate::segment::block::{all_keys, Block};
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
 use crate::segment::IndexEntry;
@@ -250,42 +251,7 @@ pub struct ChunkColumn {
     pub values: ChunkValues,
 }
 
-/// A column's values, typed as stored: floats or integers when every value of the block's
-/// column has that type (the usual case), otherwise any [`Value`](crate::Value).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChunkValues {
-    /// Floats.
-    F64(Vec<f64>),
-    /// Integers.
-    I64(Vec<i64>),
-    /// Mixed, booleans or strings.
-    Any(Vec<crate::Value>),
-}
-
-impl ChunkValues {
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        match self {
-            ChunkValues::F64(v) => v.len(),
-            ChunkValues::I64(v) => v.len(),
-            ChunkValues::Any(v) => v.len(),
-        }
-    }
-
-    /// Whether there is no value.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn from_values(v: crate::segment::block::Values, range: std::ops::Range<usize>) -> Self {
-        use crate::segment::block::Values;
-        match v {
-            Values::F64(mut x) => ChunkValues::F64(x.drain(range).collect()),
-            Values::I64(mut x) => ChunkValues::I64(x.drain(range).collect()),
-            Values::Any(mut x) => ChunkValues::Any(x.drain(range).collect()),
-        }
-    }
-}
+pub use crate::segment::block::Values as ChunkValues;
 
 /// The chunks of a version in step order; see [`Store::chunks`].
 pub struct Chunks {
@@ -311,7 +277,7 @@ impl Chunks {
                 (lo < up).then(|| ChunkColumn {
                     key: c.key,
                     rows: c.rows[lo..up].iter().map(|&r| r - a as u32).collect(),
-                    values: ChunkValues::from_values(c.values, lo..up),
+                    values: c.values.into_range(lo..up),
                 })
             })
             .collect();
@@ -501,9 +467,9 @@ impl Store {
 
     pub(crate) fn read_target(
         &self,
-        reference: &str,
+        reference: impl IntoReference,
     ) -> Result<(Arc<State>, VersionId, Option<u64>)> {
-        let r: crate::Reference = reference.parse()?;
+        let r = reference.into_reference()?;
         let state = self.state()?;
         let v = resolve_target(&state, &r.target)?;
         Ok((state, v, r.step))
@@ -511,7 +477,7 @@ impl Store {
 
     /// The rows of the version `reference` names (a run's head, a version id; with
     /// `?_step=S`, only steps up to S), as selected by `query`.
-    pub fn history(&self, reference: &str, query: &Query) -> Result<History> {
+    pub fn history(&self, reference: impl IntoReference, query: &Query) -> Result<History> {
         let (state, v, step) = self.read_target(reference)?;
         let to = step.map_or(query.to, |s| s.min(query.to));
         Ok(History {
@@ -524,7 +490,7 @@ impl Store {
 
     /// The rows of the version `reference` names, as selected by `query`, column by column:
     /// the same rows as [`history`](Self::history) in [`Chunk`]s of consecutive rows.
-    pub fn chunks(&self, reference: &str, query: &Query) -> Result<Chunks> {
+    pub fn chunks(&self, reference: impl IntoReference, query: &Query) -> Result<Chunks> {
         let (state, v, step) = self.read_target(reference)?;
         let to = step.map_or(query.to, |s| s.min(query.to));
         Ok(Chunks {
@@ -537,7 +503,7 @@ impl Store {
     /// One metric of the `history` stream as (steps, values), in a step range.
     pub fn metric(
         &self,
-        reference: &str,
+        reference: impl IntoReference,
         key: &str,
         steps: impl RangeBounds<u64>,
     ) -> Result<Series> {
@@ -584,13 +550,17 @@ impl Store {
     /// The summary of a version's `history`: per key count, first, last, min, max, sum,
     /// mean and NaN count. Whole segments come from their footers; only a segment that
     /// straddles a rewind or fork cutoff, and the head segment, are decoded.
-    pub fn summary(&self, reference: &str) -> Result<Summary> {
+    pub fn summary(&self, reference: impl IntoReference) -> Result<Summary> {
         self.summary_of(reference, None)
     }
 
     /// [`summary`](Self::summary) of every key, or only of `only` (a chart's or sparkline's
     /// one metric: a summary of every key for each of a wide run's keys was quadratic).
-    pub(crate) fn summary_of(&self, reference: &str, only: Option<&str>) -> Result<Summary> {
+    pub(crate) fn summary_of(
+        &self,
+        reference: impl IntoReference,
+        only: Option<&str>,
+    ) -> Result<Summary> {
         let (state, v, step) = self.read_target(reference)?;
         let mut agg = Agg::default();
         for p in state.plan(v, Stream::History, 0, step.unwrap_or(u64::MAX)) {

@@ -69,9 +69,96 @@ impl FromStr for Reference {
         };
         let target = match name.parse::<VersionId>() {
             Ok(v) => Target::Version(v),
-            Err(()) => Target::Run(name.to_owned()),
+            Err(_) => Target::Run(name.to_owned()),
         };
         Ok(Reference { target, step })
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.step {
+            Some(s) => write!(f, "{}?_step={s}", self.target),
+            None => write!(f, "{}", self.target),
+        }
+    }
+}
+
+impl Reference {
+    /// The head of run `name`. The name is checked when the reference is used (a name that
+    /// reads as a version id, `v12`, names that version instead: see [`IntoReference`]).
+    pub fn run(name: impl Into<String>) -> Reference {
+        Reference {
+            target: Target::Run(name.into()),
+            step: None,
+        }
+    }
+
+    /// The same run or version read only up to `step` (W&B's `NAME?_step=S`).
+    #[must_use]
+    pub fn at(mut self, step: u64) -> Reference {
+        self.step = Some(step);
+        self
+    }
+}
+
+impl From<VersionId> for Reference {
+    fn from(v: VersionId) -> Reference {
+        Reference {
+            target: Target::Version(v),
+            step: None,
+        }
+    }
+}
+
+impl VersionId {
+    /// This version read only up to `step`: `v12?_step=S`.
+    pub fn at(self, step: u64) -> Reference {
+        Reference::from(self).at(step)
+    }
+}
+
+/// Anything that names a run or version: a string as users write references (`"train"`,
+/// `"v12"`, `"train?_step=200"`), a [`VersionId`], or a [`Reference`]. Every method of
+/// [`Store`](crate::Store) that reads or branches from a version takes one.
+pub trait IntoReference {
+    /// The reference, or [`Error::BadReference`] for a string that is not one.
+    fn into_reference(self) -> Result<Reference, Error>;
+}
+
+impl IntoReference for Reference {
+    fn into_reference(self) -> Result<Reference, Error> {
+        Ok(self)
+    }
+}
+
+impl IntoReference for &Reference {
+    fn into_reference(self) -> Result<Reference, Error> {
+        Ok(self.clone())
+    }
+}
+
+impl IntoReference for VersionId {
+    fn into_reference(self) -> Result<Reference, Error> {
+        Ok(self.into())
+    }
+}
+
+impl IntoReference for &str {
+    fn into_reference(self) -> Result<Reference, Error> {
+        self.parse()
+    }
+}
+
+impl IntoReference for &String {
+    fn into_reference(self) -> Result<Reference, Error> {
+        self.parse()
+    }
+}
+
+impl IntoReference for String {
+    fn into_reference(self) -> Result<Reference, Error> {
+        self.parse()
     }
 }
 
@@ -121,6 +208,28 @@ mod tests {
                 matches!(bad.parse::<Reference>(), Err(Error::BadReference { .. })),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn every_form_of_a_reference_is_the_same_reference() {
+        let parsed: Reference = "v7?_step=3".parse().unwrap();
+        assert_eq!(VersionId(7).at(3), parsed);
+        assert_eq!(parsed.to_string(), "v7?_step=3");
+        assert_eq!(
+            Reference::run("r").at(5),
+            "r?_step=5".into_reference().unwrap()
+        );
+        assert_eq!(VersionId(7).into_reference().unwrap().to_string(), "v7");
+        for text in [
+            "train",
+            "v12",
+            "a b?_step=0",
+            "ünï?_step=18446744073709551615",
+        ] {
+            let r = text.into_reference().unwrap();
+            assert_eq!(r.to_string(), text);
+            assert_eq!(r.to_string().into_reference().unwrap(), r);
         }
     }
 

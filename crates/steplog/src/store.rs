@@ -15,7 +15,7 @@ use crate::lock;
 use crate::manifest::log::ManifestLog;
 use crate::manifest::{Config, Edit, Origin, State, VersionMeta};
 use crate::options::{Durability, Options};
-use crate::reference::Target;
+use crate::reference::{IntoReference, Target};
 use crate::types::{SegmentId, VersionId};
 
 pub(crate) const SEGMENT_DIR: &str = "segments";
@@ -98,15 +98,28 @@ pub struct RunInfo {
     pub damage: Option<String>,
 }
 
-/// What a rewind did.
+/// What a reference resolves to (see [`Store::resolve`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rewound {
-    /// The version that was the head and is now archived.
-    pub archived: VersionId,
-    /// The new head.
-    pub head: VersionId,
-    /// The last step kept.
-    pub step: u64,
+pub struct Resolved {
+    /// The readable version it names (a run's head, or the version itself).
+    pub version: VersionId,
+    /// The step it is read up to, if it names one (`NAME?_step=S`).
+    pub step: Option<u64>,
+}
+
+/// A version's rows and its last step, as [`Store::rows`] counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RowCount {
+    /// Rows of its `history` stream.
+    pub rows: u64,
+    /// The last step among them (`None`: no row).
+    pub last_step: Option<u64>,
+}
+
+impl From<(u64, Option<u64>)> for RowCount {
+    fn from((rows, last_step): (u64, Option<u64>)) -> RowCount {
+        RowCount { rows, last_step }
+    }
 }
 
 pub(crate) struct Inner {
@@ -344,11 +357,11 @@ impl Store {
         lock_poisoned(&self.inner.manifest).path().to_owned()
     }
 
-    /// Resolves a reference (`RUN`, `v12`, `RUN?_step=S`) to a readable version and the step
-    /// it names, if any.
-    pub fn resolve(&self, reference: &str) -> Result<(VersionId, Option<u64>)> {
-        let (_, v, step) = self.read_target(reference)?;
-        Ok((v, step))
+    /// Resolves a reference (`RUN`, `v12`, `RUN?_step=S`, a [`VersionId`]) to a readable
+    /// version and the step it names, if any.
+    pub fn resolve(&self, reference: impl IntoReference) -> Result<Resolved> {
+        let (_, version, step) = self.read_target(reference)?;
+        Ok(Resolved { version, step })
     }
 
     /// The status of a version.
@@ -388,8 +401,8 @@ impl Store {
     }
 
     /// One version's details.
-    pub fn version(&self, reference: &str) -> Result<VersionInfo> {
-        let (v, _) = self.resolve(reference)?;
+    pub fn version(&self, reference: impl IntoReference) -> Result<VersionInfo> {
+        let v = self.resolve(reference)?.version;
         self.versions()?
             .into_iter()
             .find(|i| i.id == v)
@@ -424,33 +437,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Rewinds run `run` to `step` outside a writer: the head is archived and a new head
-    /// holds its rows up to `step` (the config is the old one with `config` merged over it).
-    /// O(1): one manifest edit, which also marks the new head finished, so the rewind
-    /// happened entirely or not at all; no row is copied. Fails with `Locked` while a writer
-    /// writes the run.
-    pub fn rewind(
-        &self,
-        run: &str,
-        step: u64,
-        config: Option<serde_json::Value>,
-    ) -> Result<Rewound> {
-        let mut b = self.run(run).resume_from(step);
-        if let Some(c) = config {
-            b = b.config(c);
-        }
-        let (head, archived) = b.start_finished()?;
-        Ok(Rewound {
-            archived: archived
-                .ok_or_else(|| Error::InvalidInput("rewind archived nothing".into()))?,
-            head,
-            step,
-        })
-    }
-
-    /// Forks a new run `name` from the version `source` refers to (any version, live or
-    /// archived) at `step`: its first version holds the source's rows up to `step` and
-    /// inherits its config (with `config` merged over it). Returns the new head version.
+    /// Forks a new run `name` from the version `source` refers to at `step`, finished at
+    /// once, and returns its head: `store.run(name).fork_from(source, step).apply()`.
+    #[deprecated(note = "use `store.run(name).fork_from(source, step).config(c).apply()`")]
     pub fn fork(
         &self,
         source: &str,
@@ -462,7 +451,7 @@ impl Store {
         if let Some(c) = config {
             b = b.config(c);
         }
-        Ok(b.start_finished()?.0)
+        Ok(b.apply()?.head)
     }
 
     /// Purges an archived version: it is no longer readable, and its segments are deleted
@@ -550,9 +539,6 @@ pub(crate) fn resolve_target(state: &State, target: &Target) -> Result<VersionId
     }
 }
 
-/// A version's rows and its last step, as [`Store::rows`] counts them.
-pub type RowCount = (u64, Option<u64>);
-
 /// A lineage tree, flat (a tree ten thousand rewinds deep is a list, not ten thousand nested
 /// values): every version descended from a root, by rewinds and forks, purged ones included.
 #[derive(Debug, Clone, PartialEq)]
@@ -595,8 +581,8 @@ impl Store {
     /// The lineage tree around the version `reference` names: rooted at its oldest ancestor,
     /// holding every version descended from that root (rewinds and forks, purged included).
     /// Linear in the versions of the store.
-    pub fn lineage(&self, reference: &str) -> Result<Lineage> {
-        let (v, _) = self.resolve(reference)?;
+    pub fn lineage(&self, reference: impl IntoReference) -> Result<Lineage> {
+        let v = self.resolve(reference)?.version;
         let mut infos = self.versions()?;
         infos.sort_by_key(|i| i.id);
         let index = |id: VersionId| infos.binary_search_by_key(&id, |i| i.id).ok();
@@ -651,14 +637,15 @@ impl Store {
                     });
                 }
                 self.count_rows_memo(&state, v, crate::Stream::History, &mut memo)
+                    .map(RowCount::from)
             })
             .collect())
     }
 
     /// Number of rows in a version's history and its last step.
-    pub fn rows(&self, reference: &str) -> Result<(u64, Option<u64>)> {
-        let (v, _) = self.resolve(reference)?;
+    pub fn rows(&self, reference: impl IntoReference) -> Result<RowCount> {
+        let v = self.resolve(reference)?.version;
         let state = self.state()?;
-        self.count_rows(&state, v, crate::Stream::History)
+        Ok(self.count_rows(&state, v, crate::Stream::History)?.into())
     }
 }

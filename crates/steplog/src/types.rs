@@ -28,21 +28,30 @@ impl fmt::Display for VersionId {
 }
 
 impl FromStr for VersionId {
-    type Err = ();
+    type Err = crate::Error;
     /// Parses `v<N>` where N is a decimal number without sign.
-    fn from_str(s: &str) -> Result<Self, ()> {
-        let digits = s.strip_prefix('v').ok_or(())?;
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
+        let bad = |reason: &str| crate::Error::BadReference {
+            reference: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let digits = s
+            .strip_prefix('v')
+            .ok_or_else(|| bad("a version id is 'v' and a number (v12)"))?;
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(());
+            return Err(bad("a version id is 'v' and a number (v12)"));
         }
-        digits.parse().map(VersionId).map_err(|_| ())
+        digits
+            .parse()
+            .map(VersionId)
+            .map_err(|_| bad("the version number does not fit in 64 bits"))
     }
 }
 
 /// The id of one segment file; its file name is the id zero-padded to 16 digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct SegmentId(pub(crate) u64);
+pub(crate) struct SegmentId(pub(crate) u64);
 
 impl SegmentId {
     pub(crate) fn file_name(self) -> String {
@@ -112,15 +121,15 @@ impl fmt::Display for Stream {
 }
 
 impl FromStr for Stream {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
         match s {
             "history" => Ok(Stream::History),
             "system" => Ok(Stream::System),
             "console" => Ok(Stream::Console),
-            other => Err(format!(
+            other => Err(crate::Error::InvalidInput(format!(
                 "unknown stream '{other}' (expected history, system or console)"
-            )),
+            ))),
         }
     }
 }
@@ -245,7 +254,7 @@ mod tests {
 
     #[test]
     fn version_ids_round_trip_and_reject_lookalikes() {
-        assert_eq!("v12".parse::<VersionId>(), Ok(VersionId(12)));
+        assert_eq!("v12".parse::<VersionId>().unwrap(), VersionId(12));
         assert_eq!(VersionId(7).to_string(), "v7");
         for bad in [
             "v",

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ._native import (
+    ConflictError,
     CorruptionError,
     Error,
     InvalidInputError,
@@ -63,6 +64,7 @@ __all__ = [
     "InvalidInputError",
     "StoreIOError",
     "WriterClosedError",
+    "ConflictError",
 ]
 
 _STEP_REF = re.compile(r"^(?P<name>.+)\?_step=(?P<step>\d+)$")

@@ -400,10 +400,9 @@ impl ManifestLog {
     /// returns, atomically with respect to every other process.
     pub fn transact<T>(&mut self, f: impl FnOnce(&State) -> Result<(Vec<Edit>, T)>) -> Result<T> {
         if self.poisoned {
-            return Err(Error::io(
-                &self.path,
-                std::io::Error::other("an earlier manifest fsync failed; reopen the store"),
-            ));
+            return Err(Error::StorePoisoned {
+                path: self.path.clone(),
+            });
         }
         let guard = self.lock()?;
         let result = self
@@ -430,7 +429,7 @@ impl ManifestLog {
         for e in &edits {
             if let Err(reason) = state.apply(e) {
                 self.epoch = 0;
-                return Err(Error::InvalidInput(reason));
+                return Err(Error::Conflict { reason });
             }
         }
         let mut bytes = Vec::new();

@@ -8,7 +8,7 @@
 
 mod start;
 
-pub use start::{Resume, StartRun};
+pub use start::{Resume, StartRun, Started};
 
 use start::Begun;
 
@@ -120,8 +120,15 @@ impl Batch<'_> {
 ///
 /// Rows are buffered and written as a block when the block fills; [`commit`](Self::commit)
 /// writes what is buffered and makes it as durable as the store's [`Durability`] says.
-/// Dropping a writer commits what was logged; it also finishes the run, unless the thread is
-/// panicking, in which case the run is left `crashed` (like W&B on an exception).
+///
+/// End a writer with [`finish`](Self::finish) (or [`abort`](Self::abort)) and look at its
+/// result: that is how to know every row is kept. Dropping a writer without either does no
+/// I/O, so no failure can be hidden in it (as a redb or fjall write transaction dropped
+/// uncommitted is rolled back, not committed): it leaves what a crash of the writer at that
+/// point would. Every committed row stays; rows logged after the last commit may be lost
+/// (those still buffered are); the run reads `crashed`, and a later writer resumes it. The
+/// run lock is released and the encoder thread stopped by the drop.
+#[must_use = "a writer dropped without finish() leaves the run crashed and may lose rows logged since the last commit"]
 pub struct RunWriter {
     store: Store,
     run: String,
@@ -525,19 +532,5 @@ impl RunWriter {
             .transact(|_| Ok((vec![Edit::Finish { version }], ())))?;
         self.done = true;
         Ok(())
-    }
-}
-
-impl Drop for RunWriter {
-    fn drop(&mut self) {
-        if self.done || self.poisoned || std::process::id() != self.pid {
-            // A forked child's copy of the writer lets the parent's run be.
-            return;
-        }
-        if std::thread::panicking() {
-            let _ = self.commit_inner();
-        } else {
-            let _ = self.finish_inner();
-        }
     }
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::lock::{self, RunLock};
 use crate::manifest::{Config, Edit, State, VersionMeta};
 use crate::options::Durability;
-use crate::reference::{validate_run_name, Reference};
+use crate::reference::{validate_run_name, IntoReference, Reference};
 use crate::segment::reader::Sealed;
 use crate::segment::writer::{SealInfo, SegmentWriter};
 use crate::segment::SegmentHeader;
@@ -29,29 +29,33 @@ pub enum Resume {
 }
 
 impl std::str::FromStr for Resume {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "allow" => Ok(Resume::Allow),
             "must" => Ok(Resume::Must),
             "never" => Ok(Resume::Never),
-            o => Err(format!(
+            o => Err(Error::InvalidInput(format!(
                 "unknown resume mode '{o}' (expected allow, must or never)"
-            )),
+            ))),
         }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Start {
     Resume(Resume),
     Rewind(u64),
     Restart,
-    Fork(String, Option<u64>),
+    /// The source (or why it is not one, reported by `start`) and the fork step, if not the
+    /// reference's own.
+    Fork(Result<Reference>, Option<u64>),
 }
 
-/// How to start writing a run; made by [`Store::run`], consumed by [`StartRun::start`].
-#[derive(Debug, Clone)]
+/// How to start a run; made by [`Store::run`]. The one way to create, resume, rewind
+/// (`resume_from`), restart or fork (`fork_from`) a run, ended by [`start`](Self::start)
+/// (a writer) or [`apply`](Self::apply) (the manifest edit alone, the new head finished).
+#[derive(Debug)]
 #[must_use = "call .start() to get a writer"]
 pub struct StartRun {
     store: Store,
@@ -103,16 +107,22 @@ impl StartRun {
         self
     }
 
-    /// Forks this new run from the version `source` names (a run, a version id) at `step`
-    /// (W&B's `fork_from`).
-    pub fn fork_from(mut self, source: &str, step: u64) -> Self {
-        self.start = Start::Fork(source.to_owned(), Some(step));
+    /// Forks this new run from the version `source` names (a run's head, a version id, a
+    /// [`Reference`]) at `step` (W&B's `fork_from`): the new run holds the source's rows up
+    /// to `step` and takes new rows after it. A source written `NAME?_step=S` must name
+    /// `step` itself (else `BadReference`: the step is given once).
+    pub fn fork_from(mut self, source: impl IntoReference, step: u64) -> Self {
+        self.start = Start::Fork(source.into_reference(), Some(step));
         self
     }
 
-    /// Forks from a W&B-style reference `NAME?_step=S` (or `v12?_step=S`).
+    /// Forks from a W&B-style reference `NAME?_step=S` (or `v12?_step=S`), the step taken
+    /// from the reference.
+    #[deprecated(
+        note = "use `fork_from(source, step)`; a `NAME?_step=S` source with the same step is accepted"
+    )]
     pub fn fork_from_ref(mut self, reference: &str) -> Self {
-        self.start = Start::Fork(reference.to_owned(), None);
+        self.start = Start::Fork(reference.into_reference(), None);
         self
     }
 
@@ -124,11 +134,16 @@ impl StartRun {
         Ok(RunWriter::new(store, name, lock, begun))
     }
 
-    /// A rewind or fork done as one manifest edit whose new head is finished at once (no
-    /// writer): either it happened or it did not. Returns the new head and the archived head.
-    pub(crate) fn start_finished(self) -> Result<(VersionId, Option<VersionId>)> {
-        let (_, _, _lock, begun) = self.begin(true)?;
-        Ok((begun.version, begun.archived))
+    /// Makes the start as one manifest edit with no writer: the new head is finished at
+    /// once, so a rewind or fork either happened whole or not at all; no row is copied (O(1)).
+    /// For a run a writer is in, fails with `Locked` (a rewind) or `RunExists` (a fork).
+    pub fn apply(self) -> Result<Started> {
+        let (_, run, _lock, begun) = self.begin(true)?;
+        Ok(Started {
+            run,
+            head: begun.version,
+            archived: begun.archived,
+        })
     }
 
     fn begin(self, finished: bool) -> Result<(Store, String, Option<RunLock>, Begun)> {
@@ -170,12 +185,22 @@ impl StartRun {
             Start::Rewind(step) => rewind(&store, &name, Some(step), config, finished)?,
             Start::Restart => rewind(&store, &name, None, config, finished)?,
             Start::Fork(source, step) => {
-                let r: Reference = source.parse()?;
+                let r = source?;
                 let step = match (step, r.step) {
-                    (Some(s), _) | (None, Some(s)) => s,
+                    (Some(s), None) | (None, Some(s)) => s,
+                    (Some(s), Some(t)) if s == t => s,
+                    (Some(s), Some(t)) => {
+                        return Err(Error::BadReference {
+                            reference: r.to_string(),
+                            reason: format!(
+                                "the reference names step {t} and the fork step is {s}: give \
+                                 the step once"
+                            ),
+                        })
+                    }
                     (None, None) => {
                         return Err(Error::BadReference {
-                            reference: source,
+                            reference: r.to_string(),
                             reason: "a fork needs a step: NAME?_step=STEP".into(),
                         })
                     }
@@ -223,6 +248,17 @@ fn seal_leftovers(store: &Store, meta: &VersionMeta) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// What [`StartRun::apply`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The run.
+    pub run: String,
+    /// Its new head version (finished).
+    pub head: VersionId,
+    /// The head a rewind or restart archived (still readable under its id).
+    pub archived: Option<VersionId>,
 }
 
 /// What starting a run made: its head, the head it archived, and the lowest step each
@@ -279,9 +315,9 @@ fn resume(store: &Store, name: &str, head: VersionId, config: Option<Config>) ->
     seal_leftovers(store, &meta)?;
     store.transact(|state| {
         if state.runs.get(name) != Some(&head) {
-            return Err(Error::InvalidInput(format!(
-                "run '{name}' changed while resuming"
-            )));
+            return Err(Error::Conflict {
+                reason: format!("run '{name}' changed while resuming"),
+            });
         }
         let config = config
             .map(|c| merge_config(&state.versions[&head].config, &c))
@@ -340,9 +376,9 @@ fn rewind(
     seal_leftovers(store, &meta)?;
     let version = store.transact(|state| {
         if state.runs.get(name) != Some(&head) {
-            return Err(Error::InvalidInput(format!(
-                "run '{name}' changed while rewinding"
-            )));
+            return Err(Error::Conflict {
+                reason: format!("run '{name}' changed while rewinding"),
+            });
         }
         let old = &state.versions[&head].config;
         let version = VersionId(state.next_version);
@@ -435,9 +471,9 @@ mod tests {
             w.log_at(step, [("x", step as f64)]).unwrap();
         }
         w.finish().unwrap();
-        let rewound = store.rewind("r", 5, None).unwrap();
+        let rewound = store.run("r").resume_from(5).apply().unwrap();
         // The fork resolved `v1` and checked its step here; then the purge commits.
-        let source = rewound.archived;
+        let source = rewound.archived.unwrap();
         store.purge(source).unwrap();
         let result = fork(&store, "f", source, 30, None, true);
         assert!(matches!(result, Err(Error::Purged { .. })));

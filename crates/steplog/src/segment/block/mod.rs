@@ -43,12 +43,17 @@ pub(crate) struct Column {
     pub values: Values,
 }
 
-/// A column's values, typed when they all have one numeric type (the usual case), so that
-/// logging, encoding, summarising and reading a metric never go through `Value`.
+/// A column's values, typed as stored: floats or integers when every value of the column
+/// has that type (the usual case), otherwise any [`Value`]. Logging, encoding, summarising
+/// and reading a metric never go through `Value` for the typed ones. Public as
+/// [`ChunkValues`](crate::ChunkValues), what `Store::chunks` hands out.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Values {
+pub enum Values {
+    /// Floats.
     F64(Vec<f64>),
+    /// Integers.
     I64(Vec<i64>),
+    /// Mixed, booleans or strings.
     Any(Vec<Value>),
 }
 
@@ -59,8 +64,31 @@ impl Default for Values {
 }
 
 impl Values {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::F64(v) => v.len(),
+            Values::I64(v) => v.len(),
+            Values::Any(v) => v.len(),
+        }
+    }
+
+    /// Whether there is no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values at `range` (of the same type), the rest dropped.
+    pub(crate) fn into_range(self, range: std::ops::Range<usize>) -> Values {
+        match self {
+            Values::F64(mut x) => Values::F64(x.drain(range).collect()),
+            Values::I64(mut x) => Values::I64(x.drain(range).collect()),
+            Values::Any(mut x) => Values::Any(x.drain(range).collect()),
+        }
+    }
+
     /// An empty column suited to values like `v`.
-    pub fn for_value(v: &Value) -> Values {
+    pub(crate) fn for_value(v: &Value) -> Values {
         match v {
             Value::F64(_) => Values::F64(Vec::new()),
             Value::I64(_) => Values::I64(Vec::new()),
@@ -69,7 +97,7 @@ impl Values {
     }
 
     /// The `i`-th value (`i` < `len`).
-    pub fn get(&self, i: usize) -> Value {
+    pub(crate) fn get(&self, i: usize) -> Value {
         match self {
             Values::F64(v) => Value::F64(v[i]),
             Values::I64(v) => Value::I64(v[i]),
@@ -78,7 +106,7 @@ impl Values {
     }
 
     /// The `i`-th value as a float, if numeric.
-    pub fn f64_at(&self, i: usize) -> Option<f64> {
+    pub(crate) fn f64_at(&self, i: usize) -> Option<f64> {
         match self {
             Values::F64(v) => Some(v[i]),
             Values::I64(v) => Some(v[i] as f64),
@@ -87,7 +115,7 @@ impl Values {
     }
 
     /// The last value if it is an integer (for delta size estimates).
-    pub fn last_i64(&self) -> Option<i64> {
+    pub(crate) fn last_i64(&self) -> Option<i64> {
         match self {
             Values::I64(v) => v.last().copied(),
             Values::Any(v) => match v.last() {
@@ -107,7 +135,7 @@ impl Values {
     }
 
     /// Appends `value`; a value of another type turns the column into `Any`.
-    pub fn push(&mut self, value: Value) {
+    pub(crate) fn push(&mut self, value: Value) {
         match (&mut *self, value) {
             (Values::F64(v), Value::F64(x)) => v.push(x),
             (Values::I64(v), Value::I64(x)) => v.push(x),
@@ -121,7 +149,7 @@ impl Values {
     }
 
     /// Removes and returns the last value.
-    pub fn pop(&mut self) -> Option<Value> {
+    pub(crate) fn pop(&mut self) -> Option<Value> {
         match self {
             Values::F64(v) => v.pop().map(Value::F64),
             Values::I64(v) => v.pop().map(Value::I64),
@@ -130,7 +158,7 @@ impl Values {
     }
 
     /// Replaces the last value (there is one) with `value`.
-    pub fn set_last(&mut self, value: Value) {
+    pub(crate) fn set_last(&mut self, value: Value) {
         self.pop();
         self.push(value);
     }
