@@ -62,6 +62,15 @@ fn every_form_of_a_reference_reads_the_same_rows() {
             last_step: Some(9)
         }
     );
+    // A step in the reference caps every read, counts included.
+    assert_eq!(
+        store.rows(archived.at(6)).unwrap(),
+        RowCount {
+            rows: 7,
+            last_step: Some(6)
+        }
+    );
+    assert_eq!(store.rows(Reference::run("r").at(2)).unwrap().rows, 3);
     assert_eq!(store.version(archived).unwrap().status, Status::Archived);
     assert_eq!(store.lineage(rewound.head).unwrap().root().id, archived);
 
@@ -109,6 +118,9 @@ fn the_deprecated_aliases_the_readme_used_still_work() {
     let head = store.fork("r", 5, "old-fork", None).unwrap();
     assert_eq!(store.resolve("old-fork").unwrap().version, head);
     assert_eq!(store.rows(head).unwrap().rows, 6);
+    // As before: the step given wins over one the source names.
+    let head = store.fork("r?_step=2", 5, "old-fork-2", None).unwrap();
+    assert_eq!(store.rows(head).unwrap().rows, 6);
     let w = store
         .run("old-ref")
         .fork_from_ref("r?_step=2")
@@ -131,10 +143,18 @@ fn errors_have_one_kind_to_branch_on() {
         kind(store.run("r").fork_from("r", 1).apply()),
         ErrorKind::AlreadyExists
     );
-    assert_eq!(
-        kind(store.run("r").resume(steplog::Resume::Never).apply()),
-        ErrorKind::ResumeRefused
-    );
+    let refused = store
+        .run("r")
+        .resume(steplog::Resume::Never)
+        .start()
+        .unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::ResumeRefused);
+    // `apply` makes rewinds, restarts and forks; a plain start has nothing to apply, and
+    // leaves the run as it was.
+    assert_eq!(kind(store.run("r").apply()), ErrorKind::InvalidInput);
+    assert_eq!(kind(store.run("new").apply()), ErrorKind::InvalidInput);
+    assert_eq!(store.runs().unwrap().len(), 1);
+    assert_eq!(store.runs().unwrap()[0].status, Status::Finished);
     assert_eq!(
         kind(store.run("r").resume_from(99).apply()),
         ErrorKind::InvalidInput

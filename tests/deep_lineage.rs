@@ -61,7 +61,7 @@ fn a_lineage_twenty_thousand_deep_through_every_command() {
     // The library: the lineage is flat and whole; rows of every version counted together.
     let tree = s.lineage("deep").unwrap();
     assert_eq!(tree.versions.len() as u64, depth);
-    assert_eq!(tree.depth_first().last().unwrap().1 as u64, depth - 1);
+    assert_eq!(tree.depth_first().last().unwrap().depth as u64, depth - 1);
     let ids: Vec<_> = tree.versions.iter().map(|v| v.id).collect();
     let counts = s.rows_of(&ids).unwrap();
     for (k, c) in counts.iter().enumerate() {

@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use steplog::RowCount;
 use steplog::Store;
 
 fn sizes(dir: &Path) -> BTreeMap<PathBuf, (u64, std::time::SystemTime)> {
@@ -70,11 +71,17 @@ fn measure(steps: u64) -> (u64, u64, u64) {
 
     assert_eq!(
         store.rows("r").unwrap(),
-        (steps / 2 + 1, Some(steps / 2)).into()
+        RowCount {
+            rows: steps / 2 + 1,
+            last_step: Some(steps / 2)
+        }
     );
     assert_eq!(
         store.rows("f").unwrap(),
-        (steps / 2 + 8, Some(steps / 2 + 7)).into()
+        RowCount {
+            rows: steps / 2 + 8,
+            last_step: Some(steps / 2 + 7)
+        }
     );
     (rewind_bytes, fork_bytes, segments)
 }

@@ -1,6 +1,6 @@
 //! Rewind and fork at the middle of runs of 1,000 and 100,000 steps.
 mod common;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 
 fn rewind(c: &mut Criterion) {
     let mut g = c.benchmark_group("rewind");
@@ -18,12 +18,21 @@ fn rewind(c: &mut Criterion) {
                     .head
             })
         });
-        let mut step = steps / 2;
+        // Each rewind on a run of its own holding every step (a fork of the whole run, made
+        // outside the measurement): rewinding one run again and again would cut it shorter each
+        // time, until there is no middle left to rewind to.
+        let mut m = 0u64;
         g.bench_function(format!("rewind/run={steps}/step=middle"), |b| {
-            b.iter(|| {
-                step = if step == 0 { steps / 2 } else { step - 1 };
-                store.run("r").resume_from(step).apply().unwrap()
-            })
+            b.iter_batched(
+                || {
+                    m += 1;
+                    let name = format!("w{m}");
+                    store.run(&name).fork_from("r", steps - 1).apply().unwrap();
+                    name
+                },
+                |name| store.run(&name).resume_from(steps / 2).apply().unwrap(),
+                BatchSize::SmallInput,
+            )
         });
     }
     g.finish();

@@ -163,8 +163,8 @@ pub enum Error {
         run: String,
     },
     /// Another writer (in this or another process) changed what this operation read before
-    /// its edit could be made: a run rewound, resumed or forked meanwhile, a version purged.
-    /// Nothing was changed; reading the store again and retrying is safe.
+    /// its edit could be made (a run rewound or resumed meanwhile, between sealing its
+    /// crashed head and the edit). Nothing was changed; retrying is safe.
     #[error("conflict with another writer: {reason}")]
     Conflict {
         /// What changed.

@@ -70,7 +70,7 @@ pub fn manifest(data: &[u8]) {
         let _ = state.validate();
         for v in state.versions.keys().copied().collect::<Vec<_>>() {
             for stream in crate::types::Stream::ALL {
-                let _ = state.plan(v, stream, 0, u64::MAX);
+                let _ = state.plan(v, stream, 0, u64::MAX).count();
             }
         }
         let _ = state.needed_segments();

@@ -1,5 +1,5 @@
-//! The read path: which segments a version's rows come from (its chain of ancestors up to
-//! their cutoffs), a lazy block cursor over them, and on top of it history rows, one metric's
+//! The read path: a lazy block cursor over the segments a version's rows come from (its
+//! plan, `manifest/plan.rs`), and on top of it history rows, one metric's
 //! series, row counts and summaries. Summaries take whole segments from their footers and
 //! decode only the blocks of a segment that straddles a cutoff, or of a head segment.
 
@@ -153,7 +153,6 @@ impl Cursor {
     ) -> Cursor {
         let jobs = state
             .plan(v, stream, from, to)
-            .into_iter()
             .map(|p| (p.segment.clone(), p.hi))
             .collect();
         Cursor {
@@ -192,10 +191,56 @@ impl Cursor {
 /// The rows of a version in step order, read lazily block by block: a 10,000,000-step run
 /// never has to fit in memory. Yields an error (and then stops) if a block is damaged.
 pub struct History {
+    blocks: Blocks,
+    buf: VecDeque<Row>,
+}
+
+/// The block cursor of a query with its key filter, ended by its first error: what
+/// [`History`] and [`Chunks`] both read from.
+struct Blocks {
     cursor: Cursor,
     keys: Option<HashSet<String>>,
-    buf: VecDeque<Row>,
     done: bool,
+}
+
+impl Blocks {
+    fn new(store: &Store, reference: impl IntoReference, query: &Query) -> Result<Blocks> {
+        let (state, v, step) = store.read_target(reference)?;
+        let to = step.map_or(query.to, |s| s.min(query.to));
+        Ok(Blocks {
+            cursor: Cursor::new(store, &state, v, query.stream, query.from, to),
+            keys: query.keys.as_ref().map(|k| k.iter().cloned().collect()),
+            done: false,
+        })
+    }
+
+    /// Whether the query reads key `k`.
+    fn keeps(&self, k: &str) -> bool {
+        self.keys.as_ref().is_none_or(|s| s.contains(k))
+    }
+
+    /// The next block holding steps of the query (its columns filtered), and the highest step
+    /// to take from it; after an error, nothing more.
+    fn next_block(&mut self) -> Option<Result<(Block, u64)>> {
+        if self.done {
+            return None;
+        }
+        let keys = &self.keys;
+        let next = self
+            .cursor
+            .next_block(&|k| keys.as_ref().is_none_or(|s| s.contains(k)));
+        match next {
+            Ok(Some(b)) => Some(Ok(b)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
 }
 
 impl Iterator for History {
@@ -206,25 +251,17 @@ impl Iterator for History {
             if let Some(r) = self.buf.pop_front() {
                 return Some(Ok(r));
             }
-            if self.done {
-                return None;
-            }
-            let keys = &self.keys;
-            let keep = |k: &str| keys.as_ref().is_none_or(|s| s.contains(k));
-            match self.cursor.next_block(&keep) {
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-                Ok(None) => self.done = true,
-                Ok(Some((block, hi))) => {
-                    let from = self.cursor.from;
-                    let rows = block.into_rows(keep);
-                    self.buf.extend(rows.into_iter().filter(|r| {
-                        r.step >= from && r.step <= hi && (keys.is_none() || !r.fields.is_empty())
-                    }));
-                }
-            }
+            let (block, hi) = match self.blocks.next_block()? {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e)),
+            };
+            let (from, filtered) = (self.blocks.cursor.from, self.blocks.keys.is_some());
+            let rows = block.into_rows(|k| self.blocks.keeps(k));
+            self.buf.extend(
+                rows.into_iter().filter(|r| {
+                    r.step >= from && r.step <= hi && (!filtered || !r.fields.is_empty())
+                }),
+            );
         }
     }
 }
@@ -255,14 +292,12 @@ pub use crate::segment::block::Values as ChunkValues;
 
 /// The chunks of a version in step order; see [`Store::chunks`].
 pub struct Chunks {
-    cursor: Cursor,
-    keys: Option<HashSet<String>>,
-    done: bool,
+    blocks: Blocks,
 }
 
 impl Chunks {
     fn chunk(&self, block: Block, hi: u64) -> Option<Chunk> {
-        let from = self.cursor.from;
+        let from = self.blocks.cursor.from;
         let a = block.steps.partition_point(|&s| s < from);
         let b = block.steps.partition_point(|&s| s <= hi);
         if a >= b {
@@ -282,7 +317,7 @@ impl Chunks {
             })
             .collect();
         let mut steps = block.steps[a..b].to_vec();
-        if self.keys.is_some() {
+        if self.blocks.keys.is_some() {
             // Only rows holding one of the keys, as `history` returns them.
             let mut present = vec![false; steps.len()];
             for c in &columns {
@@ -321,23 +356,16 @@ impl Iterator for Chunks {
     type Item = Result<Chunk>;
 
     fn next(&mut self) -> Option<Result<Chunk>> {
-        while !self.done {
-            let keys = &self.keys;
-            let keep = |k: &str| keys.as_ref().is_none_or(|s| s.contains(k));
-            match self.cursor.next_block(&keep) {
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-                Ok(None) => self.done = true,
-                Ok(Some((block, hi))) => {
+        loop {
+            match self.blocks.next_block()? {
+                Err(e) => return Some(Err(e)),
+                Ok((block, hi)) => {
                     if let Some(c) = self.chunk(block, hi) {
                         return Some(Ok(c));
                     }
                 }
             }
         }
-        None
     }
 }
 
@@ -478,25 +506,17 @@ impl Store {
     /// The rows of the version `reference` names (a run's head, a version id; with
     /// `?_step=S`, only steps up to S), as selected by `query`.
     pub fn history(&self, reference: impl IntoReference, query: &Query) -> Result<History> {
-        let (state, v, step) = self.read_target(reference)?;
-        let to = step.map_or(query.to, |s| s.min(query.to));
         Ok(History {
-            cursor: Cursor::new(self, &state, v, query.stream, query.from, to),
-            keys: query.keys.as_ref().map(|k| k.iter().cloned().collect()),
+            blocks: Blocks::new(self, reference, query)?,
             buf: VecDeque::new(),
-            done: false,
         })
     }
 
     /// The rows of the version `reference` names, as selected by `query`, column by column:
     /// the same rows as [`history`](Self::history) in [`Chunk`]s of consecutive rows.
     pub fn chunks(&self, reference: impl IntoReference, query: &Query) -> Result<Chunks> {
-        let (state, v, step) = self.read_target(reference)?;
-        let to = step.map_or(query.to, |s| s.min(query.to));
         Ok(Chunks {
-            cursor: Cursor::new(self, &state, v, query.stream, query.from, to),
-            keys: query.keys.as_ref().map(|k| k.iter().cloned().collect()),
-            done: false,
+            blocks: Blocks::new(self, reference, query)?,
         })
     }
 
@@ -622,7 +642,6 @@ impl Store {
         // The footer that made the claim: that of the sealed segment whose steps cover it.
         let (file, offset) = state
             .plan(v, Stream::History, step, step)
-            .into_iter()
             .find(|p| p.segment.sealed.is_some())
             .map_or((self.segment_dir(), 0), |p| {
                 let footer = self.open_sealed(p.segment).map_or(0, |x| x.footer_offset());
@@ -646,22 +665,32 @@ impl Store {
         v: VersionId,
         stream: Stream,
     ) -> Result<(u64, Option<u64>)> {
-        self.count_rows_memo(state, v, stream, &mut RowMemo::new())
+        self.count_rows_memo(state, v, None, stream, &mut RowMemo::new())
     }
 
-    /// [`count_rows`](Self::count_rows) sharing `memo` (the count of each ancestry suffix
-    /// already counted): counting every version of a lineage is linear in its versions, not
-    /// in their depths summed.
+    /// [`count_rows`](Self::count_rows) of the rows up to `cap` (a reference's `?_step=`),
+    /// sharing `memo` (the count of each ancestry suffix already counted): counting every
+    /// version of a lineage is linear in its versions, not in their depths summed.
     pub(crate) fn count_rows_memo(
         &self,
         state: &State,
         v: VersionId,
+        cap: Option<u64>,
         stream: Stream,
         memo: &mut RowMemo,
     ) -> Result<(u64, Option<u64>)> {
         let mut pieces = Vec::new();
         let mut base = (0u64, None);
-        for piece in state.ancestry(v) {
+        // Each piece up to its cutoff, lowered to the cap: a memo entry is "this version and
+        // its ancestors read up to this step", however the walk got there.
+        let capped = state.ancestry(v).map(|(p, limit)| {
+            let limit = match (limit, cap) {
+                (Some(l), Some(c)) => Some(l.min(c)),
+                (l, c) => l.or(c),
+            };
+            (p, limit)
+        });
+        for piece in capped {
             if let Some(&hit) = memo.get(&piece) {
                 base = hit;
                 break;

@@ -85,8 +85,8 @@ impl fmt::Display for Reference {
 }
 
 impl Reference {
-    /// The head of run `name`. The name is checked when the reference is used (a name that
-    /// reads as a version id, `v12`, names that version instead: see [`IntoReference`]).
+    /// The head of run `name`, taken as a name whatever it reads like (no run is named like
+    /// a version id, `v12`: such a reference finds no run; parse the string for that).
     pub fn run(name: impl Into<String>) -> Reference {
         Reference {
             target: Target::Run(name.into()),
@@ -141,6 +141,12 @@ impl IntoReference for &Reference {
 impl IntoReference for VersionId {
     fn into_reference(self) -> Result<Reference, Error> {
         Ok(self.into())
+    }
+}
+
+impl IntoReference for &VersionId {
+    fn into_reference(self) -> Result<Reference, Error> {
+        Ok((*self).into())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The store: a directory holding segments, the manifest and run locks. `Store` is the entry
-//! point of the API: it resolves references, lists runs and versions with their status, and
-//! performs the operations that act on versions (rewind, fork, purge) outside a writer.
+//! point of the API: it resolves references, lists runs and versions with their status,
+//! draws lineages, counts rows and purges archived versions; `Store::run` (in `writer/`)
+//! starts, rewinds and forks runs.
 //!
 //! Its files (`MANIFEST`, `LOCK`, `segments/`, `locks/`) are docs/FORMAT.md's "Store
 //! layout".
@@ -15,7 +16,7 @@ use crate::lock;
 use crate::manifest::log::ManifestLog;
 use crate::manifest::{Config, Edit, Origin, State, VersionMeta};
 use crate::options::{Durability, Options};
-use crate::reference::{IntoReference, Target};
+use crate::reference::{IntoReference, Reference, Target};
 use crate::types::{SegmentId, VersionId};
 
 pub(crate) const SEGMENT_DIR: &str = "segments";
@@ -116,12 +117,6 @@ pub struct RowCount {
     pub last_step: Option<u64>,
 }
 
-impl From<(u64, Option<u64>)> for RowCount {
-    fn from((rows, last_step): (u64, Option<u64>)) -> RowCount {
-        RowCount { rows, last_step }
-    }
-}
-
 pub(crate) struct Inner {
     pub dir: PathBuf,
     pub options: Options,
@@ -198,7 +193,11 @@ pub(crate) fn check_config(config: &Config) -> Result<()> {
 
 /// `over` merged into `base`: objects merge key by key, recursively; anything else replaces.
 /// The result must stay within [`MAX_CONFIG_BYTES`](crate::limits::MAX_CONFIG_BYTES).
-pub(crate) fn merge_config(base: &Config, over: &Config) -> Result<Config> {
+/// `None`: `base` as it is.
+pub(crate) fn merge_config(base: &Config, over: Option<&Config>) -> Result<Config> {
+    let Some(over) = over else {
+        return Ok(base.clone());
+    };
     fn merge(base: &Config, over: &Config) -> Config {
         let mut out = base.clone();
         for (k, v) in over {
@@ -419,7 +418,8 @@ impl Store {
         let mut memo = crate::read::RowMemo::new();
         for (name, head) in &state.runs {
             let meta = &state.versions[head];
-            let counted = self.count_rows_memo(&state, *head, crate::Stream::History, &mut memo);
+            let counted =
+                self.count_rows_memo(&state, *head, None, crate::Stream::History, &mut memo);
             let (counted, damage) = match counted {
                 Ok(c) => (c, None),
                 Err(e) if e.is_corruption() => ((0, None), Some(e.to_string())),
@@ -447,6 +447,11 @@ impl Store {
         name: &str,
         config: Option<serde_json::Value>,
     ) -> Result<VersionId> {
+        // As it always did: the step given wins over one the source names.
+        let source = Reference {
+            step: None,
+            ..source.into_reference()?
+        };
         let mut b = self.run(name).fork_from(source, step);
         if let Some(c) = config {
             b = b.config(c);
@@ -564,17 +569,29 @@ impl Lineage {
 
     /// The versions in depth-first order (a parent, then each child's subtree, oldest child
     /// first), each with its depth (the root's is 0). Iterative: any depth.
-    pub fn depth_first(&self) -> Vec<(usize, usize)> {
+    pub fn depth_first(&self) -> Vec<Visit> {
         let mut out = Vec::with_capacity(self.versions.len());
-        let mut stack = vec![(0usize, 0usize)];
-        while let Some((i, depth)) = stack.pop() {
-            out.push((i, depth));
-            for &c in self.children[i].iter().rev() {
-                stack.push((c, depth + 1));
+        let mut stack = vec![Visit { index: 0, depth: 0 }];
+        while let Some(visit) = stack.pop() {
+            out.push(visit);
+            for &c in self.children[visit.index].iter().rev() {
+                stack.push(Visit {
+                    index: c,
+                    depth: visit.depth + 1,
+                });
             }
         }
         out
     }
+}
+
+/// One step of [`Lineage::depth_first`]: a version (its index in `versions`) and its depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Visit {
+    /// The version's index in [`Lineage::versions`].
+    pub index: usize,
+    /// Its depth in the tree (the root's is 0).
+    pub depth: usize,
 }
 
 impl Store {
@@ -636,16 +653,23 @@ impl Store {
                         version: v.to_string(),
                     });
                 }
-                self.count_rows_memo(&state, v, crate::Stream::History, &mut memo)
-                    .map(RowCount::from)
+                self.count_rows_memo(&state, v, None, crate::Stream::History, &mut memo)
+                    .map(|(rows, last_step)| RowCount { rows, last_step })
             })
             .collect())
     }
 
-    /// Number of rows in a version's history and its last step.
+    /// Number of rows in a version's history and its last step (with `?_step=S`, of the
+    /// rows up to S).
     pub fn rows(&self, reference: impl IntoReference) -> Result<RowCount> {
-        let v = self.resolve(reference)?.version;
-        let state = self.state()?;
-        Ok(self.count_rows(&state, v, crate::Stream::History)?.into())
+        let (state, v, step) = self.read_target(reference)?;
+        let (rows, last_step) = self.count_rows_memo(
+            &state,
+            v,
+            step,
+            crate::Stream::History,
+            &mut Default::default(),
+        )?;
+        Ok(RowCount { rows, last_step })
     }
 }

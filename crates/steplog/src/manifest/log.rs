@@ -429,7 +429,11 @@ impl ManifestLog {
         for e in &edits {
             if let Err(reason) = state.apply(e) {
                 self.epoch = 0;
-                return Err(Error::Conflict { reason });
+                // The edits were made from this very state, under the lock: a refusal is not
+                // a race but an edit that never fit (a bug, reported as such).
+                return Err(Error::InvalidInput(format!(
+                    "the manifest refused an edit made from its latest state: {reason}"
+                )));
             }
         }
         let mut bytes = Vec::new();

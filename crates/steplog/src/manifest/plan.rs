@@ -81,17 +81,22 @@ impl VersionMeta {
 impl State {
     /// The plan of a read of version `v`'s `stream` over steps `from..=to`: every segment
     /// to read, oldest piece first and in step order within a piece.
-    pub fn plan(&self, v: VersionId, stream: Stream, from: u64, to: u64) -> Vec<Piece<'_>> {
+    pub fn plan(
+        &self,
+        v: VersionId,
+        stream: Stream,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = Piece<'_>> + '_ {
         let mut pieces: Vec<_> = self.ancestry(v).collect();
         pieces.reverse();
         pieces
             .into_iter()
-            .filter_map(|(piece, limit)| {
+            .filter_map(move |(piece, limit)| {
                 let hi = limit.map_or(to, |l| l.min(to));
                 self.versions.get(&piece).map(|m| (m, hi))
             })
-            .flat_map(|(meta, hi)| meta.own_plan(stream, from, hi))
-            .collect()
+            .flat_map(move |(meta, hi)| meta.own_plan(stream, from, hi))
     }
 
     /// Segments still needed by a version that is not purged: a version needs all its own
@@ -286,7 +291,7 @@ mod tests {
                     }
                 }
             }
-            let plan = state.plan(v, stream, from, to);
+            let plan: Vec<_> = state.plan(v, stream, from, to).collect();
             let mut got: BTreeMap<SegmentId, BTreeSet<u64>> = BTreeMap::new();
             let mut order = Vec::new();
             for p in &plan {

@@ -105,6 +105,11 @@ impl Encoder {
     }
 
     /// Every result not yet taken, oldest first.
+    /// Whether no submitted block is waiting to come back.
+    pub fn is_idle(&self) -> bool {
+        self.inflight == 0
+    }
+
     pub fn drain(&mut self) -> Vec<Done> {
         let mut out = Vec::new();
         while self.inflight > 0 {

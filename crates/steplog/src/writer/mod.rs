@@ -126,9 +126,9 @@ impl Batch<'_> {
 /// I/O, so no failure can be hidden in it (as a redb or fjall write transaction dropped
 /// uncommitted is rolled back, not committed): it leaves what a crash of the writer at that
 /// point would. Every committed row stays; rows logged after the last commit may be lost
-/// (those still buffered are); the run reads `crashed`, and a later writer resumes it. The
-/// run lock is released and the encoder thread stopped by the drop.
-#[must_use = "a writer dropped without finish() leaves the run crashed and may lose rows logged since the last commit"]
+/// (those still buffered are, and the drop says so on standard error); the run reads
+/// `crashed`, and a later writer resumes it. The run lock is released and the encoder thread
+/// stopped by the drop.
 pub struct RunWriter {
     store: Store,
     run: String,
@@ -532,5 +532,27 @@ impl RunWriter {
             .transact(|_| Ok((vec![Edit::Finish { version }], ())))?;
         self.done = true;
         Ok(())
+    }
+}
+
+/// No I/O: see [`RunWriter`]. Rows that were logged but never written are not lost
+/// silently: the drop names the run on standard error (once per writer; nothing is said for
+/// a writer that committed everything, was poisoned, or is a forked child's copy).
+impl Drop for RunWriter {
+    fn drop(&mut self) {
+        if self.done || self.poisoned || std::process::id() != self.pid {
+            return;
+        }
+        let buffered = self
+            .streams
+            .iter()
+            .any(|s| s.buf.has_closed() || s.buf.open_step().is_some());
+        if buffered || !self.encoder.is_idle() {
+            eprintln!(
+                "steplog: the writer of run '{}' was dropped without finish() or abort(): the \
+                 rows logged since its last commit are not written, and the run is left crashed",
+                self.run
+            );
+        }
     }
 }

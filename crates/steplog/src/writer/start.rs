@@ -42,20 +42,31 @@ impl std::str::FromStr for Resume {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Start {
     Resume(Resume),
     Rewind(u64),
     Restart,
-    /// The source (or why it is not one, reported by `start`) and the fork step, if not the
-    /// reference's own.
-    Fork(Result<Reference>, Option<u64>),
+    /// The source (or, as `BadReference`'s reference and reason, why it is not one: reported
+    /// when the run is started) and the fork step, if not the reference's own.
+    Fork(
+        std::result::Result<Reference, (String, String)>,
+        Option<u64>,
+    ),
+}
+
+/// A source as a fork keeps it until it starts: the reference, or why it is not one.
+fn fork_source(source: impl IntoReference) -> std::result::Result<Reference, (String, String)> {
+    source.into_reference().map_err(|e| match e {
+        Error::BadReference { reference, reason } => (reference, reason),
+        other => (String::new(), other.to_string()),
+    })
 }
 
 /// How to start a run; made by [`Store::run`]. The one way to create, resume, rewind
 /// (`resume_from`), restart or fork (`fork_from`) a run, ended by [`start`](Self::start)
 /// (a writer) or [`apply`](Self::apply) (the manifest edit alone, the new head finished).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[must_use = "call .start() to get a writer"]
 pub struct StartRun {
     store: Store,
@@ -112,7 +123,7 @@ impl StartRun {
     /// to `step` and takes new rows after it. A source written `NAME?_step=S` must name
     /// `step` itself (else `BadReference`: the step is given once).
     pub fn fork_from(mut self, source: impl IntoReference, step: u64) -> Self {
-        self.start = Start::Fork(source.into_reference(), Some(step));
+        self.start = Start::Fork(fork_source(source), Some(step));
         self
     }
 
@@ -122,7 +133,7 @@ impl StartRun {
         note = "use `fork_from(source, step)`; a `NAME?_step=S` source with the same step is accepted"
     )]
     pub fn fork_from_ref(mut self, reference: &str) -> Self {
-        self.start = Start::Fork(reference.into_reference(), None);
+        self.start = Start::Fork(fork_source(reference), None);
         self
     }
 
@@ -134,10 +145,19 @@ impl StartRun {
         Ok(RunWriter::new(store, name, lock, begun))
     }
 
-    /// Makes the start as one manifest edit with no writer: the new head is finished at
-    /// once, so a rewind or fork either happened whole or not at all; no row is copied (O(1)).
-    /// For a run a writer is in, fails with `Locked` (a rewind) or `RunExists` (a fork).
+    /// Makes a rewind, restart or fork as one manifest edit with no writer: the new head is
+    /// finished at once, so it happened whole or not at all; no row is copied (O(1)). For a
+    /// run a writer is in, fails with `Locked` (a rewind) or `RunExists` (a fork). A start
+    /// that only creates or resumes a run is refused (`InvalidInput`): with no writer it
+    /// would make nothing to read.
     pub fn apply(self) -> Result<Started> {
+        if let Start::Resume(_) = self.start {
+            return Err(Error::InvalidInput(format!(
+                "run '{}': apply() makes a rewind (resume_from), restart or fork; to create or \
+                 resume a run, start() a writer",
+                self.name
+            )));
+        }
         let (_, run, _lock, begun) = self.begin(true)?;
         Ok(Started {
             run,
@@ -185,7 +205,8 @@ impl StartRun {
             Start::Rewind(step) => rewind(&store, &name, Some(step), config, finished)?,
             Start::Restart => rewind(&store, &name, None, config, finished)?,
             Start::Fork(source, step) => {
-                let r = source?;
+                let r = source
+                    .map_err(|(reference, reason)| Error::BadReference { reference, reason })?;
                 let step = match (step, r.step) {
                     (Some(s), None) | (None, Some(s)) => s,
                     (Some(s), Some(t)) if s == t => s,
@@ -320,7 +341,7 @@ fn resume(store: &Store, name: &str, head: VersionId, config: Option<Config>) ->
             });
         }
         let config = config
-            .map(|c| merge_config(&state.versions[&head].config, &c))
+            .map(|c| merge_config(&state.versions[&head].config, Some(&c)))
             .transpose()?;
         Ok((
             vec![Edit::Resume {
@@ -387,9 +408,7 @@ fn rewind(
             archived: head,
             version,
             step,
-            config: config
-                .as_ref()
-                .map_or_else(|| Ok(old.clone()), |c| merge_config(old, c))?,
+            config: merge_config(old, config.as_ref())?,
             time: now_secs(),
             finished,
         };
@@ -437,9 +456,7 @@ fn fork(
             version,
             source,
             step,
-            config: config
-                .as_ref()
-                .map_or_else(|| Ok(base.clone()), |c| merge_config(base, c))?,
+            config: merge_config(base, config.as_ref())?,
             time: now_secs(),
             finished,
         };
