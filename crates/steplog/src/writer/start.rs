@@ -67,7 +67,7 @@ fn fork_source(source: impl IntoReference) -> std::result::Result<Reference, (St
 /// (`resume_from`), restart or fork (`fork_from`) a run, ended by [`start`](Self::start)
 /// (a writer) or [`apply`](Self::apply) (the manifest edit alone, the new head finished).
 #[derive(Debug, Clone)]
-#[must_use = "call .start() to get a writer"]
+#[must_use = "call .start() for a writer, or .apply() for the rewind or fork alone"]
 pub struct StartRun {
     store: Store,
     name: String,
