@@ -454,6 +454,24 @@ impl World {
             let hist = &m.rows[0];
             assert_eq!(summary.rows, hist.len() as u64);
             assert_eq!(summary.last_step, hist.last().map(|r| r.0));
+            // Counts agree with the rows, whole and capped by a step (`v?_step=S`) at each
+            // step the version holds and just before it, across its rewinds and forks.
+            let counted = self.store.rows(info.id).unwrap();
+            assert_eq!(counted.rows, hist.len() as u64, "{}", info.id);
+            assert_eq!(counted.last_step, hist.last().map(|r| r.0), "{}", info.id);
+            for cap in hist.iter().flat_map(|r| [r.0.saturating_sub(1), r.0]) {
+                let upto: Vec<u64> = hist.iter().map(|r| r.0).filter(|&s| s <= cap).collect();
+                let capped = self.store.rows(info.id.at(cap)).unwrap();
+                assert_eq!(capped.rows, upto.len() as u64, "{}?_step={cap}", info.id);
+                assert_eq!(
+                    capped.last_step,
+                    upto.last().copied(),
+                    "{}?_step={cap}",
+                    info.id
+                );
+                let s = self.store.summary(info.id.at(cap)).unwrap();
+                assert_eq!(s.rows, upto.len() as u64, "summary {}?_step={cap}", info.id);
+            }
             for (k, ks) in &summary.keys {
                 let values: Vec<(u64, &Value)> = hist
                     .iter()
