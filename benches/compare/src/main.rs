@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use steplog::Value;
-use steplog_workload::{fuzz_row, sweep_row, Rng, Train};
+use steplog_workload::{fuzz_row, sweep_row, wide_row, Rng, Train};
 
 /// One workload as rows (for the loggers) and as columns: for each key, (steps, values).
 pub struct Columns {
@@ -61,6 +61,16 @@ fn train(steps: u64) -> Columns {
     Columns::from_rows(Train::new(steps, 42).collect(), steps)
 }
 
+/// The `wide` workload (issue #14): 400 per-layer statistics every step, 100 eval keys every
+/// 50 steps.
+fn wide(steps: u64) -> Columns {
+    let mut rng = Rng::new(5);
+    Columns::from_rows(
+        (0..steps).map(|s| (s, wide_row(s, &mut rng))).collect(),
+        steps,
+    )
+}
+
 fn fuzz(steps: u64) -> Columns {
     let mut rng = Rng::new(7);
     let mut state = [0i64; 6];
@@ -86,6 +96,10 @@ pub struct Figures {
     pub sweep_ingest_pps: f64,
     pub sweep_open_ms: f64,
     pub fuzz_bytes_per_point: f64,
+    pub wide_ingest_pps: f64,
+    pub wide_bytes_per_point: f64,
+    pub wide_scan_first_ms: f64,
+    pub wide_scan_ms: f64,
     pub rewind_small_us: f64,
     pub rewind_big_us: f64,
     pub fork_small_us: f64,
@@ -160,6 +174,7 @@ struct Sizes {
     train: u64,
     sweep_runs: u64,
     fuzz: u64,
+    wide: u64,
     rewind_small: u64,
     rewind_big: u64,
     range_reads: usize,
@@ -170,6 +185,7 @@ fn run_system(
     sizes: &Sizes,
     train: &Columns,
     fuzz: &Columns,
+    wide: &Columns,
     root: &Path,
 ) -> Figures {
     let mut f = Figures {
@@ -187,18 +203,7 @@ fn run_system(
     f.ingest_pps = train.points() as f64 / t.elapsed().as_secs_f64();
     f.bytes_per_point = dir_bytes(&dir) as f64 / train.points() as f64;
 
-    // The first scan pays for opening the files (and, on this machine, for page faults on
-    // fresh output memory); the median of the next five is the steady figure.
-    let mut times = Vec::new();
-    for _ in 0..6 {
-        let t = Instant::now();
-        let got = sys.scan(&dir, key);
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-        check_series(name, "scan", &got, (&want.0, &want.1));
-    }
-    f.scan_first_ms = times[0];
-    times[1..].sort_by(f64::total_cmp);
-    f.scan_ms = times[3];
+    (f.scan_first_ms, f.scan_ms) = scan_times(sys, &dir, key, want);
 
     let mut rng = Rng::new(11);
     let len = 1000.min(train.steps);
@@ -248,6 +253,15 @@ fn run_system(
     let want = &fuzz.cols["execs"];
     check_series(name, "fuzz scan", &got, (&want.0, &want.1));
 
+    let dir = root.join(format!("{name}-wide"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Instant::now();
+    sys.ingest(&dir, wide);
+    f.wide_ingest_pps = wide.points() as f64 / t.elapsed().as_secs_f64();
+    f.wide_bytes_per_point = dir_bytes(&dir) as f64 / wide.points() as f64;
+    let key = "layer050/grad_norm";
+    (f.wide_scan_first_ms, f.wide_scan_ms) = scan_times(sys, &dir, key, &wide.cols[key]);
+
     for (steps, small) in [(sizes.rewind_small, true), (sizes.rewind_big, false)] {
         let dir = root.join(format!("{name}-rewind-{steps}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -269,6 +283,27 @@ fn run_system(
         }
     }
     f
+}
+
+/// Scans `key` six times, each checked against `want`: the first pays for opening the files
+/// (and, on this machine, for page faults on fresh output memory); the median of the next
+/// five is the steady figure. Milliseconds, (first, median).
+fn scan_times(
+    sys: &mut dyn System,
+    dir: &Path,
+    key: &str,
+    want: &(Vec<u64>, Vec<f64>),
+) -> (f64, f64) {
+    let mut times = Vec::new();
+    for _ in 0..6 {
+        let t = Instant::now();
+        let got = sys.scan(dir, key);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        check_series(sys.name(), "scan", &got, (&want.0, &want.1));
+    }
+    let first = times[0];
+    times[1..].sort_by(f64::total_cmp);
+    (first, times[3])
 }
 
 /// The rewind workload: one metric, `steps` steps.
@@ -294,6 +329,7 @@ fn main() {
             train: 20_000,
             sweep_runs: 200,
             fuzz: 200_000,
+            wide: 1_000,
             rewind_small: 1_000,
             rewind_big: 100_000,
             range_reads: 200,
@@ -303,6 +339,7 @@ fn main() {
             train: 1_000_000,
             sweep_runs: 10_000,
             fuzz: 10_000_000,
+            wide: 20_000,
             rewind_small: 1_000,
             rewind_big: 10_000_000,
             range_reads: 1_000,
@@ -315,6 +352,7 @@ fn main() {
     );
     let train = train(sizes.train);
     let fuzz = fuzz(sizes.fuzz);
+    let wide = wide(sizes.wide);
     let mut systems: Vec<Box<dyn System>> = vec![
         Box::new(peers::Steplog::default()),
         Box::new(peers::Sqlite::default()),
@@ -324,7 +362,7 @@ fn main() {
     let mut results: Vec<(&'static str, Figures)> = Vec::new();
     for sys in systems.iter_mut() {
         eprintln!("measuring {}...", sys.name());
-        let f = run_system(sys.as_mut(), &sizes, &train, &fuzz, root.path());
+        let f = run_system(sys.as_mut(), &sizes, &train, &fuzz, &wide, root.path());
         results.push((sys.name(), f));
     }
     print_table(&results, &sizes, train.points(), quick);
@@ -342,6 +380,8 @@ fn figures_json(name: &str, f: &Figures) -> serde_json::Value {
         "bytes_per_point": f.bytes_per_point, "scan_ms": f.scan_ms, "range_p50_us": f.range_p50_us,
         "range_p99_us": f.range_p99_us, "scan_first_ms": f.scan_first_ms, "summary_us": f.summary_us, "sweep_ingest_points_per_s": f.sweep_ingest_pps,
         "sweep_open_ms": f.sweep_open_ms, "fuzz_bytes_per_point": f.fuzz_bytes_per_point,
+        "wide_ingest_points_per_s": f.wide_ingest_pps, "wide_bytes_per_point": f.wide_bytes_per_point,
+        "wide_scan_first_ms": f.wide_scan_first_ms, "wide_scan_ms": f.wide_scan_ms,
         "rewind_small_us": f.rewind_small_us, "rewind_big_us": f.rewind_big_us,
         "summary_big_us": f.summary_big_us, "summary_after_rewind_us": f.summary_after_rewind_us,
         "fork_small_us": f.fork_small_us, "fork_big_us": f.fork_big_us,
@@ -351,17 +391,18 @@ fn figures_json(name: &str, f: &Figures) -> serde_json::Value {
 fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, quick: bool) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "steplog comparison ({}; train {} steps = {points} points; sweep {} runs x 100 x 4; fuzz {} steps x 6; {cores} cores)",
+        "steplog comparison ({}; train {} steps = {points} points; sweep {} runs x 100 x 4; fuzz {} steps x 6; wide {} steps x 400 (+100 every 50); {cores} cores)",
         if quick { "quick" } else { "full" },
         sizes.train,
         sizes.sweep_runs,
-        sizes.fuzz
+        sizes.fuzz,
+        sizes.wide
     );
     for (n, f) in results {
         println!("  {n}: {}", f.durability);
     }
     type Get = fn(&Figures) -> f64;
-    let rows: [(&str, Get, bool); 16] = [
+    let rows: [(&str, Get, bool); 20] = [
         ("ingest, train (M points/s)", |f| f.ingest_pps / 1e6, true),
         ("size, train (bytes/point)", |f| f.bytes_per_point, false),
         ("scan one metric, first (ms)", |f| f.scan_first_ms, false),
@@ -380,6 +421,22 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
             |f| f.fuzz_bytes_per_point,
             false,
         ),
+        (
+            "ingest, wide (M points/s)",
+            |f| f.wide_ingest_pps / 1e6,
+            true,
+        ),
+        (
+            "size, wide (bytes/point)",
+            |f| f.wide_bytes_per_point,
+            false,
+        ),
+        (
+            "scan wide metric, first (ms)",
+            |f| f.wide_scan_first_ms,
+            false,
+        ),
+        ("scan wide metric, median (ms)", |f| f.wide_scan_ms, false),
         ("rewind, small run (us)", |f| f.rewind_small_us, false),
         ("rewind, big run (us)", |f| f.rewind_big_us, false),
         ("fork, small run (us)", |f| f.fork_small_us, false),

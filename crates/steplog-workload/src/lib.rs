@@ -172,9 +172,67 @@ pub fn sweep_row(run: u64, step: u64, rng: &mut Rng) -> Vec<(&'static str, Value
     ]
 }
 
+/// The `wide` workload's shape (issue #14): a large model logging per-layer statistics
+/// every step and many eval metrics now and then.
+pub const WIDE_LAYER_KEYS: usize = 400;
+/// Eval keys, logged every [`WIDE_EVAL_EVERY`] steps.
+pub const WIDE_EVAL_KEYS: usize = 100;
+/// How often the eval keys are logged.
+pub const WIDE_EVAL_EVERY: u64 = 50;
+
+/// The `wide` workload's keys: `layer000/grad_norm` .. `layer099/act_std` (four statistics of
+/// each of 100 layers), then `eval/task000` .. `eval/task099`.
+pub fn wide_keys() -> &'static [String] {
+    static KEYS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let stats = ["grad_norm", "weight_norm", "act_mean", "act_std"];
+        let layers = (0..WIDE_LAYER_KEYS / stats.len())
+            .flat_map(|l| stats.iter().map(move |s| format!("layer{l:03}/{s}")));
+        let evals = (0..WIDE_EVAL_KEYS).map(|t| format!("eval/task{t:03}"));
+        layers.chain(evals).collect()
+    })
+}
+
+/// One row of the `wide` workload at `step`: every layer statistic (float32 values widened, as
+/// a framework logs them), and at every [`WIDE_EVAL_EVERY`]th step the eval keys too.
+pub fn wide_row(step: u64, rng: &mut Rng) -> Vec<(&'static str, Value)> {
+    let keys = wide_keys();
+    let p = step as f64 / 1000.0;
+    let n = if step.is_multiple_of(WIDE_EVAL_EVERY) {
+        keys.len()
+    } else {
+        WIDE_LAYER_KEYS
+    };
+    keys[..n]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let scale = 1.0 + (i % 97) as f64 * 0.01;
+            let x = if i < WIDE_LAYER_KEYS {
+                scale * (-p).exp() + 0.01 * rng.normal()
+            } else {
+                (0.5 + 0.4 * (1.0 - (-p).exp()) * scale / 2.0).min(1.0)
+            };
+            (k.as_str(), Value::F64(f64::from(x as f32)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_is_shaped_as_designed() {
+        let keys = wide_keys();
+        assert_eq!(keys.len(), WIDE_LAYER_KEYS + WIDE_EVAL_KEYS);
+        let unique: std::collections::BTreeSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "keys are distinct");
+        let mut rng = Rng::new(1);
+        assert_eq!(wide_row(0, &mut rng).len(), keys.len(), "eval at step 0");
+        assert_eq!(wide_row(1, &mut rng).len(), WIDE_LAYER_KEYS);
+        assert_eq!(wide_row(WIDE_EVAL_EVERY, &mut rng).len(), keys.len());
+    }
 
     #[test]
     fn train_is_deterministic_and_shaped_as_designed() {
