@@ -240,7 +240,7 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
                     Err(e) => return Err(e.into()),
                 },
             };
-            let parent = v.parent.map(|(p, s)| (p.to_string(), s));
+            let parent = v.parent.map(|p| (p.version.to_string(), p.step));
             match format {
                 TableFormat::Json => writeln!(
                     out,

@@ -139,8 +139,10 @@ pub fn write_summary_json(
 pub fn how_made(v: &steplog::VersionInfo) -> Option<String> {
     use steplog::Origin;
     match (v.origin, v.parent, v.restart_of) {
-        (Origin::Rewind, Some((p, s)), _) => Some(format!("rewound from {p} at step {s}")),
-        (Origin::Fork, Some((p, s)), _) => Some(format!("forked from {p} at step {s}")),
+        (Origin::Rewind, Some(p), _) => {
+            Some(format!("rewound from {} at step {}", p.version, p.step))
+        }
+        (Origin::Fork, Some(p), _) => Some(format!("forked from {} at step {}", p.version, p.step)),
         (Origin::Restart, _, Some(p)) => Some(format!("restarted from {p} (keeping no row)")),
         _ => None,
     }

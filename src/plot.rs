@@ -149,7 +149,7 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
         // A version owns the steps after its parent's cutoff; it is drawn from the cutoff
         // itself so that its line joins its parent's. The plotted version is drawn whole.
         let from = match info.parent {
-            Some((_, s)) if !is_focus && !args.no_lineage => s,
+            Some(p) if !is_focus && !args.no_lineage => p.step,
             _ => 0,
         };
         drawn.push(Drawn {
@@ -448,7 +448,11 @@ fn svg(reference: &str, drawn: &[Drawn], panels: &[(String, Vec<Line>)], width: 
         );
         // Where versions branch: a dashed marker at the parent's cutoff.
         for d in drawn {
-            if let Some((p, st)) = d.info.parent {
+            if let Some(steplog::Parent {
+                version: p,
+                step: st,
+            }) = d.info.parent
+            {
                 if st < x0 || st > x1 {
                     continue;
                 }

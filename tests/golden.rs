@@ -36,7 +36,7 @@ fn describe(store: &Store) -> Json {
             "run": v.run,
             "status": v.status.to_string(),
             "origin": format!("{:?}", v.origin),
-            "parent": v.parent.map(|(p, s)| json!([p.to_string(), s])),
+            "parent": v.parent.map(|p| json!([p.version.to_string(), p.step])),
             "config": v.config,
         });
         // Only restarts (manifest format 2) have it: older goldens' descriptions stay as

@@ -196,7 +196,7 @@ fn view(store: &Store) -> BTreeMap<String, RunView> {
             RunView {
                 status: r.status.to_string(),
                 head: common::rows(store, &r.name),
-                parent: head.parent.map(|(p, s)| (run_of[&p].clone(), s)),
+                parent: head.parent.map(|p| (run_of[&p.version].clone(), p.step)),
                 archived,
                 purged,
             },

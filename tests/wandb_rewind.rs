@@ -102,7 +102,13 @@ fn rewind_archives_the_old_head_and_fork_branches_from_the_new_one() {
         serde_json::json!({"lr": 0.01, "model": {"depth": 12, "width": 4}})
     );
     assert_eq!(store.version(v1).unwrap().status, Status::Archived);
-    assert_eq!(info.parent, Some((v1, 200)));
+    assert_eq!(
+        info.parent,
+        Some(steplog::Parent {
+            version: v1,
+            step: 200
+        })
+    );
 
     // fork_from="r1?_step=250"
     let mut fork = store.run("r1-fork").fork_from("r1", 250).start().unwrap();
@@ -135,7 +141,13 @@ fn rewind_archives_the_old_head_and_fork_branches_from_the_new_one() {
     assert_eq!(tree.versions[c].id, v2);
     let g = tree.children[c][0];
     assert_eq!(tree.versions[g].id, v3);
-    assert_eq!(tree.versions[g].parent, Some((v2, 250)));
+    assert_eq!(
+        tree.versions[g].parent,
+        Some(steplog::Parent {
+            version: v2,
+            step: 250
+        })
+    );
 
     // Fork from the archived version, at a step past the rewind cutoff.
     store

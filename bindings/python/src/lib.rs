@@ -363,7 +363,7 @@ fn version_dict<'py>(py: Python<'py>, v: &steplog::VersionInfo) -> PyResult<Boun
     d.set_item("id", v.id.to_string())?;
     d.set_item("run", &v.run)?;
     d.set_item("status", v.status.name())?;
-    d.set_item("parent", v.parent.map(|(p, s)| (p.to_string(), s)))?;
+    d.set_item("parent", v.parent.map(|p| (p.version.to_string(), p.step)))?;
     d.set_item("restart_of", v.restart_of.map(|r| r.to_string()))?;
     d.set_item("config", v.config.to_string())?;
     Ok(d)

@@ -78,7 +78,7 @@ pub use options::{Durability, Options};
 pub use progress::{Progress, Quiet, Unit};
 pub use read::{Chunk, ChunkColumn, ChunkValues, Chunks, History, Query, Series};
 pub use reference::{IntoReference, Reference, Target};
-pub use store::{Lineage, Resolved, RowCount, RunInfo, Status, Store, VersionInfo, Visit};
+pub use store::{Lineage, Parent, Resolved, RowCount, RunInfo, Status, Store, VersionInfo, Visit};
 pub use summary::{KeySummary, Summary};
 pub use types::{Row, Stream, Value, VersionId};
 pub use verify::{Problem, VerifyReport};

@@ -70,7 +70,7 @@ pub struct VersionInfo {
     /// run again from nothing (a restart).
     pub origin: Origin,
     /// The version it continues and the last step taken from it.
-    pub parent: Option<(VersionId, u64)>,
+    pub parent: Option<Parent>,
     /// For a restart ([`Origin::Restart`]): the archived version it started again from, of
     /// which it keeps no row.
     pub restart_of: Option<VersionId>,
@@ -97,6 +97,16 @@ pub struct RunInfo {
     /// is 0 and `last_step` `None`): one damaged run does not hide the others.
     /// `Store::verify` tells the whole damage.
     pub damage: Option<String>,
+}
+
+/// Where a version branches from: the version it continues and the last step it takes from
+/// it (a rewind's cutoff, a fork's step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parent {
+    /// The version continued.
+    pub version: VersionId,
+    /// The last step taken from it.
+    pub step: u64,
 }
 
 /// What a reference resolves to (see [`Store::resolve`]).
@@ -391,7 +401,7 @@ impl Store {
                 run: m.run.clone(),
                 status: self.status_of(&state, m),
                 origin: m.origin,
-                parent: m.parent,
+                parent: m.parent.map(|(version, step)| Parent { version, step }),
                 restart_of: m.restart_of,
                 config: serde_json::Value::Object(m.config.clone()),
                 created: m.created,
@@ -604,7 +614,7 @@ impl Store {
         infos.sort_by_key(|i| i.id);
         let index = |id: VersionId| infos.binary_search_by_key(&id, |i| i.id).ok();
         // A version's place in the tree: under its parent, or under what it restarted.
-        let above = |i: &VersionInfo| i.parent.map(|p| p.0).or(i.restart_of);
+        let above = |i: &VersionInfo| i.parent.map(|p| p.version).or(i.restart_of);
         let mut root = v;
         while let Some(p) = index(root).and_then(|i| above(&infos[i])) {
             if p >= root {
