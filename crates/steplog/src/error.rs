@@ -162,9 +162,10 @@ pub enum Error {
         /// The run whose writer failed.
         run: String,
     },
-    /// Another writer (in this or another process) changed what this operation read before
-    /// its edit could be made (a run rewound or resumed meanwhile, between sealing its
-    /// crashed head and the edit). Nothing was changed; retrying is safe.
+    /// Another writer changed what this operation read before its edit could be made (a run
+    /// rewound or resumed between sealing its crashed head and the edit). The run lock keeps
+    /// this from happening between steplog processes; it is seen when the lock was bypassed
+    /// (a lock file removed by hand while its writer ran). Nothing was changed.
     #[error("conflict with another writer: {reason}")]
     Conflict {
         /// What changed.

@@ -195,6 +195,11 @@ pub struct History {
     buf: VecDeque<Row>,
 }
 
+/// Whether a query limited to `keys` (`None`: every key) reads key `k`.
+fn wanted(keys: &Option<HashSet<String>>, k: &str) -> bool {
+    keys.as_ref().is_none_or(|s| s.contains(k))
+}
+
 /// The block cursor of a query with its key filter, ended by its first error: what
 /// [`History`] and [`Chunks`] both read from.
 struct Blocks {
@@ -216,7 +221,7 @@ impl Blocks {
 
     /// Whether the query reads key `k`.
     fn keeps(&self, k: &str) -> bool {
-        self.keys.as_ref().is_none_or(|s| s.contains(k))
+        wanted(&self.keys, k)
     }
 
     /// The next block holding steps of the query (its columns filtered), and the highest step
@@ -226,9 +231,7 @@ impl Blocks {
             return None;
         }
         let keys = &self.keys;
-        let next = self
-            .cursor
-            .next_block(&|k| keys.as_ref().is_none_or(|s| s.contains(k)));
+        let next = self.cursor.next_block(&|k| wanted(keys, k));
         match next {
             Ok(Some(b)) => Some(Ok(b)),
             Ok(None) => {

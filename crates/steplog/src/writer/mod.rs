@@ -122,13 +122,13 @@ impl Batch<'_> {
 /// writes what is buffered and makes it as durable as the store's [`Durability`] says.
 ///
 /// End a writer with [`finish`](Self::finish) (or [`abort`](Self::abort)) and look at its
-/// result: that is how to know every row is kept. Dropping a writer without either does no
-/// I/O, so no failure can be hidden in it (as a redb or fjall write transaction dropped
-/// uncommitted is rolled back, not committed): it leaves what a crash of the writer at that
-/// point would. Every committed row stays; rows logged after the last commit may be lost
-/// (those still buffered are, and the drop says so on standard error); the run reads
-/// `crashed`, and a later writer resumes it. The run lock is released and the encoder thread
-/// stopped by the drop.
+/// result: that is how to know every row is kept. Dropping a writer without either writes
+/// nothing to the store, so no failure can be hidden in it (as a redb or fjall write
+/// transaction dropped uncommitted is rolled back, not committed): it leaves what a crash of
+/// the writer at that point would. Every committed row stays; rows logged after the last
+/// commit may be lost (those still buffered are, and the drop says so on standard error); the
+/// run reads `crashed`, and a later writer resumes it. The run lock is released and the
+/// encoder thread stopped by the drop.
 pub struct RunWriter {
     store: Store,
     run: String,
@@ -535,7 +535,7 @@ impl RunWriter {
     }
 }
 
-/// No I/O: see [`RunWriter`]. Rows that were logged but never written are not lost
+/// Nothing written to the store: see [`RunWriter`]. Rows that were logged but never written are not lost
 /// silently: the drop names the run on standard error (once per writer; nothing is said for
 /// a writer that committed everything, was poisoned, or is a forked child's copy).
 impl Drop for RunWriter {
