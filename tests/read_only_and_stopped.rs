@@ -163,8 +163,8 @@ fn a_store_on_a_read_only_mount_can_be_read() {
     assert_eq!(store_image(dir.path()), before);
 }
 
-/// A process that takes the lock on `path` with flock(1) and stops itself (SIGSTOP) while
-/// holding it. `--no-fork`: flock becomes the command, so the holder is one process, killed
+/// A process that holds a lock and is stopped (SIGSTOP): `new` takes the lock on `path`
+/// with flock(1) and stops itself. `--no-fork`: flock becomes the command, so the holder is one process, killed
 /// (SIGKILL works on a stopped process) when dropped.
 struct StoppedHolder(Child);
 
@@ -186,6 +186,39 @@ impl StoppedHolder {
         std::io::BufReader::new(out).read_line(&mut line).unwrap();
         assert_eq!(line.trim(), "held", "flock took {}", path.display());
         holder
+    }
+}
+
+impl StoppedHolder {
+    /// A `steplog log` writer of `run` that has committed a row (so it holds the run's lock)
+    /// and is then stopped.
+    fn writer(store: &Path, run: &str) -> StoppedHolder {
+        use std::io::{BufRead, Write};
+        let mut child = common::cli(store)
+            .args(["log", run, "--report-commits"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, r#"{{"_step": 300, "loss": 0.5}}"#).unwrap();
+        stdin.flush().unwrap();
+        // Kept open (leaked into the holder's life): closing stdin would end the writer.
+        std::mem::forget(stdin);
+        let mut line = String::new();
+        let out = child.stdout.take().unwrap();
+        std::io::BufReader::new(out).read_line(&mut line).unwrap();
+        assert_eq!(
+            line.trim(),
+            "committed 300",
+            "the writer of {run} committed"
+        );
+        let stopped = Command::new("kill")
+            .args(["-STOP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        StoppedHolder(child)
     }
 }
 
@@ -220,12 +253,10 @@ fn a_stopped_process_holding_a_lock_blocks_no_reader_and_a_writer_gives_up_sayin
         ));
     }
     // Every run lock, as stopped writers hold them.
-    let locks: Vec<_> = std::fs::read_dir(dir.path().join("locks"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
+    let _held: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|run| StoppedHolder::writer(dir.path(), run))
         .collect();
-    assert!(!locks.is_empty());
-    let _held: Vec<_> = locks.iter().map(|p| StoppedHolder::new(p)).collect();
     run_reads(&[], dir.path(), "run locks held by stopped processes");
     let store = Store::open(dir.path()).unwrap();
     assert!(matches!(store.run("a").start(), Err(Error::Locked { .. })));

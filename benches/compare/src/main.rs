@@ -106,6 +106,13 @@ pub struct Figures {
     pub fork_big_us: f64,
     pub summary_big_us: f64,
     pub summary_after_rewind_us: f64,
+    pub many_ingest_pps: f64,
+    pub many_bytes_per_point: f64,
+    pub many_allocated_per_point: f64,
+    pub many_files: f64,
+    pub many_list_ms: f64,
+    pub many_summary_ms: f64,
+    pub many_summary_rss_mib: f64,
 }
 
 /// A system under test.
@@ -133,6 +140,33 @@ pub trait System {
     fn rewind_fork(&mut self, _dir: &Path, _step: u64) -> Option<(Duration, Duration)> {
         None
     }
+    /// Stores the `many` workload: `runs` runs of `steps` steps, run `r` named `run-{r}` with
+    /// the config `many_config(r)`. False where the system does not take part.
+    fn ingest_many(&mut self, _dir: &Path, _runs: u64, _steps: u64) -> bool {
+        false
+    }
+    /// Opens the many store (afresh) and lists every run by name.
+    fn list_many(&mut self, _dir: &Path) -> Vec<String> {
+        Vec::new()
+    }
+    /// The config and summary (count, min, max, mean of every key) of run `run-{run}` of the
+    /// many store. Called in a fresh process (`--child-summary`), so that opening is counted.
+    fn many_summary(&mut self, _dir: &Path, _run: u64) -> (String, SummaryMap) {
+        (String::new(), SummaryMap::new())
+    }
+}
+
+pub type SummaryMap = BTreeMap<String, (u64, f64, f64, f64)>;
+
+/// The small config of run `r` of the many workload, as JSON text.
+pub fn many_config(r: u64) -> String {
+    serde_json::json!({
+        "lr": 1e-4 * ((r % 7) + 1) as f64,
+        "batch_size": 32u64 << (r % 3),
+        "seed": r,
+        "optimizer": if r % 2 == 0 { "adam" } else { "sgd" },
+    })
+    .to_string()
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -147,6 +181,22 @@ fn dir_bytes(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// Bytes the file system allocated for everything under `dir` (blocks, not lengths), and the
+/// number of files.
+fn dir_allocated(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(it) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    it.filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_allocated(&e.path()),
+            Ok(m) => (m.blocks() * 512, 1),
+            Err(_) => (0, 0),
+        })
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
 fn check_series(system: &str, what: &str, got: &(Vec<u64>, Vec<f64>), want: (&[u64], &[f64])) {
@@ -171,6 +221,9 @@ fn percentile(v: &mut [Duration], p: f64) -> f64 {
 }
 
 struct Sizes {
+    /// Runs of the `many` workload (0: skipped); `only_many`: nothing else is measured.
+    many_runs: u64,
+    only_many: bool,
     train: u64,
     sweep_runs: u64,
     fuzz: u64,
@@ -193,6 +246,12 @@ fn run_system(
         ..Figures::default()
     };
     let name = sys.name();
+    if sizes.many_runs > 0 {
+        run_many(sys, sizes.many_runs, root, &mut f);
+    }
+    if sizes.only_many {
+        return f;
+    }
     let key = "train/loss";
     let want = &train.cols[key];
 
@@ -285,6 +344,115 @@ fn run_system(
     f
 }
 
+/// Steps per run of the `many` workload.
+const MANY_STEPS: u64 = 20;
+
+/// The `many` workload (issue #14): `runs` runs × 20 steps × 4 metrics, each with a small
+/// config. Ingest, size (file lengths, and blocks allocated), listing every run from a fresh
+/// open, and one run's config and summary in a fresh process (wall time of the process and
+/// its peak resident memory, as `/usr/bin/time -v` counts it), checked against the data.
+fn run_many(sys: &mut dyn System, runs: u64, root: &Path, f: &mut Figures) {
+    let name = sys.name();
+    let dir = root.join(format!("{name}-many"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Instant::now();
+    if !sys.ingest_many(&dir, runs, MANY_STEPS) {
+        return;
+    }
+    let points = (runs * MANY_STEPS * 4) as f64;
+    f.many_ingest_pps = points / t.elapsed().as_secs_f64();
+    f.many_bytes_per_point = dir_bytes(&dir) as f64 / points;
+    let (allocated, files) = dir_allocated(&dir);
+    f.many_allocated_per_point = allocated as f64 / points;
+    f.many_files = files as f64;
+    let t = Instant::now();
+    let names = sys.list_many(&dir);
+    f.many_list_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(names.len() as u64, runs, "{name}: many runs listed");
+    // A run in the middle of the store, its summary checked against the generated rows.
+    let pick = runs / 2 + 1;
+    let want: Vec<_> = sweep_data(runs, MANY_STEPS)
+        .skip((pick * MANY_STEPS) as usize)
+        .take(MANY_STEPS as usize)
+        .collect();
+    let mut times = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--child-summary", name])
+            .arg(&dir)
+            .arg(pick.to_string())
+            .output()
+            .unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(
+            out.status.success(),
+            "{name}: child summary: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        rss.push(v["peak_rss_kib"].as_f64().unwrap() / 1024.0);
+        let config: serde_json::Value =
+            serde_json::from_str(v["config"].as_str().unwrap()).unwrap();
+        let want_config: serde_json::Value = serde_json::from_str(&many_config(pick)).unwrap();
+        assert_eq!(config, want_config, "{name}: config of run {pick}");
+        for key in ["acc", "iters", "loss", "time_ms"] {
+            let values: Vec<f64> = want
+                .iter()
+                .filter_map(|(_, _, row)| row.iter().find(|(k, _)| *k == key))
+                .map(|(_, v)| v.as_f64().unwrap())
+                .collect();
+            let got = &v["summary"][key];
+            assert_eq!(got[0].as_u64(), Some(values.len() as u64), "{name}: {key}");
+            let min = values.iter().cloned().fold(f64::INFINITY, f64::min);
+            let max = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(got[1].as_f64(), Some(min), "{name}: min of {key}");
+            assert_eq!(got[2].as_f64(), Some(max), "{name}: max of {key}");
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    rss.sort_by(f64::total_cmp);
+    f.many_summary_ms = times[2];
+    f.many_summary_rss_mib = rss[4];
+}
+
+/// `--child-summary SYSTEM DIR RUN`: prints run RUN's config and summary from the many store
+/// in DIR, and this process's peak resident memory, as JSON.
+fn child_summary(args: &[String]) {
+    let [system, dir, run] = args else {
+        panic!("--child-summary SYSTEM DIR RUN");
+    };
+    let mut sys = systems()
+        .into_iter()
+        .find(|s| s.name() == system)
+        .expect("a system");
+    let (config, summary) = sys.many_summary(Path::new(dir), run.parse().unwrap());
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let summary: serde_json::Map<String, serde_json::Value> = summary
+        .into_iter()
+        .map(|(k, (c, min, max, mean))| (k, serde_json::json!([c, min, max, mean])))
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({"config": config, "summary": summary, "peak_rss_kib": hwm})
+    );
+}
+
+fn systems() -> Vec<Box<dyn System>> {
+    vec![
+        Box::new(peers::Steplog::default()),
+        Box::new(peers::Sqlite::default()),
+        Box::new(peers::Parquet),
+        Box::new(peers::Raw),
+    ]
+}
+
 /// Scans `key` six times, each checked against `want`: the first pays for opening the files
 /// (and, on this machine, for page faults on fresh output memory); the median of the next
 /// five is the steady figure. Milliseconds, (first, median).
@@ -318,7 +486,15 @@ fn single_metric(steps: u64) -> Columns {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child-summary") {
+        return child_summary(&args[1..]);
+    }
     let quick = args.iter().any(|a| a == "--quick");
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
     let json = args
         .iter()
         .position(|a| a == "--json")
@@ -326,6 +502,8 @@ fn main() {
         .map(PathBuf::from);
     let sizes = if quick {
         Sizes {
+            many_runs: 2_000,
+            only_many: false,
             train: 20_000,
             sweep_runs: 200,
             fuzz: 200_000,
@@ -336,6 +514,8 @@ fn main() {
         }
     } else {
         Sizes {
+            many_runs: 1_000_000,
+            only_many: false,
             train: 1_000_000,
             sweep_runs: 10_000,
             fuzz: 10_000_000,
@@ -345,20 +525,23 @@ fn main() {
             range_reads: 1_000,
         }
     };
+    let mut sizes = sizes;
+    // `--many N`: the many workload's runs (0 skips it); `--only many`: nothing else.
+    if let Some(n) = value_of("--many") {
+        sizes.many_runs = n.parse().expect("--many N");
+    }
+    sizes.only_many = value_of("--only").map(String::as_str) == Some("many");
     let root = tempfile::tempdir().unwrap();
     eprintln!(
         "generating workloads ({})...",
         if quick { "quick" } else { "full size" }
     );
-    let train = train(sizes.train);
-    let fuzz = fuzz(sizes.fuzz);
-    let wide = wide(sizes.wide);
-    let mut systems: Vec<Box<dyn System>> = vec![
-        Box::new(peers::Steplog::default()),
-        Box::new(peers::Sqlite::default()),
-        Box::new(peers::Parquet),
-        Box::new(peers::Raw),
-    ];
+    let (train, fuzz, wide) = if sizes.only_many {
+        (train(1), fuzz(1), wide(1))
+    } else {
+        (train(sizes.train), fuzz(sizes.fuzz), wide(sizes.wide))
+    };
+    let mut systems = systems();
     let mut results: Vec<(&'static str, Figures)> = Vec::new();
     for sys in systems.iter_mut() {
         eprintln!("measuring {}...", sys.name());
@@ -385,14 +568,19 @@ fn figures_json(name: &str, f: &Figures) -> serde_json::Value {
         "rewind_small_us": f.rewind_small_us, "rewind_big_us": f.rewind_big_us,
         "summary_big_us": f.summary_big_us, "summary_after_rewind_us": f.summary_after_rewind_us,
         "fork_small_us": f.fork_small_us, "fork_big_us": f.fork_big_us,
+        "many_ingest_points_per_s": f.many_ingest_pps, "many_bytes_per_point": f.many_bytes_per_point,
+        "many_allocated_bytes_per_point": f.many_allocated_per_point, "many_files": f.many_files,
+        "many_list_ms": f.many_list_ms, "many_summary_ms": f.many_summary_ms,
+        "many_summary_peak_rss_mib": f.many_summary_rss_mib,
     })
 }
 
 fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, quick: bool) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "steplog comparison ({}; train {} steps = {points} points; sweep {} runs x 100 x 4; fuzz {} steps x 6; wide {} steps x 400 (+100 every 50); {cores} cores)",
+        "steplog comparison ({}; many {} runs x 20 x 4; train {} steps = {points} points; sweep {} runs x 100 x 4; fuzz {} steps x 6; wide {} steps x 400 (+100 every 50); {cores} cores)",
         if quick { "quick" } else { "full" },
+        sizes.many_runs,
         sizes.train,
         sizes.sweep_runs,
         sizes.fuzz,
@@ -402,7 +590,30 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
         println!("  {n}: {}", f.durability);
     }
     type Get = fn(&Figures) -> f64;
-    let rows: [(&str, Get, bool); 20] = [
+    let rows: [(&str, Get, bool); 27] = [
+        (
+            "ingest, many (M points/s)",
+            |f| f.many_ingest_pps / 1e6,
+            true,
+        ),
+        (
+            "size, many (bytes/point)",
+            |f| f.many_bytes_per_point,
+            false,
+        ),
+        (
+            "size, many (allocated bytes/pt)",
+            |f| f.many_allocated_per_point,
+            false,
+        ),
+        ("files, many", |f| f.many_files, false),
+        ("list runs, many (ms)", |f| f.many_list_ms, false),
+        (
+            "summary of one run, fresh (ms)",
+            |f| f.many_summary_ms,
+            false,
+        ),
+        ("  its peak RSS (MiB)", |f| f.many_summary_rss_mib, false),
         ("ingest, train (M points/s)", |f| f.ingest_pps / 1e6, true),
         ("size, train (bytes/point)", |f| f.bytes_per_point, false),
         ("scan one metric, first (ms)", |f| f.scan_first_ms, false),
@@ -457,6 +668,10 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
     }
     println!();
     for (label, get, higher_better) in rows {
+        // A workload not measured in this run (`--only many`) has no row.
+        if results.iter().all(|(_, f)| get(f) == 0.0) {
+            continue;
+        }
         print!("{label:<32}");
         for (_, f) in results {
             let v = get(f);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, UInt64Array};
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
@@ -18,10 +18,10 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use steplog::{Query, Store, Value};
 
-use crate::{sweep_data, Columns, System};
+use crate::{many_config, sweep_data, Columns, System};
 
 type Series = (Vec<u64>, Vec<f64>);
-type SummaryMap = BTreeMap<String, (u64, f64, f64, f64)>;
+use crate::SummaryMap;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -132,6 +132,20 @@ fn log_batched(w: &mut steplog::RunWriter, rows: &[(u64, Vec<(&'static str, Valu
     flush(w, &mut steps, &mut cols);
 }
 
+/// count, min, max, mean of every key of `run`.
+fn steplog_summary(store: &Store, run: &str) -> SummaryMap {
+    let s = store.summary(run).unwrap();
+    let num =
+        |v: &Option<(u64, Value)>| v.as_ref().and_then(|(_, v)| v.as_f64()).unwrap_or(f64::NAN);
+    s.keys
+        .iter()
+        .map(|(k, ks)| {
+            let mean = ks.mean().unwrap_or(f64::NAN);
+            (k.clone(), (ks.count, num(&ks.min), num(&ks.max), mean))
+        })
+        .collect()
+}
+
 impl System for Steplog {
     fn name(&self) -> &'static str {
         "steplog"
@@ -164,6 +178,35 @@ impl System for Steplog {
     fn open_sweep(&mut self, dir: &Path) -> u64 {
         Store::open(dir).unwrap().versions().unwrap().len() as u64
     }
+    fn ingest_many(&mut self, dir: &Path, runs: u64, steps: u64) -> bool {
+        let store = self.store(dir).clone();
+        let mut current: Option<(u64, steplog::RunWriter)> = None;
+        for (r, s, row) in sweep_data(runs, steps) {
+            if current.as_ref().is_none_or(|c| c.0 != r) {
+                if let Some((_, w)) = current.take() {
+                    w.finish().unwrap();
+                }
+                let config = serde_json::from_str(&many_config(r)).unwrap();
+                let w = store.run(&format!("run-{r}")).config(config).start();
+                current = Some((r, w.unwrap()));
+            }
+            current.as_mut().unwrap().1.log_at(s, row).unwrap();
+        }
+        if let Some((_, w)) = current {
+            w.finish().unwrap();
+        }
+        true
+    }
+    fn list_many(&mut self, dir: &Path) -> Vec<String> {
+        let runs = Store::open(dir).unwrap().runs().unwrap();
+        runs.into_iter().map(|r| r.name).collect()
+    }
+    fn many_summary(&mut self, dir: &Path, run: u64) -> (String, SummaryMap) {
+        let store = Store::open(dir).unwrap();
+        let name = format!("run-{run}");
+        let config = store.version(name.as_str()).unwrap().config.to_string();
+        (config, steplog_summary(&store, &name))
+    }
     fn scan(&mut self, dir: &Path, key: &str) -> Series {
         let s = self.store(dir).metric("run", key, ..).unwrap();
         (s.steps, s.values)
@@ -176,23 +219,7 @@ impl System for Steplog {
         (s.steps, s.values)
     }
     fn summary(&mut self, dir: &Path) -> SummaryMap {
-        let s = self.store(dir).summary("run").unwrap();
-        let num =
-            |v: &Option<(u64, Value)>| v.as_ref().and_then(|(_, v)| v.as_f64()).unwrap_or(f64::NAN);
-        s.keys
-            .iter()
-            .map(|(k, ks)| {
-                (
-                    k.clone(),
-                    (
-                        ks.count,
-                        num(&ks.min),
-                        num(&ks.max),
-                        ks.mean().unwrap_or(f64::NAN),
-                    ),
-                )
-            })
-            .collect()
+        steplog_summary(self.store(dir), "run")
     }
     fn summary_around_rewind(&mut self, dir: &Path, step: u64) -> Option<(Duration, Duration)> {
         let store = self.store(dir).clone();
@@ -252,6 +279,22 @@ impl System for Steplog {
 #[derive(Default)]
 pub struct Sqlite {
     conns: HashMap<PathBuf, rusqlite::Connection>,
+}
+
+/// count, min, max, mean of every key of run `run`.
+fn sqlite_summary(c: &rusqlite::Connection, run: u64) -> SummaryMap {
+    let mut stmt = c
+        .prepare("SELECT key, COUNT(*), MIN(value), MAX(value), AVG(value) FROM points WHERE run = ?1 GROUP BY key")
+        .unwrap();
+    let rows = stmt
+        .query_map([run as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?, r.get(4)?),
+            ))
+        })
+        .unwrap();
+    rows.map(|r| r.unwrap()).collect()
 }
 
 fn sqlite_open(dir: &Path) -> rusqlite::Connection {
@@ -343,6 +386,48 @@ impl System for Sqlite {
         c.query_row("SELECT COUNT(*) FROM runs", [], |r| r.get::<_, i64>(0))
             .unwrap() as u64
     }
+    fn ingest_many(&mut self, dir: &Path, runs: u64, steps: u64) -> bool {
+        let c = self.conn(dir);
+        c.execute_batch("CREATE TABLE configs (run INTEGER PRIMARY KEY, config TEXT NOT NULL);")
+            .unwrap();
+        {
+            let tx = c.transaction().unwrap();
+            for r in 0..runs {
+                tx.execute(
+                    "INSERT INTO runs VALUES (?1, ?2)",
+                    rusqlite::params![r as i64, format!("run-{r}")],
+                )
+                .unwrap();
+                tx.execute(
+                    "INSERT INTO configs VALUES (?1, ?2)",
+                    rusqlite::params![r as i64, many_config(r)],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let rows = sweep_data(runs, steps)
+            .flat_map(|(r, s, row)| row.into_iter().map(move |(k, v)| (r, s, k, num(&v))));
+        Sqlite::insert_rows(c, rows);
+        true
+    }
+    fn list_many(&mut self, dir: &Path) -> Vec<String> {
+        let c = sqlite_open(dir);
+        let mut stmt = c.prepare("SELECT name FROM runs ORDER BY name").unwrap();
+        let names = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        names.map(|n| n.unwrap()).collect()
+    }
+    fn many_summary(&mut self, dir: &Path, run: u64) -> (String, SummaryMap) {
+        let c = sqlite_open(dir);
+        let config = c
+            .query_row(
+                "SELECT config FROM configs WHERE run = ?1",
+                [run as i64],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (config, sqlite_summary(&c, run))
+    }
     fn scan(&mut self, dir: &Path, key: &str) -> Series {
         let c = self.conn(dir);
         let mut stmt = c
@@ -374,19 +459,7 @@ impl System for Sqlite {
         out
     }
     fn summary(&mut self, dir: &Path) -> SummaryMap {
-        let c = self.conn(dir);
-        let mut stmt = c
-            .prepare("SELECT key, COUNT(*), MIN(value), MAX(value), AVG(value) FROM points WHERE run = 0 GROUP BY key")
-            .unwrap();
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    (r.get::<_, i64>(1)? as u64, r.get(2)?, r.get(3)?, r.get(4)?),
-                ))
-            })
-            .unwrap();
-        rows.map(|r| r.unwrap()).collect()
+        sqlite_summary(self.conn(dir), 0)
     }
     fn rewind_fork(&mut self, dir: &Path, step: u64) -> Option<(Duration, Duration)> {
         // The usual way: keep the old version by copying it, then delete what the new head
@@ -572,6 +645,101 @@ impl System for Parquet {
             )
         });
         write_wide(&dir.join("sweep.parquet"), &keys, &mut rows, true);
+    }
+    fn ingest_many(&mut self, dir: &Path, runs: u64, steps: u64) -> bool {
+        let keys: Vec<String> = ["acc", "iters", "loss", "time_ms"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut rows = sweep_data(runs, steps).map(|(r, s, row)| {
+            let row = row.iter().map(|(k, v)| (*k, num(v))).collect::<Vec<_>>();
+            ((r << 32) | s, row)
+        });
+        write_wide(&dir.join("points.parquet"), &keys, &mut rows, true);
+        // The runs table: id, name and config (JSON text), as a tracker's export holds it.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("run", DataType::UInt64, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("config", DataType::Utf8, false),
+        ]));
+        let file = File::create(dir.join("runs.parquet")).unwrap();
+        let mut w = ArrowWriter::try_new(file, schema.clone(), Some(parquet_props())).unwrap();
+        for chunk in (0..runs).collect::<Vec<_>>().chunks(65_536) {
+            let ids = UInt64Array::from(chunk.to_vec());
+            let names = StringArray::from_iter_values(chunk.iter().map(|r| format!("run-{r}")));
+            let configs = StringArray::from_iter_values(chunk.iter().map(|r| many_config(*r)));
+            let arrays: Vec<ArrayRef> = vec![Arc::new(ids), Arc::new(names), Arc::new(configs)];
+            w.write(&RecordBatch::try_new(schema.clone(), arrays).unwrap())
+                .unwrap();
+        }
+        w.close().unwrap();
+        true
+    }
+    fn list_many(&mut self, dir: &Path) -> Vec<String> {
+        let batches = read_columns(&dir.join("runs.parquet"), &["name"], None);
+        let mut out = Vec::new();
+        for b in &batches {
+            let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            out.extend(a.iter().map(|n| n.unwrap().to_owned()));
+        }
+        out
+    }
+    fn many_summary(&mut self, dir: &Path, run: u64) -> (String, SummaryMap) {
+        // Row groups whose `run` statistics hold the run are read; the rows are filtered.
+        let in_run = |path: &Path, f: &mut dyn FnMut(&RecordBatch, usize)| {
+            let builder =
+                ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+            let groups: Vec<usize> = (0..builder.metadata().num_row_groups())
+                .filter(|&g| {
+                    let stats = builder.metadata().row_group(g).column(0).statistics();
+                    match stats {
+                        Some(parquet::file::statistics::Statistics::Int64(s)) => {
+                            let (lo, hi) =
+                                (*s.min_opt().unwrap() as u64, *s.max_opt().unwrap() as u64);
+                            (lo..=hi).contains(&run)
+                        }
+                        _ => true,
+                    }
+                })
+                .collect();
+            for b in builder.with_row_groups(groups).build().unwrap() {
+                let b = b.unwrap();
+                let ids = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+                for i in (0..b.num_rows()).filter(|&i| ids.value(i) == run) {
+                    f(&b, i);
+                }
+            }
+        };
+        let mut config = String::new();
+        in_run(&dir.join("runs.parquet"), &mut |b, i| {
+            let c = b.column_by_name("config").unwrap();
+            config = c
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .value(i)
+                .to_owned();
+        });
+        let mut acc: SummaryMap = BTreeMap::new();
+        in_run(&dir.join("points.parquet"), &mut |b, i| {
+            for (field, col) in b.schema().fields().iter().zip(b.columns()).skip(2) {
+                let a = col.as_any().downcast_ref::<Float64Array>().unwrap();
+                if a.is_valid(i) {
+                    let v = a.value(i);
+                    let e = acc.entry(field.name().clone()).or_insert((
+                        0,
+                        f64::INFINITY,
+                        f64::NEG_INFINITY,
+                        0.0,
+                    ));
+                    *e = (e.0 + 1, e.1.min(v), e.2.max(v), e.3 + v);
+                }
+            }
+        });
+        for e in acc.values_mut() {
+            e.3 /= e.0 as f64;
+        }
+        (config, acc)
     }
     fn open_sweep(&mut self, dir: &Path) -> u64 {
         let batches = read_columns(&dir.join("sweep.parquet"), &["run"], None);

@@ -1,6 +1,8 @@
-//! Run locks: one writer per run across all processes, held as an exclusive advisory lock
-//! (flock with the real file system) on `locks/<run>.lock`. The operating system releases it
-//! when the writer's process dies, which is how a crashed writer is told apart from a live one.
+//! Run locks: one writer per run across all processes, held as an exclusive byte-range lock
+//! on one byte of the shared file `locks/RUNS` (an open-file-description lock with the real
+//! file system), the byte chosen by a hash of the run name. The operating system releases it
+//! when the writer's process dies, which is how a crashed writer is told apart from a live
+//! one. No file is made per run: a store of a million runs has one lock file.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,6 +11,8 @@ use crate::error::{Error, Result};
 use crate::io::{FileSystem, LockGuard};
 
 pub(crate) const LOCK_DIR: &str = "locks";
+/// The one file whose bytes are the run locks.
+pub(crate) const RUN_LOCKS: &str = "RUNS";
 
 /// Held while a writer writes a run; dropping it releases the run.
 pub(crate) struct RunLock {
@@ -21,39 +25,46 @@ impl std::fmt::Debug for RunLock {
     }
 }
 
-/// The lock file of a run: a readable prefix of the name and a 64-bit hash of all of it,
-/// so that any UTF-8 name maps to a short, safe file name.
-pub(crate) fn lock_path(dir: &Path, run: &str) -> PathBuf {
-    let safe: String = run
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(40)
-        .collect();
-    // FNV-1a, stable across platforms and releases (std's hasher is not).
+/// Slots are below 2^62, so that a slot and its length fit a signed 64-bit file offset.
+const SLOTS: u64 = 1 << 62;
+
+/// The byte of `locks/RUNS` that is the run's lock: the 64-bit FNV-1a hash of the name (stable
+/// across platforms and releases, as std's hasher is not), cut to 62 bits. Two runs share a
+/// slot with odds of about one in 2^62 per pair; then a writer of one reports the other
+/// `Locked` while both are written at once, and nothing else changes.
+pub(crate) fn slot(run: &str) -> u64 {
     let hash = run.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
-    dir.join(LOCK_DIR).join(format!("{safe}-{hash:016x}.lock"))
+    hash % SLOTS
+}
+
+fn locks_file(dir: &Path) -> PathBuf {
+    dir.join(LOCK_DIR).join(RUN_LOCKS)
 }
 
 /// Takes the run's lock, or fails with `Locked` if another writer holds it.
 pub(crate) fn lock_run(fs: &dyn FileSystem, dir: &Path, run: &str) -> Result<RunLock> {
-    let path = lock_path(dir, run);
-    // A status probe (`is_locked`) holds a shared lock for an instant: retry briefly so that
-    // a probe is never mistaken for a writer.
+    let path = locks_file(dir);
+    // A lock just released can stay held for an instant by a child process that a thread of
+    // its holder's process is starting (`fork` copies the descriptor; its `exec` closes it):
+    // retry briefly, so that such a child is never mistaken for a writer.
     for attempt in 0..20 {
-        match fs.lock(&path, true, false) {
-            Ok(Some(guard)) => return Ok(RunLock { _guard: guard }),
-            Ok(None) if attempt < 19 => std::thread::sleep(Duration::from_millis(2)),
-            Ok(None) => {}
+        let got = match fs.lock_slot(&path, slot(run)) {
             // `locks/` is made by the first writer that needs it (readers create nothing),
             // not checked before every start.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt == 0 => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let parent = dir.join(LOCK_DIR);
                 fs.create_dir_all(&parent)
                     .map_err(|e| Error::io(&parent, e))?;
+                fs.lock_slot(&path, slot(run))
             }
-            Err(e) => return Err(Error::io(&path, e)),
+            r => r,
+        };
+        match got.map_err(|e| Error::io(&path, e))? {
+            Some(guard) => return Ok(RunLock { _guard: guard }),
+            None if attempt < 19 => std::thread::sleep(Duration::from_millis(2)),
+            None => {}
         }
     }
     Err(Error::Locked {
@@ -61,7 +72,66 @@ pub(crate) fn lock_run(fs: &dyn FileSystem, dir: &Path, run: &str) -> Result<Run
     })
 }
 
+/// The runs' locks held right now, by any process: what [`LiveRuns::is_live`] answers from.
+/// One probe of the lock file per held lock, whatever the number of runs asked about.
+pub(crate) struct LiveRuns(std::collections::HashSet<u64>);
+
+impl LiveRuns {
+    /// Every lock held now (an unreadable lock file reads as none held: status is advice).
+    pub fn now(fs: &dyn FileSystem, dir: &Path) -> LiveRuns {
+        let held = fs
+            .locked_slots(&locks_file(dir), 0, SLOTS)
+            .unwrap_or_default();
+        LiveRuns(held.into_iter().collect())
+    }
+
+    /// Whether the run's lock was held when this was taken.
+    pub fn is_live(&self, run: &str) -> bool {
+        self.0.contains(&slot(run))
+    }
+}
+
 /// Whether a writer (in any process) holds the run's lock right now.
 pub(crate) fn is_locked(fs: &dyn FileSystem, dir: &Path, run: &str) -> bool {
-    matches!(fs.lock(&lock_path(dir, run), false, false), Ok(None))
+    let s = slot(run);
+    fs.locked_slots(&locks_file(dir), s, s + 1)
+        .is_ok_and(|held| !held.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::OsFs;
+
+    /// The real locks: held per holder (two in one process conflict), seen by every probe,
+    /// released on drop, and a scan of the whole file finds exactly the held ones.
+    #[test]
+    fn run_locks_are_per_holder_and_every_held_one_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = OsFs;
+        assert!(!is_locked(&fs, dir.path(), "a"), "no lock file yet");
+        assert!(!LiveRuns::now(&fs, dir.path()).is_live("a"));
+        let names: Vec<String> = (0..50).map(|i| format!("run-{i}")).collect();
+        let held: Vec<RunLock> = names
+            .iter()
+            .step_by(2)
+            .map(|n| lock_run(&fs, dir.path(), n).unwrap())
+            .collect();
+        let live = LiveRuns::now(&fs, dir.path());
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(live.is_live(n), i % 2 == 0, "{n}");
+            assert_eq!(is_locked(&fs, dir.path(), n), i % 2 == 0, "{n}");
+        }
+        let e = lock_run(&fs, dir.path(), &names[0]).unwrap_err();
+        assert!(matches!(e, Error::Locked { .. }), "{e}");
+        drop(held);
+        assert!(!LiveRuns::now(&fs, dir.path()).is_live(&names[0]));
+        let again = lock_run(&fs, dir.path(), &names[0]).unwrap();
+        assert!(is_locked(&fs, dir.path(), &names[0]));
+        drop(again);
+        let files = std::fs::read_dir(dir.path().join(LOCK_DIR))
+            .unwrap()
+            .count();
+        assert_eq!(files, 1, "one lock file for every run");
+    }
 }

@@ -373,51 +373,39 @@ impl Store {
         Ok(Resolved { version, step })
     }
 
-    /// The status of a version.
+    /// The status of a version (probing its run's lock once).
     pub(crate) fn status_of(&self, state: &State, meta: &VersionMeta) -> Status {
-        if meta.purged {
-            Status::Purged
-        } else if meta.archived {
-            Status::Archived
-        } else if meta.finished {
-            Status::Finished
-        } else if lock::is_locked(self.fs(), &self.inner.dir, &meta.run)
-            && state.runs.get(&meta.run) == Some(&meta.id)
-        {
-            Status::Live
-        } else {
-            Status::Crashed
-        }
+        status(state, meta, || {
+            lock::is_locked(self.fs(), &self.inner.dir, &meta.run)
+        })
+    }
+
+    /// The run locks held now, for the status of many versions at once.
+    fn live_runs(&self) -> lock::LiveRuns {
+        lock::LiveRuns::now(self.fs(), &self.inner.dir)
     }
 
     /// Every version in the store (purged ones included), by id.
     pub fn versions(&self) -> Result<Vec<VersionInfo>> {
         let state = self.state()?;
+        let live = self.live_runs();
         Ok(state
             .versions
             .values()
-            .map(|m| VersionInfo {
-                id: m.id,
-                run: m.run.clone(),
-                status: self.status_of(&state, m),
-                origin: m.origin,
-                parent: m.parent.map(|(version, step)| Parent { version, step }),
-                restart_of: m.restart_of,
-                config: serde_json::Value::Object(m.config.clone()),
-                created: m.created,
-            })
+            .map(|m| info(m, status(&state, m, || live.is_live(&m.run))))
             .collect())
     }
 
     /// One version's details.
     pub fn version(&self, reference: impl IntoReference) -> Result<VersionInfo> {
-        let v = self.resolve(reference)?.version;
-        self.versions()?
-            .into_iter()
-            .find(|i| i.id == v)
+        let (state, v, _) = self.read_target(reference)?;
+        let m = state
+            .versions
+            .get(&v)
             .ok_or_else(|| Error::VersionNotFound {
                 version: v.to_string(),
-            })
+            })?;
+        Ok(info(m, self.status_of(&state, m)))
     }
 
     /// Every run, by name, with its head's status, last step and row count.
@@ -426,6 +414,7 @@ impl Store {
         let mut out = Vec::with_capacity(state.runs.len());
         // One memo for every run: forks share their ancestries.
         let mut memo = crate::read::RowMemo::new();
+        let live = self.live_runs();
         for (name, head) in &state.runs {
             let meta = &state.versions[head];
             let counted =
@@ -438,7 +427,7 @@ impl Store {
             out.push(RunInfo {
                 name: name.clone(),
                 head: *head,
-                status: self.status_of(&state, meta),
+                status: status(&state, meta, || live.is_live(name)),
                 last_step: counted.1,
                 rows: counted.0,
                 damage,
@@ -535,6 +524,35 @@ impl Store {
 }
 
 /// Finds the version a target names; purged versions are refused.
+/// What [`Store::versions`] says of a version.
+fn info(m: &VersionMeta, status: Status) -> VersionInfo {
+    VersionInfo {
+        id: m.id,
+        run: m.run.clone(),
+        status,
+        origin: m.origin,
+        parent: m.parent.map(|(version, step)| Parent { version, step }),
+        restart_of: m.restart_of,
+        config: serde_json::Value::Object(m.config.clone()),
+        created: m.created,
+    }
+}
+
+/// The status of a version; `writer_holds_lock` is asked only for an unfinished head.
+fn status(state: &State, meta: &VersionMeta, writer_holds_lock: impl FnOnce() -> bool) -> Status {
+    if meta.purged {
+        Status::Purged
+    } else if meta.archived {
+        Status::Archived
+    } else if meta.finished {
+        Status::Finished
+    } else if state.runs.get(&meta.run) == Some(&meta.id) && writer_holds_lock() {
+        Status::Live
+    } else {
+        Status::Crashed
+    }
+}
+
 pub(crate) fn resolve_target(state: &State, target: &Target) -> Result<VersionId> {
     let v = match target {
         Target::Run(name) => *state

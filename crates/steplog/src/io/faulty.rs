@@ -189,4 +189,12 @@ impl FileSystem for FaultyFs {
     fn lock(&self, path: &Path, exclusive: bool, wait: bool) -> io::Result<Option<LockGuard>> {
         self.inner.lock(path, exclusive, wait)
     }
+
+    fn lock_slot(&self, path: &Path, slot: u64) -> io::Result<Option<LockGuard>> {
+        self.inner.lock_slot(path, slot)
+    }
+
+    fn locked_slots(&self, path: &Path, from: u64, to: u64) -> io::Result<Vec<u64>> {
+        self.inner.locked_slots(path, from, to)
+    }
 }

@@ -74,6 +74,14 @@ pub trait FileSystem: Send + Sync + Debug + std::panic::RefUnwindSafe {
     /// not. `Ok(None)` when `wait` is false and another holder conflicts.
     /// Locks are advisory and shared by every process (and every `Store`) using the path.
     fn lock(&self, path: &Path, exclusive: bool, wait: bool) -> io::Result<Option<LockGuard>>;
+    /// Takes an exclusive lock on one byte, `slot` (below 2^62), of the file at `path`,
+    /// creating the file if missing, without waiting: `Ok(None)` when another holder has it.
+    /// The lock belongs to the holder (not to its process: two holders in one process
+    /// conflict), and is released when the guard drops or its process dies.
+    fn lock_slot(&self, path: &Path, slot: u64) -> io::Result<Option<LockGuard>>;
+    /// The slots in `from..to` of the file at `path` that are locked right now, in any order;
+    /// none when the file does not exist. Creates nothing and takes no lock.
+    fn locked_slots(&self, path: &Path, from: u64, to: u64) -> io::Result<Vec<u64>>;
 }
 
 /// Reads a whole file.

@@ -1,4 +1,5 @@
-//! The real file system: `std::fs`, `flock` locks and memory maps.
+//! The real file system: `std::fs`, `flock` locks, open-file-description byte-range locks
+//! (`F_OFD_SETLK`) and memory maps.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -7,6 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg};
 
 use super::{FileHandle, FileSystem, LockGuard, OpenMode};
 
@@ -144,4 +147,87 @@ impl FileSystem for OsFs {
         // The flock is released when the file is closed, that is when the guard drops.
         Ok(got.then(|| Box::new(file) as LockGuard))
     }
+
+    fn lock_slot(&self, path: &Path, slot: u64) -> io::Result<Option<LockGuard>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?;
+        regular(&file, path)?;
+        let l = byte_range(slot, 1)?;
+        match fcntl(&file, FcntlArg::F_OFD_SETLK(&l)) {
+            // An open file description's lock is released when the description is closed,
+            // that is when the guard drops (or the process dies).
+            Ok(_) => Ok(Some(Box::new(file))),
+            Err(Errno::EAGAIN | Errno::EACCES) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn locked_slots(&self, path: &Path, from: u64, to: u64) -> io::Result<Vec<u64>> {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        regular(&file, path)?;
+        // `F_OFD_GETLK` reports one lock that conflicts with the range asked about; the
+        // ranges on either side of it are asked about in turn: one call per held lock, plus
+        // one per gap.
+        let mut found = Vec::new();
+        let mut todo = vec![(from, to)];
+        while let Some((a, b)) = todo.pop() {
+            if a >= b {
+                continue;
+            }
+            let mut l = byte_range(a, b - a)?;
+            fcntl(&file, FcntlArg::F_OFD_GETLK(&mut l))?;
+            if l.l_type == libc::F_UNLCK as libc::c_short {
+                continue;
+            }
+            let start = u64::try_from(l.l_start).unwrap_or(0).max(a);
+            // A length of 0 means "to the end of the file and beyond".
+            let end = match u64::try_from(l.l_len) {
+                Ok(0) | Err(_) => b,
+                Ok(n) => start.saturating_add(n).min(b),
+            };
+            // Holders lock one slot each; a wider lock (not steplog's) counts by its first.
+            found.push(start);
+            todo.push((a, start));
+            todo.push((end, b));
+        }
+        Ok(found)
+    }
+}
+
+/// Refuses what is not a regular file (a FIFO or device where a lock file should be).
+fn regular(file: &File, path: &Path) -> io::Result<()> {
+    if file.metadata()?.is_file() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ))
+    }
+}
+
+/// An exclusive byte-range lock request on `len` bytes from `start` (`l_pid` 0, as the
+/// `F_OFD_*` commands require).
+fn byte_range(start: u64, len: u64) -> io::Result<libc::flock> {
+    let too_far = || io::Error::new(io::ErrorKind::InvalidInput, "lock range past 2^63");
+    Ok(libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: libc::off_t::try_from(start).map_err(|_| too_far())?,
+        l_len: libc::off_t::try_from(len).map_err(|_| too_far())?,
+        l_pid: 0,
+    })
 }

@@ -3,7 +3,7 @@
 //! a directory sync; it can produce the image a process crash or a power loss would leave,
 //! including unsynced writes lost, kept, or the last one torn at any byte.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -83,6 +83,8 @@ struct State {
     durable: BTreeMap<PathBuf, u64>,
     dirs: BTreeSet<PathBuf>,
     locks: HashMap<PathBuf, (bool, usize)>,
+    /// Held slot locks (`lock_slot`): the file and the slot.
+    slots: HashSet<(PathBuf, u64)>,
     syncs: u64,
     record: bool,
     sync_points: Vec<State>,
@@ -96,6 +98,7 @@ impl State {
             frozen.record = false;
             frozen.sync_points.clear();
             frozen.locks.clear();
+            frozen.slots.clear();
             self.sync_points.push(frozen);
         }
     }
@@ -312,6 +315,17 @@ impl Drop for SimLock {
     }
 }
 
+struct SimSlot {
+    fs: SimFs,
+    key: (PathBuf, u64),
+}
+
+impl Drop for SimSlot {
+    fn drop(&mut self) {
+        self.fs.lock_state().slots.remove(&self.key);
+    }
+}
+
 impl FileSystem for SimFs {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileHandle>> {
         let mut s = self.lock_state();
@@ -425,5 +439,26 @@ impl FileSystem for SimFs {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
+    }
+
+    fn lock_slot(&self, path: &Path, slot: u64) -> io::Result<Option<LockGuard>> {
+        drop(self.open(path, OpenMode::CreateKeep)?);
+        let key = (path.to_owned(), slot);
+        if !self.lock_state().slots.insert(key.clone()) {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(SimSlot {
+            fs: self.clone(),
+            key,
+        })))
+    }
+
+    fn locked_slots(&self, path: &Path, from: u64, to: u64) -> io::Result<Vec<u64>> {
+        let s = self.lock_state();
+        Ok(s.slots
+            .iter()
+            .filter(|(p, slot)| p == path && (from..to).contains(slot))
+            .map(|(_, slot)| *slot)
+            .collect())
     }
 }

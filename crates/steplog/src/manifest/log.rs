@@ -227,19 +227,25 @@ impl ManifestLog {
     /// Creates the manifest of a new, empty store. A store whose manifest is gone while
     /// segment files remain is damaged, not empty: starting it afresh would reuse their ids.
     fn create(&mut self) -> Result<()> {
-        // Segment files, or the lock files every run's writer leaves (a run may have no rows),
-        // mean the store existed.
-        for (sub, ext, what) in [
-            (crate::store::SEGMENT_DIR, ".seg", "segment files"),
+        // Segment files, or the run lock file every writer leaves (a run may have no rows;
+        // stores before 2026-12-02 have a `.lock` file per run), mean the store existed.
+        let lock_file = |n: &str| n.ends_with(".lock") || n == crate::lock::RUN_LOCKS;
+        let segment_file = |n: &str| n.ends_with(".seg");
+        for (sub, kind, what) in [
+            (
+                crate::store::SEGMENT_DIR,
+                &segment_file as &dyn Fn(&str) -> bool,
+                "segment files",
+            ),
             (
                 crate::lock::LOCK_DIR,
-                ".lock",
+                &lock_file,
                 "run lock files (runs existed)",
             ),
         ] {
             let d = self.dir.join(sub);
             let found = match self.fs.read_dir(&d) {
-                Ok(names) => names.iter().filter(|n| n.ends_with(ext)).count(),
+                Ok(names) => names.iter().filter(|n| kind(n)).count(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
                 Err(e) => return Err(Error::io(&d, e)),
             };
