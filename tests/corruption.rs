@@ -1,5 +1,5 @@
-//! Corruption of every file kind (sealed segment, head segment, manifest starting with a
-//! compaction snapshot): truncated at every offset and with a bit flipped at every byte.
+//! Corruption of every file kind (sealed segment, head segment, manifest starting with the
+//! base of a compaction, manifest table): truncated at every offset and with a bit flipped at every byte.
 //! Opening and reading give either a valid prefix of the history (an older state, or a torn
 //! head tail) or a clear error naming the file; never a panic, never a wrong value; and a
 //! flipped bit is always reported by `verify` (or refuses to open).
@@ -106,13 +106,21 @@ fn kinds(img: &SimFs) -> Vec<(&'static str, PathBuf)> {
     let manifest = PathBuf::from("/s/MANIFEST");
     let text = String::from_utf8_lossy(&img.read(&manifest).unwrap()).into_owned();
     assert!(
-        text.contains("\"op\":\"snapshot\"") && text.contains("\"runs\":{\"done\""),
-        "the manifest starts with a compaction snapshot"
+        text.contains("\"op\":\"base\""),
+        "the manifest starts with the base of a compaction"
     );
+    let mut tables: Vec<PathBuf> = img
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "tab"))
+        .collect();
+    tables.sort();
+    assert!(!tables.is_empty(), "the compaction wrote a manifest table");
     vec![
         ("sealed segment", segs[0].clone()),
         ("head segment", segs[segs.len() - 1].clone()),
         ("manifest", manifest),
+        ("manifest table", tables[0].clone()),
     ]
 }
 

@@ -12,11 +12,12 @@ use steplog::{fuzzing, Options, Value};
 
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 7] = [
+const TARGETS: [Target; 8] = [
     ("block", fuzzing::block),
     ("footer", fuzzing::footer),
     ("segment", fuzzing::segment),
     ("manifest", fuzzing::manifest),
+    ("table", fuzzing::table),
     ("jsonl", steplog_import::fuzzing::jsonl),
     ("ops", fuzzing::ops),
     ("import", steplog_import::fuzzing::import),
@@ -119,6 +120,30 @@ fn write_seeds() {
     );
     let manifest = image.read(Path::new("/s/MANIFEST")).unwrap();
     write("manifest", "frames", &manifest[24..]);
+    // A manifest table: a store compacted at a tiny threshold holds a few.
+    let small = SimFs::new();
+    let store = Options::new()
+        .manifest_compaction_bytes(300)
+        .file_system(Arc::new(small.clone()))
+        .open("/t")
+        .unwrap();
+    for i in 0..6u64 {
+        let mut w = store.run(&format!("run-{i}")).start().unwrap();
+        w.log_at(i, [("x", i as f64)]).unwrap();
+        w.finish().unwrap();
+    }
+    store.run("run-0").resume_from(0).apply().unwrap();
+    let mut tables: Vec<PathBuf> = small
+        .files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "tab"))
+        .collect();
+    tables.sort();
+    write(
+        "table",
+        "runs",
+        &small.read(tables.last().unwrap()).unwrap(),
+    );
     write(
         "manifest",
         "edit",

@@ -56,12 +56,12 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        5 => (0..3usize, 1..30u64, 1..3u64, any::<bool>(), any::<u64>())
+        5 => (0..NAMES.len(), 1..30u64, 1..3u64, any::<bool>(), any::<u64>())
             .prop_map(|(run, n, gap, merge, seed)| Op::Log { run, n, gap, merge, seed }),
-        2 => (0..3usize).prop_map(|run| Op::Commit { run }),
-        2 => (0..3usize).prop_map(|run| Op::Finish { run }),
-        2 => (0..3usize, 0.0..1.0f64).prop_map(|(run, frac)| Op::Rewind { run, frac }),
-        1 => (0..3usize).prop_map(|run| Op::Restart { run }),
+        2 => (0..NAMES.len()).prop_map(|run| Op::Commit { run }),
+        2 => (0..NAMES.len()).prop_map(|run| Op::Finish { run }),
+        2 => (0..NAMES.len(), 0.0..1.0f64).prop_map(|(run, frac)| Op::Rewind { run, frac }),
+        1 => (0..NAMES.len()).prop_map(|run| Op::Restart { run }),
         1 => (0..20usize, 0.0..1.0f64).prop_map(|(version, frac)| Op::Fork { version, frac }),
         1 => (0..20usize).prop_map(|version| Op::Purge { version }),
         1 => Just(Op::Reopen),
@@ -96,13 +96,16 @@ struct World {
     model: Model,
 }
 
-const NAMES: [&str; 3] = ["a", "b", "c"];
+const NAMES: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
 
 fn open(fs: &SimFs) -> Store {
     Options::new()
         .durability(Durability::PowerLoss)
         .segment_bytes(700)
         .block_bytes(120)
+        // Small: sequences compact the manifest into tables (and merge them) often, so
+        // crashes and reopenings land on every step of a compaction.
+        .manifest_compaction_bytes(1_500)
         .file_system(Arc::new(fs.clone()))
         .open(Path::new("/store"))
         .expect("open")

@@ -1,5 +1,6 @@
 //! Little-endian and varint encoding helpers, and a bounds-checked reader that turns every
 //! short or malformed input into an error instead of a panic. Every on-disk decoder uses it.
+//! Also zstd with one context per thread, which blocks, sections and manifest tables share.
 
 /// An error from [`Reader`]: what was wrong and at which offset within the decoded buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,6 +10,41 @@ pub(crate) struct DecodeError {
 }
 
 pub(crate) type DecodeResult<T> = Result<T, DecodeError>;
+
+thread_local! {
+    // zstd contexts are large to set up (hundreds of KiB of tables); reuse one per thread
+    // instead of paying that for every block (it dominated short runs).
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+pub(crate) fn zstd_compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|(l, _)| *l != level) {
+            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match c.as_mut() {
+            Some((_, z)) => z.compress(raw),
+            None => zstd::bulk::compress(raw, level),
+        }
+    })
+}
+
+pub(crate) fn zstd_decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(z) => z.decompress(payload, capacity),
+            None => zstd::bulk::decompress(payload, capacity),
+        }
+    })
+}
 
 pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {

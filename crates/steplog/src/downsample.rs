@@ -240,9 +240,9 @@ impl Store {
             snap,
         };
         let to = step.map_or(to, |s| s.min(to));
-        for p in state.plan(v, Stream::History, from, to) {
+        for p in state.plan(v, Stream::History, from, to)? {
             let hi = p.hi;
-            let view = self.segment_view(p.segment)?;
+            let view = self.segment_view(&p.segment)?;
             if let (Cover::Whole, crate::read::SegView::Sealed(sealed)) = (p.cover, &view) {
                 if let Some((i, b)) = sealed.agg()?.keys.get(key).and_then(|k| out.of_summary(k)) {
                     out.add(i, &b);

@@ -73,11 +73,46 @@ fn documented_sizes_match_the_encoders() {
         documented("manifest frame header"),
         crate::manifest::log::FRAME_HEADER_LEN
     );
-    // A new manifest is its header and one snapshot frame.
+    // A new manifest is its header and one base frame.
     let snap = u32::from_le_bytes(file[24..28].try_into().unwrap()) as usize;
     assert_eq!(
         file.len(),
         crate::manifest::log::HEADER_LEN + crate::manifest::log::FRAME_HEADER_LEN + snap
     );
     assert_eq!(&file[..8], b"STEPLMAN");
+    assert_eq!(
+        u16::from_le_bytes([file[8], file[9]]),
+        3,
+        "manifest format 3"
+    );
+
+    // A table of no record: header, an empty index frame, a filter frame, the footer.
+    use crate::manifest::table::{self, TableWriter};
+    let len = TableWriter::create(&crate::io::OsFs, dir.path(), 1)
+        .unwrap()
+        .finish()
+        .unwrap();
+    let bytes = std::fs::read(table::table_path(dir.path(), 1)).unwrap();
+    assert_eq!(bytes.len() as u64, len);
+    assert_eq!(&bytes[..8], b"STEPLTAB");
+    assert_eq!(&bytes[bytes.len() - 4..], b"STND");
+    let index_len = u64::from_le_bytes(bytes[bytes.len() - 40..][..8].try_into().unwrap());
+    let filter_len = u64::from_le_bytes(bytes[bytes.len() - 24..][..8].try_into().unwrap());
+    assert_eq!(
+        bytes.len() as u64,
+        (table::HEADER_LEN + table::FOOTER_LEN) as u64 + index_len + filter_len
+    );
+    let index_raw = u32::from_le_bytes(bytes[table::HEADER_LEN..][..4].try_into().unwrap());
+    let index_stored = u32::from_le_bytes(bytes[table::HEADER_LEN + 4..][..4].try_into().unwrap());
+    assert_eq!(index_raw, 1, "an index of no block is one varint");
+    assert_eq!(
+        index_len,
+        (table::FRAME_HEADER_LEN as u32 + index_stored) as u64
+    );
+    assert_eq!(documented("manifest table header"), table::HEADER_LEN);
+    assert_eq!(documented("manifest table footer"), table::FOOTER_LEN);
+    assert_eq!(
+        documented("manifest table frame header"),
+        table::FRAME_HEADER_LEN
+    );
 }

@@ -35,11 +35,10 @@ impl Store {
     pub fn gc(&self) -> Result<GcReport> {
         let dir = self.dir().join(SEGMENT_DIR);
         let report = self.transact(|state| {
-            let referenced: std::collections::HashSet<SegmentId> = state
-                .versions
-                .values()
-                .flat_map(|v| v.segments.iter().map(|s| s.id))
-                .collect();
+            let mut referenced = std::collections::HashSet::new();
+            for v in state.versions() {
+                referenced.extend(v?.segments.iter().map(|s| s.id));
+            }
             let mut report = GcReport::default();
             let mut names = self.fs().read_dir(&dir).at(&dir)?;
             names.sort();
@@ -73,8 +72,10 @@ impl Store {
                 let header = (head.len() == HEADER_LEN)
                     .then(|| SegmentHeader::decode(&head).ok())
                     .flatten();
-                let purged = header
-                    .is_some_and(|h| state.versions.get(&h.version).is_some_and(|v| v.purged));
+                let purged = match header {
+                    Some(h) => state.meta(h.version)?.is_some_and(|v| v.purged),
+                    None => false,
+                };
                 if purged || len <= HEADER_LEN as u64 {
                     match self.fs().remove_file(&path) {
                         Ok(()) => {}

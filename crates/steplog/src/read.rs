@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::cache::HeadEntry;
 use crate::error::{Error, Result};
 use crate::io::{FileHandle, OpenMode};
-use crate::manifest::{Cover, SegmentMeta, State};
+use crate::manifest::{Cover, SegmentMeta, State, VersionMeta};
 use crate::reference::IntoReference;
 use crate::segment::block::{all_keys, Block};
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
@@ -150,17 +150,17 @@ impl Cursor {
         stream: Stream,
         from: u64,
         to: u64,
-    ) -> Cursor {
+    ) -> Result<Cursor> {
         let jobs = state
-            .plan(v, stream, from, to)
-            .map(|p| (p.segment.clone(), p.hi))
+            .plan(v, stream, from, to)?
+            .map(|p| (p.segment, p.hi))
             .collect();
-        Cursor {
+        Ok(Cursor {
             store: store.clone(),
             jobs,
             from,
             cur: None,
-        }
+        })
     }
 
     /// The next block holding steps in range (with the columns `keep` accepts), and the
@@ -213,7 +213,7 @@ impl Blocks {
         let (state, v, step) = store.read_target(reference)?;
         let to = step.map_or(query.to, |s| s.min(query.to));
         Ok(Blocks {
-            cursor: Cursor::new(store, &state, v, query.stream, query.from, to),
+            cursor: Cursor::new(store, &state, v, query.stream, query.from, to)?,
             keys: query.keys.as_ref().map(|k| k.iter().cloned().collect()),
             done: false,
         })
@@ -436,9 +436,8 @@ impl Store {
     fn missing_segment(&self, id: SegmentId, path: PathBuf) -> Error {
         let dropped = self.state().ok().is_some_and(|state| {
             !state
-                .versions
-                .values()
-                .any(|v| v.segments.iter().any(|s| s.id == id))
+                .versions()
+                .any(|v| v.is_ok_and(|v| v.segments.iter().any(|s| s.id == id)))
         });
         let reason = if dropped {
             format!(
@@ -546,7 +545,7 @@ impl Store {
             steps: Vec::with_capacity(cap),
             values: Vec::with_capacity(cap),
         };
-        let mut cursor = Cursor::new(self, &state, v, Stream::History, from, to);
+        let mut cursor = Cursor::new(self, &state, v, Stream::History, from, to)?;
         while let Some((block, hi)) = cursor.next_block(&|k| k == key)? {
             let Some(col) = block.columns.iter().find(|c| c.key == key) else {
                 continue;
@@ -586,14 +585,14 @@ impl Store {
     ) -> Result<Summary> {
         let (state, v, step) = self.read_target(reference)?;
         let mut agg = Agg::default();
-        for p in state.plan(v, Stream::History, 0, step.unwrap_or(u64::MAX)) {
+        for p in state.plan(v, Stream::History, 0, step.unwrap_or(u64::MAX))? {
             if p.cover == Cover::Whole {
-                agg.merge_later_of(self.open_sealed(p.segment)?.agg()?, only);
+                agg.merge_later_of(self.open_sealed(&p.segment)?.agg()?, only);
                 continue;
             }
             // A segment straddling the cutoff (or a head): whole blocks from the footer's
             // per-block aggregates; only the block holding the cutoff is decoded.
-            let view = self.segment_view(p.segment)?;
+            let view = self.segment_view(&p.segment)?;
             for (i, e) in view.index().iter().enumerate() {
                 if e.first_step > p.hi {
                     break;
@@ -617,7 +616,7 @@ impl Store {
             }
             ks.elided = 0;
         }
-        let meta = &state.versions[&v];
+        let meta = state.meta_of(v)?;
         Ok(Summary {
             run: meta.run.clone(),
             version: v,
@@ -629,7 +628,7 @@ impl Store {
 
     /// The value of `key` at `step` in version `v`'s history (one block decoded, one column).
     fn value_at(&self, state: &State, v: VersionId, key: &str, step: u64) -> Result<crate::Value> {
-        let mut cursor = Cursor::new(self, state, v, Stream::History, step, step);
+        let mut cursor = Cursor::new(self, state, v, Stream::History, step, step)?;
         while let Some((block, hi)) = cursor.next_block(&|k| k == key)? {
             let Some(col) = block.columns.iter().find(|c| c.key == key) else {
                 continue;
@@ -644,10 +643,12 @@ impl Store {
         }
         // The footer that made the claim: that of the sealed segment whose steps cover it.
         let (file, offset) = state
-            .plan(v, Stream::History, step, step)
+            .plan(v, Stream::History, step, step)?
             .find(|p| p.segment.sealed.is_some())
             .map_or((self.segment_dir(), 0), |p| {
-                let footer = self.open_sealed(p.segment).map_or(0, |x| x.footer_offset());
+                let footer = self
+                    .open_sealed(&p.segment)
+                    .map_or(0, |x| x.footer_offset());
                 (self.segment_path(p.segment.id), footer)
             });
         Err(Error::corrupt(
@@ -686,14 +687,17 @@ impl Store {
         let mut base = (0u64, None);
         // Each piece up to its cutoff, lowered to the cap: a memo entry is "this version and
         // its ancestors read up to this step", however the walk got there.
-        let capped = state.ancestry(v).map(|(p, limit)| {
-            let limit = match (limit, cap) {
-                (Some(l), Some(c)) => Some(l.min(c)),
-                (l, c) => l.or(c),
-            };
-            (p, limit)
+        let capped = state.ancestry(v).map(|r| {
+            r.map(|(p, limit)| {
+                let limit = match (limit, cap) {
+                    (Some(l), Some(c)) => Some(l.min(c)),
+                    (l, c) => l.or(c),
+                };
+                (p.id, limit)
+            })
         });
         for piece in capped {
+            let piece = piece?;
             if let Some(&hit) = memo.get(&piece) {
                 base = hit;
                 break;
@@ -744,23 +748,24 @@ impl Store {
         let mut below = None;
         {
             let cache = lock_poisoned(&self.inner.first_steps);
-            for (piece, _) in state.ancestry(v) {
-                if let Some(&f) = cache.get(&(piece, stream)) {
+            for r in state.ancestry(v) {
+                let (meta, _) = r?;
+                if let Some(&f) = cache.get(&(meta.id, stream)) {
                     below = f;
                     break;
                 }
-                todo.push(piece);
+                todo.push(meta);
             }
         }
-        for &piece in todo.iter().rev() {
-            let meta = state.versions.get(&piece);
-            let first = match (below, meta.and_then(|m| m.parent)) {
+        for meta in todo.iter().rev() {
+            let piece = meta.id;
+            let first = match (below, meta.parent) {
                 (Some(f), Some((_, cut))) if f <= cut => Some(f),
-                _ => self.own_first_step(state, piece, stream)?,
+                _ => self.own_first_step(meta, stream)?,
             };
             // "No row" is kept only for a version no writer can add to: one that is not its
             // run's head (archived by a rewind; its run moved on).
-            let settled = meta.is_some_and(|m| state.runs.get(&m.run) != Some(&piece));
+            let settled = !state.is_head(meta)?;
             if first.is_some() || settled {
                 lock_poisoned(&self.inner.first_steps).insert((piece, stream), first);
             }
@@ -770,20 +775,12 @@ impl Store {
     }
 
     /// The first step of `piece`'s own rows of `stream`, if it has any.
-    fn own_first_step(
-        &self,
-        state: &State,
-        piece: VersionId,
-        stream: Stream,
-    ) -> Result<Option<u64>> {
-        let Some(meta) = state.versions.get(&piece) else {
-            return Ok(None);
-        };
+    fn own_first_step(&self, meta: &VersionMeta, stream: Stream) -> Result<Option<u64>> {
         for p in meta.own_plan(stream, 0, u64::MAX) {
             match (p.cover, p.segment.sealed) {
                 (Cover::Whole, Some(s)) => return Ok(s.first_step),
                 _ => {
-                    if let Some(e) = self.segment_view(p.segment)?.index().first() {
+                    if let Some(e) = self.segment_view(&p.segment)?.index().first() {
                         return Ok(Some(e.first_step));
                     }
                 }
@@ -801,7 +798,7 @@ impl Store {
         stream: Stream,
     ) -> Result<(u64, Option<u64>)> {
         let (mut rows, mut last) = (0u64, None);
-        let Some(meta) = state.versions.get(&piece) else {
+        let Some(meta) = state.meta(piece)? else {
             return Ok((rows, last));
         };
         let hi = limit.unwrap_or(u64::MAX);
@@ -811,7 +808,7 @@ impl Store {
                 last = s.last_step.max(last);
                 continue;
             }
-            let view = self.segment_view(p.segment)?;
+            let view = self.segment_view(&p.segment)?;
             for e in view.index() {
                 if e.first_step > hi {
                     break;
@@ -850,7 +847,9 @@ impl Store {
         v: VersionId,
         stream: Stream,
     ) -> Result<Option<u64>> {
-        for (piece, limit) in state.ancestry(v) {
+        for r in state.ancestry(v) {
+            let (meta, limit) = r?;
+            let piece = meta.id;
             if let Some(l) = limit {
                 if self.starts_after(state, piece, stream, l)? {
                     break;

@@ -374,7 +374,7 @@ impl Store {
     }
 
     /// The status of a version (probing its run's lock once).
-    pub(crate) fn status_of(&self, state: &State, meta: &VersionMeta) -> Status {
+    pub(crate) fn status_of(&self, state: &State, meta: &VersionMeta) -> Result<Status> {
         status(state, meta, || {
             lock::is_locked(self.fs(), &self.inner.dir, &meta.run)
         })
@@ -389,34 +389,35 @@ impl Store {
     pub fn versions(&self) -> Result<Vec<VersionInfo>> {
         let state = self.state()?;
         let live = self.live_runs();
-        Ok(state
-            .versions
-            .values()
-            .map(|m| info(m, status(&state, m, || live.is_live(&m.run))))
-            .collect())
+        state
+            .versions()
+            .map(|m| {
+                let m = m?;
+                Ok(info(&m, status(&state, &m, || live.is_live(&m.run))?))
+            })
+            .collect()
     }
 
     /// One version's details.
     pub fn version(&self, reference: impl IntoReference) -> Result<VersionInfo> {
         let (state, v, _) = self.read_target(reference)?;
-        let m = state
-            .versions
-            .get(&v)
-            .ok_or_else(|| Error::VersionNotFound {
-                version: v.to_string(),
-            })?;
-        Ok(info(m, self.status_of(&state, m)))
+        let m = state.meta(v)?.ok_or_else(|| Error::VersionNotFound {
+            version: v.to_string(),
+        })?;
+        Ok(info(&m, self.status_of(&state, &m)?))
     }
 
     /// Every run, by name, with its head's status, last step and row count.
     pub fn runs(&self) -> Result<Vec<RunInfo>> {
         let state = self.state()?;
-        let mut out = Vec::with_capacity(state.runs.len());
+        let mut out = Vec::new();
         // One memo for every run: forks share their ancestries.
         let mut memo = crate::read::RowMemo::new();
         let live = self.live_runs();
-        for (name, head) in &state.runs {
-            let meta = &state.versions[head];
+        for run in state.runs() {
+            let (name, head) = run?;
+            let (name, head) = (&name, &head);
+            let meta = state.meta_of(*head)?;
             let counted =
                 self.count_rows_memo(&state, *head, None, crate::Stream::History, &mut memo);
             let (counted, damage) = match counted {
@@ -427,7 +428,7 @@ impl Store {
             out.push(RunInfo {
                 name: name.clone(),
                 head: *head,
-                status: status(&state, meta, || live.is_live(name)),
+                status: status(&state, &meta, || live.is_live(name))?,
                 last_step: counted.1,
                 rows: counted.0,
                 damage,
@@ -468,12 +469,9 @@ impl Store {
     /// [`purge`](Self::purge), telling `progress` the segment files deleted.
     pub fn purge_with(&self, version: VersionId, progress: &dyn crate::Progress) -> Result<usize> {
         let dropped = self.transact(|state| {
-            let meta = state
-                .versions
-                .get(&version)
-                .ok_or_else(|| Error::VersionNotFound {
-                    version: version.to_string(),
-                })?;
+            let meta = state.meta(version)?.ok_or_else(|| Error::VersionNotFound {
+                version: version.to_string(),
+            })?;
             if meta.purged {
                 return Err(Error::Purged {
                     version: version.to_string(),
@@ -482,24 +480,34 @@ impl Store {
             if !meta.archived {
                 return Err(Error::NotArchived {
                     version: version.to_string(),
-                    status: self.status_of(state, meta).to_string(),
+                    status: self.status_of(state, &meta)?.to_string(),
                 });
             }
-            let mut after = state.clone();
-            if let Some(m) = after.versions.get_mut(&version) {
-                m.purged = true;
+            // What no version needs once `version` is purged too: segments of purged
+            // versions, each with its owner.
+            let needed = state.needed_segments(Some(version))?;
+            let mut dropped = Vec::new();
+            let mut owners = Vec::new();
+            for m in state.versions() {
+                let m = m?;
+                if !(m.purged || m.id == version) {
+                    continue;
+                }
+                let gone: Vec<SegmentId> = m
+                    .segments
+                    .iter()
+                    .map(|s| s.id)
+                    .filter(|id| !needed.contains(id))
+                    .collect();
+                if !gone.is_empty() {
+                    owners.push(m.id);
+                    dropped.extend(gone);
+                }
             }
-            let needed = after.needed_segments();
-            let dropped: Vec<SegmentId> = after
-                .versions
-                .values()
-                .filter(|m| m.purged)
-                .flat_map(|m| m.segments.iter().map(|s| s.id))
-                .filter(|id| !needed.contains(id))
-                .collect();
             let edit = Edit::Purge {
                 version,
                 dropped: dropped.clone(),
+                owners,
             };
             Ok((vec![edit], dropped))
         })?;
@@ -539,29 +547,32 @@ fn info(m: &VersionMeta, status: Status) -> VersionInfo {
 }
 
 /// The status of a version; `writer_holds_lock` is asked only for an unfinished head.
-fn status(state: &State, meta: &VersionMeta, writer_holds_lock: impl FnOnce() -> bool) -> Status {
-    if meta.purged {
+fn status(
+    state: &State,
+    meta: &VersionMeta,
+    writer_holds_lock: impl FnOnce() -> bool,
+) -> Result<Status> {
+    Ok(if meta.purged {
         Status::Purged
     } else if meta.archived {
         Status::Archived
     } else if meta.finished {
         Status::Finished
-    } else if state.runs.get(&meta.run) == Some(&meta.id) && writer_holds_lock() {
+    } else if state.is_head(meta)? && writer_holds_lock() {
         Status::Live
     } else {
         Status::Crashed
-    }
+    })
 }
 
 pub(crate) fn resolve_target(state: &State, target: &Target) -> Result<VersionId> {
     let v = match target {
-        Target::Run(name) => *state
-            .runs
-            .get(name)
+        Target::Run(name) => state
+            .head(name)?
             .ok_or_else(|| Error::RunNotFound { run: name.clone() })?,
         Target::Version(v) => *v,
     };
-    match state.versions.get(&v) {
+    match state.meta(v)? {
         None => Err(Error::VersionNotFound {
             version: v.to_string(),
         }),
@@ -676,7 +687,7 @@ impl Store {
         Ok(versions
             .iter()
             .map(|&v| {
-                if !state.versions.contains_key(&v) {
+                if state.meta(v)?.is_none() {
                     return Err(Error::VersionNotFound {
                         version: v.to_string(),
                     });

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, OpenMode};
-use crate::manifest::log::{decode_frames, HEADER_LEN};
+use crate::manifest::log::HEADER_LEN;
 use crate::manifest::State;
 use crate::segment::block::all_keys;
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
@@ -96,11 +96,14 @@ impl Store {
         let dir = self.dir().join(SEGMENT_DIR);
         let mut names: Vec<String> = self.fs().read_dir(&dir).at(&dir)?;
         names.sort();
-        let referenced: std::collections::HashMap<SegmentId, crate::manifest::SegmentMeta> = state
-            .iter()
-            .flat_map(|s| s.versions.values())
-            .flat_map(|v| v.segments.iter().map(|s| (s.id, s.clone())))
-            .collect();
+        let mut referenced = std::collections::HashMap::new();
+        if let Some(s) = &state {
+            for v in s.versions() {
+                // A version the manifest cannot give was reported by `verify_manifest`.
+                let Ok(v) = v else { break };
+                referenced.extend(v.segments.iter().map(|s| (s.id, *s)));
+            }
+        }
         progress.begin("verify", names.len() as u64, crate::progress::Unit::Items);
         for (done, name) in names.iter().enumerate() {
             progress.update(done as u64);
@@ -168,21 +171,27 @@ impl Store {
             report.problem(path.clone(), &e);
             return None;
         }
-        match decode_frames(&path, &bytes[HEADER_LEN..], HEADER_LEN as u64) {
+        match crate::manifest::log::replay(self.fs(), self.dir(), &path, &bytes) {
             Err(e) => {
                 report.problem(path.clone(), &e);
                 None
             }
-            Ok(frames) => {
-                let mut state = State::default();
-                for (at, edit) in &frames.edits {
-                    report.edits += 1;
-                    let checked = state.apply(edit).and_then(|()| match edit {
-                        crate::manifest::Edit::Snapshot { .. } => state.validate(),
-                        _ => Ok(()),
-                    });
-                    if let Err(reason) = checked {
-                        report.problem(path.clone(), &Error::corrupt(&path, *at, reason));
+            Ok((state, frames)) => {
+                report.edits += frames.edits.len() as u64;
+                // Every record of every table read, and the whole state checked as one.
+                if let Err(e) = state.base().verify(&mut report.files) {
+                    report.problem(path.clone(), &e);
+                    return None;
+                }
+                match state.materialize() {
+                    Ok(whole) => {
+                        if let Err(reason) = whole.validate() {
+                            report.problem(path.clone(), &Error::corrupt(&path, 0, reason));
+                            return None;
+                        }
+                    }
+                    Err(e) => {
+                        report.problem(path.clone(), &e);
                         return None;
                     }
                 }
@@ -223,7 +232,7 @@ impl Store {
         };
         let purged = |v| {
             state
-                .and_then(|s| s.versions.get(&v))
+                .and_then(|s| s.meta(v).ok().flatten())
                 .is_some_and(|m| m.purged)
         };
         match holds {

@@ -14,10 +14,16 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, FileSystem, LockGuard, OpenMode};
-use crate::manifest::{Edit, State};
+use crate::manifest::{base, table, Base, Edit, State};
 
 const MAGIC: [u8; 8] = *b"STEPLMAN";
-const FORMAT: u16 = 1;
+/// The header's format: 3 (a `base` frame over tables) is written; 1 (a `snapshot` frame,
+/// manifest formats 1 and 2) is read.
+const FORMAT: u16 = 3;
+const FORMAT_SNAPSHOT: u16 = 1;
+/// Size ratio of the tiers of tables: a compaction merges a table into the newer ones when
+/// it is at most this many times their size, so a base has about log4(records) tables.
+const TIER_RATIO: u64 = 4;
 pub(crate) const HEADER_LEN: usize = 24;
 pub(crate) const FRAME_HEADER_LEN: usize = 12;
 
@@ -61,7 +67,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<u64> {
         });
     }
     let format = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if format != FORMAT {
+    if format != FORMAT && format != FORMAT_SNAPSHOT {
         return Err(Error::corrupt(
             path,
             8,
@@ -172,6 +178,53 @@ pub(crate) fn decode_frames(path: &Path, buf: &[u8], base: u64) -> Result<Frames
     })
 }
 
+/// The state of a whole manifest file's `bytes` (its header already checked), and its
+/// frames: what `verify` replays on its own, apart from any process's view. The first frame
+/// must be a base or a snapshot; each edit is applied to what came before.
+pub(crate) fn replay(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(State, Frames)> {
+    let frames = decode_frames(path, &bytes[HEADER_LEN..], HEADER_LEN as u64)?;
+    let mut state = match frames.edits.first() {
+        Some((
+            _,
+            Edit::Base {
+                tables,
+                next_version,
+                next_segment,
+                ..
+            },
+        )) => {
+            let base = Base::open(fs, dir, tables, (*next_version, *next_segment))?;
+            State::with_base(base, *next_version, *next_segment)
+        }
+        Some((at, Edit::Snapshot { state })) => {
+            let state = State::from(state.clone());
+            state
+                .validate()
+                .map_err(|reason| Error::corrupt(path, *at, reason))?;
+            state
+        }
+        _ => {
+            return Err(Error::corrupt(
+                path,
+                HEADER_LEN as u64,
+                "the manifest's first frame, its base, is missing or cut short",
+            ))
+        }
+    };
+    for (at, edit) in frames.edits.iter().skip(1) {
+        state.prepare(edit)?;
+        state
+            .apply(edit)
+            .map_err(|reason| Error::corrupt(path, *at, reason))?;
+    }
+    Ok((state, frames))
+}
+
 /// This process's view of the manifest: the state as of `offset` in the file of `epoch`.
 pub(crate) struct ManifestLog {
     fs: Arc<dyn FileSystem>,
@@ -184,7 +237,10 @@ pub(crate) struct ManifestLog {
     lock_timeout: Duration,
     epoch: u64,
     offset: u64,
-    snapshot_len: u64,
+    /// Where the edits after the first frame (the base or snapshot) start.
+    base_len: u64,
+    /// The next table id to try (from the base frame; 1 for a snapshot manifest).
+    next_table: u64,
     state: Arc<State>,
     poisoned: bool,
     /// Whether this process has looked for a `MANIFEST.tmp` left by a crashed compaction
@@ -212,7 +268,8 @@ impl ManifestLog {
             lock_timeout,
             epoch: 0,
             offset: 0,
-            snapshot_len: 0,
+            base_len: 0,
+            next_table: 1,
             state: Arc::new(State::default()),
             poisoned: false,
             tmp_checked: false,
@@ -265,7 +322,7 @@ impl ManifestLog {
         let r = (|| {
             if !io::exists(&*self.fs, &self.path).at(&self.path)? {
                 self.remove_leftover_tmp()?;
-                self.write_snapshot(1, &State::default())?;
+                self.write_base(1, &[], &State::default(), 1)?;
             }
             Ok(())
         })();
@@ -323,6 +380,30 @@ impl ManifestLog {
     /// caller holds `LOCK` and is about to append), an incomplete last frame is from a crashed
     /// appender and is cut; without it (a reader), it is only ignored: reading never writes.
     pub fn refresh(&mut self, locked: bool) -> Result<()> {
+        // A compaction of another process may delete the tables of the manifest read just
+        // before it: reading it again finds the new one (a few times at most).
+        let tables = self.dir.join(table::TABLE_DIR);
+        let mut attempt = 0;
+        loop {
+            match self.refresh_once(locked) {
+                Err(Error::Io { path, source })
+                    if source.kind() == std::io::ErrorKind::NotFound
+                        && path.starts_with(&tables) =>
+                {
+                    attempt += 1;
+                    if attempt == 8 {
+                        return Err(Error::MissingFile {
+                            file: path,
+                            reason: "the manifest lists this table of its state".into(),
+                        });
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn refresh_once(&mut self, locked: bool) -> Result<()> {
         let file = self.fs.open(&self.path, OpenMode::Read).at(&self.path)?;
         let len = file.len().at(&self.path)?;
         let mut head = [0u8; HEADER_LEN];
@@ -352,40 +433,70 @@ impl ManifestLog {
         }
         let buf = io::read_from(&*file, self.offset).at(&self.path)?;
         let frames = decode_frames(&self.path, &buf, self.offset)?;
+        let mut edits = &frames.edits[..];
         if self.offset == HEADER_LEN as u64 {
-            // Every manifest starts with a snapshot, written whole and fsynced before it was
-            // renamed into place: it can never be torn, and a file without one was cut.
-            if !matches!(frames.edits.first(), Some((_, Edit::Snapshot { .. }))) {
-                return Err(Error::corrupt(
-                    &self.path,
-                    HEADER_LEN as u64,
-                    "the manifest's first frame, its snapshot, is missing or cut short (the \
-                     file was truncated or overwritten)",
-                ));
-            }
-        }
-        if !frames.edits.is_empty() {
-            let state = Arc::make_mut(&mut self.state);
-            for (i, (at, edit)) in frames.edits.iter().enumerate() {
-                let snapshot = matches!(edit, Edit::Snapshot { .. });
-                if snapshot {
-                    let end = frames
-                        .edits
-                        .get(i + 1)
-                        .map_or(self.offset + frames.valid_end as u64, |e| e.0);
-                    self.snapshot_len = end;
+            // Every manifest starts with a base (or, format 1 and 2, a snapshot), written whole
+            // and fsynced before it was renamed into place: it can never be torn, and a file
+            // without one was cut.
+            let first_end = edits
+                .get(1)
+                .map_or(self.offset + frames.valid_end as u64, |e| e.0);
+            let loaded = match edits.first() {
+                Some((
+                    _,
+                    Edit::Base {
+                        tables,
+                        next_version,
+                        next_segment,
+                        next_table,
+                    },
+                )) => {
+                    let counters = (*next_version, *next_segment);
+                    match Base::open(&*self.fs, &self.dir, tables, counters) {
+                        Ok(base) => {
+                            self.next_table = *next_table;
+                            Ok(State::with_base(base, *next_version, *next_segment))
+                        }
+                        Err(e) => {
+                            // Reloaded from the start next time (a compaction may have
+                            // replaced this manifest and deleted its tables meanwhile).
+                            self.epoch = 0;
+                            return Err(e);
+                        }
+                    }
                 }
-                let applied =
-                    state.apply(edit).and_then(
-                        |()| {
-                            if snapshot {
-                                state.validate()
-                            } else {
-                                Ok(())
-                            }
-                        },
-                    );
-                if let Err(reason) = applied {
+                Some((_, Edit::Snapshot { state })) => {
+                    self.next_table = 1;
+                    let state = State::from(state.clone());
+                    state.validate().map(|()| state)
+                }
+                _ => {
+                    return Err(Error::corrupt(
+                        &self.path,
+                        HEADER_LEN as u64,
+                        "the manifest's first frame, its base, is missing or cut short (the \
+                         file was truncated or overwritten)",
+                    ))
+                }
+            };
+            match loaded {
+                Ok(state) => self.state = Arc::new(state),
+                Err(reason) => {
+                    self.epoch = 0;
+                    return Err(Error::corrupt(&self.path, HEADER_LEN as u64, reason));
+                }
+            }
+            self.base_len = first_end;
+            edits = &edits[1..];
+        }
+        if !edits.is_empty() {
+            let state = Arc::make_mut(&mut self.state);
+            for (at, edit) in edits {
+                if let Err(e) = state.prepare(edit) {
+                    self.epoch = 0;
+                    return Err(e);
+                }
+                if let Err(reason) = state.apply(edit) {
                     self.epoch = 0;
                     return Err(Error::corrupt(&self.path, *at, reason));
                 }
@@ -433,6 +544,10 @@ impl ManifestLog {
         // thrown away and reloaded from the file on the next refresh.
         let state = Arc::make_mut(&mut self.state);
         for e in &edits {
+            if let Err(err) = state.prepare(e) {
+                self.epoch = 0;
+                return Err(err);
+            }
             if let Err(reason) = state.apply(e) {
                 self.epoch = 0;
                 // The edits were made from this very state, under the lock: a refusal is not
@@ -457,12 +572,12 @@ impl ManifestLog {
             return Err(e);
         }
         self.offset += bytes.len() as u64;
-        if self.offset > self.compact_bytes && self.offset > 2 * self.snapshot_len {
-            // Compaction only saves space: the edits above are committed whatever happens
-            // here. A failure leaves the old file whole (a leftover temp file is removed at
-            // the next open); the state is reloaded from the file, and compaction retried.
-            let (epoch, state) = (self.epoch + 1, self.state.clone());
-            if self.write_snapshot(epoch, &state).is_err() || self.refresh(true).is_err() {
+        if self.offset - self.base_len > self.compact_bytes {
+            // Compaction only bounds the tail every open reads: the edits above are committed
+            // whatever happens here. A failure leaves the old file whole (a leftover temp file
+            // is removed at the next open, leftover tables by the next compaction); the state
+            // is reloaded from the file, and compaction retried.
+            if self.compact().is_err() || self.refresh(true).is_err() {
                 self.epoch = 0;
             }
         }
@@ -485,24 +600,105 @@ impl ManifestLog {
         Ok(())
     }
 
-    /// Replaces the manifest with one holding `state` as a single snapshot: temp file, fsync,
-    /// rename, fsync directory. A crash at any point leaves either the old or the new file.
-    fn write_snapshot(&mut self, epoch: u64, state: &State) -> Result<()> {
+    /// Writes the edits since the base (the overlay) as a new table, merges it with the
+    /// newest tables of the base while they are at most `TIER_RATIO` times larger, and
+    /// replaces the manifest with one whose base lists the result. Under `LOCK`.
+    fn compact(&mut self) -> Result<()> {
+        let state = self.state.clone();
+        let base = state.base();
+        let mut id = self.next_table;
+        // The new table: what changed since the base (for a snapshot manifest, everything).
+        let (fresh, next) =
+            self.new_table(id, &mut state.overlay_runs(), &mut state.overlay_versions())?;
+        id = next;
+        let mut tables: Vec<(u64, u64)> = vec![fresh];
+        tables.extend(base.sizes());
+        // The newest tables, merged while the next older is at most TIER_RATIO times their
+        // sum (so sizes grow by that ratio from new to old).
+        let mut k = 1;
+        let mut sum = tables[0].1;
+        while k < tables.len() && tables[k].1 <= TIER_RATIO * sum {
+            sum += tables[k].1;
+            k += 1;
+        }
+        if k > 1 {
+            let ids: Vec<u64> = tables[..k].iter().map(|t| t.0).collect();
+            let counters = (state.next_version, state.next_segment);
+            let merging = Base::open(&*self.fs, &self.dir, &ids, counters)?;
+            let mut runs = merging.runs();
+            let mut versions = merging.versions().map(|r| r.map(Arc::new));
+            let (merged, next) = self.new_table(id, &mut runs, &mut versions)?;
+            id = next;
+            drop(runs);
+            drop(versions);
+            tables.splice(..k, [merged]);
+        }
+        let ids: Vec<u64> = tables.iter().map(|t| t.0).collect();
+        self.write_base(self.epoch + 1, &ids, &state, id)?;
+        // Tables no manifest names any more (this compaction's, or a crashed one's).
+        let dir = self.dir.join(table::TABLE_DIR);
+        if let Ok(names) = self.fs.read_dir(&dir) {
+            for name in names {
+                let listed = name
+                    .strip_suffix(".tab")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| ids.contains(&n));
+                if !listed && name.ends_with(".tab") {
+                    let _ = self.fs.remove_file(&dir.join(&name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a table at the first id at or after `id` whose file does not exist (a crashed
+    /// compaction may have left one). Its id and length, and the next id.
+    fn new_table(
+        &self,
+        mut id: u64,
+        runs: &mut dyn Iterator<Item = Result<(String, crate::types::VersionId)>>,
+        versions: &mut dyn Iterator<Item = Result<Arc<crate::manifest::VersionMeta>>>,
+    ) -> Result<((u64, u64), u64)> {
+        loop {
+            let path = table::table_path(&self.dir, id);
+            if io::exists(&*self.fs, &path).at(&path)? {
+                id += 1;
+                continue;
+            }
+            let len = base::write_table(&*self.fs, &self.dir, id, runs, versions)?;
+            return Ok(((id, len), id + 1));
+        }
+    }
+
+    /// Replaces the manifest with one whose first frame is the base `tables` (newest first):
+    /// temp file, fsync, rename, fsync directory. A crash at any point leaves either the old
+    /// or the new file. The tables are synced before (by their writer).
+    fn write_base(
+        &mut self,
+        epoch: u64,
+        tables: &[u64],
+        state: &State,
+        next_table: u64,
+    ) -> Result<()> {
+        if !tables.is_empty() {
+            let d = self.dir.join(table::TABLE_DIR);
+            self.fs.sync_dir(&d).at(&d)?;
+        }
         let tmp = self.dir.join(MANIFEST_TMP);
         let mut bytes = header(epoch).to_vec();
-        bytes.extend(
-            encode_frame(&Edit::Snapshot {
-                state: state.clone(),
-            })
-            .at(&tmp)?,
-        );
+        let frame = Edit::Base {
+            tables: tables.to_vec(),
+            next_version: state.next_version,
+            next_segment: state.next_segment,
+            next_table,
+        };
+        bytes.extend(encode_frame(&frame).at(&tmp)?);
         let f = self.fs.open(&tmp, OpenMode::CreateTruncate).at(&tmp)?;
         f.write_all_at(&bytes, 0).at(&tmp)?;
         f.sync().at(&tmp)?;
         drop(f);
         self.fs.rename(&tmp, &self.path).at(&self.path)?;
         self.fs.sync_dir(&self.dir).at(&self.dir)?;
-        self.snapshot_len = bytes.len() as u64;
         Ok(())
     }
 }

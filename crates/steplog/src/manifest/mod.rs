@@ -7,12 +7,18 @@
 //! - a version's own segments hold only steps greater than its parent cutoff, so the rows of
 //!   a version are its ancestors' rows up to the cutoffs, then its own (see [`State::plan`]).
 
+mod base;
 pub(crate) mod log;
 mod plan;
+pub(crate) mod table;
 
+pub(crate) use base::Base;
 pub(crate) use plan::Cover;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,7 +50,7 @@ pub(crate) struct SealMeta {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SegmentMeta {
     pub id: SegmentId,
     pub stream: Stream,
@@ -72,9 +78,23 @@ pub(crate) struct VersionMeta {
     pub segments: Vec<SegmentMeta>,
 }
 
-/// Everything the manifest describes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything the manifest describes: its base (the tables of the last compaction, read
+/// lazily) and what edits changed since (the overlay: every run and version an edit touched,
+/// whole). A lookup asks the overlay, then the base.
+#[derive(Debug, Clone)]
 pub(crate) struct State {
+    base: Arc<Base>,
+    /// Run name → head version, for runs changed since the base.
+    runs: BTreeMap<String, VersionId>,
+    /// Versions changed since the base.
+    versions: BTreeMap<VersionId, Arc<VersionMeta>>,
+    pub next_version: u64,
+    pub next_segment: u64,
+}
+
+/// The whole state as a `snapshot` edit carries it (manifest formats 1 and 2, read only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Snapshot {
     /// Run name → head version.
     pub runs: BTreeMap<String, VersionId>,
     /// Written as a list: JSON object keys are strings, and ids are numbers.
@@ -162,10 +182,23 @@ pub(crate) enum Edit {
     Purge {
         version: VersionId,
         dropped: Vec<SegmentId>,
+        /// The versions owning the dropped segments (manifest format 3 writes it: a state
+        /// read lazily must know whose segment lists change). Older edits have none, and
+        /// come only after a snapshot, which holds every version.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        owners: Vec<VersionId>,
     },
-    /// The whole state, written first in a compacted manifest.
+    /// The whole state, first in a manifest of format 1 or 2 (read only).
     Snapshot {
-        state: State,
+        state: Snapshot,
+    },
+    /// The first frame of a manifest of format 3: the tables holding the state (newest
+    /// first), and the counters.
+    Base {
+        tables: Vec<u64>,
+        next_version: u64,
+        next_segment: u64,
+        next_table: u64,
     },
 }
 
@@ -173,6 +206,7 @@ impl Default for State {
     /// An empty store; ids start at 1 (`v1`, segment 1).
     fn default() -> Self {
         State {
+            base: Arc::new(Base::default()),
             runs: BTreeMap::new(),
             versions: BTreeMap::new(),
             next_version: 1,
@@ -181,10 +215,212 @@ impl Default for State {
     }
 }
 
+impl From<Snapshot> for State {
+    fn from(s: Snapshot) -> State {
+        State {
+            base: Arc::new(Base::default()),
+            runs: s.runs,
+            versions: s
+                .versions
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+            next_version: s.next_version,
+            next_segment: s.next_segment,
+        }
+    }
+}
+
+impl VersionMeta {
+    /// The checks one version's record passes on its own (`State::validate` adds those
+    /// that span records): ids in range, a parent older than the version, a restart with
+    /// `restart_of` and no parent, a purged version archived.
+    pub fn check(&self, (next_version, next_segment): (u64, u64)) -> Result<(), String> {
+        let id = self.id;
+        if id.0 == 0 || id.0 >= next_version {
+            return Err(format!(
+                "version {id} is outside the allocated ids (next {next_version})"
+            ));
+        }
+        if let Some(p) = self.parent.map(|p| p.0).or(self.restart_of) {
+            if p >= id || p.0 == 0 {
+                return Err(format!(
+                    "version {id} has parent {p}, which does not exist or is not older"
+                ));
+            }
+        }
+        let restart = self.origin == Origin::Restart;
+        if restart != self.restart_of.is_some() || (restart && self.parent.is_some()) {
+            return Err(format!(
+                "version {id}: a restart has `restart_of` and no parent, and only a restart \
+                 has `restart_of`"
+            ));
+        }
+        // Own rows come after the parent's cutoff: a sealed segment says where it starts.
+        if let Some((_, cut)) = self.parent {
+            if let Some(f) = self
+                .segments
+                .iter()
+                .filter_map(|s| s.sealed.and_then(|x| x.first_step))
+                .find(|&f| f <= cut)
+            {
+                return Err(format!(
+                    "version {id} holds step {f}, not after its parent's cutoff {cut}"
+                ));
+            }
+        }
+        if self.purged && !self.archived {
+            return Err(format!("version {id} is purged but not archived"));
+        }
+        for s in &self.segments {
+            if s.id.0 == 0 || s.id.0 >= next_segment {
+                return Err(format!(
+                    "segment {} of version {id} is outside the allocated ids (next {next_segment})",
+                    s.id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl State {
+    /// The state a base describes, with no edit since.
+    pub fn with_base(base: Base, next_version: u64, next_segment: u64) -> State {
+        State {
+            base: Arc::new(base),
+            next_version,
+            next_segment,
+            ..State::default()
+        }
+    }
+
+    pub fn base(&self) -> &Arc<Base> {
+        &self.base
+    }
+
+    /// The head of run `name`, if the run exists.
+    pub fn head(&self, name: &str) -> Result<Option<VersionId>> {
+        match self.runs.get(name) {
+            Some(v) => Ok(Some(*v)),
+            None => self.base.head(name),
+        }
+    }
+
+    /// Version `v`'s metadata, if it exists.
+    pub fn meta(&self, v: VersionId) -> Result<Option<Arc<VersionMeta>>> {
+        match self.versions.get(&v) {
+            Some(m) => Ok(Some(m.clone())),
+            None => self.base.version(v),
+        }
+    }
+
+    /// Version `v`'s metadata, which the state says exists (a reference from another
+    /// record): missing, it is corruption.
+    pub fn meta_of(&self, v: VersionId) -> Result<Arc<VersionMeta>> {
+        self.meta(v)?.ok_or_else(|| {
+            Error::corrupt(
+                self.base.dir(),
+                0,
+                format!("the manifest refers to version {v}, which it does not hold"),
+            )
+        })
+    }
+
+    /// Whether version `v` is its run's head.
+    pub fn is_head(&self, meta: &VersionMeta) -> Result<bool> {
+        Ok(self.head(&meta.run)? == Some(meta.id))
+    }
+
+    /// The whole state in memory, without a base (what `validate` checks as one).
+    pub fn materialize(&self) -> Result<State> {
+        let mut whole = State {
+            base: Arc::new(Base::default()),
+            runs: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            next_version: self.next_version,
+            next_segment: self.next_segment,
+        };
+        for r in self.runs() {
+            let (name, head) = r?;
+            whole.runs.insert(name, head);
+        }
+        for v in self.versions() {
+            let v = v?;
+            whole.versions.insert(v.id, v);
+        }
+        Ok(whole)
+    }
+
+    /// The runs changed since the base, in name order.
+    pub fn overlay_runs(&self) -> impl Iterator<Item = Result<(String, VersionId)>> + '_ {
+        self.runs.iter().map(|(k, v)| Ok((k.clone(), *v)))
+    }
+
+    /// The versions changed since the base, by id.
+    pub fn overlay_versions(&self) -> impl Iterator<Item = Result<Arc<VersionMeta>>> + '_ {
+        self.versions.values().map(|m| Ok(m.clone()))
+    }
+
+    /// Every run with its head, in name order (overlay over base, streamed).
+    pub fn runs(&self) -> impl Iterator<Item = Result<(String, VersionId)>> + '_ {
+        let overlay = self.runs.iter().map(|(k, v)| Ok((k.clone(), *v)));
+        merge_sorted(overlay, self.base.runs(), |a: &(String, VersionId)| {
+            a.0.clone()
+        })
+    }
+
+    /// Every version, by id (overlay over base, streamed).
+    pub fn versions(&self) -> impl Iterator<Item = Result<Arc<VersionMeta>>> + '_ {
+        let overlay = self.versions.values().map(|m| Ok(m.clone()));
+        let base = self.base.versions().map(|r| r.map(Arc::new));
+        merge_sorted(overlay, base, |m: &Arc<VersionMeta>| m.id)
+    }
+
+    /// Loads into the overlay what `edit` refers to, so that `apply` finds it there.
+    pub fn prepare(&mut self, edit: &Edit) -> Result<()> {
+        if self.base.is_empty() {
+            return Ok(());
+        }
+        let (run, versions): (Option<&String>, Vec<VersionId>) = match edit {
+            Edit::Create { run, .. } => (Some(run), vec![]),
+            Edit::Rewind { run, archived, .. } => (Some(run), vec![*archived]),
+            Edit::Fork { run, source, .. } => (Some(run), vec![*source]),
+            Edit::Resume { version, .. }
+            | Edit::AddSegment { version, .. }
+            | Edit::Seal { version, .. }
+            | Edit::Finish { version } => (None, vec![*version]),
+            Edit::Purge {
+                version, owners, ..
+            } => (
+                None,
+                std::iter::once(*version)
+                    .chain(owners.iter().copied())
+                    .collect(),
+            ),
+            Edit::Snapshot { .. } | Edit::Base { .. } => (None, vec![]),
+        };
+        if let Some(run) = run {
+            if !self.runs.contains_key(run) {
+                if let Some(head) = self.base.head(run)? {
+                    self.runs.insert(run.clone(), head);
+                }
+            }
+        }
+        for v in versions {
+            if !self.versions.contains_key(&v) {
+                if let Some(m) = self.base.version(v)? {
+                    self.versions.insert(v, m);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn version_mut(&mut self, v: VersionId) -> Result<&mut VersionMeta, String> {
         self.versions
             .get_mut(&v)
+            .map(Arc::make_mut)
             .ok_or_else(|| format!("edit refers to unknown version {v}"))
     }
 
@@ -209,11 +445,12 @@ impl State {
         }
         self.next_version = meta.id.0.checked_add(1).ok_or("version id overflow")?;
         self.runs.insert(meta.run.clone(), meta.id);
-        self.versions.insert(meta.id, meta);
+        self.versions.insert(meta.id, Arc::new(meta));
         Ok(())
     }
 
     /// Applies one edit; an edit that does not fit the state is an error (a corrupt manifest).
+    /// What the edit refers to must be in the overlay ([`prepare`](Self::prepare)).
     pub fn apply(&mut self, edit: &Edit) -> Result<(), String> {
         let new = |id, run: &str, origin, parent, config: &Config, time, finished| VersionMeta {
             id,
@@ -342,7 +579,9 @@ impl State {
                 self.version_mut(*version)?.finished = true;
                 Ok(())
             }
-            Edit::Purge { version, dropped } => {
+            Edit::Purge {
+                version, dropped, ..
+            } => {
                 let v = self.version_mut(*version)?;
                 if !v.archived || v.purged {
                     return Err(format!(
@@ -350,15 +589,21 @@ impl State {
                     ));
                 }
                 v.purged = true;
+                let dropped: std::collections::HashSet<_> = dropped.iter().collect();
                 for v in self.versions.values_mut() {
-                    v.segments.retain(|s| !dropped.contains(&s.id));
+                    if v.segments.iter().any(|s| dropped.contains(&s.id)) {
+                        Arc::make_mut(v)
+                            .segments
+                            .retain(|s| !dropped.contains(&s.id));
+                    }
                 }
                 Ok(())
             }
             Edit::Snapshot { state } => {
-                *self = state.clone();
+                *self = State::from(state.clone());
                 Ok(())
             }
+            Edit::Base { .. } => Err("a base frame after the manifest's first frame".into()),
         }
     }
 
@@ -389,44 +634,19 @@ impl State {
             if m.id != *id {
                 return Err(format!("version {} listed as {id}", m.id));
             }
-            if id.0 == 0 || id.0 >= self.next_version {
-                return Err(format!(
-                    "version {id} is outside the allocated ids (next {})",
-                    self.next_version
-                ));
-            }
+            m.check((self.next_version, self.next_segment))?;
             if let Some(p) = m.parent.map(|p| p.0).or(m.restart_of) {
-                if p >= *id || !self.versions.contains_key(&p) {
+                if !self.versions.contains_key(&p) {
                     return Err(format!(
                         "version {id} has parent {p}, which does not exist or is not older"
                     ));
                 }
-            }
-            let restart = m.origin == Origin::Restart;
-            if restart != m.restart_of.is_some() || (restart && m.parent.is_some()) {
-                return Err(format!(
-                    "version {id}: a restart has `restart_of` and no parent, and only a restart \
-                     has `restart_of`"
-                ));
             }
             if let Some(r) = m.restart_of {
                 let of = &self.versions[&r];
                 if of.run != m.run || !of.archived {
                     return Err(format!(
                         "version {id} restarts {r}, which is not an archived version of its run"
-                    ));
-                }
-            }
-            // Own rows come after the parent's cutoff: a sealed segment says where it starts.
-            if let Some((_, cut)) = m.parent {
-                if let Some(f) = m
-                    .segments
-                    .iter()
-                    .filter_map(|s| s.sealed.and_then(|x| x.first_step))
-                    .find(|&f| f <= cut)
-                {
-                    return Err(format!(
-                        "version {id} holds step {f}, not after its parent's cutoff {cut}"
                     ));
                 }
             }
@@ -442,16 +662,7 @@ impl State {
                     m.run
                 ));
             }
-            if m.purged && !m.archived {
-                return Err(format!("version {id} is purged but not archived"));
-            }
             for s in &m.segments {
-                if s.id.0 == 0 || s.id.0 >= self.next_segment {
-                    return Err(format!(
-                        "segment {} of version {id} is outside the allocated ids (next {})",
-                        s.id, self.next_segment
-                    ));
-                }
                 if !segments.insert(s.id) {
                     return Err(format!("segment {} belongs to two versions", s.id));
                 }
@@ -461,22 +672,63 @@ impl State {
     }
 
     /// The pieces a version's rows come from, newest first (the version itself, then its
-    /// parent with its cutoff, ...), lazily: a caller that stops early pays for what it read.
-    pub fn ancestry(&self, v: VersionId) -> impl Iterator<Item = (VersionId, Option<u64>)> + '_ {
+    /// parent with its cutoff, ...), each with its metadata, lazily: a caller that stops
+    /// early pays for what it read. A version missing on the way is corruption.
+    pub fn ancestry(
+        &self,
+        v: VersionId,
+    ) -> impl Iterator<Item = Result<(Arc<VersionMeta>, Option<u64>)>> + '_ {
         let mut next = Some((v, None::<u64>));
         std::iter::from_fn(move || {
-            let (cur, limit) = next?;
-            next = self
-                .versions
-                .get(&cur)
-                .and_then(|m| m.parent)
-                // Parents are older (`validate`); even on a state that was not validated, ids
+            let (cur, limit) = next.take()?;
+            let meta = match self.meta_of(cur) {
+                Ok(m) => m,
+                Err(e) => return Some(Err(e)),
+            };
+            next = meta
+                .parent
+                // Parents are older (`check`); even on a state that was not validated, ids
                 // that only decrease make this walk end.
                 .filter(|&(parent, _)| parent < cur)
                 .map(|(parent, step)| (parent, Some(limit.map_or(step, |l| l.min(step)))));
-            Some((cur, limit))
+            Some(Ok((meta, limit)))
         })
     }
+}
+
+/// Merges two streams sorted by `key` into one, `a`'s item winning where both have a key;
+/// the first error ends the stream.
+fn merge_sorted<T, K: Ord>(
+    a: impl Iterator<Item = Result<T>>,
+    b: impl Iterator<Item = Result<T>>,
+    key: impl Fn(&T) -> K,
+) -> impl Iterator<Item = Result<T>> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        let take_a = match (a.peek(), b.peek()) {
+            (None, None) => return None,
+            (Some(Err(_)), _) => true,
+            (_, Some(Err(_))) => false,
+            (Some(Ok(_)), None) => true,
+            (None, Some(Ok(_))) => false,
+            (Some(Ok(x)), Some(Ok(y))) => {
+                let (kx, ky) = (key(x), key(y));
+                if kx == ky {
+                    b.next();
+                }
+                kx <= ky
+            }
+        };
+        let item = if take_a { a.next() } else { b.next() };
+        if matches!(item, Some(Err(_))) {
+            failed = true;
+        }
+        item
+    })
 }
 
 #[cfg(test)]
@@ -509,6 +761,7 @@ mod tests {
         let purge = Edit::Purge {
             version: VersionId(1),
             dropped: vec![],
+            owners: vec![],
         };
         s.apply(&purge).unwrap();
         assert!(s.validate().is_ok());
@@ -533,6 +786,7 @@ mod tests {
         let purge_head = Edit::Purge {
             version: VersionId(2),
             dropped: vec![],
+            owners: vec![],
         };
         assert!(s.clone().apply(&purge_head).is_err(), "purge of a head");
         s.apply(&fork(2, 3)).unwrap();

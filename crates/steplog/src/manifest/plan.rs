@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 
 use super::{SegmentMeta, State, VersionMeta};
+use crate::error::Result;
 use crate::types::{SegmentId, Stream, VersionId};
 
 /// How much of a segment a read takes.
@@ -26,10 +27,10 @@ pub(crate) enum Cover {
 
 /// One segment to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Piece<'a> {
+pub(crate) struct Piece {
     /// The version owning the segment (the read's version or one of its ancestors).
     pub version: VersionId,
-    pub segment: &'a SegmentMeta,
+    pub segment: SegmentMeta,
     /// The highest step taken from the segment.
     pub hi: u64,
     pub cover: Cover,
@@ -58,19 +59,14 @@ pub(crate) fn cover(seg: &SegmentMeta, from: u64, hi: u64) -> Option<Cover> {
 
 impl VersionMeta {
     /// The plan of this version's own segments of `stream` for steps `from..=hi`.
-    pub fn own_plan(
-        &self,
-        stream: Stream,
-        from: u64,
-        hi: u64,
-    ) -> impl Iterator<Item = Piece<'_>> + '_ {
+    pub fn own_plan(&self, stream: Stream, from: u64, hi: u64) -> impl Iterator<Item = Piece> + '_ {
         self.segments
             .iter()
             .filter(move |s| s.stream == stream)
             .filter_map(move |segment| {
                 cover(segment, from, hi).map(|cover| Piece {
                     version: self.id,
-                    segment,
+                    segment: *segment,
                     hi,
                     cover,
                 })
@@ -87,27 +83,41 @@ impl State {
         stream: Stream,
         from: u64,
         to: u64,
-    ) -> impl Iterator<Item = Piece<'_>> + '_ {
-        let mut pieces: Vec<_> = self.ancestry(v).collect();
+    ) -> Result<impl Iterator<Item = Piece> + 'static> {
+        let mut pieces = self.ancestry(v).collect::<Result<Vec<_>>>()?;
         pieces.reverse();
-        pieces
-            .into_iter()
-            .filter_map(move |(piece, limit)| {
-                let hi = limit.map_or(to, |l| l.min(to));
-                self.versions.get(&piece).map(|m| (m, hi))
+        Ok(pieces.into_iter().flat_map(move |(meta, limit)| {
+            let hi = limit.map_or(to, |l| l.min(to));
+            (0..meta.segments.len()).filter_map(move |i| {
+                let segment = meta.segments[i];
+                if segment.stream != stream {
+                    return None;
+                }
+                cover(&segment, from, hi).map(|cover| Piece {
+                    version: meta.id,
+                    segment,
+                    hi,
+                    cover,
+                })
             })
-            .flat_map(move |(meta, hi)| meta.own_plan(stream, from, hi))
+        }))
     }
 
     /// Segments still needed by a version that is not purged: a version needs all its own
     /// segments and, of each ancestor, those its plan reads up to the cutoff. Linear in the
     /// versions: the highest step any reader takes from each version is found children first
     /// (a child's id is above its parent's), instead of walking a chain per version.
-    pub fn needed_segments(&self) -> std::collections::HashSet<SegmentId> {
+    /// With `purging`, that version is taken as purged too (what a purge of it would keep).
+    pub fn needed_segments(
+        &self,
+        purging: Option<VersionId>,
+    ) -> Result<std::collections::HashSet<SegmentId>> {
+        let all = self.versions().collect::<Result<Vec<_>>>()?;
+        let by_id: HashMap<VersionId, &VersionMeta> = all.iter().map(|m| (m.id, &**m)).collect();
         // reach[v]: None = needed whole (not purged); Some(s) = read by descendants up to s.
         let mut reach: HashMap<VersionId, Option<u64>> = HashMap::new();
-        for (id, meta) in self.versions.iter().rev() {
-            if !meta.purged {
+        for (id, meta) in all.iter().rev().map(|m| (&m.id, m)) {
+            if !meta.purged && purging != Some(*id) {
                 reach.insert(*id, None);
             }
             let Some(&mine) = reach.get(id) else {
@@ -124,7 +134,7 @@ impl State {
         }
         let mut needed = std::collections::HashSet::new();
         for (id, limit) in reach {
-            let Some(meta) = self.versions.get(&id) else {
+            let Some(meta) = by_id.get(&id) else {
                 continue;
             };
             for s in &meta.segments {
@@ -135,7 +145,7 @@ impl State {
                 }
             }
         }
-        needed
+        Ok(needed)
     }
 }
 
@@ -227,7 +237,7 @@ mod tests {
             }
             state.versions.insert(
                 id,
-                VersionMeta {
+                std::sync::Arc::new(VersionMeta {
                     id,
                     run: format!("r{i}"),
                     origin: if parent.is_some() {
@@ -243,7 +253,7 @@ mod tests {
                     archived: false,
                     purged: tree.purged[i],
                     segments,
-                },
+                }),
             );
         }
         (state, rows)
@@ -291,7 +301,7 @@ mod tests {
                     }
                 }
             }
-            let plan: Vec<_> = state.plan(v, stream, from, to).collect();
+            let plan: Vec<_> = state.plan(v, stream, from, to).unwrap().collect();
             let mut got: BTreeMap<SegmentId, BTreeSet<u64>> = BTreeMap::new();
             let mut order = Vec::new();
             for p in &plan {
@@ -318,10 +328,10 @@ mod tests {
             // The plan's order is step order: a cursor that follows it yields sorted rows.
             prop_assert!(order.windows(2).all(|w| w[0] < w[1]), "{:?}", order);
             // Every segment a live version reads (any stream, any range) is one purge keeps.
-            let needed = state.needed_segments();
+            let needed = state.needed_segments(None).unwrap();
             for meta in state.versions.values().filter(|m| !m.purged) {
                 for s in Stream::ALL {
-                    for p in state.plan(meta.id, s, 0, u64::MAX) {
+                    for p in state.plan(meta.id, s, 0, u64::MAX).unwrap() {
                         prop_assert!(needed.contains(&p.segment.id), "{:?} of {}", p, meta.id);
                     }
                 }

@@ -184,7 +184,7 @@ impl StartRun {
         };
         // No `Arc<State>` may be held across a manifest transaction: the transaction would
         // have to copy the whole state (copy-on-write), making every start O(runs).
-        let existing = store.state()?.runs.get(&name).copied();
+        let existing = store.state()?.head(&name)?;
         let begun = match start {
             Start::Resume(mode) => match (existing, mode) {
                 (Some(_), Resume::Never) => {
@@ -292,7 +292,7 @@ pub(super) struct Begun {
 
 fn create(store: &Store, name: &str, config: Option<Config>) -> Result<Begun> {
     let version = store.transact(|state| {
-        if state.runs.contains_key(name) {
+        if state.head(name)?.is_some() {
             return Err(Error::RunExists { run: name.into() });
         }
         let version = VersionId(state.next_version);
@@ -317,7 +317,8 @@ fn create(store: &Store, name: &str, config: Option<Config>) -> Result<Begun> {
 /// last step.
 fn min_next(store: &Store, state: &State, v: VersionId) -> Result<[u64; 3]> {
     // A version's own rows are all after its cutoff, console rows included.
-    let floor = state.versions[&v]
+    let floor = state
+        .meta_of(v)?
         .parent
         .map_or(0, |(_, s)| s.saturating_add(1));
     let last = store.last_step_any(state, v)?;
@@ -332,16 +333,16 @@ fn min_next(store: &Store, state: &State, v: VersionId) -> Result<[u64; 3]> {
 }
 
 fn resume(store: &Store, name: &str, head: VersionId, config: Option<Config>) -> Result<Begun> {
-    let meta = store.state()?.versions[&head].clone();
+    let meta = store.state()?.meta_of(head)?;
     seal_leftovers(store, &meta)?;
     store.transact(|state| {
-        if state.runs.get(name) != Some(&head) {
+        if state.head(name)? != Some(head) {
             return Err(Error::Conflict {
                 reason: format!("run '{name}' changed while resuming"),
             });
         }
         let config = config
-            .map(|c| merge_config(&state.versions[&head].config, Some(&c)))
+            .map(|c| merge_config(&state.meta_of(head)?.config, Some(&c)))
             .transpose()?;
         Ok((
             vec![Edit::Resume {
@@ -360,7 +361,7 @@ fn resume(store: &Store, name: &str, head: VersionId, config: Option<Config>) ->
 }
 
 fn check_step(store: &Store, state: &State, v: VersionId, step: u64) -> Result<()> {
-    let meta = &state.versions[&v];
+    let meta = state.meta_of(v)?;
     let out_of_range = |reason: String| Error::StepOutOfRange {
         run: meta.run.clone(),
         version: v.to_string(),
@@ -385,23 +386,22 @@ fn rewind(
 ) -> Result<Begun> {
     let (head, meta) = {
         let state = store.state()?;
-        let head = *state
-            .runs
-            .get(name)
+        let head = state
+            .head(name)?
             .ok_or_else(|| Error::RunNotFound { run: name.into() })?;
         if let Some(step) = step {
             check_step(store, &state, head, step)?;
         }
-        (head, state.versions[&head].clone())
+        (head, state.meta_of(head)?)
     };
     seal_leftovers(store, &meta)?;
     let version = store.transact(|state| {
-        if state.runs.get(name) != Some(&head) {
+        if state.head(name)? != Some(head) {
             return Err(Error::Conflict {
                 reason: format!("run '{name}' changed while rewinding"),
             });
         }
-        let old = &state.versions[&head].config;
+        let old = &state.meta_of(head)?.config;
         let version = VersionId(state.next_version);
         let edit = Edit::Rewind {
             run: name.into(),
@@ -431,18 +431,19 @@ fn fork(
 ) -> Result<Begun> {
     {
         let state = store.state()?;
-        if state.runs.contains_key(name) {
+        if state.head(name)?.is_some() {
             return Err(Error::RunExists { run: name.into() });
         }
         check_step(store, &state, source, step)?;
     }
     let version = store.transact(|state| {
-        if state.runs.contains_key(name) {
+        if state.head(name)?.is_some() {
             return Err(Error::RunExists { run: name.into() });
         }
         // Checked again on the latest state, under the manifest lock: a purge committed since
         // the source was resolved has deleted the rows this fork would read.
-        let base = match state.versions.get(&source) {
+        let source_meta = state.meta(source)?;
+        let base = match &source_meta {
             Some(m) if !m.purged => &m.config,
             _ => {
                 return Err(Error::Purged {
@@ -494,6 +495,6 @@ mod tests {
         store.purge(source).unwrap();
         let result = fork(&store, "f", source, 30, None, true);
         assert!(matches!(result, Err(Error::Purged { .. })));
-        assert!(!store.state().unwrap().runs.contains_key("f"));
+        assert!(store.state().unwrap().head("f").unwrap().is_none());
     }
 }

@@ -1,42 +1,9 @@
 //! Sections: a block's directory and each column stored raw or zstd-compressed on its own,
-//! with one zstd context per thread (setting one up costs more than a short run's blocks).
+//! with one zstd context per thread (`codec::zstd_compress`).
 
 use crate::codec::{DecodeError, DecodeResult, Reader};
 
-thread_local! {
-    // zstd contexts are large to set up (hundreds of KiB of tables); reuse one per thread
-    // instead of paying that for every block (it dominated short runs).
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(None) };
-    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-pub(super) fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with(|c| {
-        let mut c = c.borrow_mut();
-        if c.as_ref().is_none_or(|(l, _)| *l != level) {
-            *c = Some((level, zstd::bulk::Compressor::new(level)?));
-        }
-        match c.as_mut() {
-            Some((_, z)) => z.compress(raw),
-            None => zstd::bulk::compress(raw, level),
-        }
-    })
-}
-
-pub(super) fn decompress(payload: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
-    DECOMPRESSOR.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.is_none() {
-            *d = Some(zstd::bulk::Decompressor::new()?);
-        }
-        match d.as_mut() {
-            Some(z) => z.decompress(payload, capacity),
-            None => zstd::bulk::decompress(payload, capacity),
-        }
-    })
-}
+use crate::codec::{zstd_compress as compress, zstd_decompress as decompress};
 
 /// Section codecs: how a directory or column section is stored in the payload.
 pub(super) const CODEC_RAW: u8 = 0;

@@ -1,0 +1,653 @@
+//! Manifest tables: immutable, sorted, checksummed files of manifest records (a run's head,
+//! a version's metadata), written whole by a compaction and never changed again. A reader
+//! opens a table by reading its footer, its block index and its Bloom filter, then reads
+//! only the blocks holding the keys it asks for: what one run costs does not grow with the
+//! number of runs in the store.
+//!
+//! The bytes are docs/FORMAT.md's "Manifest tables", the one place the grammar lives.
+//!
+//! Architecture invariants: keys are strictly increasing across the whole file; every block,
+//! the index and the filter carry a crc32 checked before use; a table is created with
+//! `O_EXCL` and synced before any manifest names it, and is never written again.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::codec::{put_bytes, put_varint, Reader};
+use crate::error::{Error, IoContext, Result};
+use crate::io::{FileHandle, FileSystem, OpenMode};
+
+/// The directory of table files, in the store.
+pub(crate) const TABLE_DIR: &str = "manifest";
+const MAGIC: [u8; 8] = *b"STEPLTAB";
+const END_MAGIC: [u8; 4] = *b"STND";
+const FORMAT: u16 = 1;
+pub(crate) const HEADER_LEN: usize = 32;
+pub(crate) const FOOTER_LEN: usize = 48;
+pub(crate) const FRAME_HEADER_LEN: usize = 12;
+/// Raw bytes of records after which a block is closed.
+const BLOCK_RAW: usize = 32 << 10;
+/// Filter bits per key (about 1% false positives with 7 probes).
+const BLOOM_BITS_PER_KEY: u64 = 10;
+const BLOOM_PROBES: u8 = 7;
+
+/// The file of table `id`.
+pub(crate) fn table_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(TABLE_DIR).join(format!("{id:016}.tab"))
+}
+
+/// The 64-bit FNV-1a hash of a key, and a second one from another offset basis: the two
+/// hashes of the filter's double hashing (stable across platforms and releases).
+fn hashes(key: &[u8]) -> (u64, u64) {
+    let fnv = |basis: u64| {
+        key.iter().fold(basis, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    (fnv(0xcbf2_9ce4_8422_2325), fnv(0x8422_2325_cbf2_9ce4) | 1)
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    u64::from(le_u32(b, at)) | (u64::from(le_u32(b, at + 4)) << 32)
+}
+
+/// A frame: `raw_len u32 | stored_len u32 | crc32 u32 (of the stored bytes) | stored`, the
+/// stored bytes zstd-compressed (level 3).
+fn encode_frame(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    let stored = crate::codec::zstd_compress(raw, 3)?;
+    let too_big = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "table frame too big");
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + stored.len());
+    out.extend_from_slice(
+        &u32::try_from(raw.len())
+            .map_err(|_| too_big())?
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(
+        &u32::try_from(stored.len())
+            .map_err(|_| too_big())?
+            .to_le_bytes(),
+    );
+    out.extend_from_slice(&crc32fast::hash(&stored).to_le_bytes());
+    out.extend_from_slice(&stored);
+    Ok(out)
+}
+
+/// Writes one table: records in strictly increasing key order, then `finish`.
+pub(crate) struct TableWriter {
+    path: PathBuf,
+    file: Arc<dyn FileHandle>,
+    /// Bytes written so far (the next frame's offset).
+    offset: u64,
+    /// Encoded bytes not yet written (flushed past 1 MiB).
+    pending: Vec<u8>,
+    block: Vec<u8>,
+    block_first: Vec<u8>,
+    last_key: Vec<u8>,
+    index: Vec<u8>,
+    blocks: u64,
+    records: u64,
+    hashes: Vec<(u64, u64)>,
+}
+
+impl TableWriter {
+    /// Creates table `id` (never over an existing file).
+    pub fn create(fs: &dyn FileSystem, dir: &Path, id: u64) -> Result<TableWriter> {
+        let parent = dir.join(TABLE_DIR);
+        fs.create_dir_all(&parent).at(&parent)?;
+        let path = table_path(dir, id);
+        let file = fs.open(&path, OpenMode::CreateNew).at(&path)?;
+        let mut header = [0u8; HEADER_LEN];
+        header[..8].copy_from_slice(&MAGIC);
+        header[8..10].copy_from_slice(&FORMAT.to_le_bytes());
+        header[12..20].copy_from_slice(&id.to_le_bytes());
+        let crc = crc32fast::hash(&header[..28]);
+        header[28..].copy_from_slice(&crc.to_le_bytes());
+        Ok(TableWriter {
+            path,
+            file,
+            offset: 0,
+            pending: header.to_vec(),
+            block: Vec::new(),
+            block_first: Vec::new(),
+            last_key: Vec::new(),
+            index: Vec::new(),
+            blocks: 0,
+            records: 0,
+            hashes: Vec::new(),
+        })
+    }
+
+    /// Adds a record; its key must be greater than the previous one.
+    pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.records > 0 && key <= self.last_key.as_slice() {
+            return Err(Error::InvalidInput(format!(
+                "manifest table {}: keys out of order",
+                self.path.display()
+            )));
+        }
+        if self.block.is_empty() {
+            self.block_first = key.to_vec();
+        }
+        put_bytes(&mut self.block, key);
+        put_bytes(&mut self.block, value);
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
+        self.records += 1;
+        self.hashes.push(hashes(key));
+        if self.block.len() >= BLOCK_RAW {
+            self.close_block()?;
+        }
+        Ok(())
+    }
+
+    fn close_block(&mut self) -> Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let frame = encode_frame(&self.block).at(&self.path)?;
+        let at = self.offset + self.pending.len() as u64;
+        put_varint(&mut self.index, at);
+        put_varint(&mut self.index, frame.len() as u64);
+        put_bytes(&mut self.index, &self.block_first);
+        put_bytes(&mut self.index, &self.last_key);
+        self.blocks += 1;
+        self.pending.extend(frame);
+        self.block.clear();
+        if self.pending.len() >= 1 << 20 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.file
+            .write_all_at(&self.pending, self.offset)
+            .at(&self.path)?;
+        self.offset += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the index, the filter and the footer, and syncs the file. Returns its length.
+    pub fn finish(mut self) -> Result<u64> {
+        self.close_block()?;
+        let mut index = Vec::new();
+        put_varint(&mut index, self.blocks);
+        index.extend_from_slice(&self.index);
+        let index_frame = encode_frame(&index).at(&self.path)?;
+        let index_at = self.offset + self.pending.len() as u64;
+        self.pending.extend_from_slice(&index_frame);
+        let bloom = Bloom::build(&self.hashes);
+        let bloom_frame = encode_frame(&bloom.encode()).at(&self.path)?;
+        let bloom_at = index_at + index_frame.len() as u64;
+        self.pending.extend_from_slice(&bloom_frame);
+        let mut footer = [0u8; FOOTER_LEN];
+        footer[..8].copy_from_slice(&index_at.to_le_bytes());
+        footer[8..16].copy_from_slice(&(index_frame.len() as u64).to_le_bytes());
+        footer[16..24].copy_from_slice(&bloom_at.to_le_bytes());
+        footer[24..32].copy_from_slice(&(bloom_frame.len() as u64).to_le_bytes());
+        footer[32..40].copy_from_slice(&self.records.to_le_bytes());
+        let crc = crc32fast::hash(&footer[..40]);
+        footer[40..44].copy_from_slice(&crc.to_le_bytes());
+        footer[44..48].copy_from_slice(&END_MAGIC);
+        self.pending.extend_from_slice(&footer);
+        self.flush()?;
+        self.file.sync().at(&self.path)?;
+        Ok(self.offset)
+    }
+}
+
+/// A Bloom filter over a table's keys: `probes` bit positions per key by double hashing.
+struct Bloom {
+    probes: u8,
+    bits: Vec<u8>,
+}
+
+impl Bloom {
+    fn build(hashes: &[(u64, u64)]) -> Bloom {
+        let nbits = (hashes.len() as u64 * BLOOM_BITS_PER_KEY).max(64);
+        let mut bits = vec![0u8; nbits.div_ceil(8) as usize];
+        let nbits = bits.len() as u64 * 8;
+        for &(h1, h2) in hashes {
+            for i in 0..u64::from(BLOOM_PROBES) {
+                let bit = h1.wrapping_add(i.wrapping_mul(h2)) % nbits;
+                bits[(bit / 8) as usize] |= 1 << (bit % 8);
+            }
+        }
+        Bloom {
+            probes: BLOOM_PROBES,
+            bits,
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.probes];
+        out.extend_from_slice(&self.bits);
+        out
+    }
+
+    fn decode(raw: &[u8]) -> std::result::Result<Bloom, String> {
+        match raw.split_first() {
+            Some((&probes, bits)) if (1..=32).contains(&probes) && !bits.is_empty() => Ok(Bloom {
+                probes,
+                bits: bits.to_vec(),
+            }),
+            _ => Err("bad Bloom filter".into()),
+        }
+    }
+
+    /// False only when the key is certainly absent.
+    fn may_contain(&self, key: &[u8]) -> bool {
+        let (h1, h2) = hashes(key);
+        let nbits = self.bits.len() as u64 * 8;
+        (0..u64::from(self.probes)).all(|i| {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % nbits;
+            self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0
+        })
+    }
+}
+
+/// One block of a table: where its frame is and the keys it spans.
+#[derive(Debug)]
+struct BlockRef {
+    offset: u64,
+    len: u64,
+    first: Vec<u8>,
+    last: Vec<u8>,
+}
+
+/// An open table. Cheap to share; reads go straight to the file (positional reads), so a
+/// table whose file a later compaction deletes stays readable while it is open.
+pub(crate) struct Table {
+    id: u64,
+    path: PathBuf,
+    file: Arc<dyn FileHandle>,
+    len: u64,
+    blocks: Vec<BlockRef>,
+    bloom: Bloom,
+    /// The blocks lookups read last, decoded (listings look up heads and versions in key
+    /// order, so neighbours share blocks).
+    recent: Mutex<VecDeque<(usize, Records)>>,
+}
+
+/// A block's records, decoded.
+type Records = Arc<Vec<(Vec<u8>, Vec<u8>)>>;
+/// Blocks kept decoded per table.
+const RECENT_BLOCKS: usize = 8;
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Table({})", self.path.display())
+    }
+}
+
+impl Table {
+    /// Opens table `id`, reading its header, footer, index and filter (checked whole).
+    pub fn open(fs: &dyn FileSystem, dir: &Path, id: u64) -> Result<Table> {
+        let path = table_path(dir, id);
+        let file = fs.open(&path, OpenMode::Read).at(&path)?;
+        let len = file.len().at(&path)?;
+        let min = (HEADER_LEN + FOOTER_LEN) as u64;
+        if len < min {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!("manifest table of {len} bytes, shorter than its header and footer"),
+            ));
+        }
+        let mut header = [0u8; HEADER_LEN];
+        file.read_exact_at(&mut header, 0).at(&path)?;
+        if header[..8] != MAGIC {
+            return Err(Error::corrupt(&path, 0, "not a manifest table (bad magic)"));
+        }
+        let stored = le_u32(&header, 28);
+        let got = crc32fast::hash(&header[..28]);
+        if stored != got {
+            return Err(Error::ChecksumMismatch {
+                file: path,
+                offset: 0,
+                expected: stored,
+                got,
+            });
+        }
+        let format = u16::from_le_bytes([header[8], header[9]]);
+        if format != FORMAT {
+            return Err(Error::corrupt(
+                &path,
+                8,
+                format!("unsupported manifest table format version {format}"),
+            ));
+        }
+        let named = le_u64(&header, 12);
+        if named != id {
+            return Err(Error::corrupt(
+                &path,
+                12,
+                format!("the table names itself {named}, not {id}"),
+            ));
+        }
+        let foot_at = len - FOOTER_LEN as u64;
+        let mut footer = [0u8; FOOTER_LEN];
+        file.read_exact_at(&mut footer, foot_at).at(&path)?;
+        let u64_at = |i: usize| le_u64(&footer, i);
+        let stored = le_u32(&footer, 40);
+        let got = crc32fast::hash(&footer[..40]);
+        if footer[44..] != END_MAGIC || stored != got {
+            return Err(Error::ChecksumMismatch {
+                file: path,
+                offset: foot_at,
+                expected: stored,
+                got,
+            });
+        }
+        let (index_at, index_len) = (u64_at(0), u64_at(8));
+        let (bloom_at, bloom_len) = (u64_at(16), u64_at(24));
+        let in_file = |at: u64, n: u64| {
+            at >= HEADER_LEN as u64 && at.checked_add(n).is_some_and(|end| end <= foot_at)
+        };
+        if !in_file(index_at, index_len)
+            || !in_file(bloom_at, bloom_len)
+            || index_at + index_len != bloom_at
+            || bloom_at + bloom_len != foot_at
+        {
+            return Err(Error::corrupt(
+                &path,
+                foot_at,
+                "the footer's index and filter do not fit the file",
+            ));
+        }
+        let mut t = Table {
+            id,
+            path,
+            file,
+            len,
+            blocks: Vec::new(),
+            bloom: Bloom {
+                probes: 1,
+                bits: vec![0],
+            },
+            recent: Mutex::default(),
+        };
+        let index = t.frame(index_at, index_len)?;
+        t.blocks = t.parse_index(&index, index_at)?;
+        let bloom = t.frame(bloom_at, bloom_len)?;
+        t.bloom = Bloom::decode(&bloom).map_err(|e| Error::corrupt(&t.path, bloom_at, e))?;
+        Ok(t)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Reads and checks the frame of `len` bytes at `at`; its raw bytes.
+    fn frame(&self, at: u64, len: u64) -> Result<Vec<u8>> {
+        let bad = |reason: String| Error::corrupt(&self.path, at, reason);
+        if len < FRAME_HEADER_LEN as u64 || len > u64::from(crate::limits::MAX_RAW_LEN) {
+            return Err(bad(format!("a table frame of {len} bytes")));
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut buf, at).at(&self.path)?;
+        let raw_len = le_u32(&buf, 0);
+        let stored_len = le_u32(&buf, 4);
+        let stored_crc = le_u32(&buf, 8);
+        let stored = &buf[FRAME_HEADER_LEN..];
+        if u64::from(stored_len) != len - FRAME_HEADER_LEN as u64 {
+            return Err(bad(format!(
+                "a table frame says {stored_len} stored bytes in {} bytes",
+                len - FRAME_HEADER_LEN as u64
+            )));
+        }
+        let got = crc32fast::hash(stored);
+        if got != stored_crc {
+            return Err(Error::ChecksumMismatch {
+                file: self.path.clone(),
+                offset: at,
+                expected: stored_crc,
+                got,
+            });
+        }
+        if raw_len > crate::limits::MAX_RAW_LEN {
+            return Err(bad(format!("a table frame of {raw_len} raw bytes")));
+        }
+        let raw = crate::codec::zstd_decompress(stored, raw_len as usize)
+            .map_err(|e| bad(format!("a table frame does not decompress: {e}")))?;
+        if raw.len() != raw_len as usize {
+            return Err(bad(format!(
+                "a table frame decompresses to {} bytes, not {raw_len}",
+                raw.len()
+            )));
+        }
+        Ok(raw)
+    }
+
+    fn parse_index(&self, raw: &[u8], at: u64) -> Result<Vec<BlockRef>> {
+        let bad = |reason: String| Error::corrupt(&self.path, at, format!("table index: {reason}"));
+        let mut r = Reader::new(raw);
+        let n = r.count(4).map_err(|e| bad(e.reason))?;
+        let mut blocks: Vec<BlockRef> = Vec::with_capacity(n);
+        let mut end = HEADER_LEN as u64;
+        for _ in 0..n {
+            let mut next = || -> crate::codec::DecodeResult<BlockRef> {
+                Ok(BlockRef {
+                    offset: r.varint()?,
+                    len: r.varint()?,
+                    first: r.bytes()?.to_vec(),
+                    last: r.bytes()?.to_vec(),
+                })
+            };
+            let b = next().map_err(|e| bad(e.reason))?;
+            let ordered = b.first <= b.last
+                && blocks.last().is_none_or(|p| p.last < b.first)
+                && b.offset == end;
+            if !ordered {
+                return Err(bad("blocks out of order or not back to back".into()));
+            }
+            end = b.offset.saturating_add(b.len);
+            blocks.push(b);
+        }
+        if !r.is_empty() || end != at {
+            return Err(bad("the blocks do not end where the index starts".into()));
+        }
+        Ok(blocks)
+    }
+
+    /// Block `i`'s records, from the recent blocks or read (and kept there).
+    fn cached_block(&self, i: usize) -> Result<Records> {
+        let lock = || self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, r)) = lock().iter().find(|(j, _)| *j == i) {
+            return Ok(r.clone());
+        }
+        let records = Arc::new(self.block(i)?);
+        let mut recent = lock();
+        if recent.len() >= RECENT_BLOCKS {
+            recent.pop_front();
+        }
+        recent.push_back((i, records.clone()));
+        Ok(records)
+    }
+
+    /// The records of block `i`, checked: keys increasing and inside the index's span.
+    fn block(&self, i: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let b = &self.blocks[i];
+        let raw = self.frame(b.offset, b.len)?;
+        let bad =
+            |reason: &str| Error::corrupt(&self.path, b.offset, format!("table block: {reason}"));
+        let mut r = Reader::new(&raw);
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        while !r.is_empty() {
+            let key = r.bytes().map_err(|e| bad(&e.reason))?.to_vec();
+            let value = r.bytes().map_err(|e| bad(&e.reason))?.to_vec();
+            if out.last().is_some_and(|(k, _)| *k >= key) {
+                return Err(bad("keys out of order"));
+            }
+            out.push((key, value));
+        }
+        let span_ok = out.first().is_some_and(|(k, _)| *k == b.first)
+            && out.last().is_some_and(|(k, _)| *k == b.last);
+        if !span_ok {
+            return Err(bad("its keys are not the ones the index gives"));
+        }
+        Ok(out)
+    }
+
+    /// The value of `key`, if the table holds it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if !self.bloom.may_contain(key) {
+            return Ok(None);
+        }
+        let i = self.blocks.partition_point(|b| b.last.as_slice() < key);
+        match self.blocks.get(i) {
+            Some(b) if b.first.as_slice() <= key => {}
+            _ => return Ok(None),
+        }
+        let records = self.cached_block(i)?;
+        Ok(records
+            .binary_search_by(|(k, _)| k.as_slice().cmp(key))
+            .ok()
+            .map(|j| records[j].1.clone()))
+    }
+
+    /// Every record whose key starts with `prefix`, in key order, a block at a time.
+    pub fn scan<'a>(
+        &'a self,
+        prefix: &'a [u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a {
+        let first = self.blocks.partition_point(|b| b.last.as_slice() < prefix);
+        let mut next_block = first;
+        let mut buf: std::vec::IntoIter<(Vec<u8>, Vec<u8>)> = Vec::new().into_iter();
+        let mut done = false;
+        std::iter::from_fn(move || loop {
+            if done {
+                return None;
+            }
+            if let Some((k, v)) = buf.next() {
+                if k.starts_with(prefix) {
+                    return Some(Ok((k, v)));
+                }
+                if k.as_slice() > prefix {
+                    done = true;
+                    return None;
+                }
+                continue;
+            }
+            if next_block >= self.blocks.len() {
+                done = true;
+                return None;
+            }
+            match self.block(next_block) {
+                Ok(records) => {
+                    next_block += 1;
+                    buf = records.into_iter();
+                }
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::OsFs;
+
+    fn write(dir: &Path, id: u64, records: &[(Vec<u8>, Vec<u8>)]) -> u64 {
+        let mut w = TableWriter::create(&OsFs, dir, id).unwrap();
+        for (k, v) in records {
+            w.add(k, v).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn records(n: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out: Vec<_> = (0..n)
+            .map(|i| {
+                (
+                    format!("r{i:07}").into_bytes(),
+                    format!("value of {i} {}", "x".repeat((i % 50) as usize)).into_bytes(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_record_is_found_and_absent_keys_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = records(20_000);
+        write(dir.path(), 1, &recs);
+        let t = Table::open(&OsFs, dir.path(), 1).unwrap();
+        assert!(t.blocks.len() > 10, "several blocks: {}", t.blocks.len());
+        for (k, v) in recs.iter().step_by(7) {
+            assert_eq!(t.get(k).unwrap().as_ref(), Some(v));
+        }
+        for absent in ["", "a", "r", "r0000000x", "r9999999", "s"] {
+            assert_eq!(t.get(absent.as_bytes()).unwrap(), None, "{absent}");
+        }
+        let all: Vec<_> = t.scan(b"r").map(|r| r.unwrap()).collect();
+        assert_eq!(all, recs);
+        let some: Vec<_> = t.scan(b"r00012").map(|r| r.unwrap().0).collect();
+        assert_eq!(some.len(), 100);
+        assert_eq!(t.scan(b"q").count(), 0);
+        // An empty table opens and holds nothing.
+        write(dir.path(), 2, &[]);
+        let t = Table::open(&OsFs, dir.path(), 2).unwrap();
+        assert_eq!((t.get(b"r").unwrap(), t.scan(b"").count()), (None, 0));
+    }
+
+    /// Every byte flipped, and every cut, is an error (or, for a flip the checksums do not
+    /// cover in a way that changes nothing read, the same records): never other records.
+    #[test]
+    fn every_bit_flip_and_cut_of_a_table_is_an_error_or_the_same_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs = records(300);
+        write(dir.path(), 1, &recs);
+        let path = table_path(dir.path(), 1);
+        let good = std::fs::read(&path).unwrap();
+        let read_all = || -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            let t = Table::open(&OsFs, dir.path(), 1)?;
+            t.scan(b"").collect()
+        };
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x10;
+            std::fs::write(&path, &bad).unwrap();
+            match read_all() {
+                Err(e) => assert!(e.is_corruption(), "byte {i}: {e}"),
+                Ok(got) => assert_eq!(got, recs, "byte {i} flipped read other records"),
+            }
+        }
+        for cut in 0..good.len() {
+            std::fs::write(&path, &good[..cut]).unwrap();
+            let e = read_all().unwrap_err();
+            assert!(e.is_corruption(), "cut at {cut}: {e}");
+        }
+    }
+
+    #[test]
+    fn keys_out_of_order_are_refused_and_no_file_is_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = TableWriter::create(&OsFs, dir.path(), 1).unwrap();
+        w.add(b"b", b"1").unwrap();
+        assert!(w.add(b"a", b"2").is_err());
+        assert!(w.add(b"b", b"2").is_err());
+        assert!(TableWriter::create(&OsFs, dir.path(), 1).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! A store of many short runs whose manifest is compacted into tables again and again while
+//! old runs change (resumed, rewound, forked, purged): what a run reads is always its latest
+//! record, whichever table or edit holds it, in this process and in a fresh one; listings
+//! give every run once, in order; a store's files stay few.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::json;
+use steplog::{Options, Status, Store};
+
+/// What each run should read: its rows' values in step order, its config, and its status.
+#[derive(Debug, Clone, PartialEq)]
+struct Expect {
+    values: Vec<f64>,
+    config: serde_json::Value,
+    status: Status,
+}
+
+fn open(dir: &Path) -> Store {
+    Options::new()
+        .manifest_compaction_bytes(2_048)
+        .open(dir)
+        .unwrap()
+}
+
+fn check(store: &Store, want: &BTreeMap<String, Expect>, when: &str) {
+    let runs = store.runs().unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
+    let want_names: Vec<&str> = want.keys().map(String::as_str).collect();
+    assert_eq!(names, want_names, "{when}: every run listed once, in order");
+    for r in &runs {
+        let e = &want[&r.name];
+        let got: Vec<f64> = common::rows(store, &r.name)
+            .iter()
+            .map(|row| common::f(row, "x"))
+            .collect();
+        assert_eq!(got, e.values, "{when}: rows of {}", r.name);
+        assert_eq!(r.rows, e.values.len() as u64, "{when}: count of {}", r.name);
+        assert_eq!(r.status, e.status, "{when}: status of {}", r.name);
+        let info = store.version(r.name.as_str()).unwrap();
+        assert_eq!(info.config, e.config, "{when}: config of {}", r.name);
+        assert_eq!(info.id, r.head, "{when}: head of {}", r.name);
+        let s = store.summary(r.name.as_str()).unwrap();
+        let count = s.keys.get("x").map_or(0, |k| k.count);
+        assert_eq!(
+            count,
+            e.values.len() as u64,
+            "{when}: summary of {}",
+            r.name
+        );
+    }
+}
+
+#[test]
+fn old_runs_changed_after_compactions_read_their_latest_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut want: BTreeMap<String, Expect> = BTreeMap::new();
+    let add = |store: &Store, want: &mut BTreeMap<String, Expect>, i: u64| {
+        let name = format!("run-{i:04}");
+        let config = json!({"i": i, "lr": 1e-3});
+        let mut w = store.run(&name).config(config.clone()).start().unwrap();
+        w.log_at(0, [("x", i as f64)]).unwrap();
+        w.log_at(1, [("x", i as f64 + 0.5)]).unwrap();
+        w.finish().unwrap();
+        let values = vec![i as f64, i as f64 + 0.5];
+        let status = Status::Finished;
+        want.insert(
+            name,
+            Expect {
+                values,
+                config,
+                status,
+            },
+        );
+    };
+    for i in 0..600 {
+        add(&store, &mut want, i);
+    }
+    // Old runs, long since in the tables, change: a resume adds a row and a config key, a
+    // rewind archives a head, a fork branches, a purge drops an archived version.
+    for i in (0..600).step_by(9) {
+        let name = format!("run-{i:04}");
+        let mut w = store
+            .run(&name)
+            .config(json!({"resumed": true}))
+            .start()
+            .unwrap();
+        w.log_at(2, [("x", -(i as f64))]).unwrap();
+        w.finish().unwrap();
+        let e = want.get_mut(&name).unwrap();
+        e.values.push(-(i as f64));
+        e.config["resumed"] = json!(true);
+    }
+    for i in (3..600).step_by(25) {
+        let name = format!("run-{i:04}");
+        let r = store.run(&name).resume_from(0).apply().unwrap();
+        want.get_mut(&name).unwrap().values.truncate(1);
+        if i % 2 == 1 {
+            store.purge(r.archived.unwrap()).unwrap();
+        } else {
+            let fork = format!("fork-{i:04}");
+            store
+                .run(&fork)
+                .fork_from(r.archived.unwrap(), 1)
+                .apply()
+                .unwrap();
+            let mut e = want[&name].clone();
+            e.values = vec![i as f64, i as f64 + 0.5];
+            e.config = json!({"i": i, "lr": 1e-3});
+            if i % 9 == 0 {
+                e.config["resumed"] = json!(true);
+            }
+            want.insert(fork, e);
+        }
+    }
+    // A crashed run: a writer dropped without finishing.
+    {
+        let mut w = store.run("run-0100").start().unwrap();
+        w.log_at(3, [("x", 7.0)]).unwrap();
+        w.commit().unwrap();
+    }
+    let e = want.get_mut("run-0100").unwrap();
+    e.values.push(7.0);
+    e.status = Status::Crashed;
+    for i in 600..700 {
+        add(&store, &mut want, i);
+    }
+    check(&store, &want, "in the writing process");
+    let fresh = open(dir.path());
+    check(&fresh, &want, "in a fresh store");
+    assert!(fresh.verify().unwrap().is_ok());
+
+    let tables = std::fs::read_dir(dir.path().join("manifest"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("tab".as_ref()))
+        .count();
+    assert!(
+        tables >= 2,
+        "the base is tiered ({tables} tables): lookups and listings cross tables"
+    );
+    // Files: a segment per run with rows, the tables, MANIFEST, LOCK and one lock file.
+    let segments = common::segment_files(dir.path()).len();
+    let all = walk(dir.path());
+    assert_eq!(
+        all,
+        segments + tables + 3,
+        "no file per run besides its data"
+    );
+}
+
+fn walk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
