@@ -683,41 +683,54 @@ impl Store {
         stream: Stream,
         memo: &mut RowMemo,
     ) -> Result<(u64, Option<u64>)> {
+        self.count_rows_of(state, state.meta_of(v)?, cap, stream, memo)
+    }
+
+    /// [`count_rows_memo`](Self::count_rows_memo) of a version whose metadata the caller has
+    /// (a listing that streams the versions looks none up).
+    pub(crate) fn count_rows_of(
+        &self,
+        state: &State,
+        meta: Arc<VersionMeta>,
+        cap: Option<u64>,
+        stream: Stream,
+        memo: &mut RowMemo,
+    ) -> Result<(u64, Option<u64>)> {
         let mut pieces = Vec::new();
         let mut base = (0u64, None);
         // Each piece up to its cutoff, lowered to the cap: a memo entry is "this version and
         // its ancestors read up to this step", however the walk got there.
-        let capped = state.ancestry(v).map(|r| {
+        let capped = state.ancestry_of(meta).map(|r| {
             r.map(|(p, limit)| {
                 let limit = match (limit, cap) {
                     (Some(l), Some(c)) => Some(l.min(c)),
                     (l, c) => l.or(c),
                 };
-                (p.id, limit)
+                (p, limit)
             })
         });
         for piece in capped {
-            let piece = piece?;
-            if let Some(&hit) = memo.get(&piece) {
+            let (meta, limit) = piece?;
+            if let Some(&hit) = memo.get(&(meta.id, limit)) {
                 base = hit;
                 break;
             }
             // A history is in step order: one that starts after the limit gives no row, nor
             // does anything below it (a chain of rewinds, each before the last one's first
             // step, would otherwise walk to its root from every version).
-            if let (p, Some(limit)) = piece {
-                if self.starts_after(state, p, stream, limit)? {
+            if let Some(limit) = limit {
+                if self.starts_after(state, meta.id, stream, limit)? {
                     break;
                 }
             }
-            pieces.push(piece);
+            pieces.push((meta, limit));
         }
         let (mut rows, mut last) = base;
-        for &(piece, limit) in pieces.iter().rev() {
-            let (r, l) = self.own_rows(state, piece, limit, stream)?;
+        for (meta, limit) in pieces.iter().rev() {
+            let (r, l) = self.own_rows(meta, *limit, stream)?;
             rows = rows.saturating_add(r);
             last = last.max(l);
-            memo.insert((piece, limit), (rows, last));
+            memo.insert((meta.id, *limit), (rows, last));
         }
         Ok((rows, last))
     }
@@ -792,15 +805,11 @@ impl Store {
     /// Rows of `piece`'s own segments of `stream` up to `limit`, and the last of their steps.
     fn own_rows(
         &self,
-        state: &State,
-        piece: VersionId,
+        meta: &VersionMeta,
         limit: Option<u64>,
         stream: Stream,
     ) -> Result<(u64, Option<u64>)> {
         let (mut rows, mut last) = (0u64, None);
-        let Some(meta) = state.meta(piece)? else {
-            return Ok((rows, last));
-        };
         let hi = limit.unwrap_or(u64::MAX);
         for p in meta.own_plan(stream, 0, hi) {
             if let (Cover::Whole, Some(s)) = (p.cover, p.segment.sealed) {
@@ -855,7 +864,7 @@ impl Store {
                     break;
                 }
             }
-            if let (_, Some(last)) = self.own_rows(state, piece, limit, stream)? {
+            if let (_, Some(last)) = self.own_rows(&meta, limit, stream)? {
                 return Ok(Some(last));
             }
         }

@@ -414,12 +414,22 @@ impl Store {
         // One memo for every run: forks share their ancestries.
         let mut memo = crate::read::RowMemo::new();
         let live = self.live_runs();
-        for run in state.runs() {
-            let (name, head) = run?;
-            let (name, head) = (&name, &head);
-            let meta = state.meta_of(*head)?;
-            let counted =
-                self.count_rows_memo(&state, *head, None, crate::Stream::History, &mut memo);
+        // The heads are the versions neither archived nor purged (`State::validate`):
+        // streamed in id order, they need no lookup by name (a lookup per run would read
+        // a table block per run of a big store), then sorted by name.
+        for meta in state.versions() {
+            let meta = meta?;
+            if meta.archived || meta.purged {
+                continue;
+            }
+            let (name, head) = (&meta.run, &meta.id);
+            let counted = self.count_rows_of(
+                &state,
+                meta.clone(),
+                None,
+                crate::Stream::History,
+                &mut memo,
+            );
             let (counted, damage) = match counted {
                 Ok(c) => (c, None),
                 Err(e) if e.is_corruption() => ((0, None), Some(e.to_string())),
@@ -433,6 +443,17 @@ impl Store {
                 rows: counted.0,
                 damage,
             });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        if let Some(w) = out.windows(2).find(|w| w[0].name == w[1].name) {
+            return Err(Error::corrupt(
+                self.manifest_path(),
+                0,
+                format!(
+                    "run '{}' has two heads, {} and {} (neither is archived)",
+                    w[0].name, w[0].head, w[1].head
+                ),
+            ));
         }
         Ok(out)
     }

@@ -27,12 +27,6 @@ use crate::types::VersionId;
 /// Decoded records kept per base.
 const CACHE_RECORDS: usize = 1 << 16;
 
-#[derive(Debug, Clone)]
-enum Cached {
-    Head(Option<VersionId>),
-    Version(Option<Arc<VersionMeta>>),
-}
-
 pub(crate) const RUN_PREFIX: u8 = b'r';
 pub(crate) const VERSION_PREFIX: u8 = b'v';
 
@@ -56,8 +50,9 @@ pub(crate) struct Base {
     dir: PathBuf,
     tables: Vec<Table>,
     /// Records looked up (found or not), decoded: a base never changes, so neither do they.
-    /// Bounded: emptied when full.
-    cache: Mutex<HashMap<Vec<u8>, Cached>>,
+    /// Bounded: each emptied when full.
+    heads: Mutex<HashMap<String, Option<VersionId>>>,
+    versions: Mutex<HashMap<VersionId, Option<Arc<VersionMeta>>>>,
     /// The counters the base was written with: no record may name an id at or past them.
     next_version: u64,
     next_segment: u64,
@@ -78,7 +73,8 @@ impl Base {
         Ok(Base {
             dir: dir.join(super::table::TABLE_DIR),
             tables,
-            cache: Mutex::default(),
+            heads: Mutex::default(),
+            versions: Mutex::default(),
             next_version,
             next_segment,
         })
@@ -93,17 +89,23 @@ impl Base {
         }
     }
 
-    fn cached(&self, key: &[u8]) -> Option<Cached> {
-        let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        c.get(key).cloned()
-    }
-
-    fn remember(&self, key: &[u8], value: Cached) {
-        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+    /// Looks `key` up in `cache`, or computes and keeps it.
+    fn memo<K: std::hash::Hash + Eq + Clone, V: Clone>(
+        cache: &Mutex<HashMap<K, V>>,
+        key: &K,
+        compute: impl FnOnce() -> Result<V>,
+    ) -> Result<V> {
+        let lock = || cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = lock().get(key) {
+            return Ok(v.clone());
+        }
+        let v = compute()?;
+        let mut c = lock();
         if c.len() >= CACHE_RECORDS {
             c.clear();
         }
-        c.insert(key.to_vec(), value);
+        c.insert(key.clone(), v.clone());
+        Ok(v)
     }
 
     fn counters(&self) -> (u64, u64) {
@@ -137,16 +139,12 @@ impl Base {
         if self.tables.is_empty() {
             return Ok(None);
         }
-        let key = run_key(name);
-        if let Some(Cached::Head(h)) = self.cached(&key) {
-            return Ok(h);
-        }
-        let head = match self.get(&key)? {
-            None => None,
-            Some((t, v)) => Some(decode_head(&self.path_of(t), &v, self.next_version)?),
-        };
-        self.remember(&key, Cached::Head(head));
-        Ok(head)
+        Self::memo(&self.heads, &name.to_owned(), || {
+            match self.get(&run_key(name))? {
+                None => Ok(None),
+                Some((t, v)) => Ok(Some(decode_head(&self.path_of(t), &v, self.next_version)?)),
+            }
+        })
     }
 
     /// Version `v`'s metadata, if the base holds it.
@@ -154,21 +152,17 @@ impl Base {
         if self.tables.is_empty() {
             return Ok(None);
         }
-        let key = version_key(v);
-        if let Some(Cached::Version(m)) = self.cached(&key) {
-            return Ok(m);
-        }
-        let meta = match self.get(&key)? {
-            None => None,
-            Some((t, bytes)) => Some(Arc::new(decode_version(
-                &self.path_of(t),
-                &key,
-                &bytes,
-                self.counters(),
-            )?)),
-        };
-        self.remember(&key, Cached::Version(meta.clone()));
-        Ok(meta)
+        Self::memo(&self.versions, &v, || {
+            let key = version_key(v);
+            match self.get(&key)? {
+                None => Ok(None),
+                Some((t, bytes)) => {
+                    let path = self.path_of(t);
+                    let meta = decode_version(&path, &key, &bytes, self.counters())?;
+                    Ok(Some(Arc::new(meta)))
+                }
+            }
+        })
     }
 
     /// Every record with the prefix, merged across tables in key order (the newest table's

@@ -678,10 +678,26 @@ impl State {
         &self,
         v: VersionId,
     ) -> impl Iterator<Item = Result<(Arc<VersionMeta>, Option<u64>)>> + '_ {
+        self.ancestry_with(v, None)
+    }
+
+    /// [`ancestry`](Self::ancestry) of a version whose metadata the caller has.
+    pub fn ancestry_of(
+        &self,
+        meta: Arc<VersionMeta>,
+    ) -> impl Iterator<Item = Result<(Arc<VersionMeta>, Option<u64>)>> + '_ {
+        self.ancestry_with(meta.id, Some(meta))
+    }
+
+    fn ancestry_with(
+        &self,
+        v: VersionId,
+        mut first: Option<Arc<VersionMeta>>,
+    ) -> impl Iterator<Item = Result<(Arc<VersionMeta>, Option<u64>)>> + '_ {
         let mut next = Some((v, None::<u64>));
         std::iter::from_fn(move || {
             let (cur, limit) = next.take()?;
-            let meta = match self.meta_of(cur) {
+            let meta = match first.take().map_or_else(|| self.meta_of(cur), Ok) {
                 Ok(m) => m,
                 Err(e) => return Some(Err(e)),
             };
