@@ -221,9 +221,10 @@ fn percentile(v: &mut [Duration], p: f64) -> f64 {
 }
 
 struct Sizes {
-    /// Runs of the `many` workload (0: skipped); `only_many`: nothing else is measured.
+    /// Runs of the `many` workload (0: skipped).
     many_runs: u64,
-    only_many: bool,
+    /// `--only many` or `--only wide`: that workload alone.
+    only: Option<String>,
     train: u64,
     sweep_runs: u64,
     fuzz: u64,
@@ -246,11 +247,19 @@ fn run_system(
         ..Figures::default()
     };
     let name = sys.name();
+    match sizes.only.as_deref() {
+        Some("many") => {
+            run_many(sys, sizes.many_runs, root, &mut f);
+            return f;
+        }
+        Some("wide") => {
+            run_wide(sys, wide, root, &mut f);
+            return f;
+        }
+        _ => {}
+    }
     if sizes.many_runs > 0 {
         run_many(sys, sizes.many_runs, root, &mut f);
-    }
-    if sizes.only_many {
-        return f;
     }
     let key = "train/loss";
     let want = &train.cols[key];
@@ -312,14 +321,7 @@ fn run_system(
     let want = &fuzz.cols["execs"];
     check_series(name, "fuzz scan", &got, (&want.0, &want.1));
 
-    let dir = root.join(format!("{name}-wide"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let t = Instant::now();
-    sys.ingest(&dir, wide);
-    f.wide_ingest_pps = wide.points() as f64 / t.elapsed().as_secs_f64();
-    f.wide_bytes_per_point = dir_bytes(&dir) as f64 / wide.points() as f64;
-    let key = "layer050/grad_norm";
-    (f.wide_scan_first_ms, f.wide_scan_ms) = scan_times(sys, &dir, key, &wide.cols[key]);
+    run_wide(sys, wide, root, &mut f);
 
     for (steps, small) in [(sizes.rewind_small, true), (sizes.rewind_big, false)] {
         let dir = root.join(format!("{name}-rewind-{steps}"));
@@ -342,6 +344,18 @@ fn run_system(
         }
     }
     f
+}
+
+/// The `wide` workload: ingest, size, and one metric's scan (first and median).
+fn run_wide(sys: &mut dyn System, wide: &Columns, root: &Path, f: &mut Figures) {
+    let dir = root.join(format!("{}-wide", sys.name()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t = Instant::now();
+    sys.ingest(&dir, wide);
+    f.wide_ingest_pps = wide.points() as f64 / t.elapsed().as_secs_f64();
+    f.wide_bytes_per_point = dir_bytes(&dir) as f64 / wide.points() as f64;
+    let key = "layer050/grad_norm";
+    (f.wide_scan_first_ms, f.wide_scan_ms) = scan_times(sys, &dir, key, &wide.cols[key]);
 }
 
 /// Steps per run of the `many` workload.
@@ -503,7 +517,7 @@ fn main() {
     let sizes = if quick {
         Sizes {
             many_runs: 2_000,
-            only_many: false,
+            only: None,
             train: 20_000,
             sweep_runs: 200,
             fuzz: 200_000,
@@ -515,7 +529,7 @@ fn main() {
     } else {
         Sizes {
             many_runs: 1_000_000,
-            only_many: false,
+            only: None,
             train: 1_000_000,
             sweep_runs: 10_000,
             fuzz: 10_000_000,
@@ -526,20 +540,23 @@ fn main() {
         }
     };
     let mut sizes = sizes;
-    // `--many N`: the many workload's runs (0 skips it); `--only many`: nothing else.
+    // `--many N`: the many workload's runs (0 skips it); `--only many|wide`: that alone.
     if let Some(n) = value_of("--many") {
         sizes.many_runs = n.parse().expect("--many N");
     }
-    sizes.only_many = value_of("--only").map(String::as_str) == Some("many");
+    sizes.only = value_of("--only").cloned();
+    if let Some(o) = sizes.only.as_deref() {
+        assert!(o == "many" || o == "wide", "--only many | wide");
+    }
     let root = tempfile::tempdir().unwrap();
     eprintln!(
         "generating workloads ({})...",
         if quick { "quick" } else { "full size" }
     );
-    let (train, fuzz, wide) = if sizes.only_many {
-        (train(1), fuzz(1), wide(1))
-    } else {
-        (train(sizes.train), fuzz(sizes.fuzz), wide(sizes.wide))
+    let (train, fuzz, wide) = match sizes.only.as_deref() {
+        Some("many") => (train(1), fuzz(1), wide(1)),
+        Some("wide") => (train(1), fuzz(1), wide(sizes.wide)),
+        _ => (train(sizes.train), fuzz(sizes.fuzz), wide(sizes.wide)),
     };
     let mut systems = systems();
     let mut results: Vec<(&'static str, Figures)> = Vec::new();

@@ -34,6 +34,21 @@ pub(crate) struct BlockBuilder {
     row_start: usize,
 }
 
+/// Rows a block holds at least per column (unless it reaches `MAX_BLOCK_BYTES` first).
+pub(crate) const ROWS_PER_COLUMN: usize = 4;
+
+/// Whether a block of `rows` rows and `columns` columns, `raw` bytes before compression, is
+/// full: it has reached `block_bytes` and holds at least [`ROWS_PER_COLUMN`] rows per column,
+/// or it has reached [`crate::limits::MAX_BLOCK_BYTES`]. Cut by rows as well as bytes, a block
+/// of a wide run holds enough rows that a read of one key decodes a few directories (each
+/// names every column) against a long section of that key's values, instead of a directory
+/// of 500 keys for every few dozen rows; a narrow run's blocks (a few columns: hundreds of
+/// rows at `block_bytes`) are cut by bytes as before.
+pub(crate) fn block_is_full(raw: usize, rows: usize, columns: usize, block_bytes: usize) -> bool {
+    raw >= crate::limits::MAX_BLOCK_BYTES
+        || (raw >= block_bytes && rows >= columns.saturating_mul(ROWS_PER_COLUMN))
+}
+
 /// Why [`BlockBuilder::set`] refused a value; nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -65,10 +80,11 @@ impl BlockBuilder {
         self.raw_estimate + if self.uneven { self.step_bytes } else { 4 }
     }
 
-    /// Whether the buffered rows should be written as a block: their estimated size has
-    /// reached `block_bytes`, or one more row would pass the row limit of a block.
+    /// Whether the buffered rows should be written as a block ([`block_is_full`]), or one
+    /// more row would pass the row limit of a block.
     pub fn is_full(&self, block_bytes: usize) -> bool {
-        self.raw_estimate() >= block_bytes || self.block.steps.len() >= MAX_BLOCK_ROWS
+        let (rows, columns) = (self.block.steps.len(), self.block.columns.len());
+        block_is_full(self.raw_estimate(), rows, columns, block_bytes) || rows >= MAX_BLOCK_ROWS
     }
 
     /// Starts a new open row at `step` (not before the last buffered step).
@@ -286,5 +302,36 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].fields.len(), 1);
         assert_eq!(rows[1].fields["a"], Value::F64(4.0));
+    }
+
+    /// Narrow blocks are cut at `block_bytes`; wide ones when they also hold 4 rows per
+    /// column, or at the byte limit.
+    #[test]
+    fn wide_blocks_are_cut_by_rows_as_well_as_bytes() {
+        let kib = 1 << 10;
+        // 16 columns of floats: 64 KiB is 512 rows, past 64 rows.
+        assert!(block_is_full(64 * kib, 512, 16, 64 * kib));
+        assert!(!block_is_full(64 * kib - 1, 512, 16, 64 * kib));
+        // 500 columns: 64 KiB is 16 rows; the block goes on to 2,000 rows.
+        assert!(!block_is_full(64 * kib, 16, 500, 64 * kib));
+        assert!(!block_is_full(7 * 1024 * kib, 1_999, 500, 64 * kib));
+        assert!(block_is_full(8 * 1024 * kib, 2_000, 500, 64 * kib));
+        // 100,000 columns: the byte limit ends the block first.
+        assert!(block_is_full(
+            crate::limits::MAX_BLOCK_BYTES,
+            40,
+            100_000,
+            64 * kib
+        ));
+        let mut b = BlockBuilder::default();
+        b.start_row(0);
+        for k in 0..500 {
+            b.set(&format!("k{k:03}"), Value::F64(k as f64)).unwrap();
+        }
+        b.close_row();
+        assert!(
+            !b.is_full(64 * kib),
+            "one row of 500 columns is not a block"
+        );
     }
 }

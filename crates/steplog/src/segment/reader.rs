@@ -3,6 +3,7 @@
 //! frame, and a torn tail is told apart from corruption.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -22,11 +23,31 @@ pub(crate) fn decode_frame(
     frame: &[u8],
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<Block> {
+    decode_frame_once(path, offset, frame, keep, None)
+}
+
+/// [`decode_frame`], checking the payload's crc only if `checked` (the frame's flag in an
+/// immutable file) is not yet set, and setting it once it passes: the bytes of a sealed
+/// segment never change, so one check per process is enough, and a read of one column of a
+/// wide block does not hash the whole block again each time.
+fn decode_frame_once(
+    path: &Path,
+    offset: u64,
+    frame: &[u8],
+    keep: &dyn Fn(&str) -> bool,
+    checked: Option<&AtomicBool>,
+) -> Result<Block> {
     let at = |e: DecodeError| Error::corrupt(path, offset + e.offset as u64, e.reason);
     let header = FrameHeader::parse(frame)
         .map_err(at)?
         .ok_or_else(|| Error::corrupt(path, offset, "expected a block frame (bad magic)"))?;
+    if checked.is_some_and(|c| c.load(Ordering::Relaxed)) && header.header_ok {
+        return block::decode_keys(frame, keep).map_err(at);
+    }
     check_crcs(path, offset, frame, &header)?;
+    if let Some(c) = checked {
+        c.store(true, Ordering::Relaxed);
+    }
     block::decode_keys(frame, keep).map_err(at)
 }
 
@@ -64,6 +85,8 @@ pub(crate) struct Sealed {
     agg: OnceLock<Agg>,
     /// The aggregate of each block, in index order, once decoded (charts and cut summaries).
     block_aggs: OnceLock<Vec<Agg>>,
+    /// Per block, in index order: whether its payload's crc was checked by this process.
+    checked: Box<[AtomicBool]>,
 }
 
 impl Sealed {
@@ -130,6 +153,7 @@ impl Sealed {
         let raw = footer_raw(path, &bytes, footer_at)?;
         let (index, aggs_at) = footer::decode_index(&raw, HEADER_LEN as u64, footer_at)
             .map_err(|e| footer_error(path, footer_at, footer::in_raw(e)))?;
+        let checked = (0..index.len()).map(|_| AtomicBool::new(false)).collect();
         Ok(Sealed {
             path: path.to_owned(),
             header,
@@ -139,6 +163,7 @@ impl Sealed {
             aggs_at,
             agg: OnceLock::new(),
             block_aggs: OnceLock::new(),
+            checked,
         })
     }
 
@@ -188,7 +213,9 @@ impl Sealed {
     /// key `keep` accepts.
     pub fn block(&self, e: &IndexEntry, keep: &dyn Fn(&str) -> bool) -> Result<Block> {
         let frame = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
-        decode_frame(&self.path, e.offset, frame, keep)
+        let i = self.index.binary_search_by_key(&e.offset, |x| x.offset);
+        let checked = i.ok().and_then(|i| self.checked.get(i));
+        decode_frame_once(&self.path, e.offset, frame, keep, checked)
     }
 }
 
