@@ -150,6 +150,34 @@ fn old_runs_changed_after_compactions_read_their_latest_records() {
         segments + tables + 3,
         "no file per run besides its data"
     );
+
+    // Tables the manifest does not list: an older one (a compaction's replaced table that a
+    // crash kept) is deleted by gc; a newer one (a crashed compaction's) is kept and named.
+    let tdir = dir.path().join("manifest");
+    let listed: Vec<u64> = std::fs::read_dir(&tdir)
+        .unwrap()
+        .map(|e| {
+            e.unwrap().file_name().to_string_lossy()[..16]
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    let newest = *listed.iter().max().unwrap();
+    let older = (1..newest)
+        .find(|i| !listed.contains(i))
+        .expect("an unused older id");
+    let old_path = tdir.join(format!("{older:016}.tab"));
+    let new_path = tdir.join(format!("{:016}.tab", newest + 1000));
+    std::fs::write(&old_path, b"replaced").unwrap();
+    std::fs::write(&new_path, b"crashed").unwrap();
+    let report = fresh.gc().unwrap();
+    assert!(report.deleted.contains(&old_path), "{report:?}");
+    assert!(!old_path.exists() && new_path.exists());
+    assert!(
+        report.kept.iter().any(|(p, _)| *p == new_path),
+        "{report:?}"
+    );
+    check(&fresh, &want, "after gc");
 }
 
 fn walk(dir: &Path) -> usize {

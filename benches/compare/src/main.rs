@@ -113,6 +113,11 @@ pub struct Figures {
     pub many_list_ms: f64,
     pub many_summary_ms: f64,
     pub many_summary_rss_mib: f64,
+    /// Deep (head of a run rewound `depth` times) and flat (same rows), fresh processes.
+    pub deep_read_ms: f64,
+    pub deep_rss_mib: f64,
+    pub flat_read_ms: f64,
+    pub flat_rss_mib: f64,
 }
 
 /// A system under test.
@@ -139,6 +144,16 @@ pub trait System {
     /// Rewind at `step` then fork at `step`, each timed; `None` where unsupported.
     fn rewind_fork(&mut self, _dir: &Path, _step: u64) -> Option<(Duration, Duration)> {
         None
+    }
+    /// Builds the `deep` workload in `dir`: run `deep` rewound `depth` times, 2 rows per
+    /// version, and run `flat` with the head's rows. False where there is no rewind.
+    fn build_deep(&mut self, _dir: &Path, _depth: u64) -> bool {
+        false
+    }
+    /// In a fresh process (`--child-deep`): reads run `run` of the deep store whole
+    /// (history) and summarizes it; the rows and the summary's count.
+    fn read_deep(&mut self, _dir: &Path, _run: &str) -> (u64, u64) {
+        (0, 0)
     }
     /// Stores the `many` workload: `runs` runs of `steps` steps, run `r` named `run-{r}` with
     /// the config `many_config(r)`. False where the system does not take part.
@@ -223,8 +238,10 @@ fn percentile(v: &mut [Duration], p: f64) -> f64 {
 struct Sizes {
     /// Runs of the `many` workload (0: skipped).
     many_runs: u64,
-    /// `--only many` or `--only wide`: that workload alone.
+    /// `--only many|wide|deep`: that workload alone.
     only: Option<String>,
+    /// Rewinds of the `deep` workload.
+    deep: u64,
     train: u64,
     sweep_runs: u64,
     fuzz: u64,
@@ -254,6 +271,11 @@ fn run_system(
         }
         Some("wide") => {
             run_wide(sys, wide, root, &mut f);
+            run_deep(sys, sizes.deep, root, &mut f);
+            return f;
+        }
+        Some("deep") => {
+            run_deep(sys, sizes.deep, root, &mut f);
             return f;
         }
         _ => {}
@@ -431,6 +453,68 @@ fn run_many(sys: &mut dyn System, runs: u64, root: &Path, f: &mut Figures) {
     f.many_summary_rss_mib = rss[4];
 }
 
+/// The `deep` workload (DESIGN.md): `depth` rewinds of 2 rows each, read (history and
+/// summary) in a fresh process, beside a shallow run of the same rows. Median of 5 runs of
+/// the child; its peak RSS.
+fn run_deep(sys: &mut dyn System, depth: u64, root: &Path, f: &mut Figures) {
+    let name = sys.name();
+    let dir = root.join(format!("{name}-deep"));
+    std::fs::create_dir_all(&dir).unwrap();
+    if !sys.build_deep(&dir, depth) {
+        return;
+    }
+    let mut read = |run: &str| -> (f64, f64) {
+        let (mut times, mut rss, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let t = Instant::now();
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--child-deep", name])
+                .arg(&dir)
+                .arg(run)
+                .output()
+                .unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            assert!(out.status.success(), "{name}: child deep: {:?}", out);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            rss.push(v["peak_rss_kib"].as_f64().unwrap() / 1024.0);
+            rows.push((v["rows"].as_u64().unwrap(), v["count"].as_u64().unwrap()));
+        }
+        assert!(rows.windows(2).all(|w| w[0] == w[1]));
+        times.sort_by(f64::total_cmp);
+        rss.sort_by(f64::total_cmp);
+        (times[2], rss[4])
+    };
+    (f.deep_read_ms, f.deep_rss_mib) = read("deep");
+    (f.flat_read_ms, f.flat_rss_mib) = read("flat");
+}
+
+/// This process's peak resident memory (`VmHWM`, what `/usr/bin/time -v` reports), KiB.
+fn peak_rss_kib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// `--child-deep SYSTEM DIR RUN`: reads run RUN of the deep store whole and summarizes it;
+/// prints the rows, the summary's count of `x` and the peak RSS, as JSON.
+fn child_deep(args: &[String]) {
+    let [system, dir, run] = args else {
+        panic!("--child-deep SYSTEM DIR RUN");
+    };
+    let mut sys = systems()
+        .into_iter()
+        .find(|s| s.name() == system)
+        .expect("a system");
+    let (rows, count) = sys.read_deep(Path::new(dir), run);
+    println!(
+        "{}",
+        serde_json::json!({"rows": rows, "count": count, "peak_rss_kib": peak_rss_kib()})
+    );
+}
+
 /// `--child-summary SYSTEM DIR RUN`: prints run RUN's config and summary from the many store
 /// in DIR, and this process's peak resident memory, as JSON.
 fn child_summary(args: &[String]) {
@@ -442,12 +526,7 @@ fn child_summary(args: &[String]) {
         .find(|s| s.name() == system)
         .expect("a system");
     let (config, summary) = sys.many_summary(Path::new(dir), run.parse().unwrap());
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let hwm: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let hwm = peak_rss_kib();
     let summary: serde_json::Map<String, serde_json::Value> = summary
         .into_iter()
         .map(|(k, (c, min, max, mean))| (k, serde_json::json!([c, min, max, mean])))
@@ -500,8 +579,10 @@ fn single_metric(steps: u64) -> Columns {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--child-summary") {
-        return child_summary(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("--child-summary") => return child_summary(&args[1..]),
+        Some("--child-deep") => return child_deep(&args[1..]),
+        _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
     let value_of = |flag: &str| {
@@ -518,6 +599,7 @@ fn main() {
         Sizes {
             many_runs: 2_000,
             only: None,
+            deep: 200,
             train: 20_000,
             sweep_runs: 200,
             fuzz: 200_000,
@@ -530,6 +612,7 @@ fn main() {
         Sizes {
             many_runs: 1_000_000,
             only: None,
+            deep: 10_000,
             train: 1_000_000,
             sweep_runs: 10_000,
             fuzz: 10_000_000,
@@ -546,7 +629,10 @@ fn main() {
     }
     sizes.only = value_of("--only").cloned();
     if let Some(o) = sizes.only.as_deref() {
-        assert!(o == "many" || o == "wide", "--only many | wide");
+        assert!(
+            matches!(o, "many" | "wide" | "deep"),
+            "--only many | wide | deep"
+        );
     }
     let root = tempfile::tempdir().unwrap();
     eprintln!(
@@ -556,6 +642,7 @@ fn main() {
     let (train, fuzz, wide) = match sizes.only.as_deref() {
         Some("many") => (train(1), fuzz(1), wide(1)),
         Some("wide") => (train(1), fuzz(1), wide(sizes.wide)),
+        Some("deep") => (train(1), fuzz(1), wide(1)),
         _ => (train(sizes.train), fuzz(sizes.fuzz), wide(sizes.wide)),
     };
     let mut systems = systems();
@@ -589,6 +676,8 @@ fn figures_json(name: &str, f: &Figures) -> serde_json::Value {
         "many_allocated_bytes_per_point": f.many_allocated_per_point, "many_files": f.many_files,
         "many_list_ms": f.many_list_ms, "many_summary_ms": f.many_summary_ms,
         "many_summary_peak_rss_mib": f.many_summary_rss_mib,
+        "deep_read_ms": f.deep_read_ms, "deep_peak_rss_mib": f.deep_rss_mib,
+        "flat_read_ms": f.flat_read_ms, "flat_peak_rss_mib": f.flat_rss_mib,
     })
 }
 
@@ -607,7 +696,7 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
         println!("  {n}: {}", f.durability);
     }
     type Get = fn(&Figures) -> f64;
-    let rows: [(&str, Get, bool); 27] = [
+    let rows: [(&str, Get, bool); 31] = [
         (
             "ingest, many (M points/s)",
             |f| f.many_ingest_pps / 1e6,
@@ -665,6 +754,10 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
             false,
         ),
         ("scan wide metric, median (ms)", |f| f.wide_scan_ms, false),
+        ("read deep head, fresh (ms)", |f| f.deep_read_ms, false),
+        ("  its peak RSS (MiB)", |f| f.deep_rss_mib, false),
+        ("read flat run, fresh (ms)", |f| f.flat_read_ms, false),
+        ("  its peak RSS (MiB)", |f| f.flat_rss_mib, false),
         ("rewind, small run (us)", |f| f.rewind_small_us, false),
         ("rewind, big run (us)", |f| f.rewind_big_us, false),
         ("fork, small run (us)", |f| f.fork_small_us, false),

@@ -178,6 +178,38 @@ impl System for Steplog {
     fn open_sweep(&mut self, dir: &Path) -> u64 {
         Store::open(dir).unwrap().versions().unwrap().len() as u64
     }
+    fn build_deep(&mut self, dir: &Path, depth: u64) -> bool {
+        let s = self.store(dir).clone();
+        for k in 0..depth {
+            let start = if k == 0 {
+                s.run("deep")
+            } else {
+                s.run("deep").resume_from(2 * k)
+            };
+            let mut w = start.start().unwrap();
+            for step in (2 * k + u64::from(k > 0))..=2 * k + 2 {
+                w.log_at(step, [("x", k as f64)]).unwrap();
+            }
+            w.finish().unwrap();
+        }
+        let head: Vec<_> = s
+            .history("deep", &Query::new())
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let mut w = s.run("flat").start().unwrap();
+        for r in &head {
+            w.log_at(r.step, r.fields.clone()).unwrap();
+        }
+        w.finish().unwrap();
+        true
+    }
+    fn read_deep(&mut self, dir: &Path, run: &str) -> (u64, u64) {
+        let store = Store::open(dir).unwrap();
+        let rows = store.history(run, &Query::new()).unwrap().count() as u64;
+        let count = store.summary(run).unwrap().keys["x"].count;
+        (rows, count)
+    }
     fn ingest_many(&mut self, dir: &Path, runs: u64, steps: u64) -> bool {
         let store = self.store(dir).clone();
         let mut current: Option<(u64, steplog::RunWriter)> = None;

@@ -1,6 +1,7 @@
 //! `gc`: removes segment files the manifest no longer needs, which a purge killed between its
 //! edit and its deletions, or a writer killed between creating a segment and recording it,
-//! left behind. Opening never deletes anything; this is the explicit, safe way.
+//! left behind, and manifest tables a compaction replaced but a crash kept it from deleting.
+//! Opening never deletes anything; this is the explicit, safe way.
 //!
 //! Architecture invariant: runs under the store's `LOCK` on the latest manifest (no segment
 //! is being created meanwhile), and deletes an unreferenced file only when it provably holds
@@ -97,11 +98,62 @@ impl Store {
                     report.kept.push((path, why));
                 }
             }
+            self.gc_tables(state, &mut report)?;
             Ok((Vec::new(), report))
         })?;
         if self.options().durability == Durability::PowerLoss && !report.deleted.is_empty() {
             self.fs().sync_dir(&dir).at(&dir)?;
         }
         Ok(report)
+    }
+
+    /// Manifest tables the manifest does not list: one older than the newest it lists was
+    /// replaced by a compaction whose deletions a crash cut short, and is deleted; a newer
+    /// one is a crashed compaction's or holds the state of a manifest that was cut back, and
+    /// is kept and reported.
+    fn gc_tables(&self, state: &crate::manifest::State, report: &mut GcReport) -> Result<()> {
+        use crate::manifest::table::TABLE_DIR;
+        let dir = self.dir().join(TABLE_DIR);
+        let listed: Vec<u64> = state.base().sizes().iter().map(|t| t.0).collect();
+        let newest = listed.iter().copied().max();
+        let names = match self.fs().read_dir(&dir) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        for name in names {
+            let Some(id) = name
+                .strip_suffix(".tab")
+                .filter(|n| n.len() == 16)
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if listed.contains(&id) {
+                continue;
+            }
+            let path = dir.join(&name);
+            if newest.is_some_and(|n| id < n) {
+                let len = self
+                    .fs()
+                    .open(&path, OpenMode::Read)
+                    .and_then(|f| f.len())
+                    .unwrap_or(0);
+                match self.fs().remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(&path, e)),
+                }
+                report.bytes += len;
+                report.deleted.push(path);
+            } else {
+                let why = "a manifest table the manifest does not list, newer than those it \
+                           lists (a crashed compaction's, or the state of a manifest cut back); \
+                           kept"
+                    .to_owned();
+                report.kept.push((path, why));
+            }
+        }
+        Ok(())
     }
 }

@@ -17,6 +17,9 @@ pub(crate) const RUN_LOCKS: &str = "RUNS";
 /// Held while a writer writes a run; dropping it releases the run.
 pub(crate) struct RunLock {
     _guard: LockGuard,
+    /// The run's lock file of stores before 2026-12-02, when it exists: locked too, so that
+    /// an older steplog writing the same run meanwhile is seen (and sees this writer).
+    _legacy: Option<LockGuard>,
 }
 
 impl std::fmt::Debug for RunLock {
@@ -43,6 +46,27 @@ fn locks_file(dir: &Path) -> PathBuf {
     dir.join(LOCK_DIR).join(RUN_LOCKS)
 }
 
+/// The run's own lock file, as steplog wrote it before 2026-12-02 (`flock`ed by its
+/// writers): up to 40 safe characters of the name, a dash, the name's 64-bit FNV-1a hash.
+fn legacy_name(run: &str) -> String {
+    let safe: String = run
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(40)
+        .collect();
+    let hash = run.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{safe}-{hash:016x}.lock")
+}
+
+/// Whether a writer holds the run's legacy lock file (an older steplog's): a shared probe,
+/// granted at once when the file does not exist.
+fn legacy_held(fs: &dyn FileSystem, dir: &Path, run: &str) -> bool {
+    let path = dir.join(LOCK_DIR).join(legacy_name(run));
+    matches!(fs.lock(&path, false, false), Ok(None))
+}
+
 /// Takes the run's lock, or fails with `Locked` if another writer holds it.
 pub(crate) fn lock_run(fs: &dyn FileSystem, dir: &Path, run: &str) -> Result<RunLock> {
     let path = locks_file(dir);
@@ -62,7 +86,26 @@ pub(crate) fn lock_run(fs: &dyn FileSystem, dir: &Path, run: &str) -> Result<Run
             r => r,
         };
         match got.map_err(|e| Error::io(&path, e))? {
-            Some(guard) => return Ok(RunLock { _guard: guard }),
+            Some(guard) => {
+                let legacy = dir.join(LOCK_DIR).join(legacy_name(run));
+                if !crate::io::exists(fs, &legacy).map_err(|e| Error::io(&legacy, e))? {
+                    return Ok(RunLock {
+                        _guard: guard,
+                        _legacy: None,
+                    });
+                }
+                match fs.lock(&legacy, true, false) {
+                    Ok(Some(old)) => {
+                        return Ok(RunLock {
+                            _guard: guard,
+                            _legacy: Some(old),
+                        })
+                    }
+                    Ok(None) if attempt < 19 => std::thread::sleep(Duration::from_millis(2)),
+                    Ok(None) => {}
+                    Err(e) => return Err(Error::io(&legacy, e)),
+                }
+            }
             None if attempt < 19 => std::thread::sleep(Duration::from_millis(2)),
             None => {}
         }
@@ -73,29 +116,50 @@ pub(crate) fn lock_run(fs: &dyn FileSystem, dir: &Path, run: &str) -> Result<Run
 }
 
 /// The runs' locks held right now, by any process: what [`LiveRuns::is_live`] answers from.
-/// One probe of the lock file per held lock, whatever the number of runs asked about.
-pub(crate) struct LiveRuns(std::collections::HashSet<u64>);
+/// One probe of the lock file per held lock, whatever the number of runs asked about (and
+/// one of each legacy lock file a store written before 2026-12-02 still has).
+pub(crate) struct LiveRuns<'a> {
+    held: std::collections::HashSet<u64>,
+    legacy: std::collections::HashSet<String>,
+    fs: &'a dyn FileSystem,
+    dir: &'a Path,
+}
 
-impl LiveRuns {
+impl<'a> LiveRuns<'a> {
     /// Every lock held now (an unreadable lock file reads as none held: status is advice).
-    pub fn now(fs: &dyn FileSystem, dir: &Path) -> LiveRuns {
+    pub fn now(fs: &'a dyn FileSystem, dir: &'a Path) -> LiveRuns<'a> {
         let held = fs
             .locked_slots(&locks_file(dir), 0, SLOTS)
             .unwrap_or_default();
-        LiveRuns(held.into_iter().collect())
+        let legacy = fs
+            .read_dir(&dir.join(LOCK_DIR))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|n| n.ends_with(".lock"))
+            .collect();
+        LiveRuns {
+            held: held.into_iter().collect(),
+            legacy,
+            fs,
+            dir,
+        }
     }
 
-    /// Whether the run's lock was held when this was taken.
+    /// Whether the run's lock was held when this was taken (its legacy lock file, if it has
+    /// one, is probed now).
     pub fn is_live(&self, run: &str) -> bool {
-        self.0.contains(&slot(run))
+        self.held.contains(&slot(run))
+            || (self.legacy.contains(&legacy_name(run)) && legacy_held(self.fs, self.dir, run))
     }
 }
 
-/// Whether a writer (in any process) holds the run's lock right now.
+/// Whether a writer (in any process, of any steplog since run locks) holds the run's lock
+/// right now.
 pub(crate) fn is_locked(fs: &dyn FileSystem, dir: &Path, run: &str) -> bool {
     let s = slot(run);
     fs.locked_slots(&locks_file(dir), s, s + 1)
         .is_ok_and(|held| !held.is_empty())
+        || legacy_held(fs, dir, run)
 }
 
 #[cfg(test)]
@@ -133,5 +197,29 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(files, 1, "one lock file for every run");
+    }
+
+    /// A store written before 2026-12-02 has a lock file per run: an older steplog writing
+    /// a run holds an `flock` on it, which this one sees and respects (and takes too).
+    #[test]
+    fn an_older_writers_lock_file_is_seen_and_taken_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = OsFs;
+        std::fs::create_dir_all(dir.path().join(LOCK_DIR)).unwrap();
+        let legacy = dir.path().join(LOCK_DIR).join(legacy_name("old run/1"));
+        std::fs::write(&legacy, b"").unwrap();
+        let older = fs.lock(&legacy, true, false).unwrap().expect("free");
+        assert!(is_locked(&fs, dir.path(), "old run/1"));
+        assert!(LiveRuns::now(&fs, dir.path()).is_live("old run/1"));
+        let e = lock_run(&fs, dir.path(), "old run/1").unwrap_err();
+        assert!(matches!(e, Error::Locked { .. }), "{e}");
+        drop(older);
+        assert!(!is_locked(&fs, dir.path(), "old run/1"));
+        let mine = lock_run(&fs, dir.path(), "old run/1").unwrap();
+        // An older steplog now finds the run's file locked.
+        assert!(fs.lock(&legacy, true, false).unwrap().is_none());
+        assert!(is_locked(&fs, dir.path(), "old run/1"));
+        drop(mine);
+        assert!(fs.lock(&legacy, true, false).unwrap().is_some());
     }
 }

@@ -381,7 +381,7 @@ impl Store {
     }
 
     /// The run locks held now, for the status of many versions at once.
-    fn live_runs(&self) -> lock::LiveRuns {
+    fn live_runs(&self) -> lock::LiveRuns<'_> {
         lock::LiveRuns::now(self.fs(), &self.inner.dir)
     }
 
@@ -438,7 +438,8 @@ impl Store {
             out.push(RunInfo {
                 name: name.clone(),
                 head: *head,
-                status: status(&state, &meta, || live.is_live(name))?,
+                // Listed as a head (checked below: no run has two).
+                status: status_with(&state, &meta, true, || live.is_live(name))?,
                 last_step: counted.1,
                 rows: counted.0,
                 damage,
@@ -573,13 +574,24 @@ fn status(
     meta: &VersionMeta,
     writer_holds_lock: impl FnOnce() -> bool,
 ) -> Result<Status> {
+    status_with(state, meta, false, writer_holds_lock)
+}
+
+/// [`status`], for a version known to be its run's head (`known_head`: a listing's, whose
+/// heads are the versions neither archived nor purged) without looking it up again.
+fn status_with(
+    state: &State,
+    meta: &VersionMeta,
+    known_head: bool,
+    writer_holds_lock: impl FnOnce() -> bool,
+) -> Result<Status> {
     Ok(if meta.purged {
         Status::Purged
     } else if meta.archived {
         Status::Archived
     } else if meta.finished {
         Status::Finished
-    } else if state.is_head(meta)? && writer_holds_lock() {
+    } else if (known_head || state.is_head(meta)?) && writer_holds_lock() {
         Status::Live
     } else {
         Status::Crashed

@@ -153,25 +153,42 @@ impl Store {
     fn verify_manifest(&self, report: &mut VerifyReport) -> Option<State> {
         let path = self.manifest_path();
         report.files += 1;
-        let bytes = match io::read_all(self.fs(), &path) {
-            Ok(b) => b,
-            Err(e) => {
-                report.problem(path.clone(), &Error::io(&path, e));
+        let tables = self.dir().join(crate::manifest::table::TABLE_DIR);
+        // A compaction in another process may delete the tables of the manifest just read:
+        // read it again (as `refresh` does); a table still missing then is reported.
+        let mut attempt = 0;
+        let replayed = loop {
+            let bytes = match io::read_all(self.fs(), &path) {
+                Ok(b) => b,
+                Err(e) => {
+                    report.problem(path.clone(), &Error::io(&path, e));
+                    return None;
+                }
+            };
+            if bytes.len() < HEADER_LEN {
+                report.problem(
+                    path.clone(),
+                    &Error::corrupt(&path, 0, "shorter than its header"),
+                );
                 return None;
             }
+            let replayed = crate::manifest::log::replay(self.fs(), self.dir(), &path, &bytes);
+            match &replayed {
+                Err(Error::Io { path: p, source })
+                    if source.kind() == std::io::ErrorKind::NotFound
+                        && p.starts_with(&tables)
+                        && attempt < 8 =>
+                {
+                    attempt += 1;
+                }
+                _ => break replayed,
+            }
         };
-        if bytes.len() < HEADER_LEN {
-            report.problem(
-                path.clone(),
-                &Error::corrupt(&path, 0, "shorter than its header"),
-            );
-            return None;
-        }
         if let Err(e) = self.state() {
             report.problem(path.clone(), &e);
             return None;
         }
-        match crate::manifest::log::replay(self.fs(), self.dir(), &path, &bytes) {
+        match replayed {
             Err(e) => {
                 report.problem(path.clone(), &e);
                 None

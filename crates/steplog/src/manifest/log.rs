@@ -241,6 +241,10 @@ pub(crate) struct ManifestLog {
     base_len: u64,
     /// The next table id to try (from the base frame; 1 for a snapshot manifest).
     next_table: u64,
+    /// No compaction before the file reaches this offset (after a failed one).
+    compact_after: u64,
+    /// Whether the last `write_base` renamed its manifest into place.
+    renamed: bool,
     state: Arc<State>,
     poisoned: bool,
     /// Whether this process has looked for a `MANIFEST.tmp` left by a crashed compaction
@@ -270,6 +274,8 @@ impl ManifestLog {
             offset: 0,
             base_len: 0,
             next_table: 1,
+            compact_after: 0,
+            renamed: false,
             state: Arc::new(State::default()),
             poisoned: false,
             tmp_checked: false,
@@ -284,16 +290,20 @@ impl ManifestLog {
     /// Creates the manifest of a new, empty store. A store whose manifest is gone while
     /// segment files remain is damaged, not empty: starting it afresh would reuse their ids.
     fn create(&mut self) -> Result<()> {
-        // Segment files, or the run lock file every writer leaves (a run may have no rows;
-        // stores before 2026-12-02 have a `.lock` file per run), mean the store existed.
+        // Segment files, manifest tables, or the run lock file every writer leaves (a run may
+        // have no rows; stores before 2026-12-02 have a `.lock` file per run), mean the store
+        // existed: a new manifest would not list their tables, and compaction deletes tables
+        // no manifest lists.
         let lock_file = |n: &str| n.ends_with(".lock") || n == crate::lock::RUN_LOCKS;
         let segment_file = |n: &str| n.ends_with(".seg");
+        let table_file = |n: &str| n.ends_with(".tab");
         for (sub, kind, what) in [
             (
                 crate::store::SEGMENT_DIR,
                 &segment_file as &dyn Fn(&str) -> bool,
                 "segment files",
             ),
+            (table::TABLE_DIR, &table_file, "manifest tables"),
             (
                 crate::lock::LOCK_DIR,
                 &lock_file,
@@ -572,12 +582,17 @@ impl ManifestLog {
             return Err(e);
         }
         self.offset += bytes.len() as u64;
-        if self.offset - self.base_len > self.compact_bytes {
+        if self.offset - self.base_len > self.compact_bytes && self.offset >= self.compact_after {
             // Compaction only bounds the tail every open reads: the edits above are committed
             // whatever happens here. A failure leaves the old file whole (a leftover temp file
-            // is removed at the next open, leftover tables by the next compaction); the state
-            // is reloaded from the file, and compaction retried.
-            if self.compact().is_err() || self.refresh(true).is_err() {
+            // is removed at the next open) and removes the tables it wrote; the state is
+            // reloaded from the file, and compaction is tried again once the tail has grown by
+            // another threshold (not on every edit, each writing tables, under `LOCK`).
+            if let Err(created) = self.compact() {
+                self.remove_tables(&created);
+                self.compact_after = self.offset.saturating_add(self.compact_bytes);
+                self.epoch = 0;
+            } else if self.refresh(true).is_err() {
                 self.epoch = 0;
             }
         }
@@ -603,13 +618,30 @@ impl ManifestLog {
     /// Writes the edits since the base (the overlay) as a new table, merges it with the
     /// newest tables of the base while they are at most `TIER_RATIO` times larger, and
     /// replaces the manifest with one whose base lists the result. Under `LOCK`.
-    fn compact(&mut self) -> Result<()> {
+    /// On failure, the tables it created that no manifest lists (for `remove_tables`): none
+    /// once the new manifest is renamed into place (a failure after the rename, syncing the
+    /// directory, leaves a manifest that may list them).
+    fn compact(&mut self) -> std::result::Result<(), Vec<u64>> {
+        let mut created = Vec::new();
+        self.renamed = false;
+        match self.compact_tables(&mut created) {
+            Ok(()) => Ok(()),
+            Err(_) if self.renamed => Err(Vec::new()),
+            Err(_) => Err(created),
+        }
+    }
+
+    fn compact_tables(&mut self, created: &mut Vec<u64>) -> Result<()> {
         let state = self.state.clone();
         let base = state.base();
         let mut id = self.next_table;
         // The new table: what changed since the base (for a snapshot manifest, everything).
-        let (fresh, next) =
-            self.new_table(id, &mut state.overlay_runs(), &mut state.overlay_versions())?;
+        let (fresh, next) = self.new_table(
+            id,
+            &mut state.overlay_runs(),
+            &mut state.overlay_versions(),
+            created,
+        )?;
         id = next;
         let mut tables: Vec<(u64, u64)> = vec![fresh];
         tables.extend(base.sizes());
@@ -627,28 +659,36 @@ impl ManifestLog {
             let merging = Base::open(&*self.fs, &self.dir, &ids, counters)?;
             let mut runs = merging.runs();
             let mut versions = merging.versions().map(|r| r.map(Arc::new));
-            let (merged, next) = self.new_table(id, &mut runs, &mut versions)?;
+            let (merged, next) = self.new_table(id, &mut runs, &mut versions, created)?;
             id = next;
             drop(runs);
             drop(versions);
             tables.splice(..k, [merged]);
         }
         let ids: Vec<u64> = tables.iter().map(|t| t.0).collect();
-        self.write_base(self.epoch + 1, &ids, &state, id)?;
-        // Tables no manifest names any more (this compaction's, or a crashed one's).
-        let dir = self.dir.join(table::TABLE_DIR);
-        if let Ok(names) = self.fs.read_dir(&dir) {
-            for name in names {
-                let listed = name
-                    .strip_suffix(".tab")
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .is_some_and(|n| ids.contains(&n));
-                if !listed && name.ends_with(".tab") {
-                    let _ = self.fs.remove_file(&dir.join(&name));
-                }
-            }
-        }
+        let epoch = self.epoch.checked_add(1).ok_or_else(|| {
+            Error::corrupt(&self.path, 12, "the manifest's epoch cannot grow further")
+        })?;
+        self.write_base(epoch, &ids, &state, id)?;
+        // The tables the new base replaced: the old base's it merged, and this compaction's
+        // own that it merged in turn. Any other table no manifest lists is left for `gc`
+        // (one a crashed compaction wrote, or one of a state whose manifest was cut back).
+        let replaced: Vec<u64> = base
+            .sizes()
+            .iter()
+            .map(|t| t.0)
+            .chain(created.iter().copied())
+            .filter(|t| !ids.contains(t))
+            .collect();
+        self.remove_tables(&replaced);
         Ok(())
+    }
+
+    /// Deletes tables (best effort: a table left over is never read). Under `LOCK`.
+    fn remove_tables(&self, ids: &[u64]) {
+        for &t in ids {
+            let _ = self.fs.remove_file(&table::table_path(&self.dir, t));
+        }
     }
 
     /// Writes a table at the first id at or after `id` whose file does not exist (a crashed
@@ -658,15 +698,22 @@ impl ManifestLog {
         mut id: u64,
         runs: &mut dyn Iterator<Item = Result<(String, crate::types::VersionId)>>,
         versions: &mut dyn Iterator<Item = Result<Arc<crate::manifest::VersionMeta>>>,
+        created: &mut Vec<u64>,
     ) -> Result<((u64, u64), u64)> {
         loop {
             let path = table::table_path(&self.dir, id);
             if io::exists(&*self.fs, &path).at(&path)? {
-                id += 1;
+                id = id.checked_add(1).ok_or_else(|| {
+                    Error::corrupt(&self.path, 0, "manifest table ids are exhausted")
+                })?;
                 continue;
             }
+            created.push(id);
             let len = base::write_table(&*self.fs, &self.dir, id, runs, versions)?;
-            return Ok(((id, len), id + 1));
+            let next = id
+                .checked_add(1)
+                .ok_or_else(|| Error::corrupt(&self.path, 0, "manifest table ids are exhausted"))?;
+            return Ok(((id, len), next));
         }
     }
 
@@ -681,8 +728,11 @@ impl ManifestLog {
         next_table: u64,
     ) -> Result<()> {
         if !tables.is_empty() {
+            // The tables' entries, and `manifest/`'s own in the store directory (made by the
+            // first compaction), are durable before a manifest names them.
             let d = self.dir.join(table::TABLE_DIR);
             self.fs.sync_dir(&d).at(&d)?;
+            self.fs.sync_dir(&self.dir).at(&self.dir)?;
         }
         let tmp = self.dir.join(MANIFEST_TMP);
         let mut bytes = header(epoch).to_vec();
@@ -698,6 +748,7 @@ impl ManifestLog {
         f.sync().at(&tmp)?;
         drop(f);
         self.fs.rename(&tmp, &self.path).at(&self.path)?;
+        self.renamed = true;
         self.fs.sync_dir(&self.dir).at(&self.dir)?;
         Ok(())
     }

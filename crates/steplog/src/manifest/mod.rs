@@ -590,12 +590,29 @@ impl State {
                 }
                 v.purged = true;
                 let dropped: std::collections::HashSet<_> = dropped.iter().collect();
+                let mut found = 0;
                 for v in self.versions.values_mut() {
-                    if v.segments.iter().any(|s| dropped.contains(&s.id)) {
+                    let n = v
+                        .segments
+                        .iter()
+                        .filter(|s| dropped.contains(&s.id))
+                        .count();
+                    if n > 0 {
+                        found += n;
                         Arc::make_mut(v)
                             .segments
                             .retain(|s| !dropped.contains(&s.id));
                     }
+                }
+                // Every dropped segment belongs to a version the edit names (or, after a
+                // snapshot, to one the state holds whole): one not found would stay
+                // referenced while its file is deleted.
+                if found != dropped.len() {
+                    return Err(format!(
+                        "purge of {version} drops {} segments, of which {found} belong to the \
+                         versions it names",
+                        dropped.len()
+                    ));
                 }
                 Ok(())
             }

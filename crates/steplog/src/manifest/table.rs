@@ -59,8 +59,12 @@ fn le_u64(b: &[u8], at: usize) -> u64 {
 /// A frame: `raw_len u32 | stored_len u32 | crc32 u32 (of the stored bytes) | stored`, the
 /// stored bytes zstd-compressed (level 3).
 fn encode_frame(raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    let stored = crate::codec::zstd_compress(raw, 3)?;
     let too_big = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "table frame too big");
+    // What readers refuse, writers never write.
+    if raw.len() > crate::limits::MAX_RAW_LEN as usize {
+        return Err(too_big());
+    }
+    let stored = crate::codec::zstd_compress(raw, 3)?;
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + stored.len());
     out.extend_from_slice(
         &u32::try_from(raw.len())
@@ -423,6 +427,16 @@ impl Table {
         if raw_len > crate::limits::MAX_RAW_LEN {
             return Err(bad(format!("a table frame of {raw_len} raw bytes")));
         }
+        // The zstd frame says its content size (the writer's frames always do): a frame
+        // whose header disagrees is refused before `raw_len` bytes are set aside for it.
+        match zstd::zstd_safe::get_frame_content_size(stored) {
+            Ok(Some(n)) if n == u64::from(raw_len) => {}
+            _ => {
+                return Err(bad(format!(
+                    "a table frame whose zstd header does not give its {raw_len} raw bytes"
+                )))
+            }
+        }
         let raw = crate::codec::zstd_decompress(stored, raw_len as usize)
             .map_err(|e| bad(format!("a table frame does not decompress: {e}")))?;
         if raw.len() != raw_len as usize {
@@ -438,7 +452,8 @@ impl Table {
         let bad = |reason: String| Error::corrupt(&self.path, at, format!("table index: {reason}"));
         let mut r = Reader::new(raw);
         let n = r.count(4).map_err(|e| bad(e.reason))?;
-        let mut blocks: Vec<BlockRef> = Vec::with_capacity(n);
+        // Not reserved from the count read: a crafted index could ask for gigabytes.
+        let mut blocks: Vec<BlockRef> = Vec::new();
         let mut end = HEADER_LEN as u64;
         for _ in 0..n {
             let mut next = || -> crate::codec::DecodeResult<BlockRef> {
