@@ -179,7 +179,7 @@ pub fn many_config(r: u64) -> String {
         "lr": 1e-4 * ((r % 7) + 1) as f64,
         "batch_size": 32u64 << (r % 3),
         "seed": r,
-        "optimizer": if r % 2 == 0 { "adam" } else { "sgd" },
+        "optimizer": if r.is_multiple_of(2) { "adam" } else { "sgd" },
     })
     .to_string()
 }
@@ -463,7 +463,7 @@ fn run_deep(sys: &mut dyn System, depth: u64, root: &Path, f: &mut Figures) {
     if !sys.build_deep(&dir, depth) {
         return;
     }
-    let mut read = |run: &str| -> (f64, f64) {
+    let read = |run: &str| -> (f64, f64) {
         let (mut times, mut rss, mut rows) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {
             let t = Instant::now();
