@@ -2,7 +2,9 @@
 //! through `steplog log`) and reports each committed step; the parent kills it with SIGKILL
 //! at a random moment, reopens the store and checks that the history is a prefix of what was
 //! logged holding at least every reported step, and that `verify` passes. Rewinds and forks
-//! happen between rounds. `STEPLOG_KILL_ROUNDS=1000` runs the long mode (CI runs 16 rounds):
+//! happen between rounds; a second loop kills a writer of thousands of short runs while the
+//! manifest is compacted again and again. `STEPLOG_KILL_ROUNDS=1000` runs the long mode (CI
+//! runs 16 rounds, and 8 of short runs):
 //!
 //! ```sh
 //! STEPLOG_KILL_ROUNDS=1000 cargo test --release --test kill_loop -- --nocapture
@@ -133,7 +135,7 @@ fn check(store: &Store, reference: &str) -> u64 {
 
 #[test]
 fn killed_writers_lose_nothing_committed() {
-    if std::env::var(CHILD_ENV).is_ok() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(SHORT_ENV).is_ok() {
         return;
     }
     let rounds: u64 = std::env::var("STEPLOG_KILL_ROUNDS")
@@ -216,4 +218,125 @@ fn killed_writers_lose_nothing_committed() {
         killed_after_commit >= rounds.div_ceil(2),
         "half the kills came after commits ({killed_after_commit} of {rounds})"
     );
+}
+
+const SHORT_ENV: &str = "STEPLOG_KILL_LOOP_SHORT";
+
+fn open_short(dir: &Path) -> Store {
+    // A small compaction threshold: the manifest is compacted into tables (and the tables
+    // merged) many times a round, so kills land inside compactions too.
+    Options::new()
+        .manifest_compaction_bytes(8 << 10)
+        .open(dir)
+        .expect("open")
+}
+
+/// The short-runs child: from run index `first` on, forever, starts run `s-NNNNNN`, logs 3
+/// rows, finishes it, and reports `finished N`.
+#[test]
+fn kill_loop_short_child() {
+    let Ok(spec) = std::env::var(SHORT_ENV) else {
+        return; // only runs when spawned by the parent
+    };
+    let (dir, first) = spec.split_once('|').expect("dir|first");
+    let store = open_short(Path::new(dir));
+    let mut out = std::io::stdout().lock();
+    for n in first.parse::<u64>().expect("first").. {
+        let mut w = store.run(&format!("s-{n:06}")).start().expect("start");
+        for i in 0..3u64 {
+            w.log_at(i, [("x", (n * 10 + i) as f64)]).expect("log");
+        }
+        w.finish().expect("finish");
+        writeln!(out, "committed {n}").expect("report");
+        out.flush().expect("flush");
+    }
+}
+
+/// Thousands of short runs in flight across kills: every run reported finished reads its
+/// three rows, any other is a prefix of them (or absent), and the store verifies clean.
+#[test]
+fn killed_writers_of_short_runs_lose_no_finished_run() {
+    if std::env::var(CHILD_ENV).is_ok() || std::env::var(SHORT_ENV).is_ok() {
+        return;
+    }
+    let rounds = std::env::var("STEPLOG_KILL_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(16)
+        .div_ceil(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(0x5407);
+    let mut finished: Vec<u64> = Vec::new();
+    let mut next = 0u64;
+    for round in 0..rounds {
+        let reported = Arc::new(AtomicU64::new(0));
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "kill_loop_short_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(SHORT_ENV, format!("{}|{next}", dir.path().display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let watcher = watch(&mut child, reported.clone());
+        // Killed once the child has finished at least 150 runs this round (waited for,
+        // whatever the machine's speed), plus a random moment.
+        let t = std::time::Instant::now();
+        while reported.load(Ordering::SeqCst) < next + 150 {
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "round {round}: the child finished too few runs"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(rng.next_u64() % 100));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        watcher.join().unwrap();
+        let done = reported.load(Ordering::SeqCst);
+        finished.extend(next..done);
+
+        let store = open_short(dir.path());
+        let runs = store.runs().unwrap();
+        for r in &runs {
+            let n: u64 = r.name[2..].parse().unwrap();
+            let rows: Vec<_> = store
+                .history(r.name.as_str(), &Query::new())
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for (i, row) in rows.iter().enumerate() {
+                assert_eq!(row.step, i as u64, "{}", r.name);
+                assert_eq!(row.fields["x"].as_f64(), Some((n * 10 + i as u64) as f64));
+            }
+            assert!(rows.len() <= 3, "{}", r.name);
+        }
+        let listed: std::collections::HashMap<&str, u64> =
+            runs.iter().map(|r| (r.name.as_str(), r.rows)).collect();
+        for n in &finished {
+            let name = format!("s-{n:06}");
+            assert_eq!(
+                listed.get(name.as_str()),
+                Some(&3),
+                "round {round}: {name} finished"
+            );
+        }
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "round {round}: {:?}", report.problems);
+        // The next child starts after every run that exists (a crashed one included).
+        next = runs
+            .iter()
+            .map(|r| r.name[2..].parse::<u64>().unwrap() + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    eprintln!(
+        "kill loop, short runs: {rounds} rounds, {} runs finished and kept",
+        finished.len()
+    );
+    assert!(finished.len() as u64 >= rounds * 150);
 }
