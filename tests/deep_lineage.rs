@@ -18,32 +18,14 @@ fn depth() -> u64 {
         .unwrap_or(5_000)
 }
 
-/// The run `deep`: attempt k (k = 0..depth) logs steps 2k..=2k+2 (x = k) after a rewind to
-/// step 2k (so attempt k keeps 2k+1 rows of its past and each archived version owns 2 of its
-/// own rows after the cutoff); then a shallow run `flat` with the same rows as the head.
+/// The runs `deep` and `flat` (`steplog_workload::write_deep`, which the harness's `deep`
+/// workload writes too).
 fn build(dir: &std::path::Path, depth: u64) -> Store {
     let s = Options::new()
         .durability(Durability::Process)
         .open(dir)
         .unwrap();
-    for k in 0..depth {
-        let start = if k == 0 {
-            s.run("deep")
-        } else {
-            s.run("deep").resume_from(2 * k)
-        };
-        let mut w = start.start().unwrap();
-        for step in (2 * k + u64::from(k > 0))..=2 * k + 2 {
-            w.log_at(step, [("x", k as f64)]).unwrap();
-        }
-        w.finish().unwrap();
-    }
-    let head: Vec<_> = rows(&s, "deep");
-    let mut w = s.run("flat").start().unwrap();
-    for r in &head {
-        w.log_at(r.step, r.fields.clone()).unwrap();
-    }
-    w.finish().unwrap();
+    steplog_workload::write_deep(&s, depth).unwrap();
     s
 }
 

@@ -132,6 +132,28 @@ fn log_batched(w: &mut steplog::RunWriter, rows: &[(u64, Vec<(&'static str, Valu
     flush(w, &mut steps, &mut cols);
 }
 
+/// The sweep shape's runs, a writer each (finished before the next starts), run `r` named
+/// `run-{r}`; with `configs`, each with the many workload's config.
+fn log_short_runs(store: &Store, runs: u64, steps: u64, configs: bool) {
+    let mut current: Option<(u64, steplog::RunWriter)> = None;
+    for (r, s, row) in sweep_data(runs, steps) {
+        if current.as_ref().is_none_or(|c| c.0 != r) {
+            if let Some((_, w)) = current.take() {
+                w.finish().unwrap();
+            }
+            let mut start = store.run(&format!("run-{r}"));
+            if configs {
+                start = start.config(serde_json::from_str(&many_config(r)).unwrap());
+            }
+            current = Some((r, start.start().unwrap()));
+        }
+        current.as_mut().unwrap().1.log_at(s, row).unwrap();
+    }
+    if let Some((_, w)) = current {
+        w.finish().unwrap();
+    }
+}
+
 /// count, min, max, mean of every key of `run`.
 fn steplog_summary(store: &Store, run: &str) -> SummaryMap {
     let s = store.summary(run).unwrap();
@@ -160,48 +182,13 @@ impl System for Steplog {
         w.finish().unwrap();
     }
     fn ingest_sweep(&mut self, dir: &Path, runs: u64, steps: u64) {
-        let store = self.store(dir).clone();
-        let mut current: Option<(u64, steplog::RunWriter)> = None;
-        for (r, s, row) in sweep_data(runs, steps) {
-            if current.as_ref().is_none_or(|c| c.0 != r) {
-                if let Some((_, w)) = current.take() {
-                    w.finish().unwrap();
-                }
-                current = Some((r, store.run(&format!("run-{r}")).start().unwrap()));
-            }
-            current.as_mut().unwrap().1.log_at(s, row).unwrap();
-        }
-        if let Some((_, w)) = current {
-            w.finish().unwrap();
-        }
+        log_short_runs(self.store(dir), runs, steps, false);
     }
     fn open_sweep(&mut self, dir: &Path) -> u64 {
         Store::open(dir).unwrap().versions().unwrap().len() as u64
     }
     fn build_deep(&mut self, dir: &Path, depth: u64) -> bool {
-        let s = self.store(dir).clone();
-        for k in 0..depth {
-            let start = if k == 0 {
-                s.run("deep")
-            } else {
-                s.run("deep").resume_from(2 * k)
-            };
-            let mut w = start.start().unwrap();
-            for step in (2 * k + u64::from(k > 0))..=2 * k + 2 {
-                w.log_at(step, [("x", k as f64)]).unwrap();
-            }
-            w.finish().unwrap();
-        }
-        let head: Vec<_> = s
-            .history("deep", &Query::new())
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
-        let mut w = s.run("flat").start().unwrap();
-        for r in &head {
-            w.log_at(r.step, r.fields.clone()).unwrap();
-        }
-        w.finish().unwrap();
+        steplog_workload::write_deep(self.store(dir), depth).unwrap();
         true
     }
     fn read_deep(&mut self, dir: &Path, run: &str) -> (u64, u64) {
@@ -211,22 +198,7 @@ impl System for Steplog {
         (rows, count)
     }
     fn ingest_many(&mut self, dir: &Path, runs: u64, steps: u64) -> bool {
-        let store = self.store(dir).clone();
-        let mut current: Option<(u64, steplog::RunWriter)> = None;
-        for (r, s, row) in sweep_data(runs, steps) {
-            if current.as_ref().is_none_or(|c| c.0 != r) {
-                if let Some((_, w)) = current.take() {
-                    w.finish().unwrap();
-                }
-                let config = serde_json::from_str(&many_config(r)).unwrap();
-                let w = store.run(&format!("run-{r}")).config(config).start();
-                current = Some((r, w.unwrap()));
-            }
-            current.as_mut().unwrap().1.log_at(s, row).unwrap();
-        }
-        if let Some((_, w)) = current {
-            w.finish().unwrap();
-        }
+        log_short_runs(self.store(dir), runs, steps, true);
         true
     }
     fn list_many(&mut self, dir: &Path) -> Vec<String> {
@@ -313,6 +285,31 @@ pub struct Sqlite {
     conns: HashMap<PathBuf, rusqlite::Connection>,
 }
 
+/// Rows of the `runs` table (and, with `configs`, of a `configs` table made for them: the
+/// many workload's), in one transaction.
+fn insert_runs(c: &mut rusqlite::Connection, runs: u64, configs: bool) {
+    if configs {
+        c.execute_batch("CREATE TABLE configs (run INTEGER PRIMARY KEY, config TEXT NOT NULL);")
+            .unwrap();
+    }
+    let tx = c.transaction().unwrap();
+    for r in 0..runs {
+        tx.execute(
+            "INSERT INTO runs VALUES (?1, ?2)",
+            rusqlite::params![r as i64, format!("run-{r}")],
+        )
+        .unwrap();
+        if configs {
+            tx.execute(
+                "INSERT INTO configs VALUES (?1, ?2)",
+                rusqlite::params![r as i64, many_config(r)],
+            )
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+}
+
 /// count, min, max, mean of every key of run `run`.
 fn sqlite_summary(c: &rusqlite::Connection, run: u64) -> SummaryMap {
     let mut stmt = c
@@ -396,17 +393,7 @@ impl System for Sqlite {
     }
     fn ingest_sweep(&mut self, dir: &Path, runs: u64, steps: u64) {
         let c = self.conn(dir);
-        {
-            let tx = c.transaction().unwrap();
-            for r in 0..runs {
-                tx.execute(
-                    "INSERT INTO runs VALUES (?1, ?2)",
-                    rusqlite::params![r as i64, format!("run-{r}")],
-                )
-                .unwrap();
-            }
-            tx.commit().unwrap();
-        }
+        insert_runs(c, runs, false);
         let data: Vec<_> = sweep_data(runs, steps).collect();
         let rows = data
             .iter()
@@ -420,24 +407,7 @@ impl System for Sqlite {
     }
     fn ingest_many(&mut self, dir: &Path, runs: u64, steps: u64) -> bool {
         let c = self.conn(dir);
-        c.execute_batch("CREATE TABLE configs (run INTEGER PRIMARY KEY, config TEXT NOT NULL);")
-            .unwrap();
-        {
-            let tx = c.transaction().unwrap();
-            for r in 0..runs {
-                tx.execute(
-                    "INSERT INTO runs VALUES (?1, ?2)",
-                    rusqlite::params![r as i64, format!("run-{r}")],
-                )
-                .unwrap();
-                tx.execute(
-                    "INSERT INTO configs VALUES (?1, ?2)",
-                    rusqlite::params![r as i64, many_config(r)],
-                )
-                .unwrap();
-            }
-            tx.commit().unwrap();
-        }
+        insert_runs(c, runs, true);
         let rows = sweep_data(runs, steps)
             .flat_map(|(r, s, row)| row.into_iter().map(move |(k, v)| (r, s, k, num(&v))));
         Sqlite::insert_rows(c, rows);

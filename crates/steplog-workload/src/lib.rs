@@ -218,6 +218,33 @@ pub fn wide_row(step: u64, rng: &mut Rng) -> Vec<(&'static str, Value)> {
         .collect()
 }
 
+/// The `deep` workload, written into `store`: run `deep` whose attempt k (k = 0..depth) logs
+/// steps 2k..=2k+2 (x = k) after a rewind to step 2k (so attempt k keeps 2k+1 rows of its
+/// past and each archived version owns 2 rows of its own after the cutoff), then a shallow
+/// run `flat` holding the head's rows in one version.
+pub fn write_deep(store: &steplog::Store, depth: u64) -> steplog::Result<()> {
+    for k in 0..depth {
+        let start = if k == 0 {
+            store.run("deep")
+        } else {
+            store.run("deep").resume_from(2 * k)
+        };
+        let mut w = start.start()?;
+        for step in (2 * k + u64::from(k > 0))..=2 * k + 2 {
+            w.log_at(step, [("x", k as f64)])?;
+        }
+        w.finish()?;
+    }
+    let head = store
+        .history("deep", &steplog::Query::new())?
+        .collect::<steplog::Result<Vec<_>>>()?;
+    let mut w = store.run("flat").start()?;
+    for r in &head {
+        w.log_at(r.step, r.fields.clone())?;
+    }
+    w.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
