@@ -111,6 +111,7 @@ pub struct Figures {
     pub many_allocated_per_point: f64,
     pub many_files: f64,
     pub many_list_ms: f64,
+    pub many_list_fresh_ms: f64,
     pub many_summary_ms: f64,
     pub many_summary_rss_mib: f64,
     /// Deep (head of a run rewound `depth` times) and flat (same rows), fresh processes.
@@ -405,6 +406,22 @@ fn run_many(sys: &mut dyn System, runs: u64, root: &Path, f: &mut Figures) {
     let names = sys.list_many(&dir);
     f.many_list_ms = t.elapsed().as_secs_f64() * 1e3;
     assert_eq!(names.len() as u64, runs, "{name}: many runs listed");
+    // And in a fresh process, as a command listing the runs would (median of 3).
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--child-list", name])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(out.status.success(), "{name}: child list: {out:?}");
+        let listed: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert_eq!(listed, runs, "{name}: many runs listed by a fresh process");
+    }
+    times.sort_by(f64::total_cmp);
+    f.many_list_fresh_ms = times[1];
     // A run in the middle of the store, its summary checked against the generated rows.
     let pick = runs / 2 + 1;
     let want: Vec<_> = sweep_data(runs, MANY_STEPS)
@@ -498,6 +515,18 @@ fn peak_rss_kib() -> f64 {
         .unwrap()
 }
 
+/// `--child-list SYSTEM DIR`: lists every run of the many store in DIR; prints their number.
+fn child_list(args: &[String]) {
+    let [system, dir] = args else {
+        panic!("--child-list SYSTEM DIR");
+    };
+    let mut sys = systems()
+        .into_iter()
+        .find(|s| s.name() == system)
+        .expect("a system");
+    println!("{}", sys.list_many(Path::new(dir)).len());
+}
+
 /// `--child-deep SYSTEM DIR RUN`: reads run RUN of the deep store whole and summarizes it;
 /// prints the rows, the summary's count of `x` and the peak RSS, as JSON.
 fn child_deep(args: &[String]) {
@@ -582,6 +611,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("--child-summary") => return child_summary(&args[1..]),
         Some("--child-deep") => return child_deep(&args[1..]),
+        Some("--child-list") => return child_list(&args[1..]),
         _ => {}
     }
     let quick = args.iter().any(|a| a == "--quick");
@@ -674,7 +704,7 @@ fn figures_json(name: &str, f: &Figures) -> serde_json::Value {
         "fork_small_us": f.fork_small_us, "fork_big_us": f.fork_big_us,
         "many_ingest_points_per_s": f.many_ingest_pps, "many_bytes_per_point": f.many_bytes_per_point,
         "many_allocated_bytes_per_point": f.many_allocated_per_point, "many_files": f.many_files,
-        "many_list_ms": f.many_list_ms, "many_summary_ms": f.many_summary_ms,
+        "many_list_ms": f.many_list_ms, "many_list_fresh_ms": f.many_list_fresh_ms, "many_summary_ms": f.many_summary_ms,
         "many_summary_peak_rss_mib": f.many_summary_rss_mib,
         "deep_read_ms": f.deep_read_ms, "deep_peak_rss_mib": f.deep_rss_mib,
         "flat_read_ms": f.flat_read_ms, "flat_peak_rss_mib": f.flat_rss_mib,
@@ -696,7 +726,7 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
         println!("  {n}: {}", f.durability);
     }
     type Get = fn(&Figures) -> f64;
-    let rows: [(&str, Get, bool); 31] = [
+    let rows: [(&str, Get, bool); 32] = [
         (
             "ingest, many (M points/s)",
             |f| f.many_ingest_pps / 1e6,
@@ -714,6 +744,11 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
         ),
         ("files, many", |f| f.many_files, false),
         ("list runs, many (ms)", |f| f.many_list_ms, false),
+        (
+            "list runs, fresh process (ms)",
+            |f| f.many_list_fresh_ms,
+            false,
+        ),
         (
             "summary of one run, fresh (ms)",
             |f| f.many_summary_ms,

@@ -711,7 +711,10 @@ impl Store {
         });
         for piece in capped {
             let (meta, limit) = piece?;
-            if let Some(&hit) = memo.get(&(meta.id, limit)) {
+            // Only ancestors' pieces are kept (with their cutoff): a version read whole
+            // (`limit` None) is no other version's ancestor piece, so a listing of a million
+            // heads keeps none of them.
+            if let Some(&hit) = limit.and_then(|_| memo.get(&(meta.id, limit))) {
                 base = hit;
                 break;
             }
@@ -730,7 +733,9 @@ impl Store {
             let (r, l) = self.own_rows(meta, *limit, stream)?;
             rows = rows.saturating_add(r);
             last = last.max(l);
-            memo.insert((meta.id, *limit), (rows, last));
+            if limit.is_some() {
+                memo.insert((meta.id, *limit), (rows, last));
+            }
         }
         Ok((rows, last))
     }

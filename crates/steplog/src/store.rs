@@ -445,7 +445,8 @@ impl Store {
                 damage,
             });
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        // Names are unique (checked next), so an unstable sort gives the one order.
+        out.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         if let Some(w) = out.windows(2).find(|w| w[0].name == w[1].name) {
             return Err(Error::corrupt(
                 self.manifest_path(),
