@@ -389,6 +389,19 @@ fn a_checksum_valid_but_inconsistent_manifest_is_corruption_naming_the_offset() 
             ),
         ),
         (
+            // It would replace the state unchecked: only a first frame is a whole state.
+            "a second snapshot, holding an archived head",
+            manifest_bytes(
+                1,
+                &[
+                    json!({"op": "snapshot", "state": {"runs": {"r": 1}, "versions":
+                        [version(1, "r", None, false)], "next_version": 2, "next_segment": 1}}),
+                    json!({"op": "snapshot", "state": {"runs": {"r": 1}, "versions":
+                        [version(1, "r", None, true)], "next_version": 2, "next_segment": 1}}),
+                ],
+            ),
+        ),
+        (
             "a fork edit from a missing version",
             manifest_bytes(
                 1,

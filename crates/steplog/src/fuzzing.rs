@@ -54,17 +54,32 @@ pub fn segment(data: &[u8]) {
 
 /// Manifest frames, then each edit applied to a state; and the input as one JSON edit.
 pub fn manifest(data: &[u8]) {
-    let mut state = State::default();
     if let Ok(frames) = decode_frames(Path::new("/m"), data, HEADER_LEN as u64) {
-        for (_, e) in &frames.edits {
+        let mut edits = frames.edits.iter().map(|(_, e)| e).peekable();
+        let mut state = match edits.peek() {
+            Some(Edit::Snapshot { state }) => {
+                edits.next();
+                State::from(state.clone())
+            }
+            _ => State::default(),
+        };
+        for e in edits {
             if state.apply(e).is_err() {
                 break;
             }
         }
     }
     if let Ok(edit) = serde_json::from_slice::<Edit>(data) {
-        let mut state = State::default();
-        let _ = state.apply(&edit);
+        // A snapshot as a first frame (taken whole, unchecked until `validate`), any other
+        // edit applied to an empty state.
+        let state = match &edit {
+            Edit::Snapshot { state } => State::from(state.clone()),
+            other => {
+                let mut s = State::default();
+                let _ = s.apply(other);
+                s
+            }
+        };
         // Even a state that fails validation (as a snapshot loaded from disk would) must not
         // make the lineage walks loop.
         let _ = state.validate();

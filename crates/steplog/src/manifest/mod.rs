@@ -616,9 +616,10 @@ impl State {
                 }
                 Ok(())
             }
-            Edit::Snapshot { state } => {
-                *self = State::from(state.clone());
-                Ok(())
+            // Only a manifest's first frame is a whole state (read by the log, and validated
+            // whole): one later would replace the state unchecked.
+            Edit::Snapshot { .. } => {
+                Err("a snapshot frame after the manifest's first frame".into())
             }
             Edit::Base { .. } => Err("a base frame after the manifest's first frame".into()),
         }
