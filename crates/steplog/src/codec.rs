@@ -54,6 +54,18 @@ pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
+/// The offset basis of the 64-bit FNV-1a hash.
+pub(crate) const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The 64-bit FNV-1a hash of `bytes` from offset basis `basis` ([`FNV_BASIS`] for the
+/// standard one): stable across platforms and releases (std's hasher is not), which names on
+/// disk (run lock slots and files, table filters) need.
+pub(crate) fn fnv1a64(bytes: &[u8], basis: u64) -> u64 {
+    bytes.iter().fold(basis, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::codec::{fnv1a64, FNV_BASIS};
 use crate::error::{Error, Result};
 use crate::io::{FileSystem, LockGuard};
 
@@ -36,10 +37,7 @@ const SLOTS: u64 = 1 << 62;
 /// slot with odds of about one in 2^62 per pair; then a writer of one reports the other
 /// `Locked` while both are written at once, and nothing else changes.
 pub(crate) fn slot(run: &str) -> u64 {
-    let hash = run.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    hash % SLOTS
+    fnv1a64(run.as_bytes(), FNV_BASIS) % SLOTS
 }
 
 fn locks_file(dir: &Path) -> PathBuf {
@@ -54,10 +52,7 @@ fn legacy_name(run: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         .take(40)
         .collect();
-    let hash = run.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{safe}-{hash:016x}.lock")
+    format!("{safe}-{:016x}.lock", fnv1a64(run.as_bytes(), FNV_BASIS))
 }
 
 /// Whether a writer holds the run's legacy lock file (an older steplog's): a shared probe,

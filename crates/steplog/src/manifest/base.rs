@@ -167,8 +167,10 @@ impl Base {
 
     /// Every record with the prefix, merged across tables in key order (the newest table's
     /// record where several hold a key).
-    fn merged(&self, prefix: u8) -> impl Iterator<Item = Result<(usize, Vec<u8>, Vec<u8>)>> + '_ {
-        let prefix: &'static [u8] = if prefix == RUN_PREFIX { b"r" } else { b"v" };
+    fn merged(
+        &self,
+        prefix: &'static [u8],
+    ) -> impl Iterator<Item = Result<(usize, Vec<u8>, Vec<u8>)>> + '_ {
         let mut scans: Vec<_> = self
             .tables
             .iter()
@@ -223,7 +225,7 @@ impl Base {
 
     /// Every run the base knows, by name, with its head.
     pub fn runs(&self) -> impl Iterator<Item = Result<(String, VersionId)>> + '_ {
-        self.merged(RUN_PREFIX).map(move |r| {
+        self.merged(&[RUN_PREFIX]).map(move |r| {
             let (t, k, v) = r?;
             let path = self.path_of(&self.tables[t]);
             let name = std::str::from_utf8(&k[1..])
@@ -234,7 +236,7 @@ impl Base {
 
     /// Every version the base holds, by id.
     pub fn versions(&self) -> impl Iterator<Item = Result<VersionMeta>> + '_ {
-        self.merged(VERSION_PREFIX).map(move |r| {
+        self.merged(&[VERSION_PREFIX]).map(move |r| {
             let (t, k, v) = r?;
             let path = self.path_of(&self.tables[t]);
             decode_version(&path, &k, &v, self.counters())

@@ -40,12 +40,11 @@ pub(crate) fn table_path(dir: &Path, id: u64) -> PathBuf {
 /// The 64-bit FNV-1a hash of a key, and a second one from another offset basis: the two
 /// hashes of the filter's double hashing (stable across platforms and releases).
 fn hashes(key: &[u8]) -> (u64, u64) {
-    let fnv = |basis: u64| {
-        key.iter().fold(basis, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-    };
-    (fnv(0xcbf2_9ce4_8422_2325), fnv(0x8422_2325_cbf2_9ce4) | 1)
+    use crate::codec::{fnv1a64, FNV_BASIS};
+    (
+        fnv1a64(key, FNV_BASIS),
+        fnv1a64(key, 0x8422_2325_cbf2_9ce4) | 1,
+    )
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {
