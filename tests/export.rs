@@ -224,6 +224,15 @@ fn an_export_never_writes_over_a_store_file_and_a_failed_one_leaves_the_old_file
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     logged(d);
+    // And a run in a segment file (short runs are inline in the manifest).
+    let store = steplog::Options::new()
+        .inline_segment_bytes(0)
+        .open(d)
+        .unwrap();
+    let mut w = store.run("filed").start().unwrap();
+    w.log_at(0, [("x", 1.0)]).unwrap();
+    w.finish().unwrap();
+    drop(store);
     let before = store_image(d);
     let seg = segment_files(d)[0].clone();
     let link = dir

@@ -10,8 +10,12 @@ use std::process::{Command, Stdio};
 use common::{cli, cli_in, rows};
 use steplog::{Error, Store};
 
+/// A store whose run `r` has `n` rows in a segment file (not inline: the files are attacked).
 fn store_with(dir: &std::path::Path, n: u64) {
-    let store = Store::open(dir).unwrap();
+    let store = steplog::Options::new()
+        .inline_segment_bytes(0)
+        .open(dir)
+        .unwrap();
     let mut w = store.run("r").start().unwrap();
     for step in 0..n {
         w.log_at(step, [("x", step as f64)]).unwrap();

@@ -106,7 +106,7 @@ fn make_golden() {
     assert!(!out.exists(), "{} exists", out.display());
     let dir = out.join("store");
     // A small compaction threshold (since manifest format 3): the manifest is a base of
-    // several tables and a tail of edits.
+    // several tables and a tail of edits (since format 4, some of them inline segments).
     let store = Options::new()
         .segment_bytes(6_000)
         .block_bytes(1_500)
@@ -212,11 +212,49 @@ fn make_golden() {
         w.log_at(step, [("a", -(step as f64))]).unwrap();
     }
     w.finish().unwrap();
+    // Manifest format 4: short runs carried inline in the manifest (no segment file), in
+    // every stream, one rewound and continued, its archived version purged (a tombstone).
+    for r in 0..6u64 {
+        let mut w = store
+            .run(&format!("short-{r}"))
+            .config(json!({"r": r}))
+            .start()
+            .unwrap();
+        for step in 0..20u64 {
+            let x = (step + r) as f64;
+            w.log_at(step, [("loss", 1.0 / (x + 1.0)), ("acc", x / 40.0)])
+                .unwrap();
+            if step % 5 == 0 {
+                w.log_row(Stream::System, Some(step), [("gpu", Value::F64(x))])
+                    .unwrap();
+                w.log_row(Stream::Console, Some(step), [("line", format!("s{step}"))])
+                    .unwrap();
+            }
+        }
+        w.finish().unwrap();
+    }
+    let mut w = store.run("short-0").resume_from(9).start().unwrap();
+    for step in 10..15u64 {
+        w.log_at(step, [("loss", -(step as f64))]).unwrap();
+    }
+    w.finish().unwrap();
+    let mut w = store.run("short-1").restart().start().unwrap();
+    for step in 0..5u64 {
+        w.log_at(step, [("loss", step as f64)]).unwrap();
+    }
+    w.finish().unwrap();
+    for run in ["short-0", "short-1"] {
+        let archived = store.lineage(run).unwrap().root().id;
+        store.purge(archived).unwrap();
+    }
     let mut w = store.run("crashed").start().unwrap();
     for step in 0..300u64 {
         w.log_at(step, [("z", step as f64 * 2.0)]).unwrap();
     }
     w.abort().unwrap();
+    let mut w = store.run("short-last").start().unwrap();
+    w.log_at(0, [("loss", 0.5)]).unwrap();
+    w.finish().unwrap();
     let expected = describe(&store);
     std::fs::write(
         out.join("expected.json"),
@@ -279,6 +317,30 @@ fn every_golden_store_reads_back_exactly() {
             "{} migrated",
             fixture.display()
         );
+        // A format 3 manifest takes no inline segment (a steplog of format 3 appending to it
+        // would not know one) until a compaction rewrites it as format 4: a short run gets a
+        // segment file, as before.
+        let format = |dir: &Path| {
+            let m = std::fs::read(dir.join("MANIFEST")).unwrap();
+            u16::from_le_bytes([m[8], m[9]])
+        };
+        let was = format(tmp.path());
+        let files = common::segment_files(tmp.path()).len();
+        let mut w = store.run("short-after-golden").start().unwrap();
+        w.log_at(0, [("x", 1.0)]).unwrap();
+        w.finish().unwrap();
+        let added = common::segment_files(tmp.path()).len() - files;
+        assert_eq!(format(tmp.path()), was, "{}", fixture.display());
+        assert_eq!(added, usize::from(was < 4), "{}: files", fixture.display());
+        assert_eq!(common::rows(&store, "short-after-golden").len(), 1);
+        // Migrated, it is of format 4, and a short run is inline.
+        let files = common::segment_files(migrated.path()).len();
+        let mut w = m.run("short-after-golden").start().unwrap();
+        w.log_at(0, [("x", 1.0)]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(format(migrated.path()), 4, "{}", fixture.display());
+        assert_eq!(common::segment_files(migrated.path()).len(), files);
+        assert_eq!(common::rows(&m, "short-after-golden").len(), 1);
         // And it stays writable: the crashed run resumes, a new run is added.
         let mut w = store.run("crashed").start().unwrap();
         let next = w.next_step(Stream::History);

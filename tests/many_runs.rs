@@ -142,8 +142,10 @@ fn old_runs_changed_after_compactions_read_their_latest_records() {
         tables >= 2,
         "the base is tiered ({tables} tables): lookups and listings cross tables"
     );
-    // Files: a segment per run with rows, the tables, MANIFEST, LOCK and one lock file.
+    // Files: the tables, MANIFEST, LOCK, one lock file, and one segment: the crashed run's
+    // committed head (every finished short run is inline in the manifest).
     let segments = common::segment_files(dir.path()).len();
+    assert_eq!(segments, 1, "no segment file per short run");
     let all = walk(dir.path());
     assert_eq!(
         all,
@@ -192,4 +194,96 @@ fn walk(dir: &Path) -> usize {
             }
         })
         .sum()
+}
+
+/// Issue #14: a short run (its rows one block, no commit before `finish`) is written with its
+/// `finish`, inside the manifest: no file, and no `add_segment` or `seal` edit; what is too
+/// big, committed before, or one of many blocks still goes to files. Every run reads back
+/// the same in a fresh process, and through the CLI.
+#[test]
+fn short_runs_are_carried_in_the_manifest_and_longer_ones_in_files() {
+    use steplog::{Query, Stream, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new()
+        .manifest_compaction_bytes(1 << 30)
+        .open(dir.path())
+        .unwrap();
+    for r in 0..50u64 {
+        let mut w = store.run(&format!("short-{r:02}")).start().unwrap();
+        for step in 0..20u64 {
+            w.log_at(step, [("x", (r * 100 + step) as f64), ("y", 1.5)])
+                .unwrap();
+            if step % 4 == 0 {
+                w.log_row(Stream::System, Some(step), [("gpu", Value::F64(0.5))])
+                    .unwrap();
+                w.log_row(Stream::Console, Some(step), [("line", "ok")])
+                    .unwrap();
+            }
+        }
+        w.finish().unwrap();
+    }
+    assert_eq!(
+        common::segment_files(dir.path()).len(),
+        0,
+        "no segment file"
+    );
+    let manifest =
+        String::from_utf8_lossy(&std::fs::read(dir.path().join("MANIFEST")).unwrap()).into_owned();
+    let ops = |op: &str| manifest.matches(&format!("\"op\":\"{op}\"")).count();
+    assert_eq!(
+        (ops("create"), ops("inline"), ops("finish")),
+        (50, 150, 50),
+        "a create, an inline segment per stream and a finish per run"
+    );
+    assert_eq!((ops("add_segment"), ops("seal")), (0, 0));
+
+    // Committed before finishing: the commit needs a file (its rows are durable then).
+    let mut w = store.run("committed").start().unwrap();
+    w.log_at(0, [("x", 1.0)]).unwrap();
+    w.commit().unwrap();
+    w.log_at(1, [("x", 2.0)]).unwrap();
+    w.finish().unwrap();
+    // One block, but its segment larger than the inline bound (random-looking floats).
+    let mut w = store.run("big").start().unwrap();
+    let mut v = 0.123_456_789f64;
+    for step in 0..3_000u64 {
+        v = (v * 3.999 * (1.0 - v)).abs();
+        w.log_at(step, [("x", v)]).unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(common::segment_files(dir.path()).len(), 2);
+
+    let fresh = Store::open(dir.path()).unwrap();
+    for r in 0..50u64 {
+        let name = format!("short-{r:02}");
+        let rows = common::rows(&fresh, &name);
+        let xs: Vec<f64> = rows.iter().map(|row| common::f(row, "x")).collect();
+        let want: Vec<f64> = (0..20).map(|s| (r * 100 + s) as f64).collect();
+        assert_eq!(xs, want, "{name}");
+        let system = fresh
+            .history(&name, &Query::new().stream(Stream::System))
+            .unwrap()
+            .count();
+        let console = fresh
+            .history(&name, &Query::new().stream(Stream::Console))
+            .unwrap()
+            .count();
+        assert_eq!((system, console), (5, 5), "{name}");
+        let s = fresh.summary(name.as_str()).unwrap();
+        assert_eq!(s.keys["x"].count, 20);
+        assert_eq!(s.keys["y"].mean(), Some(1.5));
+    }
+    assert_eq!(common::rows(&fresh, "committed").len(), 2);
+    assert_eq!(common::rows(&fresh, "big").len(), 3_000);
+    let report = fresh.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(
+        report.blocks >= 152,
+        "inline segments are verified: {report:?}"
+    );
+    let out = common::cli_ok(dir.path(), &["summary", "short-07", "--format", "json"]);
+    assert!(
+        out.contains("\"count\":20") || out.contains("\"count\": 20"),
+        "{out}"
+    );
 }

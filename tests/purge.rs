@@ -97,6 +97,7 @@ fn gc_reclaims_what_an_interrupted_purge_left_and_keeps_what_may_hold_rows() {
     let store = Options::new()
         .segment_bytes(300)
         .block_bytes(60)
+        .inline_segment_bytes(0)
         .file_system(Arc::new(faulty.clone()))
         .open(dir.path())
         .unwrap();

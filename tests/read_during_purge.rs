@@ -132,7 +132,12 @@ fn a_missing_head_segment_of_a_crashed_run_is_an_error_everywhere() {
 #[test]
 fn a_flipped_byte_in_one_runs_segment_hides_no_other_run_from_listings() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    // Segment files, to be damaged (an inline segment is under the manifest's checksums).
+    let store = Options::new()
+        .block_bytes(1_000)
+        .inline_segment_bytes(0)
+        .open(dir.path())
+        .unwrap();
     for (run, n) in [("a", 5u64), ("b", 40), ("c", 5)] {
         let mut w = store.run(run).start().unwrap();
         for step in 0..n {

@@ -38,7 +38,8 @@ impl Store {
         let report = self.transact(|state| {
             let mut referenced = std::collections::HashSet::new();
             for v in state.versions() {
-                referenced.extend(v?.segments.iter().map(|s| s.id));
+                // An inline segment's bytes are in the manifest: a file of its id is not it.
+                referenced.extend(v?.segments.iter().filter(|s| !s.inline).map(|s| s.id));
             }
             let mut report = GcReport::default();
             let mut names = self.fs().read_dir(&dir).at(&dir)?;

@@ -28,6 +28,10 @@ pub const MAX_BLOCK_BYTES: usize = 16 << 20;
 /// The largest config of a version, as JSON text.
 pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 
+/// The largest [`Options::inline_segment_bytes`](crate::Options::inline_segment_bytes): an
+/// inline segment is one manifest edit and one table record, both read whole.
+pub const MAX_INLINE_SEGMENT_BYTES: usize = 64 << 10;
+
 /// The largest raw (uncompressed) length a reader accepts for a block or a footer.
 pub(crate) const MAX_RAW_LEN: u32 = 256 << 20;
 

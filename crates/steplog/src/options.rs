@@ -35,6 +35,7 @@ pub struct Options {
     pub(crate) compression_level: i32,
     pub(crate) manifest_compaction_bytes: u64,
     pub(crate) segment_cache: usize,
+    pub(crate) inline_segment_bytes: usize,
     pub(crate) lock_timeout: std::time::Duration,
     pub(crate) fs: Arc<dyn FileSystem>,
 }
@@ -48,6 +49,7 @@ impl Default for Options {
             compression_level: 3,
             manifest_compaction_bytes: 1 << 20,
             segment_cache: 32_768,
+            inline_segment_bytes: 8 << 10,
             lock_timeout: std::time::Duration::from_secs(10),
             fs: Arc::new(OsFs),
         }
@@ -103,6 +105,19 @@ impl Options {
     /// deep reads thousands of segments. Default: 32,768 (half of that limit).
     pub fn segment_cache(mut self, segments: usize) -> Self {
         self.segment_cache = segments.max(1);
+        self
+    }
+
+    /// Largest stream of a finished run carried inside the manifest instead of a segment
+    /// file: a stream whose rows never filled a block (nothing was written before `finish`,
+    /// no `commit` came first) and whose sealed segment would be at most this many bytes
+    /// is written with the run's `finish`, in the same manifest edit, and later kept in the
+    /// manifest's tables. A store of a million short runs then holds no file per run, and a
+    /// short run costs two manifest edits (start, finish). Default: 8 KiB; at most
+    /// [`MAX_INLINE_SEGMENT_BYTES`](crate::limits::MAX_INLINE_SEGMENT_BYTES) (64 KiB); 0
+    /// writes every segment as a file.
+    pub fn inline_segment_bytes(mut self, bytes: usize) -> Self {
+        self.inline_segment_bytes = bytes.min(crate::limits::MAX_INLINE_SEGMENT_BYTES);
         self
     }
 

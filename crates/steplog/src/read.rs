@@ -401,6 +401,13 @@ pub(crate) fn sealed_mismatch(s: &Sealed, seg: &SegmentMeta) -> Option<String> {
     })
 }
 
+fn purged_reason(id: SegmentId) -> String {
+    format!(
+        "segment {id} was deleted by a purge while this read was under way; the rows it held \
+         are no longer readable (read again to see the store as it is now)"
+    )
+}
+
 /// Counts of ancestry suffixes: `(version, limit)` → rows and last step of reading that
 /// version up to `limit` with its ancestors.
 pub(crate) type RowMemo = std::collections::HashMap<(VersionId, Option<u64>), (u64, Option<u64>)>;
@@ -414,13 +421,21 @@ impl Store {
         if let Some(s) = self.inner.cache.sealed(id) {
             return Ok(s);
         }
-        let path = self.segment_path(id);
-        let s = match Sealed::open(self.fs(), &path) {
-            Ok(s) => Arc::new(s),
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return Err(self.missing_segment(id, path))
+        let (s, path) = if seg.inline {
+            let path = self.inline_path(id);
+            (
+                Arc::new(Sealed::from_bytes(&path, self.inline_bytes(id)?)?),
+                path,
+            )
+        } else {
+            let path = self.segment_path(id);
+            match Sealed::open(self.fs(), &path) {
+                Ok(s) => (Arc::new(s), path),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(self.missing_segment(id, path))
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
         let mismatch = sealed_mismatch(&s, seg);
         if let Some(reason) = mismatch {
@@ -430,20 +445,38 @@ impl Store {
         Ok(s)
     }
 
+    /// The bytes of inline segment `id`, from the manifest as this process last read it (a
+    /// segment's bytes never change, and a table stays readable once open), or, if that
+    /// state does not have them (a purge, or a state being reloaded), as it is now.
+    fn inline_bytes(&self, id: SegmentId) -> Result<bytes::Bytes> {
+        if let Ok(b) = self.current_state().inline_segment(id) {
+            return Ok(b);
+        }
+        match self.state()?.inline_segment(id) {
+            Err(_) if self.purged_meanwhile(id) => Err(Error::MissingFile {
+                file: self.inline_path(id),
+                reason: purged_reason(id),
+            }),
+            r => r,
+        }
+    }
+
+    /// Whether no version of the latest manifest holds segment `id` (one that a read's
+    /// state named is gone: a purge ran meanwhile).
+    fn purged_meanwhile(&self, id: SegmentId) -> bool {
+        self.state().ok().is_some_and(|state| {
+            !state
+                .versions()
+                .any(|v| v.is_ok_and(|v| v.segments.iter().any(|s| s.id == id)))
+        })
+    }
+
     /// The error for a recorded segment whose file is gone: the latest manifest tells a purge
     /// that ran during this read (the version read from this process's snapshot lost the
     /// segment) from a file lost by other means.
     fn missing_segment(&self, id: SegmentId, path: PathBuf) -> Error {
-        let dropped = self.state().ok().is_some_and(|state| {
-            !state
-                .versions()
-                .any(|v| v.is_ok_and(|v| v.segments.iter().any(|s| s.id == id)))
-        });
-        let reason = if dropped {
-            format!(
-                "segment {id} was deleted by a purge while this read was under way; the rows \
-                 it held are no longer readable (read again to see the store as it is now)"
-            )
+        let reason = if self.purged_meanwhile(id) {
+            purged_reason(id)
         } else {
             format!(
                 "the manifest records segment {id}, but its file is gone (removed by hand, or \
@@ -646,10 +679,10 @@ impl Store {
             .plan(v, Stream::History, step, step)?
             .find(|p| p.segment.sealed.is_some())
             .map_or((self.segment_dir(), 0), |p| {
-                let footer = self
-                    .open_sealed(&p.segment)
-                    .map_or(0, |x| x.footer_offset());
-                (self.segment_path(p.segment.id), footer)
+                self.open_sealed(&p.segment)
+                    .map_or((self.segment_path(p.segment.id), 0), |x| {
+                        (x.path.clone(), x.footer_offset())
+                    })
             });
         Err(Error::corrupt(
             file,

@@ -294,6 +294,12 @@ impl Store {
         self.inner.dir.join(SEGMENT_DIR).join(id.file_name())
     }
 
+    /// Where errors say an inline segment is: in the manifest (its `inline` edit, or a
+    /// table's record), named as `MANIFEST#segment-<id>`.
+    pub(crate) fn inline_path(&self, id: SegmentId) -> PathBuf {
+        self.inner.dir.join(format!("MANIFEST#segment-{id}"))
+    }
+
     /// Creates a new head segment of `version`'s `stream` and records it in the manifest.
     /// The file is created first, under the manifest lock, with an id no file has: a
     /// recorded segment always has its file (with [`Durability::PowerLoss`] the file and its
@@ -353,6 +359,12 @@ impl Store {
         let mut m = lock_poisoned(&self.inner.manifest);
         m.refresh(false)?;
         Ok(m.state())
+    }
+
+    /// The state as this process last read it, not refreshed (for what never changes once
+    /// recorded, such as an inline segment's bytes).
+    pub(crate) fn current_state(&self) -> Arc<State> {
+        lock_poisoned(&self.inner.manifest).state()
     }
 
     pub(crate) fn transact<T>(
@@ -484,14 +496,16 @@ impl Store {
 
     /// Purges an archived version: it is no longer readable, and its segments are deleted
     /// once no other version needs them (a version rewound or forked from it keeps the
-    /// segments holding its steps up to the cutoff). Returns the number of files deleted.
+    /// segments holding its steps up to the cutoff). Returns the number of files deleted
+    /// (an inline segment is no file: its bytes leave the manifest with the purge's edit, and
+    /// its tables at their next merges).
     pub fn purge(&self, version: VersionId) -> Result<usize> {
         self.purge_with(version, &crate::Quiet)
     }
 
     /// [`purge`](Self::purge), telling `progress` the segment files deleted.
     pub fn purge_with(&self, version: VersionId, progress: &dyn crate::Progress) -> Result<usize> {
-        let dropped = self.transact(|state| {
+        let (inline, dropped) = self.transact(|state| {
             let meta = state.meta(version)?.ok_or_else(|| Error::VersionNotFound {
                 version: version.to_string(),
             })?;
@@ -511,29 +525,39 @@ impl Store {
             let needed = state.needed_segments(Some(version))?;
             let mut dropped = Vec::new();
             let mut owners = Vec::new();
+            // Inline segments have no file: the edit drops their bytes from the manifest.
+            let mut inline = std::collections::HashSet::new();
             for m in state.versions() {
                 let m = m?;
                 if !(m.purged || m.id == version) {
                     continue;
                 }
-                let gone: Vec<SegmentId> = m
+                let gone: Vec<&crate::manifest::SegmentMeta> = m
                     .segments
                     .iter()
-                    .map(|s| s.id)
-                    .filter(|id| !needed.contains(id))
+                    .filter(|s| !needed.contains(&s.id))
                     .collect();
                 if !gone.is_empty() {
                     owners.push(m.id);
-                    dropped.extend(gone);
+                    dropped.extend(gone.iter().map(|s| s.id));
+                    inline.extend(gone.iter().filter(|s| s.inline).map(|s| s.id));
                 }
             }
+            let files: Vec<SegmentId> = dropped
+                .iter()
+                .copied()
+                .filter(|id| !inline.contains(id))
+                .collect();
             let edit = Edit::Purge {
                 version,
-                dropped: dropped.clone(),
+                dropped,
                 owners,
             };
-            Ok((vec![edit], dropped))
+            Ok((vec![edit], (inline, files)))
         })?;
+        for id in inline {
+            self.inner.cache.forget(id);
+        }
         let mut deleted = 0;
         progress.begin("purge", dropped.len() as u64, crate::progress::Unit::Items);
         for (done, id) in dropped.iter().enumerate() {

@@ -120,16 +120,32 @@ impl Store {
                 continue;
             };
             report.files += 1;
-            let meta = referenced.get(&id);
+            // An inline segment's bytes are in the manifest: a file of its id is not it.
+            let meta = referenced.get(&id).filter(|m| !m.inline);
             if meta.is_none() && state.is_some() {
                 self.verify_unreferenced(&mut report, &path, state.as_ref());
             }
             self.verify_segment(&mut report, path, meta);
         }
+        let mut inline: Vec<_> = referenced.values().filter(|m| m.inline).collect();
+        inline.sort_by_key(|m| m.id);
+        if let Some(state) = &state {
+            for m in inline {
+                let path = self.inline_path(m.id);
+                match state
+                    .inline_segment(m.id)
+                    .and_then(|b| Sealed::from_bytes(&path, b))
+                {
+                    Ok(s) => self.verify_sealed(&mut report, &path, &s, Some(m)),
+                    Err(e) => report.problem(path, &e),
+                }
+            }
+        }
         let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
         let mut missing: Vec<SegmentId> = referenced
-            .keys()
-            .copied()
+            .values()
+            .filter(|m| !m.inline)
+            .map(|m| m.id)
             .filter(|id| !present.contains(id.file_name().as_str()))
             .collect();
         missing.sort();
@@ -278,59 +294,7 @@ impl Store {
         let opened = Sealed::open(self.fs(), &path);
         match opened {
             Ok(s) => {
-                if let Some(reason) = meta.and_then(|m| crate::read::sealed_mismatch(&s, m)) {
-                    report.problem(path.clone(), &Error::corrupt(&path, 0, reason));
-                }
-                // Every aggregate of the footer is decoded, and must be the aggregate of
-                // the rows it summarises: a footer with a valid checksum but made-up numbers
-                // would otherwise be what every summary shows.
-                let aggs_ok = match s.block_agg(0) {
-                    Ok(_) => true,
-                    Err(err) => {
-                        report.problem(path.clone(), &err);
-                        false
-                    }
-                };
-                let mut merged = crate::summary::Agg::default();
-                let mut blocks_ok = aggs_ok;
-                for (i, e) in s.index.iter().enumerate() {
-                    report.blocks += 1;
-                    match s.block(e, &all_keys) {
-                        Ok(block) if aggs_ok => {
-                            let mut computed = crate::summary::Agg::default();
-                            computed.add_block(&block, u64::MAX);
-                            let stored = s.block_agg(i).ok().flatten();
-                            if let Some(why) = stored.and_then(|a| disagreement(a, &computed)) {
-                                let reason = format!(
-                                    "the footer's aggregate of block {i} (at byte offset {}) \
-                                     is not that of its rows: {why}",
-                                    e.offset
-                                );
-                                report.problem(
-                                    path.clone(),
-                                    &Error::corrupt(&path, s.footer_offset(), reason),
-                                );
-                            }
-                            merged.merge_later(&computed);
-                        }
-                        Ok(_) => {}
-                        Err(err) => {
-                            blocks_ok = false;
-                            report.problem(path.clone(), &err);
-                        }
-                    }
-                }
-                if blocks_ok {
-                    if let Some(why) = s.agg().ok().and_then(|a| disagreement(a, &merged)) {
-                        let reason = format!(
-                            "the footer's aggregate of the segment is not that of its rows: {why}"
-                        );
-                        report.problem(
-                            path.clone(),
-                            &Error::corrupt(&path, s.footer_offset(), reason),
-                        );
-                    }
-                }
+                self.verify_sealed(report, &path, &s, meta);
                 return;
             }
             Err(err) if sealed => {
@@ -368,6 +332,70 @@ impl Store {
             report.blocks += 1;
             if let Err(err) = read_head_block(&path, &*file, e, &all_keys) {
                 report.problem(path.clone(), &err);
+            }
+        }
+    }
+
+    /// Checks a sealed segment (a file's or an inline one's): it is the one the manifest
+    /// records, its footer's aggregates decode, every block decodes and every aggregate is
+    /// that of its rows.
+    fn verify_sealed(
+        &self,
+        report: &mut VerifyReport,
+        path: &std::path::Path,
+        s: &Sealed,
+        meta: Option<&crate::manifest::SegmentMeta>,
+    ) {
+        if let Some(reason) = meta.and_then(|m| crate::read::sealed_mismatch(s, m)) {
+            report.problem(path.to_owned(), &Error::corrupt(path, 0, reason));
+        }
+        // Every aggregate of the footer is decoded, and must be the aggregate of
+        // the rows it summarises: a footer with a valid checksum but made-up numbers
+        // would otherwise be what every summary shows.
+        let aggs_ok = match s.block_agg(0) {
+            Ok(_) => true,
+            Err(err) => {
+                report.problem(path.to_owned(), &err);
+                false
+            }
+        };
+        let mut merged = crate::summary::Agg::default();
+        let mut blocks_ok = aggs_ok;
+        for (i, e) in s.index.iter().enumerate() {
+            report.blocks += 1;
+            match s.block(e, &all_keys) {
+                Ok(block) if aggs_ok => {
+                    let mut computed = crate::summary::Agg::default();
+                    computed.add_block(&block, u64::MAX);
+                    let stored = s.block_agg(i).ok().flatten();
+                    if let Some(why) = stored.and_then(|a| disagreement(a, &computed)) {
+                        let reason = format!(
+                            "the footer's aggregate of block {i} (at byte offset {}) \
+                             is not that of its rows: {why}",
+                            e.offset
+                        );
+                        report.problem(
+                            path.to_owned(),
+                            &Error::corrupt(path, s.footer_offset(), reason),
+                        );
+                    }
+                    merged.merge_later(&computed);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    blocks_ok = false;
+                    report.problem(path.to_owned(), &err);
+                }
+            }
+        }
+        if blocks_ok {
+            if let Some(why) = s.agg().ok().and_then(|a| disagreement(a, &merged)) {
+                let reason =
+                    format!("the footer's aggregate of the segment is not that of its rows: {why}");
+                report.problem(
+                    path.to_owned(),
+                    &Error::corrupt(path, s.footer_offset(), reason),
+                );
             }
         }
     }
@@ -464,7 +492,9 @@ mod tests {
         ];
         for (what, change) in changes {
             let dir = tempfile::tempdir().unwrap();
-            let store = crate::Store::open(dir.path()).unwrap();
+            // A segment file (not inline in the manifest), to be rewritten.
+            let files = || crate::Options::new().inline_segment_bytes(0);
+            let store = files().open(dir.path()).unwrap();
             let mut w = store.run("r").start().unwrap();
             for step in 0..100u64 {
                 w.log_at(step, [("x", step as f64), ("y", 1.0)]).unwrap();
@@ -473,7 +503,7 @@ mod tests {
             assert!(store.verify().unwrap().is_ok());
             drop(store);
             craft(dir.path(), change);
-            let store = crate::Store::open(dir.path()).unwrap();
+            let store = files().open(dir.path()).unwrap();
             let report = store.verify().unwrap();
             // (The re-encoded footer may differ in size from what the manifest records, a
             // problem of its own; the one looked for is the disagreement.)

@@ -116,6 +116,10 @@ struct FaultyFile {
 }
 
 impl FileHandle for FaultyFile {
+    fn identity(&self) -> io::Result<u64> {
+        self.inner.identity()
+    }
+
     fn len(&self) -> io::Result<u64> {
         self.inner.len()
     }
@@ -149,6 +153,10 @@ impl FileHandle for FaultyFile {
 }
 
 impl FileSystem for FaultyFs {
+    fn identify(&self, path: &Path) -> io::Result<(u64, u64)> {
+        self.inner.identify(path)
+    }
+
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Arc<dyn FileHandle>> {
         if matches!(
             mode,

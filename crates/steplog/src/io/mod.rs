@@ -53,6 +53,11 @@ pub trait FileHandle: Send + Sync + Debug {
     /// The whole file, read-only, as shared bytes (a memory map where the backend can).
     /// Only called for files that are never written again (sealed segments).
     fn map(&self) -> io::Result<Bytes>;
+    /// The file's identity: what [`FileSystem::identify`] gives for a path naming it.
+    /// Backends without identities return `Unsupported` (the default).
+    fn identity(&self) -> io::Result<u64> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// A file system: the operations the engine performs on paths.
@@ -82,6 +87,15 @@ pub trait FileSystem: Send + Sync + Debug + std::panic::RefUnwindSafe {
     /// The slots in `from..to` of the file at `path` that are locked right now, in any order;
     /// none when the file does not exist. Creates nothing and takes no lock.
     fn locked_slots(&self, path: &Path, from: u64, to: u64) -> io::Result<Vec<u64>>;
+    /// The identity (an inode number) and length of the regular file at `path`, without
+    /// opening it: how a reader holding a file open learns in one call whether the path
+    /// still names that file (it was not replaced by a rename) and how long it is now.
+    /// Backends without identities return `Unsupported` (the default); callers then open
+    /// the path again.
+    fn identify(&self, path: &Path) -> io::Result<(u64, u64)> {
+        let _ = path;
+        Err(io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// Reads a whole file.

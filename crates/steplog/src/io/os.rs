@@ -47,6 +47,11 @@ impl FileHandle for OsFile {
         }
         crate::mmap::map_sealed(&self.0)
     }
+
+    fn identity(&self) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(self.0.metadata()?.ino())
+    }
 }
 
 impl FileSystem for OsFs {
@@ -165,6 +170,18 @@ impl FileSystem for OsFs {
             Err(Errno::EAGAIN | Errno::EACCES) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn identify(&self, path: &Path) -> io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        if !m.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", path.display()),
+            ));
+        }
+        Ok((m.ino(), m.len()))
     }
 
     fn locked_slots(&self, path: &Path, from: u64, to: u64) -> io::Result<Vec<u64>> {

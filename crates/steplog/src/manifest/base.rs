@@ -2,11 +2,15 @@
 //! lazily. A run's head and a version's metadata are records of one sorted key space:
 //!
 //! - `r` + the run name (UTF-8) → the head version id (u64, little-endian);
+//! - `s` + the segment id (u64, big-endian) → an inline segment's bytes (those of a sealed
+//!   segment file; manifest format 4), or nothing: a tombstone, the segment was purged;
 //! - `v` + the version id (u64, big-endian, so that ids sort as numbers) → the version's
 //!   metadata as JSON (the `VERSION_META` of docs/FORMAT.md).
 //!
-//! A newer table's record replaces an older one's (records are never deleted: runs and
-//! versions live for ever, a purge only marks a version). Lookups ask the tables newest
+//! A newer table's record replaces an older one's (run and version records are never
+//! deleted: runs and versions live for ever, a purge only marks a version; an inline
+//! segment's record is replaced by a tombstone when a purge drops it, and the tombstone is
+//! dropped by a merge that takes in the oldest table). Lookups ask the tables newest
 //! first; listings merge them in key order.
 //!
 //! Architecture invariant: a record read from a table is checked on its own (its key and its
@@ -22,13 +26,21 @@ use super::table::{Table, TableWriter};
 use super::VersionMeta;
 use crate::error::{Error, Result};
 use crate::io::FileSystem;
-use crate::types::VersionId;
+use crate::types::{SegmentId, VersionId};
+use bytes::Bytes;
 
 /// Decoded records kept per base.
 const CACHE_RECORDS: usize = 1 << 16;
 
 pub(crate) const RUN_PREFIX: u8 = b'r';
 pub(crate) const VERSION_PREFIX: u8 = b'v';
+pub(crate) const SEGMENT_PREFIX: u8 = b's';
+
+pub(crate) fn segment_key(id: SegmentId) -> [u8; 9] {
+    let mut k = [SEGMENT_PREFIX; 9];
+    k[1..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
 
 pub(crate) fn run_key(name: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + name.len());
@@ -165,6 +177,27 @@ impl Base {
         })
     }
 
+    /// The bytes of inline segment `id`, if the base holds them (not cached: the segment
+    /// cache keeps what reads open).
+    pub fn segment(&self, id: SegmentId) -> Result<Option<Bytes>> {
+        match self.get(&segment_key(id))? {
+            None => Ok(None),
+            Some((t, bytes)) => decode_segment(&self.path_of(t), id, bytes, self.next_segment),
+        }
+    }
+
+    /// Every inline segment record the base holds, by id (`None`: a tombstone).
+    pub fn segments(&self) -> impl Iterator<Item = Result<(SegmentId, Option<Bytes>)>> + '_ {
+        self.merged(&[SEGMENT_PREFIX]).map(move |r| {
+            let (t, k, v) = r?;
+            let path = self.path_of(&self.tables[t]);
+            let id = <[u8; 8]>::try_from(&k[1..])
+                .map(|b| SegmentId(u64::from_be_bytes(b)))
+                .map_err(|_| Error::corrupt(&path, 0, "an inline segment key of another size"))?;
+            Ok((id, decode_segment(&path, id, v, self.next_segment)?))
+        })
+    }
+
     /// Every record with the prefix, merged across tables in key order (the newest table's
     /// record where several hold a key).
     fn merged(
@@ -258,6 +291,22 @@ fn decode_head(path: &Path, bytes: &[u8], next_version: u64) -> Result<VersionId
     Ok(VersionId(id))
 }
 
+fn decode_segment(
+    path: &Path,
+    id: SegmentId,
+    bytes: Vec<u8>,
+    next_segment: u64,
+) -> Result<Option<Bytes>> {
+    if id.0 == 0 || id.0 >= next_segment {
+        return Err(Error::corrupt(
+            path,
+            0,
+            format!("inline segment {id} is outside the allocated ids (next {next_segment})"),
+        ));
+    }
+    Ok((!bytes.is_empty()).then(|| Bytes::from(bytes)))
+}
+
 fn decode_version(
     path: &Path,
     key: &[u8],
@@ -278,23 +327,94 @@ fn decode_version(
     Ok(meta)
 }
 
-/// Writes one table from records in key order: runs (`r` keys) first, then versions.
-pub(crate) fn write_table(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    id: u64,
-    runs: &mut dyn Iterator<Item = Result<(String, VersionId)>>,
-    versions: &mut dyn Iterator<Item = Result<Arc<VersionMeta>>>,
-) -> Result<u64> {
+/// The records of one table, each stream in key order.
+pub(crate) struct Records<'a> {
+    pub runs: &'a mut dyn Iterator<Item = Result<(String, VersionId)>>,
+    /// Inline segments; `None` is a tombstone.
+    pub segments: &'a mut dyn Iterator<Item = Result<(SegmentId, Option<Bytes>)>>,
+    pub versions: &'a mut dyn Iterator<Item = Result<Arc<VersionMeta>>>,
+    /// Tombstones are dropped (the table takes in the oldest of the base: no older record
+    /// is left for them to hide).
+    pub drop_tombstones: bool,
+}
+
+/// Writes one table from records in key order: runs (`r` keys), inline segments (`s`),
+/// then versions (`v`).
+pub(crate) fn write_table(fs: &dyn FileSystem, dir: &Path, id: u64, r: Records<'_>) -> Result<u64> {
     let mut w = TableWriter::create(fs, dir, id)?;
-    for r in runs {
-        let (name, head) = r?;
+    for run in r.runs {
+        let (name, head) = run?;
         w.add(&run_key(&name), &head.0.to_le_bytes())?;
     }
+    for seg in r.segments {
+        match seg? {
+            (id, Some(bytes)) => w.add(&segment_key(id), &bytes)?,
+            (_, None) if r.drop_tombstones => {}
+            (id, None) => w.add(&segment_key(id), &[])?,
+        }
+    }
+    let versions = r.versions;
     for v in versions {
         let v = v?;
         let json = serde_json::to_vec(&*v).map_err(|e| Error::InvalidInput(e.to_string()))?;
         w.add(&version_key(v.id), &json)?;
     }
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::OsFs;
+
+    fn table(
+        dir: &Path,
+        id: u64,
+        segments: Vec<(SegmentId, Option<Bytes>)>,
+        drop_tombstones: bool,
+    ) {
+        let records = Records {
+            runs: &mut std::iter::empty(),
+            segments: &mut segments.into_iter().map(Ok),
+            versions: &mut std::iter::empty(),
+            drop_tombstones,
+        };
+        write_table(&OsFs, dir, id, records).unwrap();
+    }
+
+    /// A purge's tombstone hides an older table's inline segment, and a merge that takes in
+    /// the oldest table drops both: a purged inline segment's bytes do not stay for ever.
+    #[test]
+    fn a_tombstone_hides_an_inline_segment_and_a_full_merge_drops_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let bytes = |b: &[u8]| Some(Bytes::copy_from_slice(b));
+        table(
+            d,
+            1,
+            vec![(SegmentId(1), bytes(b"one")), (SegmentId(2), bytes(b"two"))],
+            false,
+        );
+        table(d, 2, vec![(SegmentId(1), None)], false);
+        let base = Base::open(&OsFs, d, &[2, 1], (10, 10)).unwrap();
+        assert_eq!(base.segment(SegmentId(1)).unwrap(), None, "hidden");
+        assert_eq!(base.segment(SegmentId(2)).unwrap(), bytes(b"two"));
+        let listed: Vec<_> = base.segments().map(Result::unwrap).collect();
+        assert_eq!(
+            listed,
+            vec![(SegmentId(1), None), (SegmentId(2), bytes(b"two"))]
+        );
+        // Merged with the oldest: the tombstone and the bytes it hid are gone.
+        table(d, 3, base.segments().map(Result::unwrap).collect(), true);
+        let merged = Base::open(&OsFs, d, &[3], (10, 10)).unwrap();
+        let listed: Vec<_> = merged.segments().map(Result::unwrap).collect();
+        assert_eq!(listed, vec![(SegmentId(2), bytes(b"two"))]);
+        // Merged without it: the tombstone stays, to hide the older record.
+        table(d, 4, base.segments().map(Result::unwrap).collect(), false);
+        let partial = Base::open(&OsFs, d, &[4, 1], (10, 10)).unwrap();
+        assert_eq!(partial.segment(SegmentId(1)).unwrap(), None);
+        // An id at or past the counter is corruption, not bytes.
+        let low = Base::open(&OsFs, d, &[3], (10, 2)).unwrap();
+        assert!(low.segment(SegmentId(2)).is_err());
+    }
 }

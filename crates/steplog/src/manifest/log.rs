@@ -17,9 +17,12 @@ use crate::io::{self, FileSystem, LockGuard, OpenMode};
 use crate::manifest::{base, table, Base, Edit, State};
 
 const MAGIC: [u8; 8] = *b"STEPLMAN";
-/// The header's format: 3 (a `base` frame over tables) is written; 1 (a `snapshot` frame,
-/// manifest formats 1 and 2) is read.
-const FORMAT: u16 = 3;
+/// The header's format: 4 (a `base` frame over tables, edits that may carry inline
+/// segments) is written; 3 (the same without inline segments: appended to as it is, with
+/// segment files only, until its first compaction rewrites it as 4) and 1 (a `snapshot`
+/// frame, manifest formats 1 and 2) are read.
+const FORMAT: u16 = 4;
+const FORMAT_TABLES: u16 = 3;
 const FORMAT_SNAPSHOT: u16 = 1;
 /// Size ratio of the tiers of tables: a compaction merges a table into the newer ones when
 /// it is at most this many times their size, so a base has about log4(records) tables.
@@ -41,7 +44,8 @@ pub(crate) fn header(epoch: u64) -> [u8; HEADER_LEN] {
     h
 }
 
-fn parse_header(path: &Path, bytes: &[u8]) -> Result<u64> {
+/// The header's epoch and format.
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<(u64, u16)> {
     if bytes.len() < HEADER_LEN {
         return Err(Error::corrupt(
             path,
@@ -67,7 +71,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<u64> {
         });
     }
     let format = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if format != FORMAT && format != FORMAT_SNAPSHOT {
+    if ![FORMAT, FORMAT_TABLES, FORMAT_SNAPSHOT].contains(&format) {
         return Err(Error::corrupt(
             path,
             8,
@@ -76,7 +80,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<u64> {
     }
     let mut e = [0u8; 8];
     e.copy_from_slice(&bytes[12..20]);
-    Ok(u64::from_le_bytes(e))
+    Ok((u64::from_le_bytes(e), format))
 }
 
 /// Encodes one edit as a frame; an edit too large for a frame's `u32` length is refused.
@@ -236,6 +240,8 @@ pub(crate) struct ManifestLog {
     /// How long an edit waits for `LOCK`.
     lock_timeout: Duration,
     epoch: u64,
+    /// The format of the file of `epoch` (its header's).
+    format: u16,
     offset: u64,
     /// Where the edits after the first frame (the base or snapshot) start.
     base_len: u64,
@@ -250,6 +256,17 @@ pub(crate) struct ManifestLog {
     /// Whether this process has looked for a `MANIFEST.tmp` left by a crashed compaction
     /// (removed before this process's first edit, under `LOCK`).
     tmp_checked: bool,
+    /// The manifest file as last opened, kept so that a refresh is one `identify` of the
+    /// path (the same file, and its length) rather than an open, header read and close.
+    held: Option<Held>,
+}
+
+/// An open manifest file and its identity.
+struct Held {
+    id: u64,
+    read: Arc<dyn io::FileHandle>,
+    /// Opened for appending, by the first edit of this process to this file.
+    write: Option<Arc<dyn io::FileHandle>>,
 }
 
 impl ManifestLog {
@@ -271,6 +288,7 @@ impl ManifestLog {
             compact_bytes,
             lock_timeout,
             epoch: 0,
+            format: FORMAT,
             offset: 0,
             base_len: 0,
             next_table: 1,
@@ -279,6 +297,7 @@ impl ManifestLog {
             state: Arc::new(State::default()),
             poisoned: false,
             tmp_checked: false,
+            held: None,
         };
         if !io::exists(&*log.fs, &log.path).at(&log.path)? {
             log.create()?;
@@ -413,13 +432,39 @@ impl ManifestLog {
         }
     }
 
-    fn refresh_once(&mut self, locked: bool) -> Result<()> {
+    /// The manifest file, its length, and whether it is the one this process read last
+    /// (a file is replaced only by a compaction's rename; where the file system tells
+    /// identities, that costs one call, else the path is opened again).
+    fn manifest_file(&mut self) -> Result<(Arc<dyn io::FileHandle>, u64, bool)> {
+        if let Some(held) = &self.held {
+            if let Ok((id, len)) = self.fs.identify(&self.path) {
+                if id == held.id {
+                    return Ok((held.read.clone(), len, true));
+                }
+            }
+        }
         let file = self.fs.open(&self.path, OpenMode::Read).at(&self.path)?;
         let len = file.len().at(&self.path)?;
-        let mut head = [0u8; HEADER_LEN];
-        let n = (len as usize).min(HEADER_LEN);
-        file.read_exact_at(&mut head[..n], 0).at(&self.path)?;
-        let epoch = parse_header(&self.path, &head[..n])?;
+        self.held = file.identity().ok().map(|id| Held {
+            id,
+            read: file.clone(),
+            write: None,
+        });
+        Ok((file, len, false))
+    }
+
+    fn refresh_once(&mut self, locked: bool) -> Result<()> {
+        let (file, len, same) = self.manifest_file()?;
+        let (epoch, format) = if same && self.epoch != 0 {
+            // The header of a file is written once, before the file is renamed into place.
+            (self.epoch, self.format)
+        } else {
+            let mut head = [0u8; HEADER_LEN];
+            let n = (len as usize).min(HEADER_LEN);
+            file.read_exact_at(&mut head[..n], 0).at(&self.path)?;
+            parse_header(&self.path, &head[..n])?
+        };
+        self.format = format;
         if epoch != self.epoch {
             self.epoch = epoch;
             self.offset = HEADER_LEN as u64;
@@ -490,7 +535,10 @@ impl ManifestLog {
                 }
             };
             match loaded {
-                Ok(state) => self.state = Arc::new(state),
+                Ok(mut state) => {
+                    state.takes_inline = format >= FORMAT;
+                    self.state = Arc::new(state);
+                }
                 Err(reason) => {
                     self.epoch = 0;
                     return Err(Error::corrupt(&self.path, HEADER_LEN as u64, reason));
@@ -600,10 +648,22 @@ impl ManifestLog {
     }
 
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        let file = self
-            .fs
-            .open(&self.path, OpenMode::ReadWrite)
-            .at(&self.path)?;
+        // The file the refresh before this (under `LOCK`) read: no other can replace it now.
+        let file = match self.held.as_mut() {
+            Some(Held { write: Some(w), .. }) => w.clone(),
+            held => {
+                let w = self
+                    .fs
+                    .open(&self.path, OpenMode::ReadWrite)
+                    .at(&self.path)?;
+                if let Some(h) = held {
+                    if w.identity().ok() == Some(h.id) {
+                        h.write = Some(w.clone());
+                    }
+                }
+                w
+            }
+        };
         // Under the lock, after a refresh that cut any torn tail: the file ends at `offset`.
         file.write_all_at(bytes, self.offset).at(&self.path)?;
         if self.sync {
@@ -636,12 +696,13 @@ impl ManifestLog {
         let base = state.base();
         let mut id = self.next_table;
         // The new table: what changed since the base (for a snapshot manifest, everything).
-        let (fresh, next) = self.new_table(
-            id,
-            &mut state.overlay_runs(),
-            &mut state.overlay_versions(),
-            created,
-        )?;
+        let records = base::Records {
+            runs: &mut state.overlay_runs(),
+            segments: &mut state.overlay_inline(),
+            versions: &mut state.overlay_versions(),
+            drop_tombstones: base.is_empty(),
+        };
+        let (fresh, next) = self.new_table(id, records, created)?;
         id = next;
         let mut tables: Vec<(u64, u64)> = vec![fresh];
         tables.extend(base.sizes());
@@ -657,12 +718,14 @@ impl ManifestLog {
             let ids: Vec<u64> = tables[..k].iter().map(|t| t.0).collect();
             let counters = (state.next_version, state.next_segment);
             let merging = Base::open(&*self.fs, &self.dir, &ids, counters)?;
-            let mut runs = merging.runs();
-            let mut versions = merging.versions().map(|r| r.map(Arc::new));
-            let (merged, next) = self.new_table(id, &mut runs, &mut versions, created)?;
+            let records = base::Records {
+                runs: &mut merging.runs(),
+                segments: &mut merging.segments(),
+                versions: &mut merging.versions().map(|r| r.map(Arc::new)),
+                drop_tombstones: k == tables.len(),
+            };
+            let (merged, next) = self.new_table(id, records, created)?;
             id = next;
-            drop(runs);
-            drop(versions);
             tables.splice(..k, [merged]);
         }
         let ids: Vec<u64> = tables.iter().map(|t| t.0).collect();
@@ -696,8 +759,7 @@ impl ManifestLog {
     fn new_table(
         &self,
         mut id: u64,
-        runs: &mut dyn Iterator<Item = Result<(String, crate::types::VersionId)>>,
-        versions: &mut dyn Iterator<Item = Result<Arc<crate::manifest::VersionMeta>>>,
+        records: base::Records<'_>,
         created: &mut Vec<u64>,
     ) -> Result<((u64, u64), u64)> {
         loop {
@@ -709,7 +771,7 @@ impl ManifestLog {
                 continue;
             }
             created.push(id);
-            let len = base::write_table(&*self.fs, &self.dir, id, runs, versions)?;
+            let len = base::write_table(&*self.fs, &self.dir, id, records)?;
             let next = id
                 .checked_add(1)
                 .ok_or_else(|| Error::corrupt(&self.path, 0, "manifest table ids are exhausted"))?;

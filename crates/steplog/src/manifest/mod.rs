@@ -15,8 +15,10 @@ pub(crate) mod table;
 pub(crate) use base::Base;
 pub(crate) use plan::Cover;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use crate::error::{Error, Result};
 
@@ -55,6 +57,10 @@ pub(crate) struct SegmentMeta {
     pub id: SegmentId,
     pub stream: Stream,
     pub sealed: Option<SealMeta>,
+    /// The segment's bytes are in the manifest (an `inline` edit, then a table's `s`
+    /// record), not in a file (manifest format 4; always sealed). Written only when set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,8 +94,17 @@ pub(crate) struct State {
     runs: BTreeMap<String, VersionId>,
     /// Versions changed since the base.
     versions: BTreeMap<VersionId, Arc<VersionMeta>>,
+    /// The bytes of the inline segments added since the base.
+    inline: BTreeMap<SegmentId, Bytes>,
+    /// Inline segments a purge dropped since the base (a compaction writes them as
+    /// tombstones over the base's records).
+    dropped_inline: BTreeSet<SegmentId>,
     pub next_version: u64,
     pub next_segment: u64,
+    /// The manifest file is of format 4 or later, so it may carry inline segments (a format
+    /// 3 file gets them only after the compaction that rewrites it, so that a steplog of
+    /// format 3 never misreads one).
+    pub takes_inline: bool,
 }
 
 /// The whole state as a `snapshot` edit carries it (manifest formats 1 and 2, read only).
@@ -121,6 +136,25 @@ mod version_list {
     ) -> Result<BTreeMap<VersionId, VersionMeta>, D::Error> {
         let list = Vec::<VersionMeta>::deserialize(d)?;
         Ok(list.into_iter().map(|v| (v.id, v)).collect())
+    }
+}
+
+mod base64_bytes {
+    use base64::Engine;
+    use bytes::Bytes;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&B64.encode(b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let text = String::deserialize(d)?;
+        B64.decode(text.as_bytes())
+            .map(Bytes::from)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -177,6 +211,17 @@ pub(crate) enum Edit {
     Finish {
         version: VersionId,
     },
+    /// A small sealed segment of `version`, carried whole in the manifest instead of a file
+    /// (manifest format 4): what a short run's stream writes when it finishes.
+    Inline {
+        version: VersionId,
+        stream: Stream,
+        segment: SegmentId,
+        seal: SealMeta,
+        /// The segment's bytes, exactly those of a sealed segment file (base64 in JSON).
+        #[serde(with = "base64_bytes")]
+        bytes: Bytes,
+    },
     /// The version is purged; `dropped` segments (of it or of other purged versions) are no
     /// longer referenced and their files may be deleted.
     Purge {
@@ -209,8 +254,11 @@ impl Default for State {
             base: Arc::new(Base::default()),
             runs: BTreeMap::new(),
             versions: BTreeMap::new(),
+            inline: BTreeMap::new(),
+            dropped_inline: BTreeSet::new(),
             next_version: 1,
             next_segment: 1,
+            takes_inline: false,
         }
     }
 }
@@ -227,6 +275,7 @@ impl From<Snapshot> for State {
                 .collect(),
             next_version: s.next_version,
             next_segment: s.next_segment,
+            ..State::default()
         }
     }
 }
@@ -335,11 +384,10 @@ impl State {
     /// The whole state in memory, without a base (what `validate` checks as one).
     pub fn materialize(&self) -> Result<State> {
         let mut whole = State {
-            base: Arc::new(Base::default()),
-            runs: BTreeMap::new(),
-            versions: BTreeMap::new(),
             next_version: self.next_version,
             next_segment: self.next_segment,
+            takes_inline: self.takes_inline,
+            ..State::default()
         };
         for r in self.runs() {
             let (name, head) = r?;
@@ -350,6 +398,29 @@ impl State {
             whole.versions.insert(v.id, v);
         }
         Ok(whole)
+    }
+
+    /// The bytes of inline segment `id`, which the state records: missing, it is
+    /// corruption.
+    pub fn inline_segment(&self, id: SegmentId) -> Result<Bytes> {
+        if let Some(b) = self.inline.get(&id) {
+            return Ok(b.clone());
+        }
+        self.base.segment(id)?.ok_or_else(|| {
+            Error::corrupt(
+                self.base.dir(),
+                0,
+                format!("the manifest records inline segment {id}, but holds no bytes for it"),
+            )
+        })
+    }
+
+    /// The inline segments changed since the base, by id: their bytes, or `None` for one a
+    /// purge dropped (a tombstone over the base's record).
+    pub fn overlay_inline(&self) -> impl Iterator<Item = Result<(SegmentId, Option<Bytes>)>> + '_ {
+        let added = self.inline.iter().map(|(k, v)| Ok((*k, Some(v.clone()))));
+        let dropped = self.dropped_inline.iter().map(|k| Ok((*k, None)));
+        merge_sorted(added, dropped, |e: &(SegmentId, Option<Bytes>)| e.0)
     }
 
     /// The runs changed since the base, in name order.
@@ -389,6 +460,7 @@ impl State {
             Edit::Resume { version, .. }
             | Edit::AddSegment { version, .. }
             | Edit::Seal { version, .. }
+            | Edit::Inline { version, .. }
             | Edit::Finish { version } => (None, vec![*version]),
             Edit::Purge {
                 version, owners, ..
@@ -550,7 +622,44 @@ impl State {
                     id: *segment,
                     stream: *stream,
                     sealed: None,
+                    inline: false,
                 });
+                Ok(())
+            }
+            Edit::Inline {
+                version,
+                stream,
+                segment,
+                seal,
+                bytes,
+            } => {
+                if segment.0 < self.next_segment {
+                    return Err(format!("segment {segment} allocated twice"));
+                }
+                if bytes.len() as u64 != seal.bytes {
+                    return Err(format!(
+                        "inline segment {segment} carries {} bytes, its seal records {}",
+                        bytes.len(),
+                        seal.bytes
+                    ));
+                }
+                let v = self.version_mut(*version)?;
+                if let (Some((_, cut)), Some(f)) = (v.parent, seal.first_step) {
+                    if f <= cut {
+                        return Err(format!(
+                            "inline segment {segment} puts step {f} in {version}, not after \
+                             its parent's cutoff {cut}"
+                        ));
+                    }
+                }
+                v.segments.push(SegmentMeta {
+                    id: *segment,
+                    stream: *stream,
+                    sealed: Some(*seal),
+                    inline: true,
+                });
+                self.next_segment = segment.0.checked_add(1).ok_or("segment id overflow")?;
+                self.inline.insert(*segment, bytes.clone());
                 Ok(())
             }
             Edit::Seal {
@@ -599,9 +708,14 @@ impl State {
                         .count();
                     if n > 0 {
                         found += n;
-                        Arc::make_mut(v)
-                            .segments
-                            .retain(|s| !dropped.contains(&s.id));
+                        let v = Arc::make_mut(v);
+                        for s in v.segments.iter().filter(|s| s.inline) {
+                            if dropped.contains(&s.id) {
+                                self.inline.remove(&s.id);
+                                self.dropped_inline.insert(s.id);
+                            }
+                        }
+                        v.segments.retain(|s| !dropped.contains(&s.id));
                     }
                 }
                 // Every dropped segment belongs to a version the edit names (or, after a

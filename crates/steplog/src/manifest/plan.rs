@@ -233,6 +233,7 @@ mod tests {
                         last_step: steps.last().copied(),
                         bytes: 0,
                     }),
+                    inline: false,
                 });
             }
             state.versions.insert(

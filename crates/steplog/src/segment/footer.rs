@@ -45,7 +45,7 @@ pub(crate) fn encode(
     }
     let mut payload = (raw.len() as u32).to_le_bytes().to_vec();
     // Written once per segment, read once (then cached); higher levels gained < 0.2% here.
-    payload.extend(zstd::bulk::compress(&raw, FOOTER_ZSTD_LEVEL)?);
+    payload.extend(crate::codec::zstd_compress(&raw, FOOTER_ZSTD_LEVEL)?);
     let mut out = Vec::with_capacity(FOOTER_HEADER_LEN + payload.len() + TRAILER_LEN);
     out.extend_from_slice(&FOOTER_MAGIC);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -243,7 +243,7 @@ pub(crate) fn decompress(payload: &[u8]) -> DecodeResult<Vec<u8>> {
     if raw_len > crate::limits::MAX_RAW_LEN {
         return r.err(format!("footer raw length {raw_len} too large"));
     }
-    let raw = zstd::bulk::decompress(&payload[4..], raw_len as usize)
+    let raw = crate::codec::zstd_decompress(&payload[4..], raw_len as usize)
         .map_err(|e| bad_raw(format!("zstd: {e}")))?;
     if raw.len() != raw_len as usize {
         return Err(bad_raw("decompressed footer length does not match".into()));

@@ -68,6 +68,20 @@ fn check_crcs(path: &Path, offset: u64, frame: &[u8], h: &FrameHeader) -> Result
     Ok(())
 }
 
+/// A sealed segment shorter than a header, an empty footer and a trailer is damaged (checked
+/// before mapping, so that no length below is ever negative).
+fn check_min_len(path: &Path, len: u64) -> Result<()> {
+    let min = (HEADER_LEN + FOOTER_HEADER_LEN + TRAILER_LEN) as u64;
+    if len < min {
+        return Err(Error::corrupt(
+            path,
+            len,
+            format!("sealed segment is {len} bytes, shorter than the minimum {min}"),
+        ));
+    }
+    Ok(())
+}
+
 /// A sealed segment, mapped into memory, with its footer's index decoded. The footer's
 /// aggregates (one per key per block: the bulk of a wide run's footer) are decoded when a
 /// summary or chart first asks for them, so reading rows never holds them.
@@ -93,14 +107,7 @@ impl Sealed {
     pub fn open(fs: &dyn FileSystem, path: &Path) -> Result<Sealed> {
         let file = fs.open(path, OpenMode::Read).at(path)?;
         let len = file.len().at(path)?;
-        let min = (HEADER_LEN + FOOTER_HEADER_LEN + TRAILER_LEN) as u64;
-        if len < min {
-            return Err(Error::corrupt(
-                path,
-                len,
-                format!("sealed segment is {len} bytes, shorter than the minimum {min}"),
-            ));
-        }
+        check_min_len(path, len)?;
         let bytes = file.map().at(path)?;
         if bytes.len() as u64 != len {
             return Err(Error::corrupt(
@@ -112,7 +119,10 @@ impl Sealed {
         Sealed::from_bytes(path, bytes)
     }
 
-    fn from_bytes(path: &Path, bytes: Bytes) -> Result<Sealed> {
+    /// A sealed segment from its bytes: a mapped file, or an inline segment's bytes from the
+    /// manifest (`path` names where they are, for errors).
+    pub fn from_bytes(path: &Path, bytes: Bytes) -> Result<Sealed> {
+        check_min_len(path, bytes.len() as u64)?;
         let len = bytes.len();
         let header =
             SegmentHeader::decode(&bytes[..HEADER_LEN]).map_err(|r| Error::corrupt(path, 0, r))?;

@@ -13,7 +13,7 @@ use crate::segment::encoder::EncodedBlock;
 use crate::segment::reader::{read_head_block, HeadScan, Tail};
 use crate::segment::{footer, IndexEntry, SegmentHeader, HEADER_LEN};
 use crate::summary::Agg;
-use crate::types::SegmentId;
+use crate::types::{SegmentId, Stream, VersionId};
 
 /// What the manifest records when a segment is sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,13 +148,7 @@ impl SegmentWriter {
         self.file
             .write_all_at(&block.frame, self.len)
             .at(&self.path)?;
-        self.index.push(IndexEntry {
-            offset: self.len,
-            len: block.frame.len() as u64,
-            nrows: block.nrows,
-            first_step: block.first_step,
-            last_step: block.last_step,
-        });
+        self.index.push(index_entry(self.len, &block));
         self.len += block.frame.len() as u64;
         self.footer_bytes += block.footer_bytes;
         self.agg.merge_later(&block.agg);
@@ -174,11 +168,83 @@ impl SegmentWriter {
         if sync {
             self.sync()?;
         }
-        Ok(SealInfo {
-            rows: self.agg.rows,
-            first_step: self.agg.first_step,
-            last_step: self.agg.last_step,
-            bytes: self.len + bytes.len() as u64,
+        Ok(seal_info(&self.agg, self.len + bytes.len() as u64))
+    }
+}
+
+/// The index entry of `block` appended at `offset`.
+fn index_entry(offset: u64, block: &EncodedBlock) -> IndexEntry {
+    IndexEntry {
+        offset,
+        len: block.frame.len() as u64,
+        nrows: block.nrows,
+        first_step: block.first_step,
+        last_step: block.last_step,
+    }
+}
+
+fn seal_info(agg: &Agg, bytes: u64) -> SealInfo {
+    SealInfo {
+        rows: agg.rows,
+        first_step: agg.first_step,
+        last_step: agg.last_step,
+        bytes,
+    }
+}
+
+/// A sealed segment holding one block, built in memory: exactly the bytes
+/// [`SegmentWriter`] writes to a file for the same header and block (create, one `append`,
+/// `seal`). A small segment is carried this way inside the manifest (an inline segment).
+/// Built before its segment id is known (the id is taken under the manifest's lock), so it
+/// is built with id 0 and given its id by [`Image::with_id`]: no other byte names it.
+pub(crate) struct Image {
+    header: SegmentHeader,
+    block: EncodedBlock,
+    footer: Vec<u8>,
+    pub info: SealInfo,
+}
+
+impl Image {
+    pub fn new(stream: Stream, version: VersionId, block: EncodedBlock) -> std::io::Result<Image> {
+        let header = SegmentHeader {
+            stream,
+            version,
+            segment: SegmentId(0),
+        };
+        let index = [index_entry(HEADER_LEN as u64, &block)];
+        let footer_at = (HEADER_LEN + block.frame.len()) as u64;
+        // The segment's aggregate as `append` builds it.
+        let mut agg = Agg::default();
+        agg.merge_later(&block.agg);
+        let footer = footer::encode(&index, std::slice::from_ref(&block.agg), &agg, footer_at)?;
+        let info = seal_info(&agg, footer_at + footer.len() as u64);
+        Ok(Image {
+            header,
+            block,
+            footer,
+            info,
         })
+    }
+
+    pub fn stream(&self) -> Stream {
+        self.header.stream
+    }
+
+    /// The segment's bytes as segment `id`.
+    pub fn with_id(&self, id: SegmentId) -> bytes::Bytes {
+        let header = SegmentHeader {
+            segment: id,
+            ..self.header
+        };
+        let mut bytes = Vec::with_capacity(self.info.bytes as usize);
+        bytes.extend_from_slice(&header.encode());
+        bytes.extend_from_slice(&self.block.frame);
+        bytes.extend_from_slice(&self.footer);
+        bytes::Bytes::from(bytes)
+    }
+
+    /// The block, to be written to a file after all.
+    pub fn into_block(self) -> EncodedBlock {
+        self.block
     }
 }

@@ -18,9 +18,9 @@ use crate::manifest::{Edit, SealMeta};
 use crate::options::Durability;
 use crate::segment::builder::{BlockBuilder, Refused};
 use crate::segment::encoder::{EncodedBlock, Encoder};
-use crate::segment::writer::{SealInfo, SegmentWriter};
+use crate::segment::writer::{Image, SealInfo, SegmentWriter};
 use crate::store::Store;
-use crate::types::{Stream, Value, VersionId};
+use crate::types::{SegmentId, Stream, Value, VersionId};
 
 /// The manifest's record of a segment just sealed.
 fn seal_meta(i: SealInfo) -> SealMeta {
@@ -522,16 +522,98 @@ impl RunWriter {
         self.guard(r)
     }
 
+    /// Commits, seals and finishes in one manifest transaction. A stream that never reached a
+    /// file (its rows are still one buffered block) and whose sealed segment is small
+    /// (`Options::inline_segment_bytes`) is carried inside that transaction as an inline
+    /// segment: a short run is two manifest edits (start, finish) and no file.
     fn finish_inner(&mut self) -> Result<()> {
-        self.commit_inner()?;
+        self.check_process()?;
+        for s in &mut self.streams {
+            s.close_open();
+        }
+        // Blocks already with the encoder reach their files first: a stream with no head
+        // after this wrote nothing yet.
+        self.drain_encoder()?;
+        let mut images = self.inline_images()?;
         for stream in Stream::ALL {
-            self.seal_head(stream)?;
+            self.flush(stream)?;
+        }
+        self.drain_encoder()?;
+        let sync = self.store.options().durability == Durability::PowerLoss;
+        let mut edits = Vec::new();
+        for s in &mut self.streams {
+            if let Some(head) = s.head.take() {
+                let segment = head.id;
+                let seal = seal_meta(head.seal(sync)?);
+                edits.push(Edit::Seal {
+                    version: self.version,
+                    segment,
+                    seal,
+                });
+            }
         }
         let version = self.version;
-        self.store
-            .transact(|_| Ok((vec![Edit::Finish { version }], ())))?;
+        let store = self.store.clone();
+        let finished = store.transact(|state| {
+            if !images.is_empty() && !state.takes_inline {
+                return Ok((Vec::new(), false));
+            }
+            let mut edits = std::mem::take(&mut edits);
+            // Ids from the counter: an inline segment is never a file, so a file of the same
+            // id (created, never recorded) is not it (verify and gc treat it as unreferenced).
+            for (id, image) in (state.next_segment..).zip(&images) {
+                edits.push(Edit::Inline {
+                    version,
+                    stream: image.stream(),
+                    segment: SegmentId(id),
+                    seal: seal_meta(image.info),
+                    bytes: image.with_id(SegmentId(id)),
+                });
+            }
+            edits.push(Edit::Finish { version });
+            Ok((edits, true))
+        })?;
+        if !finished {
+            // The manifest is of format 3 (written by an older steplog, not yet compacted):
+            // it takes no inline segment, so these streams go to files as before.
+            for image in std::mem::take(&mut images) {
+                let i = image.stream().index();
+                let block = image.into_block();
+                self.write_encoded((i, Ok(block)))?;
+            }
+            for stream in Stream::ALL {
+                self.seal_head(stream)?;
+            }
+            edits.push(Edit::Finish { version });
+            store.transact(|_| Ok((edits, ())))?;
+        }
         self.done = true;
         Ok(())
+    }
+
+    /// The streams carried inline by `finish`: each with no head segment and closed rows
+    /// whose sealed segment is at most `Options::inline_segment_bytes`.
+    fn inline_images(&mut self) -> Result<Vec<Image>> {
+        let limit = self.store.options().inline_segment_bytes;
+        let level = self.store.options().compression_level;
+        let mut images = Vec::new();
+        for stream in Stream::ALL {
+            let s = &mut self.streams[stream.index()];
+            if limit == 0 || s.head.is_some() || !s.buf.has_closed() {
+                continue;
+            }
+            let block = s.buf.take_closed();
+            let encoded =
+                EncodedBlock::encode(&block, level).map_err(|e| Error::io(self.store.dir(), e))?;
+            let image = Image::new(stream, self.version, encoded)
+                .map_err(|e| Error::io(self.store.dir(), e))?;
+            if image.info.bytes as usize <= limit {
+                images.push(image);
+            } else {
+                self.write_encoded((stream.index(), Ok(image.into_block())))?;
+            }
+        }
+        Ok(images)
     }
 }
 
