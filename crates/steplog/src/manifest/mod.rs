@@ -328,6 +328,13 @@ impl VersionMeta {
                     s.id
                 ));
             }
+            if s.inline && s.sealed.is_none() {
+                return Err(format!(
+                    "inline segment {} of version {id} has no seal (an inline segment is \
+                     always sealed)",
+                    s.id
+                ));
+            }
         }
         Ok(())
     }
@@ -939,5 +946,34 @@ mod tests {
         assert!(s.clone().apply(&purge_head).is_err(), "purge of a head");
         s.apply(&fork(2, 3)).unwrap();
         assert!(s.validate().is_ok());
+    }
+
+    /// An inline segment's bytes must be what its seal says, and a table record naming an
+    /// inline segment without a seal is corruption (it would be read as a head file).
+    #[test]
+    fn inline_segments_are_sealed_and_as_long_as_their_seal() {
+        let mut s = State::default();
+        s.apply(&create("r", 1)).unwrap();
+        let seal = SealMeta {
+            rows: 1,
+            first_step: Some(0),
+            last_step: Some(0),
+            bytes: 3,
+        };
+        let inline = |bytes: &'static [u8]| Edit::Inline {
+            version: VersionId(1),
+            stream: Stream::History,
+            segment: SegmentId(1),
+            seal,
+            bytes: Bytes::from_static(bytes),
+        };
+        assert!(s.clone().apply(&inline(b"ab")).is_err(), "shorter than its seal");
+        s.apply(&inline(b"abc")).unwrap();
+        assert_eq!(s.inline_segment(SegmentId(1)).unwrap(), &b"abc"[..]);
+        assert!(s.clone().apply(&inline(b"abc")).is_err(), "an id allocated twice");
+        let mut meta = (*s.meta_of(VersionId(1)).unwrap()).clone();
+        assert!(meta.check((2, 2)).is_ok());
+        meta.segments[0].sealed = None;
+        assert!(meta.check((2, 2)).is_err(), "inline and unsealed");
     }
 }
