@@ -109,9 +109,10 @@ impl Options {
     }
 
     /// Largest stream of a finished run carried inside the manifest instead of a segment
-    /// file: a stream whose rows never filled a block (nothing was written before `finish`,
-    /// no `commit` came first) and whose sealed segment would be at most this many bytes
-    /// is written with the run's `finish`, in the same manifest edit, and later kept in the
+    /// file: a stream with no head segment open whose rows are still one buffered block
+    /// (nothing of it written since the run started or since its last segment was sealed,
+    /// so no `commit` since) and whose sealed segment would be at most this many bytes is
+    /// written with the run's `finish`, in the same manifest append, and later kept in the
     /// manifest's tables. A store of a million short runs then holds no file per run, and a
     /// short run costs two manifest edits (start, finish). Default: 8 KiB; at most
     /// [`MAX_INLINE_SEGMENT_BYTES`](crate::limits::MAX_INLINE_SEGMENT_BYTES) (64 KiB); 0

@@ -967,10 +967,16 @@ mod tests {
             seal,
             bytes: Bytes::from_static(bytes),
         };
-        assert!(s.clone().apply(&inline(b"ab")).is_err(), "shorter than its seal");
+        assert!(
+            s.clone().apply(&inline(b"ab")).is_err(),
+            "shorter than its seal"
+        );
         s.apply(&inline(b"abc")).unwrap();
         assert_eq!(s.inline_segment(SegmentId(1)).unwrap(), &b"abc"[..]);
-        assert!(s.clone().apply(&inline(b"abc")).is_err(), "an id allocated twice");
+        assert!(
+            s.clone().apply(&inline(b"abc")).is_err(),
+            "an id allocated twice"
+        );
         let mut meta = (*s.meta_of(VersionId(1)).unwrap()).clone();
         assert!(meta.check((2, 2)).is_ok());
         meta.segments[0].sealed = None;
