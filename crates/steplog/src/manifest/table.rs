@@ -278,8 +278,32 @@ pub(crate) struct Table {
     recent: Mutex<VecDeque<(usize, Records)>>,
 }
 
-/// A block's records, decoded.
-type Records = Arc<Vec<(Vec<u8>, Vec<u8>)>>;
+/// A block's records, decoded: its raw bytes and where each key and value lies in them (one
+/// allocation per block, not two per record: a lookup that misses the recent blocks decodes
+/// a whole block, and per-record allocations were half of a listing's time).
+struct Decoded {
+    raw: Vec<u8>,
+    /// Per record: key start, key end, value start, value end.
+    spans: Vec<[u32; 4]>,
+}
+
+impl Decoded {
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn key(&self, j: usize) -> &[u8] {
+        let s = self.spans[j];
+        &self.raw[s[0] as usize..s[1] as usize]
+    }
+
+    fn value(&self, j: usize) -> &[u8] {
+        let s = self.spans[j];
+        &self.raw[s[2] as usize..s[3] as usize]
+    }
+}
+
+type Records = Arc<Decoded>;
 /// Blocks kept decoded per table.
 const RECENT_BLOCKS: usize = 8;
 
@@ -495,23 +519,35 @@ impl Table {
     }
 
     /// The records of block `i`, checked: keys increasing and inside the index's span.
-    fn block(&self, i: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    fn block(&self, i: usize) -> Result<Decoded> {
         let b = &self.blocks[i];
         let raw = self.frame(b.offset, b.len)?;
         let bad =
             |reason: &str| Error::corrupt(&self.path, b.offset, format!("table block: {reason}"));
-        let mut r = Reader::new(&raw);
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        while !r.is_empty() {
-            let key = r.bytes().map_err(|e| bad(&e.reason))?.to_vec();
-            let value = r.bytes().map_err(|e| bad(&e.reason))?.to_vec();
-            if out.last().is_some_and(|(k, _)| *k >= key) {
-                return Err(bad("keys out of order"));
+        // Offsets are u32: a frame's raw length is a u32.
+        let at = |rest: usize| (raw.len() - rest) as u32;
+        let mut spans: Vec<[u32; 4]> = Vec::new();
+        {
+            let mut r = Reader::new(&raw);
+            while !r.is_empty() {
+                let key = r.bytes().map_err(|e| bad(&e.reason))?;
+                let key_end = at(r.remaining());
+                let key_start = key_end - key.len() as u32;
+                let value = r.bytes().map_err(|e| bad(&e.reason))?;
+                let value_end = at(r.remaining());
+                let value_start = value_end - value.len() as u32;
+                if let Some(last) = spans.last() {
+                    if raw[last[0] as usize..last[1] as usize] >= *key {
+                        return Err(bad("keys out of order"));
+                    }
+                }
+                spans.push([key_start, key_end, value_start, value_end]);
             }
-            out.push((key, value));
         }
-        let span_ok = out.first().is_some_and(|(k, _)| *k == b.first)
-            && out.last().is_some_and(|(k, _)| *k == b.last);
+        let out = Decoded { raw, spans };
+        let span_ok = out.len() > 0
+            && out.key(0) == b.first.as_slice()
+            && out.key(out.len() - 1) == b.last.as_slice();
         if !span_ok {
             return Err(bad("its keys are not the ones the index gives"));
         }
@@ -529,10 +565,16 @@ impl Table {
             _ => return Ok(None),
         }
         let records = self.cached_block(i)?;
-        Ok(records
-            .binary_search_by(|(k, _)| k.as_slice().cmp(key))
-            .ok()
-            .map(|j| records[j].1.clone()))
+        let (mut lo, mut hi) = (0, records.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match records.key(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Some(records.value(mid).to_vec())),
+            }
+        }
+        Ok(None)
     }
 
     /// Every record whose key starts with `prefix`, in key order, a block at a time.
@@ -542,20 +584,25 @@ impl Table {
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a {
         let first = self.blocks.partition_point(|b| b.last.as_slice() < prefix);
         let mut next_block = first;
-        let mut buf: std::vec::IntoIter<(Vec<u8>, Vec<u8>)> = Vec::new().into_iter();
+        // The block being read and the next record in it.
+        let mut buf: Option<(Decoded, usize)> = None;
         let mut done = false;
         std::iter::from_fn(move || loop {
             if done {
                 return None;
             }
-            if let Some((k, v)) = buf.next() {
+            if let Some((records, j)) = buf.as_mut().filter(|(r, j)| *j < r.len()) {
+                let k = records.key(*j);
                 if k.starts_with(prefix) {
-                    return Some(Ok((k, v)));
+                    let item = (k.to_vec(), records.value(*j).to_vec());
+                    *j += 1;
+                    return Some(Ok(item));
                 }
-                if k.as_slice() > prefix {
+                if k > prefix {
                     done = true;
                     return None;
                 }
+                *j += 1;
                 continue;
             }
             if next_block >= self.blocks.len() {
@@ -565,7 +612,7 @@ impl Table {
             match self.block(next_block) {
                 Ok(records) => {
                     next_block += 1;
-                    buf = records.into_iter();
+                    buf = Some((records, 0));
                 }
                 Err(e) => {
                     done = true;
