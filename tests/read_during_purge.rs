@@ -188,3 +188,78 @@ fn a_flipped_byte_in_one_runs_segment_hides_no_other_run_from_listings() {
     std::fs::write(&seg, &clean).unwrap();
     assert!(noticed > 0, "some flips are noticed by a listing");
 }
+
+/// The same race over inline segments (issue #14: a short version's rows are in the manifest,
+/// not a file): a read of a chain of 200 short versions, whose every version is then purged
+/// by another store handle, ends with every row or `MissingFile` naming the purge, never
+/// early; and after the reader's store has seen the purge, the rows it has not read yet are
+/// gone (its next segment is an error), as they are for a new reader (`Purged`).
+#[test]
+fn a_read_of_inline_segments_purged_meanwhile_fails_instead_of_ending_early() {
+    for refresh_between in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Store::open(dir.path()).unwrap();
+        for k in 0..200u64 {
+            let start = if k == 0 {
+                writer.run("chain")
+            } else {
+                writer.run("chain").resume_from(2 * k - 1)
+            };
+            let mut w = start.start().unwrap();
+            w.log_at(2 * k, [("x", (2 * k) as f64)]).unwrap();
+            w.log_at(2 * k + 1, [("x", (2 * k + 1) as f64)]).unwrap();
+            w.finish().unwrap();
+        }
+        assert!(common::segment_files(dir.path()).is_empty(), "all inline");
+        let head = writer.version("chain").unwrap().id;
+        let reader = Store::open(dir.path()).unwrap();
+        let mut history = reader
+            .history(head.to_string().as_str(), &Query::new())
+            .unwrap();
+        assert_eq!(history.next().unwrap().unwrap().step, 0);
+        // Meanwhile: the run starts over, and every version of the old chain is purged.
+        let other = Store::open(dir.path()).unwrap();
+        other.run("chain").restart().apply().unwrap();
+        let mut purged = 0;
+        for v in other.lineage("chain").unwrap().versions.iter().rev() {
+            if v.status == steplog::Status::Archived {
+                other.purge(v.id).unwrap();
+                purged += 1;
+            }
+        }
+        assert_eq!(purged, 200);
+        if refresh_between {
+            // The reader's store reads the manifest again (any call does).
+            assert_eq!(reader.runs().unwrap().len(), 1);
+        }
+        let mut got = 1u64;
+        let mut failed = None;
+        for r in history {
+            match r {
+                Ok(row) => {
+                    assert_eq!(row.step, got, "rows are never skipped");
+                    got += 1;
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        // Once the reader's store has seen the purge, the next piece it opens is gone.
+        assert!(!refresh_between || failed.is_some(), "read {got} rows");
+        match failed {
+            None => assert_eq!(got, 400, "a read that ends without an error has every row"),
+            Some(e) => {
+                assert!(matches!(e, Error::MissingFile { .. }), "{e:?}");
+                assert!(e.to_string().contains("purge"), "says why: {e}");
+            }
+        }
+        let fresh = Store::open(dir.path()).unwrap();
+        assert!(matches!(
+            fresh.history(head.to_string().as_str(), &Query::new()),
+            Err(Error::Purged { .. })
+        ));
+        assert!(fresh.verify().unwrap().is_ok());
+    }
+}
