@@ -28,6 +28,27 @@ fn crashed_run(store: &Store, n: u64) {
     w.abort().unwrap(); // committed, not finished: the run is left crashed
 }
 
+/// Reads the rest of a history whose rows are steps `next..n`, purged meanwhile: every row in
+/// order, then either the end after the last row or a `MissingFile` naming the purge, never
+/// an early end. Returns whether it failed.
+fn read_on(history: steplog::History, mut next: u64, n: u64) -> bool {
+    for r in history {
+        match r {
+            Ok(row) => {
+                assert_eq!(row.step, next, "rows are never skipped");
+                next += 1;
+            }
+            Err(e) => {
+                assert!(matches!(e, Error::MissingFile { .. }), "{e:?}");
+                assert!(e.to_string().contains("purge"), "says why: {e}");
+                return true;
+            }
+        }
+    }
+    assert_eq!(next, n, "a read that ends without an error has every row");
+    false
+}
+
 #[test]
 fn a_history_read_while_its_segments_are_purged_fails_instead_of_ending_early() {
     let dir = tempfile::tempdir().unwrap();
@@ -42,27 +63,7 @@ fn a_history_read_while_its_segments_are_purged_fails_instead_of_ending_early() 
     let other = Options::new().open(dir.path()).unwrap();
     let rewound = other.run("big").resume_from(10).apply().unwrap();
     assert!(other.purge(rewound.archived.unwrap()).unwrap() > 0);
-    let mut got = 1u64;
-    let mut failed = None;
-    for r in history {
-        match r {
-            Ok(row) => {
-                assert_eq!(row.step, got, "rows are never skipped");
-                got += 1;
-            }
-            Err(e) => {
-                failed = Some(e);
-                break;
-            }
-        }
-    }
-    match failed {
-        None => assert_eq!(got, n, "a read that ends without an error has every row"),
-        Some(e) => {
-            assert!(matches!(e, Error::MissingFile { .. }), "{e:?}");
-            assert!(e.to_string().contains("purge"), "says why: {e}");
-        }
-    }
+    read_on(history, 1, n);
 }
 
 #[test]
@@ -232,29 +233,12 @@ fn a_read_of_inline_segments_purged_meanwhile_fails_instead_of_ending_early() {
             // The reader's store reads the manifest again (any call does).
             assert_eq!(reader.runs().unwrap().len(), 1);
         }
-        let mut got = 1u64;
-        let mut failed = None;
-        for r in history {
-            match r {
-                Ok(row) => {
-                    assert_eq!(row.step, got, "rows are never skipped");
-                    got += 1;
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
-            }
-        }
+        let failed = read_on(history, 1, 400);
         // Once the reader's store has seen the purge, the next piece it opens is gone.
-        assert!(!refresh_between || failed.is_some(), "read {got} rows");
-        match failed {
-            None => assert_eq!(got, 400, "a read that ends without an error has every row"),
-            Some(e) => {
-                assert!(matches!(e, Error::MissingFile { .. }), "{e:?}");
-                assert!(e.to_string().contains("purge"), "says why: {e}");
-            }
-        }
+        assert!(
+            !refresh_between || failed,
+            "every row read after the purge was seen"
+        );
         let fresh = Store::open(dir.path()).unwrap();
         assert!(matches!(
             fresh.history(head.to_string().as_str(), &Query::new()),
