@@ -287,3 +287,72 @@ fn short_runs_are_carried_in_the_manifest_and_longer_ones_in_files() {
         "{out}"
     );
 }
+
+/// The largest inline segment a user can ask for: `inline_segment_bytes` past
+/// `MAX_INLINE_SEGMENT_BYTES` is taken as that bound; a stream just under it is one manifest
+/// edit and then one table record, read back exactly in a fresh process after compactions;
+/// one just over it goes to a file.
+#[test]
+fn the_largest_inline_segment_round_trips_through_edits_and_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Options::new()
+            .inline_segment_bytes(1 << 30)
+            .block_bytes(1 << 20)
+            .manifest_compaction_bytes(4_096)
+            .open(dir.path())
+            .unwrap()
+    };
+    let store = open();
+    // Floats of a chaotic map: about 8 bytes each after compression.
+    let values = |n: usize, seed: f64| -> Vec<f64> {
+        let mut v = seed;
+        (0..n)
+            .map(|_| {
+                v = 3.999 * v * (1.0 - v);
+                v
+            })
+            .collect()
+    };
+    let write = |name: &str, xs: &[f64]| {
+        let mut w = store.run(name).start().unwrap();
+        for (step, x) in xs.iter().enumerate() {
+            w.log_at(step as u64, [("x", *x)]).unwrap();
+        }
+        w.finish().unwrap();
+    };
+    let under = values(7_000, 0.123);
+    let over = values(20_000, 0.321);
+    write("under", &under);
+    assert_eq!(
+        common::segment_files(dir.path()).len(),
+        0,
+        "under the bound: inline"
+    );
+    write("over", &over);
+    assert_eq!(
+        common::segment_files(dir.path()).len(),
+        1,
+        "over it: a file"
+    );
+    // More edits, so that compactions move the inline segment into tables.
+    for r in 0..40 {
+        write(&format!("pad-{r}"), &[1.0]);
+    }
+    assert!(
+        std::fs::read_dir(dir.path().join("manifest"))
+            .unwrap()
+            .count()
+            >= 1
+    );
+    let fresh = open();
+    for (name, xs) in [("under", &under), ("over", &over)] {
+        let got: Vec<f64> = common::rows(&fresh, name)
+            .iter()
+            .map(|r| common::f(r, "x"))
+            .collect();
+        assert_eq!(&got, xs, "{name}");
+    }
+    let report = fresh.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+}

@@ -496,6 +496,15 @@ impl State {
         Ok(())
     }
 
+    /// Takes segment id `segment`, which must be the counter's or past it (ids only grow).
+    fn allocate_segment(&mut self, segment: SegmentId) -> Result<(), String> {
+        if segment.0 < self.next_segment {
+            return Err(format!("segment {segment} allocated twice"));
+        }
+        self.next_segment = segment.0.checked_add(1).ok_or("segment id overflow")?;
+        Ok(())
+    }
+
     fn version_mut(&mut self, v: VersionId) -> Result<&mut VersionMeta, String> {
         self.versions
             .get_mut(&v)
@@ -621,10 +630,7 @@ impl State {
                 stream,
                 segment,
             } => {
-                if segment.0 < self.next_segment {
-                    return Err(format!("segment {segment} allocated twice"));
-                }
-                self.next_segment = segment.0.checked_add(1).ok_or("segment id overflow")?;
+                self.allocate_segment(*segment)?;
                 self.version_mut(*version)?.segments.push(SegmentMeta {
                     id: *segment,
                     stream: *stream,
@@ -640,9 +646,6 @@ impl State {
                 seal,
                 bytes,
             } => {
-                if segment.0 < self.next_segment {
-                    return Err(format!("segment {segment} allocated twice"));
-                }
                 if bytes.len() as u64 != seal.bytes {
                     return Err(format!(
                         "inline segment {segment} carries {} bytes, its seal records {}",
@@ -650,22 +653,15 @@ impl State {
                         seal.bytes
                     ));
                 }
+                self.allocate_segment(*segment)?;
                 let v = self.version_mut(*version)?;
-                if let (Some((_, cut)), Some(f)) = (v.parent, seal.first_step) {
-                    if f <= cut {
-                        return Err(format!(
-                            "inline segment {segment} puts step {f} in {version}, not after \
-                             its parent's cutoff {cut}"
-                        ));
-                    }
-                }
+                after_cutoff(v, &format!("inline segment {segment}"), seal)?;
                 v.segments.push(SegmentMeta {
                     id: *segment,
                     stream: *stream,
                     sealed: Some(*seal),
                     inline: true,
                 });
-                self.next_segment = segment.0.checked_add(1).ok_or("segment id overflow")?;
                 self.inline.insert(*segment, bytes.clone());
                 Ok(())
             }
@@ -675,14 +671,7 @@ impl State {
                 seal,
             } => {
                 let v = self.version_mut(*version)?;
-                if let (Some((_, cut)), Some(f)) = (v.parent, seal.first_step) {
-                    if f <= cut {
-                        return Err(format!(
-                            "seal of {segment} puts step {f} in {version}, not after its \
-                             parent's cutoff {cut}"
-                        ));
-                    }
-                }
+                after_cutoff(v, &format!("seal of {segment}"), seal)?;
                 let s = v
                     .segments
                     .iter_mut()
@@ -849,6 +838,20 @@ impl State {
             Some(Ok((meta, limit)))
         })
     }
+}
+
+/// A sealed segment (`what`, for the error) of version `v` holds only steps after its
+/// parent's cutoff.
+fn after_cutoff(v: &VersionMeta, what: &str, seal: &SealMeta) -> Result<(), String> {
+    if let (Some((_, cut)), Some(f)) = (v.parent, seal.first_step) {
+        if f <= cut {
+            return Err(format!(
+                "{what} puts step {f} in {}, not after its parent's cutoff {cut}",
+                v.id
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Merges two streams sorted by `key` into one, `a`'s item winning where both have a key;
