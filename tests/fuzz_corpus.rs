@@ -144,6 +144,26 @@ fn write_seeds() {
         "runs",
         &small.read(tables.last().unwrap()).unwrap(),
     );
+    // Manifest format 5: a lineage rewound often enough to be packed at two levels.
+    let packed = SimFs::new();
+    let store = Options::new()
+        .pack_fanout(2)
+        .file_system(Arc::new(packed.clone()))
+        .open("/p")
+        .unwrap();
+    for k in 0..5u64 {
+        let start = if k == 0 {
+            store.run("deep")
+        } else {
+            store.run("deep").resume_from(k)
+        };
+        let mut w = start.start().unwrap();
+        w.log_at(k + 1, [("x", k as f64)]).unwrap();
+        w.finish().unwrap();
+    }
+    let manifest = packed.read(Path::new("/p/MANIFEST")).unwrap();
+    assert!(String::from_utf8_lossy(&manifest).contains("\"op\":\"pack\""));
+    write("manifest", "frames-pack", &manifest[24..]);
     write(
         "manifest",
         "edit",

@@ -107,10 +107,12 @@ fn make_golden() {
     let dir = out.join("store");
     // A small compaction threshold (since manifest format 3): the manifest is a base of
     // several tables and a tail of edits (since format 4, some of them inline segments).
+    // Since format 5, a fanout of 4: the run `deep` gets packs of two levels.
     let store = Options::new()
         .segment_bytes(6_000)
         .block_bytes(1_500)
         .manifest_compaction_bytes(1_024)
+        .pack_fanout(4)
         .open(&dir)
         .unwrap();
     let mut w = store
@@ -247,6 +249,25 @@ fn make_golden() {
         let archived = store.lineage(run).unwrap().root().id;
         store.purge(archived).unwrap();
     }
+    // Manifest format 5: a run rewound 20 times, 2 rows a version, packed by level (some
+    // packs in the tables, the last ones in the tail), one archived version forked.
+    for k in 0..20u64 {
+        let start = if k == 0 {
+            store.run("deep")
+        } else {
+            store.run("deep").resume_from(2 * k)
+        };
+        let mut w = start.start().unwrap();
+        for step in (2 * k + u64::from(k > 0))..=2 * k + 2 {
+            w.log_at(step, [("x", k as f64), ("y", -(step as f64))])
+                .unwrap();
+            w.log_row(Stream::Console, Some(step), [("line", format!("v{k}"))])
+                .unwrap();
+        }
+        w.finish().unwrap();
+    }
+    let v = store.lineage("deep").unwrap().versions[12].id;
+    store.run("deep-fork").fork_from(v, 20).apply().unwrap();
     let mut w = store.run("crashed").start().unwrap();
     for step in 0..300u64 {
         w.log_at(step, [("z", step as f64 * 2.0)]).unwrap();
@@ -338,9 +359,39 @@ fn every_golden_store_reads_back_exactly() {
         let mut w = m.run("short-after-golden").start().unwrap();
         w.log_at(0, [("x", 1.0)]).unwrap();
         w.finish().unwrap();
-        assert_eq!(format(migrated.path()), 4, "{}", fixture.display());
+        assert_eq!(format(migrated.path()), 5, "{}", fixture.display());
         assert_eq!(common::segment_files(migrated.path()).len(), files);
         assert_eq!(common::rows(&m, "short-after-golden").len(), 1);
+        // A manifest before format 5 takes no pack (a steplog of format 4 appending to it
+        // would not know one); migrated, it does. Either way, a deep run reads back whole.
+        let packs = |dir: &Path| {
+            let m = std::fs::read(dir.join("MANIFEST")).unwrap();
+            String::from_utf8_lossy(&m)
+                .matches("\"op\":\"pack\"")
+                .count()
+        };
+        for (s, dir, format_after) in [(&store, tmp.path(), was), (&m, migrated.path(), 5)] {
+            let before = packs(dir);
+            let deep = Options::new().pack_fanout(2).open(dir).unwrap();
+            for k in 0..8u64 {
+                let mut w = deep.run("deep-after-golden").resume_from(k).start();
+                if k == 0 {
+                    w = deep.run("deep-after-golden").start();
+                }
+                let mut w = w.unwrap();
+                w.log_at(k + 1, [("x", k as f64)]).unwrap();
+                w.finish().unwrap();
+            }
+            let rows = common::rows(s, "deep-after-golden");
+            assert_eq!(rows.len(), 8, "{}", fixture.display());
+            assert_eq!(
+                packs(dir) > before,
+                format_after >= 5,
+                "{}: packs",
+                fixture.display()
+            );
+            assert_eq!(format(dir), format_after, "{}", fixture.display());
+        }
         // And it stays writable: the crashed run resumes, a new run is added.
         let mut w = store.run("crashed").start().unwrap();
         let next = w.next_step(Stream::History);

@@ -106,6 +106,8 @@ fn open(fs: &SimFs) -> Store {
         // Small: sequences compact the manifest into tables (and merge them) often, so
         // crashes and reopenings land on every step of a compaction.
         .manifest_compaction_bytes(1_500)
+        // Every other rewind or fork from an archived version packs its lineage.
+        .pack_fanout(2)
         .file_system(Arc::new(fs.clone()))
         .open(Path::new("/store"))
         .expect("open")

@@ -115,6 +115,7 @@ pub struct Figures {
     pub many_summary_ms: f64,
     pub many_summary_rss_mib: f64,
     /// Deep (head of a run rewound `depth` times) and flat (same rows), fresh processes.
+    pub deep_build_s: f64,
     pub deep_read_ms: f64,
     pub deep_rss_mib: f64,
     pub flat_read_ms: f64,
@@ -477,9 +478,11 @@ fn run_deep(sys: &mut dyn System, depth: u64, root: &Path, f: &mut Figures) {
     let name = sys.name();
     let dir = root.join(format!("{name}-deep"));
     std::fs::create_dir_all(&dir).unwrap();
+    let t = Instant::now();
     if !sys.build_deep(&dir, depth) {
         return;
     }
+    f.deep_build_s = t.elapsed().as_secs_f64();
     let read = |run: &str| -> (f64, f64) {
         let (mut times, mut rss, mut rows) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {
@@ -706,7 +709,7 @@ fn figures_json(name: &str, f: &Figures) -> serde_json::Value {
         "many_allocated_bytes_per_point": f.many_allocated_per_point, "many_files": f.many_files,
         "many_list_ms": f.many_list_ms, "many_list_fresh_ms": f.many_list_fresh_ms, "many_summary_ms": f.many_summary_ms,
         "many_summary_peak_rss_mib": f.many_summary_rss_mib,
-        "deep_read_ms": f.deep_read_ms, "deep_peak_rss_mib": f.deep_rss_mib,
+        "deep_build_s": f.deep_build_s, "deep_read_ms": f.deep_read_ms, "deep_peak_rss_mib": f.deep_rss_mib,
         "flat_read_ms": f.flat_read_ms, "flat_peak_rss_mib": f.flat_rss_mib,
     })
 }
@@ -789,6 +792,7 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
             false,
         ),
         ("scan wide metric, median (ms)", |f| f.wide_scan_ms, false),
+        ("build deep + flat (s)", |f| f.deep_build_s, false),
         ("read deep head, fresh (ms)", |f| f.deep_read_ms, false),
         ("  its peak RSS (MiB)", |f| f.deep_rss_mib, false),
         ("read flat run, fresh (ms)", |f| f.flat_read_ms, false),

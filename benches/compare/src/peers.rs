@@ -38,7 +38,8 @@ pub struct Steplog {
 impl Steplog {
     fn store(&mut self, dir: &Path) -> &Store {
         self.stores.entry(dir.to_owned()).or_insert_with(|| {
-            // STEPLOG_BLOCK_BYTES / STEPLOG_SEGMENT_BYTES: for tuning experiments only.
+            // STEPLOG_BLOCK_BYTES / STEPLOG_SEGMENT_BYTES / STEPLOG_PACK_FANOUT: for tuning
+            // experiments only.
             let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
             let mut o = steplog::Options::new();
             if let Some(b) = env("STEPLOG_BLOCK_BYTES") {
@@ -46,6 +47,10 @@ impl Steplog {
             }
             if let Some(b) = env("STEPLOG_SEGMENT_BYTES") {
                 o = o.segment_bytes(b);
+            }
+            // STEPLOG_PACK_FANOUT=0: the deep workload without packs (before and after).
+            if let Some(n) = env("STEPLOG_PACK_FANOUT") {
+                o = o.pack_fanout(n as usize);
             }
             o.open(dir).unwrap()
         })

@@ -82,8 +82,8 @@ fn documented_sizes_match_the_encoders() {
     assert_eq!(&file[..8], b"STEPLMAN");
     assert_eq!(
         u16::from_le_bytes([file[8], file[9]]),
-        4,
-        "manifest format 4"
+        5,
+        "manifest format 5"
     );
 
     // A table of no record: header, an empty index frame, a filter frame, the footer.

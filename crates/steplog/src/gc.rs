@@ -39,7 +39,7 @@ impl Store {
             let mut referenced = std::collections::HashSet::new();
             for v in state.versions() {
                 // An inline segment's bytes are in the manifest: a file of its id is not it.
-                referenced.extend(v?.segments.iter().filter(|s| !s.inline).map(|s| s.id));
+                referenced.extend(v?.all_segments().filter(|s| !s.inline).map(|s| s.id));
             }
             let mut report = GcReport::default();
             let mut names = self.fs().read_dir(&dir).at(&dir)?;

@@ -60,6 +60,7 @@ mod lock;
 mod manifest;
 mod mmap;
 mod options;
+mod pack;
 mod progress;
 mod read;
 mod reference;

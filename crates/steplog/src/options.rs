@@ -36,6 +36,7 @@ pub struct Options {
     pub(crate) manifest_compaction_bytes: u64,
     pub(crate) segment_cache: usize,
     pub(crate) inline_segment_bytes: usize,
+    pub(crate) pack_fanout: usize,
     pub(crate) lock_timeout: std::time::Duration,
     pub(crate) fs: Arc<dyn FileSystem>,
 }
@@ -50,6 +51,7 @@ impl Default for Options {
             manifest_compaction_bytes: 1 << 20,
             segment_cache: 32_768,
             inline_segment_bytes: 8 << 10,
+            pack_fanout: 16,
             lock_timeout: std::time::Duration::from_secs(10),
             fs: Arc::new(OsFs),
         }
@@ -119,6 +121,20 @@ impl Options {
     /// writes every segment as a file.
     pub fn inline_segment_bytes(mut self, bytes: usize) -> Self {
         self.inline_segment_bytes = bytes.min(crate::limits::MAX_INLINE_SEGMENT_BYTES);
+        self
+    }
+
+    /// How many pieces of a rewound lineage are packed into one (a deep lineage's read
+    /// cost). A rewind or fork from an archived version packs that version's lineage when the
+    /// first `n` hops of its read are of one level and hold at most
+    /// [`MAX_INLINE_SEGMENT_BYTES`](crate::limits::MAX_INLINE_SEGMENT_BYTES) per stream: their
+    /// rows are copied into a pack (inline segments in the manifest) that reads of the version
+    /// and its descendants take in one piece, and packs of one level are packed in turn, so a
+    /// read of a lineage rewound 10,000 times takes a few dozen pieces instead of 10,000, and
+    /// each row is copied about once per level (log_n of the depth). What any version reads
+    /// never changes. Default: 16; 0 (or 1) packs nothing; at most 1,024.
+    pub fn pack_fanout(mut self, n: usize) -> Self {
+        self.pack_fanout = n.min(1024);
         self
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::cache::HeadEntry;
 use crate::error::{Error, Result};
 use crate::io::{FileHandle, OpenMode};
-use crate::manifest::{Cover, SegmentMeta, State, VersionMeta};
+use crate::manifest::{Cover, Hop, Piece, SegmentMeta, State, VersionMeta};
 use crate::reference::IntoReference;
 use crate::segment::block::{all_keys, Block};
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
@@ -151,16 +151,21 @@ impl Cursor {
         from: u64,
         to: u64,
     ) -> Result<Cursor> {
-        let jobs = state
-            .plan(v, stream, from, to)?
-            .map(|p| (p.segment, p.hi))
-            .collect();
-        Ok(Cursor {
+        Ok(Cursor::of_plan(
+            store,
+            state.plan(v, stream, from, to)?,
+            from,
+        ))
+    }
+
+    /// A cursor over the pieces of a plan, from step `from`.
+    fn of_plan(store: &Store, plan: impl Iterator<Item = Piece>, from: u64) -> Cursor {
+        Cursor {
             store: store.clone(),
-            jobs,
+            jobs: plan.map(|p| (p.segment, p.hi)).collect(),
             from,
             cur: None,
-        })
+        }
     }
 
     /// The next block holding steps in range (with the columns `keep` accepts), and the
@@ -413,6 +418,22 @@ fn purged_reason(id: SegmentId) -> String {
 pub(crate) type RowMemo = std::collections::HashMap<(VersionId, Option<u64>), (u64, Option<u64>)>;
 
 impl Store {
+    /// Every row a plan's pieces give, in step order, each piece up to its highest step:
+    /// what a pack copies, and what `verify` checks a pack against.
+    pub(crate) fn plan_rows(&self, plan: impl Iterator<Item = Piece>) -> Result<Vec<Row>> {
+        let mut cursor = Cursor::of_plan(self, plan, 0);
+        let mut rows = Vec::new();
+        while let Some((block, hi)) = cursor.next_block(&all_keys)? {
+            rows.extend(
+                block
+                    .into_rows(all_keys)
+                    .into_iter()
+                    .filter(|r| r.step <= hi),
+            );
+        }
+        Ok(rows)
+    }
+
     /// A sealed segment, from the cache or mapped and checked against what the manifest
     /// records of it: its id, its stream, and (once the manifest has its seal) its rows, step
     /// range and length. A file swapped in from elsewhere, even a valid one, is corruption.
@@ -467,7 +488,7 @@ impl Store {
         self.state().ok().is_some_and(|state| {
             !state
                 .versions()
-                .any(|v| v.is_ok_and(|v| v.segments.iter().any(|s| s.id == id)))
+                .any(|v| v.is_ok_and(|v| v.all_segments().any(|s| s.id == id)))
         })
     }
 
@@ -734,20 +755,21 @@ impl Store {
         // Each piece up to its cutoff, lowered to the cap: a memo entry is "this version and
         // its ancestors read up to this step", however the walk got there.
         let capped = state.ancestry_of(meta).map(|r| {
-            r.map(|(p, limit)| {
-                let limit = match (limit, cap) {
+            r.map(|mut hop| {
+                hop.limit = match (hop.limit, cap) {
                     (Some(l), Some(c)) => Some(l.min(c)),
                     (l, c) => l.or(c),
                 };
-                (p, limit)
+                hop
             })
         });
-        for piece in capped {
-            let (meta, limit) = piece?;
+        for hop in capped {
+            let hop = hop?;
+            let (id, limit) = (hop.version(), hop.limit);
             // Only ancestors' pieces are kept (with their cutoff): a version read whole
             // (`limit` None) is no other version's ancestor piece, so a listing of a million
             // heads keeps none of them.
-            if let Some(&hit) = limit.and_then(|_| memo.get(&(meta.id, limit))) {
+            if let Some(&hit) = limit.and_then(|_| memo.get(&(id, limit))) {
                 base = hit;
                 break;
             }
@@ -755,19 +777,19 @@ impl Store {
             // does anything below it (a chain of rewinds, each before the last one's first
             // step, would otherwise walk to its root from every version).
             if let Some(limit) = limit {
-                if self.starts_after(state, meta.id, stream, limit)? {
+                if self.starts_after(state, id, stream, limit)? {
                     break;
                 }
             }
-            pieces.push((meta, limit));
+            pieces.push(hop);
         }
         let (mut rows, mut last) = base;
-        for (meta, limit) in pieces.iter().rev() {
-            let (r, l) = self.own_rows(meta, *limit, stream)?;
+        for hop in pieces.iter().rev() {
+            let (r, l) = self.hop_rows(hop, stream)?;
             rows = rows.saturating_add(r);
             last = last.max(l);
-            if limit.is_some() {
-                memo.insert((meta.id, *limit), (rows, last));
+            if hop.limit.is_some() {
+                memo.insert((hop.version(), hop.limit), (rows, last));
             }
         }
         Ok((rows, last))
@@ -799,24 +821,24 @@ impl Store {
         let mut below = None;
         {
             let cache = lock_poisoned(&self.inner.first_steps);
-            for r in state.ancestry(v) {
-                let (meta, _) = r?;
-                if let Some(&f) = cache.get(&(meta.id, stream)) {
+            for hop in state.ancestry(v) {
+                let hop = hop?;
+                if let Some(&f) = cache.get(&(hop.version(), stream)) {
                     below = f;
                     break;
                 }
-                todo.push(meta);
+                todo.push(hop);
             }
         }
-        for meta in todo.iter().rev() {
-            let piece = meta.id;
-            let first = match (below, meta.parent) {
+        for hop in todo.iter().rev() {
+            let piece = hop.version();
+            let first = match (below, hop.below()) {
                 (Some(f), Some((_, cut))) if f <= cut => Some(f),
-                _ => self.own_first_step(meta, stream)?,
+                _ => self.hop_first_step(hop, stream)?,
             };
             // "No row" is kept only for a version no writer can add to: one that is not its
             // run's head (archived by a rewind; its run moved on).
-            let settled = !state.is_head(meta)?;
+            let settled = !state.is_head(&hop.meta)?;
             if first.is_some() || settled {
                 lock_poisoned(&self.inner.first_steps).insert((piece, stream), first);
             }
@@ -825,9 +847,9 @@ impl Store {
         Ok(below)
     }
 
-    /// The first step of `piece`'s own rows of `stream`, if it has any.
-    fn own_first_step(&self, meta: &VersionMeta, stream: Stream) -> Result<Option<u64>> {
-        for p in meta.own_plan(stream, 0, u64::MAX) {
+    /// The first step of the rows of `stream` in `hop`'s segments, if it has any.
+    fn hop_first_step(&self, hop: &Hop, stream: Stream) -> Result<Option<u64>> {
+        for p in hop.plan(stream, 0, u64::MAX) {
             match (p.cover, p.segment.sealed) {
                 (Cover::Whole, Some(s)) => return Ok(s.first_step),
                 _ => {
@@ -840,16 +862,11 @@ impl Store {
         Ok(None)
     }
 
-    /// Rows of `piece`'s own segments of `stream` up to `limit`, and the last of their steps.
-    fn own_rows(
-        &self,
-        meta: &VersionMeta,
-        limit: Option<u64>,
-        stream: Stream,
-    ) -> Result<(u64, Option<u64>)> {
+    /// Rows of `stream` in `hop`'s segments up to its limit, and the last of their steps.
+    fn hop_rows(&self, hop: &Hop, stream: Stream) -> Result<(u64, Option<u64>)> {
         let (mut rows, mut last) = (0u64, None);
-        let hi = limit.unwrap_or(u64::MAX);
-        for p in meta.own_plan(stream, 0, hi) {
+        let hi = hop.limit.unwrap_or(u64::MAX);
+        for p in hop.plan(stream, 0, hi) {
             if let (Cover::Whole, Some(s)) = (p.cover, p.segment.sealed) {
                 rows = rows.saturating_add(s.rows);
                 last = s.last_step.max(last);
@@ -894,15 +911,14 @@ impl Store {
         v: VersionId,
         stream: Stream,
     ) -> Result<Option<u64>> {
-        for r in state.ancestry(v) {
-            let (meta, limit) = r?;
-            let piece = meta.id;
-            if let Some(l) = limit {
-                if self.starts_after(state, piece, stream, l)? {
+        for hop in state.ancestry(v) {
+            let hop = hop?;
+            if let Some(l) = hop.limit {
+                if self.starts_after(state, hop.version(), stream, l)? {
                     break;
                 }
             }
-            if let (_, Some(last)) = self.own_rows(&meta, limit, stream)? {
+            if let (_, Some(last)) = self.hop_rows(&hop, stream)? {
                 return Ok(Some(last));
             }
         }

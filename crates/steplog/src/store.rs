@@ -533,8 +533,7 @@ impl Store {
                     continue;
                 }
                 let gone: Vec<&crate::manifest::SegmentMeta> = m
-                    .segments
-                    .iter()
+                    .all_segments()
                     .filter(|s| !needed.contains(&s.id))
                     .collect();
                 if !gone.is_empty() {

@@ -101,7 +101,7 @@ impl Store {
             for v in s.versions() {
                 // A version the manifest cannot give was reported by `verify_manifest`.
                 let Ok(v) = v else { break };
-                referenced.extend(v.segments.iter().map(|s| (s.id, *s)));
+                referenced.extend(v.all_segments().map(|s| (s.id, *s)));
             }
         }
         progress.begin("verify", names.len() as u64, crate::progress::Unit::Items);
@@ -140,6 +140,7 @@ impl Store {
                     Err(e) => report.problem(path, &e),
                 }
             }
+            self.verify_packs(&mut report, state);
         }
         let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
         let mut missing: Vec<SegmentId> = referenced
@@ -164,6 +165,30 @@ impl Store {
             });
         }
         Ok(report)
+    }
+
+    /// Every pack holds exactly the rows of the versions it stands for (a pack with valid
+    /// checksums but other rows would be what reads through it show).
+    fn verify_packs(&self, report: &mut VerifyReport, state: &State) {
+        for v in state.versions() {
+            // A version the manifest cannot give was reported by `verify_manifest`.
+            let Ok(v) = v else { break };
+            for pack in &v.packs {
+                let file = pack
+                    .segments
+                    .first()
+                    .map_or_else(|| self.manifest_path(), |s| self.inline_path(s.id));
+                match self.pack_mismatch(state, &v, pack) {
+                    Ok(None) => {}
+                    Ok(Some(why)) => report.problems.push(Problem {
+                        file,
+                        offset: None,
+                        message: format!("the pack of {} (level {}): {why}", v.id, pack.level),
+                    }),
+                    Err(e) => report.problem(file, &e),
+                }
+            }
+        }
     }
 
     fn verify_manifest(&self, report: &mut VerifyReport) -> Option<State> {

@@ -17,11 +17,16 @@ use crate::io::{self, FileSystem, LockGuard, OpenMode};
 use crate::manifest::{base, table, Base, Edit, State};
 
 const MAGIC: [u8; 8] = *b"STEPLMAN";
-/// The header's format: 4 (a `base` frame over tables, edits that may carry inline
-/// segments) is written; 3 (the same without inline segments: appended to as it is, with
-/// segment files only, until its first compaction rewrites it as 4) and 1 (a `snapshot`
-/// frame, manifest formats 1 and 2) are read.
-const FORMAT: u16 = 4;
+/// The header's format: 5 (a `base` frame over tables, edits that may carry inline
+/// segments and packs) is written; 4 (the same without packs) and 3 (without inline
+/// segments either) are appended to as they are, taking only what their format knows, until
+/// their first compaction rewrites them as 5; 1 (a `snapshot` frame, manifest formats 1 and
+/// 2) is read.
+const FORMAT: u16 = 5;
+/// The first format whose edits may carry inline segments.
+pub(crate) const FORMAT_INLINE: u16 = 4;
+/// The first format whose edits may carry packs.
+pub(crate) const FORMAT_PACKS: u16 = 5;
 const FORMAT_TABLES: u16 = 3;
 const FORMAT_SNAPSHOT: u16 = 1;
 /// Size ratio of the tiers of tables: a compaction merges a table into the newer ones when
@@ -71,7 +76,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(u64, u16)> {
         });
     }
     let format = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if ![FORMAT, FORMAT_TABLES, FORMAT_SNAPSHOT].contains(&format) {
+    if ![FORMAT, FORMAT_INLINE, FORMAT_TABLES, FORMAT_SNAPSHOT].contains(&format) {
         return Err(Error::corrupt(
             path,
             8,
@@ -536,7 +541,7 @@ impl ManifestLog {
             };
             match loaded {
                 Ok(mut state) => {
-                    state.takes_inline = format >= FORMAT;
+                    state.format = format;
                     self.state = Arc::new(state);
                 }
                 Err(reason) => {

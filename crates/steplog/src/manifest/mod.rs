@@ -13,7 +13,7 @@ mod plan;
 pub(crate) mod table;
 
 pub(crate) use base::Base;
-pub(crate) use plan::Cover;
+pub(crate) use plan::{plan_of, Cover, Hop, Piece};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -82,6 +82,46 @@ pub(crate) struct VersionMeta {
     pub purged: bool,
     /// Own segments, in append order (per stream, step order).
     pub segments: Vec<SegmentMeta>,
+    /// Packs of this (archived) version's lineage (manifest format 5), lowest level first.
+    /// Written only when there is one, so older records read as they were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packs: Vec<PackMeta>,
+}
+
+/// A pack: the rows a read of a version takes from its own segments and from those of the
+/// ancestors above `base`, copied into inline segments (one per stream with rows), so that a
+/// read of the version or of a descendant takes them in one piece and goes on at `base`
+/// (`plan.rs`). Only an archived version is packed: it never gains a row, so its pack stays
+/// exact. Built by `pack.rs`; `verify` checks it against the pieces it replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PackMeta {
+    /// 1 for a pack of versions' own segments; n + 1 for a pack of packs of level n.
+    pub level: u32,
+    /// Where the read goes on: the first version below the pack and the last step taken
+    /// from it (the lowest cutoff on the way down); `None`: the pack reaches the root.
+    pub base: Option<(VersionId, u64)>,
+    /// The pack's segments: inline, sealed, at most one per stream.
+    pub segments: Vec<SegmentMeta>,
+}
+
+/// One inline segment of a `pack` edit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PackSegment {
+    pub stream: Stream,
+    pub segment: SegmentId,
+    pub seal: SealMeta,
+    /// The segment's bytes, exactly those of a sealed segment file (base64 in JSON).
+    #[serde(with = "base64_bytes")]
+    pub bytes: Bytes,
+}
+
+impl VersionMeta {
+    /// Every segment the version holds: its own, then those of its packs.
+    pub fn all_segments(&self) -> impl Iterator<Item = &SegmentMeta> + '_ {
+        self.segments
+            .iter()
+            .chain(self.packs.iter().flat_map(|p| p.segments.iter()))
+    }
 }
 
 /// Everything the manifest describes: its base (the tables of the last compaction, read
@@ -101,10 +141,9 @@ pub(crate) struct State {
     dropped_inline: BTreeSet<SegmentId>,
     pub next_version: u64,
     pub next_segment: u64,
-    /// The manifest file is of format 4 or later, so it may carry inline segments (a format
-    /// 3 file gets them only after the compaction that rewrites it, so that a steplog of
-    /// format 3 never misreads one).
-    pub takes_inline: bool,
+    /// The format of the manifest file the state was read from (its header's; 0 for a
+    /// state of no file): what its edits may carry (`takes_inline`, `takes_packs`).
+    pub format: u16,
 }
 
 /// The whole state as a `snapshot` edit carries it (manifest formats 1 and 2, read only).
@@ -222,6 +261,15 @@ pub(crate) enum Edit {
         #[serde(with = "base64_bytes")]
         bytes: Bytes,
     },
+    /// A pack of archived `version`'s lineage (manifest format 5): its inline segments,
+    /// which take the ids after the counter's in order.
+    Pack {
+        version: VersionId,
+        level: u32,
+        #[serde(deserialize_with = "Option::deserialize")]
+        base: Option<(VersionId, u64)>,
+        segments: Vec<PackSegment>,
+    },
     /// The version is purged; `dropped` segments (of it or of other purged versions) are no
     /// longer referenced and their files may be deleted.
     Purge {
@@ -258,7 +306,7 @@ impl Default for State {
             dropped_inline: BTreeSet::new(),
             next_version: 1,
             next_segment: 1,
-            takes_inline: false,
+            format: 0,
         }
     }
 }
@@ -336,8 +384,59 @@ impl VersionMeta {
                 ));
             }
         }
+        for p in &self.packs {
+            if !self.archived {
+                return Err(format!("version {id} has a pack but is not archived"));
+            }
+            check_pack(id, p)?;
+            for s in &p.segments {
+                if s.id.0 == 0 || s.id.0 >= next_segment {
+                    return Err(format!(
+                        "pack segment {} of version {id} is outside the allocated ids (next \
+                         {next_segment})",
+                        s.id
+                    ));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// The checks a pack of version `v` passes on its own: a level, a base older than `v`,
+/// segments inline and sealed, one per stream, holding only steps after the base's cutoff.
+fn check_pack(v: VersionId, p: &PackMeta) -> Result<(), String> {
+    if p.level == 0 {
+        return Err(format!("a pack of {v} has level 0 (packs start at 1)"));
+    }
+    if let Some((b, cut)) = p.base {
+        if b >= v || b.0 == 0 {
+            return Err(format!("a pack of {v} goes on at {b}, which is not older"));
+        }
+        if let Some(f) = p
+            .segments
+            .iter()
+            .filter_map(|s| s.sealed.and_then(|x| x.first_step))
+            .find(|&f| f <= cut)
+        {
+            return Err(format!(
+                "a pack of {v} holds step {f}, not after its base's cutoff {cut}"
+            ));
+        }
+    }
+    let mut streams = std::collections::BTreeSet::new();
+    for s in &p.segments {
+        if !s.inline || s.sealed.is_none() {
+            return Err(format!(
+                "pack segment {} of {v} is not a sealed inline segment",
+                s.id
+            ));
+        }
+        if !streams.insert(s.stream) {
+            return Err(format!("a pack of {v} holds two segments of one stream"));
+        }
+    }
+    Ok(())
 }
 
 impl State {
@@ -349,6 +448,18 @@ impl State {
             next_segment,
             ..State::default()
         }
+    }
+
+    /// Whether the manifest file may carry inline segments (format 4 or later: a format 3
+    /// file gets them only after the compaction that rewrites it, so that a steplog of
+    /// format 3 never misreads one).
+    pub fn takes_inline(&self) -> bool {
+        self.format >= log::FORMAT_INLINE
+    }
+
+    /// Whether the manifest file may carry packs (format 5 or later), likewise.
+    pub fn takes_packs(&self) -> bool {
+        self.format >= log::FORMAT_PACKS
     }
 
     pub fn base(&self) -> &Arc<Base> {
@@ -393,7 +504,7 @@ impl State {
         let mut whole = State {
             next_version: self.next_version,
             next_segment: self.next_segment,
-            takes_inline: self.takes_inline,
+            format: self.format,
             ..State::default()
         };
         for r in self.runs() {
@@ -468,6 +579,7 @@ impl State {
             | Edit::AddSegment { version, .. }
             | Edit::Seal { version, .. }
             | Edit::Inline { version, .. }
+            | Edit::Pack { version, .. }
             | Edit::Finish { version } => (None, vec![*version]),
             Edit::Purge {
                 version, owners, ..
@@ -552,6 +664,7 @@ impl State {
             archived: false,
             purged: false,
             segments: Vec::new(),
+            packs: Vec::new(),
         };
         match edit {
             Edit::Create {
@@ -665,6 +778,48 @@ impl State {
                 self.inline.insert(*segment, bytes.clone());
                 Ok(())
             }
+            Edit::Pack {
+                version,
+                level,
+                base,
+                segments,
+            } => {
+                let mut pack = PackMeta {
+                    level: *level,
+                    base: *base,
+                    segments: Vec::with_capacity(segments.len()),
+                };
+                for s in segments {
+                    if s.bytes.len() as u64 != s.seal.bytes {
+                        return Err(format!(
+                            "pack segment {} carries {} bytes, its seal records {}",
+                            s.segment,
+                            s.bytes.len(),
+                            s.seal.bytes
+                        ));
+                    }
+                    self.allocate_segment(s.segment)?;
+                    pack.segments.push(SegmentMeta {
+                        id: s.segment,
+                        stream: s.stream,
+                        sealed: Some(s.seal),
+                        inline: true,
+                    });
+                }
+                let v = self.version_mut(*version)?;
+                if !v.archived || v.purged {
+                    return Err(format!(
+                        "pack of {version}, which is not an archived version (or is purged)"
+                    ));
+                }
+                check_pack(v.id, &pack)?;
+                v.packs.push(pack);
+                v.packs.sort_by_key(|p| p.level);
+                for s in segments {
+                    self.inline.insert(s.segment, s.bytes.clone());
+                }
+                Ok(())
+            }
             Edit::Seal {
                 version,
                 segment,
@@ -697,16 +852,24 @@ impl State {
                 let dropped: std::collections::HashSet<_> = dropped.iter().collect();
                 let mut found = 0;
                 for v in self.versions.values_mut() {
-                    let n = v
-                        .segments
-                        .iter()
-                        .filter(|s| dropped.contains(&s.id))
-                        .count();
+                    let n = v.all_segments().filter(|s| dropped.contains(&s.id)).count();
                     if n > 0 {
                         found += n;
                         let v = Arc::make_mut(v);
-                        for s in v.segments.iter().filter(|s| s.inline) {
-                            if dropped.contains(&s.id) {
+                        // A pack goes whole: its segments are one piece of a read.
+                        let (gone, kept): (Vec<PackMeta>, Vec<PackMeta>) =
+                            std::mem::take(&mut v.packs)
+                                .into_iter()
+                                .partition(|p| p.segments.iter().any(|s| dropped.contains(&s.id)));
+                        v.packs = kept;
+                        let lost = gone.iter().flat_map(|p| p.segments.iter());
+                        for s in v
+                            .segments
+                            .iter()
+                            .filter(|s| dropped.contains(&s.id))
+                            .chain(lost)
+                        {
+                            if s.inline {
                                 self.inline.remove(&s.id);
                                 self.dropped_inline.insert(s.id);
                             }
@@ -790,7 +953,7 @@ impl State {
                     m.run
                 ));
             }
-            for s in &m.segments {
+            for s in m.all_segments() {
                 if !segments.insert(s.id) {
                     return Err(format!("segment {} belongs to two versions", s.id));
                 }
@@ -799,29 +962,31 @@ impl State {
         Ok(())
     }
 
-    /// The pieces a version's rows come from, newest first (the version itself, then its
-    /// parent with its cutoff, ...), each with its metadata, lazily: a caller that stops
-    /// early pays for what it read. A version missing on the way is corruption.
-    pub fn ancestry(
-        &self,
-        v: VersionId,
-    ) -> impl Iterator<Item = Result<(Arc<VersionMeta>, Option<u64>)>> + '_ {
-        self.ancestry_with(v, None)
+    /// The hops a version's rows come from, newest first (the version itself, then what is
+    /// below it with the cutoff on the way), lazily: a caller that stops early pays for what
+    /// it read. A hop is a version's own segments, or its widest pack, which stands for the
+    /// versions down to the pack's base. A version missing on the way is corruption.
+    pub fn ancestry(&self, v: VersionId) -> impl Iterator<Item = Result<Hop>> + '_ {
+        self.ancestry_with(v, None, true)
     }
 
     /// [`ancestry`](Self::ancestry) of a version whose metadata the caller has.
-    pub fn ancestry_of(
-        &self,
-        meta: Arc<VersionMeta>,
-    ) -> impl Iterator<Item = Result<(Arc<VersionMeta>, Option<u64>)>> + '_ {
-        self.ancestry_with(meta.id, Some(meta))
+    pub fn ancestry_of(&self, meta: Arc<VersionMeta>) -> impl Iterator<Item = Result<Hop>> + '_ {
+        self.ancestry_with(meta.id, Some(meta), true)
+    }
+
+    /// [`ancestry`](Self::ancestry) through versions' own segments only, ignoring packs:
+    /// what a pack is checked against (`verify`) and built from.
+    pub fn ancestry_unpacked(&self, v: VersionId) -> impl Iterator<Item = Result<Hop>> + '_ {
+        self.ancestry_with(v, None, false)
     }
 
     fn ancestry_with(
         &self,
         v: VersionId,
         mut first: Option<Arc<VersionMeta>>,
-    ) -> impl Iterator<Item = Result<(Arc<VersionMeta>, Option<u64>)>> + '_ {
+        packed: bool,
+    ) -> impl Iterator<Item = Result<Hop>> + '_ {
         let mut next = Some((v, None::<u64>));
         std::iter::from_fn(move || {
             let (cur, limit) = next.take()?;
@@ -829,13 +994,14 @@ impl State {
                 Ok(m) => m,
                 Err(e) => return Some(Err(e)),
             };
-            next = meta
-                .parent
-                // Parents are older (`check`); even on a state that was not validated, ids
-                // that only decrease make this walk end.
-                .filter(|&(parent, _)| parent < cur)
-                .map(|(parent, step)| (parent, Some(limit.map_or(step, |l| l.min(step)))));
-            Some(Ok((meta, limit)))
+            let hop = Hop::new(meta, limit, packed);
+            next = hop
+                .below()
+                // Parents and bases are older (`check`); even on a state that was not
+                // validated, ids that only decrease make this walk end.
+                .filter(|&(below, _)| below < cur)
+                .map(|(below, step)| (below, Some(limit.map_or(step, |l| l.min(step)))));
+            Some(Ok(hop))
         })
     }
 }

@@ -5,12 +5,17 @@
 //! of which segment of which ancestor a version reads lives in [`cover`] alone.
 //!
 //! A version's rows are its ancestors' rows up to their cutoffs, then its own (the manifest's
-//! invariant): the plan is its ancestry's pieces, oldest first, each piece's own segments of
-//! the stream in step order, with the piece's bound (its cutoff, lowered to the read's `to`).
+//! invariant): the plan is its ancestry's hops, oldest first, each hop's segments of the
+//! stream in step order, with the hop's bound (its cutoff, lowered to the read's `to`). A hop
+//! is a version's own segments, or a pack of an archived version: the same rows as the hops
+//! from it down to the pack's base, in one piece per stream, so a lineage rewound 10,000
+//! times is read in a few dozen pieces (`pack.rs` builds packs; which pack a hop takes is
+//! [`Hop::new`]'s rule).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use super::{SegmentMeta, State, VersionMeta};
+use super::{PackMeta, SegmentMeta, State, VersionMeta};
 use crate::error::Result;
 use crate::types::{SegmentId, Stream, VersionId};
 
@@ -57,15 +62,55 @@ pub(crate) fn cover(seg: &SegmentMeta, from: u64, hi: u64) -> Option<Cover> {
     }
 }
 
-impl VersionMeta {
-    /// The plan of this version's own segments of `stream` for steps `from..=hi`.
-    pub fn own_plan(&self, stream: Stream, from: u64, hi: u64) -> impl Iterator<Item = Piece> + '_ {
-        self.segments
+/// One step of a version's ancestry (`State::ancestry`): a version's own segments, or one
+/// of its packs (the rows of the version and of its ancestors above the pack's base), read
+/// up to `limit` (the lowest cutoff on the way from the version read; `None`: no cutoff).
+#[derive(Debug, Clone)]
+pub(crate) struct Hop {
+    pub meta: Arc<VersionMeta>,
+    pub limit: Option<u64>,
+    /// The pack read, as an index into `meta.packs`; `None`: the version's own segments.
+    pack: Option<usize>,
+}
+
+impl Hop {
+    /// The hop of `meta` read up to `limit`: its widest pack if `packed` and it has one.
+    pub fn new(meta: Arc<VersionMeta>, limit: Option<u64>, packed: bool) -> Hop {
+        let pack = packed
+            .then(|| (0..meta.packs.len()).max_by_key(|&i| meta.packs[i].level))
+            .flatten();
+        Hop { meta, limit, pack }
+    }
+
+    /// The version the hop starts at.
+    pub fn version(&self) -> VersionId {
+        self.meta.id
+    }
+
+    /// The pack read, if the hop is one.
+    pub fn pack(&self) -> Option<&PackMeta> {
+        self.pack.map(|i| &self.meta.packs[i])
+    }
+
+    /// The segments the hop reads: the version's own, or its pack's.
+    pub fn segments(&self) -> &[SegmentMeta] {
+        self.pack().map_or(&self.meta.segments, |p| &p.segments)
+    }
+
+    /// Where the walk goes on, and the last step taken from there: the version's parent, or
+    /// the pack's base.
+    pub fn below(&self) -> Option<(VersionId, u64)> {
+        self.pack().map_or(self.meta.parent, |p| p.base)
+    }
+
+    /// The plan of the hop's segments of `stream` for steps `from..=hi`.
+    pub fn plan(&self, stream: Stream, from: u64, hi: u64) -> impl Iterator<Item = Piece> + '_ {
+        self.segments()
             .iter()
             .filter(move |s| s.stream == stream)
             .filter_map(move |segment| {
                 cover(segment, from, hi).map(|cover| Piece {
-                    version: self.id,
+                    version: self.meta.id,
                     segment: *segment,
                     hi,
                     cover,
@@ -76,7 +121,7 @@ impl VersionMeta {
 
 impl State {
     /// The plan of a read of version `v`'s `stream` over steps `from..=to`: every segment
-    /// to read, oldest piece first and in step order within a piece.
+    /// to read, oldest hop first and in step order within a hop.
     pub fn plan(
         &self,
         v: VersionId,
@@ -84,23 +129,8 @@ impl State {
         from: u64,
         to: u64,
     ) -> Result<impl Iterator<Item = Piece> + 'static> {
-        let mut pieces = self.ancestry(v).collect::<Result<Vec<_>>>()?;
-        pieces.reverse();
-        Ok(pieces.into_iter().flat_map(move |(meta, limit)| {
-            let hi = limit.map_or(to, |l| l.min(to));
-            (0..meta.segments.len()).filter_map(move |i| {
-                let segment = meta.segments[i];
-                if segment.stream != stream {
-                    return None;
-                }
-                cover(&segment, from, hi).map(|cover| Piece {
-                    version: meta.id,
-                    segment,
-                    hi,
-                    cover,
-                })
-            })
-        }))
+        let hops = self.ancestry(v).collect::<Result<Vec<_>>>()?;
+        Ok(plan_of(hops, stream, from, to))
     }
 
     /// Segments still needed by a version that is not purged: a version needs all its own
@@ -144,9 +174,32 @@ impl State {
                     needed.insert(s.id);
                 }
             }
+            // A read through the version may take any of its packs (the widest): all stay.
+            // The versions a pack stands for are kept as their parent links say, so a
+            // version's own segments never depend on a pack.
+            needed.extend(
+                meta.packs
+                    .iter()
+                    .flat_map(|p| p.segments.iter().map(|s| s.id)),
+            );
         }
         Ok(needed)
     }
+}
+
+/// The plan of `hops` (newest first, as an ancestry walk gives them) for `stream` over
+/// steps `from..=to`: oldest hop first, each hop's segments in step order.
+pub(crate) fn plan_of(
+    mut hops: Vec<Hop>,
+    stream: Stream,
+    from: u64,
+    to: u64,
+) -> impl Iterator<Item = Piece> + 'static {
+    hops.reverse();
+    hops.into_iter().flat_map(move |hop| {
+        let hi = hop.limit.map_or(to, |l| l.min(to));
+        hop.plan(stream, from, hi).collect::<Vec<_>>()
+    })
 }
 
 #[cfg(test)]
@@ -170,6 +223,8 @@ mod tests {
     struct Tree {
         versions: Vec<Ver>,
         purged: Vec<bool>,
+        /// Per version, a pack to add: how many hops it stands for (0: none) and its level.
+        packs: Vec<(usize, u32)>,
     }
 
     fn tree() -> impl Strategy<Value = Tree> {
@@ -187,12 +242,15 @@ mod tests {
             any::<bool>(),
             segs,
             any::<bool>(),
+            (0usize..4, 1u32..4),
         );
         prop::collection::vec(version, 1..8).prop_map(|raw| {
             let mut versions = Vec::new();
             let mut purged = Vec::new();
-            for (i, (pick, cut, root, segs, gone)) in raw.into_iter().enumerate() {
+            let mut packs = Vec::new();
+            for (i, (pick, cut, root, segs, gone, pack)) in raw.into_iter().enumerate() {
                 purged.push(gone);
+                packs.push(pack);
                 let parent = (i > 0 && !root).then(|| (pick.index(i), cut));
                 // Own rows come after the parent cutoff, and each stream's segments
                 // follow each other in step order (the manifest's invariants).
@@ -209,7 +267,11 @@ mod tests {
                 }
                 versions.push((parent, own));
             }
-            Tree { versions, purged }
+            Tree {
+                versions,
+                purged,
+                packs,
+            }
         })
     }
 
@@ -254,8 +316,73 @@ mod tests {
                     archived: false,
                     purged: tree.purged[i],
                     segments,
+                    packs: Vec::new(),
                 }),
             );
+        }
+        // Packs, built by brute force: the rows of the first `hops` versions of the walk
+        // up from a version, each stream's in one segment, and where the walk goes on.
+        for (i, &(hops, level)) in tree.packs.iter().enumerate() {
+            if hops == 0 {
+                continue;
+            }
+            let id = VersionId(i as u64 + 1);
+            let mut chain = vec![id];
+            let mut limit = None::<u64>;
+            let mut base = None;
+            while chain.len() <= hops {
+                let m = &state.versions[chain.last().unwrap()];
+                match m.parent {
+                    Some((p, cut)) => {
+                        let l = limit.map_or(cut, |l| l.min(cut));
+                        limit = Some(l);
+                        if chain.len() == hops {
+                            base = Some((p, l));
+                            break;
+                        }
+                        chain.push(p);
+                    }
+                    None => break,
+                }
+            }
+            let mut segments = Vec::new();
+            for stream in Stream::ALL {
+                let mut steps = BTreeSet::new();
+                for owner in &chain {
+                    for seg in &state.versions[owner].segments {
+                        if seg.stream == stream {
+                            let seen = rows[&seg.id]
+                                .iter()
+                                .filter(|&&s| visible(&state, id, *owner, s));
+                            steps.extend(seen.copied());
+                        }
+                    }
+                }
+                if steps.is_empty() {
+                    continue;
+                }
+                let steps: Vec<u64> = steps.into_iter().collect();
+                let sid = SegmentId(next_seg);
+                next_seg += 1;
+                segments.push(SegmentMeta {
+                    id: sid,
+                    stream,
+                    sealed: Some(SealMeta {
+                        rows: steps.len() as u64,
+                        first_step: steps.first().copied(),
+                        last_step: steps.last().copied(),
+                        bytes: 0,
+                    }),
+                    inline: true,
+                });
+                rows.insert(sid, steps);
+            }
+            let meta = std::sync::Arc::make_mut(state.versions.get_mut(&id).unwrap());
+            meta.packs.push(PackMeta {
+                level,
+                base,
+                segments,
+            });
         }
         (state, rows)
     }
@@ -288,22 +415,20 @@ mod tests {
             let (state, rows) = state_of(&tree);
             let v = VersionId(pick.index(tree.versions.len()) as u64 + 1);
             let (from, to) = (a.min(b), a.max(b));
-            // Brute force: every row of every segment of the stream, kept if visible from v.
-            let mut want: BTreeMap<SegmentId, BTreeSet<u64>> = BTreeMap::new();
+            // Brute force: every row of every version's own segments of the stream, kept if
+            // visible from v (packs hold copies of such rows, never rows of their own).
+            let mut want = BTreeSet::new();
             for meta in state.versions.values() {
                 for seg in meta.segments.iter().filter(|s| s.stream == stream) {
-                    let kept: BTreeSet<u64> = rows[&seg.id]
-                        .iter()
-                        .copied()
-                        .filter(|&s| s >= from && s <= to && visible(&state, v, meta.id, s))
-                        .collect();
-                    if !kept.is_empty() {
-                        want.insert(seg.id, kept);
-                    }
+                    want.extend(
+                        rows[&seg.id]
+                            .iter()
+                            .copied()
+                            .filter(|&s| s >= from && s <= to && visible(&state, v, meta.id, s)),
+                    );
                 }
             }
             let plan: Vec<_> = state.plan(v, stream, from, to).unwrap().collect();
-            let mut got: BTreeMap<SegmentId, BTreeSet<u64>> = BTreeMap::new();
             let mut order = Vec::new();
             for p in &plan {
                 let all = &rows[&p.segment.id];
@@ -321,13 +446,9 @@ mod tests {
                     prop_assert!(f <= p.hi && l >= from, "{:?}", p);
                 }
                 order.extend(kept.iter().copied());
-                if !kept.is_empty() {
-                    got.insert(p.segment.id, kept);
-                }
             }
-            prop_assert_eq!(&got, &want);
-            // The plan's order is step order: a cursor that follows it yields sorted rows.
-            prop_assert!(order.windows(2).all(|w| w[0] < w[1]), "{:?}", order);
+            // Every row once, in step order: a cursor that follows the plan yields sorted rows.
+            prop_assert_eq!(order, want.into_iter().collect::<Vec<_>>());
             // Every segment a live version reads (any stream, any range) is one purge keeps.
             let needed = state.needed_segments(None).unwrap();
             for meta in state.versions.values().filter(|m| !m.purged) {

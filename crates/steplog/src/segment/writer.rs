@@ -192,35 +192,44 @@ fn seal_info(agg: &Agg, bytes: u64) -> SealInfo {
     }
 }
 
-/// A sealed segment holding one block, built in memory: exactly the bytes
-/// [`SegmentWriter`] writes to a file for the same header and block (create, one `append`,
-/// `seal`). A small segment is carried this way inside the manifest (an inline segment).
-/// Built before its segment id is known (the id is taken under the manifest's lock), so it
-/// is built with id 0 and given its id by [`Image::with_id`]: no other byte names it.
+/// A sealed segment built in memory: exactly the bytes [`SegmentWriter`] writes to a file
+/// for the same header and blocks (create, an `append` per block, `seal`). A small segment
+/// is carried this way inside the manifest (an inline segment: a short run's stream, or a
+/// pack). Built before its segment id is known (the id is taken under the manifest's lock),
+/// so it is built with id 0 and given its id by [`Image::with_id`]: no other byte names it.
 pub(crate) struct Image {
     header: SegmentHeader,
-    block: EncodedBlock,
+    blocks: Vec<EncodedBlock>,
     footer: Vec<u8>,
     pub info: SealInfo,
 }
 
 impl Image {
-    pub fn new(stream: Stream, version: VersionId, block: EncodedBlock) -> std::io::Result<Image> {
+    /// The segment of `blocks` (at least one, in step order).
+    pub fn new(
+        stream: Stream,
+        version: VersionId,
+        blocks: Vec<EncodedBlock>,
+    ) -> std::io::Result<Image> {
         let header = SegmentHeader {
             stream,
             version,
             segment: SegmentId(0),
         };
-        let index = [index_entry(HEADER_LEN as u64, &block)];
-        let footer_at = (HEADER_LEN + block.frame.len()) as u64;
-        // The segment's aggregate as `append` builds it.
-        let mut agg = Agg::default();
-        agg.merge_later(&block.agg);
-        let footer = footer::encode(&index, std::slice::from_ref(&block.agg), &agg, footer_at)?;
-        let info = seal_info(&agg, footer_at + footer.len() as u64);
+        // The index, block aggregates and segment aggregate as `append` builds them.
+        let (mut index, mut aggs, mut agg) = (Vec::new(), Vec::new(), Agg::default());
+        let mut at = HEADER_LEN as u64;
+        for b in &blocks {
+            index.push(index_entry(at, b));
+            at += b.frame.len() as u64;
+            agg.merge_later(&b.agg);
+            aggs.push(b.agg.clone());
+        }
+        let footer = footer::encode(&index, &aggs, &agg, at)?;
+        let info = seal_info(&agg, at + footer.len() as u64);
         Ok(Image {
             header,
-            block,
+            blocks,
             footer,
             info,
         })
@@ -238,13 +247,15 @@ impl Image {
         };
         let mut bytes = Vec::with_capacity(self.info.bytes as usize);
         bytes.extend_from_slice(&header.encode());
-        bytes.extend_from_slice(&self.block.frame);
+        for b in &self.blocks {
+            bytes.extend_from_slice(&b.frame);
+        }
         bytes.extend_from_slice(&self.footer);
         bytes::Bytes::from(bytes)
     }
 
-    /// The block, to be written to a file after all.
-    pub fn into_block(self) -> EncodedBlock {
-        self.block
+    /// The blocks, to be written to a file after all.
+    pub fn into_blocks(self) -> Vec<EncodedBlock> {
+        self.blocks
     }
 }

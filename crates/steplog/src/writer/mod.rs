@@ -555,7 +555,7 @@ impl RunWriter {
         let version = self.version;
         let store = self.store.clone();
         let finished = store.transact(|state| {
-            if !images.is_empty() && !state.takes_inline {
+            if !images.is_empty() && !state.takes_inline() {
                 return Ok((Vec::new(), false));
             }
             let mut edits = std::mem::take(&mut edits);
@@ -578,8 +578,9 @@ impl RunWriter {
             // it takes no inline segment, so these streams go to files as before.
             for image in std::mem::take(&mut images) {
                 let i = image.stream().index();
-                let block = image.into_block();
-                self.write_encoded((i, Ok(block)))?;
+                for block in image.into_blocks() {
+                    self.write_encoded((i, Ok(block)))?;
+                }
             }
             for stream in Stream::ALL {
                 self.seal_head(stream)?;
@@ -605,12 +606,14 @@ impl RunWriter {
             let block = s.buf.take_closed();
             let encoded =
                 EncodedBlock::encode(&block, level).map_err(|e| Error::io(self.store.dir(), e))?;
-            let image = Image::new(stream, self.version, encoded)
+            let image = Image::new(stream, self.version, vec![encoded])
                 .map_err(|e| Error::io(self.store.dir(), e))?;
             if image.info.bytes as usize <= limit {
                 images.push(image);
             } else {
-                self.write_encoded((stream.index(), Ok(image.into_block())))?;
+                for block in image.into_blocks() {
+                    self.write_encoded((stream.index(), Ok(block)))?;
+                }
             }
         }
         Ok(images)

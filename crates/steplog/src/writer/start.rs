@@ -185,6 +185,7 @@ impl StartRun {
         // No `Arc<State>` may be held across a manifest transaction: the transaction would
         // have to copy the whole state (copy-on-write), making every start O(runs).
         let existing = store.state()?.head(&name)?;
+        let branched = matches!(start, Start::Rewind(_) | Start::Fork(..));
         let begun = match start {
             Start::Resume(mode) => match (existing, mode) {
                 (Some(_), Resume::Never) => {
@@ -230,7 +231,29 @@ impl StartRun {
                 fork(&store, &name, src, step, config, finished)?
             }
         };
+        if branched {
+            pack_parent(&store, &name, begun.version);
+        }
         Ok((store, name, lock, begun))
+    }
+}
+
+/// After a rewind or fork: packs the lineage of the new version's parent if it is archived
+/// (`pack.rs`). The start is made whatever happens here (its edit is in the manifest): a
+/// pack that cannot be written changes no read, only how many pieces reads take, so its
+/// failure is told on standard error and the start goes on.
+fn pack_parent(store: &Store, run: &str, v: VersionId) {
+    let parent = store.state().and_then(|s| s.meta_of(v)).map(|m| m.parent);
+    let r = match parent {
+        Ok(Some((parent, _))) => store.pack_lineage(parent).map(drop),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = r {
+        eprintln!(
+            "steplog: run '{run}': the lineage below {v} was not packed ({e}); reads of it \
+             are unchanged, they take more pieces"
+        );
     }
 }
 
