@@ -729,7 +729,7 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
         println!("  {n}: {}", f.durability);
     }
     type Get = fn(&Figures) -> f64;
-    let rows: [(&str, Get, bool); 32] = [
+    let rows: [(&str, Get, bool); 33] = [
         (
             "ingest, many (M points/s)",
             |f| f.many_ingest_pps / 1e6,
