@@ -116,6 +116,8 @@ pub struct Figures {
     pub many_summary_rss_mib: f64,
     /// Deep (head of a run rewound `depth` times) and flat (same rows), fresh processes.
     pub deep_build_s: f64,
+    /// The deep store (both runs), every file counted.
+    pub deep_kib: f64,
     pub deep_read_ms: f64,
     pub deep_rss_mib: f64,
     pub flat_read_ms: f64,
@@ -483,6 +485,7 @@ fn run_deep(sys: &mut dyn System, depth: u64, root: &Path, f: &mut Figures) {
         return;
     }
     f.deep_build_s = t.elapsed().as_secs_f64();
+    f.deep_kib = dir_bytes(&dir) as f64 / 1024.0;
     let read = |run: &str| -> (f64, f64) {
         let (mut times, mut rss, mut rows) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {
@@ -709,7 +712,7 @@ fn figures_json(name: &str, f: &Figures) -> serde_json::Value {
         "many_allocated_bytes_per_point": f.many_allocated_per_point, "many_files": f.many_files,
         "many_list_ms": f.many_list_ms, "many_list_fresh_ms": f.many_list_fresh_ms, "many_summary_ms": f.many_summary_ms,
         "many_summary_peak_rss_mib": f.many_summary_rss_mib,
-        "deep_build_s": f.deep_build_s, "deep_read_ms": f.deep_read_ms, "deep_peak_rss_mib": f.deep_rss_mib,
+        "deep_build_s": f.deep_build_s, "deep_kib": f.deep_kib, "deep_read_ms": f.deep_read_ms, "deep_peak_rss_mib": f.deep_rss_mib,
         "flat_read_ms": f.flat_read_ms, "flat_peak_rss_mib": f.flat_rss_mib,
     })
 }
@@ -729,7 +732,7 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
         println!("  {n}: {}", f.durability);
     }
     type Get = fn(&Figures) -> f64;
-    let rows: [(&str, Get, bool); 33] = [
+    let rows: [(&str, Get, bool); 34] = [
         (
             "ingest, many (M points/s)",
             |f| f.many_ingest_pps / 1e6,
@@ -793,6 +796,7 @@ fn print_table(results: &[(&'static str, Figures)], sizes: &Sizes, points: u64, 
         ),
         ("scan wide metric, median (ms)", |f| f.wide_scan_ms, false),
         ("build deep + flat (s)", |f| f.deep_build_s, false),
+        ("deep store, both runs (KiB)", |f| f.deep_kib, false),
         ("read deep head, fresh (ms)", |f| f.deep_read_ms, false),
         ("  its peak RSS (MiB)", |f| f.deep_rss_mib, false),
         ("read flat run, fresh (ms)", |f| f.flat_read_ms, false),

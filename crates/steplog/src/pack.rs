@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::limits::MAX_INLINE_SEGMENT_BYTES;
 use crate::manifest::{
     plan_of, Cover, Edit, Hop, PackMeta, PackSegment, Piece, SealMeta, State, VersionMeta,
+    MAX_PACK_LEVEL,
 };
 use crate::segment::builder::BlockBuilder;
 use crate::segment::encoder::EncodedBlock;
@@ -59,22 +60,7 @@ impl Store {
                 if !state.takes_packs() || !meta.archived || meta.purged || wider {
                     return Ok((Vec::new(), false));
                 }
-                let segments = (state.next_segment..)
-                    .zip(&images)
-                    .map(|(id, image)| PackSegment {
-                        stream: image.stream(),
-                        segment: SegmentId(id),
-                        seal: seal_meta(image),
-                        bytes: image.with_id(SegmentId(id)),
-                    })
-                    .collect();
-                let edit = Edit::Pack {
-                    version: v,
-                    level: level + 1,
-                    base,
-                    segments,
-                };
-                Ok((vec![edit], true))
+                Ok((vec![pack_edit(state, v, level + 1, base, &images)], true))
             })?;
             if !added {
                 return Ok(written);
@@ -103,7 +89,10 @@ impl Store {
             hops.push(hop?);
         }
         let level = hop_level(&hops[0]);
-        if hops.len() < fanout || hops.iter().any(|h| hop_level(h) != level) {
+        if hops.len() < fanout
+            || level >= MAX_PACK_LEVEL
+            || hops.iter().any(|h| hop_level(h) != level)
+        {
             return Ok(None);
         }
         // A head segment may still grow (a crashed writer's, never sealed): not packed.
@@ -184,6 +173,32 @@ fn image_of(
         blocks.push(EncodedBlock::encode(&buf.take_closed(), level)?);
     }
     Image::new(stream, version, blocks)
+}
+
+/// The `pack` edit of `images` as a pack of `level` of version `v` going on at `base`, its
+/// segments taking the next ids of `state`'s counter (under `LOCK`).
+fn pack_edit(
+    state: &State,
+    v: VersionId,
+    level: u32,
+    base: Option<(VersionId, u64)>,
+    images: &[Image],
+) -> Edit {
+    let segments = (state.next_segment..)
+        .zip(images)
+        .map(|(id, image)| PackSegment {
+            stream: image.stream(),
+            segment: SegmentId(id),
+            seal: seal_meta(image),
+            bytes: image.with_id(SegmentId(id)),
+        })
+        .collect();
+    Edit::Pack {
+        version: v,
+        level,
+        base,
+        segments,
+    }
 }
 
 fn seal_meta(image: &Image) -> SealMeta {
@@ -399,24 +414,7 @@ mod tests {
         let base = hops[1].below();
         drop(state);
         store
-            .transact(|state| {
-                let segments = (state.next_segment..)
-                    .zip(&wrong)
-                    .map(|(id, image)| PackSegment {
-                        stream: image.stream(),
-                        segment: SegmentId(id),
-                        seal: seal_meta(image),
-                        bytes: image.with_id(SegmentId(id)),
-                    })
-                    .collect();
-                let edit = Edit::Pack {
-                    version: lineage[3],
-                    level: 1,
-                    base,
-                    segments,
-                };
-                Ok((vec![edit], ()))
-            })
+            .transact(|state| Ok((vec![pack_edit(state, lineage[3], 1, base, &wrong)], ())))
             .unwrap();
         let report = store.verify().unwrap();
         assert!(

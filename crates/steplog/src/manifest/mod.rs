@@ -403,11 +403,18 @@ impl VersionMeta {
     }
 }
 
+/// The highest level of a pack: a pack of level l stands for at least 2^l versions, so no
+/// lineage a store can hold needs more.
+pub(crate) const MAX_PACK_LEVEL: u32 = 64;
+
 /// The checks a pack of version `v` passes on its own: a level, a base older than `v`,
 /// segments inline and sealed, one per stream, holding only steps after the base's cutoff.
 fn check_pack(v: VersionId, p: &PackMeta) -> Result<(), String> {
-    if p.level == 0 {
-        return Err(format!("a pack of {v} has level 0 (packs start at 1)"));
+    if p.level == 0 || p.level > MAX_PACK_LEVEL {
+        return Err(format!(
+            "a pack of {v} has level {}, outside 1 to {MAX_PACK_LEVEL}",
+            p.level
+        ));
     }
     if let Some((b, cut)) = p.base {
         if b >= v || b.0 == 0 {

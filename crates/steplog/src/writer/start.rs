@@ -243,7 +243,8 @@ impl StartRun {
 /// pack that cannot be written changes no read, only how many pieces reads take, so its
 /// failure is told on standard error and the start goes on.
 fn pack_parent(store: &Store, run: &str, v: VersionId) {
-    let parent = store.state().and_then(|s| s.meta_of(v)).map(|m| m.parent);
+    // The state the start's own edit left (no refresh: `pack_lineage` reads the latest).
+    let parent = store.current_state().meta_of(v).map(|m| m.parent);
     let r = match parent {
         Ok(Some((parent, _))) => store.pack_lineage(parent).map(drop),
         Ok(None) => Ok(()),
