@@ -30,7 +30,7 @@ use crate::store::Store;
 use crate::types::{Row, SegmentId, Stream, Value, VersionId};
 
 /// The level a hop reads at: 0 for a version's own segments, a pack's level for a pack.
-pub(crate) fn hop_level(hop: &Hop) -> u32 {
+fn hop_level(hop: &Hop) -> u32 {
     hop.pack().map_or(0, |p| p.level)
 }
 
@@ -384,6 +384,55 @@ mod tests {
         );
         assert_eq!(rows(&p, "deep?_step=777"), rows(&f, "deep?_step=777"));
         assert!(p.verify().unwrap().is_ok());
+    }
+
+    /// Purging a packed version that a fork still reads (below the version's last step)
+    /// drops its packs (their rows are more than the purge keeps) and keeps what the fork
+    /// reads: the fork reads the same, the versions above read the same, verify is clean.
+    #[test]
+    fn a_purged_version_loses_its_packs_and_what_reads_through_it_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = deep(dir.path(), 2, 8);
+        let state = store.state().unwrap();
+        let packed = store
+            .versions()
+            .unwrap()
+            .into_iter()
+            .map(|v| state.meta_of(v.id).unwrap())
+            .filter(|m| !m.packs.is_empty())
+            .map(|m| m.id)
+            .nth(1)
+            .expect("a packed version");
+        drop(state);
+        store.run("f").fork_from(packed, 3).apply().unwrap();
+        let before: Vec<_> = store
+            .versions()
+            .unwrap()
+            .iter()
+            .map(|v| rows(&store, &v.id.to_string()))
+            .collect();
+        store.purge(packed).unwrap();
+        let state = store.state().unwrap();
+        assert!(state.meta_of(packed).unwrap().packs.is_empty());
+        drop(state);
+        for (v, want) in store.versions().unwrap().iter().zip(&before) {
+            if v.id != packed {
+                assert_eq!(&rows(&store, &v.id.to_string()), want, "{}", v.id);
+            }
+        }
+        assert_eq!(rows(&store, "f").len(), 4, "steps 0 to 3");
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        // Compacted (the purged packs' bytes as tombstones), it reads and verifies the same.
+        drop(store);
+        let store = Options::new()
+            .manifest_compaction_bytes(1)
+            .pack_fanout(2)
+            .open(dir.path())
+            .unwrap();
+        store.run("g").fork_from("f", 2).apply().unwrap();
+        assert_eq!(rows(&store, "f").len(), 4);
+        assert!(store.verify().unwrap().is_ok());
     }
 
     /// A pack whose checksums are good but whose rows are not those of the versions it stands

@@ -385,8 +385,10 @@ impl VersionMeta {
             }
         }
         for p in &self.packs {
-            if !self.archived {
-                return Err(format!("version {id} has a pack but is not archived"));
+            if !self.archived || self.purged {
+                return Err(format!(
+                    "version {id} has a pack but is not archived, or is purged"
+                ));
             }
             check_pack(id, p)?;
             for s in &p.segments {
@@ -883,6 +885,15 @@ impl State {
                         }
                         v.segments.retain(|s| !dropped.contains(&s.id));
                     }
+                }
+                // A purged version keeps no pack (what reads through it take are its own
+                // segments, kept up to what they read): packs the list did not name (one
+                // with no segment) go too.
+                let v = self.version_mut(*version)?;
+                let rest = std::mem::take(&mut v.packs);
+                for s in rest.iter().flat_map(|p| p.segments.iter()) {
+                    self.inline.remove(&s.id);
+                    self.dropped_inline.insert(s.id);
                 }
                 // Every dropped segment belongs to a version the edit names (or, after a
                 // snapshot, to one the state holds whole): one not found would stay

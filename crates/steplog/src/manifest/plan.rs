@@ -174,14 +174,18 @@ impl State {
                     needed.insert(s.id);
                 }
             }
-            // A read through the version may take any of its packs (the widest): all stay.
-            // The versions a pack stands for are kept as their parent links say, so a
-            // version's own segments never depend on a pack.
-            needed.extend(
-                meta.packs
-                    .iter()
-                    .flat_map(|p| p.segments.iter().map(|s| s.id)),
-            );
+            // A read through a live version may take any of its packs (the widest): all
+            // stay. A purged version's packs go, whoever reads through it: those reads take
+            // its own segments, kept up to what they read (a pack holds all its rows, which
+            // a purge no longer keeps). The versions a pack stands for are kept as their
+            // parent links say, so no read depends on a pack.
+            if limit.is_none() {
+                needed.extend(
+                    meta.packs
+                        .iter()
+                        .flat_map(|p| p.segments.iter().map(|s| s.id)),
+                );
+            }
         }
         Ok(needed)
     }
@@ -323,7 +327,8 @@ mod tests {
         // Packs, built by brute force: the rows of the first `hops` versions of the walk
         // up from a version, each stream's in one segment, and where the walk goes on.
         for (i, &(hops, level)) in tree.packs.iter().enumerate() {
-            if hops == 0 {
+            // A purged version has no pack (its purge drops them).
+            if hops == 0 || tree.purged[i] {
                 continue;
             }
             let id = VersionId(i as u64 + 1);
