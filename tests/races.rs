@@ -29,6 +29,9 @@ fn open(dir: &Path) -> Store {
         .segment_bytes(600)
         .block_bytes(200)
         .manifest_compaction_bytes(2048)
+        // A fanout of 2: the rewind packs the lineage it archives (v2 over v1), so packing
+        // races every other operation too (a purge of v1 under it, a compaction, a fork).
+        .pack_fanout(2)
         .open(dir)
         .expect("open")
 }

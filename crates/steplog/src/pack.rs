@@ -27,7 +27,7 @@ use crate::segment::builder::BlockBuilder;
 use crate::segment::encoder::EncodedBlock;
 use crate::segment::writer::Image;
 use crate::store::Store;
-use crate::types::{Row, SegmentId, Stream, Value, VersionId};
+use crate::types::{Row, SegmentId, Stream, VersionId};
 
 /// The level a hop reads at: 0 for a version's own segments, a pack's level for a pack.
 fn hop_level(hop: &Hop) -> u32 {
@@ -84,15 +84,21 @@ impl Store {
         if !meta.archived || meta.purged {
             return Ok(None);
         }
-        let mut hops = Vec::with_capacity(fanout);
+        // The walk stops at the first hop of another level: most starts find no pack due
+        // within a few hops, not `fanout`.
+        let mut hops: Vec<Hop> = Vec::with_capacity(fanout);
         for hop in state.ancestry_of(meta).take(fanout) {
-            hops.push(hop?);
+            let hop = hop?;
+            if hops
+                .first()
+                .is_some_and(|h| hop_level(h) != hop_level(&hop))
+            {
+                return Ok(None);
+            }
+            hops.push(hop);
         }
         let level = hop_level(&hops[0]);
-        if hops.len() < fanout
-            || level >= MAX_PACK_LEVEL
-            || hops.iter().any(|h| hop_level(h) != level)
-        {
+        if hops.len() < fanout || level >= MAX_PACK_LEVEL {
             return Ok(None);
         }
         // A head segment may still grow (a crashed writer's, never sealed): not packed.
@@ -270,16 +276,12 @@ impl Store {
 
 /// Where two row lists differ, if they do (floats compared to the bit, NaN included).
 fn row_difference(got: &[Row], want: &[Row]) -> Option<String> {
-    let same = |a: &Value, b: &Value| match (a, b) {
-        (Value::F64(x), Value::F64(y)) => x.to_bits() == y.to_bits(),
-        _ => a == b,
-    };
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let fields = g.fields.len() == w.fields.len()
             && g.fields
                 .iter()
                 .zip(&w.fields)
-                .all(|((ka, va), (kb, vb))| ka == kb && same(va, vb));
+                .all(|((ka, va), (kb, vb))| ka == kb && va.same_bits(vb));
         if g.step != w.step || !fields {
             return Some(format!(
                 "row {i} is step {} with {} keys, the versions give step {} with {} keys",
@@ -302,7 +304,7 @@ fn row_difference(got: &[Row], want: &[Row]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Options, Query};
+    use crate::{Options, Query, Value};
 
     /// A run rewound `depth` times, 2 rows a version (steps 2k+1 and 2k+2 from version k).
     fn deep(dir: &std::path::Path, fanout: usize, depth: u64) -> Store {

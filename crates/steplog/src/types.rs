@@ -148,6 +148,15 @@ pub enum Value {
 }
 
 impl Value {
+    /// Whether two values are the same to the bit: a NaN is the same NaN as itself, and 0.0
+    /// is not -0.0 (what a copy of stored rows must keep, unlike `==` on floats).
+    pub(crate) fn same_bits(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::F64(x), Value::F64(y)) => x.to_bits() == y.to_bits(),
+            _ => self == other,
+        }
+    }
+
     /// The value as a float, for numeric values (`F64` and `I64`).
     pub fn as_f64(&self) -> Option<f64> {
         match self {

@@ -136,10 +136,7 @@ fn put_agg(out: &mut Vec<u8>, agg: &Agg) {
 /// Whether two (step, value) are the same to the bit.
 fn same(a: &Option<(u64, Value)>, b: &Option<(u64, Value)>) -> bool {
     match (a, b) {
-        (Some((s1, Value::F64(x))), Some((s2, Value::F64(y)))) => {
-            s1 == s2 && x.to_bits() == y.to_bits()
-        }
-        (Some((s1, x)), Some((s2, y))) => s1 == s2 && x == y,
+        (Some((s1, x)), Some((s2, y))) => s1 == s2 && x.same_bits(y),
         _ => false,
     }
 }
