@@ -349,3 +349,92 @@ fn a_lineage_packed_as_it_is_rewound_survives_every_sync_point() {
         }
     }
 }
+
+/// Bulks of short runs committed while the manifest is compacted: at every sync point, in
+/// every crash mode, each bulk's runs are all there with all their rows or none is, every
+/// bulk committed by then is there, and the store verifies clean and takes another bulk.
+#[test]
+fn a_bulk_commit_is_atomic_at_every_sync_point() {
+    let fs = SimFs::new();
+    let open = |fs: &SimFs| {
+        Options::new()
+            .durability(Durability::PowerLoss)
+            .manifest_compaction_bytes(1_500)
+            .file_system(Arc::new(fs.clone()))
+            .open(Path::new("/store"))
+            .expect("open")
+    };
+    let store = open(&fs);
+    fs.record_sync_points();
+    let base = fs.syncs();
+    const BULKS: u64 = 6;
+    const RUNS: u64 = 5;
+    let value = |b: u64, r: u64, i: u64| (b * 100 + r * 10 + i) as f64;
+    let name = |b: u64, r: u64| format!("b{b}-r{r}");
+    // The sync count when each bulk's commit returned.
+    let mut done = Vec::new();
+    for b in 0..BULKS {
+        let mut bulk = store.bulk();
+        for r in 0..RUNS {
+            let mut run = bulk.run(&name(b, r));
+            for i in 0..=r {
+                run.log_at(i, [("x", value(b, r, i))]).unwrap();
+            }
+            bulk.add(run).unwrap();
+        }
+        bulk.commit().unwrap();
+        done.push(fs.syncs());
+    }
+    let points = fs.sync_points();
+    eprintln!(
+        "crash sim: {} sync points x {} crash modes over {BULKS} bulks",
+        points.len(),
+        MODES.len()
+    );
+    assert!(
+        points.len() as u64 >= BULKS,
+        "a sync point per commit at least"
+    );
+    for (j, point) in points.iter().enumerate() {
+        let at = base + j as u64 + 1;
+        for (m, mode) in MODES.iter().enumerate() {
+            let image = point.crash(mode(j as u64 * 3 + m as u64));
+            let store = open(&image);
+            for b in 0..BULKS {
+                let there: Vec<bool> = (0..RUNS)
+                    .map(|r| {
+                        let got = steps(&store, &name(b, r));
+                        if got.is_empty() {
+                            return false;
+                        }
+                        let want: Vec<(u64, f64)> = (0..=r).map(|i| (i, value(b, r, i))).collect();
+                        assert_eq!(got, want, "sync point {j} {:?}: {}", mode(0), name(b, r));
+                        true
+                    })
+                    .collect();
+                assert!(
+                    there.iter().all(|&t| t == there[0]),
+                    "sync point {j} {:?}: bulk {b} is part there: {there:?}",
+                    mode(0)
+                );
+                if done[b as usize] <= at {
+                    assert!(there[0], "sync point {j}: bulk {b} was committed");
+                }
+            }
+            let report = store.verify().unwrap();
+            assert!(
+                report.is_ok(),
+                "sync point {j} {:?}: {:?}",
+                mode(0),
+                report.problems
+            );
+            let mut bulk = store.bulk();
+            let mut run = bulk.run("after");
+            run.log([("x", 1.0)]).unwrap();
+            bulk.add(run).unwrap();
+            bulk.commit().unwrap();
+            assert_eq!(steps(&store, "after"), [(0, 1.0)]);
+            assert!(store.verify().unwrap().is_ok());
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use steplog::io::{CrashMode, SimFs};
-use steplog::{fuzzing, Options, Value};
+use steplog::{fuzzing, Options, Stream, Value};
 
 type Target = (&'static str, fn(&[u8]));
 
@@ -164,6 +164,39 @@ fn write_seeds() {
     let manifest = packed.read(Path::new("/p/MANIFEST")).unwrap();
     assert!(String::from_utf8_lossy(&manifest).contains("\"op\":\"pack\""));
     write("manifest", "frames-pack", &manifest[24..]);
+    // Manifest format 6: short runs written in a bulk, one `batch` edit.
+    let bulked = SimFs::new();
+    let store = Options::new()
+        .file_system(Arc::new(bulked.clone()))
+        .open("/b")
+        .unwrap();
+    let mut bulk = store.bulk();
+    for r in 0..3u64 {
+        let mut run = bulk.run(&format!("b{r}"));
+        run.set_config(serde_json::json!({"r": r}));
+        for i in 0..4u64 {
+            run.log_at(i, [("x", (r * 10 + i) as f64)]).unwrap();
+        }
+        if r == 1 {
+            run.log_row(Stream::Console, None, [("line", "hi")])
+                .unwrap();
+        }
+        bulk.add(run).unwrap();
+    }
+    bulk.commit().unwrap();
+    let manifest = bulked.read(Path::new("/b/MANIFEST")).unwrap();
+    write("manifest", "frames-batch", &manifest[24..]);
+    // The batch edit alone: a frame is a length, two crc32s (payload, header), the JSON.
+    let mut at = 24;
+    let batch = loop {
+        let len = u32::from_le_bytes(manifest[at..at + 4].try_into().unwrap()) as usize;
+        let payload = &manifest[at + 12..at + 12 + len];
+        if payload.starts_with(br#"{"op":"batch""#) {
+            break payload;
+        }
+        at += 12 + len;
+    };
+    write("manifest", "edit-batch", batch);
     write(
         "manifest",
         "edit",

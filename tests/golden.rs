@@ -13,86 +13,9 @@ mod common;
 
 use std::path::Path;
 
+use common::describe;
 use serde_json::{json, Value as Json};
-use steplog::{Options, Query, Store, Stream, Value};
-
-/// Every value exactly: floats by their bits (NaN payloads, -0.0), the rest as they are.
-fn value_json(v: &Value) -> Json {
-    match v {
-        Value::F64(x) => json!({"f64": format!("{:016x}", x.to_bits())}),
-        Value::I64(i) => json!({"i64": i}),
-        Value::Bool(b) => json!({"bool": b}),
-        Value::Str(s) => json!({"str": s}),
-    }
-}
-
-/// What a store holds, in a form that survives any change of code: per version its status,
-/// origin, parent, config and the rows of each stream; per run its head; per readable version
-/// the summary of its history.
-fn describe(store: &Store) -> Json {
-    let mut versions = serde_json::Map::new();
-    for v in store.versions().unwrap() {
-        let mut d = json!({
-            "run": v.run,
-            "status": v.status.to_string(),
-            "origin": format!("{:?}", v.origin),
-            "parent": v.parent.map(|p| json!([p.version.to_string(), p.step])),
-            "config": v.config,
-        });
-        // Only restarts (manifest format 2) have it: older goldens' descriptions stay as
-        // they were written.
-        if let Some(r) = v.restart_of {
-            d["restart_of"] = json!(r.to_string());
-        }
-        if v.status != steplog::Status::Purged {
-            let id = v.id.to_string();
-            for stream in [Stream::History, Stream::System, Stream::Console] {
-                let rows: Vec<Json> = store
-                    .history(&id, &Query::new().stream(stream))
-                    .unwrap()
-                    .map(|r| {
-                        let r = r.unwrap();
-                        let fields: serde_json::Map<String, Json> = r
-                            .fields
-                            .iter()
-                            .map(|(k, v)| (k.clone(), value_json(v)))
-                            .collect();
-                        json!([r.step, fields])
-                    })
-                    .collect();
-                d[stream.name()] = Json::Array(rows);
-            }
-            let s = store.summary(&id).unwrap();
-            let keys: serde_json::Map<String, Json> = s
-                .keys
-                .iter()
-                .map(|(k, ks)| {
-                    let at = |p: &Option<(u64, Value)>| {
-                        p.as_ref().map(|(step, v)| json!([step, value_json(v)]))
-                    };
-                    (
-                        k.clone(),
-                        json!({
-                            "count": ks.count, "numeric": ks.numeric_count, "nan": ks.nan_count,
-                            "sum": format!("{:016x}", ks.sum.to_bits()),
-                            "first": at(&ks.first), "last": at(&ks.last),
-                            "min": at(&ks.min), "max": at(&ks.max),
-                        }),
-                    )
-                })
-                .collect();
-            d["summary"] = json!({"rows": s.rows, "last_step": s.last_step, "keys": keys});
-        }
-        versions.insert(v.id.to_string(), d);
-    }
-    let runs: serde_json::Map<String, Json> = store
-        .runs()
-        .unwrap()
-        .into_iter()
-        .map(|r| (r.name, json!(r.head.to_string())))
-        .collect();
-    json!({"runs": runs, "versions": versions})
-}
+use steplog::{Options, Store, Stream, Value};
 
 /// Writes a golden store: every kind of value and column encoding, three streams, sparse
 /// keys, several segments and blocks per version, a rewind, a fork of an archived version, a
@@ -268,6 +191,32 @@ fn make_golden() {
     }
     let v = store.lineage("deep").unwrap().versions[12].id;
     store.run("deep-fork").fork_from(v, 20).apply().unwrap();
+    // Manifest format 6: short runs written in bulks, one `batch` edit each (this one
+    // compacted into the tables, the last one left in the tail).
+    let mut bulk = store.bulk();
+    for r in 0..4u64 {
+        let mut run = bulk.run(&format!("bulk-{r}"));
+        run.set_config(json!({"bulk": r}));
+        for step in 0..12u64 {
+            let x = (step * 4 + r) as f64;
+            run.log_at(
+                step,
+                [
+                    ("loss", Value::F64(1.0 / (x + 1.0))),
+                    ("i", Value::I64(x as i64)),
+                ],
+            )
+            .unwrap();
+            if step % 4 == 0 {
+                run.log_row(Stream::System, Some(step), [("gpu", Value::F64(x))])
+                    .unwrap();
+                run.log_row(Stream::Console, None, [("line", format!("b{r} {step}"))])
+                    .unwrap();
+            }
+        }
+        bulk.add(run).unwrap();
+    }
+    bulk.commit().unwrap();
     let mut w = store.run("crashed").start().unwrap();
     for step in 0..300u64 {
         w.log_at(step, [("z", step as f64 * 2.0)]).unwrap();
@@ -276,6 +225,19 @@ fn make_golden() {
     let mut w = store.run("short-last").start().unwrap();
     w.log_at(0, [("loss", 0.5)]).unwrap();
     w.finish().unwrap();
+    // The last bulk stays in the tail: no compaction after it.
+    drop(store);
+    let store = Options::new()
+        .manifest_compaction_bytes(1 << 20)
+        .open(&dir)
+        .unwrap();
+    let mut bulk = store.bulk();
+    for r in ["bulk-last-0", "bulk-last-1"] {
+        let mut run = bulk.run(r);
+        run.log([("loss", 0.25)]).unwrap();
+        bulk.add(run).unwrap();
+    }
+    bulk.commit().unwrap();
     let expected = describe(&store);
     std::fs::write(
         out.join("expected.json"),
@@ -283,6 +245,9 @@ fn make_golden() {
     )
     .unwrap();
 }
+
+/// The manifest format this steplog writes (a compaction rewrites older ones as it).
+const LATEST: u16 = 6;
 
 #[test]
 fn every_golden_store_reads_back_exactly() {
@@ -359,7 +324,7 @@ fn every_golden_store_reads_back_exactly() {
         let mut w = m.run("short-after-golden").start().unwrap();
         w.log_at(0, [("x", 1.0)]).unwrap();
         w.finish().unwrap();
-        assert_eq!(format(migrated.path()), 5, "{}", fixture.display());
+        assert_eq!(format(migrated.path()), LATEST, "{}", fixture.display());
         assert_eq!(common::segment_files(migrated.path()).len(), files);
         assert_eq!(common::rows(&m, "short-after-golden").len(), 1);
         // A manifest before format 5 takes no pack (a steplog of format 4 appending to it
@@ -370,7 +335,7 @@ fn every_golden_store_reads_back_exactly() {
                 .matches("\"op\":\"pack\"")
                 .count()
         };
-        for (s, dir, format_after) in [(&store, tmp.path(), was), (&m, migrated.path(), 5)] {
+        for (s, dir, format_after) in [(&store, tmp.path(), was), (&m, migrated.path(), LATEST)] {
             let before = packs(dir);
             let deep = Options::new().pack_fanout(2).open(dir).unwrap();
             for k in 0..8u64 {
@@ -392,6 +357,34 @@ fn every_golden_store_reads_back_exactly() {
             );
             assert_eq!(format(dir), format_after, "{}", fixture.display());
         }
+        // A bulk needs manifest format 6: its commit first rewrites an older manifest in
+        // the latest format (a compaction); the store reads back as it was, with the bulk.
+        let bulked = tempfile::tempdir().unwrap();
+        common::copy_dir(&fixture.join("store"), bulked.path());
+        {
+            let b = Store::open(bulked.path()).unwrap();
+            let mut bulk = b.bulk();
+            let mut run = bulk.run("bulk-after-golden");
+            run.log([("x", 1.0)]).unwrap();
+            bulk.add(run).unwrap();
+            bulk.commit().unwrap();
+        }
+        assert_eq!(format(bulked.path()), LATEST, "{}: bulk", fixture.display());
+        let b = Store::open(bulked.path()).unwrap();
+        assert_eq!(common::rows(&b, "bulk-after-golden").len(), 1);
+        let mut d = describe(&b);
+        let head = d["runs"]
+            .as_object_mut()
+            .unwrap()
+            .remove("bulk-after-golden")
+            .unwrap();
+        d["versions"]
+            .as_object_mut()
+            .unwrap()
+            .remove(head.as_str().unwrap())
+            .unwrap();
+        assert_eq!(d, expected, "{} after a bulk", fixture.display());
+        assert!(b.verify().unwrap().is_ok(), "{}: bulk", fixture.display());
         // And it stays writable: the crashed run resumes, a new run is added.
         let mut w = store.run("crashed").start().unwrap();
         let next = w.next_step(Stream::History);

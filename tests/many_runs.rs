@@ -31,6 +31,11 @@ fn check(store: &Store, want: &BTreeMap<String, Expect>, when: &str) {
     let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
     let want_names: Vec<&str> = want.keys().map(String::as_str).collect();
     assert_eq!(names, want_names, "{when}: every run listed once, in order");
+    assert_eq!(
+        store.run_names().unwrap(),
+        want_names,
+        "{when}: the names alone, from the run records"
+    );
     for r in &runs {
         let e = &want[&r.name];
         let got: Vec<f64> = common::rows(store, &r.name)

@@ -1,5 +1,5 @@
 //! Every pair of manifest-editing operations (start, resume and finish, rewind, fork, purge,
-//! and a burst of edits that compacts the manifest) raced in two processes, many times: each
+//! a burst of edits that compacts the manifest, and a bulk of new runs) raced in two processes, many times: each
 //! process either succeeds or fails with an error that says why, and the store afterwards is
 //! exactly what running the successful operations one after the other would give (issue #11,
 //! item 2, and the class it belongs to).
@@ -22,7 +22,9 @@ use steplog::{Error, Options, Row, Store};
 
 const CHILD_ENV: &str = "STEPLOG_RACE_CHILD";
 
-const OPS: [&str; 6] = ["start", "resume", "rewind", "fork", "purge", "compact"];
+const OPS: [&str; 7] = [
+    "start", "resume", "rewind", "fork", "purge", "compact", "bulk",
+];
 
 fn open(dir: &Path) -> Store {
     Options::new()
@@ -83,6 +85,20 @@ fn op(store: &Store, name: &str, tag: &str) -> steplog::Result<()> {
             .map(|_| ()),
         "purge" => store.purge("v1".parse().unwrap()).map(|_| ()),
         "compact" => burst(store, tag, 12).map(|_| ()),
+        // Runs of its own, and the names both processes' `start` would take: a bulk racing a
+        // start or another bulk is refused whole or wins whole.
+        "bulk" => {
+            let mut bulk = store.bulk();
+            let names = (0..3).map(|i| format!("bulk-{tag}-{i}"));
+            for name in names.chain(["new-a".into(), "new-b".into()]) {
+                let mut run = bulk.run(&name);
+                for step in 0..5u64 {
+                    run.log_at(step, [("b", (step * 7) as f64)])?;
+                }
+                bulk.add(run)?;
+            }
+            bulk.commit().map(|_| ())
+        }
         // A burst that another operation cut short after n forks, replayed as such.
         other => match other.strip_prefix("compact:").and_then(|n| n.parse().ok()) {
             Some(n) => burst(store, tag, n).map(|_| ()),

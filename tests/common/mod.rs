@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use steplog::{Query, Row, Store, Value};
+use serde_json::{json, Value as Json};
+use steplog::{Query, Row, Store, Stream, Value};
 
 pub fn rows(store: &Store, reference: &str) -> Vec<Row> {
     rows_q(store, reference, &Query::new())
@@ -164,4 +165,83 @@ pub fn wait_or_hang(mut child: std::process::Child, what: &str) -> Output {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.wait_with_output().expect("wait")
+}
+
+/// Every value exactly: floats by their bits (NaN payloads, -0.0), the rest as they are.
+pub fn value_json(v: &Value) -> Json {
+    match v {
+        Value::F64(x) => json!({"f64": format!("{:016x}", x.to_bits())}),
+        Value::I64(i) => json!({"i64": i}),
+        Value::Bool(b) => json!({"bool": b}),
+        Value::Str(s) => json!({"str": s}),
+    }
+}
+
+/// What a store holds, in a form that survives any change of code (the golden stores'
+/// `expected.json`): per version its status,
+/// origin, parent, config and the rows of each stream; per run its head; per readable version
+/// the summary of its history.
+pub fn describe(store: &Store) -> Json {
+    let mut versions = serde_json::Map::new();
+    for v in store.versions().unwrap() {
+        let mut d = json!({
+            "run": v.run,
+            "status": v.status.to_string(),
+            "origin": format!("{:?}", v.origin),
+            "parent": v.parent.map(|p| json!([p.version.to_string(), p.step])),
+            "config": v.config,
+        });
+        // Only restarts (manifest format 2) have it: older goldens' descriptions stay as
+        // they were written.
+        if let Some(r) = v.restart_of {
+            d["restart_of"] = json!(r.to_string());
+        }
+        if v.status != steplog::Status::Purged {
+            let id = v.id.to_string();
+            for stream in [Stream::History, Stream::System, Stream::Console] {
+                let rows: Vec<Json> = store
+                    .history(&id, &Query::new().stream(stream))
+                    .unwrap()
+                    .map(|r| {
+                        let r = r.unwrap();
+                        let fields: serde_json::Map<String, Json> = r
+                            .fields
+                            .iter()
+                            .map(|(k, v)| (k.clone(), value_json(v)))
+                            .collect();
+                        json!([r.step, fields])
+                    })
+                    .collect();
+                d[stream.name()] = Json::Array(rows);
+            }
+            let s = store.summary(&id).unwrap();
+            let keys: serde_json::Map<String, Json> = s
+                .keys
+                .iter()
+                .map(|(k, ks)| {
+                    let at = |p: &Option<(u64, Value)>| {
+                        p.as_ref().map(|(step, v)| json!([step, value_json(v)]))
+                    };
+                    (
+                        k.clone(),
+                        json!({
+                            "count": ks.count, "numeric": ks.numeric_count, "nan": ks.nan_count,
+                            "sum": format!("{:016x}", ks.sum.to_bits()),
+                            "first": at(&ks.first), "last": at(&ks.last),
+                            "min": at(&ks.min), "max": at(&ks.max),
+                        }),
+                    )
+                })
+                .collect();
+            d["summary"] = json!({"rows": s.rows, "last_step": s.last_step, "keys": keys});
+        }
+        versions.insert(v.id.to_string(), d);
+    }
+    let runs: serde_json::Map<String, Json> = store
+        .runs()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.name, json!(r.head.to_string())))
+        .collect();
+    json!({"runs": runs, "versions": versions})
 }

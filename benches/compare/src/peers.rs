@@ -137,9 +137,46 @@ fn log_batched(w: &mut steplog::RunWriter, rows: &[(u64, Vec<(&'static str, Valu
     flush(w, &mut steps, &mut cols);
 }
 
-/// The sweep shape's runs, a writer each (finished before the next starts), run `r` named
-/// `run-{r}`; with `configs`, each with the many workload's config.
+/// Points per bulk commit: the SQLite peer's transaction size.
+const BULK_POINTS: u64 = 100_000;
+
+/// The sweep shape's runs, run `r` named `run-{r}`; with `configs`, each with the many
+/// workload's config. Written through `Store::bulk`, committed every `BULK_POINTS` points
+/// (as the SQLite peer commits), or with `STEPLOG_WRITER_PER_RUN=1` a writer each (the path
+/// before bulks, for a before and after in one build).
 fn log_short_runs(store: &Store, runs: u64, steps: u64, configs: bool) {
+    if std::env::var_os("STEPLOG_WRITER_PER_RUN").is_some() {
+        return log_writer_runs(store, runs, steps, configs);
+    }
+    let mut bulk = store.bulk();
+    let mut current: Option<(u64, steplog::ShortRun)> = None;
+    let mut points = 0;
+    for (r, s, row) in sweep_data(runs, steps) {
+        if current.as_ref().is_none_or(|c| c.0 != r) {
+            if let Some((_, run)) = current.take() {
+                bulk.add(run).unwrap();
+                if points >= BULK_POINTS {
+                    bulk.commit().unwrap();
+                    points = 0;
+                }
+            }
+            let mut run = bulk.run(&format!("run-{r}"));
+            if configs {
+                run.set_config(serde_json::from_str(&many_config(r)).unwrap());
+            }
+            current = Some((r, run));
+        }
+        points += row.len() as u64;
+        current.as_mut().unwrap().1.log_at(s, row).unwrap();
+    }
+    if let Some((_, run)) = current {
+        bulk.add(run).unwrap();
+    }
+    bulk.commit().unwrap();
+}
+
+/// The sweep shape's runs, a writer each (finished before the next starts).
+fn log_writer_runs(store: &Store, runs: u64, steps: u64, configs: bool) {
     let mut current: Option<(u64, steplog::RunWriter)> = None;
     for (r, s, row) in sweep_data(runs, steps) {
         if current.as_ref().is_none_or(|c| c.0 != r) {
@@ -190,7 +227,7 @@ impl System for Steplog {
         log_short_runs(self.store(dir), runs, steps, false);
     }
     fn open_sweep(&mut self, dir: &Path) -> u64 {
-        Store::open(dir).unwrap().versions().unwrap().len() as u64
+        Store::open(dir).unwrap().run_names().unwrap().len() as u64
     }
     fn build_deep(&mut self, dir: &Path, depth: u64) -> bool {
         steplog_workload::write_deep(self.store(dir), depth).unwrap();

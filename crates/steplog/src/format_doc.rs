@@ -80,11 +80,14 @@ fn documented_sizes_match_the_encoders() {
         crate::manifest::log::HEADER_LEN + crate::manifest::log::FRAME_HEADER_LEN + snap
     );
     assert_eq!(&file[..8], b"STEPLMAN");
-    assert_eq!(
-        u16::from_le_bytes([file[8], file[9]]),
-        5,
-        "manifest format 5"
-    );
+    // The format the document's header line states is the one a new manifest has.
+    let stated: u16 = DOC
+        .split_once("format u16 = ")
+        .and_then(|(_, rest)| rest.split_once(' '))
+        .and_then(|(n, _)| n.parse().ok())
+        .expect("docs/FORMAT.md states the manifest header's format");
+    assert_eq!(u16::from_le_bytes([file[8], file[9]]), stated);
+    assert_eq!(stated, 6, "manifest format 6");
 
     // A table of no record: header, an empty index frame, a filter frame, the footer.
     use crate::manifest::table::{self, TableWriter};

@@ -83,7 +83,7 @@ pub use store::{Lineage, Parent, Resolved, RowCount, RunInfo, Status, Store, Ver
 pub use summary::{KeySummary, Summary};
 pub use types::{Row, Stream, Value, VersionId};
 pub use verify::{Problem, VerifyReport};
-pub use writer::{Batch, Resume, RunWriter, StartRun, Started};
+pub use writer::{Batch, Bulk, Resume, RunWriter, ShortRun, StartRun, Started};
 
 /// The README's examples, compiled as doctests so that they stay true.
 #[doc = include_str!("../../../README.md")]

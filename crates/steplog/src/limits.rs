@@ -32,6 +32,10 @@ pub const MAX_CONFIG_BYTES: usize = 1 << 20;
 /// inline segment is one manifest edit and one table record, both read whole.
 pub const MAX_INLINE_SEGMENT_BYTES: usize = 64 << 10;
 
+/// The largest [`Bulk`](crate::Bulk): its runs' inline segments, names and configs, in
+/// bytes. A bulk is one manifest edit, read whole by every process until a compaction.
+pub const MAX_BULK_BYTES: usize = 16 << 20;
+
 /// The largest raw (uncompressed) length a reader accepts for a block or a footer.
 pub(crate) const MAX_RAW_LEN: u32 = 256 << 20;
 

@@ -374,6 +374,11 @@ impl Store {
         lock_poisoned(&self.inner.manifest).transact(f)
     }
 
+    /// Rewrites the manifest in the current format if an older steplog wrote it.
+    pub(crate) fn upgrade_manifest(&self) -> Result<()> {
+        lock_poisoned(&self.inner.manifest).upgrade()
+    }
+
     pub(crate) fn manifest_path(&self) -> PathBuf {
         lock_poisoned(&self.inner.manifest).path().to_owned()
     }
@@ -407,6 +412,17 @@ impl Store {
                 let m = m?;
                 Ok(info(&m, status(&state, &m, || live.is_live(&m.run))?))
             })
+            .collect()
+    }
+
+    /// The name of every run, in name order: from the manifest's run records alone (no
+    /// version record decoded, no segment read), so it costs a few bytes per run, where
+    /// [`runs`](Self::runs) reads each head's record and counts its rows. What to count or
+    /// page through the runs of a big store with.
+    pub fn run_names(&self) -> Result<Vec<String>> {
+        self.state()?
+            .runs()
+            .map(|r| r.map(|(name, _)| name))
             .collect()
     }
 

@@ -17,16 +17,18 @@ use crate::io::{self, FileSystem, LockGuard, OpenMode};
 use crate::manifest::{base, table, Base, Edit, State};
 
 const MAGIC: [u8; 8] = *b"STEPLMAN";
-/// The header's format: 5 (a `base` frame over tables, edits that may carry inline
-/// segments and packs) is written; 4 (the same without packs) and 3 (without inline
-/// segments either) are appended to as they are, taking only what their format knows, until
-/// their first compaction rewrites them as 5; 1 (a `snapshot` frame, manifest formats 1 and
-/// 2) is read.
-const FORMAT: u16 = 5;
+/// The header's format: 6 (a `base` frame over tables, edits that may carry inline
+/// segments, packs and batches of runs) is written; 5 (the same without batches), 4 (without
+/// packs either) and 3 (without inline segments either) are appended to as they are, taking
+/// only what their format knows, until their first compaction rewrites them as 6; 1 (a
+/// `snapshot` frame, manifest formats 1 and 2) is read.
+const FORMAT: u16 = 6;
 /// The first format whose edits may carry inline segments.
 pub(crate) const FORMAT_INLINE: u16 = 4;
 /// The first format whose edits may carry packs.
 pub(crate) const FORMAT_PACKS: u16 = 5;
+/// The first format whose edits may carry batches of runs.
+pub(crate) const FORMAT_BATCH: u16 = 6;
 const FORMAT_TABLES: u16 = 3;
 const FORMAT_SNAPSHOT: u16 = 1;
 /// Size ratio of the tiers of tables: a compaction merges a table into the newer ones when
@@ -76,7 +78,15 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(u64, u16)> {
         });
     }
     let format = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if ![FORMAT, FORMAT_INLINE, FORMAT_TABLES, FORMAT_SNAPSHOT].contains(&format) {
+    if ![
+        FORMAT,
+        FORMAT_PACKS,
+        FORMAT_INLINE,
+        FORMAT_TABLES,
+        FORMAT_SNAPSHOT,
+    ]
+    .contains(&format)
+    {
         return Err(Error::corrupt(
             path,
             8,
@@ -641,7 +651,7 @@ impl ManifestLog {
             // is removed at the next open) and removes the tables it wrote; the state is
             // reloaded from the file, and compaction is tried again once the tail has grown by
             // another threshold (not on every edit, each writing tables, under `LOCK`).
-            if let Err(created) = self.compact() {
+            if let Err((_, created)) = self.compact() {
                 self.remove_tables(&created);
                 self.compact_after = self.offset.saturating_add(self.compact_bytes);
                 self.epoch = 0;
@@ -686,14 +696,40 @@ impl ManifestLog {
     /// On failure, the tables it created that no manifest lists (for `remove_tables`): none
     /// once the new manifest is renamed into place (a failure after the rename, syncing the
     /// directory, leaves a manifest that may list them).
-    fn compact(&mut self) -> std::result::Result<(), Vec<u64>> {
+    fn compact(&mut self) -> std::result::Result<(), (Error, Vec<u64>)> {
         let mut created = Vec::new();
         self.renamed = false;
         match self.compact_tables(&mut created) {
             Ok(()) => Ok(()),
-            Err(_) if self.renamed => Err(Vec::new()),
-            Err(_) => Err(created),
+            Err(e) if self.renamed => Err((e, Vec::new())),
+            Err(e) => Err((e, created)),
         }
+    }
+
+    /// Rewrites a manifest of an older format in the latest one (a compaction, under `LOCK`),
+    /// so that its edits may carry all the latest format knows: after this, a steplog of the
+    /// older format refuses the store by its header, as after any compaction.
+    pub fn upgrade(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::StorePoisoned {
+                path: self.path.clone(),
+            });
+        }
+        let guard = self.lock()?;
+        let result = self.remove_leftover_tmp().and_then(|()| {
+            self.refresh(true)?;
+            if self.state.format >= FORMAT {
+                return Ok(());
+            }
+            if let Err((e, created)) = self.compact() {
+                self.remove_tables(&created);
+                self.epoch = 0;
+                return Err(e);
+            }
+            self.refresh(true)
+        });
+        drop(guard);
+        result
     }
 
     fn compact_tables(&mut self, created: &mut Vec<u64>) -> Result<()> {

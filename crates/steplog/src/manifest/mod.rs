@@ -115,6 +115,18 @@ pub(crate) struct PackSegment {
     pub bytes: Bytes,
 }
 
+/// One new run of a `batch` edit (manifest format 6): created finished, its streams carried
+/// as inline segments, which take the ids after the counter's in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BatchRun {
+    pub run: String,
+    pub version: VersionId,
+    pub config: Config,
+    pub time: u64,
+    /// At most one per stream.
+    pub segments: Vec<PackSegment>,
+}
+
 impl VersionMeta {
     /// Every segment the version holds: its own, then those of its packs.
     pub fn all_segments(&self) -> impl Iterator<Item = &SegmentMeta> + '_ {
@@ -269,6 +281,11 @@ pub(crate) enum Edit {
         #[serde(deserialize_with = "Option::deserialize")]
         base: Option<(VersionId, u64)>,
         segments: Vec<PackSegment>,
+    },
+    /// New runs, each created finished with its inline segments, in one edit: all or none
+    /// (manifest format 6): what `Store::bulk` commits.
+    Batch {
+        runs: Vec<BatchRun>,
     },
     /// The version is purged; `dropped` segments (of it or of other purged versions) are no
     /// longer referenced and their files may be deleted.
@@ -471,6 +488,11 @@ impl State {
         self.format >= log::FORMAT_PACKS
     }
 
+    /// Whether the manifest file may carry batches of runs (format 6 or later), likewise.
+    pub fn takes_batch(&self) -> bool {
+        self.format >= log::FORMAT_BATCH
+    }
+
     pub fn base(&self) -> &Arc<Base> {
         &self.base
     }
@@ -580,6 +602,12 @@ impl State {
         if self.base.is_empty() {
             return Ok(());
         }
+        if let Edit::Batch { runs } = edit {
+            for r in runs {
+                self.prepare_run(&r.run)?;
+            }
+            return Ok(());
+        }
         let (run, versions): (Option<&String>, Vec<VersionId>) = match edit {
             Edit::Create { run, .. } => (Some(run), vec![]),
             Edit::Rewind { run, archived, .. } => (Some(run), vec![*archived]),
@@ -598,20 +626,26 @@ impl State {
                     .chain(owners.iter().copied())
                     .collect(),
             ),
-            Edit::Snapshot { .. } | Edit::Base { .. } => (None, vec![]),
+            Edit::Snapshot { .. } | Edit::Base { .. } | Edit::Batch { .. } => (None, vec![]),
         };
         if let Some(run) = run {
-            if !self.runs.contains_key(run) {
-                if let Some(head) = self.base.head(run)? {
-                    self.runs.insert(run.clone(), head);
-                }
-            }
+            self.prepare_run(run)?;
         }
         for v in versions {
             if !self.versions.contains_key(&v) {
                 if let Some(m) = self.base.version(v)? {
                     self.versions.insert(v, m);
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads run `run`'s head from the base into the overlay, if it is there.
+    fn prepare_run(&mut self, run: &str) -> Result<()> {
+        if !self.runs.contains_key(run) {
+            if let Some(head) = self.base.head(run)? {
+                self.runs.insert(run.to_owned(), head);
             }
         }
         Ok(())
@@ -655,6 +689,36 @@ impl State {
         self.next_version = meta.id.0.checked_add(1).ok_or("version id overflow")?;
         self.runs.insert(meta.run.clone(), meta.id);
         self.versions.insert(meta.id, Arc::new(meta));
+        Ok(())
+    }
+
+    /// Adds inline segment `segment` to `version`: its bytes must have the length its seal
+    /// records, its id must be the counter's or past it, its rows after the parent's cutoff.
+    fn add_inline(
+        &mut self,
+        version: VersionId,
+        stream: Stream,
+        segment: SegmentId,
+        seal: &SealMeta,
+        bytes: &Bytes,
+    ) -> Result<(), String> {
+        if bytes.len() as u64 != seal.bytes {
+            return Err(format!(
+                "inline segment {segment} carries {} bytes, its seal records {}",
+                bytes.len(),
+                seal.bytes
+            ));
+        }
+        self.allocate_segment(segment)?;
+        let v = self.version_mut(version)?;
+        after_cutoff(v, &format!("inline segment {segment}"), seal)?;
+        v.segments.push(SegmentMeta {
+            id: segment,
+            stream,
+            sealed: Some(*seal),
+            inline: true,
+        });
+        self.inline.insert(segment, bytes.clone());
         Ok(())
     }
 
@@ -767,24 +831,33 @@ impl State {
                 segment,
                 seal,
                 bytes,
-            } => {
-                if bytes.len() as u64 != seal.bytes {
-                    return Err(format!(
-                        "inline segment {segment} carries {} bytes, its seal records {}",
-                        bytes.len(),
-                        seal.bytes
-                    ));
+            } => self.add_inline(*version, *stream, *segment, seal, bytes),
+            Edit::Batch { runs } => {
+                for r in runs {
+                    if self.runs.contains_key(&r.run) {
+                        return Err(format!("run '{}' created twice", r.run));
+                    }
+                    let meta = new(
+                        r.version,
+                        &r.run,
+                        Origin::New,
+                        None,
+                        &r.config,
+                        r.time,
+                        true,
+                    );
+                    self.add_version(meta)?;
+                    let mut streams = BTreeSet::new();
+                    for s in &r.segments {
+                        if !streams.insert(s.stream) {
+                            return Err(format!(
+                                "a batch gives {} two segments of one stream",
+                                r.version
+                            ));
+                        }
+                        self.add_inline(r.version, s.stream, s.segment, &s.seal, &s.bytes)?;
+                    }
                 }
-                self.allocate_segment(*segment)?;
-                let v = self.version_mut(*version)?;
-                after_cutoff(v, &format!("inline segment {segment}"), seal)?;
-                v.segments.push(SegmentMeta {
-                    id: *segment,
-                    stream: *stream,
-                    sealed: Some(*seal),
-                    inline: true,
-                });
-                self.inline.insert(*segment, bytes.clone());
                 Ok(())
             }
             Edit::Pack {

@@ -241,7 +241,14 @@ impl Image {
 
     /// The segment's bytes as segment `id`.
     pub fn with_id(&self, id: SegmentId) -> bytes::Bytes {
+        self.with_ids(self.header.version, id)
+    }
+
+    /// The segment's bytes as segment `id` of `version` (for rows encoded before their
+    /// version had an id).
+    pub fn with_ids(&self, version: VersionId, id: SegmentId) -> bytes::Bytes {
         let header = SegmentHeader {
+            version,
             segment: id,
             ..self.header
         };

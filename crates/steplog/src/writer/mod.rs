@@ -6,8 +6,10 @@
 //! - rows reach segments in step order; a version's own rows are all after its parent cutoff;
 //! - after an I/O error the writer is poisoned and refuses further writes.
 
+mod bulk;
 mod start;
 
+pub use bulk::{Bulk, ShortRun};
 pub use start::{Resume, StartRun, Started};
 
 use start::Begun;
@@ -78,6 +80,138 @@ impl StreamState {
             self.min_next = step.saturating_add(1);
             self.buf.close_row();
         }
+    }
+
+    /// The step the next row without a step takes.
+    fn next_step(&self) -> u64 {
+        self.buf
+            .open_step()
+            .map_or(self.min_next, |step| step.saturating_add(1))
+    }
+
+    /// Logs one row of `fields` at `step` (or the next step) of `stream` of `run`: the one
+    /// rule of every logging call, a writer's and a short run's. Returns the step used.
+    fn log_row<K, V>(
+        &mut self,
+        run: &str,
+        stream: Stream,
+        step: Option<u64>,
+        fields: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<u64>
+    where
+        K: AsRef<str>,
+        V: Into<Value>,
+    {
+        let step = step.unwrap_or_else(|| self.next_step());
+        let merging = self.buf.open_step() == Some(step);
+        self.enter_row(run, stream, step)?;
+        for (k, v) in fields {
+            let key = k.as_ref();
+            if let Err(refused) = self.buf.set(key, v.into()) {
+                // A row this call opened is dropped whole: nothing of the call is logged. In
+                // a merge into an open row, the keys before this one stay.
+                if !merging {
+                    self.buf.discard_open();
+                }
+                return Err(refused_error(run, key, step, refused));
+            }
+        }
+        self.leave_row(stream, step);
+        Ok(step)
+    }
+
+    /// Logs row `i` of a column batch (checked by [`check_columns`]) at `step` of history.
+    fn log_column_row(
+        &mut self,
+        run: &str,
+        step: u64,
+        columns: &[(&str, Batch<'_>)],
+        i: usize,
+    ) -> Result<()> {
+        let stream = Stream::History;
+        self.enter_row(run, stream, step)?;
+        for (key, c) in columns {
+            if let Err(refused) = self.buf.set(key, c.value(i)) {
+                return Err(refused_error(run, key, step, refused));
+            }
+        }
+        self.leave_row(stream, step);
+        Ok(())
+    }
+
+    /// Opens the row at `step` (or continues the open one), refusing a step that goes back.
+    fn enter_row(&mut self, run: &str, stream: Stream, step: u64) -> Result<()> {
+        if step > crate::limits::MAX_STEP {
+            return Err(step_too_large(run, step));
+        }
+        let regression = |last: u64| Error::StepRegression {
+            run: run.to_owned(),
+            stream: stream.name().into(),
+            last,
+            got: step,
+        };
+        if let Some(open) = self.buf.open_step() {
+            if step < open {
+                return Err(regression(open));
+            }
+            if step > open {
+                self.close_open();
+            }
+        }
+        if self.buf.open_step().is_none() {
+            if step < self.min_next {
+                return Err(regression(self.min_next.saturating_sub(1)));
+            }
+            self.buf.start_row(step);
+        }
+        Ok(())
+    }
+
+    /// After a row's values: console rows close at once, and the next may share the step.
+    fn leave_row(&mut self, stream: Stream, step: u64) {
+        if !stream.merges_steps() {
+            self.close_open();
+            self.min_next = step;
+        }
+    }
+}
+
+fn step_too_large(run: &str, step: u64) -> Error {
+    Error::StepTooLarge {
+        run: run.to_owned(),
+        step,
+        max: crate::limits::MAX_STEP,
+    }
+}
+
+/// Checks a column batch before any of it is logged: one value per step in every column,
+/// steps strictly increasing and at most `MAX_STEP`, valid keys.
+fn check_columns(run: &str, steps: &[u64], columns: &[(&str, Batch<'_>)]) -> Result<()> {
+    if let Some((key, c)) = columns.iter().find(|(_, c)| c.len() != steps.len()) {
+        return Err(Error::InvalidInput(format!(
+            "column '{key}' has {} values for {} steps",
+            c.len(),
+            steps.len()
+        )));
+    }
+    if let Some(w) = steps.windows(2).find(|w| w[1] <= w[0]) {
+        return Err(Error::InvalidInput(format!(
+            "steps of a batch must increase: step {} follows {}",
+            w[1], w[0]
+        )));
+    }
+    if let Some((key, reason)) = columns
+        .iter()
+        .find_map(|(k, _)| crate::limits::check_key(k).err().map(|r| (k, r)))
+    {
+        return Err(Error::InvalidName {
+            name: (*key).to_owned(),
+            reason,
+        });
+    }
+    match steps.last() {
+        Some(&last) if last > crate::limits::MAX_STEP => Err(step_too_large(run, last)),
+        _ => Ok(()),
     }
 }
 
@@ -192,10 +326,7 @@ impl RunWriter {
 
     /// The step the next [`log`](Self::log) call without a step would use in `stream`.
     pub fn next_step(&self, stream: Stream) -> u64 {
-        let s = &self.streams[stream.index()];
-        s.buf
-            .open_step()
-            .map_or(s.min_next, |step| step.saturating_add(1))
+        self.streams[stream.index()].next_step()
     }
 
     /// Logs values at the next step of `history` (0 for a new run, else last step + 1).
@@ -233,22 +364,9 @@ impl RunWriter {
         V: Into<Value>,
     {
         self.check_usable()?;
-        let step = step.unwrap_or_else(|| self.next_step(stream));
-        let merging = self.streams[stream.index()].buf.open_step() == Some(step);
-        self.enter_row(stream, step)?;
         let s = &mut self.streams[stream.index()];
-        for (k, v) in fields {
-            let key = k.as_ref();
-            if let Err(refused) = s.buf.set(key, v.into()) {
-                // A row this call opened is dropped whole: nothing of the call is logged. In
-                // a merge into an open row, the keys before this one stay.
-                if !merging {
-                    s.buf.discard_open();
-                }
-                return Err(refused_error(&self.run, key, step, refused));
-            }
-        }
-        self.leave_row(stream, step)?;
+        let step = s.log_row(&self.run, stream, step, fields)?;
+        self.leave_row(stream)?;
         Ok(step)
     }
 
@@ -259,99 +377,23 @@ impl RunWriter {
     /// otherwise nothing is logged. The bulk path: no `Value` is built per point.
     pub fn log_columns(&mut self, steps: &[u64], columns: &[(&str, Batch<'_>)]) -> Result<()> {
         self.check_usable()?;
-        if let Some((key, c)) = columns.iter().find(|(_, c)| c.len() != steps.len()) {
-            return Err(Error::InvalidInput(format!(
-                "column '{key}' has {} values for {} steps",
-                c.len(),
-                steps.len()
-            )));
-        }
-        if let Some(w) = steps.windows(2).find(|w| w[1] <= w[0]) {
-            return Err(Error::InvalidInput(format!(
-                "steps of a batch must increase: step {} follows {}",
-                w[1], w[0]
-            )));
-        }
-        if let Some((key, reason)) = columns
-            .iter()
-            .find_map(|(k, _)| crate::limits::check_key(k).err().map(|r| (k, r)))
-        {
-            return Err(Error::InvalidName {
-                name: (*key).to_owned(),
-                reason,
-            });
-        }
-        if let Some(&last) = steps.last() {
-            if last > crate::limits::MAX_STEP {
-                return Err(self.step_too_large(last));
-            }
-        }
+        check_columns(&self.run, steps, columns)?;
         let stream = Stream::History;
         for (i, &step) in steps.iter().enumerate() {
-            self.enter_row(stream, step)?;
-            let s = &mut self.streams[stream.index()];
-            for (key, c) in columns {
-                if let Err(refused) = s.buf.set(key, c.value(i)) {
-                    return Err(refused_error(&self.run, key, step, refused));
-                }
-            }
-            self.leave_row(stream, step)?;
+            self.streams[stream.index()].log_column_row(&self.run, step, columns, i)?;
+            self.leave_row(stream)?;
         }
         Ok(())
     }
 
-    /// Opens the row at `step` in `stream` (or continues the open one), refusing a step
-    /// that goes back.
-    fn enter_row(&mut self, stream: Stream, step: u64) -> Result<()> {
-        if step > crate::limits::MAX_STEP {
-            return Err(self.step_too_large(step));
-        }
-        let run = &self.run;
-        let s = &mut self.streams[stream.index()];
-        let regression = |last: u64| Error::StepRegression {
-            run: run.clone(),
-            stream: stream.name().into(),
-            last,
-            got: step,
-        };
-        if let Some(open) = s.buf.open_step() {
-            if step < open {
-                return Err(regression(open));
-            }
-            if step > open {
-                s.close_open();
-            }
-        }
-        if s.buf.open_step().is_none() {
-            if step < s.min_next {
-                return Err(regression(s.min_next.saturating_sub(1)));
-            }
-            s.buf.start_row(step);
-        }
-        Ok(())
-    }
-
-    /// After a row's values: closes console rows at once, and writes a block when full.
-    fn leave_row(&mut self, stream: Stream, step: u64) -> Result<()> {
-        let s = &mut self.streams[stream.index()];
-        if !stream.merges_steps() {
-            // Console rows never merge: close at once, and let the next share the step.
-            s.close_open();
-            s.min_next = step;
-        }
+    /// After a row's values: writes a block when full.
+    fn leave_row(&mut self, stream: Stream) -> Result<()> {
+        let s = &self.streams[stream.index()];
         if s.buf.is_full(self.store.options().block_bytes) && s.buf.has_closed() {
             let r = self.flush(stream);
             self.guard(r)?;
         }
         Ok(())
-    }
-
-    fn step_too_large(&self, step: u64) -> Error {
-        Error::StepTooLarge {
-            run: self.run.clone(),
-            step,
-            max: crate::limits::MAX_STEP,
-        }
     }
 
     fn check_usable(&self) -> Result<()> {

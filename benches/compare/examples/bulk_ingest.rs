@@ -1,0 +1,96 @@
+//! The many workload's ingest alone, for profiling: `RUNS` runs × 20 steps × 4 metrics (the
+//! sweep row shape, a small config each) written through `Store::bulk`, committed every
+//! 100,000 points, or with `writer` as the second argument a writer per run. Prints the time
+//! spent building the rows (shared by every peer) and the time in steplog, apart.
+//!
+//! `cargo run --release -p steplog-compare --example bulk_ingest -- 100000 [writer]`
+//! (`perf record -g` on the binary in `target/release/examples/` for a profile).
+
+use std::time::Instant;
+
+use steplog_workload::{sweep_row, Rng};
+
+/// One run: its name, its config and its rows.
+type Run = (
+    String,
+    serde_json::Value,
+    Vec<(u64, Vec<(&'static str, steplog::Value)>)>,
+);
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let runs: u64 = args
+        .next()
+        .map_or(100_000, |a| a.parse().expect("a run count"));
+    let writer = args.next().is_some_and(|a| a == "writer");
+    let dir = tempfile::tempdir().unwrap();
+    let store = steplog::Store::open(dir.path()).unwrap();
+    let mut rng = Rng::new(3);
+    let t = Instant::now();
+    let data: Vec<Run> = (0..runs)
+        .map(|r| {
+            let config = serde_json::json!({
+                "lr": 1e-4 * ((r % 7) + 1) as f64, "batch_size": 32u64 << (r % 3),
+                "seed": r, "optimizer": if r % 2 == 0 { "adam" } else { "sgd" },
+            });
+            let rows = (0..20).map(|s| (s, sweep_row(r, s, &mut rng))).collect();
+            (format!("run-{r}"), config, rows)
+        })
+        .collect();
+    let built = t.elapsed();
+    let t = Instant::now();
+    if writer {
+        for (name, config, rows) in data {
+            let mut w = store.run(&name).config(config).start().unwrap();
+            for (s, row) in rows {
+                w.log_at(s, row).unwrap();
+            }
+            w.finish().unwrap();
+        }
+    } else {
+        let mut bulk = store.bulk();
+        let mut points = 0;
+        for (name, config, rows) in data {
+            let mut run = bulk.run(&name);
+            run.set_config(config);
+            for (s, row) in rows {
+                points += row.len();
+                run.log_at(s, row).unwrap();
+            }
+            bulk.add(run).unwrap();
+            if points >= 100_000 {
+                bulk.commit().unwrap();
+                points = 0;
+            }
+        }
+        bulk.commit().unwrap();
+    }
+    let wrote = t.elapsed();
+    let points = runs * 80;
+    println!(
+        "{runs} runs, {} ({}): rows built in {:.3} s, written in {:.3} s: {:.3} M points/s, \
+         {:.3} bytes/point",
+        points,
+        if writer { "a writer per run" } else { "bulk" },
+        built.as_secs_f64(),
+        wrote.as_secs_f64(),
+        points as f64 / wrote.as_secs_f64() / 1e6,
+        tree_bytes(dir.path()) as f64 / points as f64
+    );
+}
+
+/// The length of every file under `dir`.
+fn tree_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                tree_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
