@@ -348,6 +348,18 @@ impl Store {
         let report = py.detach(|| self.inner.verify()).map_err(err)?;
         Ok(report.problems.iter().map(|p| p.to_string()).collect())
     }
+
+    /// The name of every run, in order, from the manifest's run records alone.
+    fn run_names(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        py.detach(|| self.inner.run_names()).map_err(err)
+    }
+
+    /// Starts a bulk of new short runs, committed together (see `steplog.Bulk`).
+    fn bulk(&self) -> Bulk {
+        Bulk {
+            inner: Mutex::new(self.inner.bulk()),
+        }
+    }
 }
 
 fn query(keys: Option<Vec<String>>, start: Option<u64>, end: Option<u64>) -> Query {
@@ -493,6 +505,181 @@ fn column(key: &str, v: &Bound<'_, PyAny>) -> PyResult<Col> {
     })
 }
 
+/// A flat {key: int|float|bool|str} as a row.
+fn row_arg(fields: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Value)>> {
+    let mut row = Vec::with_capacity(fields.len());
+    for (k, v) in fields.iter() {
+        let key: String = k
+            .extract()
+            .map_err(|_| InvalidInputError::new_err("keys must be str"))?;
+        let value = to_value(&key, &v)?;
+        row.push((key, value));
+    }
+    Ok(row)
+}
+
+/// {key: column} as typed columns (see `Writer.log_columns`).
+fn columns_arg(columns: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Col)>> {
+    let mut cols = Vec::with_capacity(columns.len());
+    for (k, v) in columns.iter() {
+        let key: String = k
+            .extract()
+            .map_err(|_| InvalidInputError::new_err("keys must be str"))?;
+        let col = column(&key, &v)?;
+        cols.push((key, col));
+    }
+    Ok(cols)
+}
+
+/// The columns as the engine's batches.
+fn batch(cols: &[(String, Col)]) -> Vec<(&str, Batch<'_>)> {
+    cols.iter()
+        .map(|(k, c)| match c {
+            Col::F(v) => (k.as_str(), Batch::F64(v)),
+            Col::I(v) => (k.as_str(), Batch::I64(v)),
+            Col::B(v) => (k.as_str(), Batch::Bool(v)),
+        })
+        .collect()
+}
+
+/// Many new short runs, committed in one manifest append; made by `Store.bulk`.
+#[pyclass(module = "steplog._native", frozen)]
+struct Bulk {
+    inner: Mutex<steplog::Bulk>,
+}
+
+#[pymethods]
+impl Bulk {
+    /// A new short run named `name` (with a JSON `config`), to log into and then `add`.
+    #[pyo3(signature = (name, config = None))]
+    fn run(&self, py: Python<'_>, name: &str, config: Option<&str>) -> PyResult<ShortRun> {
+        let config = json_arg(config)?;
+        let mut run = py.detach(|| {
+            self.inner
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .run(name)
+        });
+        if let Some(c) = config {
+            run.set_config(c);
+        }
+        Ok(ShortRun {
+            name: name.to_owned(),
+            inner: Mutex::new(Some(run)),
+        })
+    }
+
+    /// Adds `run` to the bulk (its name and config checked, its rows encoded). The run is
+    /// used up, added or refused.
+    fn add(&self, py: Python<'_>, run: &ShortRun) -> PyResult<()> {
+        let taken = py.detach(|| run.inner.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let Some(r) = taken else {
+            return Err(WriterClosedError::new_err(format!(
+                "short run '{}' was already added to a bulk",
+                run.name
+            )));
+        };
+        py.detach(|| self.inner.lock().unwrap_or_else(|p| p.into_inner()).add(r))
+            .map_err(err)
+    }
+
+    /// Creates every run of the bulk, finished, at once (all or none); returns their
+    /// version ids in the order they were added, and empties the bulk.
+    fn commit(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        let versions = py
+            .detach(|| {
+                self.inner
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .commit()
+            })
+            .map_err(err)?;
+        Ok(versions.iter().map(ToString::to_string).collect())
+    }
+
+    /// How many runs the bulk holds, not yet committed.
+    fn __len__(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.inner.lock().unwrap_or_else(|p| p.into_inner()).len())
+    }
+
+    /// The bytes the bulk holds (at most 16 MiB).
+    #[getter]
+    fn bytes(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.inner.lock().unwrap_or_else(|p| p.into_inner()).bytes())
+    }
+}
+
+/// One short run's rows, in memory until it is added to its bulk; made by `Bulk.run`.
+#[pyclass(module = "steplog._native", frozen)]
+struct ShortRun {
+    name: String,
+    inner: Mutex<Option<steplog::ShortRun>>,
+}
+
+impl ShortRun {
+    /// Runs `f` on the short run with the GIL released (a full block is compressed), its
+    /// lock taken with the GIL released too, as `Writer::with`; fails if it was added.
+    fn with<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut steplog::ShortRun) -> Result<T, E> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match g.as_mut() {
+                Some(r) => f(r).map_err(Fail::Error),
+                None => Err(Fail::Closed),
+            }
+        })
+        .map_err(|f| match f {
+            Fail::Closed => WriterClosedError::new_err(format!(
+                "short run '{}' was added to a bulk: log before adding it",
+                self.name
+            )),
+            Fail::Error(e) => err(e),
+        })
+    }
+}
+
+#[pymethods]
+impl ShortRun {
+    /// The run's name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The step the next `log` without a step would use.
+    #[getter]
+    fn next_step(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |r| Ok(r.next_step(steplog::Stream::History)))
+    }
+
+    /// Logs flat {key: int|float|bool|str} at `step` (or the next step); returns the step.
+    #[pyo3(signature = (fields, step = None))]
+    fn log(&self, py: Python<'_>, fields: &Bound<'_, PyDict>, step: Option<u64>) -> PyResult<u64> {
+        let row = row_arg(fields)?;
+        self.with(py, |r| r.log_row(steplog::Stream::History, step, row))
+    }
+
+    /// Logs whole columns, as `Writer.log_columns`.
+    fn log_columns(
+        &self,
+        py: Python<'_>,
+        steps: &Bound<'_, PyAny>,
+        columns: &Bound<'_, PyDict>,
+    ) -> PyResult<()> {
+        let (steps, cols) = (step_column(steps)?, columns_arg(columns)?);
+        self.with(py, |r| r.log_columns(&steps, &batch(&cols)))
+    }
+
+    /// Whether the run was added to a bulk (no more logging).
+    #[getter]
+    fn added(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.inner.lock().map_or(true, |g| g.is_none()))
+    }
+}
+
 /// A run being written; made by `Store.start`.
 #[pyclass(module = "steplog._native", frozen)]
 struct Writer {
@@ -578,14 +765,7 @@ impl Writer {
         step: Option<u64>,
         commit: bool,
     ) -> PyResult<u64> {
-        let mut row = Vec::with_capacity(fields.len());
-        for (k, v) in fields.iter() {
-            let key: String = k
-                .extract()
-                .map_err(|_| InvalidInputError::new_err("keys must be str"))?;
-            let value = to_value(&key, &v)?;
-            row.push((key, value));
-        }
+        let row = row_arg(fields)?;
         self.with(py, |w| {
             let s = w.log_row(steplog::Stream::History, step, row)?;
             if commit {
@@ -606,26 +786,8 @@ impl Writer {
         steps: &Bound<'_, PyAny>,
         columns: &Bound<'_, PyDict>,
     ) -> PyResult<()> {
-        let steps = step_column(steps)?;
-        let mut cols = Vec::with_capacity(columns.len());
-        for (k, v) in columns.iter() {
-            let key: String = k
-                .extract()
-                .map_err(|_| InvalidInputError::new_err("keys must be str"))?;
-            let col = column(&key, &v)?;
-            cols.push((key, col));
-        }
-        self.with(py, |w| {
-            let batch: Vec<(&str, Batch<'_>)> = cols
-                .iter()
-                .map(|(k, c)| match c {
-                    Col::F(v) => (k.as_str(), Batch::F64(v)),
-                    Col::I(v) => (k.as_str(), Batch::I64(v)),
-                    Col::B(v) => (k.as_str(), Batch::Bool(v)),
-                })
-                .collect();
-            w.log_columns(&steps, &batch)
-        })
+        let (steps, cols) = (step_column(steps)?, columns_arg(columns)?);
+        self.with(py, |w| w.log_columns(&steps, &batch(&cols)))
     }
 
     /// Writes what was logged (readers see it once this returns).
@@ -657,6 +819,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Store>()?;
     m.add_class::<Writer>()?;
+    m.add_class::<Bulk>()?;
+    m.add_class::<ShortRun>()?;
     m.add("Error", py.get_type::<Error>())?;
     m.add("StepRegressionError", py.get_type::<StepRegressionError>())?;
     m.add("LockedError", py.get_type::<LockedError>())?;

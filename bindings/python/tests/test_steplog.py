@@ -236,3 +236,82 @@ def test_threads_sharing_a_writer_do_not_deadlock(store):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"
     assert len(store.columns("shared", ["a"])["a"][0]) == 1_000_000
+
+
+def _fill(run, r):
+    for step in range(12):
+        run.log({"loss": 1 / (step + r + 1), "eval": {"acc": step / 12}, "tag": f"r{r}"}, step=step)
+        if step % 4 == 0:
+            run.log({"best": step % 8 == 0}, step=step)
+    run.log_columns([20, 21, 22], {"x": [1.5, 2.5, 3.5], "n": [1, 2, 3]})
+
+
+def test_bulk_runs_read_back_as_runs_written_one_by_one(tmp_path):
+    one = steplog.Store(str(tmp_path / "one"))
+    for r in range(5):
+        with one.init(name=f"t{r}", config={"seed": r}) as run:
+            _fill(run, r)
+    many = steplog.Store(str(tmp_path / "many"))
+    with many.bulk() as bulk:
+        for r in range(5):
+            with bulk.run(f"t{r}", config={"seed": r}) as run:
+                _fill(run, r)
+                assert run.step == 23
+        assert len(bulk) == 5 and bulk.bytes > 0
+    assert len(bulk) == 0, "leaving the with committed the bulk"
+    assert many.run_names() == [f"t{r}" for r in range(5)]
+    for r in range(5):
+        assert many.history(f"t{r}") == one.history(f"t{r}")
+        assert dict(many.summary(f"t{r}")) == dict(one.summary(f"t{r}"))
+    strip = lambda vs: [{k: v[k] for k in ("id", "run", "status", "config")} for v in vs]
+    assert strip(many.versions()) == strip(one.versions())
+    assert {r["status"] for r in many.runs()} == {"finished"}
+    assert many.verify() == []
+    # Explicit calls: add and commit return the versions in order.
+    bulk = many.bulk()
+    run = bulk.run("explicit")
+    run.log({"x": 1.0})
+    bulk.add(run)
+    assert bulk.commit() == [many.versions()[-1]["id"]]
+
+
+def test_a_bulk_is_all_or_none(store):
+    bulk = store.bulk()
+    for name in ["a", "b"]:
+        run = bulk.run(name)
+        run.log({"x": 1.0})
+        bulk.add(run)
+    with store.init(name="b") as w:
+        w.log({"x": 2.0})
+    with pytest.raises(steplog.RunExistsError, match="'b'"):
+        bulk.commit()
+    assert len(bulk) == 2, "a refused commit keeps the bulk"
+    assert store.run_names() == ["b"]
+    # An exception inside the with: nothing committed, the runs dropped.
+    with pytest.raises(KeyError):
+        with store.bulk() as bulk:
+            with bulk.run("c") as run:
+                run.log({"x": 1.0})
+            raise KeyError("stop")
+    assert store.run_names() == ["b"]
+
+
+def test_a_bulk_refuses_bad_runs_clearly(store):
+    bulk = store.bulk()
+    run = bulk.run("r")
+    run.log({"x": 1.0}, step=5)
+    with pytest.raises(steplog.StepRegressionError):
+        run.log({"x": 1.0}, step=3)
+    bulk.add(run)
+    with pytest.raises(steplog.WriterClosedError, match="added"):
+        run.log({"x": 2.0})
+    with pytest.raises(steplog.WriterClosedError, match="already added"):
+        bulk.add(run)
+    with pytest.raises(steplog.RunExistsError):
+        bulk.add(bulk.run("r"))
+    with pytest.raises(steplog.InvalidInputError):
+        bulk.add(bulk.run("bad\nname"))
+    with pytest.raises(steplog.InvalidInputError, match="config must be a JSON object"):
+        bulk.add(bulk.run("c", config=[1, 2]))
+    assert len(bulk) == 1
+    assert bulk.commit() and store.history("r") == [(5, {"x": 1.0})]

@@ -52,6 +52,8 @@ from ._native import Store as _NativeStore
 __all__ = [
     "Store",
     "Run",
+    "Bulk",
+    "ShortRun",
     "Summary",
     "init",
     "Error",
@@ -178,6 +180,32 @@ def _check_array(name: str, v: Any) -> None:
     if getattr(v, "ndim", 1) != 1:
         raise InvalidInputError(
             f"{name}: expected a one-dimensional array, got {getattr(v, 'ndim', '?')} dimensions"
+        )
+
+
+def _log_columns(target: Any, steps: Any, columns: Mapping[str, Any]) -> None:
+    """Hands whole columns to a native writer or short run, in chunks of `_CHUNK_ROWS`
+    steps (numpy arrays as bytes): the one path of `Run.log_columns` and
+    `ShortRun.log_columns`."""
+    if not isinstance(columns, Mapping):
+        raise InvalidInputError("columns: expected a mapping {key: sequence}")
+    _check_array("steps", steps)
+    for k, v in columns.items():
+        _check_array(f"column '{k}'", v)
+    steps = steps if _is_array(steps) or hasattr(steps, "__getitem__") else list(steps)
+    columns = {
+        k: v if _is_array(v) or hasattr(v, "__getitem__") else list(v)
+        for k, v in columns.items()
+    }
+    n = len(steps)
+    for k, v in columns.items():
+        if len(v) != n:
+            raise InvalidInputError(f"column '{k}': {len(v)} values for {n} steps")
+    for lo in range(0, max(n, 1), _CHUNK_ROWS):
+        hi = min(n, lo + _CHUNK_ROWS)
+        target.log_columns(
+            _step_chunk(steps, lo, hi),
+            {k: _column_chunk(k, v, lo, hi) for k, v in columns.items()},
         )
 
 
@@ -310,26 +338,7 @@ class Run:
         handed over in chunks of their bytes, never as Python lists, so memory stays near the
         arrays' own size. Errors (`InvalidInputError`) name the column and the item."""
         self._check_process()
-        if not isinstance(columns, Mapping):
-            raise InvalidInputError("columns: expected a mapping {key: sequence}")
-        _check_array("steps", steps)
-        for k, v in columns.items():
-            _check_array(f"column '{k}'", v)
-        steps = steps if _is_array(steps) or hasattr(steps, "__getitem__") else list(steps)
-        columns = {
-            k: v if _is_array(v) or hasattr(v, "__getitem__") else list(v)
-            for k, v in columns.items()
-        }
-        n = len(steps)
-        for k, v in columns.items():
-            if len(v) != n:
-                raise InvalidInputError(f"column '{k}': {len(v)} values for {n} steps")
-        for lo in range(0, max(n, 1), _CHUNK_ROWS):
-            hi = min(n, lo + _CHUNK_ROWS)
-            self._w.log_columns(
-                _step_chunk(steps, lo, hi),
-                {k: _column_chunk(k, v, lo, hi) for k, v in columns.items()},
-            )
+        _log_columns(self._w, steps, columns)
 
     def commit(self) -> None:
         """Writes what was logged; other processes see it once this returns. It closes the
@@ -380,6 +389,93 @@ class Run:
                 self._w.finish()
         except Exception:
             pass
+
+
+class ShortRun:
+    """One short run of a bulk, in memory until it is added (`Bulk.run`). Logs as `Run`
+    does (nested dicts flattened with '/', calls at the same `step=` merge, the same
+    errors); used as a context manager, it is added to its bulk when the block ends without
+    an exception, and dropped when one is raised."""
+
+    def __init__(self, bulk: "Bulk", native: Any):
+        self._bulk = bulk
+        self._r = native
+
+    @property
+    def name(self) -> str:
+        return self._r.name
+
+    @property
+    def step(self) -> int:
+        """The step the next `log` without `step=` will use."""
+        return self._r.next_step
+
+    def log(self, data: Mapping[str, Any], step: Optional[int] = None) -> int:
+        """Logs `data` at `step` (default: the next step); returns the step."""
+        return self._r.log(_flatten(data), step)
+
+    def log_columns(self, steps: Any, columns: Mapping[str, Any]) -> None:
+        """Whole columns, one value per step (lists or numpy arrays), as `Run.log_columns`."""
+        _log_columns(self._r, steps, columns)
+
+    def __enter__(self) -> "ShortRun":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None and not self._r.added:
+            self._bulk.add(self)
+
+
+class Bulk:
+    """Many new short runs written at once (`Store.bulk`): a benchmark harness's trials, a
+    sweep, an import. `commit()` creates every run of the bulk, finished, in one manifest
+    append (all or none: a name another process took since is `RunExistsError` for the
+    whole commit, and the bulk keeps its runs). Until then the bulk is memory only (at most
+    16 MiB; each stream of a run at most the store's inline segment size, else
+    `Error` from `add`: write such a run with `Store.init`). Used as a context manager, it
+    commits when the block ends without an exception::
+
+        with store.bulk() as bulk:
+            for trial in range(1000):
+                with bulk.run(f"trial-{trial}", config={"seed": trial}) as run:
+                    for step in range(20):
+                        run.log({"loss": 1 / (step + 1)})
+    """
+
+    def __init__(self, native: Any):
+        self._b = native
+
+    def run(self, name: str, config: Optional[Mapping[str, Any]] = None) -> ShortRun:
+        """A new short run named `name`: log into it, then `add` it (or leave its `with`).
+        The config must be a mapping (checked by `add`)."""
+        if isinstance(config, Mapping):
+            config = dict(config)
+        cfg = json.dumps(config) if config is not None else None
+        return ShortRun(self, self._b.run(name, cfg))
+
+    def add(self, run: ShortRun) -> None:
+        """Adds `run` (checked and encoded now: a bad name or config, or a name the bulk
+        holds, raises here). The run is used up, added or refused."""
+        self._b.add(run._r)
+
+    def commit(self) -> List[str]:
+        """Creates every run of the bulk at once; returns their version ids, in order."""
+        return self._b.commit()
+
+    def __len__(self) -> int:
+        return len(self._b)
+
+    @property
+    def bytes(self) -> int:
+        """The bytes the bulk holds."""
+        return self._b.bytes
+
+    def __enter__(self) -> "Bulk":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
 
 
 class Store:
@@ -496,6 +592,14 @@ class Store:
     def verify(self) -> List[str]:
         """Checks every checksum; returns the problems (empty when all is well)."""
         return self._s.verify()
+
+    def run_names(self) -> List[str]:
+        """Every run's name, in order: cheap at any size (no run's rows counted)."""
+        return self._s.run_names()
+
+    def bulk(self) -> Bulk:
+        """A bulk of new short runs, written together in one commit (see `Bulk`)."""
+        return Bulk(self._s.bulk())
 
 
 def init(name: str, dir: str = "./steplog-data", **kwargs: Any) -> Run:
