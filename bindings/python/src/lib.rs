@@ -505,30 +505,30 @@ fn column(key: &str, v: &Bound<'_, PyAny>) -> PyResult<Col> {
     })
 }
 
-/// A flat {key: int|float|bool|str} as a row.
-fn row_arg(fields: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Value)>> {
-    let mut row = Vec::with_capacity(fields.len());
-    for (k, v) in fields.iter() {
+/// A dict of str keys as (key, converted value) pairs, `convert` naming the key in errors.
+fn dict_arg<T>(
+    d: &Bound<'_, PyDict>,
+    convert: impl Fn(&str, &Bound<'_, PyAny>) -> PyResult<T>,
+) -> PyResult<Vec<(String, T)>> {
+    let mut out = Vec::with_capacity(d.len());
+    for (k, v) in d.iter() {
         let key: String = k
             .extract()
             .map_err(|_| InvalidInputError::new_err("keys must be str"))?;
-        let value = to_value(&key, &v)?;
-        row.push((key, value));
+        let value = convert(&key, &v)?;
+        out.push((key, value));
     }
-    Ok(row)
+    Ok(out)
+}
+
+/// A flat {key: int|float|bool|str} as a row.
+fn row_arg(fields: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Value)>> {
+    dict_arg(fields, to_value)
 }
 
 /// {key: column} as typed columns (see `Writer.log_columns`).
 fn columns_arg(columns: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Col)>> {
-    let mut cols = Vec::with_capacity(columns.len());
-    for (k, v) in columns.iter() {
-        let key: String = k
-            .extract()
-            .map_err(|_| InvalidInputError::new_err("keys must be str"))?;
-        let col = column(&key, &v)?;
-        cols.push((key, col));
-    }
-    Ok(cols)
+    dict_arg(columns, column)
 }
 
 /// The columns as the engine's batches.
@@ -617,21 +617,14 @@ struct ShortRun {
 }
 
 impl ShortRun {
-    /// Runs `f` on the short run with the GIL released (a full block is compressed), its
-    /// lock taken with the GIL released too, as `Writer::with`; fails if it was added.
+    /// Runs `f` on the short run with the GIL released (a full block is compressed); fails
+    /// if it was added.
     fn with<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut steplog::ShortRun) -> Result<T, E> + Send,
     ) -> PyResult<T> {
-        py.detach(|| {
-            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            match g.as_mut() {
-                Some(r) => f(r).map_err(Fail::Error),
-                None => Err(Fail::Closed),
-            }
-        })
-        .map_err(|f| match f {
+        with_slot(py, &self.inner, f).map_err(|f| match f {
             Fail::Closed => WriterClosedError::new_err(format!(
                 "short run '{}' was added to a bulk: log before adding it",
                 self.name
@@ -693,23 +686,31 @@ enum Fail {
     Error(E),
 }
 
+/// Runs `f` on what `slot` holds (a writer, a short run) with the GIL released. The lock
+/// is taken with the GIL released too: a thread waiting for it while holding the GIL would
+/// deadlock with the thread inside, which needs the GIL back to return.
+fn with_slot<W: Send, T: Send>(
+    py: Python<'_>,
+    slot: &Mutex<Option<W>>,
+    f: impl FnOnce(&mut W) -> Result<T, E> + Send,
+) -> Result<T, Fail> {
+    py.detach(|| {
+        let mut g = slot.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_mut() {
+            Some(w) => f(w).map_err(Fail::Error),
+            None => Err(Fail::Closed),
+        }
+    })
+}
+
 impl Writer {
-    /// Runs `f` on the writer with the GIL released. The writer's lock is taken with the
-    /// GIL released too: a thread waiting for it while holding the GIL would deadlock with
-    /// the thread inside, which needs the GIL back to return.
+    /// Runs `f` on the writer with the GIL released (`with_slot`).
     fn with<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&mut steplog::RunWriter) -> Result<T, E> + Send,
     ) -> PyResult<T> {
-        py.detach(|| {
-            let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            match g.as_mut() {
-                Some(w) => f(w).map_err(Fail::Error),
-                None => Err(Fail::Closed),
-            }
-        })
-        .map_err(|f| self.fail(f))
+        with_slot(py, &self.inner, f).map_err(|f| self.fail(f))
     }
 
     /// Takes the writer out (for `finish` and `abort`), with the GIL released.
