@@ -1,9 +1,10 @@
 //! The many workload's ingest alone, for profiling: `RUNS` runs × 20 steps × 4 metrics (the
 //! sweep row shape, a small config each) written through `Store::bulk`, committed every
-//! 100,000 points, or with `writer` as the second argument a writer per run. Prints the time
-//! spent building the rows (shared by every peer) and the time in steplog, apart.
+//! 100,000 points, or with `writer` as the second argument a writer per run (`bulk`: the
+//! default); a third argument is `Options::compression_level`. Prints the time spent building
+//! the rows (shared by every peer) and the time in steplog, apart.
 //!
-//! `cargo run --release -p steplog-compare --example bulk_ingest -- 100000 [writer]`
+//! `cargo run --release -p steplog-compare --example bulk_ingest -- 100000 [writer|bulk] [LEVEL]`
 //! (`perf record -g` on the binary in `target/release/examples/` for a profile).
 
 use std::time::Instant;
@@ -23,8 +24,12 @@ fn main() {
         .next()
         .map_or(100_000, |a| a.parse().expect("a run count"));
     let writer = args.next().is_some_and(|a| a == "writer");
+    let level: i32 = args.next().map_or(3, |a| a.parse().expect("a zstd level"));
     let dir = tempfile::tempdir().unwrap();
-    let store = steplog::Store::open(dir.path()).unwrap();
+    let store = steplog::Options::new()
+        .compression_level(level)
+        .open(dir.path())
+        .unwrap();
     let mut rng = Rng::new(3);
     let t = Instant::now();
     let data: Vec<Run> = (0..runs)

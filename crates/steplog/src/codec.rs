@@ -23,8 +23,15 @@ thread_local! {
 pub(crate) fn zstd_compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
-        if c.as_ref().is_none_or(|(l, _)| *l != level) {
-            *c = Some((level, zstd::bulk::Compressor::new(level)?));
+        match c.as_mut() {
+            None => *c = Some((level, zstd::bulk::Compressor::new(level)?)),
+            // Another level: the same context, its parameter changed (a new context costs
+            // its tables again; callers alternate levels, as blocks and tables do).
+            Some((l, z)) if *l != level => {
+                z.set_compression_level(level)?;
+                *l = level;
+            }
+            Some(_) => {}
         }
         match c.as_mut() {
             Some((_, z)) => z.compress(raw),
