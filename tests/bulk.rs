@@ -248,6 +248,7 @@ fn a_short_run_refuses_rows_as_a_writer_does() {
     let bulk = store.bulk();
     let mut run = bulk.run("r");
     let mut w = store.run("r").start().unwrap();
+    // The same call on both, the same outcome; whether it was refused.
     macro_rules! same {
         ($call:ident ( $($arg:expr),* )) => {{
             let a = run.$call($($arg),*);
@@ -257,15 +258,19 @@ fn a_short_run_refuses_rows_as_a_writer_does() {
                 b.as_ref().map_err(ToString::to_string).err(),
                 stringify!($call)
             );
+            a.is_err()
         }};
     }
-    same!(log_at(5, [("x", 1.0)]));
-    same!(log_at(3, [("x", 1.0)])); // a step before the last
-    same!(log_at(steplog::limits::MAX_STEP + 1, [("x", 1.0)]));
-    same!(log_at(6, [("", 1.0)])); // an invalid key
-    same!(log_at(6, [("_step", 1.0)]));
-    same!(log_columns(&[7, 7], &[("y", Batch::F64(&[1.0, 2.0]))]));
-    same!(log_columns(&[8, 9], &[("y", Batch::F64(&[1.0]))]));
+    assert!(!same!(log_at(5, [("x", 1.0)])));
+    assert!(same!(log_at(3, [("x", 1.0)]))); // a step before the last
+    assert!(same!(log_at(steplog::limits::MAX_STEP + 1, [("x", 1.0)])));
+    assert!(same!(log_at(6, [("", 1.0)]))); // an invalid key
+    assert!(same!(log_at(6, [("_step", 1.0)])));
+    assert!(same!(log_columns(
+        &[7, 7],
+        &[("y", Batch::F64(&[1.0, 2.0]))]
+    )));
+    assert!(same!(log_columns(&[8, 9], &[("y", Batch::F64(&[1.0]))])));
     assert_eq!(run.next_step(Stream::History), w.next_step(Stream::History));
     assert_eq!(run.next_step(Stream::History), 6);
     w.abort().unwrap();
@@ -349,10 +354,63 @@ fn every_compression_level_stores_the_same_rows() {
         bulk.commit().unwrap();
         assert!(store.verify().unwrap().is_ok(), "level {level}");
         let reopened = Store::open(dir.path()).unwrap();
-        describe(&reopened)
+        let bytes: u64 = common::segment_files(dir.path())
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum();
+        (describe(&reopened), bytes)
     };
-    let want = write(3);
+    let (want, _) = write(3);
+    let mut sizes = Vec::new();
     for level in [-5, 1, 9, 19] {
-        assert_eq!(write(level), want, "level {level}");
+        let (got, bytes) = write(level);
+        assert_eq!(got, want, "level {level}");
+        sizes.push(bytes);
     }
+    assert!(sizes[0] > sizes[3], "the level was applied: {sizes:?}");
+}
+
+/// The largest bulk: runs whose streams are each as large as an inline segment can be, added
+/// until the next would pass `MAX_BULK_BYTES` (refused at `add`, the bulk unchanged); the
+/// commit, one frame of about 22 MB of JSON, reads back whole in a fresh process.
+#[test]
+fn the_largest_bulk_commits_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new()
+        .inline_segment_bytes(steplog::limits::MAX_INLINE_SEGMENT_BYTES)
+        .open(dir.path())
+        .unwrap();
+    let mut bulk = store.bulk();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        f64::from_bits((seed >> 12) | 0x3ff0_0000_0000_0000)
+    };
+    let mut added = 0u64;
+    loop {
+        let mut run = bulk.run(&format!("big-{added:04}"));
+        // Incompressible values: about 3,000 rows fill 64 KiB.
+        for step in 0..2_900u64 {
+            run.log_at(step, [("a", noise()), ("b", noise())]).unwrap();
+        }
+        let before = (bulk.len(), bulk.bytes());
+        match bulk.add(run) {
+            Ok(()) => added += 1,
+            Err(Error::TooLarge { limit, .. }) => {
+                assert_eq!(limit, steplog::limits::MAX_BULK_BYTES as u64);
+                assert_eq!((bulk.len(), bulk.bytes()), before, "the bulk is unchanged");
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(added > 100, "{added} runs");
+    assert!(bulk.bytes() > steplog::limits::MAX_BULK_BYTES - (64 << 10));
+    bulk.commit().unwrap();
+    drop(store);
+    let fresh = Store::open(dir.path()).unwrap();
+    assert_eq!(fresh.run_names().unwrap().len() as u64, added);
+    let last = format!("big-{:04}", added - 1);
+    assert_eq!(common::rows(&fresh, &last).len(), 2_900);
+    assert!(fresh.verify().unwrap().is_ok());
 }

@@ -251,6 +251,13 @@ fn a_stopped_process_holding_a_lock_blocks_no_reader_and_a_writer_gives_up_sayin
             store.run("a").resume_from(10).apply(),
             Err(Error::LockTimeout { .. })
         ));
+        // A bulk's commit gives up the same way, and keeps its runs.
+        let mut bulk = store.bulk();
+        let mut run = bulk.run("bulked");
+        run.log([("x", 1.0)]).unwrap();
+        bulk.add(run).unwrap();
+        assert!(matches!(bulk.commit(), Err(Error::LockTimeout { .. })));
+        assert_eq!(bulk.len(), 1);
     }
     // Every run lock, as stopped writers hold them.
     let _held: Vec<_> = ["a", "b"]
@@ -260,8 +267,14 @@ fn a_stopped_process_holding_a_lock_blocks_no_reader_and_a_writer_gives_up_sayin
     run_reads(&[], dir.path(), "run locks held by stopped processes");
     let store = Store::open(dir.path()).unwrap();
     assert!(matches!(store.run("a").start(), Err(Error::Locked { .. })));
-    // Other runs can still be written.
+    // Other runs can still be written, by a writer or a bulk (which takes no run lock).
     let mut w = store.run("fresh").start().unwrap();
     w.log_at(0, [("x", 1.0)]).unwrap();
     w.finish().unwrap();
+    let mut bulk = store.bulk();
+    let mut run = bulk.run("bulked");
+    run.log([("x", 1.0)]).unwrap();
+    bulk.add(run).unwrap();
+    bulk.commit().unwrap();
+    assert_eq!(common::rows(&store, "bulked").len(), 1);
 }

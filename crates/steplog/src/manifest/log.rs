@@ -589,15 +589,19 @@ impl ManifestLog {
     /// Runs `f` on the up-to-date state under the store-wide lock and appends the edits it
     /// returns, atomically with respect to every other process.
     pub fn transact<T>(&mut self, f: impl FnOnce(&State) -> Result<(Vec<Edit>, T)>) -> Result<T> {
+        self.under_lock(|log| log.transact_locked(f))
+    }
+
+    /// Runs `f` under the store-wide `LOCK`, after removing a crashed compaction's temp
+    /// file: what every appender does first (refused once the log is poisoned).
+    fn under_lock<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         if self.poisoned {
             return Err(Error::StorePoisoned {
                 path: self.path.clone(),
             });
         }
         let guard = self.lock()?;
-        let result = self
-            .remove_leftover_tmp()
-            .and_then(|()| self.transact_locked(f));
+        let result = self.remove_leftover_tmp().and_then(|()| f(self));
         drop(guard);
         result
     }
@@ -651,10 +655,8 @@ impl ManifestLog {
             // is removed at the next open) and removes the tables it wrote; the state is
             // reloaded from the file, and compaction is tried again once the tail has grown by
             // another threshold (not on every edit, each writing tables, under `LOCK`).
-            if let Err((_, created)) = self.compact() {
-                self.remove_tables(&created);
+            if self.compact().is_err() {
                 self.compact_after = self.offset.saturating_add(self.compact_bytes);
-                self.epoch = 0;
             } else if self.refresh(true).is_err() {
                 self.epoch = 0;
             }
@@ -693,43 +695,35 @@ impl ManifestLog {
     /// Writes the edits since the base (the overlay) as a new table, merges it with the
     /// newest tables of the base while they are at most `TIER_RATIO` times larger, and
     /// replaces the manifest with one whose base lists the result. Under `LOCK`.
-    /// On failure, the tables it created that no manifest lists (for `remove_tables`): none
-    /// once the new manifest is renamed into place (a failure after the rename, syncing the
-    /// directory, leaves a manifest that may list them).
-    fn compact(&mut self) -> std::result::Result<(), (Error, Vec<u64>)> {
+    /// On failure, removes the tables it created that no manifest lists (none once the new
+    /// manifest is renamed into place: a failure after the rename, syncing the directory,
+    /// leaves a manifest that may list them), and drops the in-memory state, to be reloaded
+    /// from the file.
+    fn compact(&mut self) -> Result<()> {
         let mut created = Vec::new();
         self.renamed = false;
-        match self.compact_tables(&mut created) {
-            Ok(()) => Ok(()),
-            Err(e) if self.renamed => Err((e, Vec::new())),
-            Err(e) => Err((e, created)),
+        let result = self.compact_tables(&mut created);
+        if result.is_err() {
+            if !self.renamed {
+                self.remove_tables(&created);
+            }
+            self.epoch = 0;
         }
+        result
     }
 
     /// Rewrites a manifest of an older format in the latest one (a compaction, under `LOCK`),
     /// so that its edits may carry all the latest format knows: after this, a steplog of the
     /// older format refuses the store by its header, as after any compaction.
     pub fn upgrade(&mut self) -> Result<()> {
-        if self.poisoned {
-            return Err(Error::StorePoisoned {
-                path: self.path.clone(),
-            });
-        }
-        let guard = self.lock()?;
-        let result = self.remove_leftover_tmp().and_then(|()| {
-            self.refresh(true)?;
-            if self.state.format >= FORMAT {
+        self.under_lock(|log| {
+            log.refresh(true)?;
+            if log.state.format >= FORMAT {
                 return Ok(());
             }
-            if let Err((e, created)) = self.compact() {
-                self.remove_tables(&created);
-                self.epoch = 0;
-                return Err(e);
-            }
-            self.refresh(true)
-        });
-        drop(guard);
-        result
+            log.compact()?;
+            log.refresh(true)
+        })
     }
 
     fn compact_tables(&mut self, created: &mut Vec<u64>) -> Result<()> {

@@ -148,7 +148,7 @@ impl Bulk {
         let limit = self.store.options().inline_segment_bytes;
         let io = |e| Error::io(self.store.dir(), e);
         let mut images = Vec::new();
-        let mut bytes = name.len() + serde_json::Value::Object(config.clone()).to_string().len();
+        let mut bytes = name.len() + serde_json::to_vec(&config).map_or(0, |c| c.len());
         for stream in Stream::ALL {
             let i = stream.index();
             streams[i].close_open();
