@@ -16,7 +16,9 @@
 //! Architecture invariant: a record read from a table is checked on its own (its key and its
 //! content agree; ids are below the base's counters) before it is used; checks that span
 //! records (a head's version belongs to its run and is neither archived nor purged) are made
-//! where the records meet, and fail as corruption naming the table.
+//! where the records meet, and fail as corruption naming the table. A merge copies version
+//! records as they are stored (block checksums checked, contents not decoded): it uses
+//! nothing in them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -204,43 +206,53 @@ impl Base {
         &self,
         prefix: &'static [u8],
     ) -> impl Iterator<Item = Result<(usize, Vec<u8>, Vec<u8>)>> + '_ {
-        let mut scans: Vec<_> = self
-            .tables
-            .iter()
-            .map(|t| t.scan(prefix).peekable())
-            .collect();
-        let mut failed = false;
-        std::iter::from_fn(move || {
-            if failed {
-                return None;
-            }
-            // The smallest key at the head of any scan; the newest table wins a tie.
-            let mut best: Option<(usize, Vec<u8>)> = None;
-            for (i, s) in scans.iter_mut().enumerate() {
-                match s.peek() {
-                    None => {}
-                    Some(Err(_)) => {
-                        failed = true;
-                        return s.next().map(|r| r.map(|(k, v)| (i, k, v)));
-                    }
-                    Some(Ok((k, _))) if best.as_ref().is_none_or(|(_, b)| k < b) => {
-                        best = Some((i, k.clone()));
-                    }
-                    Some(Ok(_)) => {}
+        let mut scans: Vec<_> = self.tables.iter().map(|t| t.scan(prefix)).collect();
+        // The next record of each scan (`None` once it is done), read ahead by one.
+        let mut heads: Vec<Option<(Vec<u8>, Vec<u8>)>> = Vec::with_capacity(scans.len());
+        let mut failed = None;
+        for s in &mut scans {
+            match s.next().transpose() {
+                Ok(head) => heads.push(head),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    heads.push(None);
                 }
             }
-            let (winner, key) = best?;
-            let mut out = None;
-            for (i, s) in scans.iter_mut().enumerate() {
-                if matches!(s.peek(), Some(Ok((k, _))) if *k == key) {
-                    if let Some(Ok((k, v))) = s.next() {
-                        if i == winner {
-                            out = Some((i, k, v));
+        }
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            if let Some(e) = failed.take() {
+                done = true;
+                return Some(Err(e));
+            }
+            // The smallest key at the head of any scan; the newest table wins a tie.
+            let mut winner: Option<usize> = None;
+            for (i, h) in heads.iter().enumerate() {
+                if let Some((k, _)) = h {
+                    if winner.is_none_or(|w| heads[w].as_ref().is_some_and(|(b, _)| k < b)) {
+                        winner = Some(i);
+                    }
+                }
+            }
+            let winner = winner?;
+            let (key, value) = heads[winner].take()?;
+            // Every scan at that key moves on (an older table's record is replaced).
+            for i in 0..scans.len() {
+                let at_key = i == winner || heads[i].as_ref().is_some_and(|(k, _)| *k == key);
+                if at_key {
+                    match scans[i].next().transpose() {
+                        Ok(head) => heads[i] = head,
+                        Err(e) => {
+                            done = true;
+                            return Some(Err(e));
                         }
                     }
                 }
             }
-            out.map(Ok)
+            Some(Ok((winner, key, value)))
         })
     }
 
@@ -264,6 +276,23 @@ impl Base {
             let name = std::str::from_utf8(&k[1..])
                 .map_err(|_| Error::corrupt(&path, 0, "a run name that is not UTF-8"))?;
             Ok((name.to_owned(), decode_head(&path, &v, self.next_version)?))
+        })
+    }
+
+    /// Every version record the base holds, by id, as its key and the bytes stored (for a
+    /// merge, which copies them: each was checked by its block's checksum as it was read,
+    /// and is decoded and checked where it is used).
+    pub fn version_records(&self) -> impl Iterator<Item = Result<VersionRecord>> + '_ {
+        self.merged(&[VERSION_PREFIX]).map(move |r| {
+            let (t, k, v) = r?;
+            let key = <[u8; 9]>::try_from(k.as_slice()).map_err(|_| {
+                Error::corrupt(
+                    self.path_of(&self.tables[t]),
+                    0,
+                    "a version key of another size",
+                )
+            })?;
+            Ok((key, v))
         })
     }
 
@@ -327,12 +356,21 @@ fn decode_version(
     Ok(meta)
 }
 
+/// A version record as a table stores it: its key (`version_key`) and its JSON.
+pub(crate) type VersionRecord = ([u8; 9], Vec<u8>);
+
+/// A version's record, encoded.
+pub(crate) fn version_record(v: &VersionMeta) -> Result<VersionRecord> {
+    let json = serde_json::to_vec(v).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    Ok((version_key(v.id), json))
+}
+
 /// The records of one table, each stream in key order.
 pub(crate) struct Records<'a> {
     pub runs: &'a mut dyn Iterator<Item = Result<(String, VersionId)>>,
     /// Inline segments; `None` is a tombstone.
     pub segments: &'a mut dyn Iterator<Item = Result<(SegmentId, Option<Bytes>)>>,
-    pub versions: &'a mut dyn Iterator<Item = Result<Arc<VersionMeta>>>,
+    pub versions: &'a mut dyn Iterator<Item = Result<VersionRecord>>,
     /// Tombstones are dropped (the table takes in the oldest of the base: no older record
     /// is left for them to hide).
     pub drop_tombstones: bool,
@@ -353,11 +391,9 @@ pub(crate) fn write_table(fs: &dyn FileSystem, dir: &Path, id: u64, r: Records<'
             (id, None) => w.add(&segment_key(id), &[])?,
         }
     }
-    let versions = r.versions;
-    for v in versions {
-        let v = v?;
-        let json = serde_json::to_vec(&*v).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        w.add(&version_key(v.id), &json)?;
+    for v in r.versions {
+        let (key, json) = v?;
+        w.add(&key, &json)?;
     }
     w.finish()
 }
@@ -380,6 +416,48 @@ mod tests {
             drop_tombstones,
         };
         write_table(&OsFs, dir, id, records).unwrap();
+    }
+
+    /// Across tables with overlapping keys, a merge yields every key once, in order, with
+    /// the newest table's bytes (copied as stored).
+    #[test]
+    fn a_merge_yields_each_key_once_in_order_with_the_newest_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Table t + 1 holds the ids of `ids[t]`, each valued "t:id".
+        let ids: [&[u64]; 3] = [&[1, 2, 3, 5, 8], &[2, 3, 4, 8, 9], &[3, 6, 8, 10]];
+        for (t, ids) in ids.iter().enumerate() {
+            let records: Vec<VersionRecord> = ids
+                .iter()
+                .map(|&i| (version_key(VersionId(i)), format!("{t}:{i}").into_bytes()))
+                .collect();
+            let r = Records {
+                runs: &mut std::iter::empty(),
+                segments: &mut std::iter::empty(),
+                versions: &mut records.into_iter().map(Ok),
+                drop_tombstones: false,
+            };
+            write_table(&OsFs, d, t as u64 + 1, r).unwrap();
+        }
+        // Newest first: table 3, then 2, then 1.
+        let base = Base::open(&OsFs, d, &[3, 2, 1], (100, 100)).unwrap();
+        let got: Vec<(u64, String)> = base
+            .version_records()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                let id = u64::from_be_bytes(k[1..].try_into().unwrap());
+                (id, String::from_utf8(v).unwrap())
+            })
+            .collect();
+        let newest = |i: u64| (0..3).rev().find(|&t| ids[t].contains(&i)).unwrap();
+        let mut every: Vec<u64> = ids.concat();
+        every.sort_unstable();
+        every.dedup();
+        let want: Vec<(u64, String)> = every
+            .into_iter()
+            .map(|i| (i, format!("{}:{i}", newest(i))))
+            .collect();
+        assert_eq!(got, want);
     }
 
     /// A purge's tombstone hides an older table's inline segment, and a merge that takes in

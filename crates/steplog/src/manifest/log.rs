@@ -734,7 +734,9 @@ impl ManifestLog {
         let records = base::Records {
             runs: &mut state.overlay_runs(),
             segments: &mut state.overlay_inline(),
-            versions: &mut state.overlay_versions(),
+            versions: &mut state
+                .overlay_versions()
+                .map(|r| r.and_then(|m| base::version_record(&m))),
             drop_tombstones: base.is_empty(),
         };
         let (fresh, next) = self.new_table(id, records, created)?;
@@ -756,7 +758,7 @@ impl ManifestLog {
             let records = base::Records {
                 runs: &mut merging.runs(),
                 segments: &mut merging.segments(),
-                versions: &mut merging.versions().map(|r| r.map(Arc::new)),
+                versions: &mut merging.version_records(),
                 drop_tombstones: k == tables.len(),
             };
             let (merged, next) = self.new_table(id, records, created)?;
