@@ -135,6 +135,10 @@ pub enum Command {
         /// The version id (v12).
         version: String,
     },
+    /// Serve the web view: the runs table, each run's page with its lineage tree, and charts
+    /// that zoom to exact values (docs/API.md). Read-only and on the loopback address unless
+    /// told otherwise; Ctrl-C stops it.
+    Serve(ServeArgs),
     /// Delete segment files nothing needs any more (left by a purge or a writer that was
     /// killed midway); files that may hold rows are kept and listed.
     Gc,
@@ -328,4 +332,23 @@ pub struct ExportArgs {
     /// report of rows written goes to standard error).
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0 takes a free port). Anything but a loopback
+    /// address exposes the store to the network: read README "Web view" first.
+    #[arg(long, default_value = "127.0.0.1:6007")]
+    pub bind: std::net::SocketAddr,
+    /// Open the page in the default browser.
+    #[arg(long)]
+    pub open: bool,
+    /// Let the page rewind and fork runs (each write needs the page's token).
+    #[arg(long)]
+    pub allow_write: bool,
+    /// Also answer to this host name (as a browser sends it in Host), besides localhost,
+    /// 127.0.0.1, [::1] and the bound address; `*` answers to any name (no protection
+    /// against DNS rebinding). May be repeated.
+    #[arg(long, value_name = "NAME")]
+    pub allow_host: Vec<String>,
 }

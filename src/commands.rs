@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
     match cli.command {
         Command::Demo { steps } => crate::demo::run(&cli.store, steps, &mut out)?,
         Command::Log(args) => return crate::ingest::log(&open()?, args),
+        Command::Serve(args) => return crate::serve::run(&cli.store, open()?, &args),
         Command::History {
             reference,
             keys,

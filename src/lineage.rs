@@ -3,7 +3,6 @@
 use steplog::{Lineage, RowCount, Status, Store};
 
 use crate::error::CliResult;
-use crate::output;
 
 /// Versions drawn at each end of a long straight chain (each version the only child of the
 /// one before: a campaign that rewinds after every crash); the ones between are one line.
@@ -20,7 +19,7 @@ pub fn draw_lineage(
 ) -> CliResult<String> {
     type Counts = std::collections::HashMap<steplog::VersionId, steplog::Result<RowCount>>;
     fn label(counts: &mut Counts, v: &steplog::VersionInfo, run: &str) -> CliResult<String> {
-        let how = output::how_made(v).unwrap_or_else(|| "new run".to_string());
+        let how = v.how_made().unwrap_or_else(|| "new run".to_string());
         let rows = if v.status == Status::Purged {
             String::new()
         } else {

@@ -14,6 +14,7 @@ mod outfile;
 mod output;
 mod plot;
 mod progress;
+mod serve;
 
 use std::process::ExitCode;
 

@@ -134,20 +134,6 @@ pub fn write_summary_json(
     out.write_all(b"}\n")
 }
 
-/// How a version came to be, for drawings and legends: "rewound from v3 at step 40",
-/// "forked from ...", "restarted from v3 (keeping no row)"; `None` for a new run.
-pub fn how_made(v: &steplog::VersionInfo) -> Option<String> {
-    use steplog::Origin;
-    match (v.origin, v.parent, v.restart_of) {
-        (Origin::Rewind, Some(p), _) => {
-            Some(format!("rewound from {} at step {}", p.version, p.step))
-        }
-        (Origin::Fork, Some(p), _) => Some(format!("forked from {} at step {}", p.version, p.step)),
-        (Origin::Restart, _, Some(p)) => Some(format!("restarted from {p} (keeping no row)")),
-        _ => None,
-    }
-}
-
 /// A number in at most ~7 significant characters, for tables and charts.
 pub fn short(x: f64) -> String {
     if x.is_nan() || x.is_infinite() {

@@ -57,7 +57,10 @@ struct Drawn {
 
 impl Drawn {
     fn label(&self) -> String {
-        let how = crate::output::how_made(&self.info).map_or(String::new(), |h| format!(", {h}"));
+        let how = self
+            .info
+            .how_made()
+            .map_or(String::new(), |h| format!(", {h}"));
         format!(
             "{} {} [{}]{how}",
             self.info.id, self.info.run, self.info.status

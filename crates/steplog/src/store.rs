@@ -80,6 +80,24 @@ pub struct VersionInfo {
     pub created: u64,
 }
 
+impl VersionInfo {
+    /// How the version came to be, in words, for drawings, legends and pages: "rewound from
+    /// v3 at step 40", "forked from v2 at step 80000", "restarted from v3 (keeping no row)";
+    /// `None` for the first version of a new run.
+    pub fn how_made(&self) -> Option<String> {
+        match (self.origin, self.parent, self.restart_of) {
+            (Origin::Rewind, Some(p), _) => {
+                Some(format!("rewound from {} at step {}", p.version, p.step))
+            }
+            (Origin::Fork, Some(p), _) => {
+                Some(format!("forked from {} at step {}", p.version, p.step))
+            }
+            (Origin::Restart, _, Some(p)) => Some(format!("restarted from {p} (keeping no row)")),
+            _ => None,
+        }
+    }
+}
+
 /// One run, as listed by [`Store::runs`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunInfo {
