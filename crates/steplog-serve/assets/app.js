@@ -313,7 +313,10 @@ function charts(container, lines, keys, opts) {
     const series = [{ label: state.xmode === "step" ? "step" : "time",
       value: (u, v) => v === null ? "—" : state.xmode === "wall" ? new Date(v * 1000).toLocaleString() : fmtVal(v) }];
     const stepsAt = [];
-    per.forEach((pts, li) => {
+    // uPlot draws series in order: the first line (the version the page is about) goes
+    // last, on top of the lines it shares steps with.
+    [...per.keys()].reverse().forEach((li) => {
+      const pts = per[li];
       const line = p.data[li].line;
       const raw = x.map((xx) => { const v = pts.get(xx); return v ? ok(v[0]) : null; });
       const smooth = x.map((xx) => { const v = pts.get(xx); return v ? ok(v[1]) : null; });

@@ -53,6 +53,20 @@ impl Bucket {
         }
     }
 
+    /// Adds a point after this bucket's points: as `merge_later` of [`Bucket::point`].
+    fn push(&mut self, step: u64, v: f64) {
+        self.last = (step, v);
+        self.count += 1;
+        if !v.is_nan() {
+            if self.min.is_none_or(|m| v < m.1) {
+                self.min = Some((step, v));
+            }
+            if self.max.is_none_or(|m| v > m.1) {
+                self.max = Some((step, v));
+            }
+        }
+    }
+
     /// Folds in `later`, whose points all come after this bucket's.
     fn merge_later(&mut self, later: &Bucket) {
         self.last = later.last;
@@ -146,21 +160,96 @@ impl Downsampled {
         ))
     }
 
+    /// The first step of bucket `i` (`to + 1` for `i` = the number of buckets): the
+    /// smallest offset `d` with `d * n / span >= i`, as [`index`](Self::index) rounds down.
+    fn start_of(&self, i: usize) -> u64 {
+        let n = self.buckets.len() as u128;
+        let span = u128::from(self.to - self.from) + 1;
+        // d <= span, so from + d <= to + 1, within u64 (steps are at most MAX_STEP).
+        self.from + (i as u128 * span).div_ceil(n) as u64
+    }
+
+    /// Folds a decoded block's points in, a bucket at a time: the points of one bucket are
+    /// found by binary search on the block's steps (the bucket index, a 128-bit division, is
+    /// computed once per bucket the block touches, not once per point), then folded over
+    /// their slice of values.
     fn add_block(&mut self, block: &Block, key: &str, hi: u64) {
         let Some(col) = block.columns.iter().find(|c| c.key == key) else {
             return;
         };
-        for (j, &i) in col.rows.iter().enumerate() {
-            let s = block.steps[i as usize];
-            if s < self.from || s > hi || s > self.to {
-                continue;
+        let step = |j: usize| block.steps[col.rows[j] as usize];
+        let hi = hi.min(self.to);
+        // The column's points lie in step order.
+        let mut j = col
+            .rows
+            .partition_point(|&r| block.steps[r as usize] < self.from);
+        let end = col.rows.partition_point(|&r| block.steps[r as usize] <= hi);
+        while j < end {
+            let b = self.index(step(j));
+            let next = self.start_of(b + 1);
+            let stop = j + col.rows[j..end].partition_point(|&r| block.steps[r as usize] < next);
+            if let Some(bucket) = fold(&col.values, j..stop, step) {
+                self.add(b, &bucket);
             }
-            if let Some(x) = col.values.f64_at(j) {
-                let b = self.index(s);
-                self.add(b, &Bucket::point(s, x));
+            j = stop;
+        }
+    }
+}
+
+/// The bucket of the numeric points `rows` of a column (`None` if none is numeric); `step`
+/// gives a point's step.
+fn fold(
+    values: &crate::segment::block::Values,
+    rows: std::ops::Range<usize>,
+    step: impl Fn(usize) -> u64,
+) -> Option<Bucket> {
+    use crate::segment::block::Values;
+    if let Values::F64(v) = values {
+        // The usual case, a float column: the extremes folded over four lanes (`f64::min`
+        // and `max` pass NaN over, and the lanes keep the loop free of branches), then the
+        // first point equal to each (ties keep the first). With no non-NaN value the folds
+        // stay infinite and no point equals them, unless one is that infinity.
+        let (lo, xs) = (rows.start, &v[rows]);
+        let (first, last) = (*xs.first()?, *xs.last()?);
+        let (mut mins, mut maxs) = ([f64::INFINITY; 4], [f64::NEG_INFINITY; 4]);
+        let lanes = xs.chunks_exact(4);
+        let tail = lanes.remainder();
+        for c in lanes {
+            for l in 0..4 {
+                mins[l] = mins[l].min(c[l]);
+                maxs[l] = maxs[l].max(c[l]);
+            }
+        }
+        let lowest = tail
+            .iter()
+            .fold(mins.into_iter().fold(f64::INFINITY, f64::min), |a, &x| {
+                a.min(x)
+            });
+        let highest = tail.iter().fold(
+            maxs.into_iter().fold(f64::NEG_INFINITY, f64::max),
+            |a, &x| a.max(x),
+        );
+        let min = xs.iter().position(|&x| x == lowest);
+        let max = xs.iter().position(|&x| x == highest);
+        let at = |k: usize| (step(lo + k), xs[k]);
+        return Some(Bucket {
+            first: (step(lo), first),
+            last: (step(lo + xs.len() - 1), last),
+            min: min.map(at),
+            max: max.map(at),
+            count: xs.len() as u64,
+        });
+    }
+    let mut out: Option<Bucket> = None;
+    for j in rows {
+        if let Some(x) = values.f64_at(j) {
+            match &mut out {
+                Some(b) => b.push(step(j), x),
+                None => out = Some(Bucket::point(step(j), x)),
             }
         }
     }
+    out
 }
 
 impl Store {
@@ -279,5 +368,54 @@ impl Store {
             }
         }
         Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buckets(from: u64, to: u64, n: usize) -> Downsampled {
+        Downsampled {
+            from,
+            to,
+            buckets: vec![None; n],
+            from_aggregates: 0,
+            decoded: 0,
+            snap: false,
+        }
+    }
+
+    #[test]
+    fn a_buckets_start_is_the_first_step_its_index_gives() {
+        for (from, to, n) in [
+            (0, 9, 3),
+            (0, 9_999_999, 1000),
+            (5, 5, 1),
+            (7, 1_000, 999),
+            (0, 2, 7),
+            (100, crate::limits::MAX_STEP, 1 << 20),
+        ] {
+            let d = buckets(from, to, n);
+            assert_eq!(d.start_of(0), from);
+            assert_eq!(d.start_of(n), to + 1);
+            for i in (1..n).step_by((n / 500).max(1)) {
+                let s = d.start_of(i);
+                assert!(s >= from && s <= to + 1);
+                if s > to {
+                    continue;
+                }
+                if d.index(s) == i {
+                    assert!(
+                        s == from || d.index(s - 1) < i,
+                        "{from}..={to}/{n}: bucket {i}"
+                    );
+                } else {
+                    // More buckets than steps: bucket i holds no step and ends where it starts.
+                    assert!(d.index(s) > i);
+                    assert_eq!(d.start_of(i + 1), s, "{from}..={to}/{n}: bucket {i}");
+                }
+            }
+        }
     }
 }
