@@ -34,7 +34,14 @@ pub fn run(dir: &Path, store: Store, args: &ServeArgs) -> CliResult<ExitCode> {
     } else {
         "read-only"
     };
-    steplog_serve::serve_blocking(args.bind, store, &opts, |addr| {
+    steplog_serve::serve_blocking(args.bind, store, &opts, |mut addr| {
+        // Bound to every address: this machine reaches it on the loopback one.
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
         let url = format!("http://{addr}/");
         // The first line is the address, for scripts and tests that start the server.
         println!(

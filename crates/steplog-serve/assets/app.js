@@ -45,7 +45,13 @@ function copyButton(text) {
     if (navigator.clipboard) navigator.clipboard.writeText(text).then(done, done); else done();
   } }, "copy");
 }
+// Every view has a generation: a response that arrives after the view changed is dropped
+// (`Stale`), so a slow request never writes into the page that replaced its own.
+let generation = 0;
+class Stale extends Error {}
+function current(gen) { if (gen !== generation) throw new Stale("left the page"); }
 async function api(path, params) {
+  const gen = generation;
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params || {})) {
     if (Array.isArray(v)) v.forEach((x) => q.append(k, x));
@@ -53,9 +59,12 @@ async function api(path, params) {
   }
   const r = await fetch("/api/" + path + (q.toString() ? "?" + q : ""));
   const body = await r.json();
+  current(gen);
   if (!r.ok) throw new Error(body.error || r.statusText);
   return body;
 }
+// An error handler that ignores a dropped response.
+const shown = (f) => (e) => { if (!(e instanceof Stale)) f(e); };
 async function post(path, body) {
   const r = await fetch("/api/" + path, { method: "POST", body: JSON.stringify(body),
     headers: { "Content-Type": "application/json", "X-Steplog-Token": TOKEN } });
@@ -87,7 +96,7 @@ function flatten(obj, prefix, out) {
 
 // ---------- routing ----------
 let teardown = [];           // timers and charts of the current view
-function leave() { teardown.forEach((f) => f()); teardown = []; }
+function leave() { generation++; teardown.forEach((f) => f()); teardown = []; }
 function route() {
   leave();
   const hash = location.hash.slice(1) || "/";
@@ -100,7 +109,8 @@ function route() {
   crumbs.replaceChildren(h("a", { href: "#/" }, "runs"));
   let view;
   if (path.startsWith("/run/")) {
-    const ref = decodeURIComponent(path.slice(5));
+    let ref;
+    try { ref = decodeURIComponent(path.slice(5)); } catch (e) { ref = path.slice(5); }
     crumbs.append(" / ", ref);
     view = runPage(main, ref);
   } else if (path === "/compare") {
@@ -109,7 +119,7 @@ function route() {
   } else {
     view = runsPage(main, params);
   }
-  view.catch((e) => main.append(h("p", { class: "error" }, String(e.message || e))));
+  view.catch(shown((e) => main.append(h("p", { class: "error" }, String(e.message || e)))));
 }
 window.addEventListener("hashchange", route);
 
@@ -140,7 +150,10 @@ async function runsPage(main, params) {
     try {
       data = await api("runs", { offset: table.offset, limit: PAGE, sort: table.sort, order: table.order,
         filter: table.filter, config: split(table.config), metric: split(table.metric), keys: table.keys || [] });
-    } catch (e) { body.replaceChildren(h("p", { class: "error" }, e.message)); return; }
+    } catch (e) {
+      if (e instanceof Stale) return;
+      body.replaceChildren(h("p", { class: "error" }, e.message)); return;
+    }
     if (table.keys === null) {
       // First load: the first few metrics (not _-prefixed) become columns; ask again for them.
       table.keys = data.keys.filter((k) => !k.startsWith("_")).slice(0, 3);
@@ -173,7 +186,7 @@ async function runsPage(main, params) {
         h("td", {}, h("a", { href: runHref(r.name) }, r.name), r.damage ? h("div", { class: "error" }, r.damage) : null),
         h("td", {}, badge(r.status)), h("td", { class: "mono" }, r.head),
         h("td", { class: "num" }, fmtInt(r.last_step)), h("td", { class: "num" }, fmtInt(r.rows)),
-        table.keys.map((k) => { const m = r.metrics[k];
+        table.keys.map((k) => { const m = Object.hasOwn(r.metrics, k) ? r.metrics[k] : null;
           return h("td", { class: "num" }, m ? [sparkSvg(m.spark), " ", fmtVal(m.last)] : "—"); }),
         table.configCols.map((k) => h("td", {}, fmtVal(config[k]))));
     });
@@ -214,6 +227,7 @@ function divergence(a, b) {
     if (b[j].hi < pos) { j++; continue; }
     if (a[i].id !== b[j].id) return pos;
     pos = Math.min(a[i].hi, b[j].hi) + 1;
+    if (pos === Infinity) return Infinity;  // both read the same version to the end
   }
   return (i < a.length) !== (j < b.length) ? pos : Infinity;
 }
@@ -227,15 +241,16 @@ function charts(container, lines, keys, opts) {
   const smooth = h("input", { type: "range", min: "0", max: "0.99", step: "0.01", value: "0", id: "smoothing",
     oninput: (e) => { state.smoothing = +e.target.value; smoothLabel.textContent = state.smoothing.toFixed(2); redrawAll(); } });
   const smoothLabel = h("span", {}, "0.00");
-  const xmode = h("select", { id: "xmode", onchange: (e) => { state.xmode = e.target.value; refetchAll(); } },
+  const xmode = h("select", { id: "xmode", onchange: (e) => { state.xmode = e.target.value; state.from = state.to = null; state.ranges = null; refetchAll(); } },
     h("option", { value: "step" }, "step"), h("option", { value: "wall" }, "wall time"),
     h("option", { value: "relative" }, "relative time"));
   const log = h("input", { type: "checkbox", id: "logscale", onchange: (e) => { state.log = e.target.checked; rebuildAll(); } });
-  const reset = h("button", { id: "reset-zoom", onclick: () => { state.from = state.to = null; refetchAll(); } }, "reset zoom");
+  const reset = h("button", { id: "reset-zoom", onclick: () => { state.from = state.to = null; state.ranges = null; refetchAll(); } }, "reset zoom");
   const grid = h("div", { class: "grid", id: "charts" });
   container.append(h("div", { class: "toolbar" }, "smoothing ", smooth, smoothLabel, " x axis ", xmode,
     h("label", {}, log, " log scale"), reset, hint), grid);
-  if (!keys.length) { grid.append(h("p", { class: "muted" }, "no numeric metric to chart")); return state; }
+  state.refetch = () => Promise.resolve();
+  if (!keys.length) { grid.append(h("p", { class: "muted" }, "no numeric metric to chart yet")); return state; }
   for (const key of keys) {
     const el = h("div", { class: "panel", "data-key": key, "data-fetches": "0" }, h("h4", {}, key));
     const plotEl = h("div", {});
@@ -262,19 +277,27 @@ function charts(container, lines, keys, opts) {
     return t0 + (t1 - t0) * (step - s0) / (s1 - s0);
   }
 
-  async function fetchPanel(p) {
+  // Fetches the panel's lines (`only`: just these refs, the others kept) for the zoom.
+  async function fetchPanel(p, only) {
     const width = Math.max(100, Math.floor(p.el.clientWidth - 20));
-    const fetched = await Promise.all(lines.map(async (line) => {
-      const from = Math.max(line.from, state.from ?? 0);
-      const to = state.to ?? undefined;
-      if (to !== undefined && from > to) return { line, steps: [], values: [] };
+    const seq = (p.seq = (p.seq || 0) + 1);
+    const fetched = await Promise.all(lines.map(async (line, li) => {
+      if (only && !only.has(line.ref) && p.data) return p.data[li];
+      const range = (state.ranges && state.ranges.get(line.ref)) || [state.from, state.to];
+      const from = Math.max(line.from, range[0] ?? 0);
+      const to = range[1] ?? undefined;
+      if (to !== undefined && from > to) return { line, steps: [], values: [], times: null };
       try {
         const s = await api("series", { ref: line.ref, key: p.key, from, to, width });
         let times = null;
-        if (state.xmode !== "step") times = await timesOf(line, 0, to, width);
+        if (state.xmode !== "step") times = await timesOf(line, from, to, width);
         return { line, steps: s.steps, values: s.values, times };
-      } catch (e) { return { line, steps: [], values: [], error: e.message }; }
+      } catch (e) {
+        if (e instanceof Stale) throw e;
+        return { line, steps: [], values: [], error: e.message };
+      }
     }));
+    if (seq !== p.seq) return;  // a newer zoom's answer is (or will be) drawn instead
     p.el.dataset.fetches = String(+p.el.dataset.fetches + 1);
     p.el.dataset.from = state.from ?? "";
     p.el.dataset.to = state.to ?? "";
@@ -387,24 +410,40 @@ function charts(container, lines, keys, opts) {
         zoomTo(a, b);
       }] },
     }, data, p.plotEl);
-    p.plot.over.addEventListener("dblclick", () => { state.from = state.to = null; refetchAll(); });
+    p.plot.over.addEventListener("dblclick", () => { state.from = state.to = null; state.ranges = null; refetchAll(); });
   }
-  // A zoom picked in x units: back to steps (through the first line's times when x is time).
+  // A zoom picked in x units, back to steps: directly on a step axis; on a time axis,
+  // through each line's own clock (two runs on different days zoom each to its own steps).
   function zoomTo(a, b) {
-    let from = a, to = b;
-    if (state.xmode !== "step") {
-      const f = state.panels[0].data && state.panels[0].data[0];
-      if (!f || !f.times || !f.times.length) return;
-      const t0 = state.xmode === "relative" ? interp(f.times, 0) : 0;
-      const back = (x) => { const t = x + t0; let best = f.times[0][0];
-        for (const [s, tt] of f.times) { if (tt <= t) best = s; } return best; };
-      from = back(a); to = back(b);
+    state.ranges = null;
+    if (state.xmode === "step") {
+      state.from = Math.max(0, Math.floor(a));
+      state.to = Math.max(state.from, Math.ceil(b));
+    } else {
+      const data = state.panels[0].data || [];
+      state.ranges = new Map();
+      let lo = Infinity, hi = -Infinity;
+      for (const f of data) {
+        if (!f.times || !f.times.length) continue;
+        const t0 = state.xmode === "relative" ? interp(f.times, 0) : 0;
+        const inside = f.times.filter(([, t]) => t - t0 >= a && t - t0 <= b).map(([st]) => st);
+        const before = f.times.filter(([, t]) => t - t0 < a).map(([st]) => st);
+        const after = f.times.filter(([, t]) => t - t0 > b).map(([st]) => st);
+        // The steps whose times are in the range, widened to the neighbours just outside.
+        const from = before.length ? before[before.length - 1] : (inside[0] ?? null);
+        const to = after.length ? after[0] : (inside[inside.length - 1] ?? null);
+        if (from === null || to === null) { state.ranges.set(f.line.ref, [1, 0]); continue; }
+        state.ranges.set(f.line.ref, [from, to]);
+        lo = Math.min(lo, from); hi = Math.max(hi, to);
+      }
+      if (lo > hi) return;
+      state.from = lo; state.to = hi;
     }
-    state.from = Math.max(0, Math.floor(from));
-    state.to = Math.max(state.from, Math.ceil(to));
     refetchAll();
   }
-  function refetchAll() { return Promise.all(state.panels.map(fetchPanel)); }
+  function refetchAll(only) {
+    return Promise.all(state.panels.map((p) => fetchPanel(p, only))).catch(shown((e) => { throw e; }));
+  }
   function redrawAll() { state.panels.forEach((p) => p.data && build(p)); }
   function rebuildAll() { redrawAll(); }
   state.refetch = refetchAll;
@@ -443,7 +482,7 @@ async function runPage(main, ref) {
   let chart = null;
   function drawCharts() {
     chartBox.querySelectorAll(".toolbar, .grid").forEach((e) => e.remove());
-    const lines = [{ ref: v.id, label: `${v.run} ${v.id}`, from: 0, color: COLORS[0], dashed: false }];
+    const lines = [{ ref: lines0(v, ref), label: `${v.run} ${v.id}`, from: 0, color: COLORS[0], dashed: false }];
     const markers = [];
     let ci = 1;
     for (const x of others) {
@@ -465,25 +504,37 @@ async function runPage(main, ref) {
   if (v.streams.includes("system")) main.append(section("System", rowsTable(v.id, "system")));
   function leaveCharts() { if (chart) chart.panels.forEach((p) => p.plot && p.plot.destroy()); }
 
-  // Live: a run being written is polled; a change re-reads the counts and the charts.
+  // Live: a run being written is polled (one small request per period, none while one is
+  // in flight); when its last step moves, only its own line is re-read (archived versions
+  // cannot change), and the page is drawn anew when it logs a new key or stops.
   if (v.status === "live") {
-    let last = v.summary.last_step;
+    let last = v.summary.last_step, busy = false;
+    const keys = chartKeys(v.summary, 24).join("\n");
+    const gen = generation;
     const timer = setInterval(async () => {
+      if (busy) return;
+      busy = true;
       try {
         const s = (await api("state", { ref })).states[0];
-        if (s.error) return;
-        if (s.last_step !== last || s.status !== "live") {
-          last = s.last_step;
-          document.getElementById("counts").textContent = `${fmtInt(s.rows)} rows, last step ${fmtInt(s.last_step)} · ${s.status}`;
-          if (chart && chart.to === null) chart.refetch();
-          if (s.status !== "live") { clearInterval(timer); route(); }
+        if (s.error || (s.last_step === last && s.status === "live")) return;
+        last = s.last_step;
+        document.getElementById("counts").textContent = `${fmtInt(s.rows)} rows, last step ${fmtInt(s.last_step)} · ${s.status}`;
+        const now = await api("version", { ref });
+        if (s.status !== "live" || chartKeys(now.summary, 24).join("\n") !== keys) {
+          clearInterval(timer);
+          if (gen === generation) route();
+          return;
         }
-      } catch (e) { /* the next poll tries again */ }
+        if (chart && chart.to === null) await chart.refetch(new Set([lines0(v, ref)]));
+      } catch (e) { /* the next poll tries again */ } finally { busy = false; }
     }, POLL_MS);
     teardown.push(() => clearInterval(timer));
   }
 }
 const idNum = (id) => +id.slice(1);
+// The reference the page's own line reads: the version, cut at the step the page was
+// opened with (`NAME?_step=S`), if any.
+function lines0(v, ref) { return v.step !== null && v.step !== undefined ? `${v.id}?_step=${v.step}` : v.id; }
 function section(title, content) { return h("section", {}, h("h3", {}, title), content); }
 function howLinks(v) {
   // "rewound from v1 at step 1,799" with v1 a link to the archived version.
@@ -522,9 +573,15 @@ function consoleView(v, byId) {
   const box = h("div", { class: "console", id: "console" });
   const chain = chainOf(byId, v.id);
   let next = { from: 0, skip: 0 }, lastStep = -1;
-  const more = h("button", { onclick: load }, "more");
+  let loading = false;
+  const more = h("button", { onclick: () => { if (!loading) show(); } }, "more");
+  const show = () => {
+    loading = true;
+    load().catch(shown((e) => box.append(h("div", { class: "error" }, e.message)))).finally(() => { loading = false; });
+  };
   async function load() {
-    const page = await api("rows", { ref: v.id, stream: "console", from: next.from, skip: next.skip, limit: 500 });
+    const page = await api("rows", { ref: v.id, stream: "console", from: next.from, skip: next.skip,
+      to: v.step ?? undefined, limit: 500 });
     for (const r of page.rows) {
       for (const [i, c] of chain.entries()) {
         if (i > 0 && lastStep < c.lo && r.step >= c.lo) {
@@ -540,7 +597,7 @@ function consoleView(v, byId) {
     next = page.next;
     more.hidden = !next;
   }
-  load().catch((e) => box.append(h("div", { class: "error" }, e.message)));
+  show();
   return h("div", {}, box, more);
 }
 function rowsTable(ref, stream) {
@@ -558,12 +615,21 @@ function writeForms(v) {
   const rewindStep = h("input", { type: "number", min: "0", id: "rewind-step", placeholder: "step" });
   const forkStep = h("input", { type: "number", min: "0", id: "fork-step", placeholder: "step" });
   const forkName = h("input", { type: "text", id: "fork-name", placeholder: "new run name" });
+  const step = (input) => {
+    const t = input.value.trim();
+    if (!/^[0-9]+$/.test(t)) throw new Error("give the step, a whole number");
+    return Number(t);
+  };
   const act = (f) => async () => {
-    try { const r = await f(); location.hash = runHref(r.run); } catch (e) { msg.textContent = e.message; msg.className = "error"; }
+    try {
+      const r = await f();
+      const target = runHref(r.run);
+      if (location.hash === target) route(); else location.hash = target;
+    } catch (e) { if (!(e instanceof Stale)) { msg.textContent = e.message; msg.className = "error"; } }
   };
   return h("div", { class: "toolbar", id: "write" },
-    h("button", { id: "rewind", onclick: act(() => post("rewind", { run: v.run, step: +rewindStep.value })) }, "Rewind to step"), rewindStep,
-    h("button", { id: "fork", onclick: act(() => post("fork", { from: v.id, step: +forkStep.value, name: forkName.value })) }, "Fork at step"), forkStep, forkName, msg);
+    h("button", { id: "rewind", onclick: act(() => post("rewind", { run: v.run, step: step(rewindStep) })) }, "Rewind to step"), rewindStep,
+    h("button", { id: "fork", onclick: act(() => post("fork", { from: v.id, step: step(forkStep), name: forkName.value })) }, "Fork at step"), forkStep, forkName, msg);
 }
 
 // ---------- compare page ----------

@@ -78,7 +78,7 @@ fn api(c: &mut Criterion) {
     g.sample_size(20);
 
     let long = tempfile::tempdir().unwrap();
-    let app = steplog_serve::router(long_run(long.path()), &opts, None).unwrap();
+    let app = steplog_serve::router(long_run(long.path()), &opts).unwrap();
     g.bench_function("series/steps=10M/width=1000", |b| {
         b.iter(|| get(&rt, &app, "/api/series?ref=r&key=loss&width=1000"))
     });
@@ -94,7 +94,7 @@ fn api(c: &mut Criterion) {
     drop(app);
 
     let many = tempfile::tempdir().unwrap();
-    let app = steplog_serve::router(many_runs(many.path()), &opts, None).unwrap();
+    let app = steplog_serve::router(many_runs(many.path()), &opts).unwrap();
     g.bench_function("runs/runs=10000/first_page", |b| {
         b.iter(|| get(&rt, &app, "/api/runs?limit=50&keys=loss&keys=acc&keys=lr"))
     });

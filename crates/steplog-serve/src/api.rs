@@ -14,10 +14,18 @@ use crate::json;
 use crate::params::Params;
 use crate::App;
 
-/// Runs the engine call `f` on a blocking thread (the engine does file I/O).
+/// Runs the engine call `f` on a blocking thread (the engine does file I/O), once one of
+/// the server's engine slots is free: however many requests arrive, at most a few engine
+/// calls run at once.
 pub(crate) async fn blocking<T: Send + 'static>(
+    app: &App,
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
+    let _slot = app
+        .engine
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(format!("the server is stopping: {e}")))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::internal(format!("the request's handler failed: {e}")))?
@@ -47,27 +55,35 @@ struct MetricFilter {
 }
 
 impl MetricFilter {
+    /// The operator is the last one in the text with a number after it, so a key may hold
+    /// `<`, `>` or `=` itself (`a<b>3`: the key `a<b` above 3).
     fn parse(text: &str) -> ApiResult<MetricFilter> {
+        let mut best: Option<MetricFilter> = None;
         for op in ["<=", ">=", "<", ">", "="] {
-            if let Some((key, value)) = text.split_once(op) {
-                let value: f64 = value.trim().parse().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "metric filter '{text}': '{value}' is not a number"
-                    ))
-                })?;
-                if key.is_empty() {
-                    break;
-                }
-                return Ok(MetricFilter {
+            let Some((key, value)) = text.rsplit_once(op) else {
+                continue;
+            };
+            // `a<=3` splits at `=` too, leaving the key `a<`: the longer operator wins.
+            let later = best
+                .as_ref()
+                .is_none_or(|b| key.len() > b.key.len() + b.op.len());
+            if key.is_empty() || !later {
+                continue;
+            }
+            if let Ok(value) = value.trim().parse::<f64>() {
+                best = Some(MetricFilter {
                     key: key.to_owned(),
                     op,
                     value,
                 });
             }
         }
-        Err(ApiError::bad_request(format!(
-            "metric filter '{text}' is not KEY<X, KEY<=X, KEY>X, KEY>=X or KEY=X"
-        )))
+        best.ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "metric filter '{text}' is not KEY<X, KEY<=X, KEY>X, KEY>=X or KEY=X with X a \
+                 number"
+            ))
+        })
     }
 
     fn keeps(&self, last: Option<f64>) -> bool {
@@ -194,7 +210,7 @@ pub async fn runs(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult<Js
         },
     };
     let store = app.store.clone();
-    blocking(move || {
+    blocking(&app, move || {
         let mut rows: Vec<Row> = store
             .runs()?
             .into_iter()
@@ -245,6 +261,7 @@ pub async fn runs(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult<Js
                 config_keys.extend(c.keys().filter(|k| !k.starts_with('_')).cloned());
             }
             let head = r.info.head;
+            let mut damage = r.info.damage.clone();
             let summary = r.summary(&store)?;
             keys.extend(summary.keys.keys().cloned());
             let mut metrics = Map::new();
@@ -252,7 +269,15 @@ pub async fn runs(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult<Js
                 let Some(ks) = summary.keys.get(k) else {
                     continue;
                 };
-                let spark = sparkline(&store, head, k)?;
+                let spark = match sparkline(&store, head, k) {
+                    Ok(spark) => spark,
+                    // A damaged block shows as the run's damage, not as a failed page.
+                    Err(e) if e.is_corruption() => {
+                        damage.get_or_insert_with(|| e.to_string());
+                        Vec::new()
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let (last_step, last) = ks
                     .last
                     .as_ref()
@@ -270,7 +295,7 @@ pub async fn runs(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult<Js
                 "status": r.info.status.name(),
                 "last_step": r.info.last_step,
                 "rows": r.info.rows,
-                "damage": r.info.damage,
+                "damage": damage,
                 "created": version.created,
                 "how": version.how_made(),
                 "config": version.config,
@@ -298,7 +323,8 @@ fn status_rank(s: Status) -> u8 {
     }
 }
 
-/// Sorts the table; ties (and runs without the metric, always last) by name.
+/// Sorts the table; runs without the metric last, and ties by name from A to Z, whatever
+/// the order.
 fn sort_rows(
     store: &Store,
     rows: Vec<Row>,
@@ -342,13 +368,13 @@ fn sort_rows(
                 .cmp(&b.version.as_ref().map(|v| v.created)),
             _ => Ordering::Equal,
         };
-        flip(o.then_with(|| a.info.name.cmp(&b.info.name)))
+        flip(o).then_with(|| a.info.name.cmp(&b.info.name))
     });
     Ok(rows)
 }
 
 /// A sparkline: the last value of each of a few buckets over the whole run.
-fn sparkline(store: &Store, head: steplog::VersionId, key: &str) -> ApiResult<Vec<Json_>> {
+fn sparkline(store: &Store, head: steplog::VersionId, key: &str) -> steplog::Result<Vec<Json_>> {
     Ok(
         match store.downsample_snapped(head, key, .., SPARK_BUCKETS)? {
             Some(d) => d
@@ -366,7 +392,7 @@ pub async fn version(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult
     let p = Params::parse(q.as_deref(), &["ref"])?;
     let reference = p.req("ref")?.to_owned();
     let store = app.store.clone();
-    blocking(move || {
+    blocking(&app, move || {
         let resolved = store.resolve(reference.as_str())?;
         let info = store.version(reference.as_str())?;
         let summary = store.summary(reference.as_str())?;
@@ -396,7 +422,7 @@ pub async fn lineage(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult
     let p = Params::parse(q.as_deref(), &["ref"])?;
     let reference = p.req("ref")?.to_owned();
     let store = app.store.clone();
-    blocking(move || {
+    blocking(&app, move || {
         let focus = store.resolve(reference.as_str())?.version;
         let tree = store.lineage(reference.as_str())?;
         let ids: Vec<_> = tree.versions.iter().map(|v| v.id).collect();
@@ -441,9 +467,10 @@ pub async fn series(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult<
     }
     let width = p.opt_u64("width", 1, MAX_WIDTH)?.unwrap_or(1000) as usize;
     let store = app.store.clone();
-    blocking(move || {
+    blocking(&app, move || {
         let version = store.resolve(reference.as_str())?.version;
-        let d = store.downsample(version, &key, from..=to, width)?;
+        // The reference, not its version: `NAME?_step=S` is read up to S.
+        let d = store.downsample(reference.as_str(), &key, from..=to, width)?;
         let Some(d) = d else {
             // No numeric value in the range: a key the version never had is an error.
             let s = store.summary(version)?;
@@ -486,10 +513,11 @@ pub async fn rows(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult<Js
     let to = p
         .opt_u64("to", 0, limits::MAX_STEP)?
         .unwrap_or(limits::MAX_STEP);
-    let skip = p.opt_u64("skip", 0, MAX_ROWS * 100)?.unwrap_or(0) as usize;
+    let skip = p.opt_u64("skip", 0, u64::MAX)?.unwrap_or(0);
+    let skip = usize::try_from(skip).unwrap_or(usize::MAX);
     let limit = p.opt_u64("limit", 1, MAX_ROWS)?.unwrap_or(500) as usize;
     let store = app.store.clone();
-    blocking(move || {
+    blocking(&app, move || {
         let q = Query::new().stream(stream).steps(from..=to);
         let mut page = Vec::with_capacity(limit.min(1024));
         // `next`: where the following page starts, as a step and the rows of that step
@@ -531,7 +559,7 @@ pub async fn state(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult<J
         )));
     }
     let store = app.store.clone();
-    blocking(move || {
+    blocking(&app, move || {
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             let one = (|| -> steplog::Result<Json_> {

@@ -37,6 +37,20 @@ impl ApiError {
         )
     }
 
+    /// A method the route does not take (405).
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{path} does not take {method} (docs/API.md lists the routes)"),
+        )
+    }
+
+    /// A request body that could not be read (too large, cut short): its own status.
+    pub fn body(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::new(status, "invalid_input", message)
+    }
+
     /// No such route (404).
     pub fn no_route(path: &str) -> Self {
         Self::new(

@@ -1,9 +1,10 @@
 //! What every request passes before a route sees it, and what every response carries.
 //!
-//! - **Host**: the `Host` header must name the server as a browser on this machine reaches
-//!   it (`localhost`, `127.0.0.1`, `[::1]`, the bound address) or a name given with
-//!   `--allow-host`: a page of another site that rebinds its DNS name to 127.0.0.1 sends its
-//!   own name and is refused (DNS rebinding).
+//! - **Host**: the `Host` header must be an address (`127.0.0.1`, `[::1]`, `192.168.1.5`),
+//!   `localhost`, or a name given with `--allow-host`: a page of another site that rebinds
+//!   its DNS name to 127.0.0.1 sends its own name and is refused (DNS rebinding).
+//! - **Other sites**: a request the browser marks as made by another site's page
+//!   (`Sec-Fetch-Site: cross-site` or `same-site`) is refused before any work is done.
 //! - **Writes** (any method but GET and HEAD): refused unless the server was started with
 //!   `--allow-write`; then they need the server's random token in `X-Steplog-Token` (the
 //!   page reads it from itself; another site cannot, and cannot send the header without a
@@ -37,8 +38,15 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     if allowed.iter().any(|a| a == "*") {
         return true;
     }
-    ["localhost", "127.0.0.1", "[::1]"].contains(&name.as_str())
-        || allowed.iter().any(|a| a.eq_ignore_ascii_case(&name))
+    // An address is never a DNS name an attacker could rebind: a browser that sends one
+    // was pointed at this machine by address.
+    let literal = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(&name)
+        .parse::<std::net::IpAddr>()
+        .is_ok();
+    literal || name == "localhost" || allowed.iter().any(|a| a.eq_ignore_ascii_case(&name))
 }
 
 /// The middleware: checks the request, then sets the response's headers.
@@ -61,6 +69,17 @@ fn check(app: &App, req: &Request) -> Result<(), ApiError> {
             "host '{host}' is not this server's: start it with --allow-host NAME to be reached \
              under another name"
         )));
+    }
+    // A page of another site may make a browser send requests here (an image, a form), even
+    // if it cannot read the answers: the browser says so, and the API does no work for it.
+    let fetch_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|h| h.to_str().ok());
+    if matches!(fetch_site, Some("cross-site" | "same-site")) {
+        return Err(ApiError::forbidden(
+            "a request made by another site's page is refused (Sec-Fetch-Site)",
+        ));
     }
     if req.method() == Method::GET || req.method() == Method::HEAD {
         return Ok(());
@@ -131,7 +150,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_names_and_allowed_hosts_pass_others_do_not() {
+    fn addresses_localhost_and_allowed_hosts_pass_other_names_do_not() {
         let none: Vec<String> = vec![];
         for ok in [
             "localhost:6007",
@@ -139,6 +158,8 @@ mod tests {
             "[::1]:6007",
             "LOCALHOST",
             "127.0.0.1",
+            "192.168.1.5:6007",
+            "[fe80::1]:6007",
         ] {
             assert!(host_allowed(ok, &none), "{ok}");
         }
@@ -146,8 +167,8 @@ mod tests {
             "evil.example:6007",
             "",
             "127.0.0.1.evil.example",
-            "[::2]:1",
             "localhost.evil",
+            "[evil]:1",
         ] {
             assert!(!host_allowed(bad, &none), "{bad}");
         }

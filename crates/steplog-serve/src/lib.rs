@@ -47,7 +47,12 @@ pub(crate) struct App {
     pub allow_write: bool,
     pub allowed_hosts: Arc<Vec<String>>,
     pub token: Arc<str>,
+    /// Engine calls in flight at once, at most [`ENGINE_CALLS`]; the rest wait their turn.
+    pub engine: Arc<tokio::sync::Semaphore>,
 }
+
+/// Engine calls served at once (each on a blocking thread); more requests wait.
+const ENGINE_CALLS: usize = 8;
 
 /// A fresh random write token: 128 bits, hex.
 fn new_token() -> std::io::Result<String> {
@@ -56,27 +61,22 @@ fn new_token() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The server's routes over `store`; `bound` is the address it listens on (answered to as a
-/// host name besides the loopback ones).
-pub fn router(
-    store: steplog::Store,
-    opts: &ServeOptions,
-    bound: Option<SocketAddr>,
-) -> std::io::Result<Router> {
-    let mut hosts = opts.allowed_hosts.clone();
-    if let Some(addr) = bound {
-        if !addr.ip().is_unspecified() {
-            hosts.push(match addr.ip() {
-                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-                ip => ip.to_string(),
-            });
-        }
+/// The server's routes over `store`. Refused: `*` among the allowed hosts together with
+/// writes.
+pub fn router(store: steplog::Store, opts: &ServeOptions) -> std::io::Result<Router> {
+    if opts.allow_write && opts.allowed_hosts.iter().any(|h| h == "*") {
+        // Any name would let a DNS-rebinding page read the page's token and write.
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--allow-host '*' cannot be combined with --allow-write: name the hosts to allow",
+        ));
     }
     let app = App {
         store,
         allow_write: opts.allow_write,
-        allowed_hosts: Arc::new(hosts),
+        allowed_hosts: Arc::new(opts.allowed_hosts.clone()),
         token: new_token()?.into(),
+        engine: Arc::new(tokio::sync::Semaphore::new(ENGINE_CALLS)),
     };
     let mut r = Router::new()
         .route("/", get(assets::index))
@@ -92,6 +92,7 @@ pub fn router(
             .route("/api/fork", post(write::fork));
     }
     Ok(r.fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             guard::guard,
@@ -99,13 +100,19 @@ pub fn router(
         .with_state(app))
 }
 
-/// Static files, or a 404 naming the path.
+/// Static files (GET and HEAD), or a 404 naming the path.
 async fn fallback(req: Request) -> Response {
     let path = req.uri().path();
+    let read = req.method() == axum::http::Method::GET || req.method() == axum::http::Method::HEAD;
     match assets::file(path) {
-        Some(r) if req.method() == axum::http::Method::GET => r,
+        Some(r) if read => r,
         _ => ApiError::no_route(path).into_response(),
     }
+}
+
+/// A route asked with a method it does not take (405, as JSON like every error).
+async fn method_not_allowed(req: Request) -> Response {
+    ApiError::method_not_allowed(req.method().as_str(), req.uri().path()).into_response()
 }
 
 /// Serves `store` on `listener` until `shutdown` completes.
@@ -115,7 +122,7 @@ pub async fn serve(
     opts: &ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router(store, opts, listener.local_addr().ok())?;
+    let router = router(store, opts)?;
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -3,6 +3,7 @@
 //! one manifest edit in the engine (O(1), no row copied), made with no writer.
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
@@ -33,6 +34,11 @@ struct Fork {
     config: Option<Json_>,
 }
 
+/// The body, or why it could not be read (too large: a 413), as a JSON error.
+fn read(bytes: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    bytes.map_err(|e| ApiError::body(e.status(), format!("the request body: {}", e.body_text())))
+}
+
 fn body<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(format!(
@@ -42,8 +48,11 @@ fn body<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> ApiResult<T> {
 }
 
 /// `POST /api/rewind`: archives the run's head; the new head keeps its rows up to `step`.
-pub async fn rewind(State(app): State<App>, bytes: Bytes) -> ApiResult<Json<Json_>> {
-    let r: Rewind = body(&bytes)?;
+pub async fn rewind(
+    State(app): State<App>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Json_>> {
+    let r: Rewind = body(&read(bytes)?)?;
     if r.run.parse::<steplog::VersionId>().is_ok() {
         return Err(ApiError::bad_request(format!(
             "rewind takes a run name, not a version id ('{}'): fork the version instead",
@@ -51,7 +60,7 @@ pub async fn rewind(State(app): State<App>, bytes: Bytes) -> ApiResult<Json<Json
         )));
     }
     let store = app.store.clone();
-    blocking(move || {
+    blocking(&app, move || {
         let mut start = store.run(&r.run).resume_from(r.step);
         if let Some(c) = r.config {
             start = start.config(c);
@@ -66,10 +75,13 @@ pub async fn rewind(State(app): State<App>, bytes: Bytes) -> ApiResult<Json<Json
 }
 
 /// `POST /api/fork`: a new run `name` with the rows of `from` up to `step`.
-pub async fn fork(State(app): State<App>, bytes: Bytes) -> ApiResult<Json<Json_>> {
-    let f: Fork = body(&bytes)?;
+pub async fn fork(
+    State(app): State<App>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Json_>> {
+    let f: Fork = body(&read(bytes)?)?;
     let store = app.store.clone();
-    blocking(move || {
+    blocking(&app, move || {
         let mut start = store.run(&f.name).fork_from(f.from.as_str(), f.step);
         if let Some(c) = f.config {
             start = start.config(c);

@@ -469,7 +469,7 @@ fn bad_parameters_are_4xx_errors_that_name_them() {
         ("/api/runs?order=up", 400, "asc, desc"),
         ("/api/runs?config=lr", 400, "PATH=VALUE"),
         ("/api/runs?metric=loss~1", 400, "KEY<X"),
-        ("/api/runs?metric=loss%3Cx", 400, "not a number"),
+        ("/api/runs?metric=loss%3Cx", 400, "with X a number"),
         ("/api/runs?limitt=5", 400, "unknown parameter 'limitt'"),
         ("/api/runs?limit=1&limit=2", 400, "more than once"),
         ("/api/version", 400, "'ref' is required"),
@@ -524,7 +524,8 @@ fn hostile_paths_and_parameters_never_reach_files_or_a_5xx() {
             "{path}"
         );
     }
-    // Every route, each parameter fed hostile values: a 4xx or a 200, never a 5xx.
+    // Every route, each parameter fed hostile values (the others set to good ones): a 4xx
+    // or a 200, never a 5xx.
     let hostile = [
         "",
         "%00",
@@ -541,31 +542,73 @@ fn hostile_paths_and_parameters_never_reach_files_or_a_5xx() {
         "NaN",
         "%E2%98%83",
         "a%0d%0aSet-Cookie:%20x=1",
+        "18446744073709551615",
+        "9223372036854775808",
     ];
-    let routes: &[(&str, &[&str])] = &[
+    let routes: &[(&str, &[(&str, &str)])] = &[
         (
             "runs",
             &[
-                "offset", "limit", "sort", "order", "filter", "config", "metric", "keys",
+                ("offset", "0"),
+                ("limit", "5"),
+                ("sort", "name"),
+                ("order", "asc"),
+                ("filter", "r"),
+                ("config", "lr%3D0.1"),
+                ("metric", "loss%3C9"),
+                ("keys", "loss"),
             ],
         ),
-        ("version", &["ref"]),
-        ("lineage", &["ref"]),
-        ("series", &["ref", "key", "from", "to", "width"]),
-        ("rows", &["ref", "stream", "from", "to", "skip", "limit"]),
-        ("state", &["ref"]),
+        ("version", &[("ref", "r1")]),
+        ("lineage", &[("ref", "r1")]),
+        (
+            "series",
+            &[
+                ("ref", "r1"),
+                ("key", "loss"),
+                ("from", "0"),
+                ("to", "299"),
+                ("width", "50"),
+            ],
+        ),
+        (
+            "rows",
+            &[
+                ("ref", "r1"),
+                ("stream", "console"),
+                ("from", "0"),
+                ("to", "299"),
+                ("skip", "0"),
+                ("limit", "5"),
+            ],
+        ),
+        ("state", &[("ref", "r1")]),
     ];
+    let mut answered = 0;
     for (route, params) in routes {
-        for p in *params {
+        let good: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            s.get(&format!("/api/{route}?{}", good.join("&"))).status,
+            200,
+            "{route}"
+        );
+        for (i, (name, _)) in params.iter().enumerate() {
             for v in hostile {
-                let path = format!("/api/{route}?ref=r1&key=loss&{p}={v}");
+                let mut q = good.clone();
+                q[i] = format!("{name}={v}");
+                let path = format!("/api/{route}?{}", q.join("&"));
                 let r = s.get(&path);
                 assert!(r.status < 500, "GET {path}: {} {}", r.status, r.text());
                 assert!(r.header("set-cookie").is_none());
                 let _ = r.json();
+                answered += usize::from(r.status == 200);
             }
         }
     }
+    assert!(
+        answered > 50,
+        "hostile values that are valid are answered ({answered})"
+    );
     // A long query is refused or answered, never a crash.
     let long = "x".repeat(60_000);
     assert!(s.get(&format!("/api/runs?filter={long}")).status < 500);
@@ -786,4 +829,97 @@ fn writes_need_the_token_json_and_the_servers_origin() {
         )
         .error(400);
     assert!(e.contains("body"), "{e}");
+}
+
+#[test]
+fn pages_of_other_sites_and_wrong_methods_get_json_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), true);
+    // A browser marks requests another site's page makes: refused before any work.
+    for site in ["cross-site", "same-site"] {
+        let e = s
+            .raw(
+                &format!("GET /api/runs HTTP/1.1\r\nHost: {{host}}\r\nSec-Fetch-Site: {site}"),
+                b"",
+            )
+            .error(403);
+        assert!(e.contains("another site"), "{e}");
+    }
+    for site in ["same-origin", "none"] {
+        let r = s.raw(
+            &format!("GET /api/runs HTTP/1.1\r\nHost: {{host}}\r\nSec-Fetch-Site: {site}"),
+            b"",
+        );
+        assert_eq!(r.status, 200, "{site}");
+    }
+    // An address as Host is never a rebound name: answered.
+    let r = s.raw("GET /api/runs HTTP/1.1\r\nHost: 192.168.7.7:6007", b"");
+    assert_eq!(r.status, 200);
+    // A route asked with the wrong method: a 405 in JSON.
+    let token = s.token();
+    let e = s
+        .post(
+            "/api/runs",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Steplog-Token", &token),
+            ],
+            &json!({}),
+        )
+        .error(405);
+    assert!(e.contains("/api/runs"), "{e}");
+    s.get("/api/rewind").error(405);
+    // A body over the limit: a 413 in JSON.
+    let big = json!({"run": "r1", "step": 1, "config": {"x": "y".repeat(3 << 20)}});
+    s.post(
+        "/api/rewind",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-Steplog-Token", &token),
+        ],
+        &big,
+    )
+    .error(413);
+    // HEAD of a static file.
+    let r = s.raw("HEAD /app.js HTTP/1.1\r\nHost: {host}", b"");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn any_host_name_and_writes_cannot_be_combined() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = steplog_serve::router(
+        example(dir.path()),
+        &ServeOptions {
+            allow_write: true,
+            allowed_hosts: vec!["*".into()],
+        },
+    )
+    .expect_err("refused");
+    assert!(e.to_string().contains("--allow-write"), "{e}");
+}
+
+#[test]
+fn a_reference_with_a_step_is_charted_up_to_it_and_metric_filters_take_odd_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = example(dir.path());
+    let mut w = store.run("odd").start().unwrap();
+    w.log_at(0, [("a<b", 5.0), ("c=d", 1.0)]).unwrap();
+    w.finish().unwrap();
+    let s = Server::start(store, ServeOptions::default());
+    let r = s.json(&format!(
+        "/api/series?ref={}&key=loss&width=1000",
+        enc("r1?_step=120")
+    ));
+    assert_eq!(r["to"], 120);
+    assert_eq!(r["steps"].as_array().unwrap().last().unwrap(), 120);
+    assert_eq!(names(&s.json("/api/runs?metric=a%3Cb%3E3")), ["odd"]);
+    assert_eq!(names(&s.json("/api/runs?metric=a%3Cb%3C%3D5")), ["odd"]);
+    assert_eq!(names(&s.json("/api/runs?metric=c%3Dd%3D1")), ["odd"]);
+    assert!(names(&s.json("/api/runs?metric=a%3Cb%3C5")).is_empty());
+    // Ties by name from A to Z in both orders: short-a and short-b both have 5 rows.
+    let asc = names(&s.json("/api/runs?sort=rows&order=asc&filter=short"));
+    let desc = names(&s.json("/api/runs?sort=rows&order=desc&filter=short"));
+    assert_eq!(asc, ["short-a", "short-b", "short-c"]);
+    assert_eq!(desc, asc, "equal rows: by name both ways");
 }

@@ -62,6 +62,7 @@ def store():
     steplog(s, "log", "train", "--stream", "console",
             stdin=json.dumps({"_step": STEPS - 1, "text": "resumed run done"}) + "\n")
     steplog(s, "fork", "train", "--step", "18000", "--name", "train-b", "--config", '{"lr": 0.01}')
+    steplog(s, "log", "scratch", stdin=rows(range(100), lambda s: 1.0 / (1 + s)))
     yield s
     shutil.rmtree(d, ignore_errors=True)
 
@@ -95,6 +96,18 @@ def server(store, live):
     yield url
     p.terminate()
     assert p.wait(timeout=30) == 0, "serve stops cleanly on SIGTERM"
+
+
+@pytest.fixture(scope="module")
+def writable(store, live):
+    """A second server on the same store, with --allow-write."""
+    p = subprocess.Popen([BIN, "--store", store, "serve", "--bind", "127.0.0.1:0", "--allow-write"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert "rewind and fork allowed" in line, line + p.stderr.read()
+    yield line.split(" at ")[1].split(" ")[0]
+    p.terminate()
+    assert p.wait(timeout=30) == 0
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +147,12 @@ def test_the_runs_table_lists_every_run(server, browser):
     browser.get(server)
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '#runs-table tr[data-run="train"]'), "runs table")
     names = [r.get_attribute("data-run") for r in browser.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")]
-    assert names == ["live-run", "train", "train-b"]
+    assert names == ["live-run", "scratch", "train", "train-b"]
     status = {r.get_attribute("data-run"): r.find_element(By.CSS_SELECTOR, "[data-status]").text
               for r in browser.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")}
-    assert status == {"live-run": "live", "train": "finished", "train-b": "finished"}
-    assert "1–3 of 3 runs" in browser.find_element(By.ID, "runs-status").text
+    assert status == {"live-run": "live", "scratch": "finished", "train": "finished",
+                      "train-b": "finished"}
+    assert "1–4 of 4 runs" in browser.find_element(By.ID, "runs-status").text
     browser.save_screenshot(str(SHOTS / "runs.png"))
 
 
@@ -199,3 +213,35 @@ def test_a_live_run_updates_without_reload(server, browser, live):
     assert "last step 14" in browser.find_element(By.ID, "counts").text
     assert browser.execute_script("return window.__same_page") == 1, "no reload happened"
     browser.save_screenshot(str(SHOTS / "live.png"))
+
+
+def test_compare_pages_of_one_line_twice_or_an_archived_version_draw(server, browser):
+    for q in ["r=v1", "r=train&r=train", "r=train&r=v2", "r=train&r=train-b"]:
+        browser.get(server + "#/compare?" + q)
+        fetched(browser, "loss")
+        assert int(panel(browser, "loss").get_attribute("data-points")) > 0, q
+
+
+def test_a_bad_address_shows_an_error_and_the_page_still_routes(server, browser):
+    browser.get(server + "#/run/%E0")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#main .error"), "an error")
+    browser.get(server + "#/run/train")
+    wait(browser, lambda d: d.find_elements(By.ID, "how"), "routing goes on")
+
+
+def test_rewind_from_the_page(writable, browser):
+    browser.get(writable + "#/run/scratch")
+    wait(browser, lambda d: d.find_elements(By.ID, "rewind"), "write forms")
+    before = browser.find_element(By.ID, "title").text
+    # An empty step is refused in the page; nothing is sent.
+    browser.find_element(By.ID, "rewind").click()
+    wait(browser, lambda d: "whole number" in d.find_element(By.ID, "write-result").text, "refusal")
+    assert browser.find_element(By.ID, "title").text == before
+    browser.find_element(By.ID, "rewind-step").send_keys("42")
+    browser.find_element(By.ID, "rewind").click()
+    how = wait(browser, lambda d: [e for e in d.find_elements(By.ID, "how") if "at step 42" in e.text],
+               "the page shows the new head")[0]
+    archived = before.split()[1]
+    assert how.text == f"rewound from {archived} at step 42"
+    assert browser.find_element(By.ID, "title").text.split()[1] != archived
+    browser.save_screenshot(str(SHOTS / "rewound.png"))
