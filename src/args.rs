@@ -11,7 +11,8 @@ use crate::error::{CliError, CliResult};
 #[derive(Parser, Debug)]
 #[command(name = "steplog", version, about, long_about = None)]
 pub struct Cli {
-    /// The store directory (created if missing).
+    /// The store directory. Only log, import, follow and demo create it; every other command
+    /// needs it to exist.
     #[arg(
         long,
         global = true,

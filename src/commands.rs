@@ -29,12 +29,19 @@ fn step_of(reference: &str, step: Option<u64>) -> CliResult<(String, u64)> {
 }
 
 pub fn run(cli: Cli) -> CliResult<ExitCode> {
-    let open = || Store::open(&cli.store);
+    // Only the commands that write rows create a store; every other one opens an existing
+    // store, so that a mistyped path is an error and not an empty store.
+    let open = || {
+        steplog::Options::new()
+            .create_if_missing(false)
+            .open(&cli.store)
+    };
+    let create = || Store::open(&cli.store);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match cli.command {
         Command::Demo { steps } => crate::demo::run(&cli.store, steps, &mut out)?,
-        Command::Log(args) => return crate::ingest::log(&open()?, args),
+        Command::Log(args) => return crate::ingest::log(&create()?, args),
         Command::Serve(args) => return crate::serve::run(&cli.store, open()?, &args),
         Command::History {
             reference,
@@ -175,8 +182,8 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         }
         Command::Plot(args) => crate::plot::plot(&open()?, args, &mut out)?,
         Command::Export(args) => crate::export::export(&open()?, args, &mut out)?,
-        Command::Import { source } => crate::importing::import(&open()?, source, &mut out)?,
-        Command::Follow { source } => crate::importing::follow(&open()?, source, &mut out)?,
+        Command::Import { source } => crate::importing::import(&create()?, source, &mut out)?,
+        Command::Follow { source } => crate::importing::follow(&create()?, source, &mut out)?,
         Command::Gc => {
             let report = open()?.gc()?;
             let kept: Vec<serde_json::Value> = report

@@ -51,3 +51,48 @@ impl From<io::Error> for CliError {
 }
 
 pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// The message of a failed command, with what a user needs to find the mistake: for
+/// something not found, the store that was searched and how it was chosen (`chosen`), and
+/// for a run name, the names close to it.
+pub fn with_context(e: &CliError, store: &std::path::Path, chosen: &str) -> String {
+    let CliError::Steplog(inner) = e else {
+        return e.to_string();
+    };
+    match inner {
+        steplog::Error::StoreNotFound { .. } => format!("{e} ({chosen})"),
+        steplog::Error::RunNotFound { run } => {
+            let hint = close_runs(store, run)
+                .map(|names| format!(" (did you mean {names}?)"))
+                .unwrap_or_default();
+            format!("{e}{hint} in the store {} ({chosen})", store.display())
+        }
+        _ if inner.kind() == steplog::ErrorKind::NotFound => {
+            format!("{e} in the store {} ({chosen})", store.display())
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// Up to five run names of `store` a few edits from `name`, closest first, quoted.
+fn close_runs(store: &std::path::Path, name: &str) -> Option<String> {
+    let store = steplog::Options::new()
+        .create_if_missing(false)
+        .open(store)
+        .ok()?;
+    let most = 2.max(name.chars().count() / 4);
+    let mut close: Vec<(usize, String)> = store
+        .run_names()
+        .ok()?
+        .into_iter()
+        .map(|n| (strsim::levenshtein(name, &n), n))
+        .filter(|(d, _)| *d <= most)
+        .collect();
+    close.sort();
+    let names: Vec<String> = close
+        .iter()
+        .take(5)
+        .map(|(_, n)| format!("'{n}'"))
+        .collect();
+    (!names.is_empty()).then(|| names.join(", "))
+}

@@ -202,3 +202,29 @@ fn a_dropped_writer_leaves_what_a_crash_would() {
     assert_eq!(store.runs().unwrap()[0].status, Status::Finished);
     assert_eq!(store.rows("r").unwrap().rows, 6);
 }
+
+#[test]
+fn a_store_opened_for_reading_only_is_never_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("a").join("b");
+    let e = steplog::Options::new()
+        .create_if_missing(false)
+        .open(&missing)
+        .unwrap_err();
+    assert_eq!(e.kind(), steplog::ErrorKind::NotFound);
+    assert!(
+        matches!(&e, steplog::Error::StoreNotFound { dir } if *dir == missing),
+        "{e}"
+    );
+    assert!(!dir.path().join("a").exists(), "nothing created");
+    // Once a writer made it, it opens for reading.
+    let store = steplog::Store::open(&missing).unwrap();
+    let mut w = store.run("r").start().unwrap();
+    w.log([("x", 1.0)]).unwrap();
+    w.finish().unwrap();
+    let reader = steplog::Options::new()
+        .create_if_missing(false)
+        .open(&missing)
+        .unwrap();
+    assert_eq!(reader.run_names().unwrap(), ["r"]);
+}

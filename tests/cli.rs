@@ -225,17 +225,32 @@ fn streams_steps_nan_and_the_store_from_the_environment() {
         "console lines at one step stay separate rows"
     );
 
+    // STEPLOG_STORE chooses the store: `log` creates it there, `runs` reads it.
     let env_store = dir.path().join("from-env");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_steplog"))
-        .args(["runs", "--format", "json"])
-        .env("STEPLOG_STORE", &env_store)
-        .output()
+    let steplog = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_steplog"));
+        c.args(args).env("STEPLOG_STORE", &env_store);
+        c
+    };
+    let mut child = steplog(&["log", "e1"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(out.status.success());
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"x\": 1}\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
     assert!(
         env_store.join("MANIFEST").exists(),
         "STEPLOG_STORE chose the store"
     );
+    let out = steplog(&["runs", "--format", "json"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"e1\""));
 }
 
 #[test]

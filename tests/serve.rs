@@ -83,6 +83,7 @@ fn serve_prints_its_address_answers_and_stops_on_sigterm() {
 #[test]
 fn an_address_in_use_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
+    cli_in(dir.path(), &["log", "r1"], "{\"loss\": 1}\n");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let out = cli(dir.path())
@@ -105,6 +106,7 @@ fn an_address_in_use_is_an_error_naming_it() {
 #[test]
 fn a_non_loopback_address_is_served_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
+    cli_in(dir.path(), &["log", "r1"], "{\"loss\": 1}\n");
     let (child, addr) = start(dir.path(), &["--bind", "0.0.0.0:0", "--allow-write"]);
     assert!(
         addr.starts_with("127.0.0.1:"),

@@ -71,6 +71,13 @@ pub enum Error {
         /// The run that is being written by someone else.
         run: String,
     },
+    /// The directory holds no store (no manifest), and the store was opened with
+    /// [`Options::create_if_missing(false)`](crate::Options::create_if_missing).
+    #[error("no steplog store at {} (no MANIFEST there)", dir.display())]
+    StoreNotFound {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// No run has this name.
     #[error("no run named '{run}'")]
     RunNotFound {
@@ -258,9 +265,10 @@ impl Error {
             Error::ChecksumMismatch { .. } | Error::Corrupt { .. } | Error::MissingFile { .. } => {
                 ErrorKind::Corruption
             }
-            Error::RunNotFound { .. } | Error::VersionNotFound { .. } | Error::Purged { .. } => {
-                ErrorKind::NotFound
-            }
+            Error::StoreNotFound { .. }
+            | Error::RunNotFound { .. }
+            | Error::VersionNotFound { .. }
+            | Error::Purged { .. } => ErrorKind::NotFound,
             Error::RunExists { .. } => ErrorKind::AlreadyExists,
             Error::Locked { .. } | Error::LockTimeout { .. } => ErrorKind::Locked,
             Error::Conflict { .. } => ErrorKind::Conflict,
@@ -290,7 +298,7 @@ pub enum ErrorKind {
     Io,
     /// Stored data is damaged or missing (a checksum, a structure, a recorded file).
     Corruption,
-    /// No such run or version, or the version was purged.
+    /// No such store, run or version, or the version was purged.
     NotFound,
     /// A run of that name exists already.
     AlreadyExists,

@@ -39,6 +39,7 @@ pub struct Options {
     pub(crate) pack_fanout: usize,
     pub(crate) lock_timeout: std::time::Duration,
     pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) create: bool,
 }
 
 impl Default for Options {
@@ -54,6 +55,7 @@ impl Default for Options {
             pack_fanout: 16,
             lock_timeout: std::time::Duration::from_secs(10),
             fs: Arc::new(OsFs),
+            create: true,
         }
     }
 }
@@ -62,6 +64,14 @@ impl Options {
     /// The default options.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether opening a directory that holds no store creates one there (the default), or
+    /// fails with [`Error::StoreNotFound`](crate::Error::StoreNotFound) and creates nothing:
+    /// what a reader wants, so that a mistyped path is an error rather than an empty store.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create = create;
+        self
     }
 
     /// What a committed row survives. Default: [`Durability::Process`].

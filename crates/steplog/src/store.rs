@@ -263,6 +263,11 @@ impl Store {
         // A new store gets its directories; an existing one is only read here (a reader never
         // creates anything: writers make `locks/` and `segments/` when they need them).
         if !crate::io::exists(&*fs, &dir.join(crate::manifest::log::MANIFEST)).at(dir)? {
+            if !options.create {
+                return Err(Error::StoreNotFound {
+                    dir: dir.to_owned(),
+                });
+            }
             for d in [
                 dir.to_owned(),
                 dir.join(SEGMENT_DIR),

@@ -1,0 +1,123 @@
+//! A newcomer's first mistakes are caught, not answered with empty results (issue #16): a
+//! mistyped store path, a mistyped run name. Each error names what was searched, where, and
+//! how that place was chosen.
+
+mod common;
+use common::*;
+
+use std::process::Command;
+
+/// Every command that only reads (or edits what exists) on a store path that holds no store.
+const READERS: &[&[&str]] = &[
+    &["runs"],
+    &["runs", "--all"],
+    &["history", "r1"],
+    &["summary", "r1"],
+    &["lineage", "r1"],
+    &["verify"],
+    &["rewind", "r1?_step=1"],
+    &["fork", "r1?_step=1", "--name", "r2"],
+    &["plot", "r1", "--keys", "loss", "-o", "-"],
+    &["export", "r1", "--format", "csv", "-o", "-"],
+    &["purge", "v1"],
+    &["gc"],
+    &["serve", "--bind", "127.0.0.1:0"],
+];
+
+#[test]
+fn read_commands_on_a_missing_store_fail_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("rnus").join("deep");
+    for args in READERS {
+        let out = cli(&missing).args(*args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("no steplog store at {}", missing.display()))
+                && err.contains("from --store"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !dir.path().join("rnus").exists(),
+            "{args:?} created the path"
+        );
+    }
+    // An empty directory is no store either, and stays empty.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = cli(&empty).arg("runs").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+#[test]
+fn the_error_says_how_the_store_was_chosen() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_steplog");
+    let out = Command::new(bin)
+        .arg("runs")
+        .env("STEPLOG_STORE", dir.path().join("nope"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("from STEPLOG_STORE"), "{err}");
+    let out = Command::new(bin)
+        .arg("runs")
+        .env_remove("STEPLOG_STORE")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no steplog store at ./steplog-data") && err.contains("the default"),
+        "{err}"
+    );
+    assert!(!dir.path().join("steplog-data").exists());
+}
+
+#[test]
+fn writing_commands_create_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("new").join("store");
+    let out = cli_in(&store, &["log", "r1"], "{\"loss\": 1}\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(cli_ok(&store, &["runs"]).contains("r1"));
+}
+
+#[test]
+fn a_mistyped_run_name_suggests_the_close_ones_and_names_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    for run in ["train-1", "train-2", "eval"] {
+        let out = cli_in(dir.path(), &["log", run], "{\"loss\": 1}\n");
+        assert!(out.status.success());
+    }
+    let out = cli(dir.path())
+        .args(["summary", "train-11"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("no run named 'train-11' (did you mean 'train-1', 'train-2'?)")
+            && err.contains(&format!("in the store {}", dir.path().display()))
+            && err.contains("from --store"),
+        "{err}"
+    );
+    // Nothing close: no suggestion, the store still named.
+    let out = cli(dir.path())
+        .args(["history", "zzzzzz"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("did you mean") && err.contains("in the store"),
+        "{err}"
+    );
+    let out = cli(dir.path()).args(["lineage", "v99"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("v99") && err.contains("in the store"), "{err}");
+}
