@@ -318,9 +318,10 @@ pub struct ExportArgs {
     /// With --all: one file per run (named after the run) instead of one table.
     #[arg(long, requires = "all")]
     pub split: bool,
-    /// Output format.
+    /// Output format; by default the output file's extension names it (.csv, .jsonl or
+    /// .ndjson, .parquet). Needed for -o - and for --split.
     #[arg(long, value_enum)]
-    pub format: Format,
+    pub format: Option<Format>,
     #[command(flatten)]
     pub keys: KeySelection,
     /// First step.

@@ -260,7 +260,7 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
             reference: Some(name.clone()),
             all: false,
             split: false,
-            format: crate::args::Format::Parquet,
+            format: Some(crate::args::Format::Parquet),
             keys: Default::default(),
             from: None,
             to: None,

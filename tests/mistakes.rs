@@ -121,3 +121,79 @@ fn a_mistyped_run_name_suggests_the_close_ones_and_names_the_store() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("v99") && err.contains("in the store"), "{err}");
 }
+
+#[test]
+fn export_takes_its_format_from_the_file_name_and_refuses_a_contradiction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let out = cli_in(&store, &["log", "r1"], "{\"loss\": 1.5}\n{\"loss\": 0.5}\n");
+    assert!(out.status.success());
+    let file = |name: &str| dir.path().join(name);
+    let export = |args: &[&str]| {
+        cli(&store)
+            .arg("export")
+            .arg("r1")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    for (name, starts) in [
+        ("a.csv", &b"_step,loss"[..]),
+        ("a.jsonl", b"{\"_step\":0"),
+        ("a.NDJSON", b"{\"_step\":0"),
+        ("a.parquet", b"PAR1"),
+    ] {
+        let path = file(name);
+        let out = export(&["-o", path.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            bytes.starts_with(starts),
+            "{name}: {:?}",
+            &bytes[..bytes.len().min(20)]
+        );
+    }
+    // --format that agrees, or a name that names nothing: as asked.
+    let out = export(&["--format", "csv", "-o", file("b.csv").to_str().unwrap()]);
+    assert!(out.status.success());
+    let out = export(&["--format", "csv", "-o", file("b.txt").to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(std::fs::read(file("b.txt"))
+        .unwrap()
+        .starts_with(b"_step,loss"));
+    let out = export(&["--format", "jsonl", "-o", "-"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("{\"_step\":0"));
+
+    // A contradiction, or nothing that names a format: refused, nothing written.
+    let bad = file("c.parquet");
+    let out = export(&["--format", "csv", "-o", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("--format csv but") && err.contains("names parquet"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+    for args in [vec!["-o", "-"], vec!["-o", file("c.txt").to_str().unwrap()]] {
+        let out = export(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(err.contains("give --format"), "{args:?}: {err}");
+    }
+    let out = cli(&store)
+        .args([
+            "export",
+            "--all",
+            "--split",
+            "-o",
+            file("split").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--split writes a directory"));
+}

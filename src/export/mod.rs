@@ -101,7 +101,64 @@ fn unique_stem(run: &str, version: &str, used: &mut std::collections::HashSet<St
     stem
 }
 
+/// The format a file name's extension names, if any.
+fn format_of_name(path: &std::path::Path) -> Option<Format> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "csv" => Some(Format::Csv),
+        "jsonl" | "ndjson" => Some(Format::Jsonl),
+        "parquet" | "pq" => Some(Format::Parquet),
+        _ => None,
+    }
+}
+
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Csv => "csv",
+        Format::Jsonl => "jsonl",
+        Format::Parquet => "parquet",
+    }
+}
+
+/// The export's format: `--format`, or the output file's extension; a `--format` the
+/// extension contradicts (CSV into `a.parquet`) is refused.
+fn resolve_format(
+    given: Option<Format>,
+    output: &std::path::Path,
+    split: bool,
+) -> CliResult<Format> {
+    let named = if split || crate::outfile::is_stdout(output) {
+        None
+    } else {
+        format_of_name(output)
+    };
+    match (given, named) {
+        (Some(g), Some(n)) if g != n => Err(CliError::Usage(format!(
+            "--format {} but {} names {}: drop --format or make them agree",
+            format_name(g),
+            output.display(),
+            format_name(n)
+        ))),
+        (Some(g), _) => Ok(g),
+        (None, Some(n)) => Ok(n),
+        (None, None) => Err(CliError::Usage(format!(
+            "give --format (csv, jsonl or parquet): {}",
+            if split {
+                "--split writes a directory of files".to_owned()
+            } else if crate::outfile::is_stdout(output) {
+                "-o - is standard output".to_owned()
+            } else {
+                format!(
+                    "the name {} ends in no extension that names one",
+                    output.display()
+                )
+            }
+        ))),
+    }
+}
+
 pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResult {
+    let format = resolve_format(args.format, &args.output, args.split)?;
     let to_stdout = crate::outfile::is_stdout(&args.output);
     if to_stdout && args.split {
         return Err(CliError::Usage(
@@ -142,11 +199,7 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
         std::fs::create_dir_all(&args.output).map_err(|e| {
             CliError::Usage(format!("cannot create {}: {e}", args.output.display()))
         })?;
-        let ext = match args.format {
-            Format::Csv => "csv",
-            Format::Jsonl => "jsonl",
-            Format::Parquet => "parquet",
-        };
+        let ext = format_name(format);
         bar.stage("export", total, false);
         let mut done = 0;
         let mut used = std::collections::HashSet::new();
@@ -157,7 +210,7 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
                 store,
                 std::slice::from_ref(s),
                 &q,
-                args.format,
+                format,
                 false,
                 &path,
                 &bar,
@@ -168,16 +221,7 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
         }
     } else {
         bar.stage("export", total, false);
-        let n = write_file(
-            store,
-            &sources,
-            &q,
-            args.format,
-            args.all,
-            &args.output,
-            &bar,
-            0,
-        )?;
+        let n = write_file(store, &sources, &q, format, args.all, &args.output, &bar, 0)?;
         written.push((args.output.clone(), None, n));
     }
     bar.done();

@@ -7,7 +7,7 @@
 use axum::body::Body;
 use axum::http::{header, Request};
 use criterion::{criterion_group, criterion_main, Criterion};
-use steplog::{Batch, Store};
+use steplog::Store;
 use steplog_serve::ServeOptions;
 use tower::ServiceExt;
 
@@ -26,21 +26,10 @@ fn get(rt: &tokio::runtime::Runtime, app: &axum::Router, uri: &str) -> usize {
     })
 }
 
+/// The engine's chart bench's run (`downsample/steps=10M`), so the figures compare.
 fn long_run(dir: &std::path::Path) -> Store {
     let store = Store::open(dir).unwrap();
-    let n = 10_000_000u64;
-    let mut w = store.run("r").start().unwrap();
-    let chunk = 1 << 16;
-    for start in (0..n).step_by(chunk) {
-        let steps: Vec<u64> = (start..(start + chunk as u64).min(n)).collect();
-        let loss: Vec<f64> = steps
-            .iter()
-            .map(|&s| 2.0 / (1.0 + s as f64 / 1e5) + ((s * 7919) % 1000) as f64 * 1e-4)
-            .collect();
-        w.log_columns(&steps, &[("loss", Batch::F64(&loss))])
-            .unwrap();
-    }
-    w.finish().unwrap();
+    steplog_workload::write_long_metric(&store, "r", 10_000_000).unwrap();
     store
 }
 

@@ -245,6 +245,23 @@ pub fn write_deep(store: &steplog::Store, depth: u64) -> steplog::Result<()> {
     w.finish()
 }
 
+/// The chart workload, written into `store`: run `name` with `steps` steps of one metric,
+/// `loss`, a decaying curve with a small deterministic wiggle, logged in columns of 65,536
+/// steps (the charts' benches: `downsample`, and the web view's M4 series).
+pub fn write_long_metric(store: &steplog::Store, name: &str, steps: u64) -> steplog::Result<()> {
+    let mut w = store.run(name).start()?;
+    let chunk = 1u64 << 16;
+    for start in (0..steps).step_by(chunk as usize) {
+        let at: Vec<u64> = (start..(start + chunk).min(steps)).collect();
+        let loss: Vec<f64> = at
+            .iter()
+            .map(|&s| 2.0 / (1.0 + s as f64 / 1e5) + ((s * 7919) % 1000) as f64 * 1e-4)
+            .collect();
+        w.log_columns(&at, &[("loss", steplog::Batch::F64(&loss))])?;
+    }
+    w.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,24 +3,13 @@
 //! without aggregates would need before downsampling), on a 10,000,000-step run with one
 //! metric, and right after a rewind of it (a segment straddles the cutoff).
 use criterion::{criterion_group, criterion_main, Criterion};
-use steplog::{Batch, Options};
+use steplog::Options;
 
 fn plot(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Options::new().open(dir.path()).unwrap();
     let n = 10_000_000u64;
-    let mut w = store.run("r").start().unwrap();
-    let chunk = 1 << 16;
-    for start in (0..n).step_by(chunk) {
-        let steps: Vec<u64> = (start..(start + chunk as u64).min(n)).collect();
-        let loss: Vec<f64> = steps
-            .iter()
-            .map(|&s| 2.0 / (1.0 + s as f64 / 1e5) + ((s * 7919) % 1000) as f64 * 1e-4)
-            .collect();
-        w.log_columns(&steps, &[("loss", Batch::F64(&loss))])
-            .unwrap();
-    }
-    w.finish().unwrap();
+    steplog_workload::write_long_metric(&store, "r", n).unwrap();
 
     let mut g = c.benchmark_group("plot");
     g.sample_size(20);
