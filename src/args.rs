@@ -278,7 +278,8 @@ pub struct LogArgs {
 pub struct PlotArgs {
     /// A run (its head), a version id (v12), or RUN?_step=S.
     pub reference: String,
-    /// The metrics to plot, one panel each (at least one, at most 60).
+    /// The metrics to plot, one panel each, at most 60 (default: every numeric metric whose
+    /// name does not start with `_`, the first 60 if there are more).
     #[command(flatten)]
     pub keys: KeySelection,
     /// First step of the x axis.

@@ -119,12 +119,36 @@ fn overlay(tree: &Lineage, focus: steplog::VersionId) -> (Vec<VersionInfo>, usiz
     )
 }
 
+/// The metrics a chart shows when none is named (as TensorBoard and W&B show every one):
+/// the version's numeric keys, those starting with `_` (`_timestamp`, `_runtime`) left out,
+/// in key order; past [`MAX_PANELS`], the first ones, with a note on standard error.
+fn default_keys(store: &Store, reference: &str) -> CliResult<Vec<String>> {
+    let summary = store.summary(reference)?;
+    let keys: Vec<String> = summary
+        .keys
+        .iter()
+        .filter(|(k, s)| s.is_numeric() && !k.starts_with('_'))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if keys.is_empty() {
+        return Err(CliError::Usage(format!(
+            "'{reference}' has no numeric metric to plot (name one with --keys)"
+        )));
+    }
+    if keys.len() > MAX_PANELS {
+        eprintln!(
+            "steplog: plotting the first {MAX_PANELS} of {} metrics; name the others with --keys",
+            keys.len()
+        );
+    }
+    Ok(keys.into_iter().take(MAX_PANELS).collect())
+}
+
 pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
-    let keys = args.keys.selected().ok_or_else(|| {
-        CliError::Usage(
-            "name the metrics to plot: --keys a,b (or --key K for one with a comma)".into(),
-        )
-    })?;
+    let keys = match args.keys.selected() {
+        Some(k) => k,
+        None => default_keys(store, &args.reference)?,
+    };
     if keys.len() > MAX_PANELS {
         return Err(CliError::Usage(format!(
             "{} metrics asked for: a chart has at most {MAX_PANELS} panels (one per metric); \

@@ -197,3 +197,53 @@ fn export_takes_its_format_from_the_file_name_and_refuses_a_contradiction() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--split writes a directory"));
 }
+
+#[test]
+fn plot_without_keys_draws_every_numeric_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let rows = "{\"loss\": 1.0, \"acc\": 0.5, \"_timestamp\": 1700000000.0, \"note\": \"a\"}\n\
+                {\"loss\": 0.5, \"acc\": 0.7, \"_timestamp\": 1700000001.0, \"note\": \"b\"}\n";
+    assert!(cli_in(&store, &["log", "r"], rows).status.success());
+    let out = cli(&store).args(["plot", "r", "-o", "-"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = String::from_utf8_lossy(&out.stdout);
+    let panel = |k: &str| svg.contains(&format!("font-weight=\"bold\">{k}</text>"));
+    assert!(
+        panel("loss") && panel("acc"),
+        "every numeric metric has a panel"
+    );
+    assert!(
+        !panel("_timestamp") && !panel("note"),
+        "no panel for _ keys and strings"
+    );
+
+    // More metrics than a chart holds: the first 60, said on standard error.
+    let wide: serde_json::Map<String, serde_json::Value> =
+        (0..61).map(|i| (format!("m{i:02}"), 1.0.into())).collect();
+    let line = serde_json::Value::Object(wide).to_string() + "\n";
+    assert!(cli_in(&store, &["log", "w"], &line).status.success());
+    let out = cli(&store).args(["plot", "w", "-o", "-"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.contains("the first 60 of 61 metrics"),
+        "{err}"
+    );
+    let svg = String::from_utf8_lossy(&out.stdout);
+    assert!(svg.contains(">m59</text>") && !svg.contains(">m60</text>"));
+
+    // Nothing numeric: an error that says so.
+    assert!(cli_in(&store, &["log", "s"], "{\"note\": \"x\"}\n")
+        .status
+        .success());
+    let out = cli(&store).args(["plot", "s"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no numeric metric to plot"),
+        "{err}"
+    );
+}
