@@ -364,9 +364,14 @@ fn dash_is_standard_output_and_key_takes_a_key_with_commas() {
     );
     let o = cli_in(d, &["plot", "c", "--key", "a,b", "-o", "-"], "");
     assert!(o.status.success() && o.stdout.starts_with(b"<svg"));
-    let o = cli_in(d, &["plot", "c"], "");
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--keys"));
+    // Without --keys, every metric, the one with a comma in its name too (issue #16).
+    let o = cli_in(d, &["plot", "c", "-o", "-"], "");
+    assert!(o.status.success());
+    let svg = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        svg.contains(">a,b</text>") && svg.contains(">x</text>"),
+        "{svg}"
+    );
 }
 
 /// Found by attacking issue #12: the output was always a temporary renamed over the path, so
