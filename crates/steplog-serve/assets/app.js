@@ -244,7 +244,7 @@ function charts(container, lines, keys, opts) {
   const xmode = h("select", { id: "xmode", onchange: (e) => { state.xmode = e.target.value; state.from = state.to = null; state.ranges = null; refetchAll(); } },
     h("option", { value: "step" }, "step"), h("option", { value: "wall" }, "wall time"),
     h("option", { value: "relative" }, "relative time"));
-  const log = h("input", { type: "checkbox", id: "logscale", onchange: (e) => { state.log = e.target.checked; rebuildAll(); } });
+  const log = h("input", { type: "checkbox", id: "logscale", onchange: (e) => { state.log = e.target.checked; redrawAll(); } });
   const reset = h("button", { id: "reset-zoom", onclick: () => { state.from = state.to = null; state.ranges = null; refetchAll(); } }, "reset zoom");
   const grid = h("div", { class: "grid", id: "charts" });
   container.append(h("div", { class: "toolbar" }, "smoothing ", smooth, smoothLabel, " x axis ", xmode,
@@ -442,10 +442,10 @@ function charts(container, lines, keys, opts) {
     refetchAll();
   }
   function refetchAll(only) {
-    return Promise.all(state.panels.map((p) => fetchPanel(p, only))).catch(shown((e) => { throw e; }));
+    // A line's error is drawn in its panel; only a dropped (stale) answer reaches here.
+    return Promise.all(state.panels.map((p) => fetchPanel(p, only))).catch(shown((e) => console.error(e)));
   }
   function redrawAll() { state.panels.forEach((p) => p.data && build(p)); }
-  function rebuildAll() { redrawAll(); }
   state.refetch = refetchAll;
   refetchAll();
   return state;

@@ -923,3 +923,37 @@ fn a_reference_with_a_step_is_charted_up_to_it_and_metric_filters_take_odd_keys(
     assert_eq!(asc, ["short-a", "short-b", "short-c"]);
     assert_eq!(desc, asc, "equal rows: by name both ways");
 }
+
+#[test]
+fn a_rewind_of_a_run_a_writer_holds_is_a_conflict_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = example(dir.path());
+    let s = Server::start(
+        store.clone(),
+        ServeOptions {
+            allow_write: true,
+            allowed_hosts: vec![],
+        },
+    );
+    let token = s.token();
+    let ok = [
+        ("Content-Type", "application/json"),
+        ("X-Steplog-Token", token.as_str()),
+    ];
+    let mut w = store
+        .run("r1")
+        .resume(steplog::Resume::Must)
+        .start()
+        .unwrap();
+    let e = s
+        .post("/api/rewind", &ok, &json!({"run": "r1", "step": 10}))
+        .error(409);
+    assert!(e.contains("r1"), "{e}");
+    assert_eq!(s.json("/api/version?ref=r1")["status"], "live");
+    w.log_at(300, [("loss", 0.0)]).unwrap();
+    w.finish().unwrap();
+    // Once the writer is gone, the same rewind goes through.
+    let r = s.post("/api/rewind", &ok, &json!({"run": "r1", "step": 10}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.json("/api/version?ref=r1")["summary"]["last_step"], 10);
+}

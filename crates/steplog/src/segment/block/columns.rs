@@ -137,25 +137,13 @@ pub(super) fn put_float_planes(out: &mut Vec<u8>, bits: &[u64], width: usize) {
     }
 }
 
-pub(super) fn get_float_planes(
+/// The `n` values of `W` byte planes (8: f64, 4: f32), un-XORed from their predecessors.
+pub(super) fn get_float_planes<const W: usize>(
     r: &mut Reader<'_>,
     n: usize,
-    width: usize,
 ) -> DecodeResult<Vec<u64>> {
-    let bytes = r.take(n.checked_mul(width).map_or(usize::MAX, |b| b))?;
-    let mut out = match width {
-        8 => gather_planes::<8>(bytes, n),
-        4 => gather_planes::<4>(bytes, n),
-        _ => {
-            let mut out = vec![0u64; n];
-            for plane in 0..width {
-                for (x, &b) in out.iter_mut().zip(&bytes[plane * n..(plane + 1) * n]) {
-                    *x |= u64::from(b) << (8 * plane);
-                }
-            }
-            out
-        }
-    };
+    let bytes = r.take(n.checked_mul(W).map_or(usize::MAX, |b| b))?;
+    let mut out = gather_planes::<W>(bytes, n);
     let mut prev = 0u64;
     for x in out.iter_mut() {
         *x ^= prev;
@@ -300,11 +288,11 @@ pub(super) fn decode_column(
             Values::I64(xs)
         }
         KIND_F64 => {
-            let bits = get_float_planes(r, n, 8)?;
+            let bits = get_float_planes::<8>(r, n)?;
             Values::F64(bits.into_iter().map(f64::from_bits).collect())
         }
         KIND_F32 => {
-            let bits = get_float_planes(r, n, 4)?;
+            let bits = get_float_planes::<4>(r, n)?;
             Values::F64(
                 bits.into_iter()
                     .map(|b| f64::from(f32::from_bits(b as u32)))
