@@ -11,17 +11,31 @@ use crate::error::{CliError, CliResult};
 #[derive(Parser, Debug)]
 #[command(name = "steplog", version, about, long_about = None)]
 pub struct Cli {
-    /// The store directory. Only log, import, follow and demo create it; every other command
-    /// needs it to exist.
-    #[arg(
-        long,
-        global = true,
-        env = "STEPLOG_STORE",
-        default_value = "./steplog-data"
-    )]
-    pub store: PathBuf,
+    /// The store directory [default: $STEPLOG_STORE, else ./steplog-data]. Only log,
+    /// import, follow and demo create it; every other command needs it to exist.
+    // Not clap's `env`/`default_value`: with those, an error's usage line lists
+    // `--store <STORE>` as if it had to be given whenever STEPLOG_STORE is set.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The store directory, and how it was chosen (for messages): `--store`, then a
+    /// non-empty `STEPLOG_STORE`, then `./steplog-data`.
+    pub fn store_dir(&self) -> (PathBuf, &'static str) {
+        if let Some(dir) = &self.store {
+            return (dir.clone(), "from --store");
+        }
+        match std::env::var_os("STEPLOG_STORE") {
+            Some(dir) if !dir.is_empty() => (dir.into(), "from STEPLOG_STORE"),
+            _ => (
+                "./steplog-data".into(),
+                "the default; set --store or STEPLOG_STORE",
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -30,10 +44,31 @@ pub enum RowFormat {
     Csv,
 }
 
+/// How `runs` and `summary` print. Without `--format`: a table on a terminal, and when
+/// standard output is a pipe or a file, what a program reads (`runs`: JSON Lines; `summary`:
+/// its one JSON object), as `gh` and `git` choose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TableFormat {
-    Json,
+    /// Aligned columns, for people.
     Table,
+    /// One JSON document (`runs`: an array of objects).
+    Json,
+    /// JSON Lines: one object per line.
+    Jsonl,
+}
+
+impl TableFormat {
+    /// The format asked for, or the default: a table on a terminal, else `machine`.
+    pub fn or_default(asked: Option<TableFormat>, machine: TableFormat) -> TableFormat {
+        use std::io::IsTerminal;
+        asked.unwrap_or_else(|| {
+            if std::io::stdout().is_terminal() {
+                TableFormat::Table
+            } else {
+                machine
+            }
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -46,7 +81,9 @@ pub enum Command {
         steps: u64,
     },
     /// Log rows read from stdin as JSON Lines (one object per line; `_step` sets the step,
-    /// otherwise previous step + 1; nested objects flatten with `/`).
+    /// otherwise previous step + 1; nested objects flatten with `/`). Nothing is written
+    /// before the first row is accepted; a bad line later leaves the run crashed, with the
+    /// rows before it committed.
     Log(LogArgs),
     /// Print the rows of a run or version, one JSON object per step.
     History {
@@ -71,9 +108,9 @@ pub enum Command {
     Summary {
         /// A run, a version id, or RUN?_step=S.
         reference: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "json")]
-        format: TableFormat,
+        /// Output format [default: table on a terminal, json when piped].
+        #[arg(long, value_enum)]
+        format: Option<TableFormat>,
     },
     /// Rewind a run to a step: archive its head; the new head keeps rows up to the step.
     Rewind {
@@ -105,9 +142,10 @@ pub enum Command {
         /// List every version with its status and parent.
         #[arg(long)]
         all: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "table")]
-        format: TableFormat,
+        /// Output format: json is one array, jsonl one object per line [default: table on a
+        /// terminal, jsonl when piped].
+        #[arg(long, value_enum)]
+        format: Option<TableFormat>,
     },
     /// Draw the tree of versions, rewinds and forks around a run.
     Lineage {
@@ -121,7 +159,7 @@ pub enum Command {
     Plot(PlotArgs),
     /// Write a run or version, or the whole store, to a CSV, JSON Lines or Parquet file.
     Export(ExportArgs),
-    /// Import run history from TensorBoard, W&B, AFL++ or criterion (see `import --help`).
+    /// Import run history from TensorBoard, W&B, AFL++ or criterion, each source into a new run.
     Import {
         #[command(subcommand)]
         source: ImportSource,
@@ -149,7 +187,8 @@ pub enum Command {
 /// key whole (one that contains a comma); both may be repeated and are combined.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct KeySelection {
-    /// Only these keys (comma-separated; a key containing a comma goes in --key).
+    /// Only these keys (comma-separated; a key containing a comma goes in --key). A key the
+    /// version never had is an error.
     #[arg(long, value_delimiter = ',')]
     pub keys: Vec<String>,
     /// Only this key, taken whole (may be repeated).
@@ -295,7 +334,7 @@ pub struct PlotArgs {
     /// is drawn in the terminal.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Width in pixels (240 ..= 16384), or columns in the terminal (20 ..= 1000).
+    /// Width in pixels (240 to 16,384), or columns in the terminal (20 to 1,000).
     #[arg(long)]
     pub width: Option<usize>,
 }

@@ -29,20 +29,17 @@ fn step_of(reference: &str, step: Option<u64>) -> CliResult<(String, u64)> {
 }
 
 pub fn run(cli: Cli) -> CliResult<ExitCode> {
+    let (dir, _) = cli.store_dir();
     // Only the commands that write rows create a store; every other one opens an existing
     // store, so that a mistyped path is an error and not an empty store.
-    let open = || {
-        steplog::Options::new()
-            .create_if_missing(false)
-            .open(&cli.store)
-    };
-    let create = || Store::open(&cli.store);
+    let open = || steplog::Options::new().create_if_missing(false).open(&dir);
+    let create = || Store::open(&dir);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match cli.command {
-        Command::Demo { steps } => crate::demo::run(&cli.store, steps, &mut out)?,
+        Command::Demo { steps } => crate::demo::run(&dir, steps, &mut out)?,
         Command::Log(args) => return crate::ingest::log(&create()?, args),
-        Command::Serve(args) => return crate::serve::run(&cli.store, open()?, &args),
+        Command::Serve(args) => return crate::serve::run(&dir, open()?, &args),
         Command::History {
             reference,
             keys,
@@ -57,6 +54,8 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                 .steps(from.unwrap_or(0)..=to.unwrap_or(u64::MAX));
             let keys = keys.selected();
             if let Some(k) = &keys {
+                // A mistyped key is an error naming the close ones, not an empty answer.
+                store.check_keys(&reference, stream, k.iter().map(String::as_str))?;
                 q = q.keys(k.iter().cloned());
             }
             let rows = store.history(&reference, &q)?;
@@ -81,8 +80,11 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                 .config
                 .pointer("/_import/summary")
                 .cloned();
-            match format {
-                TableFormat::Json => output::write_summary_json(&mut out, &s, imported.as_ref())?,
+            match TableFormat::or_default(format, TableFormat::Json) {
+                // One object, on one line: a JSON document and a JSON Lines record alike.
+                TableFormat::Json | TableFormat::Jsonl => {
+                    output::write_summary_json(&mut out, &s, imported.as_ref())?
+                }
                 TableFormat::Table => {
                     let mut sparks = std::collections::BTreeMap::new();
                     for (k, ks) in &s.keys {
@@ -148,7 +150,10 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
             });
             writeln!(out, "{v}")?;
         }
-        Command::Runs { all, format } => runs(&open()?, all, format, &mut out)?,
+        Command::Runs { all, format } => {
+            let format = TableFormat::or_default(format, TableFormat::Jsonl);
+            runs(&open()?, all, format, &mut out)?
+        }
         Command::Lineage { reference } => {
             let store = open()?;
             let tree = store.lineage(&reference)?;
@@ -160,21 +165,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
             let bar = crate::progress::Bar::new();
             let report = open()?.verify_with(&bar)?;
             bar.done();
-            for n in &report.notes {
-                writeln!(out, "note: {n}")?;
-            }
-            for p in &report.problems {
-                writeln!(out, "FAILED: {p}")?;
-            }
-            writeln!(
-                out,
-                "{}: {} files, {} blocks, {} manifest edits checked, {} problems",
-                if report.is_ok() { "ok" } else { "corrupt" },
-                report.files,
-                report.blocks,
-                report.edits,
-                report.problems.len()
-            )?;
+            crate::output::write_verify(&report, "", &mut out)?;
             out.flush()?;
             if !report.is_ok() {
                 return Ok(ExitCode::FAILURE);
@@ -223,6 +214,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
 fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> CliResult {
     // Every run is listed; damaged ones are marked, then reported, and the exit status is 1.
     let mut damaged: Vec<(String, String)> = Vec::new();
+    let mut records = output::Records::new(format);
     if all {
         let versions = store.versions()?;
         let readable: Vec<steplog::VersionId> = versions
@@ -250,16 +242,15 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
             };
             let parent = v.parent.map(|p| (p.version.to_string(), p.step));
             match format {
-                TableFormat::Json => writeln!(
+                TableFormat::Json | TableFormat::Jsonl => records.write(
                     out,
-                    "{}",
-                    serde_json::json!({
+                    &serde_json::json!({
                         "version": v.id.to_string(), "run": v.run, "status": v.status.name(),
                         "origin": v.origin, "parent": parent.as_ref().map(|p| &p.0),
                         "parent_step": parent.as_ref().map(|p| p.1),
                         "restart_of": v.restart_of.map(|r| r.to_string()), "rows": count,
                         "last_step": last, "created": v.created, "config": v.config,
-                    })
+                    }),
                 )?,
                 TableFormat::Table => rows.push(vec![
                     v.id.to_string(),
@@ -276,6 +267,7 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
                 ]),
             }
         }
+        records.end(out)?;
         if format == TableFormat::Table {
             let h = [
                 "version",
@@ -312,7 +304,7 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
             damaged.push((r.name.clone(), d.clone()));
         }
         match format {
-            TableFormat::Json => {
+            TableFormat::Json | TableFormat::Jsonl => {
                 let mut v = serde_json::json!({
                     "run": r.name, "head": r.head.to_string(), "status": r.status.name(),
                     "last_step": r.last_step, "rows": r.rows,
@@ -320,7 +312,7 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
                 if let Some(d) = &damage {
                     v["damage"] = d.clone().into();
                 }
-                writeln!(out, "{v}")?;
+                records.write(out, &v)?;
             }
             TableFormat::Table => rows.push(vec![
                 r.name.clone(),
@@ -339,6 +331,7 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
             ]),
         }
     }
+    records.end(out)?;
     if format == TableFormat::Table {
         write!(
             out,

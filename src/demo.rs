@@ -251,8 +251,9 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
     }
     // 9. Out of steplog: a Parquet file and a chart with the lineage overlaid.
     writeln!(out, "\n9. Export and chart:")?;
-    let parquet = store.dir().join("demo-train.parquet");
-    let chart = store.dir().join("demo-chart.svg");
+    // Named after the run, so that a second demo (run demo-2) keeps the first one's files.
+    let parquet = store.dir().join(format!("{name}.parquet"));
+    let chart = store.dir().join(format!("{name}-chart.svg"));
     let mut sink = Vec::new();
     crate::export::export(
         &store,
@@ -295,17 +296,7 @@ pub fn run(dir: &Path, steps: u64, out: &mut impl Write) -> CliResult {
 
     writeln!(out, "\n10. Verify:")?;
     let report = store.verify()?;
-    writeln!(
-        out,
-        "   {}: {} files, {} blocks, {} manifest edits, every checksum checked",
-        if report.is_ok() { "ok" } else { "CORRUPT" },
-        report.files,
-        report.blocks,
-        report.edits
-    )?;
-    for p in &report.problems {
-        writeln!(out, "   FAILED: {p}")?;
-    }
+    crate::output::write_verify(&report, "   ", out)?;
     writeln!(
         out,
         "\nTry: steplog --store {} history {name} --keys train/loss --from {rewind_to} --to {}",

@@ -62,11 +62,11 @@ pub fn with_context(e: &CliError, store: &std::path::Path, chosen: &str) -> Stri
     match inner {
         steplog::Error::StoreNotFound { .. } => format!("{e} ({chosen})"),
         steplog::Error::RunNotFound { run } => {
-            let hint = close_runs(store, run)
-                .map(|names| format!(" (did you mean {names}?)"))
-                .unwrap_or_default();
+            let hint = close_runs(store, run);
             format!("{e}{hint} in the store {} ({chosen})", store.display())
         }
+        // A key is looked up in a version the message names already.
+        steplog::Error::KeyNotFound { .. } => e.to_string(),
         _ if inner.kind() == steplog::ErrorKind::NotFound => {
             format!("{e} in the store {} ({chosen})", store.display())
         }
@@ -74,25 +74,14 @@ pub fn with_context(e: &CliError, store: &std::path::Path, chosen: &str) -> Stri
     }
 }
 
-/// Up to five run names of `store` a few edits from `name`, closest first, quoted.
-fn close_runs(store: &std::path::Path, name: &str) -> Option<String> {
-    let store = steplog::Options::new()
-        .create_if_missing(false)
-        .open(store)
-        .ok()?;
-    let most = 2.max(name.chars().count() / 4);
-    let mut close: Vec<(usize, String)> = store
-        .run_names()
-        .ok()?
-        .into_iter()
-        .map(|n| (strsim::levenshtein(name, &n), n))
-        .filter(|(d, _)| *d <= most)
-        .collect();
-    close.sort();
-    let names: Vec<String> = close
-        .iter()
-        .take(5)
-        .map(|(_, n)| format!("'{n}'"))
-        .collect();
-    (!names.is_empty()).then(|| names.join(", "))
+/// The run names of `store` a few edits from `name`, closest first, as a hint.
+fn close_runs(store: &std::path::Path, name: &str) -> String {
+    let Ok(store) = steplog::Options::new().create_if_missing(false).open(store) else {
+        return String::new();
+    };
+    let names = store.run_names().unwrap_or_default();
+    steplog::did_you_mean(&steplog::close_matches(
+        name,
+        names.iter().map(String::as_str),
+    ))
 }

@@ -10,7 +10,7 @@ use steplog::Store;
 use steplog_import::{self as import, Imported};
 
 use crate::args::{FollowSource, ImportSource};
-use crate::error::CliResult;
+use crate::error::{CliError, CliResult};
 use crate::progress::Bar;
 
 fn report(out: &mut impl Write, r: &Imported) -> CliResult {
@@ -49,23 +49,42 @@ fn report(out: &mut impl Write, r: &Imported) -> CliResult {
 
 pub fn import(store: &Store, source: ImportSource, out: &mut impl Write) -> CliResult {
     let bar = Bar::new();
-    let imported = match source {
-        ImportSource::Tensorboard { path, run } => {
-            vec![import::tensorboard::import(store, &path, &run, &bar)?]
-        }
-        ImportSource::Wandb { file, run } => {
-            vec![import::wandb::import(store, &file, run.as_deref(), &bar)?]
-        }
-        ImportSource::Afl { dir, run } => vec![import::afl::import(store, &dir, &run, &bar)?],
-        ImportSource::Criterion { dir, prefix } => {
-            import::criterion::import(store, &dir, &prefix, &bar)?
-        }
+    let what = match &source {
+        ImportSource::Criterion { .. } => "runs under another --prefix",
+        _ => "a new name with --run NAME",
     };
+    let imported = sources(store, source, &bar).map_err(|e| match e {
+        // An import never appends: say so in the words of the command, not the engine's.
+        CliError::Steplog(
+            steplog::Error::ResumeRefused { run, .. } | steplog::Error::RunExists { run },
+        ) => CliError::Usage(format!(
+            "a run named '{run}' exists already, and an import never appends to a run: \
+                 import into {what}"
+        )),
+        e => e,
+    })?;
     bar.done();
     for r in &imported {
         report(out, r)?;
     }
     Ok(())
+}
+
+/// What `source` holds, imported.
+fn sources(store: &Store, source: ImportSource, bar: &Bar) -> CliResult<Vec<Imported>> {
+    let imported = match source {
+        ImportSource::Tensorboard { path, run } => {
+            vec![import::tensorboard::import(store, &path, &run, bar)?]
+        }
+        ImportSource::Wandb { file, run } => {
+            vec![import::wandb::import(store, &file, run.as_deref(), bar)?]
+        }
+        ImportSource::Afl { dir, run } => vec![import::afl::import(store, &dir, &run, bar)?],
+        ImportSource::Criterion { dir, prefix } => {
+            import::criterion::import(store, &dir, &prefix, bar)?
+        }
+    };
+    Ok(imported)
 }
 
 pub fn follow(store: &Store, source: FollowSource, out: &mut impl Write) -> CliResult {
@@ -85,7 +104,8 @@ pub fn follow(store: &Store, source: FollowSource, out: &mut impl Write) -> CliR
         dir.display()
     );
     let mut on_batch = |rows: u64, last: u64| {
-        eprintln!("steplog: +{rows} rows, last step {last}");
+        let rows = crate::output::count(rows, "more row", "more rows");
+        eprintln!("steplog: logged {rows}, last step {last}");
     };
     let r = import::afl::follow(
         store,

@@ -61,7 +61,11 @@ pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
     if let Some(c) = config {
         start = start.config(c);
     }
-    let mut writer = start.start()?;
+    // Nothing is written to the store before the first row is accepted: a bad first line, or
+    // no line at all, creates no run (a rewind or fork asked for is made at the end of input
+    // that held no row, as `steplog rewind`/`fork` would make it).
+    let mut start = Some(start);
+    let mut writer: Option<steplog::RunWriter> = None;
     let began = Instant::now();
 
     let (tx, rx) = mpsc::sync_channel::<io::Result<String>>(4096);
@@ -83,8 +87,8 @@ pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
             Ok(Ok(line)) => line,
             Ok(Err(e)) => break Some(CliError::Usage(format!("reading stdin: {e}"))),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if dirty {
-                    commit(&mut writer, last, report_commits)?;
+                if let (true, Some(w)) = (dirty, writer.as_mut()) {
+                    commit(w, last, report_commits)?;
                     dirty = false;
                     last_commit = Instant::now();
                 }
@@ -99,7 +103,20 @@ pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
             Err(e) => break Some(e.into()),
         };
         let step = parsed.step.or(prev.map(|p| p + 1));
-        let step = match writer.log_row(stream, step, parsed.fields) {
+        if let Some(begin) = start.take() {
+            // The first row, checked by the rules every logging call follows (in memory)
+            // before the run is created or changed.
+            let mut probe = store.bulk().run(run);
+            if let Err(e) = probe.log_row(stream, step, parsed.fields.iter().cloned()) {
+                start = Some(begin);
+                break Some(CliError::Usage(format!("line {line_no}: {e}")));
+            }
+            writer = Some(begin.start()?);
+        }
+        let Some(w) = writer.as_mut() else {
+            break Some(CliError::Usage("the run could not be started".into()));
+        };
+        let step = match w.log_row(stream, step, parsed.fields) {
             Ok(s) => s,
             Err(e) => {
                 break Some(CliError::Usage(format!("line {line_no}: {e}")));
@@ -114,30 +131,67 @@ pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
         dirty = true;
         let every = commit_every.is_some_and(|n| n > 0 && rows % n == 0);
         if every || last_commit.elapsed() > Duration::from_secs(1) {
-            commit(&mut writer, last, report_commits)?;
+            commit(w, last, report_commits)?;
             dirty = false;
             last_commit = Instant::now();
         }
     };
+    let Some(mut writer) = writer else {
+        // No row was accepted: nothing in the store changed, unless a rewind or fork was
+        // asked for and the input held no row at all.
+        let asked = resume_from.is_some() || fork_from.is_some();
+        if let (None, true, Some(start)) = (&failure, asked, start) {
+            let w = start.start()?;
+            let version = w.version();
+            w.finish()?;
+            eprintln!("steplog: no rows on standard input; run '{run}' is version {version}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let what = if store.run_names()?.iter().any(|n| n == run) {
+            "left as it was"
+        } else {
+            "not created"
+        };
+        return match failure {
+            Some(e) => Err(CliError::Usage(format!(
+                "{e}; nothing was logged, and run '{run}' was {what}"
+            ))),
+            None => {
+                eprintln!("steplog: no rows on standard input; run '{run}' was {what}");
+                Ok(ExitCode::SUCCESS)
+            }
+        };
+    };
     let version = writer.version();
-    // Rows before a bad line stay committed; the run is finished either way.
-    writer.finish()?;
+    if failure.is_some() {
+        // The rows before the bad line stay committed, and the run is left crashed, as a
+        // script that died there would leave it: resume it, or rewind it.
+        writer.commit()?;
+        drop(writer);
+    } else {
+        writer.finish()?;
+    }
     if let (true, Some(step)) = (report_commits, last) {
         println!("committed {step}");
     }
-    eprintln!(
-        "steplog: {} {rows} rows to run '{run}' (version {version}, stream {stream}){} in {:.2} s",
-        if failure.is_some() {
-            "committed"
-        } else {
-            "logged"
-        },
-        match (first, last) {
-            (Some(a), Some(b)) => format!(", steps {a}..={b}"),
-            _ => String::new(),
-        },
-        began.elapsed().as_secs_f64()
-    );
+    let steps = match (first, last) {
+        (Some(a), Some(b)) if a == b => format!(", step {a}"),
+        (Some(a), Some(b)) => format!(", steps {a} to {b}"),
+        _ => String::new(),
+    };
+    let rows = crate::output::count(rows, "row", "rows");
+    let secs = began.elapsed().as_secs_f64();
+    if failure.is_some() {
+        eprintln!(
+            "steplog: committed {rows} to run '{run}' (version {version}, stream {stream}){steps} \
+             before the bad line; the run is left crashed"
+        );
+    } else {
+        eprintln!(
+            "steplog: logged {rows} to run '{run}' (version {version}, stream {stream}){steps} \
+             in {secs:.2} s"
+        );
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(ExitCode::SUCCESS),

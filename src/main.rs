@@ -18,21 +18,13 @@ mod serve;
 
 use std::process::ExitCode;
 
-use clap::{CommandFactory, FromArgMatches};
-
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("steplog: internal error: {info}");
         eprintln!("steplog: this is a bug; please report it with the command that caused it");
     }));
-    let matches = args::Cli::command().get_matches();
-    let chosen = match matches.value_source("store") {
-        Some(clap::parser::ValueSource::CommandLine) => "from --store",
-        Some(clap::parser::ValueSource::EnvVariable) => "from STEPLOG_STORE",
-        _ => "the default; set --store or STEPLOG_STORE",
-    };
-    let cli = args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    let store = cli.store.clone();
+    let cli = <args::Cli as clap::Parser>::parse();
+    let (store, chosen) = cli.store_dir();
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,

@@ -8,6 +8,75 @@ use steplog::{KeySummary, Row, Store, Summary, Value};
 
 const NONFINITE: &str = "\u{0}steplog-nonfinite:";
 
+/// `1 row`, `3 rows`: a count with its noun, in the user's words.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
+}
+
+/// What `steplog verify` prints, and the demo's last step: notes, every problem, then one
+/// line `ok: …` or `corrupt: …`, each line after `indent`.
+pub fn write_verify(
+    report: &steplog::VerifyReport,
+    indent: &str,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    for n in &report.notes {
+        writeln!(out, "{indent}note: {n}")?;
+    }
+    for p in &report.problems {
+        writeln!(out, "{indent}FAILED: {p}")?;
+    }
+    writeln!(
+        out,
+        "{indent}{}: {}, {}, {} checked, {}",
+        if report.is_ok() { "ok" } else { "corrupt" },
+        count(report.files as u64, "file", "files"),
+        count(report.blocks, "block", "blocks"),
+        count(report.edits, "manifest edit", "manifest edits"),
+        count(report.problems.len() as u64, "problem", "problems"),
+    )
+}
+
+/// Records printed one at a time as JSON Lines, or as one JSON array (`[` before the first,
+/// `,` between, `]` after the last: streamed, never held whole).
+pub struct Records {
+    array: bool,
+    written: u64,
+}
+
+impl Records {
+    /// Records in `format` (a table prints none: its rows are the caller's).
+    pub fn new(format: crate::args::TableFormat) -> Records {
+        Records {
+            array: format == crate::args::TableFormat::Json,
+            written: 0,
+        }
+    }
+
+    /// One record.
+    pub fn write(&mut self, out: &mut impl Write, v: &serde_json::Value) -> std::io::Result<()> {
+        let sep = match (self.array, self.written) {
+            (false, _) => "",
+            (true, 0) => "[",
+            (true, _) => ",",
+        };
+        self.written += 1;
+        writeln!(out, "{sep}{}", json_text(v))
+    }
+
+    /// After the last record: the array's end (`[]` for none).
+    pub fn end(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        match (self.array, self.written) {
+            (false, _) => Ok(()),
+            (true, 0) => writeln!(out, "[]"),
+            (true, _) => writeln!(out, "]"),
+        }
+    }
+}
+
 /// A value as JSON; non-finite floats become placeholders that [`json_text`] writes bare.
 pub fn value_json(v: &Value) -> serde_json::Value {
     match v {

@@ -7,6 +7,7 @@
 //! length. Output: SVG (written here, by hand: plain paths and text), PNG (the same SVG
 //! rasterised by resvg, labels in a system font), or a terminal chart when no file is given.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -146,7 +147,12 @@ fn default_keys(store: &Store, reference: &str) -> CliResult<Vec<String>> {
 
 pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
     let keys = match args.keys.selected() {
-        Some(k) => k,
+        Some(k) => {
+            // A mistyped key is an error naming the close ones, not an empty panel.
+            let named = k.iter().map(String::as_str);
+            store.check_keys(&args.reference, steplog::Stream::History, named)?;
+            k
+        }
         None => default_keys(store, &args.reference)?,
     };
     if keys.len() > MAX_PANELS {
@@ -165,8 +171,22 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
     } else {
         overlay(&store.lineage(&args.reference)?, focus)
     };
-    // The plotted version first (it takes the first colour and is drawn last, on top).
+    // The plotted version first (it takes the first colour and is drawn first, under the
+    // others).
     infos.sort_by_key(|v| (v.id != focus, v.id));
+    // The plotted version's ancestors, each with the step its descendant branched at: an
+    // ancestor shares the plotted line up to there, and is drawn only from there on.
+    let mut shared_to = std::collections::HashMap::new();
+    let mut at = infos.iter().find(|v| v.id == focus).and_then(|v| v.parent);
+    while let Some(p) = at {
+        if shared_to.insert(p.version, p.step).is_some() {
+            break;
+        }
+        at = infos
+            .iter()
+            .find(|v| v.id == p.version)
+            .and_then(|v| v.parent);
+    }
     let mut drawn = Vec::new();
     for (i, info) in infos.into_iter().enumerate() {
         if info.status == Status::Purged {
@@ -174,10 +194,13 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
         }
         let is_focus = info.id == focus;
         // A version owns the steps after its parent's cutoff; it is drawn from the cutoff
-        // itself so that its line joins its parent's. The plotted version is drawn whole.
-        let from = match info.parent {
-            Some(p) if !is_focus && !args.no_lineage => p.step,
-            _ => 0,
+        // itself so that its line joins its parent's. An ancestor of the plotted version is
+        // drawn from where the plotted line leaves it; the plotted version is drawn whole.
+        let from = match (shared_to.get(&info.id), info.parent) {
+            _ if is_focus || args.no_lineage => 0,
+            (Some(&step), _) => step,
+            (None, Some(p)) => p.step,
+            (None, None) => 0,
         };
         drawn.push(Drawn {
             info,
@@ -397,7 +420,14 @@ const TOP: f64 = 36.0;
 fn svg(reference: &str, drawn: &[Drawn], panels: &[(String, Vec<Line>)], width: usize) -> String {
     let w = width as f64;
     let plot_w = w - LEFT - 40.0;
-    let legend_h = 18.0 * drawn.len() as f64 + 10.0;
+    // The legend names the versions drawn: a fork outside a zoomed range has no line.
+    let shown: Vec<&Drawn> = drawn
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| panels.iter().any(|(_, ls)| !ls[*i].points.is_empty()))
+        .map(|(_, d)| d)
+        .collect();
+    let legend_h = 18.0 * shown.len() as f64 + 10.0;
     let h = TOP + PANEL_H * panels.len() as f64 + legend_h;
     let mut s = String::new();
     let font = "font-family=\"DejaVu Sans, Liberation Sans, Arial, sans-serif\"";
@@ -473,7 +503,9 @@ fn svg(reference: &str, drawn: &[Drawn], panels: &[(String, Vec<Line>)], width: 
             LEFT + plot_w / 2.0,
             top + ph + 32.0
         );
-        // Where versions branch: a dashed marker at the parent's cutoff.
+        // Where versions branch: a dashed marker at the parent's cutoff, and the labels of
+        // the versions branching at one step stacked, not drawn over each other.
+        let mut at_step: BTreeMap<u64, usize> = BTreeMap::new();
         for d in drawn {
             if let Some(steplog::Parent {
                 version: p,
@@ -489,20 +521,23 @@ fn svg(reference: &str, drawn: &[Drawn], panels: &[(String, Vec<Line>)], width: 
                 } else {
                     "rewind"
                 };
+                let nth = at_step.entry(st).or_insert(0);
                 let _ = writeln!(
                     s,
                     "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{}\" stroke=\"{}\" stroke-dasharray=\"4 3\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"10\" fill=\"{}\">{what} {p}@{st}</text>",
                     top + ph,
                     COLOURS[d.colour],
                     x + 3.0,
-                    top + 12.0,
+                    top + 12.0 + 12.0 * *nth as f64,
                     COLOURS[d.colour]
                 );
+                *nth += 1;
             }
         }
-        // Others first, the plotted version last (on top).
+        // The plotted version first, wide, and the others over it, narrower: where a fork
+        // follows the plotted line exactly (it was forked from it), both stay visible.
         let mut order: Vec<usize> = (0..drawn.len()).collect();
-        order.sort_by_key(|&i| drawn[i].focus);
+        order.sort_by_key(|&i| !drawn[i].focus);
         for i in order {
             let (d, l) = (&drawn[i], &lines[i]);
             let mut path = String::new();
@@ -525,9 +560,9 @@ fn svg(reference: &str, drawn: &[Drawn], panels: &[(String, Vec<Line>)], width: 
                 continue;
             }
             let (wd, op, dash) = match (d.focus, d.info.status) {
-                (true, _) => (2.0, 1.0, ""),
-                (false, Status::Archived) => (1.4, 0.75, " stroke-dasharray=\"5 3\""),
-                _ => (1.4, 0.85, ""),
+                (true, _) => (3.2, 1.0, ""),
+                (false, Status::Archived) => (1.4, 0.6, " stroke-dasharray=\"5 3\""),
+                _ => (1.4, 0.7, ""),
             };
             let _ = writeln!(
                 s,
@@ -538,7 +573,7 @@ fn svg(reference: &str, drawn: &[Drawn], panels: &[(String, Vec<Line>)], width: 
         }
     }
     let mut y = TOP + PANEL_H * panels.len() as f64 + 4.0;
-    for d in drawn {
+    for d in shown {
         let dash = if d.info.status == Status::Archived {
             " stroke-dasharray=\"5 3\""
         } else {

@@ -30,7 +30,7 @@ fn the_wandb_rewind_example_through_the_cli() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("logged 300 rows to run 'r1'") && err.contains("steps 0..=299"),
+        err.contains("logged 300 rows to run 'r1'") && err.contains("steps 0 to 299"),
         "{err}"
     );
 
@@ -109,7 +109,7 @@ fn the_wandb_rewind_example_through_the_cli() {
     assert_eq!(spark.chars().count(), 24, "{table}");
     assert_eq!(spark.matches('█').count(), 1, "{table}");
     assert_eq!(spark.chars().filter(|&c| c <= '▁').count(), 23, "{table}");
-    let runs = cli_ok(d, &["runs"]);
+    let runs = cli_ok(d, &["runs", "--format", "table"]);
     assert!(runs.lines().next().unwrap().ends_with("metrics"), "{runs}");
     assert!(runs.lines().nth(1).unwrap().contains("metric ▁"), "{runs}");
 
@@ -130,13 +130,13 @@ fn the_wandb_rewind_example_through_the_cli() {
     let csv = cli_ok(d, &["history", "r1", "--format", "csv", "--to", "1"]);
     assert_eq!(csv, "_step,metric,train/loss\n0,0,1\n1,1,0.5\n");
 
-    let runs = json_lines(&cli_ok(d, &["runs", "--format", "json"]));
+    let runs = json_lines(&cli_ok(d, &["runs", "--format", "jsonl"]));
     assert_eq!(runs.len(), 2);
     assert_eq!(
         runs[0],
         serde_json::json!({"run": "r1", "head": head, "status": "finished", "last_step": 299, "rows": 300})
     );
-    let all = json_lines(&cli_ok(d, &["runs", "--all", "--format", "json"]));
+    let all = json_lines(&cli_ok(d, &["runs", "--all", "--format", "jsonl"]));
     assert_eq!(all.len(), 3);
     assert_eq!(all[0]["status"], "archived");
     assert_eq!(
@@ -248,7 +248,7 @@ fn streams_steps_nan_and_the_store_from_the_environment() {
         env_store.join("MANIFEST").exists(),
         "STEPLOG_STORE chose the store"
     );
-    let out = steplog(&["runs", "--format", "json"]).output().unwrap();
+    let out = steplog(&["runs", "--format", "jsonl"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"e1\""));
 }
@@ -268,11 +268,48 @@ fn the_demo_runs_and_ends_with_a_clean_verify() {
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
-    // It leaves a Parquet file and a chart in the store directory.
-    let svg = std::fs::read_to_string(dir.path().join("demo-chart.svg")).unwrap();
+    // The verify line reads as `steplog verify`'s does.
+    let verify = cli_ok(dir.path(), &["verify"]);
+    let line = verify.lines().last().unwrap();
+    assert!(
+        line.starts_with("ok: ") && line.ends_with(", 0 problems"),
+        "{verify}"
+    );
+    // The same words; the counts may differ (the second demo's store is larger).
+    let shape = |l: &str| l.replace(|c: char| c.is_ascii_digit(), "");
+    let demo_line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("ok: "))
+        .unwrap();
+    assert_eq!(shape(demo_line.trim_start()), shape(line), "{demo_line}");
+    // It leaves a Parquet file and a chart in the store directory, named after the run.
+    let svg = std::fs::read_to_string(dir.path().join("demo-1-chart.svg")).unwrap();
     assert!(svg.contains("rewound from") && svg.contains("forked from"));
-    let parquet = std::fs::read(dir.path().join("demo-train.parquet")).unwrap();
+    let parquet = std::fs::read(dir.path().join("demo-1.parquet")).unwrap();
     assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
-    // A second demo in the same store picks fresh run names.
+    // A second demo in the same store picks fresh run names, and files: the first stay.
     assert!(cli_ok(dir.path(), &["demo", "--steps", "2000"]).contains("demo-2"));
+    assert!(dir.path().join("demo-2-chart.svg").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("demo-1-chart.svg")).unwrap(),
+        svg
+    );
+}
+
+/// The README shows the demo's chart as the demo draws it (docs/img/demo-chart.svg): after a
+/// change to the demo or the charts, run `steplog demo` and copy its `demo-1-chart.svg` there.
+#[test]
+fn the_readme_chart_is_the_one_the_demo_draws() {
+    let dir = tempfile::tempdir().unwrap();
+    cli_ok(dir.path(), &["demo"]);
+    let drawn = std::fs::read(dir.path().join("demo-1-chart.svg")).unwrap();
+    let shown = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/img/demo-chart.svg"
+    ))
+    .unwrap();
+    assert!(
+        drawn == shown,
+        "docs/img/demo-chart.svg is not what the demo draws now: copy the demo's demo-1-chart.svg there"
+    );
 }

@@ -128,7 +128,7 @@ fn a_second_writer_gets_locked_in_this_process_and_in_another() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("run 'r' is locked"), "{err}");
-    assert_eq!(store.runs().unwrap()[0].status, steplog::Status::Live);
+    assert_eq!(store.runs().unwrap()[0].status, steplog::Status::Running);
 
     // Another run is free to write meanwhile.
     other.run("s").start().unwrap().finish().unwrap();

@@ -73,7 +73,7 @@ fn a_lineage_twenty_thousand_deep_through_every_command() {
     assert!(drawing.lines().any(|l| l.starts_with(&format!("{middle} ")) || l.contains(&format!(" {middle} deep"))), "{drawing}");
 
     // Listings: one line per version.
-    let all = cli_ok(d, &["runs", "--all", "--format", "json"]);
+    let all = cli_ok(d, &["runs", "--all", "--format", "jsonl"]);
     assert_eq!(all.lines().count() as u64, depth + 1);
     assert!(cli_ok(d, &["runs"]).contains("deep"));
 
@@ -158,7 +158,7 @@ fn rewinds_that_each_go_back_before_the_last_attempt_count_and_resume_at_any_dep
         w.log_at(depth - k + 1, [("x", k as f64)]).unwrap();
         w.finish().unwrap();
     }
-    let listed = json_lines(&cli_ok(dir.path(), &["runs", "--all", "--format", "json"]));
+    let listed = json_lines(&cli_ok(dir.path(), &["runs", "--all", "--format", "jsonl"]));
     assert_eq!(listed.len() as u64, depth + 1);
     for v in &listed {
         assert_eq!(v["rows"], 1, "every version holds its own row only: {v}");

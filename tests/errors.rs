@@ -104,7 +104,12 @@ fn a_bad_json_line_names_its_number_and_keeps_the_rows_before_it() {
     let out = cli_in(dir.path(), &["log", "r"], input);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 4: not valid JSON"), "{err}");
+    // One line number, the input's; the position in the line as a column.
+    assert!(
+        err.contains("line 4: not valid JSON at column 7: expected value")
+            && !err.contains("at line 1"),
+        "{err}"
+    );
     let store = Store::open(dir.path()).unwrap();
     let rows = rows(&store, "r");
     assert_eq!(rows.len(), 2);
@@ -205,7 +210,7 @@ fn a_writer_dropped_while_panicking_leaves_the_run_crashed_and_resumable() {
     // the run may read `live` for that instant: wait for it, bounded (never another status).
     let mut status = store.runs().unwrap()[0].status;
     for _ in 0..500 {
-        if status != steplog::Status::Live {
+        if status != steplog::Status::Running {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -244,4 +249,74 @@ fn a_resumed_run_continues_after_its_last_step_in_any_stream() {
         .unwrap();
     assert_eq!(run.log([("x", 2.0)]).unwrap(), 10);
     run.finish().unwrap();
+}
+
+#[test]
+fn the_keys_of_a_version_are_those_of_its_rows_up_to_its_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small blocks, so that sealed footers, whole blocks and a straddling block all answer.
+    let store = steplog::Options::new()
+        .block_bytes(256)
+        .segment_bytes(4096)
+        .open(dir.path())
+        .unwrap();
+    let mut run = store.run("r").start().unwrap();
+    for s in 0..200u64 {
+        run.log_at(s, [("loss", s as f64)]).unwrap();
+        if s % 50 == 0 {
+            run.log_at(s, [("eval/acc", 0.5)]).unwrap();
+        }
+        // A key logged only after the step the run will be rewound to.
+        if s == 150 {
+            run.log_at(s, [("late", 1.0)]).unwrap();
+        }
+    }
+    run.log_row(steplog::Stream::Console, Some(199), [("line", "x")])
+        .unwrap();
+    run.finish().unwrap();
+    let archived = store
+        .run("r")
+        .resume_from(120)
+        .apply()
+        .unwrap()
+        .archived
+        .unwrap();
+    let history = steplog::Stream::History;
+    assert_eq!(store.keys("r", history).unwrap(), ["eval/acc", "loss"]);
+    assert_eq!(
+        store.keys(archived, history).unwrap(),
+        ["eval/acc", "late", "loss"]
+    );
+    assert_eq!(
+        store.keys("r?_step=10", history).unwrap(),
+        ["eval/acc", "loss"]
+    );
+    assert_eq!(
+        store.keys("r?_step=120", steplog::Stream::Console).unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        store.keys(archived, steplog::Stream::Console).unwrap(),
+        ["line"]
+    );
+    store
+        .check_keys("r", history, ["loss", "eval/acc"])
+        .unwrap();
+    store.check_keys(archived, history, ["late"]).unwrap();
+    let err = store.check_keys("r", history, ["loss", "lat"]).unwrap_err();
+    assert_eq!(err.kind(), steplog::ErrorKind::NotFound);
+    assert!(
+        matches!(&err, Error::KeyNotFound { key, close, .. } if key == "lat" && close.is_empty()),
+        "{err}"
+    );
+    let err = store.check_keys("r", history, ["los"]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "version v2 of run 'r' has no key 'los' (did you mean 'loss'?)"
+    );
+    // A fork reads its parent's keys up to its branch step.
+    store.run("f").fork_from(archived, 160).apply().unwrap();
+    store.check_keys("f", history, ["late", "loss"]).unwrap();
+    store.run("g").fork_from(archived, 140).apply().unwrap();
+    assert!(store.check_keys("g", history, ["late"]).is_err());
 }

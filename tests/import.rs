@@ -1047,7 +1047,13 @@ fn import_through_the_cli_reports_runs_and_refuses_to_overwrite() {
     );
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
-    assert!(err.contains("run 'tb'"), "{err}");
+    assert!(
+        err.contains(
+            "a run named 'tb' exists already, and an import never appends to a run: \
+                      import into a new name with --run NAME"
+        ),
+        "{err}"
+    );
 
     let crit = fixture("criterion");
     let out = json_lines(&cli_ok(d, &["import", "criterion", crit.to_str().unwrap()]));
@@ -1103,7 +1109,7 @@ fn follow_through_the_cli_ends_cleanly_on_ctrl_c_and_on_idle() {
     // Wait until it reports the first batch, then press Ctrl-C.
     let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
-    while !line.contains("rows, last step") {
+    while !line.contains(", last step") {
         line.clear();
         assert!(err.read_line(&mut line).unwrap() > 0, "follow exited early");
     }

@@ -309,7 +309,7 @@ fn a_row_of_twenty_thousand_keys_goes_through_every_read_command() {
     }
     let csv = std::fs::read_to_string(d.join("wide.csv")).unwrap();
     assert_eq!(csv.lines().next().unwrap().split(',').count(), keys + 1);
-    let runs = common::cli_ok(d, &["runs"]);
+    let runs = common::cli_ok(d, &["runs", "--format", "table"]);
     assert!(runs.contains("wide") && runs.contains("k00000"), "{runs}");
     let plot = common::cli_ok(d, &["plot", "wide", "--keys", "k00007,k19999"]);
     assert!(plot.contains("k19999"));

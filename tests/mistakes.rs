@@ -247,3 +247,249 @@ fn plot_without_keys_draws_every_numeric_metric() {
         "{err}"
     );
 }
+
+/// Run `args` on `store`; its exit code and standard error.
+fn fails(store: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = cli(store).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_key_the_version_never_had_is_an_error_naming_the_close_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let rows = "{\"train\": {\"loss\": 1.0}, \"acc\": 0.5}\n{\"train\": {\"loss\": 0.5}}\n\
+                {\"train\": {\"loss\": 0.25}, \"acc\": 0.9}\n";
+    assert!(cli_in(&store, &["log", "r1"], rows).status.success());
+    let out_file = dir.path().join("x.csv");
+    let out_path = out_file.to_str().unwrap();
+    for args in [
+        &["history", "r1", "--keys", "train/los"][..],
+        &["history", "r1", "--keys", "train/loss,acx"],
+        &["export", "r1", "--keys", "train/los", "-o", out_path],
+        &["plot", "r1", "--keys", "train/los", "-o", "-"],
+    ] {
+        let (code, err) = fails(&store, args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("has no key '") && err.contains("(did you mean '"),
+            "{args:?}: {err}"
+        );
+    }
+    let (_, err) = fails(&store, &["history", "r1", "--keys", "acx"]);
+    assert!(
+        err.contains("version v1 of run 'r1' has no key 'acx' (did you mean 'acc'?)"),
+        "{err}"
+    );
+    assert!(!out_file.exists(), "a failed export writes no file");
+    // Nothing close: the key is still named, with no suggestion.
+    let (code, err) = fails(&store, &["history", "r1", "--keys", "zzzzzzzz"]);
+    assert!(code == Some(1) && err.contains("no key 'zzzzzzzz'") && !err.contains("did you mean"));
+
+    // A key that exists but has no value in the range is no error: no rows.
+    let out = cli_ok(
+        &store,
+        &["history", "r1", "--keys", "acc", "--from", "1", "--to", "1"],
+    );
+    assert_eq!(out, "");
+    // Keys of another stream are that stream's.
+    let (code, err) = fails(
+        &store,
+        &["history", "r1", "--stream", "console", "--keys", "acc"],
+    );
+    assert!(
+        code == Some(1) && err.contains("in its console stream"),
+        "{err}"
+    );
+
+    // --all: a key no run has is an error; one some run has is not.
+    assert!(cli_in(&store, &["log", "r2"], "{\"other\": 1}\n")
+        .status
+        .success());
+    let all = dir.path().join("all.csv");
+    let (code, err) = fails(
+        &store,
+        &[
+            "export",
+            "--all",
+            "--keys",
+            "othr",
+            "-o",
+            all.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        code == Some(1)
+            && err.contains("no run of the store has a key 'othr' (did you mean 'other'?)"),
+        "{err}"
+    );
+    let (code, err) = fails(
+        &store,
+        &[
+            "export",
+            "--all",
+            "--keys",
+            "other",
+            "-o",
+            all.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn a_step_past_the_last_one_means_the_same_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let rows: String = (0..=400)
+        .map(|s| format!("{{\"_step\": {s}, \"loss\": 1}}\n"))
+        .collect();
+    assert!(cli_in(&store, &["log", "r1"], &rows).status.success());
+    let csv = dir.path().join("x.csv");
+    for args in [
+        &["history", "r1?_step=500"][..],
+        &["summary", "r1?_step=500"],
+        &["export", "r1?_step=500", "-o", csv.to_str().unwrap()],
+        &["plot", "r1?_step=500", "-o", "-"],
+        &["lineage", "r1?_step=500"],
+        &["rewind", "r1?_step=500"],
+        &["fork", "r1?_step=500", "--name", "f"],
+    ] {
+        let (code, err) = fails(&store, args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("version v1 of run 'r1' has no step 500: its last step is 400"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!csv.exists());
+    // At or before the last step: read up to it.
+    let out = cli_ok(&store, &["history", "r1?_step=400"]);
+    assert_eq!(out.lines().count(), 401);
+    let out = cli_ok(&store, &["history", "r1?_step=10"]);
+    assert_eq!(out.lines().count(), 11);
+}
+
+/// The status `steplog runs --format jsonl` gives run `name`, if it is listed.
+fn status_of(store: &std::path::Path, name: &str) -> Option<String> {
+    json_lines(&cli_ok(store, &["runs", "--format", "jsonl"]))
+        .into_iter()
+        .find(|r| r["run"] == name)
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+}
+
+#[test]
+fn a_failed_log_creates_no_empty_run_and_leaves_a_started_one_crashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    assert!(cli_in(&store, &["log", "keep"], "{\"loss\": 1}\n")
+        .status
+        .success());
+
+    // A bad first line: nothing created.
+    let out = cli_in(&store, &["log", "new"], "{\"loss\": 1,}\n{\"loss\": 2}\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("line 1:")
+            && err.contains("nothing was logged, and run 'new' was not created"),
+        "{err}"
+    );
+    assert_eq!(status_of(&store, "new"), None);
+    // A first line the store refuses (a value past the limits), and empty input: the same.
+    let huge = format!("{{\"s\": \"{}\"}}\n", "x".repeat(17 << 20));
+    let out = cli_in(&store, &["log", "new"], &huge);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(status_of(&store, "new"), None);
+    let out = cli_in(&store, &["log", "new"], "\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains("no rows on standard input; run 'new' was not created"),
+        "{err}"
+    );
+    assert_eq!(status_of(&store, "new"), None);
+
+    // A bad first line on an existing run: it stays as it was, finished.
+    let out = cli_in(&store, &["log", "keep"], "not json\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run 'keep' was left as it was"), "{err}");
+    assert_eq!(status_of(&store, "keep").as_deref(), Some("finished"));
+
+    // A bad line after good ones: the rows before it are committed, the run left crashed.
+    let out = cli_in(
+        &store,
+        &["log", "mid"],
+        "{\"loss\": 1}\n{\"loss\": 2}\n{oops\n{\"loss\": 3}\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("committed 2 rows to run 'mid'")
+            && err.contains("steps 0 to 1")
+            && err.contains("the run is left crashed"),
+        "{err}"
+    );
+    assert_eq!(status_of(&store, "mid").as_deref(), Some("crashed"));
+    assert_eq!(cli_ok(&store, &["history", "mid"]).lines().count(), 2);
+    // It resumes as any crashed run does.
+    assert!(cli_in(&store, &["log", "mid"], "{\"loss\": 3}\n")
+        .status
+        .success());
+    assert_eq!(status_of(&store, "mid").as_deref(), Some("finished"));
+
+    // A fork asked for with no rows to log is made, as `steplog fork` makes it.
+    let out = cli_in(&store, &["log", "f", "--fork-from", "mid?_step=1"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cli_ok(&store, &["history", "f"]).lines().count(), 2);
+    // One row: "1 row", "step 0".
+    let out = cli_in(&store, &["log", "one"], "{\"loss\": 1}\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("logged 1 row to run 'one'") && err.contains(", step 0 "),
+        "{err}"
+    );
+}
+
+#[test]
+fn runs_and_summary_speak_json_and_jsonl_alike_and_default_to_machine_output_when_piped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    for run in ["a", "b"] {
+        assert!(cli_in(&store, &["log", run], "{\"loss\": 1}\n")
+            .status
+            .success());
+    }
+    // JSON Lines: one object per line; the default when standard output is a pipe.
+    let lines = cli_ok(&store, &["runs", "--format", "jsonl"]);
+    assert_eq!(json_lines(&lines).len(), 2);
+    assert_eq!(cli_ok(&store, &["runs"]), lines);
+    // JSON: one document, an array.
+    let doc: serde_json::Value =
+        serde_json::from_str(&cli_ok(&store, &["runs", "--format", "json"])).unwrap();
+    assert_eq!(doc.as_array().map(Vec::len), Some(2));
+    let doc: serde_json::Value =
+        serde_json::from_str(&cli_ok(&store, &["runs", "--all", "--format", "json"])).unwrap();
+    assert_eq!(doc[1]["version"], "v2");
+    // A table when asked for.
+    assert!(cli_ok(&store, &["runs", "--format", "table"]).starts_with("run "));
+    // summary: one object, whichever JSON word; the default when piped.
+    let one = cli_ok(&store, &["summary", "a"]);
+    assert_eq!(cli_ok(&store, &["summary", "a", "--format", "json"]), one);
+    assert_eq!(cli_ok(&store, &["summary", "a", "--format", "jsonl"]), one);
+    let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(v["run"], "a");
+    // A store with no run (a `log` that got no row made the store, not the run): an empty
+    // array, and no line.
+    let empty = dir.path().join("empty");
+    assert!(cli_in(&empty, &["log", "x"], "\n").status.success());
+    assert_eq!(cli_ok(&empty, &["runs", "--format", "json"]), "[]\n");
+    assert_eq!(cli_ok(&empty, &["runs", "--format", "jsonl"]), "");
+}

@@ -422,7 +422,7 @@ impl World {
             } else if m.archived {
                 Status::Archived
             } else if live.contains(&info.id) {
-                Status::Live
+                Status::Running
             } else if m.finished {
                 Status::Finished
             } else {

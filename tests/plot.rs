@@ -136,10 +136,7 @@ fn terminal_chart_and_errors() {
         "{text}"
     );
     for (args, want) in [
-        (
-            vec!["plot", "r", "--keys", "nope"],
-            "no numeric values of 'nope'",
-        ),
+        (vec!["plot", "r", "--keys", "nope"], "has no key 'nope'"),
         (
             vec!["plot", "r", "--keys", "loss", "-o", "c.gif"],
             "must end in .svg or .png",
@@ -235,4 +232,83 @@ fn every_chart_size_is_bounded_with_a_clear_error() {
         "at most 60 panels",
     );
     refused(&["plot", "w", "--keys", &all], "at most 60 panels");
+}
+
+/// Issue #16: every line drawn is visible, every label legible, the legend only what is shown.
+#[test]
+fn every_line_and_label_of_a_chart_can_be_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rows: String = (0..100)
+        .map(|i| format!("{{\"loss\": {}}}\n", 100 - i))
+        .collect();
+    assert!(cli_in(d, &["log", "r"], &rows).status.success());
+    // Two forks at one step; the first follows the plotted line exactly.
+    for (name, loss) in [("same", None), ("other", Some(7))] {
+        cli_ok(d, &["fork", "r?_step=50", "--name", name]);
+        let more: String = (51..100)
+            .map(|i| {
+                format!(
+                    "{{\"_step\": {i}, \"loss\": {}}}\n",
+                    loss.unwrap_or(100 - i)
+                )
+            })
+            .collect();
+        assert!(cli_in(d, &["log", name], &more).status.success());
+    }
+    let svg = d.join("c.svg");
+    cli_ok(
+        d,
+        &["plot", "r", "--keys", "loss", "-o", svg.to_str().unwrap()],
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    // The plotted line is drawn first and widest, so a fork on top of it shows.
+    let widths: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("<path"))
+        .map(|l| {
+            let w = l.split("stroke-width=\"").nth(1).unwrap();
+            w[..w.find('"').unwrap()].parse().unwrap()
+        })
+        .collect();
+    assert_eq!(widths.len(), 3, "{text}");
+    assert!(widths[1..].iter().all(|w| *w < widths[0]), "{widths:?}");
+    // Two markers at step 50: their labels at different heights.
+    let ys: Vec<String> = text
+        .lines()
+        .filter(|l| l.contains(">fork v1@50</text>"))
+        .map(|l| {
+            let at = l.rfind("<text").unwrap();
+            l[at..]
+                .split("y=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ys.len(), 2);
+    assert_ne!(ys[0], ys[1], "two labels drawn over each other");
+    // Zoomed before the forks: they have no line, and the legend does not list them.
+    cli_ok(
+        d,
+        &[
+            "plot",
+            "r",
+            "--keys",
+            "loss",
+            "--to",
+            "40",
+            "-o",
+            svg.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(text.matches("<path").count(), 1);
+    assert!(
+        text.contains("(plotted)") && !text.contains("forked from"),
+        "{text}"
+    );
 }

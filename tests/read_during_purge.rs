@@ -155,15 +155,15 @@ fn a_flipped_byte_in_one_runs_segment_hides_no_other_run_from_listings() {
         let mut bytes = clean.clone();
         bytes[offset] ^= 0x10;
         std::fs::write(&seg, &bytes).unwrap();
-        for format in ["table", "json"] {
+        for format in ["table", "jsonl"] {
             let out = common::cli_no_panic(dir.path(), &["runs", "--format", format]);
             let text = String::from_utf8_lossy(&out.stdout);
             let listed: Vec<&str> = match format {
-                "json" => text.lines().collect(),
+                "jsonl" => text.lines().collect(),
                 _ => text.lines().skip(1).collect(),
             };
             assert_eq!(listed.len(), 3, "byte {offset}, {format}: {text}");
-            if format == "json" {
+            if format == "jsonl" {
                 for v in common::json_lines(&text) {
                     if v["run"] != "b" {
                         assert_eq!(v["rows"], 5, "byte {offset}: the others are whole: {v}");

@@ -102,8 +102,16 @@ fn a_store_without_write_permission_can_be_read() {
             .arg("--store")
             .arg(&store)
             .args(["log", "newrun"])
-            .stdin(Stdio::null())
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                // A row to write: `log` writes nothing before its first row.
+                use std::io::Write as _;
+                child.stdin.take().unwrap().write_all(b"{\"x\": 1}\n")?;
+                child.wait_with_output()
+            })
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "a write fails cleanly");
         let msg = String::from_utf8_lossy(&out.stderr);
@@ -143,7 +151,7 @@ fn a_store_on_a_read_only_mount_can_be_read() {
         ));
     }
     script.push_str(&format!(
-        "if '{bin}' --store '{d}' log newrun </dev/null 2>err; then exit 4; fi; \
+        "if echo '{{\"x\": 1}}' | '{bin}' --store '{d}' log newrun 2>err; then exit 4; fi; \
          grep -q 'Read-only file system' err"
     ));
     let child = Command::new("unshare")

@@ -69,7 +69,7 @@ fn a_restart_archives_the_head_whole_and_starts_from_nothing() {
         assert!(store.verify().unwrap().is_ok());
     }
     // The CLI shows it.
-    let all = json_lines(&cli_ok(dir.path(), &["runs", "--all", "--format", "json"]));
+    let all = json_lines(&cli_ok(dir.path(), &["runs", "--all", "--format", "jsonl"]));
     let head = all
         .iter()
         .find(|v| v["run"] == "r" && v["status"] != "archived")

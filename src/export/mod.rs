@@ -188,6 +188,9 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
             })
             .collect(),
     };
+    if let Some(keys) = args.keys.selected() {
+        check_keys(store, &args, &sources, &keys)?;
+    }
     let q = query(&args);
     let bar = Bar::new();
     let total: u64 = sources
@@ -237,6 +240,29 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
             v["run"] = r.into();
         }
         writeln!(out, "{v}")?;
+    }
+    Ok(())
+}
+
+/// A key asked for that the exported version never had is an error naming the close ones
+/// (not a file of no rows); with `--all`, a key no run of the store has.
+fn check_keys(store: &Store, args: &ExportArgs, sources: &[Source], keys: &[String]) -> CliResult {
+    let keys = keys.iter().map(String::as_str);
+    if let Some(r) = &args.reference {
+        return Ok(store.check_keys(r, steplog::Stream::History, keys)?);
+    }
+    let mut all = std::collections::BTreeSet::new();
+    for s in sources {
+        all.extend(store.keys(&s.reference, steplog::Stream::History)?);
+    }
+    for key in keys {
+        if !all.contains(key) {
+            let close = steplog::close_matches(key, all.iter().map(String::as_str));
+            return Err(CliError::Usage(format!(
+                "no run of the store has a key '{key}'{}",
+                steplog::did_you_mean(&close)
+            )));
+        }
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
-use steplog::{Batch, Error as E, ErrorKind, Query, Reference, Resume, Value};
+use steplog::{Batch, Error as E, ErrorKind, Query, Reference, Resume, Stream, Value};
 
 create_exception!(steplog, Error, PyException, "Any steplog error.");
 create_exception!(steplog, StepRegressionError, Error, "A step went back.");
@@ -185,9 +185,12 @@ impl Store {
         start: Option<u64>,
         end: Option<u64>,
     ) -> PyResult<Py<PyList>> {
-        let q = query(keys, start, end);
+        let q = query(keys.clone(), start, end);
         let rows = py
             .detach(|| {
+                // A mistyped key is an error naming the close ones, not empty rows.
+                let keys = keys.iter().flatten().map(String::as_str);
+                self.inner.check_keys(reference, Stream::History, keys)?;
                 self.inner
                     .history(reference, &q)?
                     .collect::<Result<Vec<_>, _>>()
@@ -216,7 +219,10 @@ impl Store {
     ) -> PyResult<(Vec<u64>, Vec<f64>)> {
         let (a, b) = (start.unwrap_or(0), end.unwrap_or(u64::MAX));
         let s = py
-            .detach(|| self.inner.metric(reference, key, a..=b))
+            .detach(|| {
+                self.inner.check_keys(reference, Stream::History, [key])?;
+                self.inner.metric(reference, key, a..=b)
+            })
             .map_err(err)?;
         Ok((s.steps, s.values))
     }
@@ -645,14 +651,14 @@ impl ShortRun {
     /// The step the next `log` without a step would use.
     #[getter]
     fn next_step(&self, py: Python<'_>) -> PyResult<u64> {
-        self.with(py, |r| Ok(r.next_step(steplog::Stream::History)))
+        self.with(py, |r| Ok(r.next_step(Stream::History)))
     }
 
     /// Logs flat {key: int|float|bool|str} at `step` (or the next step); returns the step.
     #[pyo3(signature = (fields, step = None))]
     fn log(&self, py: Python<'_>, fields: &Bound<'_, PyDict>, step: Option<u64>) -> PyResult<u64> {
         let row = row_arg(fields)?;
-        self.with(py, |r| r.log_row(steplog::Stream::History, step, row))
+        self.with(py, |r| r.log_row(Stream::History, step, row))
     }
 
     /// Logs whole columns, as `Writer.log_columns`.
@@ -753,7 +759,7 @@ impl Writer {
     /// The step the next `log` without a step would use.
     #[getter]
     fn next_step(&self, py: Python<'_>) -> PyResult<u64> {
-        self.with(py, |w| Ok(w.next_step(steplog::Stream::History)))
+        self.with(py, |w| Ok(w.next_step(Stream::History)))
     }
 
     /// Logs flat {key: int|float|bool|str} at `step` (or the next step); returns the step.
@@ -768,7 +774,7 @@ impl Writer {
     ) -> PyResult<u64> {
         let row = row_arg(fields)?;
         self.with(py, |w| {
-            let s = w.log_row(steplog::Stream::History, step, row)?;
+            let s = w.log_row(Stream::History, step, row)?;
             if commit {
                 w.commit()?;
             }

@@ -175,7 +175,7 @@ def test_a_reader_sees_commits_of_a_writer_in_another_process(store, tmp_path):
     try:
         assert p.stdout.readline().strip() == "committed"
         assert len(store.history("live")) == 100
-        assert store.runs()[0]["status"] == "live"
+        assert store.runs()[0]["status"] == "running"
         with pytest.raises(steplog.LockedError):
             store.init(name="live")
     finally:
@@ -315,3 +315,32 @@ def test_a_bulk_refuses_bad_runs_clearly(store):
         bulk.add(bulk.run("c", config=[1, 2]))
     assert len(bulk) == 1
     assert bulk.commit() and store.history("r") == [(5, {"x": 1.0})]
+
+
+def test_a_newcomers_mistakes_are_errors_not_empty_answers(store):
+    """Issue #16: a mistyped key, a step past the last one, W&B's id=."""
+    with store.init(name="r1") as run:
+        for step in range(401):
+            run.log({"loss": 1 / (step + 1), "acc": step / 400})
+    with pytest.raises(steplog.NotFoundError, match=r"has no key 'los' \(did you mean 'loss'\?\)"):
+        store.columns("r1", ["los"])
+    with pytest.raises(steplog.NotFoundError, match="no key 'acx'"):
+        store.history("r1", keys=["loss", "acx"])
+    # A key that exists but has no value in the range: empty, no error.
+    assert store.columns("r1", ["acc"], start=500) == {"acc": ([], [])}
+    # One meaning of NAME?_step=S everywhere: past the last step, refused.
+    with pytest.raises(steplog.InvalidInputError, match="has no step 500: its last step is 400"):
+        store.history("r1?_step=500")
+    with pytest.raises(steplog.InvalidInputError, match="has no step 500"):
+        store.init(name="r2", fork_from="r1?_step=500")
+    assert len(store.history("r1?_step=400")) == 401
+    # W&B's id= is the run's name.
+    with store.init(id="r1", resume="must") as run:
+        run.log({"loss": 0.0})
+    assert store.summary("r1")["loss"] == 0.0
+    with store.init(name="same", id="same") as run:
+        run.log({"x": 1})
+    with pytest.raises(steplog.InvalidInputError, match="name 'a' and id 'b' differ"):
+        store.init(name="a", id="b")
+    with pytest.raises(steplog.InvalidInputError, match="needs the run's name"):
+        store.init()

@@ -40,7 +40,7 @@ pub fn parse_line(text: &str, line_no: u64) -> Result<Option<Line>> {
     if text.trim().is_empty() {
         return Ok(None);
     }
-    let parsed = parse_json(text).map_err(|first| bad(format!("not valid JSON: {first}")))?;
+    let parsed = parse_json(text).map_err(|e| bad(json_error(&e)))?;
     let marker = parsed.marker.as_deref();
     let serde_json::Value::Object(map) = parsed.value else {
         return Err(bad("expected a JSON object".into()));
@@ -152,6 +152,20 @@ pub(crate) fn unmarked(v: serde_json::Value, marker: Option<&str>) -> serde_json
 /// `-Infinity` are accepted (as marked strings that [`scalar`] turns back into floats). An
 /// integer too large for an `i64` or `u64`, which serde_json would quietly read as a float,
 /// is an error.
+/// serde_json's message for a line, with its position as a column only: the line number is
+/// the input's, which the error names already (`line 2: not valid JSON at column 12: ...`,
+/// not `line 2: ... at line 1 column 12`).
+fn json_error(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&position) {
+        Some(message) if e.line() > 0 => {
+            format!("not valid JSON at column {}: {message}", e.column())
+        }
+        _ => format!("not valid JSON: {text}"),
+    }
+}
+
 pub(crate) fn parse_json(text: &str) -> Result<Parsed, serde_json::Error> {
     use serde::de::Error as _;
     let parsed = match serde_json::from_str(text) {

@@ -162,7 +162,7 @@ async function runsPage(main, params) {
     }
     render(data);
     // A page showing a live run refreshes itself (one request per period).
-    if (data.runs.some((r) => r.status === "live")) timer = setTimeout(load, POLL_MS * 2);
+    if (data.runs.some((r) => r.status === "running")) timer = setTimeout(load, POLL_MS * 2);
   }
   function sortBy(s) {
     if (table.sort === s) table.order = table.order === "asc" ? "desc" : "asc";
@@ -507,7 +507,7 @@ async function runPage(main, ref) {
   // Live: a run being written is polled (one small request per period, none while one is
   // in flight); when its last step moves, only its own line is re-read (archived versions
   // cannot change), and the page is drawn anew when it logs a new key or stops.
-  if (v.status === "live") {
+  if (v.status === "running") {
     let last = v.summary.last_step, busy = false;
     const keys = chartKeys(v.summary, 24).join("\n");
     const gen = generation;
@@ -516,11 +516,11 @@ async function runPage(main, ref) {
       busy = true;
       try {
         const s = (await api("state", { ref })).states[0];
-        if (s.error || (s.last_step === last && s.status === "live")) return;
+        if (s.error || (s.last_step === last && s.status === "running")) return;
         last = s.last_step;
         document.getElementById("counts").textContent = `${fmtInt(s.rows)} rows, last step ${fmtInt(s.last_step)} · ${s.status}`;
         const now = await api("version", { ref });
-        if (s.status !== "live" || chartKeys(now.summary, 24).join("\n") !== keys) {
+        if (s.status !== "running" || chartKeys(now.summary, 24).join("\n") !== keys) {
           clearInterval(timer);
           if (gen === generation) route();
           return;

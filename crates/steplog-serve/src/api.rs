@@ -315,7 +315,7 @@ pub async fn runs(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult<Js
 
 fn status_rank(s: Status) -> u8 {
     match s {
-        Status::Live => 0,
+        Status::Running => 0,
         Status::Crashed => 1,
         Status::Finished => 2,
         Status::Archived => 3,
@@ -473,10 +473,7 @@ pub async fn series(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult<
         let d = store.downsample(reference.as_str(), &key, from..=to, width)?;
         let Some(d) = d else {
             // No numeric value in the range: a key the version never had is an error.
-            let s = store.summary(version)?;
-            if !s.keys.contains_key(&key) {
-                return Err(ApiError::not_found_key(&reference, &key, s.keys.keys()));
-            }
+            store.check_keys(reference.as_str(), steplog::Stream::History, [key.as_str()])?;
             return Ok(Json(json!({
                 "version": version.to_string(), "key": key, "from": null, "to": null,
                 "steps": [], "values": [],

@@ -60,36 +60,6 @@ impl ApiError {
         )
     }
 
-    /// A key the version never had (404), with the closest keys it has.
-    pub fn not_found_key<'a>(
-        reference: &str,
-        key: &str,
-        keys: impl Iterator<Item = &'a String>,
-    ) -> Self {
-        // Close: a few edits away (a typo), closest first.
-        let most = 2.max(key.chars().count() / 5);
-        let mut close: Vec<(usize, &str)> = keys
-            .map(|k| (strsim::levenshtein(key, k), k.as_str()))
-            .filter(|(d, _)| *d <= most)
-            .collect();
-        close.sort();
-        let hint = if close.is_empty() {
-            String::new()
-        } else {
-            let names: Vec<String> = close
-                .iter()
-                .take(5)
-                .map(|(_, k)| format!("'{k}'"))
-                .collect();
-            format!(" (did you mean {}?)", names.join(", "))
-        };
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("'{reference}' has no key '{key}'{hint}"),
-        )
-    }
-
     /// What the engine could not do, by its kind: what the request named wrong is a 4xx.
     pub fn engine(e: &steplog::Error) -> Self {
         let (status, kind) = match e.kind() {

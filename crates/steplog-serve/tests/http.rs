@@ -437,7 +437,7 @@ fn state_polls_see_committed_rows_at_once() {
     w.log_at(0, [("x", 1.0)]).unwrap();
     w.commit().unwrap();
     let st = s.json("/api/state?ref=live&ref=nope&ref=v1");
-    assert_eq!(st["states"][0]["status"], "live");
+    assert_eq!(st["states"][0]["status"], "running");
     assert_eq!(st["states"][0]["last_step"], 0);
     assert!(st["states"][1]["error"].as_str().unwrap().contains("nope"));
     assert_eq!(st["states"][2]["status"], "archived");
@@ -949,7 +949,7 @@ fn a_rewind_of_a_run_a_writer_holds_is_a_conflict_and_changes_nothing() {
         .post("/api/rewind", &ok, &json!({"run": "r1", "step": 10}))
         .error(409);
     assert!(e.contains("r1"), "{e}");
-    assert_eq!(s.json("/api/version?ref=r1")["status"], "live");
+    assert_eq!(s.json("/api/version?ref=r1")["status"], "running");
     w.log_at(300, [("loss", 0.0)]).unwrap();
     w.finish().unwrap();
     // Once the writer is gone, the same rewind goes through.

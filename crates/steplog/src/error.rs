@@ -84,6 +84,25 @@ pub enum Error {
         /// The name that was looked up.
         run: String,
     },
+    /// The version has no value for this key in the stream at any step (a key that exists but
+    /// has no value in a range read is not this error): a typo, most likely.
+    #[error(
+        "version {version} of run '{run}' has no key '{key}'{}{}",
+        if stream == "history" { String::new() } else { format!(" in its {stream} stream") },
+        crate::names::did_you_mean(close)
+    )]
+    KeyNotFound {
+        /// The run.
+        run: String,
+        /// The version read.
+        version: String,
+        /// The stream read.
+        stream: String,
+        /// The key asked for.
+        key: String,
+        /// The version's keys close to it, closest first (at most five).
+        close: Vec<String>,
+    },
     /// A run with this name exists already.
     #[error("a run named '{run}' already exists")]
     RunExists {
@@ -127,7 +146,8 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// A rewind or fork step is past the end of the version's history.
+    /// The step of a reference (`NAME?_step=S`: read, rewound to or forked from) is past the
+    /// end of the version's history.
     #[error("version {version} of run '{run}' has no step {step}: {reason}")]
     StepOutOfRange {
         /// The run.
@@ -268,6 +288,7 @@ impl Error {
             Error::StoreNotFound { .. }
             | Error::RunNotFound { .. }
             | Error::VersionNotFound { .. }
+            | Error::KeyNotFound { .. }
             | Error::Purged { .. } => ErrorKind::NotFound,
             Error::RunExists { .. } => ErrorKind::AlreadyExists,
             Error::Locked { .. } | Error::LockTimeout { .. } => ErrorKind::Locked,
@@ -298,7 +319,7 @@ pub enum ErrorKind {
     Io,
     /// Stored data is damaged or missing (a checksum, a structure, a recorded file).
     Corruption,
-    /// No such store, run or version, or the version was purged.
+    /// No such store, run, version or key, or the version was purged.
     NotFound,
     /// A run of that name exists already.
     AlreadyExists,

@@ -437,7 +437,7 @@ impl Store {
     /// A sealed segment, from the cache or mapped and checked against what the manifest
     /// records of it: its id, its stream, and (once the manifest has its seal) its rows, step
     /// range and length. A file swapped in from elsewhere, even a valid one, is corruption.
-    fn open_sealed(&self, seg: &SegmentMeta) -> Result<Arc<Sealed>> {
+    pub(crate) fn open_sealed(&self, seg: &SegmentMeta) -> Result<Arc<Sealed>> {
         let id = seg.id;
         if let Some(s) = self.inner.cache.sealed(id) {
             return Ok(s);
@@ -549,6 +549,10 @@ impl Store {
         })
     }
 
+    /// The version a reference names, and its step. A reference `NAME?_step=S` means the
+    /// version's rows up to step S, and S must be one of its steps or before its last
+    /// (`StepOutOfRange` otherwise): the same rule for reading as for a rewind or a fork
+    /// from it, so `r1?_step=500` of a run whose last step is 400 is refused everywhere.
     pub(crate) fn read_target(
         &self,
         reference: impl IntoReference,
@@ -556,7 +560,26 @@ impl Store {
         let r = reference.into_reference()?;
         let state = self.state()?;
         let v = resolve_target(&state, &r.target)?;
+        if let Some(step) = r.step {
+            self.check_step(&state, v, step)?;
+        }
         Ok((state, v, r.step))
+    }
+
+    /// `Ok` if version `v` has rows up to `step` in some stream: `step` is at most its last.
+    pub(crate) fn check_step(&self, state: &State, v: VersionId, step: u64) -> Result<()> {
+        let meta = state.meta_of(v)?;
+        let out_of_range = |reason: String| Error::StepOutOfRange {
+            run: meta.run.clone(),
+            version: v.to_string(),
+            step,
+            reason,
+        };
+        match self.last_step_any(state, v)? {
+            None => Err(out_of_range("it has no rows".into())),
+            Some(last) if step > last => Err(out_of_range(format!("its last step is {last}"))),
+            Some(_) => Ok(()),
+        }
     }
 
     /// The rows of the version `reference` names (a run's head, a version id; with

@@ -25,8 +25,9 @@ pub(crate) const SEGMENT_DIR: &str = "segments";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// The head of its run, with a writer holding it now.
-    Live,
+    /// The head of its run, with a writer holding it now (W&B's word; steplog before
+    /// 2026-12-04 said `live`).
+    Running,
     /// The head of its run, finished by its writer.
     Finished,
     /// The head of its run, whose writer went away without finishing (a crash). It can be
@@ -42,7 +43,7 @@ impl Status {
     /// The status as a lowercase word.
     pub fn name(self) -> &'static str {
         match self {
-            Status::Live => "live",
+            Status::Running => "running",
             Status::Finished => "finished",
             Status::Crashed => "crashed",
             Status::Archived => "archived",
@@ -655,7 +656,7 @@ fn status_with(
     } else if meta.finished {
         Status::Finished
     } else if (known_head || state.is_head(meta)?) && writer_holds_lock() {
-        Status::Live
+        Status::Running
     } else {
         Status::Crashed
     })

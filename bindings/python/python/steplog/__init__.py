@@ -488,16 +488,19 @@ class Store:
 
     def init(
         self,
-        name: str,
+        name: Optional[str] = None,
         config: Optional[Mapping[str, Any]] = None,
         resume: str = "allow",
         resume_from: Optional[str] = None,
         fork_from: Optional[str] = None,
+        id: Optional[str] = None,
     ) -> Run:
         """Starts writing a run, as `wandb.init`: `resume` is "allow", "must" or "never";
         `resume_from="NAME?_step=N"` rewinds NAME to step N (the rewound steps stay readable
         under the archived version id); `fork_from="REF?_step=N"` starts a new run from any
-        run or version at step N."""
+        run or version at step N. A run has one name, which is also its id: `id=` (W&B's
+        unique run id, which resuming keys by) is the same as `name=`."""
+        name = _run_name(name, id)
         step = None
         if resume_from is not None and fork_from is not None:
             raise InvalidInputError(
@@ -558,7 +561,7 @@ class Store:
         return Summary(self._s.summary(ref))
 
     def runs(self) -> List[dict]:
-        """[{name, head, status, last_step, rows}]; status is live, finished or crashed."""
+        """[{name, head, status, last_step, rows}]; status is running, finished or crashed."""
         return self._s.runs()
 
     def versions(self) -> List[dict]:
@@ -602,7 +605,19 @@ class Store:
         return Bulk(self._s.bulk())
 
 
-def init(name: str, dir: str = "./steplog-data", **kwargs: Any) -> Run:
-    """`steplog.init(name, dir=..., config=..., resume=..., resume_from=..., fork_from=...)`:
-    opens the store in `dir` and starts the run (see `Store.init`)."""
+def init(name: Optional[str] = None, dir: str = "./steplog-data", **kwargs: Any) -> Run:
+    """`steplog.init(name, dir=..., config=..., resume=..., resume_from=..., fork_from=...,
+    id=...)`: opens the store in `dir` and starts the run (see `Store.init`)."""
     return Store(dir).init(name, **kwargs)
+
+
+def _run_name(name: Optional[str], id: Optional[str]) -> str:
+    """The run's name from `name=` or W&B's `id=`: one of them, or both the same."""
+    if name is None and id is None:
+        raise InvalidInputError("init needs the run's name: name=NAME (or W&B's id=NAME)")
+    if name is not None and id is not None and name != id:
+        raise InvalidInputError(
+            f"name '{name}' and id '{id}' differ: a steplog run has one name, which is "
+            "also its id (W&B's id=, which resuming keys by); give one of them"
+        )
+    return name if name is not None else id

@@ -150,7 +150,7 @@ def test_the_runs_table_lists_every_run(server, browser):
     assert names == ["live-run", "scratch", "train", "train-b"]
     status = {r.get_attribute("data-run"): r.find_element(By.CSS_SELECTOR, "[data-status]").text
               for r in browser.find_elements(By.CSS_SELECTOR, "#runs-table tr[data-run]")}
-    assert status == {"live-run": "live", "scratch": "finished", "train": "finished",
+    assert status == {"live-run": "running", "scratch": "finished", "train": "finished",
                       "train-b": "finished"}
     assert "1–4 of 4 runs" in browser.find_element(By.ID, "runs-status").text
     browser.save_screenshot(str(SHOTS / "runs.png"))

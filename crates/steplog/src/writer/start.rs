@@ -384,21 +384,6 @@ fn resume(store: &Store, name: &str, head: VersionId, config: Option<Config>) ->
     })
 }
 
-fn check_step(store: &Store, state: &State, v: VersionId, step: u64) -> Result<()> {
-    let meta = state.meta_of(v)?;
-    let out_of_range = |reason: String| Error::StepOutOfRange {
-        run: meta.run.clone(),
-        version: v.to_string(),
-        step,
-        reason,
-    };
-    match store.last_step_any(state, v)? {
-        None => Err(out_of_range("it has no rows".into())),
-        Some(last) if step > last => Err(out_of_range(format!("its last step is {last}"))),
-        Some(_) => Ok(()),
-    }
-}
-
 /// Archives the head of `name` and makes a new head holding its rows up to `step`, or none
 /// (`None`: a restart).
 fn rewind(
@@ -414,7 +399,7 @@ fn rewind(
             .head(name)?
             .ok_or_else(|| Error::RunNotFound { run: name.into() })?;
         if let Some(step) = step {
-            check_step(store, &state, head, step)?;
+            store.check_step(&state, head, step)?;
         }
         (head, state.meta_of(head)?)
     };
@@ -458,7 +443,7 @@ fn fork(
         if state.head(name)?.is_some() {
             return Err(Error::RunExists { run: name.into() });
         }
-        check_step(store, &state, source, step)?;
+        store.check_step(&state, source, step)?;
     }
     let version = store.transact(|state| {
         if state.head(name)?.is_some() {
