@@ -81,7 +81,8 @@ pub enum Command {
         steps: u64,
     },
     /// Log rows read from stdin as JSON Lines (one object per line; `_step` sets the step,
-    /// otherwise previous step + 1; nested objects flatten with `/`). Nothing is written
+    /// otherwise the step after the stream's last row, and a session's first after the run's
+    /// last step in any stream; nested objects flatten with `/`). Nothing is written
     /// before the first row is accepted; a bad line later leaves the run crashed, with the
     /// rows before it committed.
     Log(LogArgs),
@@ -173,6 +174,13 @@ pub enum Command {
     Purge {
         /// The version id (v12).
         version: String,
+    },
+    /// Delete a run with all its versions: its name is free again and the segments no other
+    /// run needs are deleted (a run forked from it keeps what it reads). Refused while a
+    /// writer holds the run.
+    Delete {
+        /// The run's name.
+        run: String,
     },
     /// Serve the web view: the runs table, each run's page with its lineage tree, and charts
     /// that zoom to exact values (docs/API.md). Read-only and on the loopback address unless

@@ -191,6 +191,17 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                 })
             )?;
         }
+        Command::Delete { run } => {
+            let bar = crate::progress::Bar::new();
+            let d = open()?.delete_with(&run, &bar)?;
+            bar.done();
+            let versions: Vec<String> = d.versions.iter().map(|v| v.to_string()).collect();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"deleted": d.run, "versions": versions, "deleted_files": d.files})
+            )?;
+        }
         Command::Purge { version } => {
             let v: steplog::VersionId = version.parse().map_err(|_| {
                 CliError::Usage(format!(

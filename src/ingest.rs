@@ -102,7 +102,8 @@ pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
             Ok(None) => continue,
             Err(e) => break Some(e.into()),
         };
-        let step = parsed.step.or(prev.map(|p| p + 1));
+        // Without `_step`, the engine's one rule: the step after the stream's last row.
+        let step = parsed.step;
         if let Some(begin) = start.take() {
             // The first row, checked by the rules every logging call follows (in memory)
             // before the run is created or changed.

@@ -242,13 +242,61 @@ fn a_resumed_run_continues_after_its_last_step_in_any_stream() {
         .unwrap();
     run.finish().unwrap();
     let mut run = store.run("r").start().unwrap();
-    for stream in [steplog::Stream::History, steplog::Stream::System] {
+    for stream in steplog::Stream::ALL {
         assert_eq!(run.next_step(stream), 10, "{stream}");
     }
-    run.log_row(steplog::Stream::Console, None, [("line", "same step")])
+    // Console rows may still annotate the last step when given it.
+    run.log_row(steplog::Stream::Console, Some(9), [("line", "at 9")])
         .unwrap();
+    assert_eq!(
+        run.log_row(steplog::Stream::Console, None, [("line", "next")])
+            .unwrap(),
+        10
+    );
     assert_eq!(run.log([("x", 2.0)]).unwrap(), 10);
     run.finish().unwrap();
+}
+
+/// Issue #16: one rule for the step of a row logged without one, in every stream: the step
+/// after the stream's last row in this writer, and a writer's first row of any stream after
+/// the run's last step in any stream. A console line and a system row logged after a
+/// session of history both take the next step (a console line used to take the last one).
+#[test]
+fn every_stream_takes_the_same_default_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut run = store.run("r").start().unwrap();
+    for stream in steplog::Stream::ALL {
+        assert_eq!(
+            run.log_row(stream, None, [("v", 1.0)]).unwrap(),
+            0,
+            "{stream}"
+        );
+        assert_eq!(
+            run.log_row(stream, None, [("v", 2.0)]).unwrap(),
+            1,
+            "{stream}"
+        );
+    }
+    for step in 2..300u64 {
+        run.log([("loss", step as f64)]).unwrap();
+    }
+    // Within a writer each stream keeps its own count; the history is at 299.
+    assert_eq!(run.next_step(steplog::Stream::History), 300);
+    assert_eq!(run.next_step(steplog::Stream::Console), 2);
+    run.finish().unwrap();
+    // The next session: every stream after 299, through the CLI as through the library.
+    for (stream, want) in [("console", 300), ("system", 301), ("history", 302)] {
+        let out = cli_in(
+            dir.path(),
+            &["log", "r", "--stream", stream],
+            "{\"v\": 3}\n",
+        );
+        assert!(out.status.success());
+        let rows = cli_ok(dir.path(), &["history", "r", "--stream", stream]);
+        let last: serde_json::Value = serde_json::from_str(rows.lines().last().unwrap()).unwrap();
+        assert_eq!(last["_step"], want, "{stream}: {rows}");
+    }
 }
 
 #[test]

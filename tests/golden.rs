@@ -19,8 +19,8 @@ use steplog::{Options, Store, Stream, Value};
 
 /// Writes a golden store: every kind of value and column encoding, three streams, sparse
 /// keys, several segments and blocks per version, a rewind, a fork of an archived version, a
-/// purge, a restart (since manifest format 2), and a crashed run whose head segment is
-/// unsealed.
+/// purge, a restart (since manifest format 2), a crashed run whose head segment is
+/// unsealed, and deleted runs (since manifest format 7).
 #[test]
 #[ignore = "writes a golden fixture; run by hand when a format changes (see the module doc)"]
 fn make_golden() {
@@ -225,6 +225,23 @@ fn make_golden() {
     let mut w = store.run("short-last").start().unwrap();
     w.log_at(0, [("loss", 0.5)]).unwrap();
     w.finish().unwrap();
+    // Manifest format 7: runs deleted. "doomed" was rewound and forked ("heir" keeps what it
+    // read), then deleted and its name taken again; "doomed-short" (inline) is deleted too.
+    let mut w = store.run("doomed").start().unwrap();
+    for step in 0..400u64 {
+        w.log_at(step, [("d", step as f64 * 3.0)]).unwrap();
+    }
+    w.finish().unwrap();
+    store.run("doomed").resume_from(250).apply().unwrap();
+    store.run("heir").fork_from("doomed", 120).apply().unwrap();
+    let mut w = store.run("doomed-short").start().unwrap();
+    w.log_at(0, [("d", 1.0)]).unwrap();
+    w.finish().unwrap();
+    store.delete("doomed").unwrap();
+    store.delete("doomed-short").unwrap();
+    let mut w = store.run("doomed").start().unwrap();
+    w.log_at(0, [("d", -1.0)]).unwrap();
+    w.finish().unwrap();
     // The last bulk stays in the tail: no compaction after it.
     drop(store);
     let store = Options::new()
@@ -238,6 +255,8 @@ fn make_golden() {
         bulk.add(run).unwrap();
     }
     bulk.commit().unwrap();
+    // A delete left in the tail (a tombstone in the overlay, over the tables' record).
+    store.delete("short-last").unwrap();
     let expected = describe(&store);
     std::fs::write(
         out.join("expected.json"),
@@ -247,7 +266,7 @@ fn make_golden() {
 }
 
 /// The manifest format this steplog writes (a compaction rewrites older ones as it).
-const LATEST: u16 = 6;
+const LATEST: u16 = 7;
 
 #[test]
 fn every_golden_store_reads_back_exactly() {
@@ -369,7 +388,13 @@ fn every_golden_store_reads_back_exactly() {
             bulk.add(run).unwrap();
             bulk.commit().unwrap();
         }
-        assert_eq!(format(bulked.path()), LATEST, "{}: bulk", fixture.display());
+        let after_bulk = if was < 6 { LATEST } else { was };
+        assert_eq!(
+            format(bulked.path()),
+            after_bulk,
+            "{}: bulk",
+            fixture.display()
+        );
         let b = Store::open(bulked.path()).unwrap();
         assert_eq!(common::rows(&b, "bulk-after-golden").len(), 1);
         let mut d = describe(&b);
@@ -385,6 +410,30 @@ fn every_golden_store_reads_back_exactly() {
             .unwrap();
         assert_eq!(d, expected, "{} after a bulk", fixture.display());
         assert!(b.verify().unwrap().is_ok(), "{}: bulk", fixture.display());
+        // A delete needs manifest format 7: the same, and the other runs read as they did.
+        let deleted = tempfile::tempdir().unwrap();
+        common::copy_dir(&fixture.join("store"), deleted.path());
+        {
+            let d = Store::open(deleted.path()).unwrap();
+            d.delete("gone").unwrap();
+        }
+        assert_eq!(
+            format(deleted.path()),
+            LATEST,
+            "{}: delete",
+            fixture.display()
+        );
+        let d = Store::open(deleted.path()).unwrap();
+        let mut after = describe(&d);
+        assert!(after["runs"].get("gone").is_none(), "{}", fixture.display());
+        let mut want = expected.clone();
+        for e in [&mut after, &mut want] {
+            e["runs"].as_object_mut().unwrap().remove("gone");
+            let versions = e["versions"].as_object_mut().unwrap();
+            versions.retain(|_, v| v["run"] != "gone");
+        }
+        assert_eq!(after, want, "{} after a delete", fixture.display());
+        assert!(d.verify().unwrap().is_ok(), "{}: delete", fixture.display());
         // And it stays writable: the crashed run resumes, a new run is added.
         let mut w = store.run("crashed").start().unwrap();
         let next = w.next_step(Stream::History);

@@ -20,6 +20,7 @@ const READERS: &[&[&str]] = &[
     &["plot", "r1", "--keys", "loss", "-o", "-"],
     &["export", "r1", "--format", "csv", "-o", "-"],
     &["purge", "v1"],
+    &["delete", "r1"],
     &["gc"],
     &["serve", "--bind", "127.0.0.1:0"],
 ];

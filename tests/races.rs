@@ -1,5 +1,5 @@
 //! Every pair of manifest-editing operations (start, resume and finish, rewind, fork, purge,
-//! a burst of edits that compacts the manifest, and a bulk of new runs) raced in two processes, many times: each
+//! a burst of edits that compacts the manifest, a bulk of new runs, and a delete) raced in two processes, many times: each
 //! process either succeeds or fails with an error that says why, and the store afterwards is
 //! exactly what running the successful operations one after the other would give (issue #11,
 //! item 2, and the class it belongs to).
@@ -22,8 +22,8 @@ use steplog::{Error, Options, Row, Store};
 
 const CHILD_ENV: &str = "STEPLOG_RACE_CHILD";
 
-const OPS: [&str; 7] = [
-    "start", "resume", "rewind", "fork", "purge", "compact", "bulk",
+const OPS: [&str; 8] = [
+    "start", "resume", "rewind", "fork", "purge", "compact", "bulk", "delete",
 ];
 
 fn open(dir: &Path) -> Store {
@@ -84,6 +84,8 @@ fn op(store: &Store, name: &str, tag: &str) -> steplog::Result<()> {
             .map(|s| s.head)
             .map(|_| ()),
         "purge" => store.purge("v1".parse().unwrap()).map(|_| ()),
+        // The run every other operation reads or writes: all of its versions go.
+        "delete" => store.delete("base").map(|_| ()),
         "compact" => burst(store, tag, 12).map(|_| ()),
         // Runs of its own, and the names both processes' `start` would take: a bulk racing a
         // start or another bulk is refused whole or wins whole.
@@ -128,6 +130,7 @@ fn acceptable(e: &Error) -> bool {
             | Error::ResumeRefused { .. }
             | Error::NotArchived { .. }
             | Error::StepOutOfRange { .. }
+            | Error::RunNotFound { .. }
     )
 }
 

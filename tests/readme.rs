@@ -101,9 +101,13 @@ fn the_readme_runs_as_written() {
         .open(at("my-runs.steplog"))
         .expect("the quick start's store");
     let names = store.run_names().unwrap();
-    for run in ["r1", "r2", "r1-sgd", "r3", "exp1", "fuzz-png"] {
+    for run in ["r1", "r2", "r1-sgd", "exp1", "fuzz-png"] {
         assert!(names.iter().any(|n| n == run), "{run} in {names:?}");
     }
+    assert!(
+        !names.iter().any(|n| n == "r3"),
+        "r3 was deleted: {names:?}"
+    );
     assert!(
         names.iter().any(|n| n.starts_with("criterion/")),
         "{names:?}"

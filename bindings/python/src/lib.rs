@@ -349,6 +349,12 @@ impl Store {
         .map_err(err)
     }
 
+    /// Deletes a run with all its versions; returns (versions purged, files deleted).
+    fn delete(&self, py: Python<'_>, run: &str) -> PyResult<(Vec<String>, usize)> {
+        let d = py.detach(|| self.inner.delete(run)).map_err(err)?;
+        Ok((d.versions.iter().map(|v| v.to_string()).collect(), d.files))
+    }
+
     /// Checks every checksum; returns the problems found (empty when all is well).
     fn verify(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let report = py.detach(|| self.inner.verify()).map_err(err)?;

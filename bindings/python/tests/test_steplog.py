@@ -344,3 +344,26 @@ def test_a_newcomers_mistakes_are_errors_not_empty_answers(store):
         store.init(name="a", id="b")
     with pytest.raises(steplog.InvalidInputError, match="needs the run's name"):
         store.init()
+
+
+def test_delete_a_run(store):
+    with store.init(name="gone") as run:
+        run.log({"x": 1})
+    with store.init(name="gone", resume_from="gone?_step=0") as run:
+        run.log({"x": 2})
+    with store.init(name="kid", fork_from="gone?_step=1") as run:
+        run.log({"x": 3})
+    w = store.init(name="busy")
+    with pytest.raises(steplog.LockedError):
+        store.delete("busy")
+    w.finish()
+    d = store.delete("gone")
+    assert d["versions"] == ["v2", "v1"]
+    assert "gone" not in store.run_names()
+    assert [s for s, _ in store.history("kid")] == [0, 1, 2]
+    with pytest.raises(steplog.NotFoundError):
+        store.delete("gone")
+    with store.init(name="gone", resume="never") as run:   # the name is free again
+        run.log({"x": 9})
+    assert store.history("gone") == [(0, {"x": 9})]
+    assert store.verify() == []

@@ -87,7 +87,7 @@ fn documented_sizes_match_the_encoders() {
         .and_then(|(n, _)| n.parse().ok())
         .expect("docs/FORMAT.md states the manifest header's format");
     assert_eq!(u16::from_le_bytes([file[8], file[9]]), stated);
-    assert_eq!(stated, 6, "manifest format 6");
+    assert_eq!(stated, 7, "manifest format 7");
 
     // A table of no record: header, an empty index frame, a filter frame, the footer.
     use crate::manifest::table::{self, TableWriter};

@@ -92,7 +92,7 @@ pub fn manifest(data: &[u8]) {
                 let _ = state.plan(v, stream, 0, u64::MAX).map(|p| p.count());
             }
         }
-        let _ = state.needed_segments(None);
+        let _ = state.needed_segments(&[]);
         // The input as the snapshot of a store, as the first frame of its manifest.
         if let Edit::Snapshot { .. } = edit {
             store_over_manifest(&crate::manifest::log::encode_frame(&edit).expect("frame"));
@@ -186,8 +186,8 @@ fn open(fs: &SimFs) -> Option<Store> {
         .ok()
 }
 
-/// A sequence of operations read from the bytes (log, commit, finish, rewind, fork, purge,
-/// reopen, crash in three modes), on the crash-simulating file system. Errors are allowed;
+/// A sequence of operations read from the bytes (log, commit, finish, rewind, fork, purge or
+/// delete, reopen, crash in three modes), on the crash-simulating file system. Errors are allowed;
 /// panics are not, and after every crash the store must verify clean.
 pub fn ops(data: &[u8]) {
     let mut fs = SimFs::new();
@@ -242,6 +242,9 @@ pub fn ops(data: &[u8]) {
                     .run(&format!("f{a}{b}"))
                     .fork_from(name, u64::from(b))
                     .apply();
+            }
+            5 if b % 2 == 1 => {
+                let _ = store.delete(name);
             }
             5 => {
                 let _ = store.purge(crate::VersionId(u64::from(b % 8)));

@@ -46,6 +46,7 @@
 
 mod cache;
 mod codec;
+mod delete;
 mod downsample;
 mod error;
 #[cfg(test)]
@@ -72,6 +73,7 @@ mod types;
 mod verify;
 mod writer;
 
+pub use delete::Deleted;
 pub use downsample::{Bucket, Downsampled};
 pub use error::{Error, ErrorKind, Result};
 pub use gc::GcReport;

@@ -545,7 +545,7 @@ impl Store {
 
     /// [`purge`](Self::purge), telling `progress` the segment files deleted.
     pub fn purge_with(&self, version: VersionId, progress: &dyn crate::Progress) -> Result<usize> {
-        let (inline, dropped) = self.transact(|state| {
+        let (inline, files) = self.transact(|state| {
             let meta = state.meta(version)?.ok_or_else(|| Error::VersionNotFound {
                 version: version.to_string(),
             })?;
@@ -560,46 +560,34 @@ impl Store {
                     status: self.status_of(state, &meta)?.to_string(),
                 });
             }
-            // What no version needs once `version` is purged too: segments of purged
-            // versions, each with its owner.
-            let needed = state.needed_segments(Some(version))?;
-            let mut dropped = Vec::new();
-            let mut owners = Vec::new();
-            // Inline segments have no file: the edit drops their bytes from the manifest.
-            let mut inline = std::collections::HashSet::new();
-            for m in state.versions() {
-                let m = m?;
-                if !(m.purged || m.id == version) {
-                    continue;
-                }
-                let gone: Vec<&crate::manifest::SegmentMeta> = m
-                    .all_segments()
-                    .filter(|s| !needed.contains(&s.id))
-                    .collect();
-                if !gone.is_empty() {
-                    owners.push(m.id);
-                    dropped.extend(gone.iter().map(|s| s.id));
-                    inline.extend(gone.iter().filter(|s| s.inline).map(|s| s.id));
-                }
-            }
-            let files: Vec<SegmentId> = dropped
-                .iter()
-                .copied()
-                .filter(|id| !inline.contains(id))
-                .collect();
+            let u = self.unneeded_segments(state, &[version])?;
+            let files = u.files();
             let edit = Edit::Purge {
                 version,
-                dropped,
-                owners,
+                dropped: u.dropped,
+                owners: u.owners,
             };
-            Ok((vec![edit], (inline, files)))
+            Ok((vec![edit], (u.inline, files)))
         })?;
+        self.remove_segments("purge", &inline, &files, progress)
+    }
+
+    /// After a purge's or delete's edit: forgets the dropped inline segments, and deletes
+    /// the files of the dropped segments (a file already gone is no error: a purge killed
+    /// midway is finished by `gc`). Returns the number of files deleted.
+    pub(crate) fn remove_segments(
+        &self,
+        stage: &str,
+        inline: &std::collections::HashSet<SegmentId>,
+        files: &[SegmentId],
+        progress: &dyn crate::Progress,
+    ) -> Result<usize> {
         for id in inline {
-            self.inner.cache.forget(id);
+            self.inner.cache.forget(*id);
         }
         let mut deleted = 0;
-        progress.begin("purge", dropped.len() as u64, crate::progress::Unit::Items);
-        for (done, id) in dropped.iter().enumerate() {
+        progress.begin(stage, files.len() as u64, crate::progress::Unit::Items);
+        for (done, id) in files.iter().enumerate() {
             progress.update(done as u64);
             self.inner.cache.forget(*id);
             let path = self.segment_path(*id);
@@ -614,6 +602,55 @@ impl Store {
             self.fs().sync_dir(&dir).at(&dir)?;
         }
         Ok(deleted)
+    }
+
+    /// What no version needs once `purging` are purged too: every segment of a purged
+    /// version (or of one of `purging`) that no other version reads, with the versions owning
+    /// them, and which of them are inline (no file). The one rule of purge and delete.
+    pub(crate) fn unneeded_segments(
+        &self,
+        state: &State,
+        purging: &[VersionId],
+    ) -> Result<Unneeded> {
+        let needed = state.needed_segments(purging)?;
+        let mut out = Unneeded::default();
+        for m in state.versions() {
+            let m = m?;
+            if !(m.purged || purging.contains(&m.id)) {
+                continue;
+            }
+            let gone: Vec<&crate::manifest::SegmentMeta> = m
+                .all_segments()
+                .filter(|s| !needed.contains(&s.id))
+                .collect();
+            if !gone.is_empty() {
+                out.owners.push(m.id);
+                out.dropped.extend(gone.iter().map(|s| s.id));
+                out.inline
+                    .extend(gone.iter().filter(|s| s.inline).map(|s| s.id));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Segments no version needs: what a purge or delete edit drops.
+#[derive(Default)]
+pub(crate) struct Unneeded {
+    pub dropped: Vec<SegmentId>,
+    pub owners: Vec<VersionId>,
+    /// The dropped segments carried in the manifest (no file).
+    pub inline: std::collections::HashSet<SegmentId>,
+}
+
+impl Unneeded {
+    /// The dropped segments that are files.
+    pub fn files(&self) -> Vec<SegmentId> {
+        self.dropped
+            .iter()
+            .copied()
+            .filter(|id| !self.inline.contains(id))
+            .collect()
     }
 }
 

@@ -592,6 +592,13 @@ class Store:
         """Purges an archived version; returns the number of files deleted."""
         return self._s.purge(version)
 
+    def delete(self, name: str) -> dict:
+        """Deletes a run with all its versions (refused while a writer holds it): its name is
+        free again; a run forked from it keeps what it reads. Returns {versions, files}: the
+        versions purged and the segment files deleted."""
+        versions, files = self._s.delete(name)
+        return {"versions": versions, "files": files}
+
     def verify(self) -> List[str]:
         """Checks every checksum; returns the problems (empty when all is well)."""
         return self._s.verify()

@@ -156,7 +156,8 @@ impl Base {
         Self::memo(&self.heads, &name.to_owned(), || {
             match self.get(&run_key(name))? {
                 None => Ok(None),
-                Some((t, v)) => Ok(Some(decode_head(&self.path_of(t), &v, self.next_version)?)),
+                // A tombstone: the run was deleted.
+                Some((t, v)) => decode_head(&self.path_of(t), &v, self.next_version),
             }
         })
     }
@@ -270,6 +271,16 @@ impl Base {
 
     /// Every run the base knows, by name, with its head.
     pub fn runs(&self) -> impl Iterator<Item = Result<(String, VersionId)>> + '_ {
+        self.run_records().filter_map(|r| match r {
+            Ok((name, Some(head))) => Some(Ok((name, head))),
+            Ok((_, None)) => None,
+            Err(e) => Some(Err(e)),
+        })
+    }
+
+    /// Every run record the base holds, by name: its head, or `None` for a tombstone (a
+    /// run deleted; what a merge copies to hide the record of an older table).
+    pub fn run_records(&self) -> impl Iterator<Item = Result<(String, Option<VersionId>)>> + '_ {
         self.merged(&[RUN_PREFIX]).map(move |r| {
             let (t, k, v) = r?;
             let path = self.path_of(&self.tables[t]);
@@ -306,7 +317,12 @@ impl Base {
     }
 }
 
-fn decode_head(path: &Path, bytes: &[u8], next_version: u64) -> Result<VersionId> {
+/// A run record's value: its head, or `None` for a tombstone (empty: the run was deleted,
+/// manifest format 7).
+fn decode_head(path: &Path, bytes: &[u8], next_version: u64) -> Result<Option<VersionId>> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
     let id = <[u8; 8]>::try_from(bytes)
         .map(u64::from_le_bytes)
         .map_err(|_| Error::corrupt(path, 0, "a run record that is not a version id"))?;
@@ -317,7 +333,7 @@ fn decode_head(path: &Path, bytes: &[u8], next_version: u64) -> Result<VersionId
             format!("a run's head v{id} is outside the allocated ids (next {next_version})"),
         ));
     }
-    Ok(VersionId(id))
+    Ok(Some(VersionId(id)))
 }
 
 fn decode_segment(
@@ -367,7 +383,8 @@ pub(crate) fn version_record(v: &VersionMeta) -> Result<VersionRecord> {
 
 /// The records of one table, each stream in key order.
 pub(crate) struct Records<'a> {
-    pub runs: &'a mut dyn Iterator<Item = Result<(String, VersionId)>>,
+    /// Runs and their heads; `None` is a tombstone (a deleted run).
+    pub runs: &'a mut dyn Iterator<Item = Result<(String, Option<VersionId>)>>,
     /// Inline segments; `None` is a tombstone.
     pub segments: &'a mut dyn Iterator<Item = Result<(SegmentId, Option<Bytes>)>>,
     pub versions: &'a mut dyn Iterator<Item = Result<VersionRecord>>,
@@ -381,8 +398,11 @@ pub(crate) struct Records<'a> {
 pub(crate) fn write_table(fs: &dyn FileSystem, dir: &Path, id: u64, r: Records<'_>) -> Result<u64> {
     let mut w = TableWriter::create(fs, dir, id)?;
     for run in r.runs {
-        let (name, head) = run?;
-        w.add(&run_key(&name), &head.0.to_le_bytes())?;
+        match run? {
+            (name, Some(head)) => w.add(&run_key(&name), &head.0.to_le_bytes())?,
+            (_, None) if r.drop_tombstones => {}
+            (name, None) => w.add(&run_key(&name), &[])?,
+        }
     }
     for seg in r.segments {
         match seg? {

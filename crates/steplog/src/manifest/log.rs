@@ -17,18 +17,21 @@ use crate::io::{self, FileSystem, LockGuard, OpenMode};
 use crate::manifest::{base, table, Base, Edit, State};
 
 const MAGIC: [u8; 8] = *b"STEPLMAN";
-/// The header's format: 6 (a `base` frame over tables, edits that may carry inline
-/// segments, packs and batches of runs) is written; 5 (the same without batches), 4 (without
-/// packs either) and 3 (without inline segments either) are appended to as they are, taking
-/// only what their format knows, until their first compaction rewrites them as 6; 1 (a
+/// The header's format: 7 (a `base` frame over tables, edits that may carry inline
+/// segments, packs, batches of runs and run deletions, tables that may hold run tombstones)
+/// is written; 6 (the same without deletions), 5 (without batches either), 4 (without packs
+/// either) and 3 (without inline segments either) are appended to as they are, taking only
+/// what their format knows, until their first compaction rewrites them as 7; 1 (a
 /// `snapshot` frame, manifest formats 1 and 2) is read.
-const FORMAT: u16 = 6;
+const FORMAT: u16 = 7;
 /// The first format whose edits may carry inline segments.
 pub(crate) const FORMAT_INLINE: u16 = 4;
 /// The first format whose edits may carry packs.
 pub(crate) const FORMAT_PACKS: u16 = 5;
 /// The first format whose edits may carry batches of runs.
 pub(crate) const FORMAT_BATCH: u16 = 6;
+/// The first format with `delete` edits and run tombstones in tables.
+pub(crate) const FORMAT_DELETE: u16 = 7;
 const FORMAT_TABLES: u16 = 3;
 const FORMAT_SNAPSHOT: u16 = 1;
 /// Size ratio of the tiers of tables: a compaction merges a table into the newer ones when
@@ -80,6 +83,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(u64, u16)> {
     let format = u16::from_le_bytes([bytes[8], bytes[9]]);
     if ![
         FORMAT,
+        FORMAT_BATCH,
         FORMAT_PACKS,
         FORMAT_INLINE,
         FORMAT_TABLES,
@@ -756,7 +760,7 @@ impl ManifestLog {
             let counters = (state.next_version, state.next_segment);
             let merging = Base::open(&*self.fs, &self.dir, &ids, counters)?;
             let records = base::Records {
-                runs: &mut merging.runs(),
+                runs: &mut merging.run_records(),
                 segments: &mut merging.segments(),
                 versions: &mut merging.version_records(),
                 drop_tombstones: k == tables.len(),

@@ -142,8 +142,9 @@ impl VersionMeta {
 #[derive(Debug, Clone)]
 pub(crate) struct State {
     base: Arc<Base>,
-    /// Run name → head version, for runs changed since the base.
-    runs: BTreeMap<String, VersionId>,
+    /// Run name → head version, for runs changed since the base; `None` for a run deleted
+    /// since (a compaction writes it as a tombstone over the base's record).
+    runs: BTreeMap<String, Option<VersionId>>,
     /// Versions changed since the base.
     versions: BTreeMap<VersionId, Arc<VersionMeta>>,
     /// The bytes of the inline segments added since the base.
@@ -298,6 +299,19 @@ pub(crate) enum Edit {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         owners: Vec<VersionId>,
     },
+    /// Run `run`, whose head is `head`, is deleted (manifest format 7): every version of it
+    /// that was not (`purged`, its head among them) is archived and purged, `dropped`
+    /// segments (of those versions or of other purged ones, owned by `owners`) are no longer
+    /// referenced, and the name is free. Versions of other runs forked from it keep what
+    /// they read, as after a purge.
+    Delete {
+        run: String,
+        head: VersionId,
+        purged: Vec<VersionId>,
+        dropped: Vec<SegmentId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        owners: Vec<VersionId>,
+    },
     /// The whole state, first in a manifest of format 1 or 2 (read only).
     Snapshot {
         state: Snapshot,
@@ -332,7 +346,7 @@ impl From<Snapshot> for State {
     fn from(s: Snapshot) -> State {
         State {
             base: Arc::new(Base::default()),
-            runs: s.runs,
+            runs: s.runs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
             versions: s
                 .versions
                 .into_iter()
@@ -493,6 +507,11 @@ impl State {
         self.format >= log::FORMAT_BATCH
     }
 
+    /// Whether the manifest takes `delete` edits and run tombstones (format 7).
+    pub fn takes_delete(&self) -> bool {
+        self.format >= log::FORMAT_DELETE
+    }
+
     pub fn base(&self) -> &Arc<Base> {
         &self.base
     }
@@ -500,9 +519,14 @@ impl State {
     /// The head of run `name`, if the run exists.
     pub fn head(&self, name: &str) -> Result<Option<VersionId>> {
         match self.runs.get(name) {
-            Some(v) => Ok(Some(*v)),
+            Some(v) => Ok(*v),
             None => self.base.head(name),
         }
+    }
+
+    /// The run's head in the overlay (loaded from the base by `prepare`), if it exists.
+    fn overlay_head(&self, name: &str) -> Option<VersionId> {
+        self.runs.get(name).copied().flatten()
     }
 
     /// Version `v`'s metadata, if it exists.
@@ -540,7 +564,7 @@ impl State {
         };
         for r in self.runs() {
             let (name, head) = r?;
-            whole.runs.insert(name, head);
+            whole.runs.insert(name, Some(head));
         }
         for v in self.versions() {
             let v = v?;
@@ -572,8 +596,8 @@ impl State {
         merge_sorted(added, dropped, |e: &(SegmentId, Option<Bytes>)| e.0)
     }
 
-    /// The runs changed since the base, in name order.
-    pub fn overlay_runs(&self) -> impl Iterator<Item = Result<(String, VersionId)>> + '_ {
+    /// The runs changed since the base, in name order (`None`: deleted, a tombstone).
+    pub fn overlay_runs(&self) -> impl Iterator<Item = Result<(String, Option<VersionId>)>> + '_ {
         self.runs.iter().map(|(k, v)| Ok((k.clone(), *v)))
     }
 
@@ -582,11 +606,17 @@ impl State {
         self.versions.values().map(|m| Ok(m.clone()))
     }
 
-    /// Every run with its head, in name order (overlay over base, streamed).
+    /// Every run with its head, in name order (overlay over base, streamed; a run deleted
+    /// since the base hides the base's record, and is not listed).
     pub fn runs(&self) -> impl Iterator<Item = Result<(String, VersionId)>> + '_ {
         let overlay = self.runs.iter().map(|(k, v)| Ok((k.clone(), *v)));
-        merge_sorted(overlay, self.base.runs(), |a: &(String, VersionId)| {
-            a.0.clone()
+        let base = self.base.runs().map(|r| r.map(|(k, v)| (k, Some(v))));
+        merge_sorted(overlay, base, |a: &(String, Option<VersionId>)| a.0.clone()).filter_map(|r| {
+            match r {
+                Ok((name, Some(head))) => Some(Ok((name, head))),
+                Ok((_, None)) => None,
+                Err(e) => Some(Err(e)),
+            }
         })
     }
 
@@ -626,6 +656,15 @@ impl State {
                     .chain(owners.iter().copied())
                     .collect(),
             ),
+            Edit::Delete {
+                run,
+                purged,
+                owners,
+                ..
+            } => (
+                Some(run),
+                purged.iter().chain(owners.iter()).copied().collect(),
+            ),
             Edit::Snapshot { .. } | Edit::Base { .. } | Edit::Batch { .. } => (None, vec![]),
         };
         if let Some(run) = run {
@@ -645,7 +684,7 @@ impl State {
     fn prepare_run(&mut self, run: &str) -> Result<()> {
         if !self.runs.contains_key(run) {
             if let Some(head) = self.base.head(run)? {
-                self.runs.insert(run.to_owned(), head);
+                self.runs.insert(run.to_owned(), Some(head));
             }
         }
         Ok(())
@@ -677,6 +716,60 @@ impl State {
         }
     }
 
+    /// Takes `dropped` segments out of every version holding them (a pack goes whole: its
+    /// segments are one piece of a read), inline ones out of the manifest. Every dropped
+    /// segment must belong to a version the state holds (the edit names its owners; after a
+    /// snapshot, the state holds every version): one not found would stay referenced while
+    /// its file is deleted.
+    fn drop_segments(&mut self, what: &str, dropped: &[SegmentId]) -> Result<(), String> {
+        let dropped: std::collections::HashSet<_> = dropped.iter().collect();
+        let mut found = 0;
+        for v in self.versions.values_mut() {
+            let n = v.all_segments().filter(|s| dropped.contains(&s.id)).count();
+            if n > 0 {
+                found += n;
+                let v = Arc::make_mut(v);
+                let (gone, kept): (Vec<PackMeta>, Vec<PackMeta>) = std::mem::take(&mut v.packs)
+                    .into_iter()
+                    .partition(|p| p.segments.iter().any(|s| dropped.contains(&s.id)));
+                v.packs = kept;
+                let lost = gone.iter().flat_map(|p| p.segments.iter());
+                for s in v
+                    .segments
+                    .iter()
+                    .filter(|s| dropped.contains(&s.id))
+                    .chain(lost)
+                {
+                    if s.inline {
+                        self.inline.remove(&s.id);
+                        self.dropped_inline.insert(s.id);
+                    }
+                }
+                v.segments.retain(|s| !dropped.contains(&s.id));
+            }
+        }
+        if found != dropped.len() {
+            return Err(format!(
+                "{what} drops {} segments, of which {found} belong to the versions it names",
+                dropped.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// A purged version keeps no pack (what reads through it take are its own segments,
+    /// kept up to what they read): packs `drop_segments` was not told of (one with no
+    /// segment) go too.
+    fn drop_packs(&mut self, version: VersionId) -> Result<(), String> {
+        let v = self.version_mut(version)?;
+        let rest = std::mem::take(&mut v.packs);
+        for s in rest.iter().flat_map(|p| p.segments.iter()) {
+            self.inline.remove(&s.id);
+            self.dropped_inline.insert(s.id);
+        }
+        Ok(())
+    }
+
     fn add_version(&mut self, meta: VersionMeta) -> Result<(), String> {
         if meta.id.0 < self.next_version || self.versions.contains_key(&meta.id) {
             return Err(format!("version {} allocated twice", meta.id));
@@ -687,7 +780,7 @@ impl State {
             }
         }
         self.next_version = meta.id.0.checked_add(1).ok_or("version id overflow")?;
-        self.runs.insert(meta.run.clone(), meta.id);
+        self.runs.insert(meta.run.clone(), Some(meta.id));
         self.versions.insert(meta.id, Arc::new(meta));
         Ok(())
     }
@@ -746,7 +839,7 @@ impl State {
                 config,
                 time,
             } => {
-                if self.runs.contains_key(run) {
+                if self.overlay_head(run).is_some() {
                     return Err(format!("run '{run}' created twice"));
                 }
                 self.add_version(new(*version, run, Origin::New, None, config, *time, false))
@@ -760,7 +853,7 @@ impl State {
                 time,
                 finished,
             } => {
-                if self.runs.get(run) != Some(archived) {
+                if self.overlay_head(run) != Some(*archived) {
                     return Err(format!(
                         "rewind of '{run}' archives {archived}, not its head"
                     ));
@@ -787,7 +880,7 @@ impl State {
                 time,
                 finished,
             } => {
-                if self.runs.contains_key(run) {
+                if self.overlay_head(run).is_some() {
                     return Err(format!("fork creates run '{run}' twice"));
                 }
                 self.readable(*source, "fork source")?;
@@ -834,7 +927,7 @@ impl State {
             } => self.add_inline(*version, *stream, *segment, seal, bytes),
             Edit::Batch { runs } => {
                 for r in runs {
-                    if self.runs.contains_key(&r.run) {
+                    if self.overlay_head(&r.run).is_some() {
                         return Err(format!("run '{}' created twice", r.run));
                     }
                     let meta = new(
@@ -931,53 +1024,35 @@ impl State {
                     ));
                 }
                 v.purged = true;
-                let dropped: std::collections::HashSet<_> = dropped.iter().collect();
-                let mut found = 0;
-                for v in self.versions.values_mut() {
-                    let n = v.all_segments().filter(|s| dropped.contains(&s.id)).count();
-                    if n > 0 {
-                        found += n;
-                        let v = Arc::make_mut(v);
-                        // A pack goes whole: its segments are one piece of a read.
-                        let (gone, kept): (Vec<PackMeta>, Vec<PackMeta>) =
-                            std::mem::take(&mut v.packs)
-                                .into_iter()
-                                .partition(|p| p.segments.iter().any(|s| dropped.contains(&s.id)));
-                        v.packs = kept;
-                        let lost = gone.iter().flat_map(|p| p.segments.iter());
-                        for s in v
-                            .segments
-                            .iter()
-                            .filter(|s| dropped.contains(&s.id))
-                            .chain(lost)
-                        {
-                            if s.inline {
-                                self.inline.remove(&s.id);
-                                self.dropped_inline.insert(s.id);
-                            }
-                        }
-                        v.segments.retain(|s| !dropped.contains(&s.id));
+                self.drop_segments(&format!("purge of {version}"), dropped)?;
+                self.drop_packs(*version)
+            }
+            Edit::Delete {
+                run,
+                head,
+                purged,
+                dropped,
+                ..
+            } => {
+                if self.overlay_head(run) != Some(*head) || !purged.contains(head) {
+                    return Err(format!("delete of '{run}' names {head}, not its head"));
+                }
+                for v in purged {
+                    let m = self.version_mut(*v)?;
+                    if m.run != *run || m.purged || (m.archived == (v == head)) {
+                        return Err(format!(
+                            "delete of '{run}' purges {v}, which is not one of its versions \
+                             left to purge"
+                        ));
                     }
+                    m.archived = true;
+                    m.purged = true;
                 }
-                // A purged version keeps no pack (what reads through it take are its own
-                // segments, kept up to what they read): packs the list did not name (one
-                // with no segment) go too.
-                let v = self.version_mut(*version)?;
-                let rest = std::mem::take(&mut v.packs);
-                for s in rest.iter().flat_map(|p| p.segments.iter()) {
-                    self.inline.remove(&s.id);
-                    self.dropped_inline.insert(s.id);
+                self.drop_segments(&format!("delete of '{run}'"), dropped)?;
+                for v in purged {
+                    self.drop_packs(*v)?;
                 }
-                // Every dropped segment belongs to a version the edit names (or, after a
-                // snapshot, to one the state holds whole): one not found would stay
-                // referenced while its file is deleted.
-                if found != dropped.len() {
-                    return Err(format!(
-                        "purge of {version} drops {} segments, of which {found} belong to the \
-                         versions it names",
-                        dropped.len()
-                    ));
-                }
+                self.runs.insert(run.clone(), None);
                 Ok(())
             }
             // Only a manifest's first frame is a whole state (read by the log, and validated
@@ -995,6 +1070,9 @@ impl State {
     /// snapshot is taken whole, so it is checked whole.
     pub fn validate(&self) -> Result<(), String> {
         for (name, head) in &self.runs {
+            let Some(head) = head else {
+                continue;
+            };
             let m = self
                 .versions
                 .get(head)
@@ -1032,13 +1110,15 @@ impl State {
                     ));
                 }
             }
-            if !self.runs.contains_key(&m.run) {
+            // A deleted run's versions are all purged; those of any other run belong to a
+            // run that exists.
+            if !m.purged && self.overlay_head(&m.run).is_none() {
                 return Err(format!(
                     "version {id} belongs to run '{}', which does not exist",
                     m.run
                 ));
             }
-            if !m.archived && self.runs.get(&m.run) != Some(id) {
+            if !m.archived && self.overlay_head(&m.run) != Some(*id) {
                 return Err(format!(
                     "version {id} of run '{}' is neither archived nor its head",
                     m.run

@@ -137,17 +137,17 @@ impl State {
     /// segments and, of each ancestor, those its plan reads up to the cutoff. Linear in the
     /// versions: the highest step any reader takes from each version is found children first
     /// (a child's id is above its parent's), instead of walking a chain per version.
-    /// With `purging`, that version is taken as purged too (what a purge of it would keep).
+    /// The versions in `purging` are taken as purged too (what purging them would keep).
     pub fn needed_segments(
         &self,
-        purging: Option<VersionId>,
+        purging: &[VersionId],
     ) -> Result<std::collections::HashSet<SegmentId>> {
         let all = self.versions().collect::<Result<Vec<_>>>()?;
         let by_id: HashMap<VersionId, &VersionMeta> = all.iter().map(|m| (m.id, &**m)).collect();
         // reach[v]: None = needed whole (not purged); Some(s) = read by descendants up to s.
         let mut reach: HashMap<VersionId, Option<u64>> = HashMap::new();
         for (id, meta) in all.iter().rev().map(|m| (&m.id, m)) {
-            if !meta.purged && purging != Some(*id) {
+            if !meta.purged && !purging.contains(id) {
                 reach.insert(*id, None);
             }
             let Some(&mine) = reach.get(id) else {
@@ -455,7 +455,7 @@ mod tests {
             // Every row once, in step order: a cursor that follows the plan yields sorted rows.
             prop_assert_eq!(order, want.into_iter().collect::<Vec<_>>());
             // Every segment a live version reads (any stream, any range) is one purge keeps.
-            let needed = state.needed_segments(None).unwrap();
+            let needed = state.needed_segments(&[]).unwrap();
             for meta in state.versions.values().filter(|m| !m.purged) {
                 for s in Stream::ALL {
                     for p in state.plan(meta.id, s, 0, u64::MAX).unwrap() {

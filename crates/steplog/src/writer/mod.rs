@@ -61,6 +61,10 @@ fn refused_error(run: &str, key: &str, step: u64, refused: Refused) -> Error {
 struct StreamState {
     /// The smallest step the next row may have.
     min_next: u64,
+    /// The step a row logged without one takes: the step after this stream's last row in
+    /// this writer, or, before its first, after the run's last step in any stream (the one
+    /// rule of every stream; console rows may still share a step when given one).
+    next_default: u64,
     /// Rows not yet written as a block; the last may be open to merges (merging streams).
     buf: BlockBuilder,
     head: Option<SegmentWriter>,
@@ -70,6 +74,7 @@ impl StreamState {
     fn new(_: Stream) -> Self {
         StreamState {
             min_next: 0,
+            next_default: 0,
             buf: BlockBuilder::default(),
             head: None,
         }
@@ -84,9 +89,7 @@ impl StreamState {
 
     /// The step the next row without a step takes.
     fn next_step(&self) -> u64 {
-        self.buf
-            .open_step()
-            .map_or(self.min_next, |step| step.saturating_add(1))
+        self.next_default.max(self.min_next)
     }
 
     /// Logs one row of `fields` at `step` (or the next step) of `stream` of `run`: the one
@@ -167,8 +170,10 @@ impl StreamState {
         Ok(())
     }
 
-    /// After a row's values: console rows close at once, and the next may share the step.
+    /// After a row's values: console rows close at once, and the next may share the step
+    /// when given it; a row without a step goes after this one, in every stream.
     fn leave_row(&mut self, stream: Stream, step: u64) {
+        self.next_default = step.saturating_add(1);
         if !stream.merges_steps() {
             self.close_open();
             self.min_next = step;
@@ -292,8 +297,12 @@ impl RunWriter {
     /// The writer of a run just started (its lock held, its head made).
     fn new(store: Store, run: String, lock: Option<RunLock>, begun: Begun) -> RunWriter {
         let mut streams: [StreamState; 3] = Stream::ALL.map(StreamState::new);
+        // Every stream's first row without a step goes after the run's last step in any
+        // stream (console rows may be given that last step, to annotate it).
+        let first_default = begun.min_next.iter().copied().max().unwrap_or(0);
         for (s, next) in streams.iter_mut().zip(begun.min_next) {
             s.min_next = next;
+            s.next_default = first_default;
         }
         RunWriter {
             store,
@@ -329,7 +338,7 @@ impl RunWriter {
         self.streams[stream.index()].next_step()
     }
 
-    /// Logs values at the next step of `history` (0 for a new run, else last step + 1).
+    /// Logs values at the next step of `history` (see [`log_row`](Self::log_row)).
     pub fn log<K, V>(&mut self, fields: impl IntoIterator<Item = (K, V)>) -> Result<u64>
     where
         K: AsRef<str>,
@@ -353,6 +362,12 @@ impl RunWriter {
     }
 
     /// Logs values to any stream, at `step` or the stream's next step. Returns the step used.
+    ///
+    /// The next step, the one rule of every stream: the step after the stream's last row in
+    /// this writer; before a stream's first row, the step after the run's last step in any
+    /// stream (0 for a new run; after a rewind or fork to step S, S + 1). `history` and
+    /// `system` rows at one step merge; console rows are rows of their own and may share a
+    /// step when given one (a line annotating the last step).
     pub fn log_row<K, V>(
         &mut self,
         stream: Stream,
