@@ -296,10 +296,10 @@ pub fn summary_table(s: &Summary, sparks: &BTreeMap<String, String>) -> String {
         ]);
     }
     let head = format!(
-        "run {} · version {} · {} rows · last step {}\n",
+        "run {} · version {} · {} · last step {}\n",
         s.run,
         s.version,
-        s.rows,
+        count(s.rows, "row", "rows"),
         s.last_step.map_or("-".to_string(), |x| x.to_string())
     );
     head + &table(

@@ -231,7 +231,8 @@ pub fn export(store: &Store, args: ExportArgs, out: &mut impl Write) -> CliResul
     if to_stdout {
         // Standard output holds the data: the report goes to standard error.
         let rows: u64 = written.iter().map(|w| w.2).sum();
-        eprintln!("steplog: exported {rows} rows to standard output");
+        let rows = crate::output::count(rows, "row", "rows");
+        eprintln!("steplog: exported {rows} to standard output");
         return Ok(());
     }
     for (path, run, rows) in written {

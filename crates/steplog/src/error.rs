@@ -339,6 +339,21 @@ pub enum ErrorKind {
     InvalidInput,
 }
 
+/// `3 rows (steps 0 to 2)`, `1 row (step 5)`, `no row`: rows and their step range in a
+/// message's words (not `Some(0)`).
+pub(crate) fn rows_text(rows: u64, first: Option<u64>, last: Option<u64>) -> String {
+    let steps = match (first, last) {
+        (Some(a), Some(b)) if a == b => format!(" (step {a})"),
+        (Some(a), Some(b)) => format!(" (steps {a} to {b})"),
+        _ => String::new(),
+    };
+    match rows {
+        0 => format!("no row{steps}"),
+        1 => format!("1 row{steps}"),
+        n => format!("{n} rows{steps}"),
+    }
+}
+
 /// Adds the path to an `io::Result`.
 pub(crate) trait IoContext<T> {
     fn at(self, path: &std::path::Path) -> Result<T>;
@@ -347,5 +362,16 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: &std::path::Path) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rows_are_counted_in_words() {
+        use super::rows_text;
+        assert_eq!(rows_text(0, None, None), "no row");
+        assert_eq!(rows_text(1, Some(5), Some(5)), "1 row (step 5)");
+        assert_eq!(rows_text(3, Some(0), Some(2)), "3 rows (steps 0 to 2)");
     }
 }

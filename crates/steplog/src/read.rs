@@ -398,10 +398,14 @@ pub(crate) fn sealed_mismatch(s: &Sealed, seg: &SegmentMeta) -> Option<String> {
     let file = (rows, first, last, s.file_len());
     let recorded = (m.rows, m.first_step, m.last_step, m.bytes);
     (file != recorded).then(|| {
+        use crate::error::rows_text;
         format!(
-            "file holds {} rows (steps {:?} to {:?}) in {} bytes, the manifest records {} rows \
-             (steps {:?} to {:?}) in {} bytes: not this store's segment",
-            file.0, file.1, file.2, file.3, recorded.0, recorded.1, recorded.2, recorded.3
+            "file holds {} in {} bytes, the manifest records {} in {} bytes: not this store's \
+             segment",
+            rows_text(file.0, file.1, file.2),
+            file.3,
+            rows_text(recorded.0, recorded.1, recorded.2),
+            recorded.3
         )
     })
 }

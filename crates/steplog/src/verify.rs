@@ -433,8 +433,9 @@ fn disagreement(stored: &crate::summary::Agg, computed: &crate::summary::Agg) ->
         != (computed.rows, computed.first_step, computed.last_step)
     {
         return Some(format!(
-            "{} rows (steps {:?} to {:?}) stored, {} in the blocks",
-            stored.rows, stored.first_step, stored.last_step, computed.rows
+            "{} stored, {} in the blocks",
+            crate::error::rows_text(stored.rows, stored.first_step, stored.last_step),
+            crate::error::rows_text(computed.rows, computed.first_step, computed.last_step)
         ));
     }
     let keys = stored.keys.keys().chain(computed.keys.keys());
