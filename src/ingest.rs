@@ -23,6 +23,29 @@ fn commit(writer: &mut steplog::RunWriter, last: Option<u64>, report: bool) -> C
     Ok(())
 }
 
+/// `Ok` if a first row at `step` (none: the writer's own next step) is one the writer
+/// `begin` starts would take; the writer's own `StepRegression` otherwise.
+fn first_step_fits(
+    begin: &steplog::StartRun,
+    run: &str,
+    stream: steplog::Stream,
+    step: Option<u64>,
+) -> steplog::Result<()> {
+    let Some(step) = step else {
+        return Ok(());
+    };
+    let lowest = begin.lowest_step(stream)?;
+    if step < lowest {
+        return Err(steplog::Error::StepRegression {
+            run: run.to_owned(),
+            stream: stream.name().into(),
+            last: lowest.saturating_sub(1),
+            got: step,
+        });
+    }
+    Ok(())
+}
+
 pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
     let LogArgs {
         run,
@@ -105,10 +128,14 @@ pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
         // Without `_step`, the engine's one rule: the step after the stream's last row.
         let step = parsed.step;
         if let Some(begin) = start.take() {
-            // The first row, checked by the rules every logging call follows (in memory)
-            // before the run is created or changed.
+            // The first row, checked by the rules every logging call follows (in memory) and
+            // against the lowest step the started writer would take, before the run is
+            // created, resumed, rewound or forked.
             let mut probe = store.bulk().run(run);
-            if let Err(e) = probe.log_row(stream, step, parsed.fields.iter().cloned()) {
+            let checked = probe
+                .log_row(stream, step, parsed.fields.iter().cloned())
+                .and_then(|_| first_step_fits(&begin, run, stream, step));
+            if let Err(e) = checked {
                 start = Some(begin);
                 break Some(CliError::Usage(format!("line {line_no}: {e}")));
             }
@@ -166,8 +193,11 @@ pub fn log(store: &Store, args: LogArgs) -> CliResult<ExitCode> {
     let version = writer.version();
     if failure.is_some() {
         // The rows before the bad line stay committed, and the run is left crashed, as a
-        // script that died there would leave it: resume it, or rewind it.
-        writer.commit()?;
+        // script that died there would leave it: resume it, or rewind it. The bad line's
+        // error is the one reported; a failed commit is said beside it.
+        if let Err(e) = writer.commit() {
+            eprintln!("steplog: committing the rows before the bad line failed too: {e}");
+        }
         drop(writer);
     } else {
         writer.finish()?;

@@ -146,13 +146,9 @@ fn default_keys(store: &Store, reference: &str) -> CliResult<Vec<String>> {
 }
 
 pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
-    let keys = match args.keys.selected() {
-        Some(k) => {
-            // A mistyped key is an error naming the close ones, not an empty panel.
-            let named = k.iter().map(String::as_str);
-            store.check_keys(&args.reference, steplog::Stream::History, named)?;
-            k
-        }
+    let named = args.keys.selected();
+    let keys = match &named {
+        Some(k) => k.clone(),
         None => default_keys(store, &args.reference)?,
     };
     if keys.len() > MAX_PANELS {
@@ -209,6 +205,9 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
             focus: is_focus,
             colour: i % COLOURS.len(),
         });
+    }
+    if named.is_some() {
+        check_keys(store, &args.reference, &drawn, &keys)?;
     }
     let (x_from, x_to) = (args.from.unwrap_or(0), args.to.unwrap_or(u64::MAX));
     let terminal = args.output.is_none();
@@ -301,6 +300,25 @@ pub fn plot(store: &Store, args: PlotArgs, out: &mut impl Write) -> CliResult {
             } else {
                 writeln!(out, "{v}")?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// A key named with `--keys` that no drawn version has is an error naming the plotted
+/// version's close keys, not an empty panel; one that only a version of the lineage has (a
+/// fork's own metric) is drawn for it.
+fn check_keys(store: &Store, reference: &str, drawn: &[Drawn], keys: &[String]) -> CliResult {
+    let history = steplog::Stream::History;
+    for key in keys {
+        let Err(e) = store.check_keys(reference, history, [key.as_str()]) else {
+            continue;
+        };
+        let elsewhere = drawn
+            .iter()
+            .any(|d| store.check_keys(d.info.id, history, [key.as_str()]).is_ok());
+        if !elsewhere {
+            return Err(e.into());
         }
     }
     Ok(())

@@ -228,3 +228,16 @@ fn a_store_opened_for_reading_only_is_never_created() {
         .unwrap();
     assert_eq!(reader.run_names().unwrap(), ["r"]);
 }
+
+/// `Status::Live` (before 2026-12-04) still names the status of a run a writer holds.
+#[test]
+#[allow(deprecated)]
+fn the_old_name_of_running_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = steplog::Store::open(dir.path()).unwrap();
+    let w = store.run("r").start().unwrap();
+    let status = store.version("r").unwrap().status;
+    assert!(matches!(status, steplog::Status::Live));
+    assert_eq!(status.name(), "running");
+    w.finish().unwrap();
+}

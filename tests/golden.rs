@@ -426,6 +426,17 @@ fn every_golden_store_reads_back_exactly() {
         let d = Store::open(deleted.path()).unwrap();
         let mut after = describe(&d);
         assert!(after["runs"].get("gone").is_none(), "{}", fixture.display());
+        // Its versions stay, each purged; everything else reads as before.
+        let gone: Vec<&Json> = after["versions"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|v| v["run"] == "gone")
+            .collect();
+        assert!(!gone.is_empty(), "{}", fixture.display());
+        for v in gone {
+            assert_eq!(v["status"], "purged", "{}: {v}", fixture.display());
+        }
         let mut want = expected.clone();
         for e in [&mut after, &mut want] {
             e["runs"].as_object_mut().unwrap().remove("gone");

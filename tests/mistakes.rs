@@ -442,6 +442,41 @@ fn a_failed_log_creates_no_empty_run_and_leaves_a_started_one_crashed() {
         .success());
     assert_eq!(status_of(&store, "mid").as_deref(), Some("finished"));
 
+    // A first row whose step the started writer would refuse (not after the run's last
+    // step, or the rewind's or fork's step): refused before anything is changed.
+    let versions = |store: &std::path::Path| {
+        json_lines(&cli_ok(store, &["runs", "--all", "--format", "jsonl"])).len()
+    };
+    let before = versions(&store);
+    for (args, input) in [
+        (&["log", "keep"][..], "{\"_step\": 0, \"loss\": 2}\n"),
+        (
+            &["log", "mid", "--resume-from", "mid?_step=1"],
+            "{\"_step\": 1, \"loss\": 2}\n",
+        ),
+        (
+            &["log", "fk", "--fork-from", "mid?_step=1"],
+            "{\"_step\": 0, \"loss\": 2}\n",
+        ),
+    ] {
+        let out = cli_in(&store, args, input);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("line 1:")
+                && err.contains("is not after the last step")
+                && err.contains("nothing was logged"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        versions(&store),
+        before,
+        "no rewind, fork or new version was made"
+    );
+    assert_eq!(status_of(&store, "keep").as_deref(), Some("finished"));
+    assert_eq!(status_of(&store, "mid").as_deref(), Some("finished"));
+
     // A fork asked for with no rows to log is made, as `steplog fork` makes it.
     let out = cli_in(&store, &["log", "f", "--fork-from", "mid?_step=1"], "");
     assert!(

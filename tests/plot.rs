@@ -311,4 +311,20 @@ fn every_line_and_label_of_a_chart_can_be_seen() {
         text.contains("(plotted)") && !text.contains("forked from"),
         "{text}"
     );
+    // A key only a fork of the lineage has is drawn for the fork, not refused; one no
+    // drawn version has is refused.
+    let extra = "{\"_step\": 100, \"extra\": 1}\n{\"_step\": 101, \"extra\": 2}\n";
+    assert!(cli_in(d, &["log", "other"], extra).status.success());
+    cli_ok(
+        d,
+        &["plot", "r", "--keys", "extra", "-o", svg.to_str().unwrap()],
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(text.matches("<path").count(), 1, "the fork's line");
+    let out = cli_in(d, &["plot", "r", "--keys", "extr", "-o", "-"], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("has no key 'extr'"),
+        "{err}"
+    );
 }

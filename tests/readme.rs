@@ -130,7 +130,7 @@ fn the_readme_runs_as_written() {
         assert!(len > 0, "{file} is empty");
     }
     let part = std::fs::read_to_string(at("part.csv")).unwrap();
-    assert!(part.starts_with("_step,acc,loss\n100,"), "{}", &part[..40]);
+    assert!(part.starts_with("_step,acc,loss\n100,"), "{part:.80}");
     assert_eq!(part.lines().count(), 1 + 401, "steps 100..=500");
     assert!(std::fs::read_dir(at("by-run")).unwrap().count() >= 6);
     let top5 = std::fs::read_to_string(at("top5.csv")).unwrap();

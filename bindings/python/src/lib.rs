@@ -20,7 +20,12 @@ create_exception!(
     Error,
     "A checksum or decode failure."
 );
-create_exception!(steplog, NotFoundError, Error, "No such run or version.");
+create_exception!(
+    steplog,
+    NotFoundError,
+    Error,
+    "No such store, run, version or key (a mistyped key lists the close ones)."
+);
 create_exception!(steplog, RunExistsError, Error, "The run already exists.");
 create_exception!(
     steplog,

@@ -148,10 +148,6 @@ pub(crate) fn unmarked(v: serde_json::Value, marker: Option<&str>) -> serde_json
     }
 }
 
-/// Parses JSON text as Python's `json.dumps` writes it: bare `NaN`, `Infinity` and
-/// `-Infinity` are accepted (as marked strings that [`scalar`] turns back into floats). An
-/// integer too large for an `i64` or `u64`, which serde_json would quietly read as a float,
-/// is an error.
 /// serde_json's message for a line, with its position as a column only: the line number is
 /// the input's, which the error names already (`line 2: not valid JSON at column 12: ...`,
 /// not `line 2: ... at line 1 column 12`).
@@ -166,6 +162,10 @@ fn json_error(e: &serde_json::Error) -> String {
     }
 }
 
+/// Parses JSON text as Python's `json.dumps` writes it: bare `NaN`, `Infinity` and
+/// `-Infinity` are accepted (as marked strings that [`scalar`] turns back into floats). An
+/// integer too large for an `i64` or `u64`, which serde_json would quietly read as a float,
+/// is an error.
 pub(crate) fn parse_json(text: &str) -> Result<Parsed, serde_json::Error> {
     use serde::de::Error as _;
     let parsed = match serde_json::from_str(text) {

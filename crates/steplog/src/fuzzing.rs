@@ -243,11 +243,12 @@ pub fn ops(data: &[u8]) {
                     .fork_from(name, u64::from(b))
                     .apply();
             }
+            // The low bit chooses: a delete, or a purge of any of the first eight versions.
             5 if b % 2 == 1 => {
                 let _ = store.delete(name);
             }
             5 => {
-                let _ = store.purge(crate::VersionId(u64::from(b % 8)));
+                let _ = store.purge(crate::VersionId(u64::from((b / 2) % 8)));
             }
             6 => {
                 writer = None;

@@ -19,9 +19,11 @@ use crate::store::Store;
 use crate::types::{Stream, VersionId};
 
 /// Up to five of `candidates` a few edits from `name` (a typo: at most 2 edits, or a fifth
-/// of the name's length for long names), closest first, ties in the candidates' order.
+/// of the name's length for long names, and 1 for a name of 3 characters or fewer, so that
+/// `x` does not suggest `lr`), closest first, ties in the candidates' order.
 pub fn close_matches<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let most = 2.max(name.chars().count() / 5);
+    let len = name.chars().count();
+    let most = if len <= 3 { 1 } else { 2.max(len / 5) };
     let mut close: Vec<(usize, usize, &str)> = candidates
         .into_iter()
         .enumerate()
@@ -167,6 +169,11 @@ mod tests {
         assert_eq!(close_matches("train/los", keys), ["train/loss"]);
         assert_eq!(close_matches("acx", ["acc", "loss", "ac"]), ["acc", "ac"]);
         assert!(close_matches("zzzzzz", keys).is_empty());
+        assert!(
+            close_matches("x", ["lr", "ab"]).is_empty(),
+            "short names: one edit"
+        );
+        assert_eq!(close_matches("lx", ["lr", "ab"]), ["lr"]);
         // The name itself is not a suggestion.
         assert!(close_matches("lr", ["lr"]).is_empty());
         assert_eq!(did_you_mean(&[]), "");

@@ -40,6 +40,11 @@ pub enum Status {
 }
 
 impl Status {
+    /// The name [`Status::Running`] had before 2026-12-04 (its word was `live`).
+    #[deprecated(note = "renamed Status::Running, W&B's word; its name() is \"running\"")]
+    #[allow(non_upper_case_globals)]
+    pub const Live: Status = Status::Running;
+
     /// The status as a lowercase word.
     pub fn name(self) -> &'static str {
         match self {
@@ -613,6 +618,7 @@ impl Store {
         purging: &[VersionId],
     ) -> Result<Unneeded> {
         let needed = state.needed_segments(purging)?;
+        let purging: std::collections::HashSet<VersionId> = purging.iter().copied().collect();
         let mut out = Unneeded::default();
         for m in state.versions() {
             let m = m?;

@@ -671,13 +671,52 @@ impl State {
             self.prepare_run(run)?;
         }
         for v in versions {
-            if !self.versions.contains_key(&v) {
-                if let Some(m) = self.base.version(v)? {
-                    self.versions.insert(v, m);
+            self.load_version(v)?;
+        }
+        if let Edit::Delete { run, head, .. } = edit {
+            // The run's whole chain, so that `apply` can check the edit names all of it.
+            let mut at = Some(*head);
+            while let Some(v) = at {
+                let Some(m) = self.load_version(v)? else {
+                    break;
+                };
+                if m.run != *run {
+                    break;
                 }
+                at = m.parent.map(|(p, _)| p).or(m.restart_of);
             }
         }
         Ok(())
+    }
+
+    /// Version `v`'s record, loaded into the overlay from the base if it is not there.
+    fn load_version(&mut self, v: VersionId) -> Result<Option<Arc<VersionMeta>>> {
+        if let Some(m) = self.versions.get(&v) {
+            return Ok(Some(m.clone()));
+        }
+        let m = self.base.version(v)?;
+        if let Some(m) = &m {
+            self.versions.insert(v, m.clone());
+        }
+        Ok(m)
+    }
+
+    /// The versions of run `run` not yet purged, down its chain from `head` (the `parent`
+    /// and `restart_of` links that stay in the run: every version a run ever had), as the
+    /// overlay holds them.
+    fn chain_of(&self, run: &str, head: VersionId) -> BTreeSet<VersionId> {
+        let mut out = BTreeSet::new();
+        let mut at = Some(head);
+        while let Some(m) = at.and_then(|v| self.versions.get(&v)) {
+            if m.run != run {
+                break;
+            }
+            if !m.purged {
+                out.insert(m.id);
+            }
+            at = m.parent.map(|(p, _)| p).or(m.restart_of);
+        }
+        out
     }
 
     /// Loads run `run`'s head from the base into the overlay, if it is there.
@@ -1037,6 +1076,14 @@ impl State {
                 if self.overlay_head(run) != Some(*head) || !purged.contains(head) {
                     return Err(format!("delete of '{run}' names {head}, not its head"));
                 }
+                // Every version of the run goes: one left would be a version of no run.
+                let named: BTreeSet<VersionId> = purged.iter().copied().collect();
+                if named.len() != purged.len() || named != self.chain_of(run, *head) {
+                    return Err(format!(
+                        "delete of '{run}' purges {purged:?}, not every version of the run \
+                         left to purge"
+                    ));
+                }
                 for v in purged {
                     let m = self.version_mut(*v)?;
                     if m.run != *run || m.purged || (m.archived == (v == head)) {
@@ -1285,6 +1332,50 @@ mod tests {
         };
         assert!(s.clone().apply(&purge_head).is_err(), "purge of a head");
         s.apply(&fork(2, 3)).unwrap();
+        assert!(s.validate().is_ok());
+    }
+
+    /// A delete names every version of its run left to purge, and frees the name.
+    #[test]
+    fn a_delete_names_the_whole_run_and_frees_its_name() {
+        let mut s = State::default();
+        s.apply(&create("r", 1)).unwrap();
+        s.apply(&Edit::Rewind {
+            run: "r".into(),
+            archived: VersionId(1),
+            version: VersionId(2),
+            step: Some(0),
+            config: Config::new(),
+            time: 0,
+            finished: true,
+        })
+        .unwrap();
+        let delete = |purged: &[u64], head: u64| Edit::Delete {
+            run: "r".into(),
+            head: VersionId(head),
+            purged: purged.iter().map(|&v| VersionId(v)).collect(),
+            dropped: vec![],
+            owners: vec![],
+        };
+        assert!(s.clone().apply(&delete(&[2], 2)).is_err(), "v1 left behind");
+        assert!(
+            s.clone().apply(&delete(&[1, 2], 1)).is_err(),
+            "not the head"
+        );
+        assert!(
+            s.clone().apply(&delete(&[2, 2, 1], 2)).is_err(),
+            "named twice"
+        );
+        s.apply(&delete(&[2, 1], 2)).unwrap();
+        assert!(s.validate().is_ok());
+        assert_eq!(s.head("r").unwrap(), None);
+        assert_eq!(s.runs().count(), 0);
+        assert!(
+            s.clone().apply(&delete(&[2, 1], 2)).is_err(),
+            "deleted twice"
+        );
+        s.apply(&create("r", 3)).unwrap();
+        assert_eq!(s.head("r").unwrap(), Some(VersionId(3)));
         assert!(s.validate().is_ok());
     }
 

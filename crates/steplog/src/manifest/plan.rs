@@ -142,6 +142,7 @@ impl State {
         &self,
         purging: &[VersionId],
     ) -> Result<std::collections::HashSet<SegmentId>> {
+        let purging: std::collections::HashSet<VersionId> = purging.iter().copied().collect();
         let all = self.versions().collect::<Result<Vec<_>>>()?;
         let by_id: HashMap<VersionId, &VersionMeta> = all.iter().map(|m| (m.id, &**m)).collect();
         // reach[v]: None = needed whole (not purged); Some(s) = read by descendants up to s.

@@ -206,27 +206,7 @@ impl StartRun {
             Start::Rewind(step) => rewind(&store, &name, Some(step), config, finished)?,
             Start::Restart => rewind(&store, &name, None, config, finished)?,
             Start::Fork(source, step) => {
-                let r = source
-                    .map_err(|(reference, reason)| Error::BadReference { reference, reason })?;
-                let step = match (step, r.step) {
-                    (Some(s), None) | (None, Some(s)) => s,
-                    (Some(s), Some(t)) if s == t => s,
-                    (Some(s), Some(t)) => {
-                        return Err(Error::BadReference {
-                            reference: r.to_string(),
-                            reason: format!(
-                                "the reference names step {t} and the fork step is {s}: give \
-                                 the step once"
-                            ),
-                        })
-                    }
-                    (None, None) => {
-                        return Err(Error::BadReference {
-                            reference: r.to_string(),
-                            reason: "a fork needs a step: NAME?_step=STEP".into(),
-                        })
-                    }
-                };
+                let (r, step) = fork_step(source, step)?;
                 let src = resolve_target(&*store.state()?, &r.target)?;
                 fork(&store, &name, src, step, config, finished)?
             }
@@ -236,6 +216,53 @@ impl StartRun {
         }
         Ok((store, name, lock, begun))
     }
+
+    /// The lowest step the first row of `stream` may take in the writer [`start`](Self::start)
+    /// would return, as the store is now, with no edit made and no lock taken: after the run's
+    /// last step (in any stream; console rows may share it) when resuming, after the step
+    /// when rewinding or forking, 0 for a new run or a restart. A caller that must not change
+    /// the store before its first row is accepted (`steplog log`) checks that row with it.
+    pub fn lowest_step(&self, stream: Stream) -> Result<u64> {
+        Ok(match &self.start {
+            Start::Resume(_) => {
+                let state = self.store.state()?;
+                match state.head(&self.name)? {
+                    None => 0,
+                    Some(head) => min_next(&self.store, &state, head)?[stream.index()],
+                }
+            }
+            Start::Rewind(step) => step.saturating_add(1),
+            Start::Restart => 0,
+            Start::Fork(source, step) => fork_step(source.clone(), *step)?.1.saturating_add(1),
+        })
+    }
+}
+
+/// A fork's source and step: given once, in the reference (`NAME?_step=S`) or apart.
+fn fork_step(
+    source: std::result::Result<Reference, (String, String)>,
+    step: Option<u64>,
+) -> Result<(Reference, u64)> {
+    let r = source.map_err(|(reference, reason)| Error::BadReference { reference, reason })?;
+    let step = match (step, r.step) {
+        (Some(s), None) | (None, Some(s)) => s,
+        (Some(s), Some(t)) if s == t => s,
+        (Some(s), Some(t)) => {
+            return Err(Error::BadReference {
+                reference: r.to_string(),
+                reason: format!(
+                    "the reference names step {t} and the fork step is {s}: give the step once"
+                ),
+            })
+        }
+        (None, None) => {
+            return Err(Error::BadReference {
+                reference: r.to_string(),
+                reason: "a fork needs a step: NAME?_step=STEP".into(),
+            })
+        }
+    };
+    Ok((r, step))
 }
 
 /// After a rewind or fork: packs the lineage of the new version's parent if it is archived
