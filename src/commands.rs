@@ -72,7 +72,9 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
         }
         Command::Summary { reference, format } => {
             let store = open()?;
-            let s = store.summary(&reference)?;
+            // One snapshot, so that the sparklines draw the rows the summary counted.
+            let snap = store.snapshot()?;
+            let s = snap.summary(&reference)?;
             // What the source of an imported run summarised (W&B's summary, criterion's
             // estimates): kept in the config, shown with steplog's own.
             let imported = store
@@ -91,7 +93,7 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
                         if ks.numeric_count > 0 {
                             sparks.insert(
                                 k.clone(),
-                                output::sparkline(&store, &reference, k, 24, ks.numeric_count)?,
+                                output::sparkline(&snap, &reference, k, 24, ks.numeric_count)?,
                             );
                         }
                     }
@@ -293,29 +295,66 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
         }
         return damage_report(damaged);
     }
-    let runs = store.runs()?;
-    let mut rows = Vec::new();
-    for r in &runs {
+    // One snapshot: every run's sparklines read the version its line names, and no read
+    // pays a manifest refresh (a million runs made four million of them).
+    let snap = store.snapshot()?;
+    let runs = snap.runs()?;
+    // Lines are written as they are made, so the first appear at once and a listing of a
+    // million runs holds no table in memory: the columns are as wide as the listing's
+    // widest cell, known before any sparkline is read, and the sparklines come last.
+    let headers = ["run", "head", "status", "last_step", "rows", "metrics"];
+    let mut table = match format {
+        TableFormat::Table => {
+            let widths = [
+                runs.iter().map(|r| r.name.chars().count()).max(),
+                runs.iter().map(|r| r.head.to_string().len()).max(),
+                runs.iter().map(|r| r.status.to_string().len()).max(),
+                runs.iter()
+                    .map(|r| r.last_step.map_or(1, |l| l.to_string().len()))
+                    .max(),
+                runs.iter().map(|r| r.rows.to_string().len()).max(),
+            ];
+            let widths = headers
+                .iter()
+                .zip(widths)
+                .map(|(h, w)| w.unwrap_or(0).max(h.len()))
+                .collect::<Vec<_>>();
+            let t = output::Columns::new(widths);
+            t.line(out, headers.iter().map(|h| h.to_string()))?;
+            Some(t)
+        }
+        _ => None,
+    };
+    // The sparklines of a batch of runs are read on every core, then written in order.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut batch: Vec<CliResult<String>> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        if i % SPARK_BATCH == 0 {
+            let end = runs.len().min(i + SPARK_BATCH);
+            batch = sparks_of(&snap, &runs[i..end], threads);
+            batch.reverse();
+        }
+        let read = batch.pop().unwrap_or_else(|| Ok(String::new()));
         // Counting reads only the blocks' indexes; the sparklines read the footers and
         // blocks too, and damage found there marks this run, not the listing. Both formats
         // read them, so that both mark the same runs.
         let mut damage = r.damage.clone();
         let sparks = match &damage {
-            None => match metric_sparks(store, &r.head.to_string()) {
+            None => match read {
                 Ok(s) => s,
                 Err(CliError::Steplog(e)) if e.is_corruption() => {
                     damage = Some(e.to_string());
-                    "-".into()
+                    String::new()
                 }
                 Err(e) => return Err(e),
             },
-            Some(_) => "-".into(),
+            Some(_) => String::new(),
         };
         if let Some(d) = &damage {
             damaged.push((r.name.clone(), d.clone()));
         }
-        match format {
-            TableFormat::Json | TableFormat::Jsonl => {
+        match &mut table {
+            None => {
                 let mut v = serde_json::json!({
                     "run": r.name, "head": r.head.to_string(), "status": r.status.name(),
                     "last_step": r.last_step, "rows": r.rows,
@@ -325,34 +364,28 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
                 }
                 records.write(out, &v)?;
             }
-            TableFormat::Table => rows.push(vec![
-                r.name.clone(),
-                r.head.to_string(),
-                match damage {
-                    Some(_) => format!("{} DAMAGED", r.status),
-                    None => r.status.to_string(),
-                },
-                r.last_step.map_or("-".into(), |l| l.to_string()),
-                if damage.is_some() {
-                    "-".into()
-                } else {
-                    r.rows.to_string()
-                },
-                sparks,
-            ]),
+            // A damaged run's rows are not known: its metrics column says so.
+            Some(t) => t.line(
+                out,
+                [
+                    r.name.clone(),
+                    r.head.to_string(),
+                    r.status.to_string(),
+                    r.last_step.map_or("-".into(), |l| l.to_string()),
+                    match damage {
+                        Some(_) => "-".into(),
+                        None => r.rows.to_string(),
+                    },
+                    match damage {
+                        Some(_) => "DAMAGED".into(),
+                        None => sparks,
+                    },
+                ]
+                .into_iter(),
+            )?,
         }
     }
     records.end(out)?;
-    if format == TableFormat::Table {
-        write!(
-            out,
-            "{}",
-            output::table(
-                &["run", "head", "status", "last_step", "rows", "metrics"],
-                &rows
-            )
-        )?;
-    }
     damage_report(damaged)
 }
 
@@ -370,10 +403,47 @@ fn damage_report(damaged: Vec<(String, String)>) -> CliResult {
     )))
 }
 
+/// Runs whose sparklines are read together, on every core, before they are written.
+const SPARK_BATCH: usize = 4096;
+
+/// [`metric_sparks`] of each of `runs` (nothing read for a run already damaged), in
+/// order, read by `threads` threads.
+fn sparks_of(
+    snap: &steplog::Snapshot,
+    runs: &[steplog::RunInfo],
+    threads: usize,
+) -> Vec<CliResult<String>> {
+    let read = |part: &[steplog::RunInfo]| -> Vec<CliResult<String>> {
+        part.iter()
+            .map(|r| match r.damage {
+                Some(_) => Ok(String::new()),
+                None => metric_sparks(snap, r.head),
+            })
+            .collect()
+    };
+    if threads < 2 || runs.len() < 64 {
+        return read(runs);
+    }
+    let part = runs.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = runs
+            .chunks(part)
+            .map(|p| s.spawn(move || read(p)))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(sparks) => sparks,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
 /// Sparklines of a version's first three numeric metrics (keys starting with `_` left out),
 /// for `runs --format table`.
-fn metric_sparks(store: &Store, version: &str) -> CliResult<String> {
-    let summary = store.summary(version)?;
+fn metric_sparks(snap: &steplog::Snapshot, version: steplog::VersionId) -> CliResult<String> {
+    let summary = snap.summary(version)?;
     let keys = summary
         .keys
         .iter()
@@ -381,7 +451,7 @@ fn metric_sparks(store: &Store, version: &str) -> CliResult<String> {
         .take(3);
     let mut parts = Vec::new();
     for (k, s) in keys {
-        let spark = output::sparkline(store, version, k, 12, s.numeric_count)?;
+        let spark = output::sparkline(snap, version, k, 12, s.numeric_count)?;
         parts.push(format!("{k} {spark}"));
     }
     Ok(parts.join("  "))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use steplog::{KeySummary, Row, Store, Summary, Value};
+use steplog::{KeySummary, Row, Summary, Value};
 
 const NONFINITE: &str = "\u{0}steplog-nonfinite:";
 
@@ -234,15 +234,15 @@ fn cell(v: &Option<(u64, Value)>) -> String {
 /// numeric value. A bucket shows its extreme farthest from its last value, so a one-step
 /// spike (up or down) stays visible in 24 characters.
 pub fn sparkline(
-    store: &Store,
-    reference: &str,
+    snap: &steplog::Snapshot,
+    reference: impl steplog::IntoReference,
     key: &str,
     width: usize,
     values: u64,
 ) -> steplog::Result<String> {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let width = width.min(usize::try_from(values).unwrap_or(usize::MAX));
-    let Some(d) = store.downsample_snapped(reference, key, .., width)? else {
+    let Some(d) = snap.downsample_snapped(reference, key, .., width)? else {
         return Ok(String::new());
     };
     let vals: Vec<Option<f64>> = d
@@ -310,7 +310,44 @@ pub fn summary_table(s: &Summary, sparks: &BTreeMap<String, String>) -> String {
     )
 }
 
-/// Left-aligned columns separated by two spaces.
+/// A table written line by line, its columns as wide as given (the last column is not
+/// padded): for listings too long to hold before their widths are known.
+pub struct Columns {
+    widths: Vec<usize>,
+}
+
+impl Columns {
+    /// Columns of these widths (in characters); cells past them are written unpadded.
+    pub fn new(widths: Vec<usize>) -> Columns {
+        Columns { widths }
+    }
+
+    /// One line of cells: left-aligned, two spaces apart, no trailing spaces.
+    fn format(&self, cells: impl Iterator<Item = String>) -> String {
+        let mut line = String::new();
+        for (i, c) in cells.enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let w = self.widths.get(i).copied().unwrap_or(0);
+            line.push_str(&format!("{c:<w$}"));
+        }
+        line.truncate(line.trim_end().len());
+        line.push('\n');
+        line
+    }
+
+    /// Writes one line of cells.
+    pub fn line(
+        &self,
+        out: &mut impl Write,
+        cells: impl Iterator<Item = String>,
+    ) -> std::io::Result<()> {
+        out.write_all(self.format(cells).as_bytes())
+    }
+}
+
+/// A table held whole: left-aligned columns as wide as their widest cell, two spaces apart.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
@@ -318,17 +355,10 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: Vec<String>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        parts.join("  ").trim_end().to_string() + "\n"
-    };
-    let mut out = line(headers.iter().map(|h| h.to_string()).collect());
+    let t = Columns::new(widths);
+    let mut out = t.format(headers.iter().map(|h| h.to_string()));
     for r in rows {
-        out += &line(r.clone());
+        out += &t.format(r.iter().cloned());
     }
     out
 }

@@ -361,3 +361,57 @@ fn the_largest_inline_segment_round_trips_through_edits_and_tables() {
     let report = fresh.verify().unwrap();
     assert!(report.is_ok(), "{:?}", report.problems);
 }
+
+/// `steplog runs` writes its lines as it reads each run's sparklines, a batch of runs at a
+/// time on every core: past a batch (4,096 runs) every run is still listed once, in name
+/// order, with its own sparkline (rising for even runs, falling for odd: a line written
+/// against another run's sparkline shows), in aligned columns, in both formats.
+#[test]
+fn a_listing_longer_than_a_batch_gives_every_run_its_own_line_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let runs = 5_000u64;
+    let mut bulk = store.bulk();
+    for r in 0..runs {
+        let mut run = bulk.run(&format!("r{r:05}"));
+        for step in 0..12u64 {
+            let x = if r % 2 == 0 { step } else { 11 - step };
+            run.log_at(step, [("x", x as f64)]).unwrap();
+        }
+        bulk.add(run).unwrap();
+    }
+    bulk.commit().unwrap();
+    drop(store);
+    let table = common::cli_ok(dir.path(), &["runs", "--format", "table"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines.len(),
+        runs as usize + 1,
+        "a header and a line per run"
+    );
+    let metrics_at = lines[0].find("metrics").unwrap();
+    let spark = |line: &str| -> String {
+        let cells: String = line.chars().skip(metrics_at).collect();
+        cells
+            .strip_prefix("x ")
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_owned()
+    };
+    let rising = spark(lines[1]);
+    assert!(rising.starts_with('▁') && rising.ends_with('█'), "{rising}");
+    let falling: String = rising.chars().rev().collect();
+    for (r, line) in lines[1..].iter().enumerate() {
+        assert!(line.starts_with(&format!("r{r:05} ")), "line {r}: {line}");
+        let want = if r % 2 == 0 { &rising } else { &falling };
+        assert_eq!(&spark(line), want, "line {r}: {line}");
+    }
+    let jsonl = common::json_lines(&common::cli_ok(dir.path(), &["runs", "--format", "jsonl"]));
+    assert_eq!(jsonl.len(), runs as usize);
+    for (r, v) in jsonl.iter().enumerate() {
+        assert_eq!(v["run"], format!("r{r:05}"));
+        assert_eq!(
+            (v["rows"].as_u64(), v["last_step"].as_u64()),
+            (Some(12), Some(11))
+        );
+    }
+}

@@ -5,7 +5,9 @@
 //! the rows (shared by every peer) and the time in steplog, apart.
 //!
 //! `cargo run --release -p steplog-compare --example bulk_ingest -- 100000 [writer|bulk] [LEVEL]`
-//! (`perf record -g` on the binary in `target/release/examples/` for a profile).
+//! (`perf record -g` on the binary in `target/release/examples/` for a profile). With
+//! `STEPLOG_BULK_DIR=DIR` the store is written to `DIR` (which must not exist) and kept, to
+//! measure reads of a big store (`steplog --store DIR runs`).
 
 use std::time::Instant;
 
@@ -25,10 +27,14 @@ fn main() {
         .map_or(100_000, |a| a.parse().expect("a run count"));
     let writer = args.next().is_some_and(|a| a == "writer");
     let level: i32 = args.next().map_or(3, |a| a.parse().expect("a zstd level"));
-    let dir = tempfile::tempdir().unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = match std::env::var_os("STEPLOG_BULK_DIR") {
+        Some(d) => std::path::PathBuf::from(d),
+        None => temp.path().to_owned(),
+    };
     let store = steplog::Options::new()
         .compression_level(level)
-        .open(dir.path())
+        .open(&dir)
         .unwrap();
     let mut rng = Rng::new(3);
     let t = Instant::now();
@@ -80,7 +86,7 @@ fn main() {
         built.as_secs_f64(),
         wrote.as_secs_f64(),
         points as f64 / wrote.as_secs_f64() / 1e6,
-        tree_bytes(dir.path()) as f64 / points as f64
+        tree_bytes(&dir) as f64 / points as f64
     );
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use axum::extract::{RawQuery, State};
 use axum::Json;
 use serde_json::{json, Map, Value as Json_};
-use steplog::{limits, Query, RunInfo, Status, Store, Stream};
+use steplog::{limits, Query, RunInfo, Snapshot, Status, Stream};
 
 use crate::error::{ApiError, ApiResult};
 use crate::json;
@@ -128,7 +128,7 @@ struct Row {
 }
 
 impl Row {
-    fn version(&mut self, store: &Store) -> ApiResult<&steplog::VersionInfo> {
+    fn version(&mut self, store: &Snapshot) -> ApiResult<&steplog::VersionInfo> {
         let v = match self.version.take() {
             Some(v) => v,
             None => store.version(self.info.head)?,
@@ -137,7 +137,7 @@ impl Row {
     }
 
     /// The head's summary; a damaged run's is empty (its damage is shown instead).
-    fn summary(&mut self, store: &Store) -> ApiResult<&steplog::Summary> {
+    fn summary(&mut self, store: &Snapshot) -> ApiResult<&steplog::Summary> {
         let s = match self.summary.take() {
             Some(s) => s,
             None => match store.summary(self.info.head) {
@@ -211,6 +211,9 @@ pub async fn runs(State(app): State<App>, RawQuery(q): RawQuery) -> ApiResult<Js
     };
     let store = app.store.clone();
     blocking(&app, move || {
+        // One snapshot for the page: its listing, summaries and sparklines agree, and the
+        // summaries a sort by metric reads (one per run) pay no manifest refresh each.
+        let store = store.snapshot()?;
         let mut rows: Vec<Row> = store
             .runs()?
             .into_iter()
@@ -326,7 +329,7 @@ fn status_rank(s: Status) -> u8 {
 /// Sorts the table; runs without the metric last, and ties by name from A to Z, whatever
 /// the order.
 fn sort_rows(
-    store: &Store,
+    store: &Snapshot,
     rows: Vec<Row>,
     sort: &str,
     metric: Option<&str>,
@@ -374,7 +377,7 @@ fn sort_rows(
 }
 
 /// A sparkline: the last value of each of a few buckets over the whole run.
-fn sparkline(store: &Store, head: steplog::VersionId, key: &str) -> steplog::Result<Vec<Json_>> {
+fn sparkline(store: &Snapshot, head: steplog::VersionId, key: &str) -> steplog::Result<Vec<Json_>> {
     Ok(
         match store.downsample_snapped(head, key, .., SPARK_BUCKETS)? {
             Some(d) => d

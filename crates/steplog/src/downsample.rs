@@ -18,13 +18,13 @@
 use std::ops::RangeBounds;
 
 use crate::error::Result;
-use crate::manifest::Cover;
+use crate::manifest::{Cover, State};
 use crate::read::bounds;
 use crate::reference::IntoReference;
 use crate::segment::block::Block;
 use crate::store::Store;
 use crate::summary::KeySummary;
-use crate::types::{Stream, Value};
+use crate::types::{Stream, Value, VersionId};
 
 /// One bucket's points, each `(step, value)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -302,13 +302,30 @@ impl Store {
         buckets: usize,
         snap: bool,
     ) -> Result<Option<Downsampled>> {
+        let (state, v, step) = self.read_target(&reference)?;
+        self.downsample_in(&state, v, step, key, (from, to), buckets, snap)
+    }
+
+    /// [`downsample`](Self::downsample) of version `v` in `state`, up to `step`: one
+    /// resolution of the reference for its summary and its blocks.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn downsample_in(
+        &self,
+        state: &State,
+        v: VersionId,
+        step: Option<u64>,
+        key: &str,
+        (from, to): (u64, u64),
+        buckets: usize,
+        snap: bool,
+    ) -> Result<Option<Downsampled>> {
         if buckets > crate::limits::MAX_BUCKETS {
             return Err(crate::Error::InvalidInput(format!(
                 "{buckets} buckets asked for: at most {} (a chart's pixel columns)",
                 crate::limits::MAX_BUCKETS
             )));
         }
-        let summary = self.summary_of(&reference, Some(key))?;
+        let summary = self.summary_in(state, v, step, Some(key))?;
         let Some(ks) = summary.keys.get(key) else {
             return Ok(None);
         };
@@ -319,7 +336,6 @@ impl Store {
         if from > to || buckets == 0 {
             return Ok(None);
         }
-        let (state, v, step) = self.read_target(&reference)?;
         let mut out = Downsampled {
             from,
             to,

@@ -12,7 +12,7 @@ use crate::cache::HeadEntry;
 use crate::error::{Error, Result};
 use crate::io::{FileHandle, OpenMode};
 use crate::manifest::{Cover, Hop, Piece, SegmentMeta, State, VersionMeta};
-use crate::reference::IntoReference;
+use crate::reference::{IntoReference, Reference};
 use crate::segment::block::{all_keys, Block};
 use crate::segment::reader::{read_head_block, HeadScan, Sealed, Tail};
 use crate::segment::IndexEntry;
@@ -563,11 +563,23 @@ impl Store {
     ) -> Result<(Arc<State>, VersionId, Option<u64>)> {
         let r = reference.into_reference()?;
         let state = self.state()?;
-        let v = resolve_target(&state, &r.target)?;
+        let (v, step) = self.target_in(&state, &r)?;
+        Ok((state, v, step))
+    }
+
+    /// The version `r` names in `state`, and the step it names (checked to be at most the
+    /// version's last): the one rule of what a reference reads, for the store as it is now
+    /// and for a [`Snapshot`](crate::Snapshot).
+    pub(crate) fn target_in(
+        &self,
+        state: &State,
+        r: &Reference,
+    ) -> Result<(VersionId, Option<u64>)> {
+        let v = resolve_target(state, &r.target)?;
         if let Some(step) = r.step {
-            self.check_step(&state, v, step)?;
+            self.check_step(state, v, step)?;
         }
-        Ok((state, v, r.step))
+        Ok((v, r.step))
     }
 
     /// `Ok` if version `v` has rows up to `step` in some stream: `step` is at most its last.
@@ -665,6 +677,17 @@ impl Store {
         only: Option<&str>,
     ) -> Result<Summary> {
         let (state, v, step) = self.read_target(reference)?;
+        self.summary_in(&state, v, step, only)
+    }
+
+    /// [`summary_of`](Self::summary_of) version `v` in `state`, up to `step`.
+    pub(crate) fn summary_in(
+        &self,
+        state: &State,
+        v: VersionId,
+        step: Option<u64>,
+        only: Option<&str>,
+    ) -> Result<Summary> {
         let mut agg = Agg::default();
         for p in state.plan(v, Stream::History, 0, step.unwrap_or(u64::MAX))? {
             if p.cover == Cover::Whole {
@@ -691,7 +714,7 @@ impl Store {
             for (bit, slot) in [(ELIDED_FIRST, &mut ks.first), (ELIDED_LAST, &mut ks.last)] {
                 if ks.elided & bit != 0 {
                     if let Some((step, value)) = slot {
-                        *value = self.value_at(&state, v, key, *step)?;
+                        *value = self.value_at(state, v, key, *step)?;
                     }
                 }
             }

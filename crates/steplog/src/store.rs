@@ -421,8 +421,23 @@ impl Store {
 
     /// The status of a version (probing its run's lock once).
     pub(crate) fn status_of(&self, state: &State, meta: &VersionMeta) -> Result<Status> {
-        status(state, meta, || {
+        let s = status(state, meta, || {
             lock::is_locked(self.fs(), &self.inner.dir, &meta.run)
+        })?;
+        self.settle_crashed(s, meta.id)
+    }
+
+    /// A `Crashed` verdict from a state read before the lock was probed (a snapshot's, or a
+    /// listing's) may be a writer that finished in between: it records its finish, then
+    /// lets its lock go. The manifest as it is now settles it, so that a finished run is
+    /// never reported crashed.
+    fn settle_crashed(&self, status: Status, v: VersionId) -> Result<Status> {
+        if status != Status::Crashed {
+            return Ok(status);
+        }
+        Ok(match self.state()?.meta(v)? {
+            Some(now) if now.finished => Status::Finished,
+            _ => Status::Crashed,
         })
     }
 
@@ -439,7 +454,8 @@ impl Store {
             .versions()
             .map(|m| {
                 let m = m?;
-                Ok(info(&m, status(&state, &m, || live.is_live(&m.run))?))
+                let s = status(&state, &m, || live.is_live(&m.run))?;
+                Ok(info(&m, self.settle_crashed(s, m.id)?))
             })
             .collect()
     }
@@ -458,15 +474,24 @@ impl Store {
     /// One version's details.
     pub fn version(&self, reference: impl IntoReference) -> Result<VersionInfo> {
         let (state, v, _) = self.read_target(reference)?;
+        self.version_in(&state, v)
+    }
+
+    /// [`version`](Self::version) `v` as `state` records it (its status probed now).
+    pub(crate) fn version_in(&self, state: &State, v: VersionId) -> Result<VersionInfo> {
         let m = state.meta(v)?.ok_or_else(|| Error::VersionNotFound {
             version: v.to_string(),
         })?;
-        Ok(info(&m, self.status_of(&state, &m)?))
+        Ok(info(&m, self.status_of(state, &m)?))
     }
 
     /// Every run, by name, with its head's status, last step and row count.
     pub fn runs(&self) -> Result<Vec<RunInfo>> {
-        let state = self.state()?;
+        self.runs_in(&*self.state()?)
+    }
+
+    /// [`runs`](Self::runs) as `state` records them (statuses probed now).
+    pub(crate) fn runs_in(&self, state: &State) -> Result<Vec<RunInfo>> {
         let mut out = Vec::new();
         // One memo for every run: forks share their ancestries.
         let mut memo = crate::read::RowMemo::new();
@@ -480,13 +505,8 @@ impl Store {
                 continue;
             }
             let (name, head) = (&meta.run, &meta.id);
-            let counted = self.count_rows_of(
-                &state,
-                meta.clone(),
-                None,
-                crate::Stream::History,
-                &mut memo,
-            );
+            let counted =
+                self.count_rows_of(state, meta.clone(), None, crate::Stream::History, &mut memo);
             let (counted, damage) = match counted {
                 Ok(c) => (c, None),
                 Err(e) if e.is_corruption() => ((0, None), Some(e.to_string())),
@@ -496,7 +516,10 @@ impl Store {
                 name: name.clone(),
                 head: *head,
                 // Listed as a head (checked below: no run has two).
-                status: status_with(&state, &meta, true, || live.is_live(name))?,
+                status: self.settle_crashed(
+                    status_with(state, &meta, true, || live.is_live(name))?,
+                    *head,
+                )?,
                 last_step: counted.1,
                 rows: counted.0,
                 damage,
