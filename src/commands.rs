@@ -225,76 +225,12 @@ pub fn run(cli: Cli) -> CliResult<ExitCode> {
 }
 
 fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> CliResult {
+    if all {
+        return all_versions(store, format, out);
+    }
     // Every run is listed; damaged ones are marked, then reported, and the exit status is 1.
     let mut damaged: Vec<(String, String)> = Vec::new();
     let mut records = output::Records::new(format);
-    if all {
-        let versions = store.versions()?;
-        let readable: Vec<steplog::VersionId> = versions
-            .iter()
-            .filter(|v| v.status != Status::Purged)
-            .map(|v| v.id)
-            .collect();
-        let mut counts: std::collections::HashMap<_, _> = readable
-            .iter()
-            .copied()
-            .zip(store.rows_of(&readable)?)
-            .collect();
-        let mut rows = Vec::new();
-        for v in &versions {
-            let (count, last) = match counts.remove(&v.id) {
-                None => (None, None),
-                Some(counted) => match counted {
-                    Ok(c) => (Some(c.rows), c.last_step),
-                    Err(e) if e.is_corruption() => {
-                        damaged.push((v.id.to_string(), e.to_string()));
-                        (None, None)
-                    }
-                    Err(e) => return Err(e.into()),
-                },
-            };
-            let parent = v.parent.map(|p| (p.version.to_string(), p.step));
-            match format {
-                TableFormat::Json | TableFormat::Jsonl => records.write(
-                    out,
-                    &serde_json::json!({
-                        "version": v.id.to_string(), "run": v.run, "status": v.status.name(),
-                        "origin": v.origin, "parent": parent.as_ref().map(|p| &p.0),
-                        "parent_step": parent.as_ref().map(|p| p.1),
-                        "restart_of": v.restart_of.map(|r| r.to_string()), "rows": count,
-                        "last_step": last, "created": v.created, "config": v.config,
-                    }),
-                )?,
-                TableFormat::Table => rows.push(vec![
-                    v.id.to_string(),
-                    v.run.clone(),
-                    v.status.to_string(),
-                    format!("{:?}", v.origin).to_lowercase(),
-                    match (parent, v.restart_of) {
-                        (Some((p, s)), _) => format!("{p}@{s}"),
-                        (None, Some(r)) => format!("{r} (restart)"),
-                        (None, None) => "-".into(),
-                    },
-                    count.map_or("-".into(), |c| c.to_string()),
-                    last.map_or("-".into(), |l| l.to_string()),
-                ]),
-            }
-        }
-        records.end(out)?;
-        if format == TableFormat::Table {
-            let h = [
-                "version",
-                "run",
-                "status",
-                "origin",
-                "parent",
-                "rows",
-                "last_step",
-            ];
-            write!(out, "{}", output::table(&h, &rows))?;
-        }
-        return damage_report(damaged);
-    }
     // One snapshot: every run's sparklines read the version its line names, and no read
     // pays a manifest refresh (a million runs made four million of them).
     let snap = store.snapshot()?;
@@ -383,6 +319,94 @@ fn runs(store: &Store, all: bool, format: TableFormat, out: &mut impl Write) -> 
                 ]
                 .into_iter(),
             )?,
+        }
+    }
+    records.end(out)?;
+    damage_report(damaged)
+}
+
+/// `runs --all`: every version, with its status, origin, parent and row count, written a
+/// line at a time (the table's widths from the listing: a million versions hold no table).
+fn all_versions(store: &Store, format: TableFormat, out: &mut impl Write) -> CliResult {
+    let mut damaged: Vec<(String, String)> = Vec::new();
+    let mut records = output::Records::new(format);
+    let versions = store.versions()?;
+    let readable: Vec<steplog::VersionId> = versions
+        .iter()
+        .filter(|v| v.status != Status::Purged)
+        .map(|v| v.id)
+        .collect();
+    // Each readable version's (rows, last step), or why it could not be counted.
+    let mut counts: std::collections::HashMap<_, Result<steplog::RowCount, String>> =
+        std::collections::HashMap::with_capacity(readable.len());
+    for (id, counted) in readable.iter().copied().zip(store.rows_of(&readable)?) {
+        let counted = match counted {
+            Ok(c) => Ok(c),
+            Err(e) if e.is_corruption() => Err(e.to_string()),
+            Err(e) => return Err(e.into()),
+        };
+        counts.insert(id, counted);
+    }
+    let count_of = |v: &steplog::VersionInfo| match counts.get(&v.id) {
+        Some(Ok(c)) => (Some(c.rows), c.last_step),
+        _ => (None, None),
+    };
+    let cells = |v: &steplog::VersionInfo| -> [String; 7] {
+        let (count, last) = count_of(v);
+        [
+            v.id.to_string(),
+            v.run.clone(),
+            v.status.to_string(),
+            format!("{:?}", v.origin).to_lowercase(),
+            match (v.parent, v.restart_of) {
+                (Some(p), _) => format!("{}@{}", p.version, p.step),
+                (None, Some(r)) => format!("{r} (restart)"),
+                (None, None) => "-".into(),
+            },
+            count.map_or("-".into(), |c| c.to_string()),
+            last.map_or("-".into(), |l| l.to_string()),
+        ]
+    };
+    let headers = [
+        "version",
+        "run",
+        "status",
+        "origin",
+        "parent",
+        "rows",
+        "last_step",
+    ];
+    let table = (format == TableFormat::Table).then(|| {
+        let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+        for v in &versions {
+            for (w, c) in widths.iter_mut().zip(cells(v)) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        output::Columns::new(widths)
+    });
+    if let Some(t) = &table {
+        t.line(out, headers.iter().map(|h| h.to_string()))?;
+    }
+    for v in &versions {
+        if let Some(Err(why)) = counts.get(&v.id) {
+            damaged.push((v.id.to_string(), why.clone()));
+        }
+        match &table {
+            Some(t) => t.line(out, cells(v).into_iter())?,
+            None => {
+                let (count, last) = count_of(v);
+                records.write(
+                    out,
+                    &serde_json::json!({
+                        "version": v.id.to_string(), "run": v.run, "status": v.status.name(),
+                        "origin": v.origin, "parent": v.parent.map(|p| p.version.to_string()),
+                        "parent_step": v.parent.map(|p| p.step),
+                        "restart_of": v.restart_of.map(|r| r.to_string()), "rows": count,
+                        "last_step": last, "created": v.created, "config": v.config,
+                    }),
+                )?
+            }
         }
     }
     records.end(out)?;
