@@ -7,7 +7,8 @@
 //! `cargo run --release -p steplog-compare --example bulk_ingest -- 100000 [writer|bulk] [LEVEL]`
 //! (`perf record -g` on the binary in `target/release/examples/` for a profile). With
 //! `STEPLOG_BULK_DIR=DIR` the store is written to `DIR` (which must not exist) and kept, to
-//! measure reads of a big store (`steplog --store DIR runs`).
+//! measure reads of a big store (`steplog --store DIR runs`); `STEPLOG_BULK_STEPS=100` gives
+//! runs of the sweep's length (20 by default, the many workload's).
 
 use std::time::Instant;
 
@@ -36,6 +37,8 @@ fn main() {
         .compression_level(level)
         .open(&dir)
         .unwrap();
+    let steps: u64 = std::env::var("STEPLOG_BULK_STEPS")
+        .map_or(20, |s| s.parse().expect("STEPLOG_BULK_STEPS: a step count"));
     let mut rng = Rng::new(3);
     let t = Instant::now();
     let data: Vec<Run> = (0..runs)
@@ -44,7 +47,7 @@ fn main() {
                 "lr": 1e-4 * ((r % 7) + 1) as f64, "batch_size": 32u64 << (r % 3),
                 "seed": r, "optimizer": if r % 2 == 0 { "adam" } else { "sgd" },
             });
-            let rows = (0..20).map(|s| (s, sweep_row(r, s, &mut rng))).collect();
+            let rows = (0..steps).map(|s| (s, sweep_row(r, s, &mut rng))).collect();
             (format!("run-{r}"), config, rows)
         })
         .collect();
@@ -77,7 +80,7 @@ fn main() {
         bulk.commit().unwrap();
     }
     let wrote = t.elapsed();
-    let points = runs * 80;
+    let points = runs * steps * 4;
     println!(
         "{runs} runs, {} ({}): rows built in {:.3} s, written in {:.3} s: {:.3} M points/s, \
          {:.3} bytes/point",
