@@ -17,7 +17,7 @@ fn store(dir: &std::path::Path) -> Store {
 fn value(step: u64, salt: u64) -> f64 {
     let mut x = step
         .wrapping_mul(6364136223846793005)
-        .wrapping_add(salt * 1442695040888963407);
+        .wrapping_add(salt.wrapping_mul(1442695040888963407));
     x ^= x >> 33;
     if x.is_multiple_of(97) {
         return f64::NAN;
@@ -208,4 +208,112 @@ fn buckets_are_bounded_at_max_buckets() {
             other => panic!("{n} buckets: {other:?}"),
         }
     }
+}
+
+/// With `Options::block_column_bytes(8 KiB)`, blocks of a narrow run are cut at 8 KiB per
+/// key (one float key, 8 bytes a row: 1,024 rows, not the 8,192 of 64 KiB), so an exact
+/// chart's bucket edge inside a block decodes about a thousand values; a key that
+/// compresses to almost nothing (a schedule) keeps 64 KiB blocks; a wide run's blocks still
+/// hold 4 rows per key (the rows-per-column rule wins); by default blocks are cut at
+/// `block_bytes` alone.
+#[test]
+fn blocks_of_few_keys_are_cut_by_bytes_per_key_when_asked() {
+    let blocks_of = |options: Options, keys: usize, n: u64, smooth: bool| -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = options.open(dir.path()).unwrap();
+        let steps: Vec<u64> = (0..n).collect();
+        let names: Vec<String> = (0..keys).map(|k| format!("k{k:03}")).collect();
+        let vals: Vec<Vec<f64>> = (0..keys)
+            .map(|k| {
+                let v = |s: u64| {
+                    if smooth {
+                        s as f64 * 0.25
+                    } else {
+                        value(s, k as u64)
+                    }
+                };
+                steps.iter().map(|&s| v(s)).collect()
+            })
+            .collect();
+        let cols: Vec<(&str, steplog::Batch)> = names
+            .iter()
+            .zip(&vals)
+            .map(|(k, v)| (k.as_str(), steplog::Batch::F64(v)))
+            .collect();
+        let mut w = store.run("r").start().unwrap();
+        w.log_columns(&steps, &cols).unwrap();
+        w.finish().unwrap();
+        // Read back exactly (NaN included), and one exact M4 decodes at most a block per
+        // bucket edge.
+        let m = store.metric("r", "k000", ..).unwrap();
+        assert_eq!(m.steps, steps);
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&m.values), bits(&vals[0]));
+        let d = store.downsample("r", "k000", .., 10).unwrap().unwrap();
+        assert!(d.decoded <= 9, "{} blocks decoded for 9 edges", d.decoded);
+        let report = store.verify().unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        report.blocks
+    };
+    let kib = 1 << 10;
+    // By default: 64 KiB, about 8,190 rows.
+    let whole = blocks_of(Options::new(), 1, 20_000, false);
+    assert_eq!(whole, 3, "{whole} blocks cut at 64 KiB");
+    // One key at 8 KiB a key: 20,000 rows in blocks of about 1,024 rows.
+    let one = blocks_of(Options::new().block_column_bytes(8 * kib), 1, 20_000, false);
+    assert!((20..=21).contains(&one), "{one} blocks of one key");
+    // 16 KiB a key: about 2,048 rows.
+    let two = blocks_of(
+        Options::new().block_column_bytes(16 * kib),
+        1,
+        20_000,
+        false,
+    );
+    assert!((10..=11).contains(&two), "{two} blocks at 16 KiB a key");
+    // 800 bytes a key: blocks that would be stored in under 2 KiB a key (4 KiB for one) are
+    // not worth their overhead; cut at 64 KiB after the first.
+    let tiny = blocks_of(Options::new().block_column_bytes(800), 1, 20_000, false);
+    assert!((3..=4).contains(&tiny), "{tiny} blocks at 800 bytes a key");
+    // A schedule (a quarter a step) compresses to a few bytes a block: after its first
+    // block, cut at 64 KiB again.
+    let smooth = blocks_of(Options::new().block_column_bytes(8 * kib), 1, 20_000, true);
+    assert!((3..=4).contains(&smooth), "{smooth} blocks of a schedule");
+    // 300 keys: 64 KiB is about 27 rows (300 × 8 KiB is more than 64 KiB); a block holds
+    // 1,200 rows (4 per key).
+    let wide = blocks_of(
+        Options::new().block_column_bytes(8 * kib),
+        300,
+        6_000,
+        false,
+    );
+    assert!((5..=6).contains(&wide), "{wide} blocks of 300 keys");
+}
+
+/// The console stream (text lines, never charted) is cut at `block_bytes` alone, even with
+/// a per-key budget: its lines compress better in big blocks than in 8 KiB ones.
+#[test]
+fn console_blocks_are_cut_at_block_bytes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new()
+        .block_column_bytes(8 << 10)
+        .open(dir.path())
+        .unwrap();
+    let mut w = store.run("r").start().unwrap();
+    // 3,000 lines of about 60 bytes: 180 KB of text, three blocks at 64 KiB (22 at 8 KiB).
+    for i in 0..3_000u64 {
+        let line = format!(
+            "epoch {} batch {i:>6}: loss looks fine, lr unchanged",
+            i / 100
+        );
+        w.log_row(steplog::Stream::Console, Some(i), [("line", line)])
+            .unwrap();
+    }
+    w.finish().unwrap();
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(
+        (3..=4).contains(&report.blocks),
+        "{} console blocks",
+        report.blocks
+    );
 }

@@ -89,22 +89,6 @@ fn main() {
         built.as_secs_f64(),
         wrote.as_secs_f64(),
         points as f64 / wrote.as_secs_f64() / 1e6,
-        tree_bytes(&dir) as f64 / points as f64
+        steplog_workload::tree_bytes(&dir) as f64 / points as f64
     );
-}
-
-/// The length of every file under `dir`.
-fn tree_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let m = e.metadata().unwrap();
-            if m.is_dir() {
-                tree_bytes(&e.path())
-            } else {
-                m.len()
-            }
-        })
-        .sum()
 }

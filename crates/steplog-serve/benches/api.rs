@@ -1,7 +1,8 @@
 //! The web view's API, handler and JSON included (the router called in process; loopback
 //! TCP adds tens of microseconds): issue #15's targets.
 //! - `series/steps=10M/width=1000`: exact M4 of a 10,000,000-step run at 1,000 px (target
-//!   under 20 ms), the whole range, and a zoom to a tenth of it;
+//!   under 20 ms), the whole range, and a zoom to a tenth of it; `…/block_column_bytes=8KiB`:
+//!   the same run written with `Options::block_column_bytes(8 << 10)` (blocks of 1,024 rows);
 //! - `runs/runs=10000/first_page`: the first page (50 runs, 3 metric columns with
 //!   sparklines) of a 10,000-run store (target under 100 ms), by name and by a metric.
 use axum::body::Body;
@@ -27,8 +28,8 @@ fn get(rt: &tokio::runtime::Runtime, app: &axum::Router, uri: &str) -> usize {
 }
 
 /// The engine's chart bench's run (`downsample/steps=10M`), so the figures compare.
-fn long_run(dir: &std::path::Path) -> Store {
-    let store = Store::open(dir).unwrap();
+fn long_run(dir: &std::path::Path, options: steplog::Options) -> Store {
+    let store = options.open(dir).unwrap();
     steplog_workload::write_long_metric(&store, "r", 10_000_000).unwrap();
     store
 }
@@ -67,7 +68,14 @@ fn api(c: &mut Criterion) {
     g.sample_size(20);
 
     let long = tempfile::tempdir().unwrap();
-    let app = steplog_serve::router(long_run(long.path()), &opts).unwrap();
+    let small = steplog::Options::new().block_column_bytes(8 << 10);
+    let app = steplog_serve::router(long_run(long.path(), small), &opts).unwrap();
+    g.bench_function("series/steps=10M/width=1000/block_column_bytes=8KiB", |b| {
+        b.iter(|| get(&rt, &app, "/api/series?ref=r&key=loss&width=1000"))
+    });
+    drop(app);
+    let long = tempfile::tempdir().unwrap();
+    let app = steplog_serve::router(long_run(long.path(), steplog::Options::new()), &opts).unwrap();
     g.bench_function("series/steps=10M/width=1000", |b| {
         b.iter(|| get(&rt, &app, "/api/series?ref=r&key=loss&width=1000"))
     });

@@ -262,6 +262,22 @@ pub fn write_long_metric(store: &steplog::Store, name: &str, steps: u64) -> step
     w.finish()
 }
 
+/// The length of every file under `dir`, a store's size on disk as the harness counts it.
+pub fn tree_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                tree_bytes(&e.path())
+            } else {
+                m.len()
+            }
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

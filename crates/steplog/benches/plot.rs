@@ -68,6 +68,22 @@ fn plot(c: &mut Criterion) {
             })
         },
     );
+    drop(store);
+
+    // The same run with blocks cut at 8 KiB a key (1,024 rows).
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new()
+        .block_column_bytes(8 << 10)
+        .open(dir.path())
+        .unwrap();
+    steplog_workload::write_long_metric(&store, "r", n).unwrap();
+    g.bench_function(
+        "downsample/steps=10M/buckets=960/block_column_bytes=8KiB",
+        |b| b.iter(|| store.downsample("r", "loss", .., 960).unwrap().unwrap()),
+    );
+    g.bench_function("read_every_point/steps=10M/block_column_bytes=8KiB", |b| {
+        b.iter(|| store.metric("r", "loss", ..).unwrap())
+    });
     g.finish();
 }
 

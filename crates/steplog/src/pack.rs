@@ -23,7 +23,7 @@ use crate::manifest::{
     plan_of, Cover, Edit, Hop, PackMeta, PackSegment, Piece, SealMeta, State, VersionMeta,
     MAX_PACK_LEVEL,
 };
-use crate::segment::builder::BlockBuilder;
+use crate::segment::builder::{BlockBuilder, BlockCut};
 use crate::segment::encoder::EncodedBlock;
 use crate::segment::writer::Image;
 use crate::store::Store;
@@ -132,14 +132,16 @@ impl Store {
         let base = last
             .below()
             .map(|(b, step)| (b, last.limit.map_or(step, |l| l.min(step))));
-        let level = (self.options().compression_level, self.options().block_bytes);
+        let level = self.options().compression_level;
         let mut images = Vec::new();
         for stream in Stream::ALL {
             let rows = self.plan_rows(plan_of(hops.to_vec(), stream, 0, u64::MAX))?;
             if rows.is_empty() {
                 continue;
             }
-            let image = image_of(stream, v, rows, level).map_err(|e| Error::io(self.dir(), e))?;
+            let cut = self.options().block_cut(stream);
+            let image =
+                image_of(stream, v, rows, (level, cut)).map_err(|e| Error::io(self.dir(), e))?;
             if image.info.bytes as usize > MAX_INLINE_SEGMENT_BYTES {
                 return Ok(None);
             }
@@ -150,12 +152,12 @@ impl Store {
 }
 
 /// The sealed segment of `rows` (in step order) of `stream`, owned by `version`, in blocks
-/// cut as a writer cuts them (`block_bytes`).
+/// cut as a writer cuts them ([`BlockCut`]).
 fn image_of(
     stream: Stream,
     version: VersionId,
     rows: Vec<Row>,
-    (level, block_bytes): (i32, usize),
+    (level, cut): (i32, BlockCut),
 ) -> std::io::Result<Image> {
     let mut buf = BlockBuilder::default();
     let mut blocks = Vec::new();
@@ -171,7 +173,7 @@ fn image_of(
             })?;
         }
         buf.close_row();
-        if buf.is_full(block_bytes) {
+        if buf.is_full(cut) {
             blocks.push(EncodedBlock::encode(&buf.take_closed(), level)?);
         }
     }
@@ -461,7 +463,13 @@ mod tests {
             .plan_rows(plan_of(hops.clone(), Stream::History, 0, u64::MAX))
             .unwrap();
         got[1].fields.insert("x".into(), Value::F64(-1.0));
-        let wrong = vec![image_of(Stream::History, lineage[3], got, (3, 1 << 16)).unwrap()];
+        let wrong = vec![image_of(
+            Stream::History,
+            lineage[3],
+            got,
+            (3, store.options().block_cut(Stream::History)),
+        )
+        .unwrap()];
         let base = hops[1].below();
         drop(state);
         store

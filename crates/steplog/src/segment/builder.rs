@@ -37,16 +37,69 @@ pub(crate) struct BlockBuilder {
 /// Rows a block holds at least per column (unless it reaches `MAX_BLOCK_BYTES` first).
 pub(crate) const ROWS_PER_COLUMN: usize = 4;
 
+/// Where buffered rows are cut into blocks: [`Options::block_bytes`] and
+/// [`Options::block_column_bytes`].
+///
+/// [`Options::block_bytes`]: crate::Options::block_bytes
+/// [`Options::block_column_bytes`]: crate::Options::block_column_bytes
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockCut {
+    /// Raw bytes (as the encoder will write them, estimated) at which a block is full.
+    pub bytes: usize,
+    /// Raw bytes per column at which a block of few columns is full.
+    pub column_bytes: usize,
+}
+
+/// The smallest stored size per column worth cutting a block small for (at least two
+/// columns' worth): a block costs about 40 bytes plus 50 to 100 per column of its own (frame
+/// header, directory entry, index entry and aggregate in the footer), and the first summary
+/// cut inside a segment decodes every block's aggregate; at 2 KiB per column that stays a
+/// few percent.
+pub(crate) const MIN_STORED_PER_COLUMN: usize = 2 << 10;
+
+impl BlockCut {
+    /// This cut as a stream applies it to its next block, given its last block: `raw` bytes
+    /// of `columns` columns stored in `stored` bytes. The per-column budget holds only while
+    /// a block of that budget, compressed as the last one was, would be stored in at least
+    /// [`MIN_STORED_PER_COLUMN`] bytes per column; data that compresses better (counters, a
+    /// schedule: a 1,024-row block of a few hundred bytes) is cut at `bytes` alone, as its
+    /// blocks cost little to decode and much to keep small.
+    pub fn after(self, raw: usize, stored: usize, columns: usize) -> BlockCut {
+        let small = self
+            .column_bytes
+            .saturating_mul(columns.max(1))
+            .min(self.bytes);
+        let would_store = stored as u128 * small as u128 / raw.max(1) as u128;
+        let worth = MIN_STORED_PER_COLUMN as u128 * columns.max(2) as u128;
+        if would_store >= worth {
+            self
+        } else {
+            BlockCut {
+                column_bytes: usize::MAX,
+                ..self
+            }
+        }
+    }
+}
+
 /// Whether a block of `rows` rows and `columns` columns, `raw` bytes before compression, is
-/// full: it has reached `block_bytes` and holds at least [`ROWS_PER_COLUMN`] rows per column,
-/// or it has reached [`crate::limits::MAX_BLOCK_BYTES`]. Cut by rows as well as bytes, a block
-/// of a wide run holds enough rows that a read of one key decodes a few directories (each
-/// names every column) against a long section of that key's values, instead of a directory
-/// of 500 keys for every few dozen rows; a narrow run's blocks (a few columns: hundreds of
-/// rows at `block_bytes`) are cut by bytes as before.
-pub(crate) fn block_is_full(raw: usize, rows: usize, columns: usize, block_bytes: usize) -> bool {
+/// full: it has reached `cut.bytes`, or `cut.column_bytes` per column if that is less, and
+/// holds at least [`ROWS_PER_COLUMN`] rows per column; or it has reached
+/// [`crate::limits::MAX_BLOCK_BYTES`].
+///
+/// Cut by rows as well as bytes, a block of a wide run holds enough rows that a read of one
+/// key decodes a few directories (each names every column) against a long section of that
+/// key's values, instead of a directory of 500 keys for every few dozen rows. Cut by bytes
+/// per column, a block of a narrow run holds about as much of each key as a block of eight
+/// keys does (one float key: 8 KiB, 1,024 rows, not 8,192 at 64 KiB), so that a step range,
+/// a summary cut at a step or a chart's bucket edge inside the block decodes about a
+/// thousand values, while the block's aggregate serves every bucket the block lies inside.
+pub(crate) fn block_is_full(raw: usize, rows: usize, columns: usize, cut: BlockCut) -> bool {
+    let budget = cut
+        .bytes
+        .min(columns.max(1).saturating_mul(cut.column_bytes));
     raw >= crate::limits::MAX_BLOCK_BYTES
-        || (raw >= block_bytes && rows >= columns.saturating_mul(ROWS_PER_COLUMN))
+        || (raw >= budget && rows >= columns.saturating_mul(ROWS_PER_COLUMN))
 }
 
 /// Why [`BlockBuilder::set`] refused a value; nothing was changed.
@@ -82,9 +135,9 @@ impl BlockBuilder {
 
     /// Whether the buffered rows should be written as a block ([`block_is_full`]), or one
     /// more row would pass the row limit of a block.
-    pub fn is_full(&self, block_bytes: usize) -> bool {
+    pub fn is_full(&self, cut: BlockCut) -> bool {
         let (rows, columns) = (self.block.steps.len(), self.block.columns.len());
-        block_is_full(self.raw_estimate(), rows, columns, block_bytes) || rows >= MAX_BLOCK_ROWS
+        block_is_full(self.raw_estimate(), rows, columns, cut) || rows >= MAX_BLOCK_ROWS
     }
 
     /// Starts a new open row at `step` (not before the last buffered step).
@@ -304,24 +357,47 @@ mod tests {
         assert_eq!(rows[1].fields["a"], Value::F64(4.0));
     }
 
-    /// Narrow blocks are cut at `block_bytes`; wide ones when they also hold 4 rows per
-    /// column, or at the byte limit.
+    /// Narrow blocks are cut at `block_column_bytes` per column, blocks of eight columns or
+    /// more at `block_bytes`; wide ones when they also hold 4 rows per column, or at the byte
+    /// limit.
     #[test]
     fn wide_blocks_are_cut_by_rows_as_well_as_bytes() {
         let kib = 1 << 10;
+        let cut = BlockCut {
+            bytes: 64 * kib,
+            column_bytes: 8 * kib,
+        };
         // 16 columns of floats: 64 KiB is 512 rows, past 64 rows.
-        assert!(block_is_full(64 * kib, 512, 16, 64 * kib));
-        assert!(!block_is_full(64 * kib - 1, 512, 16, 64 * kib));
+        assert!(block_is_full(64 * kib, 512, 16, cut));
+        assert!(!block_is_full(64 * kib - 1, 512, 16, cut));
+        // One column of floats: 8 KiB (1,024 rows); two: 16 KiB; eight or more: 64 KiB.
+        assert!(block_is_full(8 * kib, 1024, 1, cut));
+        assert!(!block_is_full(8 * kib - 1, 1023, 1, cut));
+        assert!(!block_is_full(12 * kib, 768, 2, cut));
+        assert!(block_is_full(16 * kib, 1024, 2, cut));
+        assert!(!block_is_full(63 * kib, 1008, 8, cut));
+        // A stream whose blocks would compress to under 2 KiB a column (4 KiB for one) at the
+        // budget is cut by block_bytes alone; one that stays above keeps the budget.
+        assert_eq!(cut.after(8 * kib, 6 * kib, 1), cut);
+        assert_eq!(cut.after(8 * kib, kib, 1).column_bytes, usize::MAX);
+        assert_eq!(cut.after(64 * kib, 40 * kib, 1), cut);
+        assert_eq!(cut.after(64 * kib, 8 * kib, 1).column_bytes, usize::MAX);
+        // Six columns of counters, 64 KiB stored in 8 KiB: at 48 KiB, 6 KiB, under 12 KiB.
+        assert_eq!(cut.after(64 * kib, 8 * kib, 6).column_bytes, usize::MAX);
+        assert_eq!(cut.after(64 * kib, 40 * kib, 6), cut);
+        // No column yet (rows of no key): cut as one column.
+        assert!(!block_is_full(kib, 100, 0, cut));
+        assert!(block_is_full(8 * kib, 2000, 0, cut));
         // 500 columns: 64 KiB is 16 rows; the block goes on to 2,000 rows.
-        assert!(!block_is_full(64 * kib, 16, 500, 64 * kib));
-        assert!(!block_is_full(7 * 1024 * kib, 1_999, 500, 64 * kib));
-        assert!(block_is_full(8 * 1024 * kib, 2_000, 500, 64 * kib));
+        assert!(!block_is_full(64 * kib, 16, 500, cut));
+        assert!(!block_is_full(7 * 1024 * kib, 1_999, 500, cut));
+        assert!(block_is_full(8 * 1024 * kib, 2_000, 500, cut));
         // 100,000 columns: the byte limit ends the block first.
         assert!(block_is_full(
             crate::limits::MAX_BLOCK_BYTES,
             40,
             100_000,
-            64 * kib
+            cut
         ));
         let mut b = BlockBuilder::default();
         b.start_row(0);
@@ -329,9 +405,6 @@ mod tests {
             b.set(&format!("k{k:03}"), Value::F64(k as f64)).unwrap();
         }
         b.close_row();
-        assert!(
-            !b.is_full(64 * kib),
-            "one row of 500 columns is not a block"
-        );
+        assert!(!b.is_full(cut), "one row of 500 columns is not a block");
     }
 }

@@ -3,7 +3,8 @@
 //! the next while it is compressed. Frames come back in the order blocks went in.
 //!
 //! Invariants: results are returned strictly in submission order (one worker, FIFO queues);
-//! at most `MAX_INFLIGHT` blocks are queued, so memory stays bounded; the worker does no I/O
+//! at most `MAX_INFLIGHT` blocks are queued, and more than `MIN_INFLIGHT` only while their raw
+//! bytes stay under `MAX_INFLIGHT_BYTES`, so memory stays bounded; the worker does no I/O
 //! (the writer thread alone writes files, so the I/O seam and its fault injection see every
 //! write); if the worker cannot be started or stops, blocks are encoded inline instead.
 
@@ -13,8 +14,13 @@ use std::thread::JoinHandle;
 use crate::segment::block::{self, Block};
 use crate::summary::Agg;
 
-/// Blocks handed to the worker and not yet taken back.
-const MAX_INFLIGHT: usize = 2;
+/// Blocks handed to the worker and not yet taken back: always up to `MIN_INFLIGHT` (of any
+/// size, up to `MAX_BLOCK_BYTES` each), up to `MAX_INFLIGHT` while they hold at most
+/// `MAX_INFLIGHT_BYTES` raw, so that the small blocks of a narrow run (8 KiB for one key)
+/// keep the worker busy while the writer fills the next ones.
+const MIN_INFLIGHT: usize = 2;
+const MAX_INFLIGHT: usize = 8;
+const MAX_INFLIGHT_BYTES: usize = 1 << 20;
 
 /// A block ready to append: its frame, its aggregate and its index facts.
 #[derive(Debug)]
@@ -24,6 +30,8 @@ pub(crate) struct EncodedBlock {
     /// The raw bytes its index entry and aggregate add to a footer (computed here, on the
     /// encoder's thread, rather than by the writer).
     pub footer_bytes: usize,
+    /// The block's raw length (the frame header's): with the frame's, its compression.
+    pub raw_len: usize,
     pub nrows: u32,
     pub first_step: u64,
     pub last_step: u64,
@@ -36,6 +44,7 @@ impl EncodedBlock {
         let mut agg = Agg::default();
         agg.add_block(block, u64::MAX);
         Ok(EncodedBlock {
+            raw_len: frame_raw_len(&frame),
             frame,
             footer_bytes: crate::segment::footer::block_footer_bytes(&agg),
             agg,
@@ -43,6 +52,14 @@ impl EncodedBlock {
             first_step: block.steps[0],
             last_step: block.steps[block.steps.len() - 1],
         })
+    }
+}
+
+/// The raw length the header of a frame just encoded gives.
+fn frame_raw_len(frame: &[u8]) -> usize {
+    match block::FrameHeader::parse(frame) {
+        Ok(Some(h)) => h.raw_len as usize,
+        _ => 0,
     }
 }
 
@@ -54,7 +71,10 @@ type Done = (usize, std::io::Result<EncodedBlock>);
 #[derive(Debug)]
 pub(crate) struct Encoder {
     worker: Option<(Sender<Job>, Receiver<Done>, JoinHandle<()>)>,
-    inflight: usize,
+    /// The raw bytes of each block handed over and not taken back, oldest first.
+    inflight: std::collections::VecDeque<usize>,
+    /// Their sum.
+    inflight_bytes: usize,
     /// Blocks submitted so far.
     submitted: u64,
     /// The process that started the thread.
@@ -65,15 +85,16 @@ impl Encoder {
     pub fn new() -> Encoder {
         Encoder {
             worker: None,
-            inflight: 0,
+            inflight: Default::default(),
+            inflight_bytes: 0,
             submitted: 0,
             pid: std::process::id(),
         }
     }
 
-    /// Hands a block over. Returns the results that must be taken now to keep the queue
-    /// bounded (oldest first).
-    pub fn submit(&mut self, stream: usize, block: Block, level: i32) -> Vec<Done> {
+    /// Hands a block of about `raw` bytes over. Returns the results that must be taken now
+    /// to keep the queue bounded (oldest first).
+    pub fn submit(&mut self, stream: usize, block: Block, raw: usize, level: i32) -> Vec<Done> {
         // A writer's first block is encoded inline: short runs (one block at commit) never
         // pay for starting a thread; the worker starts with the second block.
         self.submitted += 1;
@@ -84,7 +105,8 @@ impl Encoder {
         let job = match &self.worker {
             Some((tx, _, _)) => match tx.send(job) {
                 Ok(()) => {
-                    self.inflight += 1;
+                    self.inflight.push_back(raw);
+                    self.inflight_bytes += raw;
                     None
                 }
                 Err(e) => Some(e.0),
@@ -98,21 +120,27 @@ impl Encoder {
             self.worker = None;
             out.push((stream, EncodedBlock::encode(&block, level)));
         }
-        while self.inflight > MAX_INFLIGHT {
+        while self.must_wait() {
             out.extend(self.take_one());
         }
         out
     }
 
+    /// Whether the queue is past its bound (module docs), so a result must be taken back.
+    fn must_wait(&self) -> bool {
+        let n = self.inflight.len();
+        n > MAX_INFLIGHT || (n > MIN_INFLIGHT && self.inflight_bytes > MAX_INFLIGHT_BYTES)
+    }
+
     /// Every result not yet taken, oldest first.
     /// Whether no submitted block is waiting to come back.
     pub fn is_idle(&self) -> bool {
-        self.inflight == 0
+        self.inflight.is_empty()
     }
 
     pub fn drain(&mut self) -> Vec<Done> {
         let mut out = Vec::new();
-        while self.inflight > 0 {
+        while !self.inflight.is_empty() {
             out.extend(self.take_one());
         }
         out
@@ -120,12 +148,13 @@ impl Encoder {
 
     fn take_one(&mut self) -> Option<Done> {
         let (_, rx, _) = self.worker.as_ref()?;
-        self.inflight -= 1;
+        self.inflight_bytes -= self.inflight.pop_front().unwrap_or(0);
         match rx.recv() {
             Ok(done) => Some(done),
             Err(_) => {
                 // The worker is gone (it cannot panic on valid blocks, but never hang on it).
-                self.inflight = 0;
+                self.inflight.clear();
+                self.inflight_bytes = 0;
                 self.worker = None;
                 Some((
                     usize::MAX,
@@ -193,9 +222,17 @@ mod tests {
         let mut e = Encoder::new();
         let mut got = Vec::new();
         for i in 0..50u64 {
-            got.extend(e.submit((i % 3) as usize, block(i * 10), 1));
-            // Never more than MAX_INFLIGHT blocks are held back.
-            assert!(i + 1 - got.len() as u64 <= MAX_INFLIGHT as u64);
+            // Small blocks, then big ones: the queue is bounded by blocks, then by bytes.
+            let raw = if i < 25 { 100 } else { 600 << 10 };
+            got.extend(e.submit((i % 3) as usize, block(i * 10), raw, 1));
+            let held = i + 1 - got.len() as u64;
+            assert!(held <= MAX_INFLIGHT as u64, "{held} blocks held back");
+            if i >= 30 {
+                assert!(
+                    held <= MIN_INFLIGHT as u64,
+                    "{held} blocks of 600 KiB held back"
+                );
+            }
         }
         got.extend(e.drain());
         assert_eq!(got.len(), 50);

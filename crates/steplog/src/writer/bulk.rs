@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::limits::MAX_BULK_BYTES;
 use crate::manifest::{BatchRun, Config, Edit, PackSegment};
 use crate::reference::validate_run_name;
+use crate::segment::builder::BlockCut;
 use crate::segment::encoder::EncodedBlock;
 use crate::segment::writer::Image;
 use crate::store::{config_object, now_secs, Store};
@@ -74,7 +75,8 @@ pub struct ShortRun {
     streams: [StreamState; 3],
     /// The blocks of each stream encoded so far (when its buffer filled a block).
     blocks: [Vec<EncodedBlock>; 3],
-    block_bytes: usize,
+    /// Where each stream's blocks are cut.
+    cuts: [BlockCut; 3],
     level: i32,
     /// The store's directory, named by an encoding failure.
     dir: std::path::PathBuf,
@@ -120,7 +122,7 @@ impl Bulk {
             config: None,
             streams: Stream::ALL.map(StreamState::new),
             blocks: Default::default(),
-            block_bytes: o.block_bytes,
+            cuts: Stream::ALL.map(|s| o.block_cut(s)),
             level: o.compression_level,
             dir: self.store.dir().to_owned(),
         }
@@ -347,7 +349,7 @@ impl ShortRun {
     fn leave_row(&mut self, stream: Stream) -> Result<()> {
         let i = stream.index();
         let s = &mut self.streams[i];
-        if s.buf.is_full(self.block_bytes) && s.buf.has_closed() {
+        if s.buf.is_full(self.cuts[i]) && s.buf.has_closed() {
             let block = s.buf.take_closed();
             let encoded =
                 EncodedBlock::encode(&block, self.level).map_err(|e| Error::io(&self.dir, e))?;

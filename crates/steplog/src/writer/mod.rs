@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::lock::RunLock;
 use crate::manifest::{Edit, SealMeta};
 use crate::options::Durability;
-use crate::segment::builder::{BlockBuilder, Refused};
+use crate::segment::builder::{BlockBuilder, BlockCut, Refused};
 use crate::segment::encoder::{EncodedBlock, Encoder};
 use crate::segment::writer::{Image, SealInfo, SegmentWriter};
 use crate::store::Store;
@@ -276,6 +276,9 @@ pub struct RunWriter {
     /// Always held by a writer (`begin(false)` takes it).
     _lock: Option<RunLock>,
     streams: [StreamState; 3],
+    /// Where each stream's next block is cut: the store's cut, after the stream's last block
+    /// (`BlockCut::after`).
+    cuts: [BlockCut; 3],
     /// Compresses full blocks on another thread while logging goes on.
     encoder: Encoder,
     poisoned: bool,
@@ -305,6 +308,7 @@ impl RunWriter {
             s.next_default = first_default;
         }
         RunWriter {
+            cuts: Stream::ALL.map(|s| store.options().block_cut(s)),
             store,
             run,
             version: begun.version,
@@ -404,7 +408,7 @@ impl RunWriter {
     /// After a row's values: writes a block when full.
     fn leave_row(&mut self, stream: Stream) -> Result<()> {
         let s = &self.streams[stream.index()];
-        if s.buf.is_full(self.store.options().block_bytes) && s.buf.has_closed() {
+        if s.buf.is_full(self.cuts[stream.index()]) && s.buf.has_closed() {
             let r = self.flush(stream);
             self.guard(r)?;
         }
@@ -458,9 +462,10 @@ impl RunWriter {
             return Ok(());
         }
         self.check_process()?;
+        let raw = self.streams[i].buf.raw_estimate();
         let block = self.streams[i].buf.take_closed();
         let level = self.store.options().compression_level;
-        for done in self.encoder.submit(i, block, level) {
+        for done in self.encoder.submit(i, block, raw, level) {
             self.write_encoded(done)?;
         }
         Ok(())
@@ -503,6 +508,11 @@ impl RunWriter {
             let w = self.store.create_segment(self.version, stream)?;
             self.streams[i].head = Some(w);
         }
+        self.cuts[i] = self.store.options().block_cut(stream).after(
+            encoded.raw_len,
+            encoded.frame.len(),
+            encoded.agg.keys.len(),
+        );
         let s = &mut self.streams[i];
         if let Some(head) = s.head.as_mut() {
             head.append(encoded)?;
