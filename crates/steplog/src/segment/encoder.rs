@@ -15,7 +15,7 @@ use crate::segment::block::{self, Block};
 use crate::summary::Agg;
 
 /// Blocks handed to the worker and not yet taken back: always up to `MIN_INFLIGHT` (of any
-/// size, up to `MAX_BLOCK_BYTES` each), up to `MAX_INFLIGHT` while they hold at most
+/// size), up to `MAX_INFLIGHT` while they hold at most
 /// `MAX_INFLIGHT_BYTES` raw, so that the small blocks of a narrow run (8 KiB for one key)
 /// keep the worker busy while the writer fills the next ones.
 const MIN_INFLIGHT: usize = 2;
