@@ -274,6 +274,9 @@ fn blocks_of_few_keys_are_cut_by_bytes_per_key_when_asked() {
     // not worth their overhead; cut at 64 KiB after the first.
     let tiny = blocks_of(Options::new().block_column_bytes(800), 1, 20_000, false);
     assert!((3..=4).contains(&tiny), "{tiny} blocks at 800 bytes a key");
+    // 0 bytes a key is taken as 1: blocks of 4 rows, then 64 KiB ones; every row read back.
+    let zero = blocks_of(Options::new().block_column_bytes(0), 1, 2_000, false);
+    assert!((1..=3).contains(&zero), "{zero} blocks at 0 bytes a key");
     // A schedule (a quarter a step) compresses to a few bytes a block: after its first
     // block, cut at 64 KiB again.
     let smooth = blocks_of(Options::new().block_column_bytes(8 * kib), 1, 20_000, true);
