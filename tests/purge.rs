@@ -157,3 +157,39 @@ fn gc_reclaims_what_an_interrupted_purge_left_and_keeps_what_may_hold_rows() {
     // Nothing left to do: a second gc deletes nothing.
     assert!(store.gc().unwrap().deleted.is_empty());
 }
+
+/// Purging a head that is not archived is refused with its status, for every status a head
+/// can have. A crashed head's status is read under the manifest's lock: a status that took
+/// that lock again deadlocked here (found by the `ops` fuzz target). Run on a thread, so
+/// that a deadlock fails the test instead of hanging the suite.
+#[test]
+fn purging_a_head_names_its_status_whatever_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new().open(dir.path()).unwrap();
+    log(&store, "finished", 0..10, 0.0);
+    let mut w = store.run("crashed").start().unwrap();
+    w.log_at(0, [("x", 1.0)]).unwrap();
+    w.commit().unwrap();
+    drop(w);
+    let mut live = store.run("running").start().unwrap();
+    live.log_at(0, [("x", 1.0)]).unwrap();
+    live.commit().unwrap();
+    for (run, status) in [
+        ("finished", "finished"),
+        ("crashed", "crashed"),
+        ("running", "running"),
+    ] {
+        let v = store.version(run).unwrap().id;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = store.clone();
+        std::thread::spawn(move || tx.send(s.purge(v)).unwrap());
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("purging the {status} head {v} did not return"));
+        match got {
+            Err(Error::NotArchived { status: s, .. }) => assert_eq!(s, status, "{run}"),
+            other => panic!("{run}: {other:?}"),
+        }
+    }
+    live.finish().unwrap();
+}

@@ -419,12 +419,20 @@ impl Store {
         Ok(Resolved { version, step })
     }
 
-    /// The status of a version (probing its run's lock once).
+    /// The status of a version (probing its run's lock once), a crashed verdict settled
+    /// against the manifest as it is now. Takes the manifest's lock: never call it under
+    /// [`transact`](Self::transact) (use [`probe_status`](Self::probe_status) there).
     pub(crate) fn status_of(&self, state: &State, meta: &VersionMeta) -> Result<Status> {
-        let s = status(state, meta, || {
-            lock::is_locked(self.fs(), &self.inner.dir, &meta.run)
-        })?;
+        let s = self.probe_status(state, meta)?;
         self.settle_crashed(s, meta.id)
+    }
+
+    /// The status of a version in `state` (probing its run's lock once), not settled: what
+    /// a caller holding the manifest's lock uses, whose state is the current one.
+    pub(crate) fn probe_status(&self, state: &State, meta: &VersionMeta) -> Result<Status> {
+        status(state, meta, || {
+            lock::is_locked(self.fs(), &self.inner.dir, &meta.run)
+        })
     }
 
     /// A `Crashed` verdict from a state read before the lock was probed (a snapshot's, or a
@@ -583,9 +591,10 @@ impl Store {
                 });
             }
             if !meta.archived {
+                // Under the manifest's lock: `status_of` would take it again.
                 return Err(Error::NotArchived {
                     version: version.to_string(),
-                    status: self.status_of(state, &meta)?.to_string(),
+                    status: self.probe_status(state, &meta)?.to_string(),
                 });
             }
             let u = self.unneeded_segments(state, &[version])?;
