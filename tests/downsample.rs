@@ -293,7 +293,9 @@ fn blocks_of_few_keys_are_cut_by_bytes_per_key_when_asked() {
 }
 
 /// The console stream (text lines, never charted) is cut at `block_bytes` alone, even with
-/// a per-key budget: its lines compress better in big blocks than in 8 KiB ones.
+/// a per-key budget: its lines compress better in big blocks than in 8 KiB ones. The lines
+/// carry random tokens, so that 8 KiB of them stay over 4 KiB compressed and the budget
+/// would hold for them (a history key of the same text is cut at 8 KiB).
 #[test]
 fn console_blocks_are_cut_at_block_bytes_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -301,15 +303,33 @@ fn console_blocks_are_cut_at_block_bytes_alone() {
         .block_column_bytes(8 << 10)
         .open(dir.path())
         .unwrap();
+    // 3,000 lines of about 60 bytes, a random token of 40 base-64 characters each: 180 KB,
+    // three blocks at 64 KiB (about 22 at 8 KiB).
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut token = || {
+        (0..40)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                        [(x % 64) as usize],
+                )
+            })
+            .collect::<String>()
+    };
+    let lines: Vec<String> = (0..3_000u64)
+        .map(|i| format!("batch {i:>6}: {}", token()))
+        .collect();
     let mut w = store.run("r").start().unwrap();
-    // 3,000 lines of about 60 bytes: 180 KB of text, three blocks at 64 KiB (22 at 8 KiB).
-    for i in 0..3_000u64 {
-        let line = format!(
-            "epoch {} batch {i:>6}: loss looks fine, lr unchanged",
-            i / 100
-        );
-        w.log_row(steplog::Stream::Console, Some(i), [("line", line)])
-            .unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        w.log_row(
+            steplog::Stream::Console,
+            Some(i as u64),
+            [("line", line.as_str())],
+        )
+        .unwrap();
     }
     w.finish().unwrap();
     let report = store.verify().unwrap();
@@ -319,4 +339,19 @@ fn console_blocks_are_cut_at_block_bytes_alone() {
         "{} console blocks",
         report.blocks
     );
+    // The same lines as a history key are cut at the budget: the text is one the budget
+    // holds for.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new()
+        .block_column_bytes(8 << 10)
+        .open(dir.path())
+        .unwrap();
+    let mut w = store.run("r").start().unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        w.log_at(i as u64, [("line", line.as_str())]).unwrap();
+    }
+    w.finish().unwrap();
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(report.blocks >= 15, "{} history blocks", report.blocks);
 }

@@ -34,10 +34,10 @@ fn main() {
     } else {
         budgets
     };
+    let shapes = std::env::var("STEPLOG_BLOCK_CUT_SHAPES");
+    let shapes = shapes.as_deref().unwrap_or("metric,fuzz");
     for round in 0..repeat {
         for &b in &budgets {
-            let shapes = std::env::var("STEPLOG_BLOCK_CUT_SHAPES");
-            let shapes = shapes.as_deref().unwrap_or("metric,fuzz");
             for shape in shapes.split(',') {
                 let dir = tempfile::tempdir().unwrap();
                 let store = steplog::Options::new()

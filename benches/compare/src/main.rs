@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use steplog::Value;
-use steplog_workload::{fuzz_row, sweep_row, wide_row, Rng, Train};
+use steplog_workload::{fuzz_row, sweep_row, tree_bytes, wide_row, Rng, Train};
 
 /// One workload as rows (for the loggers) and as columns: for each key, (steps, values).
 pub struct Columns {
@@ -188,20 +188,6 @@ pub fn many_config(r: u64) -> String {
     .to_string()
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|it| {
-            it.filter_map(|e| e.ok())
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 /// Bytes the file system allocated for everything under `dir` (blocks, not lengths), and the
 /// number of files.
 fn dir_allocated(dir: &Path) -> (u64, u64) {
@@ -295,7 +281,7 @@ fn run_system(
     let t = Instant::now();
     sys.ingest(&dir, train);
     f.ingest_pps = train.points() as f64 / t.elapsed().as_secs_f64();
-    f.bytes_per_point = dir_bytes(&dir) as f64 / train.points() as f64;
+    f.bytes_per_point = tree_bytes(&dir) as f64 / train.points() as f64;
 
     (f.scan_first_ms, f.scan_ms) = scan_times(sys, &dir, key, want);
 
@@ -342,7 +328,7 @@ fn run_system(
     let dir = root.join(format!("{name}-fuzz"));
     std::fs::create_dir_all(&dir).unwrap();
     sys.ingest(&dir, fuzz);
-    f.fuzz_bytes_per_point = dir_bytes(&dir) as f64 / fuzz.points() as f64;
+    f.fuzz_bytes_per_point = tree_bytes(&dir) as f64 / fuzz.points() as f64;
     let got = sys.scan(&dir, "execs");
     let want = &fuzz.cols["execs"];
     check_series(name, "fuzz scan", &got, (&want.0, &want.1));
@@ -379,7 +365,7 @@ fn run_wide(sys: &mut dyn System, wide: &Columns, root: &Path, f: &mut Figures) 
     let t = Instant::now();
     sys.ingest(&dir, wide);
     f.wide_ingest_pps = wide.points() as f64 / t.elapsed().as_secs_f64();
-    f.wide_bytes_per_point = dir_bytes(&dir) as f64 / wide.points() as f64;
+    f.wide_bytes_per_point = tree_bytes(&dir) as f64 / wide.points() as f64;
     let key = "layer050/grad_norm";
     (f.wide_scan_first_ms, f.wide_scan_ms) = scan_times(sys, &dir, key, &wide.cols[key]);
 }
@@ -401,7 +387,7 @@ fn run_many(sys: &mut dyn System, runs: u64, root: &Path, f: &mut Figures) {
     }
     let points = (runs * MANY_STEPS * 4) as f64;
     f.many_ingest_pps = points / t.elapsed().as_secs_f64();
-    f.many_bytes_per_point = dir_bytes(&dir) as f64 / points;
+    f.many_bytes_per_point = tree_bytes(&dir) as f64 / points;
     let (allocated, files) = dir_allocated(&dir);
     f.many_allocated_per_point = allocated as f64 / points;
     f.many_files = files as f64;
@@ -485,7 +471,7 @@ fn run_deep(sys: &mut dyn System, depth: u64, root: &Path, f: &mut Figures) {
         return;
     }
     f.deep_build_s = t.elapsed().as_secs_f64();
-    f.deep_kib = dir_bytes(&dir) as f64 / 1024.0;
+    f.deep_kib = tree_bytes(&dir) as f64 / 1024.0;
     let read = |run: &str| -> (f64, f64) {
         let (mut times, mut rss, mut rows) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..5 {

@@ -262,20 +262,20 @@ pub fn write_long_metric(store: &steplog::Store, name: &str, steps: u64) -> step
     w.finish()
 }
 
-/// The length of every file under `dir`, a store's size on disk as the harness counts it.
+/// The length of every file under `dir`, a store's size on disk as the harness counts it
+/// (an entry that cannot be read counts 0).
 pub fn tree_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let m = e.metadata().unwrap();
-            if m.is_dir() {
-                tree_bytes(&e.path())
-            } else {
-                m.len()
-            }
+        .map(|it| {
+            it.filter_map(|e| e.ok())
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => tree_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
         })
-        .sum()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
