@@ -187,6 +187,30 @@ fn m4_from_aggregates_equals_m4_over_every_point() {
     drop(w);
 }
 
+/// An exact chart with a bucket edge in hundreds of blocks decodes them on several threads
+/// (from 128 blocks on 2 cores) and folds them in step order: the same buckets as M4 over
+/// every point, sealed segments and an open head alike.
+#[test]
+fn many_blocks_decoded_at_once_give_the_same_buckets() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    let mut w = s.run("r").start().unwrap();
+    for step in 0..60_000u64 {
+        w.log_at(step, [("loss", value(step, 3))]).unwrap();
+    }
+    w.finish().unwrap();
+    let mut w = s.run("r").resume_from(40_000).start().unwrap();
+    for step in 40_001..70_000u64 {
+        w.log_at(step, [("loss", value(step, 4))]).unwrap();
+    }
+    w.commit().unwrap();
+    for (range, n) in [((0, u64::MAX), 20_000), ((12_345, 65_432), 7_000)] {
+        let d = check(&s, "r", "loss", range, n).unwrap();
+        assert!(d.decoded >= 128, "{range:?}: {} blocks decoded", d.decoded);
+    }
+    drop(w);
+}
+
 /// Issue #12, item 5: the buckets a caller can ask for are bounded (a chart's pixel columns):
 /// `limits::MAX_BUCKETS` is answered, one more is a clear error, never an allocation of
 /// whatever was asked.
@@ -210,14 +234,14 @@ fn buckets_are_bounded_at_max_buckets() {
     }
 }
 
-/// With `Options::block_column_bytes(8 KiB)`, blocks of a narrow run are cut at 8 KiB per
-/// key (one float key, 8 bytes a row: 1,024 rows, not the 8,192 of 64 KiB), so an exact
-/// chart's bucket edge inside a block decodes about a thousand values; a key that
-/// compresses to almost nothing (a schedule) keeps 64 KiB blocks; a wide run's blocks still
-/// hold 4 rows per key (the rows-per-column rule wins); by default blocks are cut at
-/// `block_bytes` alone.
+/// By default (`Options::block_column_bytes`, 8 KiB since 2026-12-07), blocks of a narrow
+/// run are cut at 8 KiB per key (one float key, 8 bytes a row: 1,024 rows, not the 8,192 of
+/// 64 KiB), so an exact chart's bucket edge inside a block decodes about a thousand values;
+/// a key that compresses to almost nothing (a schedule) keeps 64 KiB blocks; a wide run's
+/// blocks still hold 4 rows per key (the rows-per-column rule wins); turned off
+/// (`usize::MAX`), blocks are cut at `block_bytes` alone.
 #[test]
-fn blocks_of_few_keys_are_cut_by_bytes_per_key_when_asked() {
+fn blocks_of_few_keys_are_cut_by_bytes_per_key() {
     let blocks_of = |options: Options, keys: usize, n: u64, smooth: bool| -> u64 {
         let dir = tempfile::tempdir().unwrap();
         let store = options.open(dir.path()).unwrap();
@@ -256,12 +280,20 @@ fn blocks_of_few_keys_are_cut_by_bytes_per_key_when_asked() {
         report.blocks
     };
     let kib = 1 << 10;
-    // By default: 64 KiB, about 8,190 rows.
-    let whole = blocks_of(Options::new(), 1, 20_000, false);
+    // Turned off: 64 KiB, about 8,190 rows.
+    let whole = blocks_of(
+        Options::new().block_column_bytes(usize::MAX),
+        1,
+        20_000,
+        false,
+    );
     assert_eq!(whole, 3, "{whole} blocks cut at 64 KiB");
-    // One key at 8 KiB a key: 20,000 rows in blocks of about 1,024 rows.
-    let one = blocks_of(Options::new().block_column_bytes(8 * kib), 1, 20_000, false);
+    // One key at 8 KiB a key (the default, and said): 20,000 rows in blocks of about 1,024
+    // rows.
+    let one = blocks_of(Options::new(), 1, 20_000, false);
     assert!((20..=21).contains(&one), "{one} blocks of one key");
+    let said = blocks_of(Options::new().block_column_bytes(8 * kib), 1, 20_000, false);
+    assert_eq!(said, one, "8 KiB is the default");
     // 16 KiB a key: about 2,048 rows.
     let two = blocks_of(
         Options::new().block_column_bytes(16 * kib),

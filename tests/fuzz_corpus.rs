@@ -120,6 +120,37 @@ fn write_seeds() {
     );
     let manifest = image.read(Path::new("/s/MANIFEST")).unwrap();
     write("manifest", "frames", &manifest[24..]);
+    // Segment format 4: a segment of more than one group of blocks (the footer's groups'
+    // aggregates and a part per group), and its footer's payload.
+    let grouped = SimFs::new();
+    let store = Options::new()
+        .block_bytes(1)
+        .inline_segment_bytes(0)
+        .file_system(Arc::new(grouped.clone()))
+        .open("/g")
+        .unwrap();
+    let mut w = store.run("g").start().unwrap();
+    for i in 0..600u64 {
+        w.log_at(i, [("x", (i % 17) as f64)]).unwrap();
+    }
+    w.finish().unwrap();
+    let seg = grouped
+        .files()
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let sealed = grouped.read(&seg).unwrap();
+    write("segment", "sealed-groups", &sealed);
+    let footer_at = u64::from_le_bytes(
+        sealed[sealed.len() - 16..sealed.len() - 8]
+            .try_into()
+            .unwrap(),
+    ) as usize;
+    write(
+        "footer",
+        "payload-groups",
+        &sealed[footer_at + 12..sealed.len() - 16],
+    );
     // A manifest table: a store compacted at a tiny threshold holds a few.
     let small = SimFs::new();
     let store = Options::new()

@@ -217,6 +217,23 @@ fn make_golden() {
         bulk.add(run).unwrap();
     }
     bulk.commit().unwrap();
+    // Segment format 4: a segment of many blocks (more than one group of them in its
+    // footer), rewound inside its third group, so that the head's summary is cut through
+    // the footer's aggregates of groups and of blocks.
+    {
+        let tiny = Options::new().block_bytes(1).open(&dir).unwrap();
+        let mut w = tiny.run("grouped").start().unwrap();
+        for step in 0..700u64 {
+            let x = ((step * 7919) % 1000) as f64 / 8.0;
+            w.log_at(step, [("x", x)]).unwrap();
+            if step % 61 == 0 {
+                w.log_at(step, [("sparse", Value::I64(step as i64))])
+                    .unwrap();
+            }
+        }
+        w.finish().unwrap();
+        tiny.run("grouped").resume_from(450).apply().unwrap();
+    }
     let mut w = store.run("crashed").start().unwrap();
     for step in 0..300u64 {
         w.log_at(step, [("z", step as f64 * 2.0)]).unwrap();
@@ -263,6 +280,25 @@ fn make_golden() {
         serde_json::to_string_pretty(&expected).unwrap() + "\n",
     )
     .unwrap();
+}
+
+/// Every sealed segment file of `store` ends with the footer its header's format has: a
+/// head of an older format, recovered and sealed by this steplog, keeps its format's footer
+/// (`SLF1` before segment format 4, `SLF2` from it), so an older steplog reads it or refuses
+/// it by its header, never misreads it.
+fn footers_match_headers(store: &Path) {
+    for path in common::segment_files(store) {
+        let bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        if n < 48 || &bytes[n - 8..] != b"STEPLEND" {
+            continue;
+        }
+        let format = u16::from_le_bytes([bytes[8], bytes[9]]);
+        let at = u64::from_le_bytes(bytes[n - 16..n - 8].try_into().unwrap()) as usize;
+        let magic = &bytes[at..at + 4];
+        let want: &[u8] = if format >= 4 { b"SLF2" } else { b"SLF1" };
+        assert_eq!(magic, want, "{}: segment format {format}", path.display());
+    }
 }
 
 /// The manifest format this steplog writes (a compaction rewrites older ones as it).
@@ -451,6 +487,7 @@ fn every_golden_store_reads_back_exactly() {
         w.log_at(next, [("z", -1.0)]).unwrap();
         w.finish().unwrap();
         assert_eq!(common::rows(&store, "crashed").len() as u64, next + 1);
+        footers_match_headers(tmp.path());
         store
             .run("after-golden")
             .fork_from("train?_step=900", 900)

@@ -301,9 +301,12 @@ fn short_runs_are_carried_in_the_manifest_and_longer_ones_in_files() {
 fn the_largest_inline_segment_round_trips_through_edits_and_tables() {
     let dir = tempfile::tempdir().unwrap();
     let open = || {
+        // One block of up to 1 MiB (not cut at 8 KiB a key), so that a stream of 7,000
+        // floats is still one buffered block when the run finishes.
         Options::new()
             .inline_segment_bytes(1 << 30)
             .block_bytes(1 << 20)
+            .block_column_bytes(usize::MAX)
             .manifest_compaction_bytes(4_096)
             .open(dir.path())
             .unwrap()

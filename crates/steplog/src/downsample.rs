@@ -169,11 +169,11 @@ impl Downsampled {
         self.from + (i as u128 * span).div_ceil(n) as u64
     }
 
-    /// Folds a decoded block's points in, a bucket at a time: the points of one bucket are
-    /// found by binary search on the block's steps (the bucket index, a 128-bit division, is
-    /// computed once per bucket the block touches, not once per point), then folded over
-    /// their slice of values.
-    fn add_block(&mut self, block: &Block, key: &str, hi: u64) {
+    /// Folds a decoded block's points, a bucket at a time, into `sink` (bucket index and its
+    /// points), in step order: the points of one bucket are found by binary search on the
+    /// block's steps (the bucket index, a 128-bit division, is computed once per bucket the
+    /// block touches, not once per point), then folded over their slice of values.
+    fn fold_block(&self, block: &Block, key: &str, hi: u64, mut sink: impl FnMut(usize, Bucket)) {
         let Some(col) = block.columns.iter().find(|c| c.key == key) else {
             return;
         };
@@ -189,7 +189,7 @@ impl Downsampled {
             let next = self.start_of(b + 1);
             let stop = j + col.rows[j..end].partition_point(|&r| block.steps[r as usize] < next);
             if let Some(bucket) = fold(&col.values, j..stop, step) {
-                self.add(b, &bucket);
+                sink(b, bucket);
             }
             j = stop;
         }
@@ -345,17 +345,22 @@ impl Store {
             snap,
         };
         let to = step.map_or(to, |s| s.min(to));
+        // What each piece adds, in step order: a bucket from an aggregate, or a block to
+        // decode. The blocks are decoded first (on several threads when there are many:
+        // they are independent), then everything is folded in order.
+        let mut parts: Vec<Part> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
         for p in state.plan(v, Stream::History, from, to)? {
             let hi = p.hi;
-            let view = self.segment_view(&p.segment)?;
-            if let (Cover::Whole, crate::read::SegView::Sealed(sealed)) = (p.cover, &view) {
+            let view = std::sync::Arc::new(self.segment_view(&p.segment)?);
+            if let (Cover::Whole, crate::read::SegView::Sealed(sealed)) = (p.cover, &*view) {
                 if let Some((i, b)) = sealed.agg()?.keys.get(key).and_then(|k| out.of_summary(k)) {
-                    out.add(i, &b);
+                    parts.push(Part::Bucket(i, b));
                     out.from_aggregates += 1;
                     continue;
                 }
             }
-            for (i, e) in view.index().iter().enumerate() {
+            for (i, e) in view.index()?.iter().enumerate() {
                 if e.last_step < from {
                     continue;
                 }
@@ -370,20 +375,98 @@ impl Store {
                             continue;
                         }
                         Some(k) => {
-                            if let Some((b, bucket)) = out.of_summary(k) {
-                                out.add(b, &bucket);
+                            if let Some(b) = out.of_summary(k) {
+                                parts.push(Part::Bucket(b.0, b.1));
                                 out.from_aggregates += 1;
                                 continue;
                             }
                         }
                     }
                 }
-                let block = view.block_keys(e, &|k| k == key)?;
-                out.decoded += 1;
-                out.add_block(&block, key, hi);
+                parts.push(Part::Decoded(jobs.len()));
+                jobs.push(Job {
+                    view: view.clone(),
+                    entry: *e,
+                    hi,
+                });
+            }
+        }
+        out.decoded = jobs.len() as u64;
+        let decoded = out.decode_all(&jobs, key)?;
+        for part in parts {
+            match part {
+                Part::Bucket(i, b) => out.add(i, &b),
+                Part::Decoded(j) => {
+                    for (i, b) in &decoded[j] {
+                        out.add(*i, b);
+                    }
+                }
             }
         }
         Ok(Some(out))
+    }
+}
+
+/// What one piece of a downsample adds, in step order.
+enum Part {
+    /// A bucket from an aggregate.
+    Bucket(usize, Bucket),
+    /// The buckets of the `j`-th block to decode.
+    Decoded(usize),
+}
+
+/// A block to decode for a downsample, and the highest step to take from it.
+struct Job {
+    view: std::sync::Arc<crate::read::SegView>,
+    entry: crate::segment::IndexEntry,
+    hi: u64,
+}
+
+/// Below this many blocks to decode, a downsample decodes them on the caller's thread alone:
+/// a thread costs tens of microseconds to start, a block a few.
+const PARALLEL_BLOCKS: usize = 64;
+/// At most this many threads decode a downsample's blocks.
+const MAX_THREADS: usize = 4;
+
+impl Downsampled {
+    /// Decodes each job's block (its one column) and folds it into the buckets it touches,
+    /// in order; on up to [`MAX_THREADS`] scoped threads when there are at least
+    /// [`PARALLEL_BLOCKS`] of them (an exact chart of a long run decodes a block at almost
+    /// every bucket edge: a thousand blocks at 1,000 px). The first error, in job order, is
+    /// returned.
+    fn decode_all(&self, jobs: &[Job], key: &str) -> Result<Vec<Vec<(usize, Bucket)>>> {
+        let one = |job: &Job| -> Result<Vec<(usize, Bucket)>> {
+            let block = job.view.block_keys(&job.entry, &|k| k == key)?;
+            let mut found = Vec::with_capacity(2);
+            self.fold_block(&block, key, job.hi, |i, b| found.push((i, b)));
+            Ok(found)
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, MAX_THREADS)
+            .min(jobs.len() / PARALLEL_BLOCKS);
+        if threads <= 1 {
+            return jobs.iter().map(one).collect();
+        }
+        let chunk = jobs.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = jobs
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+                .collect();
+            let mut out = Vec::with_capacity(jobs.len());
+            for h in handles {
+                match h.join() {
+                    Ok(results) => {
+                        for r in results {
+                            out.push(r?);
+                        }
+                    }
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            Ok(out)
+        })
     }
 }
 

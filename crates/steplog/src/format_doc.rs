@@ -20,11 +20,7 @@ fn documented_sizes_match_the_encoders() {
     use crate::segment::{block, footer, SegmentHeader, HEADER_LEN};
     use crate::types::{Row, SegmentId, Stream, VersionId};
 
-    let header = SegmentHeader {
-        stream: Stream::History,
-        version: VersionId(1),
-        segment: SegmentId(1),
-    };
+    let header = SegmentHeader::new(Stream::History, VersionId(1), SegmentId(1));
     assert_eq!(header.encode().len(), HEADER_LEN);
     assert_eq!(documented("segment header"), HEADER_LEN);
 
@@ -40,12 +36,14 @@ fn documented_sizes_match_the_encoders() {
     );
     assert_eq!(documented("block frame header"), block::FRAME_HEADER_LEN);
 
-    let bytes = footer::encode(&[], &[], &Default::default(), 32).unwrap();
-    let payload_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
-    assert_eq!(
-        bytes.len(),
-        footer::FOOTER_HEADER_LEN + payload_len + footer::TRAILER_LEN
-    );
+    for format in [3, crate::segment::SEGMENT_FORMAT] {
+        let bytes = footer::encode(format, &[], &[], &Default::default(), 32).unwrap();
+        let payload_len = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+        assert_eq!(
+            bytes.len(),
+            footer::FOOTER_HEADER_LEN + payload_len + footer::TRAILER_LEN
+        );
+    }
     assert_eq!(documented("footer header"), footer::FOOTER_HEADER_LEN);
     assert_eq!(documented("trailer"), footer::TRAILER_LEN);
 

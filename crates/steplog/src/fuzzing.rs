@@ -26,10 +26,11 @@ pub fn block(data: &[u8]) {
     }
 }
 
-/// The footer payload decoder (sparse index and aggregate), checksums bypassed.
+/// The footer payload decoders (sparse index and aggregates), checksums bypassed: the
+/// input as a format 4 payload (its table and every part) and as a format 2 or 3 one.
 pub fn footer(data: &[u8]) {
-    let _ = footer::decode_raw(data, 32, data.len() as u64 * 4);
-    let _ = footer::decode_payload(data, 32, data.len() as u64 * 4);
+    let _ = footer::decode_parts(data, 32, data.len() as u64 * 4);
+    let _ = footer::decode_one(data, 32, data.len() as u64 * 4);
 }
 
 /// A whole segment file: opened as sealed, scanned as a head, every block read.
@@ -40,8 +41,11 @@ pub fn segment(data: &[u8]) {
     let f = fs.open(path, OpenMode::CreateTruncate).expect("create");
     f.write_all_at(data, 0).expect("write");
     if let Ok(s) = Sealed::open(&fs, path) {
-        for e in &s.index {
-            let _ = s.block(e, &block::all_keys);
+        let _ = s.check_footer();
+        if let Ok(index) = s.index() {
+            for e in index {
+                let _ = s.block(e, &block::all_keys);
+            }
         }
     }
     let mut scan = HeadScan::empty();

@@ -121,7 +121,7 @@ impl Store {
                 continue;
             }
             let view = self.segment_view(&p.segment)?;
-            for (i, e) in view.index().iter().enumerate() {
+            for (i, e) in view.index()?.iter().enumerate() {
                 if e.first_step > p.hi {
                     break;
                 }

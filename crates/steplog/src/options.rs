@@ -26,6 +26,9 @@ pub enum Durability {
     PowerLoss,
 }
 
+/// `Options::block_column_bytes` by default: a block of one float key holds 1,024 rows.
+const DEFAULT_BLOCK_COLUMN_BYTES: usize = 8 << 10;
+
 /// How to open a store; `Options::default()` gives the defaults documented on each method.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -49,7 +52,7 @@ impl Default for Options {
             durability: Durability::Process,
             segment_bytes: 16 << 20,
             block_bytes: 64 << 10,
-            block_column_bytes: usize::MAX,
+            block_column_bytes: DEFAULT_BLOCK_COLUMN_BYTES,
             compression_level: 3,
             manifest_compaction_bytes: 1 << 20,
             segment_cache: 32_768,
@@ -102,19 +105,19 @@ impl Options {
 
     /// Uncompressed bytes per key after which the buffered rows of a run of few keys are
     /// written as a block: a block of `k` keys is cut at `k` × this or at
-    /// [`block_bytes`](Self::block_bytes), whichever is less. Default: off (`usize::MAX`,
-    /// blocks cut at `block_bytes` alone).
+    /// [`block_bytes`](Self::block_bytes), whichever is less. Default: 8 KiB; `usize::MAX`
+    /// turns it off (blocks cut at `block_bytes` alone, as before 2026-12-07).
     ///
     /// At 8 KiB, a block of a single float key (8 bytes a row) holds 1,024 rows instead of
     /// 8,192, so an exact chart's bucket edge, a range read or a summary cut inside it decodes
     /// an eighth as much: the exact M4 of a 10,000,000-step run at 1,000 px takes about a
-    /// sixth of the time. The price, on such a run (docs/BENCHMARKS.md): about 8% more bytes,
-    /// a quarter slower to write, and the first summary of a fresh process, or the first
-    /// right after a rewind, several times slower (it decodes eight times as many block
-    /// aggregates). Blocks of eight keys or more, the console stream, and keys whose blocks
-    /// would compress to under 2 KiB a key (counters, schedules: `BlockCut::after`) are cut
-    /// at `block_bytes` all the same. Only how a writer cuts new blocks changes; every
-    /// store reads either way.
+    /// sixth of the time. The price, on such a run (docs/BENCHMARKS.md): about 8% more bytes
+    /// and a fifth slower to write. (The footer keeps the first summary of a fresh process,
+    /// and the first right after a rewind, as fast: segment format 4 reads the segment's
+    /// aggregate, or those of groups of 64 blocks, without the blocks'.) Blocks of eight keys
+    /// or more, the console stream, and keys whose blocks would compress to under 2 KiB a key
+    /// (counters, schedules: `BlockCut::after`) are cut at `block_bytes` all the same. Only
+    /// how a writer cuts new blocks changes; every store reads either way.
     pub fn block_column_bytes(mut self, bytes: usize) -> Self {
         self.block_column_bytes = bytes.max(1);
         self

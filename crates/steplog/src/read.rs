@@ -31,10 +31,21 @@ pub(crate) enum SegView {
 }
 
 impl SegView {
-    pub fn index(&self) -> &[IndexEntry] {
+    /// The sparse step index (a sealed segment's is decoded from its footer when first
+    /// asked for).
+    pub fn index(&self) -> Result<&[IndexEntry]> {
         match self {
-            SegView::Sealed(s) => &s.index,
-            SegView::Head { index, .. } => index,
+            SegView::Sealed(s) => s.index(),
+            SegView::Head { index, .. } => Ok(index),
+        }
+    }
+
+    /// When block `i` starts a group of blocks whose aggregate the footer holds: the end of
+    /// the group's blocks and its aggregate.
+    pub fn group_at(&self, i: usize) -> Result<Option<(usize, &Agg)>> {
+        match self {
+            SegView::Sealed(s) => s.group_at(i),
+            SegView::Head { .. } => Ok(None),
         }
     }
 
@@ -173,7 +184,7 @@ impl Cursor {
     fn next_block(&mut self, keep: &dyn Fn(&str) -> bool) -> Result<Option<(Block, u64)>> {
         loop {
             if let Some((view, idx, hi)) = &mut self.cur {
-                let index = view.index();
+                let index = view.index()?;
                 if *idx < index.len() && index[*idx].first_step <= *hi {
                     let e = index[*idx];
                     *idx += 1;
@@ -187,7 +198,7 @@ impl Cursor {
             };
             let view = self.store.segment_view(&seg)?;
             let from = self.from;
-            let start = view.index().partition_point(|e| e.last_step < from);
+            let start = view.index()?.partition_point(|e| e.last_step < from);
             self.cur = Some((view, start, hi));
         }
     }
@@ -694,18 +705,26 @@ impl Store {
                 agg.merge_later_of(self.open_sealed(&p.segment)?.agg()?, only);
                 continue;
             }
-            // A segment straddling the cutoff (or a head): whole blocks from the footer's
-            // per-block aggregates; only the block holding the cutoff is decoded.
+            // A segment straddling the cutoff (or a head): whole groups of blocks and whole
+            // blocks from the footer's aggregates; only the block holding the cutoff is
+            // decoded.
             let view = self.segment_view(&p.segment)?;
-            for (i, e) in view.index().iter().enumerate() {
-                if e.first_step > p.hi {
-                    break;
+            let index = view.index()?;
+            let mut i = 0;
+            while let Some(e) = index.get(i).filter(|e| e.first_step <= p.hi) {
+                if let Some((end, group)) = view.group_at(i)? {
+                    if index[end - 1].last_step <= p.hi {
+                        agg.merge_later_of(group, only);
+                        i = end;
+                        continue;
+                    }
                 }
                 match (view.block_agg(i)?, only) {
                     (Some(b), _) if e.last_step <= p.hi => agg.merge_later_of(b, only),
                     (_, None) => agg.add_block(&view.block(e)?, p.hi),
                     (_, Some(key)) => agg.add_block(&view.block_keys(e, &|k| k == key)?, p.hi),
                 }
+                i += 1;
             }
         }
         // Long strings are kept in aggregates by their step only: read the values.
@@ -903,7 +922,7 @@ impl Store {
             match (p.cover, p.segment.sealed) {
                 (Cover::Whole, Some(s)) => return Ok(s.first_step),
                 _ => {
-                    if let Some(e) = self.segment_view(&p.segment)?.index().first() {
+                    if let Some(e) = self.segment_view(&p.segment)?.index()?.first() {
                         return Ok(Some(e.first_step));
                     }
                 }
@@ -923,7 +942,7 @@ impl Store {
                 continue;
             }
             let view = self.segment_view(&p.segment)?;
-            for e in view.index() {
+            for e in view.index()? {
                 if e.first_step > hi {
                     break;
                 }

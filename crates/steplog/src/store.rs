@@ -346,11 +346,7 @@ impl Store {
             let mut made_dir = false;
             loop {
                 let path = self.segment_path(SegmentId(id));
-                let header = crate::segment::SegmentHeader {
-                    stream,
-                    version,
-                    segment: SegmentId(id),
-                };
+                let header = crate::segment::SegmentHeader::new(stream, version, SegmentId(id));
                 match crate::segment::writer::SegmentWriter::create(self.fs(), &path, header, sync)
                 {
                     Ok(w) => {

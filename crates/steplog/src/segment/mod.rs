@@ -20,7 +20,8 @@ use crate::types::{SegmentId, Stream, VersionId};
 
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"STEPLSEG";
 /// The format this code writes; it reads every format from `OLDEST_SEGMENT_FORMAT` on.
-pub(crate) const SEGMENT_FORMAT: u16 = 3;
+/// Format 4's footer is made of parts (`footer::parts`); formats 2 and 3 end with one frame.
+pub(crate) const SEGMENT_FORMAT: u16 = 4;
 /// Format 2 differs from 3 only in never eliding a string in an aggregate (docs/FORMAT.md).
 pub(crate) const OLDEST_SEGMENT_FORMAT: u16 = 2;
 pub(crate) const HEADER_LEN: usize = 32;
@@ -38,16 +39,35 @@ pub(crate) struct IndexEntry {
 /// What the 32-byte header of a segment says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
+    /// The segment format: `SEGMENT_FORMAT` for a new segment; a recovered head keeps its own
+    /// (its footer is written in the layout its format has).
+    pub format: u16,
     pub stream: Stream,
     pub version: VersionId,
     pub segment: SegmentId,
 }
 
 impl SegmentHeader {
+    /// The header of a new segment, in the format this code writes.
+    pub fn new(stream: Stream, version: VersionId, segment: SegmentId) -> SegmentHeader {
+        SegmentHeader {
+            format: SEGMENT_FORMAT,
+            stream,
+            version,
+            segment,
+        }
+    }
+
+    /// Whether two headers name the same segment (of the same version and stream), whatever
+    /// their formats.
+    pub fn same_segment(&self, other: &SegmentHeader) -> bool {
+        (self.stream, self.version, self.segment) == (other.stream, other.version, other.segment)
+    }
+
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[..8].copy_from_slice(&SEGMENT_MAGIC);
-        out[8..10].copy_from_slice(&SEGMENT_FORMAT.to_le_bytes());
+        out[8..10].copy_from_slice(&self.format.to_le_bytes());
         out[10] = self.stream.code();
         out[12..20].copy_from_slice(&self.version.0.to_le_bytes());
         out[20..28].copy_from_slice(&self.segment.0.to_le_bytes());
@@ -80,6 +100,7 @@ impl SegmentHeader {
         }
         let stream = Stream::from_code(stream).ok_or(format!("unknown stream code {stream}"))?;
         Ok(SegmentHeader {
+            format,
             stream,
             version,
             segment,

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 
 use bytes::Bytes;
 
@@ -12,7 +11,7 @@ use crate::codec::DecodeError;
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileHandle, FileSystem, OpenMode};
 use crate::segment::block::{self, Block, FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC};
-use crate::segment::footer::{self, FOOTER_HEADER_LEN, FOOTER_MAGIC, TRAILER_LEN, TRAILER_MAGIC};
+use crate::segment::footer::{self, Footer, FOOTER_HEADER_LEN, TRAILER_LEN};
 use crate::segment::{IndexEntry, SegmentHeader, HEADER_LEN};
 use crate::summary::Agg;
 
@@ -82,23 +81,15 @@ fn check_min_len(path: &Path, len: u64) -> Result<()> {
     Ok(())
 }
 
-/// A sealed segment, mapped into memory, with its footer's index decoded. The footer's
-/// aggregates (one per key per block: the bulk of a wide run's footer) are decoded when a
-/// summary or chart first asks for them, so reading rows never holds them.
+/// A sealed segment, mapped into memory. Its footer's parts (the index, the aggregates) are
+/// decoded when a read first asks for them (`footer::Footer`), so a summary decodes the
+/// segment's aggregate alone and reading rows never holds the aggregates.
 #[derive(Debug)]
 pub(crate) struct Sealed {
     pub path: PathBuf,
     pub header: SegmentHeader,
     bytes: Bytes,
-    pub index: Vec<IndexEntry>,
-    /// Where the footer starts in the file.
-    footer_at: u64,
-    /// Where the aggregates start in the decompressed footer.
-    aggs_at: usize,
-    /// The segment's aggregate, once decoded (a summary needs only it).
-    agg: OnceLock<Agg>,
-    /// The aggregate of each block, in index order, once decoded (charts and cut summaries).
-    block_aggs: OnceLock<Vec<Agg>>,
+    footer: Footer,
     /// Per block, in index order: whether its payload's crc was checked by this process.
     checked: Box<[AtomicBool]>,
 }
@@ -123,95 +114,60 @@ impl Sealed {
     /// manifest (`path` names where they are, for errors).
     pub fn from_bytes(path: &Path, bytes: Bytes) -> Result<Sealed> {
         check_min_len(path, bytes.len() as u64)?;
-        let len = bytes.len();
         let header =
             SegmentHeader::decode(&bytes[..HEADER_LEN]).map_err(|r| Error::corrupt(path, 0, r))?;
-        let trailer = &bytes[len - TRAILER_LEN..];
-        let trailer_at = (len - TRAILER_LEN) as u64;
-        if trailer[8..] != TRAILER_MAGIC {
-            return Err(Error::corrupt(
-                path,
-                trailer_at,
-                "no trailer magic: the segment is not sealed",
-            ));
-        }
-        let mut off = [0u8; 8];
-        off.copy_from_slice(&trailer[..8]);
-        let footer_at = u64::from_le_bytes(off);
-        let footer_end = trailer_at;
-        if footer_at < HEADER_LEN as u64
-            || footer_at.saturating_add(FOOTER_HEADER_LEN as u64) > footer_end
-        {
-            return Err(Error::corrupt(
-                path,
-                trailer_at,
-                format!("trailer points at footer offset {footer_at}, outside the file"),
-            ));
-        }
-        let f = &bytes[footer_at as usize..footer_end as usize];
-        if f[..4] != FOOTER_MAGIC {
-            return Err(Error::corrupt(path, footer_at, "bad footer magic"));
-        }
-        let plen = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
-        if FOOTER_HEADER_LEN as u64 + u64::from(plen) != footer_end - footer_at {
-            return Err(Error::corrupt(
-                path,
-                footer_at,
-                "footer length does not match the trailer",
-            ));
-        }
-        let raw = footer_raw(path, &bytes, footer_at)?;
-        let (index, aggs_at) = footer::decode_index(&raw, HEADER_LEN as u64, footer_at)
-            .map_err(|e| footer_error(path, footer_at, footer::in_raw(e)))?;
-        let checked = (0..index.len()).map(|_| AtomicBool::new(false)).collect();
+        let footer = Footer::read(path, &bytes, header.format)?;
+        let checked = (0..footer.nblocks())
+            .map(|_| AtomicBool::new(false))
+            .collect();
         Ok(Sealed {
             path: path.to_owned(),
             header,
             bytes,
-            index,
-            footer_at,
-            aggs_at,
-            agg: OnceLock::new(),
-            block_aggs: OnceLock::new(),
+            footer,
             checked,
         })
     }
 
     /// Where the footer starts in the file.
     pub fn footer_offset(&self) -> u64 {
-        self.footer_at
+        self.footer.offset()
     }
 
-    /// Rows, first and last step of the segment (from its index).
+    /// Rows, first and last step of the segment (from its footer).
     pub fn stats(&self) -> (u64, Option<u64>, Option<u64>) {
-        footer::index_stats(&self.index)
+        self.footer.stats()
     }
 
-    /// The aggregate of the whole segment (the blocks' are passed over, not kept).
+    /// The sparse step index: one entry per block.
+    pub fn index(&self) -> Result<&[IndexEntry]> {
+        self.footer.index(&self.path, &self.bytes)
+    }
+
+    /// The aggregate of the whole segment.
     pub fn agg(&self) -> Result<&Agg> {
-        if let Some(a) = self.agg.get() {
-            return Ok(a);
-        }
-        let (_, agg) = self.decode_aggs(false)?;
-        Ok(self.agg.get_or_init(|| agg))
+        self.footer.agg(&self.path, &self.bytes)
     }
 
     /// The aggregate of the `i`-th block.
     pub fn block_agg(&self, i: usize) -> Result<Option<&Agg>> {
-        if let Some(b) = self.block_aggs.get() {
-            return Ok(b.get(i));
-        }
-        let (blocks, agg) = self.decode_aggs(true)?;
-        let _ = self.agg.set(agg);
-        Ok(self.block_aggs.get_or_init(|| blocks).get(i))
+        self.footer.block_agg(&self.path, &self.bytes, i)
     }
 
-    /// The footer's aggregates (the blocks' only if `blocks`), decoded from the mapped file,
-    /// its crc checked again: the bytes are the ones the index came from.
-    fn decode_aggs(&self, blocks: bool) -> Result<(Vec<Agg>, Agg)> {
-        let raw = footer_raw(&self.path, &self.bytes, self.footer_at)?;
-        footer::decode_aggs_keeping(&raw, self.aggs_at, &self.index, blocks)
-            .map_err(|e| footer_error(&self.path, self.footer_at, footer::in_raw(e)))
+    /// When block `i` starts a group of blocks with an aggregate of its own: the end of the
+    /// group's blocks and its aggregate (segment format 4).
+    pub fn group_at(&self, i: usize) -> Result<Option<(usize, &Agg)>> {
+        self.footer.group_at(&self.path, &self.bytes, i)
+    }
+
+    /// Decodes every part of the footer (each checked): what a seal is recorded on.
+    pub fn check_footer(&self) -> Result<()> {
+        self.agg()?;
+        for i in 0..self.footer.nblocks() {
+            self.block_agg(i)?;
+            self.group_at(i)?;
+        }
+        Ok(())
     }
 
     /// The size of the file in bytes.
@@ -223,39 +179,13 @@ impl Sealed {
     /// key `keep` accepts.
     pub fn block(&self, e: &IndexEntry, keep: &dyn Fn(&str) -> bool) -> Result<Block> {
         let frame = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
-        let i = self.index.binary_search_by_key(&e.offset, |x| x.offset);
-        let checked = i.ok().and_then(|i| self.checked.get(i));
+        let i = self
+            .footer
+            .decoded_index()
+            .and_then(|index| index.binary_search_by_key(&e.offset, |x| x.offset).ok());
+        let checked = i.and_then(|i| self.checked.get(i));
         decode_frame_once(&self.path, e.offset, frame, keep, checked)
     }
-}
-
-/// The decompressed footer of a sealed segment's `bytes` whose footer starts at `footer_at`
-/// (its magic and length already checked against the trailer), its crc checked. Opening
-/// decodes the index from it, and a first summary decodes the aggregates from it again (the
-/// decompressed bytes are not kept: they would double a wide run's footer in memory).
-fn footer_raw(path: &Path, bytes: &[u8], footer_at: u64) -> Result<Vec<u8>> {
-    let f = &bytes[footer_at as usize..bytes.len() - TRAILER_LEN];
-    let payload = &f[FOOTER_HEADER_LEN..];
-    let stored = u32::from_le_bytes([f[8], f[9], f[10], f[11]]);
-    let got = footer::footer_crc(payload.len() as u32, payload);
-    if got != stored {
-        return Err(Error::ChecksumMismatch {
-            file: path.to_owned(),
-            offset: footer_at,
-            expected: stored,
-            got,
-        });
-    }
-    footer::decompress(payload).map_err(|e| footer_error(path, footer_at, e))
-}
-
-/// A decoding error inside the footer starting at `footer_at`, with its file offset.
-fn footer_error(path: &Path, footer_at: u64, e: DecodeError) -> Error {
-    Error::corrupt(
-        path,
-        footer_at + (FOOTER_HEADER_LEN + e.offset) as u64,
-        e.reason,
-    )
 }
 
 /// How the bytes after the last valid frame of a head segment look.
@@ -333,7 +263,7 @@ impl HeadScan {
         while pos < buf.len() {
             let at = start + pos as u64;
             let rest = &buf[pos..];
-            if rest.len() < 4 || rest[..4] == FOOTER_MAGIC {
+            if rest.len() < 4 || footer::is_magic(&rest[..4]) {
                 self.tail = footer_tail(path, rest, at)?;
                 return Ok(());
             }
@@ -405,7 +335,7 @@ fn footer_tail(path: &Path, rest: &[u8], at: u64) -> Result<Tail> {
     if rest.len() < FOOTER_HEADER_LEN {
         return Ok(Tail::Torn { offset: at });
     }
-    if footer_is_complete(rest, at) {
+    if footer::is_whole(rest, at) {
         return Ok(Tail::Sealed);
     }
     let plen = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
@@ -421,23 +351,6 @@ fn footer_tail(path: &Path, rest: &[u8], at: u64) -> Result<Tail> {
         at,
         "a footer that does not end the file or fails its checksum",
     ))
-}
-
-/// Whether `rest` (starting at file offset `at`) is a whole, valid footer plus trailer.
-fn footer_is_complete(rest: &[u8], at: u64) -> bool {
-    if rest.len() < FOOTER_HEADER_LEN + TRAILER_LEN {
-        return false;
-    }
-    let plen = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-    let stored = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
-    let end = FOOTER_HEADER_LEN + plen as usize;
-    if end + TRAILER_LEN != rest.len() {
-        return false;
-    }
-    let trailer = &rest[end..];
-    footer::footer_crc(plen, &rest[FOOTER_HEADER_LEN..end]) == stored
-        && trailer[8..] == TRAILER_MAGIC
-        && trailer[..8] == at.to_le_bytes()
 }
 
 /// Reads one block of a head segment with pread (head segments are never mapped).

@@ -28,6 +28,8 @@ pub(crate) struct SealInfo {
 #[derive(Debug)]
 pub(crate) struct SegmentWriter {
     pub id: SegmentId,
+    /// The segment's format (a recovered head's own): its footer's layout.
+    format: u16,
     pub path: PathBuf,
     file: Arc<dyn FileHandle>,
     pub len: u64,
@@ -59,6 +61,7 @@ impl SegmentWriter {
         }
         Ok(SegmentWriter {
             id: header.segment,
+            format: header.format,
             path: path.to_owned(),
             file,
             len: HEADER_LEN as u64,
@@ -86,15 +89,16 @@ impl SegmentWriter {
         if scan.tail == Tail::Sealed {
             return Ok(None);
         }
+        let mut format = header.format;
         match scan.header {
-            Some(h) if h != header => {
+            Some(h) if !h.same_segment(&header) => {
                 return Err(Error::corrupt(
                     path,
                     0,
                     format!("segment header says {h:?}, the manifest expects {header:?}"),
                 ));
             }
-            Some(_) => {}
+            Some(h) => format = h.format,
             None => {
                 // A header torn by a crash during creation: the file holds nothing committed.
                 // It is this writer's own head, so it may be written again.
@@ -123,6 +127,7 @@ impl SegmentWriter {
         let footer_bytes = block_aggs.iter().map(footer::block_footer_bytes).sum();
         Ok(Some(SegmentWriter {
             id: header.segment,
+            format,
             path: path.to_owned(),
             file,
             len: scan.valid_len,
@@ -162,8 +167,14 @@ impl SegmentWriter {
 
     /// Writes the footer and trailer. The segment is immutable from here on.
     pub fn seal(self, sync: bool) -> Result<SealInfo> {
-        let bytes =
-            footer::encode(&self.index, &self.block_aggs, &self.agg, self.len).at(&self.path)?;
+        let bytes = footer::encode(
+            self.format,
+            &self.index,
+            &self.block_aggs,
+            &self.agg,
+            self.len,
+        )
+        .at(&self.path)?;
         self.file.write_all_at(&bytes, self.len).at(&self.path)?;
         if sync {
             self.sync()?;
@@ -211,11 +222,7 @@ impl Image {
         version: VersionId,
         blocks: Vec<EncodedBlock>,
     ) -> std::io::Result<Image> {
-        let header = SegmentHeader {
-            stream,
-            version,
-            segment: SegmentId(0),
-        };
+        let header = SegmentHeader::new(stream, version, SegmentId(0));
         // The index, block aggregates and segment aggregate as `append` builds them.
         let (mut index, mut aggs, mut agg) = (Vec::new(), Vec::new(), Agg::default());
         let mut at = HEADER_LEN as u64;
@@ -225,7 +232,7 @@ impl Image {
             agg.merge_later(&b.agg);
             aggs.push(b.agg.clone());
         }
-        let footer = footer::encode(&index, &aggs, &agg, at)?;
+        let footer = footer::encode(header.format, &index, &aggs, &agg, at)?;
         let info = seal_info(&agg, at + footer.len() as u64);
         Ok(Image {
             header,

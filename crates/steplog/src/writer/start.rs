@@ -291,16 +291,12 @@ fn seal_leftovers(store: &Store, meta: &VersionMeta) -> Result<()> {
     let sync = store.options().durability == Durability::PowerLoss;
     for seg in meta.segments.iter().filter(|s| s.sealed.is_none()) {
         let path = store.segment_path(seg.id);
-        let header = SegmentHeader {
-            stream: seg.stream,
-            version: meta.id,
-            segment: seg.id,
-        };
+        let header = SegmentHeader::new(seg.stream, meta.id, seg.id);
         let info = match SegmentWriter::recover(store.fs(), &path, header, sync)? {
             Some(w) => w.seal(sync)?,
             None => {
                 let s = Sealed::open(store.fs(), &path)?;
-                s.agg()?; // the whole footer is valid before the seal is recorded
+                s.check_footer()?; // the whole footer is valid before the seal is recorded
                 let (rows, first_step, last_step) = s.stats();
                 SealInfo {
                     rows,

@@ -22,6 +22,7 @@ pub(crate) use decode::decode;
 pub(crate) use decode::decode_keys;
 pub(crate) use encode::encode;
 pub(crate) use frame::{payload_crc, FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC, MAX_BLOCK_ROWS};
+pub(crate) use section::{put_section, section as stored_section};
 pub(crate) use value::{get_value, put_value};
 
 use std::collections::BTreeMap;

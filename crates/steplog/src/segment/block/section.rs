@@ -1,5 +1,6 @@
-//! Sections: a block's directory and each column stored raw or zstd-compressed on its own,
-//! with one zstd context per thread (`codec::zstd_compress`).
+//! Sections: a block's directory and each column (and each part of a format 4 footer)
+//! stored raw or zstd-compressed on its own, with one zstd context per thread
+//! (`codec::zstd_compress`).
 
 use crate::codec::{DecodeError, DecodeResult, Reader};
 
@@ -11,7 +12,7 @@ pub(super) const CODEC_ZSTD: u8 = 1;
 
 /// Compresses a section with zstd, or keeps it raw when zstd would not make it smaller
 /// (tiny sections: a zstd frame costs a dozen bytes of its own).
-pub(super) fn put_section(raw: &[u8], level: i32) -> std::io::Result<(u8, Vec<u8>)> {
+pub(crate) fn put_section(raw: &[u8], level: i32) -> std::io::Result<(u8, Vec<u8>)> {
     if raw.len() < 32 {
         return Ok((CODEC_RAW, raw.to_vec()));
     }
@@ -25,7 +26,7 @@ pub(super) fn put_section(raw: &[u8], level: i32) -> std::io::Result<(u8, Vec<u8
 
 /// A section's raw bytes: borrowed, or decompressed to exactly `raw_len` bytes (which the
 /// caller has checked against the frame's raw length).
-pub(super) fn section(
+pub(crate) fn section(
     stored: &[u8],
     codec: u8,
     raw_len: u64,
