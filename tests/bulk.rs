@@ -328,9 +328,11 @@ fn bulks_committed_from_many_threads_and_writers_all_land() {
 fn every_compression_level_stores_the_same_rows() {
     let write = |level: i32| {
         let dir = tempfile::tempdir().unwrap();
+        // Blocks of 4,000 bytes: sections of about 2 KB, which are compressed (sections
+        // under 512 bytes are stored raw at any level).
         let store = Options::new()
             .compression_level(level)
-            .block_bytes(300)
+            .block_bytes(4_000)
             .manifest_compaction_bytes(20_000)
             .open(dir.path())
             .unwrap();

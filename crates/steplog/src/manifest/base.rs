@@ -189,18 +189,6 @@ impl Base {
         }
     }
 
-    /// Every inline segment record the base holds, by id (`None`: a tombstone).
-    pub fn segments(&self) -> impl Iterator<Item = Result<(SegmentId, Option<Bytes>)>> + '_ {
-        self.merged(&[SEGMENT_PREFIX]).map(move |r| {
-            let (t, k, v) = r?;
-            let path = self.path_of(&self.tables[t]);
-            let id = <[u8; 8]>::try_from(&k[1..])
-                .map(|b| SegmentId(u64::from_be_bytes(b)))
-                .map_err(|_| Error::corrupt(&path, 0, "an inline segment key of another size"))?;
-            Ok((id, decode_segment(&path, id, v, self.next_segment)?))
-        })
-    }
-
     /// Every record with the prefix, merged across tables in key order (the newest table's
     /// record where several hold a key).
     fn merged(
@@ -287,23 +275,6 @@ impl Base {
             let name = std::str::from_utf8(&k[1..])
                 .map_err(|_| Error::corrupt(&path, 0, "a run name that is not UTF-8"))?;
             Ok((name.to_owned(), decode_head(&path, &v, self.next_version)?))
-        })
-    }
-
-    /// Every version record the base holds, by id, as its key and the bytes stored (for a
-    /// merge, which copies them: each was checked by its block's checksum as it was read,
-    /// and is decoded and checked where it is used).
-    pub fn version_records(&self) -> impl Iterator<Item = Result<VersionRecord>> + '_ {
-        self.merged(&[VERSION_PREFIX]).map(move |r| {
-            let (t, k, v) = r?;
-            let key = <[u8; 9]>::try_from(k.as_slice()).map_err(|_| {
-                Error::corrupt(
-                    self.path_of(&self.tables[t]),
-                    0,
-                    "a version key of another size",
-                )
-            })?;
-            Ok((key, v))
         })
     }
 
@@ -438,48 +409,6 @@ mod tests {
         write_table(&OsFs, dir, id, records).unwrap();
     }
 
-    /// Across tables with overlapping keys, a merge yields every key once, in order, with
-    /// the newest table's bytes (copied as stored).
-    #[test]
-    fn a_merge_yields_each_key_once_in_order_with_the_newest_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        // Table t + 1 holds the ids of `ids[t]`, each valued "t:id".
-        let ids: [&[u64]; 3] = [&[1, 2, 3, 5, 8], &[2, 3, 4, 8, 9], &[3, 6, 8, 10]];
-        for (t, ids) in ids.iter().enumerate() {
-            let records: Vec<VersionRecord> = ids
-                .iter()
-                .map(|&i| (version_key(VersionId(i)), format!("{t}:{i}").into_bytes()))
-                .collect();
-            let r = Records {
-                runs: &mut std::iter::empty(),
-                segments: &mut std::iter::empty(),
-                versions: &mut records.into_iter().map(Ok),
-                drop_tombstones: false,
-            };
-            write_table(&OsFs, d, t as u64 + 1, r).unwrap();
-        }
-        // Newest first: table 3, then 2, then 1.
-        let base = Base::open(&OsFs, d, &[3, 2, 1], (100, 100)).unwrap();
-        let got: Vec<(u64, String)> = base
-            .version_records()
-            .map(|r| {
-                let (k, v) = r.unwrap();
-                let id = u64::from_be_bytes(k[1..].try_into().unwrap());
-                (id, String::from_utf8(v).unwrap())
-            })
-            .collect();
-        let newest = |i: u64| (0..3).rev().find(|&t| ids[t].contains(&i)).unwrap();
-        let mut every: Vec<u64> = ids.concat();
-        every.sort_unstable();
-        every.dedup();
-        let want: Vec<(u64, String)> = every
-            .into_iter()
-            .map(|i| (i, format!("{}:{i}", newest(i))))
-            .collect();
-        assert_eq!(got, want);
-    }
-
     /// A purge's tombstone hides an older table's inline segment, and a merge that takes in
     /// the oldest table drops both: a purged inline segment's bytes do not stay for ever.
     #[test]
@@ -497,18 +426,17 @@ mod tests {
         let base = Base::open(&OsFs, d, &[2, 1], (10, 10)).unwrap();
         assert_eq!(base.segment(SegmentId(1)).unwrap(), None, "hidden");
         assert_eq!(base.segment(SegmentId(2)).unwrap(), bytes(b"two"));
-        let listed: Vec<_> = base.segments().map(Result::unwrap).collect();
-        assert_eq!(
-            listed,
-            vec![(SegmentId(1), None), (SegmentId(2), bytes(b"two"))]
-        );
+        let open = |id| super::super::table::Table::open(&OsFs, d, id).unwrap();
+        let (t2, t1) = (open(2), open(1));
         // Merged with the oldest: the tombstone and the bytes it hid are gone.
-        table(d, 3, base.segments().map(Result::unwrap).collect(), true);
+        super::super::table::merge(&OsFs, d, 3, &[&t2, &t1], true).unwrap();
         let merged = Base::open(&OsFs, d, &[3], (10, 10)).unwrap();
-        let listed: Vec<_> = merged.segments().map(Result::unwrap).collect();
-        assert_eq!(listed, vec![(SegmentId(2), bytes(b"two"))]);
+        assert_eq!(merged.segment(SegmentId(1)).unwrap(), None);
+        assert_eq!(merged.segment(SegmentId(2)).unwrap(), bytes(b"two"));
+        let keys: Vec<Vec<u8>> = open(3).scan(b"s").map(|r| r.unwrap().0).collect();
+        assert_eq!(keys, vec![segment_key(SegmentId(2)).to_vec()]);
         // Merged without it: the tombstone stays, to hide the older record.
-        table(d, 4, base.segments().map(Result::unwrap).collect(), false);
+        super::super::table::merge(&OsFs, d, 4, &[&t2], false).unwrap();
         let partial = Base::open(&OsFs, d, &[4, 1], (10, 10)).unwrap();
         assert_eq!(partial.segment(SegmentId(1)).unwrap(), None);
         // An id at or past the counter is corruption, not bytes.

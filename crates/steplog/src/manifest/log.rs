@@ -743,7 +743,9 @@ impl ManifestLog {
                 .map(|r| r.and_then(|m| base::version_record(&m))),
             drop_tombstones: base.is_empty(),
         };
-        let (fresh, next) = self.new_table(id, records, created)?;
+        let (fs, dir) = (&*self.fs, self.dir.clone());
+        let (fresh, next) =
+            self.new_table(id, created, |id| base::write_table(fs, &dir, id, records))?;
         id = next;
         let mut tables: Vec<(u64, u64)> = vec![fresh];
         tables.extend(base.sizes());
@@ -756,16 +758,18 @@ impl ManifestLog {
             k += 1;
         }
         if k > 1 {
-            let ids: Vec<u64> = tables[..k].iter().map(|t| t.0).collect();
-            let counters = (state.next_version, state.next_segment);
-            let merging = Base::open(&*self.fs, &self.dir, &ids, counters)?;
-            let records = base::Records {
-                runs: &mut merging.run_records(),
-                segments: &mut merging.segments(),
-                versions: &mut merging.version_records(),
-                drop_tombstones: k == tables.len(),
-            };
-            let (merged, next) = self.new_table(id, records, created)?;
+            // Merged block by block: a block no other table has a key inside is copied
+            // as it is stored (`table::merge`), so newer versions' and segments' records
+            // are not compressed again at every tier.
+            let merging = tables[..k]
+                .iter()
+                .map(|t| table::Table::open(fs, &dir, t.0))
+                .collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&table::Table> = merging.iter().collect();
+            let drop_tombstones = k == tables.len();
+            let (merged, next) = self.new_table(id, created, |id| {
+                Ok(table::merge(fs, &dir, id, &refs, drop_tombstones)?.len)
+            })?;
             id = next;
             tables.splice(..k, [merged]);
         }
@@ -795,13 +799,14 @@ impl ManifestLog {
         }
     }
 
-    /// Writes a table at the first id at or after `id` whose file does not exist (a crashed
-    /// compaction may have left one). Its id and length, and the next id.
+    /// Writes a table (`write`, given its id) at the first id at or after `id` whose file
+    /// does not exist (a crashed compaction may have left one). Its id and length, and the
+    /// next id.
     fn new_table(
         &self,
         mut id: u64,
-        records: base::Records<'_>,
         created: &mut Vec<u64>,
+        write: impl FnOnce(u64) -> Result<u64>,
     ) -> Result<((u64, u64), u64)> {
         loop {
             let path = table::table_path(&self.dir, id);
@@ -812,7 +817,7 @@ impl ManifestLog {
                 continue;
             }
             created.push(id);
-            let len = base::write_table(&*self.fs, &self.dir, id, records)?;
+            let len = write(id)?;
             let next = id
                 .checked_add(1)
                 .ok_or_else(|| Error::corrupt(&self.path, 0, "manifest table ids are exhausted"))?;

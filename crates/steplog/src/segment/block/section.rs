@@ -10,10 +10,18 @@ use crate::codec::{zstd_compress as compress, zstd_decompress as decompress};
 pub(super) const CODEC_RAW: u8 = 0;
 pub(super) const CODEC_ZSTD: u8 = 1;
 
-/// Compresses a section with zstd, or keeps it raw when zstd would not make it smaller
-/// (tiny sections: a zstd frame costs a dozen bytes of its own).
+/// Sections smaller than this are stored raw. zstd gains little on them (a frame costs a
+/// dozen bytes of its own, and its tables are built for each frame: a short run's five
+/// sections and its footer were a third of a bulk ingest), and a short run's sections are
+/// compressed anyway, many runs together, in the manifest table that holds them: raw
+/// sections made the many workload's store 5% smaller and its ingest 40% faster
+/// (docs/BENCHMARKS.md).
+const RAW_BELOW: usize = 512;
+
+/// Compresses a section with zstd, or keeps it raw when it is small or zstd would not make
+/// it smaller.
 pub(crate) fn put_section(raw: &[u8], level: i32) -> std::io::Result<(u8, Vec<u8>)> {
-    if raw.len() < 32 {
+    if raw.len() < RAW_BELOW {
         return Ok((CODEC_RAW, raw.to_vec()));
     }
     let z = compress(raw, level)?;
