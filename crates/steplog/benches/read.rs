@@ -1,4 +1,5 @@
-//! Reads: a range of 1,000 steps of one metric, a whole metric, rows with all keys.
+//! Reads: a range of 1,000 steps of one metric, a whole metric, rows with all keys; and one
+//! metric of the wide workload's run (20,000 steps × 500 keys, `steplog_workload::wide_row`).
 mod common;
 use criterion::{criterion_group, criterion_main, Criterion};
 use steplog::Query;
@@ -24,6 +25,19 @@ fn read(c: &mut Criterion) {
     });
     g.bench_function("scan/metric/run=100000", |b| {
         b.iter(|| store.metric("r", "train/loss", ..).unwrap())
+    });
+    drop(store);
+    let dir = tempfile::tempdir().unwrap();
+    let wide = steplog::Store::open(dir.path()).unwrap();
+    let mut rng = steplog_workload::Rng::new(11);
+    let mut w = wide.run("w").start().unwrap();
+    for step in 0..20_000u64 {
+        w.log_at(step, steplog_workload::wide_row(step, &mut rng))
+            .unwrap();
+    }
+    w.finish().unwrap();
+    g.bench_function("scan/wide_metric/steps=20000/keys=500", |b| {
+        b.iter(|| wide.metric("w", "layer050/grad_norm", ..).unwrap())
     });
     g.finish();
 }

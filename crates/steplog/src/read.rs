@@ -654,14 +654,23 @@ impl Store {
             let Some(col) = block.columns.iter().find(|c| c.key == key) else {
                 continue;
             };
-            for (j, &i) in col.rows.iter().enumerate() {
-                let s = block.steps[i as usize];
-                if s < from || s > hi {
-                    continue;
+            // The rows in range: the column's rows are in step order.
+            let step = |j: usize| block.steps[col.rows[j] as usize];
+            let lo = col.rows.partition_point(|&i| block.steps[i as usize] < from);
+            let end = col.rows.partition_point(|&i| block.steps[i as usize] <= hi);
+            match &col.values {
+                // A float column (the usual case): its values copied as they are.
+                crate::segment::block::Values::F64(xs) => {
+                    out.steps.extend((lo..end).map(step));
+                    out.values.extend_from_slice(&xs[lo..end]);
                 }
-                if let Some(x) = col.values.f64_at(j) {
-                    out.steps.push(s);
-                    out.values.push(x);
+                values => {
+                    for j in lo..end {
+                        if let Some(x) = values.f64_at(j) {
+                            out.steps.push(step(j));
+                            out.values.push(x);
+                        }
+                    }
                 }
             }
         }

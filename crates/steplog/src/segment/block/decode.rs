@@ -7,9 +7,10 @@ use super::section::section;
 use super::{Block, Column};
 use crate::codec::{DecodeError, DecodeResult, Reader};
 
-/// One column's entry in a block's directory.
-pub(super) struct DirEntry {
-    key: String,
+/// One column's entry in a block's directory (its key borrowed from the directory: a read
+/// of one key of a wide block allocates nothing for the others).
+pub(super) struct DirEntry<'a> {
+    key: &'a str,
     kind: u8,
     codec: u8,
     raw_len: usize,
@@ -64,10 +65,10 @@ pub(crate) fn decode_keys(frame: &[u8], keep: &dyn Fn(&str) -> bool) -> DecodeRe
     let mut d = Reader::new(&dir);
     let steps = decode_steps(&mut d, header.nrows).map_err(at_dir)?;
     let nkeys = d.count(4).map_err(at_dir)?;
-    let mut entries: Vec<DirEntry> = Vec::with_capacity(nkeys);
+    let mut entries: Vec<DirEntry<'_>> = Vec::with_capacity(nkeys);
     let mut next = r.position();
     for _ in 0..nkeys {
-        let key = d.str().map_err(at_dir)?.to_owned();
+        let key = d.str().map_err(at_dir)?;
         if entries.last().is_some_and(|c| c.key >= key) {
             return d
                 .err(format!("key '{key}' out of order or repeated"))
@@ -109,7 +110,7 @@ pub(crate) fn decode_keys(frame: &[u8], keep: &dyn Fn(&str) -> bool) -> DecodeRe
         return Reader::new(frame).err("block rows do not match the frame header");
     }
     let mut columns = Vec::new();
-    for e in entries.into_iter().filter(|e| keep(&e.key)) {
+    for e in entries.into_iter().filter(|e| keep(e.key)) {
         let stored = &payload[e.start..e.start + e.len];
         let at_col = |err: DecodeError| DecodeError {
             offset: FRAME_HEADER_LEN + e.start,
@@ -127,7 +128,7 @@ pub(crate) fn decode_keys(frame: &[u8], keep: &dyn Fn(&str) -> bool) -> DecodeRe
                 .map_err(at_col);
         }
         columns.push(Column {
-            key: e.key,
+            key: e.key.to_owned(),
             rows,
             values,
         });
