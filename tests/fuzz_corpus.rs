@@ -151,6 +151,37 @@ fn write_seeds() {
         "payload-groups",
         &sealed[footer_at + 12..sealed.len() - 16],
     );
+    // Segment format 4: blocks of 4 KiB of payload or more are frames of parts (`SLB3`: a
+    // crc per section and one of the directory).
+    let big = SimFs::new();
+    let store = Options::new()
+        .inline_segment_bytes(0)
+        .file_system(Arc::new(big.clone()))
+        .open("/p3")
+        .unwrap();
+    let mut w = store.run("p").start().unwrap();
+    for i in 0..1_500u64 {
+        let x = i as f64;
+        w.log_at(
+            i,
+            [
+                ("a", Value::F64((x * 0.37).sin())),
+                ("b", Value::I64((i * i % 977) as i64)),
+            ],
+        )
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let seg = big
+        .files()
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    let sealed = big.read(&seg).unwrap();
+    assert_eq!(&sealed[32..36], b"SLB3");
+    write("segment", "sealed-parts", &sealed);
+    let frame_len = 40 + u32::from_le_bytes(sealed[36..40].try_into().unwrap()) as usize;
+    write("block", "frame-parts", &sealed[32..32 + frame_len]);
     // A manifest table: a store compacted at a tiny threshold holds a few.
     let small = SimFs::new();
     let store = Options::new()

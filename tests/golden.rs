@@ -20,7 +20,8 @@ use steplog::{Options, Store, Stream, Value};
 /// Writes a golden store: every kind of value and column encoding, three streams, sparse
 /// keys, several segments and blocks per version, a rewind, a fork of an archived version, a
 /// purge, a restart (since manifest format 2), a crashed run whose head segment is
-/// unsealed, and deleted runs (since manifest format 7).
+/// unsealed, deleted runs (since manifest format 7), and (since segment format 4) a segment of
+/// several groups of blocks and blocks whose frames carry a crc per part.
 #[test]
 #[ignore = "writes a golden fixture; run by hand when a format changes (see the module doc)"]
 fn make_golden() {
@@ -233,6 +234,22 @@ fn make_golden() {
         }
         w.finish().unwrap();
         tiny.run("grouped").resume_from(450).apply().unwrap();
+        // Blocks of the default size: frames of parts (`SLB3`, a crc per section).
+        let big = Options::new().open(&dir).unwrap();
+        let mut w = big.run("parts").start().unwrap();
+        for step in 0..3_000u64 {
+            let x = step as f64;
+            w.log_at(
+                step,
+                [
+                    ("sin", Value::F64((x * 0.37).sin())),
+                    ("ramp", Value::F64(x / 7.0)),
+                    ("count", Value::I64((step * step % 977) as i64)),
+                ],
+            )
+            .unwrap();
+        }
+        w.finish().unwrap();
     }
     let mut w = store.run("crashed").start().unwrap();
     for step in 0..300u64 {

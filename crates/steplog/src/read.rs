@@ -656,7 +656,9 @@ impl Store {
             };
             // The rows in range: the column's rows are in step order.
             let step = |j: usize| block.steps[col.rows[j] as usize];
-            let lo = col.rows.partition_point(|&i| block.steps[i as usize] < from);
+            let lo = col
+                .rows
+                .partition_point(|&i| block.steps[i as usize] < from);
             let end = col.rows.partition_point(|&i| block.steps[i as usize] <= hi);
             match &col.values {
                 // A float column (the usual case): its values copied as they are.

@@ -385,7 +385,7 @@ impl Store {
                 if let Ok(index) = s.index() {
                     for e in index {
                         report.blocks += 1;
-                        if let Err(err) = s.block(e, &all_keys) {
+                        if let Err(err) = s.verify_block(e) {
                             report.problem(path.to_owned(), &err);
                         }
                     }
@@ -402,7 +402,7 @@ impl Store {
         let mut computed = Vec::with_capacity(index.len());
         for (i, e) in index.iter().enumerate() {
             report.blocks += 1;
-            match s.block(e, &all_keys) {
+            match s.verify_block(e) {
                 Ok(block) => {
                     let mut agg = crate::summary::Agg::default();
                     agg.add_block(&block, u64::MAX);

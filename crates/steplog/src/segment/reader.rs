@@ -7,15 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
-use crate::codec::DecodeError;
 use crate::error::{Error, IoContext, Result};
 use crate::io::{FileHandle, FileSystem, OpenMode};
-use crate::segment::block::{self, Block, FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC};
+use crate::segment::block::{self, Block, FrameError, FrameHeader, FRAME_HEADER_LEN};
 use crate::segment::footer::{self, Footer, FOOTER_HEADER_LEN, TRAILER_LEN};
 use crate::segment::{IndexEntry, SegmentHeader, HEADER_LEN};
 use crate::summary::Agg;
 
-/// Checks a frame's crc and decodes it; errors name the file and the frame's offset.
+/// Checks a frame's crcs and decodes it; errors name the file and the frame's offset.
 pub(crate) fn decode_frame(
     path: &Path,
     offset: u64,
@@ -25,10 +24,12 @@ pub(crate) fn decode_frame(
     decode_frame_once(path, offset, frame, keep, None)
 }
 
-/// [`decode_frame`], checking the payload's crc only if `checked` (the frame's flag in an
-/// immutable file) is not yet set, and setting it once it passes: the bytes of a sealed
-/// segment never change, so one check per process is enough, and a read of one column of a
-/// wide block does not hash the whole block again each time.
+/// [`decode_frame`], checking what the frame's kind needs: a frame of parts (`SLB3`) has its
+/// directory's and each decoded section's crc checked, every time (a read of one column of a
+/// wide block hashes that column alone); any other frame has its payload's crc checked
+/// whole, only if `checked` (the frame's flag in an immutable file) is not yet set, and sets
+/// it once it passes: the bytes of a sealed segment never change, so one check per process
+/// is enough.
 fn decode_frame_once(
     path: &Path,
     offset: u64,
@@ -36,18 +37,50 @@ fn decode_frame_once(
     keep: &dyn Fn(&str) -> bool,
     checked: Option<&AtomicBool>,
 ) -> Result<Block> {
-    let at = |e: DecodeError| Error::corrupt(path, offset + e.offset as u64, e.reason);
     let header = FrameHeader::parse(frame)
-        .map_err(at)?
+        .map_err(|e| Error::corrupt(path, offset + e.offset as u64, e.reason))?
         .ok_or_else(|| Error::corrupt(path, offset, "expected a block frame (bad magic)"))?;
-    if checked.is_some_and(|c| c.load(Ordering::Relaxed)) && header.header_ok {
-        return block::decode_keys(frame, keep).map_err(at);
+    let whole = !header.parts && !checked.is_some_and(|c| c.load(Ordering::Relaxed));
+    if !header.header_ok || whole {
+        check_crcs(path, offset, frame, &header)?;
+        if let Some(c) = checked {
+            c.store(true, Ordering::Relaxed);
+        }
     }
+    decode_checked(path, offset, frame, keep)
+}
+
+/// Decodes a frame whose header (and, unless it is a frame of parts, payload) crc holds,
+/// checking its parts' crcs; errors name the file and their offset.
+fn decode_checked(
+    path: &Path,
+    offset: u64,
+    frame: &[u8],
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Block> {
+    block::decode_keys(frame, keep, true).map_err(|e| match e {
+        FrameError::Decode(e) => Error::corrupt(path, offset + e.offset as u64, e.reason),
+        FrameError::Checksum {
+            offset: at,
+            expected,
+            got,
+        } => Error::ChecksumMismatch {
+            file: path.to_owned(),
+            offset: offset + at as u64,
+            expected,
+            got,
+        },
+    })
+}
+
+/// Checks every crc of a frame (header, whole payload, and each part) and decodes it with
+/// every column: what `verify` does with each block.
+pub(crate) fn verify_frame(path: &Path, offset: u64, frame: &[u8]) -> Result<Block> {
+    let header = FrameHeader::parse(frame)
+        .map_err(|e| Error::corrupt(path, offset + e.offset as u64, e.reason))?
+        .ok_or_else(|| Error::corrupt(path, offset, "expected a block frame (bad magic)"))?;
     check_crcs(path, offset, frame, &header)?;
-    if let Some(c) = checked {
-        c.store(true, Ordering::Relaxed);
-    }
-    block::decode_keys(frame, keep).map_err(at)
+    decode_checked(path, offset, frame, &block::all_keys)
 }
 
 fn check_crcs(path: &Path, offset: u64, frame: &[u8], h: &FrameHeader) -> Result<()> {
@@ -175,6 +208,13 @@ impl Sealed {
         self.bytes.len() as u64
     }
 
+    /// Reads the block of an index entry with every crc checked (the whole payload's too)
+    /// and every column decoded: what `verify` reads.
+    pub fn verify_block(&self, e: &IndexEntry) -> Result<Block> {
+        let frame = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
+        verify_frame(&self.path, e.offset, frame)
+    }
+
     /// Reads (crc-checked) and decodes the block of an index entry, with the columns whose
     /// key `keep` accepts.
     pub fn block(&self, e: &IndexEntry, keep: &dyn Fn(&str) -> bool) -> Result<Block> {
@@ -267,7 +307,7 @@ impl HeadScan {
                 self.tail = footer_tail(path, rest, at)?;
                 return Ok(());
             }
-            if rest[..4] != FRAME_MAGIC {
+            if !block::is_frame_magic(&rest[..4]) {
                 if all_zero(pos) {
                     self.tail = Tail::Torn { offset: at };
                     return Ok(());

@@ -146,8 +146,21 @@ impl SegmentWriter {
         self.index.is_empty() || 2 * with <= crate::limits::FOOTER_TARGET
     }
 
-    /// Appends an encoded block (steps after those already appended).
+    /// Appends an encoded block (steps after those already appended). A head of an older
+    /// format (recovered, and only ever sealed) takes no frame of parts, which its format does
+    /// not know.
     pub fn append(&mut self, block: EncodedBlock) -> Result<()> {
+        if self.format < footer::PARTS_FORMAT && !block.frame.starts_with(b"SLB2") {
+            return Err(Error::corrupt(
+                &self.path,
+                self.len,
+                format!(
+                    "a block of segment format {} appended to a segment of format {}",
+                    crate::segment::SEGMENT_FORMAT,
+                    self.format
+                ),
+            ));
+        }
         // Positional writes at the tracked length: correct whatever the file cursor says
         // (a recovered file is opened at offset 0).
         self.file

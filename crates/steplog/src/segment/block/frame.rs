@@ -1,9 +1,24 @@
 //! The block frame: magic, lengths, step range and the two crc32s around a payload
-//! (docs/FORMAT.md, "Block frame").
+//! (docs/FORMAT.md, "Block frame"). A frame of magic `SLB3` (segment format 4) also carries a
+//! crc32 of its directory and of each column's section, so that a reader checks only what it
+//! decodes.
 
 use crate::codec::{DecodeResult, Reader};
 
 pub(crate) const FRAME_MAGIC: [u8; 4] = *b"SLB2";
+/// The magic of a frame whose directory and sections carry crcs of their own (segment format
+/// 4): what writers write for a payload of at least [`PARTS_FROM`] bytes.
+pub(crate) const FRAME_MAGIC_PARTS: [u8; 4] = *b"SLB3";
+/// Payloads from this size on carry a crc per part: a read of one column of a 64 KiB block
+/// (or of a wide block of megabytes) hashes that column and the directory, not the whole
+/// block; a short run's block (a few hundred bytes, read whole) does without the 4 bytes a
+/// part.
+pub(crate) const PARTS_FROM: usize = 4 << 10;
+
+/// Whether 4 bytes are a block frame's magic.
+pub(crate) fn is_frame_magic(bytes: &[u8]) -> bool {
+    bytes == FRAME_MAGIC || bytes == FRAME_MAGIC_PARTS
+}
 pub(crate) const FRAME_HEADER_LEN: usize = 40;
 pub(crate) use crate::limits::MAX_RAW_LEN;
 /// The most rows a block may have (writers start a new block before), so that evenly spaced
@@ -22,6 +37,8 @@ pub(crate) struct FrameHeader {
     pub payload_crc: u32,
     /// Whether `header_crc` matches the header bytes.
     pub header_ok: bool,
+    /// Whether the directory and each section carry a crc of their own (`SLB3`).
+    pub parts: bool,
 }
 
 impl FrameHeader {
@@ -33,9 +50,11 @@ impl FrameHeader {
     /// checked into `header_ok`; callers must not trust the lengths unless it is true.
     pub fn parse(bytes: &[u8]) -> DecodeResult<Option<FrameHeader>> {
         let mut r = Reader::new(bytes);
-        if r.take(4)? != FRAME_MAGIC {
+        let magic = r.take(4)?;
+        if !is_frame_magic(magic) {
             return Ok(None);
         }
+        let parts = magic == FRAME_MAGIC_PARTS;
         let mut h = FrameHeader {
             payload_len: r.u32()?,
             raw_len: r.u32()?,
@@ -45,6 +64,7 @@ impl FrameHeader {
             header_crc: r.u32()?,
             payload_crc: r.u32()?,
             header_ok: false,
+            parts,
         };
         h.header_ok = crc32fast::hash(&bytes[..32]) == h.header_crc;
         Ok(Some(h))

@@ -19,9 +19,11 @@ mod value;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use decode::decode;
-pub(crate) use decode::decode_keys;
+pub(crate) use decode::{decode_keys, FrameError};
 pub(crate) use encode::encode;
-pub(crate) use frame::{payload_crc, FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC, MAX_BLOCK_ROWS};
+pub(crate) use frame::{
+    is_frame_magic, payload_crc, FrameHeader, FRAME_HEADER_LEN, MAX_BLOCK_ROWS,
+};
 pub(crate) use section::{put_section, section as stored_section};
 pub(crate) use value::{get_value, put_value};
 
@@ -327,5 +329,72 @@ mod tests {
             };
             assert!(caught, "flip at byte {i} undetected");
         }
+    }
+
+    /// A block of at least 4 KiB of payload is a frame of parts (`SLB3`): a read of some
+    /// columns checks the directory's crc and theirs. Every flipped bit is caught by the
+    /// part it lands in when that part is read (a read of another column goes on, with the
+    /// right rows), by the header's crc, or by the whole payload's crc that `verify` and a
+    /// head's scan check; never read as other rows.
+    #[test]
+    fn a_frame_of_parts_catches_every_flip_in_the_parts_a_read_uses() {
+        let rows: Vec<Row> = (0..600u64)
+            .map(|step| Row {
+                step,
+                fields: [
+                    ("a".to_string(), Value::F64((step as f64 * 1.7).sin())),
+                    ("b".to_string(), Value::I64((step * step % 1013) as i64)),
+                    ("c".to_string(), Value::F64(step as f64 / 3.0)),
+                ]
+                .into_iter()
+                .collect(),
+            })
+            .collect();
+        let frame = encode(&Block::from_rows(&rows), 3).unwrap();
+        assert_eq!(frame[..4], *b"SLB3", "a frame of parts");
+        let small = encode(&Block::from_rows(&rows[..3]), 3).unwrap();
+        assert_eq!(
+            small[..4],
+            *b"SLB2",
+            "a short block carries no crc per part"
+        );
+        let only = |k: &'static str| move |key: &str| key == k;
+        let want_a = decode_keys(&frame, &only("a"), true).unwrap();
+        let whole = decode_keys(&frame, &all_keys, true).unwrap();
+        assert_eq!(whole.clone().into_rows(|_| true).len(), 600);
+        let (mut caught_by_part, mut other_column_read) = (0, 0);
+        for i in 0..frame.len() {
+            let mut bad = frame.clone();
+            bad[i] ^= 0x04;
+            let Some(h) = FrameHeader::parse(&bad).unwrap() else {
+                continue; // the magic changed
+            };
+            if !h.header_ok {
+                continue; // the header's crc catches it
+            }
+            assert_ne!(
+                h.payload_crc,
+                payload_crc(&bad),
+                "byte {i}: the whole crc catches it"
+            );
+            match decode_keys(&bad, &all_keys, true) {
+                Err(_) => caught_by_part += 1,
+                // Only the whole payload's own crc (bytes 36 to 39) is no part.
+                Ok(b) => {
+                    assert!(
+                        (36..40).contains(&i),
+                        "byte {i}: read as {} rows",
+                        b.steps.len()
+                    );
+                    assert_eq!(format!("{b:?}"), format!("{whole:?}"), "byte {i}");
+                }
+            }
+            // A read of column `a` alone: an error, or exactly its rows.
+            if let Ok(b) = decode_keys(&bad, &only("a"), true) {
+                assert_eq!(format!("{b:?}"), format!("{want_a:?}"), "byte {i}");
+                other_column_read += 1;
+            }
+        }
+        assert!(caught_by_part > 0 && other_column_read > 0);
     }
 }

@@ -679,7 +679,10 @@ mod tests {
         let raw = parts::part_raw(payload, &table.parts[0]).unwrap();
         assert_eq!(&*raw, one.as_slice());
         let (got_index, got_blocks, got_agg, groups) = decode_parts(payload, 32, 72).unwrap();
-        assert_eq!((got_index, got_blocks, got_agg), (index.to_vec(), aggs, agg));
+        assert_eq!(
+            (got_index, got_blocks, got_agg),
+            (index.to_vec(), aggs, agg)
+        );
         assert!(groups.is_empty());
     }
 
