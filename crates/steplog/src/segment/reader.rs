@@ -37,6 +37,20 @@ fn decode_frame_once(
     keep: &dyn Fn(&str) -> bool,
     checked: Option<&AtomicBool>,
 ) -> Result<Block> {
+    checked_frame(path, offset, frame, checked, |f| {
+        block::decode_keys(f, keep, true)
+    })
+}
+
+/// Checks what `decode_frame_once` checks, then decodes the frame with `decode` (which checks
+/// the parts it reads of a frame of parts).
+fn checked_frame<T>(
+    path: &Path,
+    offset: u64,
+    frame: &[u8],
+    checked: Option<&AtomicBool>,
+    decode: impl FnOnce(&[u8]) -> std::result::Result<T, FrameError>,
+) -> Result<T> {
     let header = FrameHeader::parse(frame)
         .map_err(|e| Error::corrupt(path, offset + e.offset as u64, e.reason))?
         .ok_or_else(|| Error::corrupt(path, offset, "expected a block frame (bad magic)"))?;
@@ -47,7 +61,21 @@ fn decode_frame_once(
             c.store(true, Ordering::Relaxed);
         }
     }
-    decode_checked(path, offset, frame, keep)
+    decode(frame).map_err(|e| frame_error(path, offset, e))
+}
+
+/// How many steps of the block of `frame` (at `offset`) are at most `hi`, and the last of
+/// them: its directory's steps alone read (see [`checked_frame`] for the checks).
+pub(crate) fn frame_steps_at_most(
+    path: &Path,
+    offset: u64,
+    frame: &[u8],
+    hi: u64,
+    checked: Option<&AtomicBool>,
+) -> Result<(u64, Option<u64>)> {
+    checked_frame(path, offset, frame, checked, |f| {
+        block::steps_at_most(f, hi, true)
+    })
 }
 
 /// Decodes a frame whose header (and, unless it is a frame of parts, payload) crc holds,
@@ -58,7 +86,13 @@ fn decode_checked(
     frame: &[u8],
     keep: &dyn Fn(&str) -> bool,
 ) -> Result<Block> {
-    block::decode_keys(frame, keep, true).map_err(|e| match e {
+    block::decode_keys(frame, keep, true).map_err(|e| frame_error(path, offset, e))
+}
+
+/// A frame's decoding error as the store reports it: a part's checksum, or damage, at its
+/// file offset.
+fn frame_error(path: &Path, offset: u64, e: FrameError) -> Error {
+    match e {
         FrameError::Decode(e) => Error::corrupt(path, offset + e.offset as u64, e.reason),
         FrameError::Checksum {
             offset: at,
@@ -70,7 +104,7 @@ fn decode_checked(
             expected,
             got,
         },
-    })
+    }
 }
 
 /// Checks every crc of a frame (header, whole payload, and each part) and decodes it with
@@ -208,6 +242,23 @@ impl Sealed {
         self.bytes.len() as u64
     }
 
+    /// How many steps of the block of an index entry are at most `hi`, and the last of
+    /// them (its directory's steps alone read).
+    pub fn steps_at_most(&self, e: &IndexEntry, hi: u64) -> Result<(u64, Option<u64>)> {
+        let frame = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
+        let checked = self.checked_flag(e);
+        frame_steps_at_most(&self.path, e.offset, frame, hi, checked)
+    }
+
+    /// The checked flag of the block of an index entry.
+    fn checked_flag(&self, e: &IndexEntry) -> Option<&AtomicBool> {
+        let i = self
+            .footer
+            .decoded_index()
+            .and_then(|index| index.binary_search_by_key(&e.offset, |x| x.offset).ok());
+        i.and_then(|i| self.checked.get(i))
+    }
+
     /// Reads the block of an index entry with every crc checked (the whole payload's too)
     /// and every column decoded: what `verify` reads.
     pub fn verify_block(&self, e: &IndexEntry) -> Result<Block> {
@@ -219,12 +270,7 @@ impl Sealed {
     /// key `keep` accepts.
     pub fn block(&self, e: &IndexEntry, keep: &dyn Fn(&str) -> bool) -> Result<Block> {
         let frame = &self.bytes[e.offset as usize..(e.offset + e.len) as usize];
-        let i = self
-            .footer
-            .decoded_index()
-            .and_then(|index| index.binary_search_by_key(&e.offset, |x| x.offset).ok());
-        let checked = i.and_then(|i| self.checked.get(i));
-        decode_frame_once(&self.path, e.offset, frame, keep, checked)
+        decode_frame_once(&self.path, e.offset, frame, keep, self.checked_flag(e))
     }
 }
 
@@ -391,6 +437,18 @@ fn footer_tail(path: &Path, rest: &[u8], at: u64) -> Result<Tail> {
         at,
         "a footer that does not end the file or fails its checksum",
     ))
+}
+
+/// [`frame_steps_at_most`] of one block of a head segment, read with pread.
+pub(crate) fn head_steps_at_most(
+    path: &Path,
+    file: &dyn FileHandle,
+    e: &IndexEntry,
+    hi: u64,
+) -> Result<(u64, Option<u64>)> {
+    let mut frame = vec![0u8; e.len as usize];
+    file.read_exact_at(&mut frame, e.offset).at(path)?;
+    frame_steps_at_most(path, e.offset, &frame, hi, None)
 }
 
 /// Reads one block of a head segment with pread (head segments are never mapped).

@@ -208,8 +208,50 @@ fn transpose8(mut m: [u64; 8]) -> [u64; 8] {
     m
 }
 
+/// A block's steps as stored: evenly spaced (not materialized), or listed.
+pub(super) enum Steps {
+    Stride { first: u64, stride: u64, n: u64 },
+    List(Vec<u64>),
+}
+
+impl Steps {
+    pub fn into_vec(self) -> Vec<u64> {
+        match self {
+            Steps::Stride { first, stride, n } => (0..n).map(|i| first + i * stride).collect(),
+            Steps::List(v) => v,
+        }
+    }
+
+    /// How many steps are at most `hi`, and the last of them (steps are non-decreasing).
+    pub fn at_most(&self, hi: u64) -> (u64, Option<u64>) {
+        match self {
+            Steps::Stride { first, stride, n } => {
+                if hi < *first {
+                    return (0, None);
+                }
+                let k = if *stride == 0 {
+                    *n
+                } else {
+                    ((hi - first) / stride).saturating_add(1).min(*n)
+                };
+                (k, Some(first + (k - 1) * stride))
+            }
+            Steps::List(v) => {
+                let k = v.partition_point(|&s| s <= hi);
+                (k as u64, k.checked_sub(1).map(|i| v[i]))
+            }
+        }
+    }
+}
+
 /// Decodes the steps of a block whose frame header says it has `expect` rows.
 pub(super) fn decode_steps(r: &mut Reader<'_>, expect: u32) -> DecodeResult<Vec<u64>> {
+    read_steps(r, expect).map(Steps::into_vec)
+}
+
+/// Reads the steps of a block whose frame header says it has `expect` rows, evenly spaced
+/// ones as their first step and stride.
+pub(super) fn read_steps(r: &mut Reader<'_>, expect: u32) -> DecodeResult<Steps> {
     let nrows = r.count(0)?;
     if nrows == 0 {
         return r.err("block has no rows");
@@ -228,7 +270,11 @@ pub(super) fn decode_steps(r: &mut Reader<'_>, expect: u32) -> DecodeResult<Vec<
             if last.is_none() {
                 return r.err("step overflows u64");
             }
-            Ok((0..nrows as u64).map(|i| first + i * stride).collect())
+            Ok(Steps::Stride {
+                first,
+                stride,
+                n: nrows as u64,
+            })
         }
         STEPS_DELTAS => {
             if nrows > r.remaining() {
@@ -248,7 +294,7 @@ pub(super) fn decode_steps(r: &mut Reader<'_>, expect: u32) -> DecodeResult<Vec<
                 };
                 steps.push(step);
             }
-            Ok(steps)
+            Ok(Steps::List(steps))
         }
         k => r.err(format!("unknown step encoding {k}")),
     }

@@ -2,7 +2,7 @@
 //! against the bytes present before it is used, and (a frame of parts, `SLB3`) every part is
 //! checked against its crc before it is decoded.
 
-use super::columns::{decode_column, decode_steps};
+use super::columns::{decode_column, decode_steps, read_steps};
 use super::frame::{FrameHeader, FRAME_HEADER_LEN, MAX_RAW_LEN};
 use super::section::section;
 use super::{Block, Column};
@@ -53,15 +53,47 @@ pub(crate) fn decode(frame: &[u8]) -> crate::codec::DecodeResult<Block> {
     })
 }
 
-/// Decodes a frame (its header's crc already checked), decompressing only the columns whose
-/// key `keep` accepts (the directory, with every step and key, is always checked). With
-/// `check_parts`, a frame of parts (`SLB3`) has its directory's crc and each decoded
-/// section's checked first: what a reader relies on instead of the whole payload's crc.
-pub(crate) fn decode_keys(
-    frame: &[u8],
-    keep: &dyn Fn(&str) -> bool,
+/// A frame opened as far as its directory: its header, its payload, the directory's raw
+/// bytes (its crc checked, in a frame of parts, when asked) and where things start.
+struct Opened<'a> {
+    header: FrameHeader,
+    payload: &'a [u8],
+    dir: std::borrow::Cow<'a, [u8]>,
+    /// Where the directory's stored bytes start in the payload.
+    dir_start: usize,
+    /// Where the first section starts in the payload.
+    sections_start: usize,
+    /// The raw bytes the sections may still claim.
+    budget: u64,
+}
+
+/// Checks a part's stored bytes against its crc (`want`, in a frame of parts) when
+/// `check_parts`; `at` is where they start in the payload.
+fn check_part(
+    stored: &[u8],
+    want: Option<u32>,
+    at: usize,
     check_parts: bool,
-) -> Result<Block, FrameError> {
+) -> Result<(), FrameError> {
+    match want {
+        Some(expected) if check_parts => {
+            let got = crc32fast::hash(stored);
+            if got == expected {
+                Ok(())
+            } else {
+                Err(FrameError::Checksum {
+                    offset: FRAME_HEADER_LEN + at,
+                    expected,
+                    got,
+                })
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Opens a frame as far as its directory (see [`Opened`]).
+fn open(frame: &[u8], check_parts: bool) -> Result<Opened<'_>, FrameError> {
     let header = match FrameHeader::parse(frame)? {
         Some(h) => h,
         None => return Ok(Reader::new(frame).err("not a block frame (bad magic)")?),
@@ -91,29 +123,59 @@ pub(crate) fn decode_keys(
     };
     let dir_stored = r.take(dir_stored_len).map_err(in_frame(0))?;
     let dir_start = r.position() - dir_stored.len();
-    let check = |stored: &[u8], want: Option<u32>, at: usize| match want {
-        Some(expected) if check_parts => {
-            let got = crc32fast::hash(stored);
-            if got == expected {
-                Ok(())
-            } else {
-                Err(FrameError::Checksum {
-                    offset: FRAME_HEADER_LEN + at,
-                    expected,
-                    got,
-                })
-            }
-        }
-        _ => Ok(()),
-    };
-    check(dir_stored, dir_crc, dir_start)?;
+    check_part(dir_stored, dir_crc, dir_start, check_parts)?;
     // Every section's raw length comes out of the frame's: none may claim more than is left.
-    let mut budget = u64::from(header.raw_len);
+    let budget = u64::from(header.raw_len);
     if dir_raw_len > budget {
         return Ok(Reader::new(frame).err("the directory is longer than the block")?);
     }
-    budget -= dir_raw_len;
     let dir = section(dir_stored, dir_codec, dir_raw_len).map_err(in_frame(dir_start))?;
+    Ok(Opened {
+        header,
+        payload,
+        dir,
+        dir_start,
+        sections_start: r.position(),
+        budget: budget - dir_raw_len,
+    })
+}
+
+/// How many of a frame's steps are at most `hi`, and the last of them: its directory's
+/// steps alone read (evenly spaced ones counted, not listed), no key and no column. What a
+/// cut in the middle of a block asks (a rewind's check of its step, a row count).
+pub(crate) fn steps_at_most(
+    frame: &[u8],
+    hi: u64,
+    check_parts: bool,
+) -> Result<(u64, Option<u64>), FrameError> {
+    let o = open(frame, check_parts)?;
+    let mut d = Reader::new(&o.dir);
+    let steps = read_steps(&mut d, o.header.nrows).map_err(|e| DecodeError {
+        offset: FRAME_HEADER_LEN + o.dir_start,
+        reason: format!("in the block directory at byte {}: {}", e.offset, e.reason),
+    })?;
+    Ok(steps.at_most(hi))
+}
+
+/// Decodes a frame (its header's crc already checked), decompressing only the columns whose
+/// key `keep` accepts (the directory, with every step and key, is always checked). With
+/// `check_parts`, a frame of parts (`SLB3`) has its directory's crc and each decoded
+/// section's checked first: what a reader relies on instead of the whole payload's crc.
+pub(crate) fn decode_keys(
+    frame: &[u8],
+    keep: &dyn Fn(&str) -> bool,
+    check_parts: bool,
+) -> Result<Block, FrameError> {
+    let Opened {
+        header,
+        payload,
+        dir,
+        dir_start,
+        sections_start,
+        mut budget,
+    } = open(frame, check_parts)?;
+    let check =
+        |stored: &[u8], want: Option<u32>, at: usize| check_part(stored, want, at, check_parts);
     let at_dir = |e: DecodeError| DecodeError {
         offset: FRAME_HEADER_LEN + dir_start,
         reason: format!("in the block directory at byte {}: {}", e.offset, e.reason),
@@ -122,7 +184,7 @@ pub(crate) fn decode_keys(
     let steps = decode_steps(&mut d, header.nrows).map_err(at_dir)?;
     let nkeys = d.count(4).map_err(at_dir)?;
     let mut entries: Vec<DirEntry<'_>> = Vec::with_capacity(nkeys);
-    let mut next = r.position();
+    let mut next = sections_start;
     for _ in 0..nkeys {
         let key = d.str().map_err(at_dir)?;
         if entries.last().is_some_and(|c| c.key >= key) {

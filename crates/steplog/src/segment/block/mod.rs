@@ -19,7 +19,7 @@ mod value;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use decode::decode;
-pub(crate) use decode::{decode_keys, FrameError};
+pub(crate) use decode::{decode_keys, steps_at_most, FrameError};
 pub(crate) use encode::encode;
 pub(crate) use frame::{
     is_frame_magic, payload_crc, FrameHeader, FRAME_HEADER_LEN, MAX_BLOCK_ROWS,
@@ -396,5 +396,44 @@ mod tests {
             }
         }
         assert!(caught_by_part > 0 && other_column_read > 0);
+    }
+
+    /// `steps_at_most` (what a cut inside a block reads: its directory's steps alone, evenly
+    /// spaced ones counted without being listed) equals counting the decoded steps, for
+    /// evenly spaced, repeated (console) and irregular steps, at every bound around them.
+    #[test]
+    fn steps_at_most_counts_what_the_decoded_steps_hold() {
+        let shapes: [Vec<u64>; 5] = [
+            (0..5_000).map(|i| 100 + i * 3).collect(),
+            (0..10).collect(),
+            vec![7; 40],
+            (0..300).map(|i| i * i / 7).collect(),
+            vec![u64::MAX - 1, u64::MAX],
+        ];
+        for steps in shapes {
+            let rows: Vec<Row> = steps
+                .iter()
+                .map(|&step| Row {
+                    step,
+                    fields: [("x".to_string(), Value::F64(step as f64))]
+                        .into_iter()
+                        .collect(),
+                })
+                .collect();
+            let frame = encode(&Block::from_rows(&rows), 3).unwrap();
+            let mut bounds: Vec<u64> = vec![0, u64::MAX];
+            for &s in steps.iter().step_by(37).chain(steps.last()) {
+                bounds.extend([s.saturating_sub(1), s, s.saturating_add(1)]);
+            }
+            for hi in bounds {
+                let n = steps.iter().filter(|&&s| s <= hi).count() as u64;
+                let last = steps.iter().copied().filter(|&s| s <= hi).max();
+                assert_eq!(
+                    steps_at_most(&frame, hi, true).unwrap(),
+                    (n, last),
+                    "hi {hi}"
+                );
+            }
+        }
     }
 }
