@@ -14,13 +14,7 @@ fn main() {
     let repeat: usize = args.next().map_or(200, |a| a.parse().expect("a count"));
     if !dir.exists() {
         let store = steplog::Store::open(&dir).unwrap();
-        let mut rng = steplog_workload::Rng::new(11);
-        let mut w = store.run("w").start().unwrap();
-        for step in 0..20_000u64 {
-            w.log_at(step, steplog_workload::wide_row(step, &mut rng))
-                .unwrap();
-        }
-        w.finish().unwrap();
+        steplog_workload::write_wide(&store, "w", 20_000).unwrap();
     }
     let store = steplog::Options::new()
         .create_if_missing(false)

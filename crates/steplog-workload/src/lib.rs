@@ -262,6 +262,17 @@ pub fn write_long_metric(store: &steplog::Store, name: &str, steps: u64) -> step
     w.finish()
 }
 
+/// Writes the `wide` workload's run (`steps` rows of [`wide_row`], seed 11) as run `name`,
+/// finished: what the read bench and the `wide_scan` example read.
+pub fn write_wide(store: &steplog::Store, name: &str, steps: u64) -> steplog::Result<()> {
+    let mut rng = Rng::new(11);
+    let mut w = store.run(name).start()?;
+    for step in 0..steps {
+        w.log_at(step, wide_row(step, &mut rng))?;
+    }
+    w.finish()
+}
+
 /// The length of every file under `dir`, a store's size on disk as the harness counts it
 /// (an entry that cannot be read counts 0).
 pub fn tree_bytes(dir: &std::path::Path) -> u64 {

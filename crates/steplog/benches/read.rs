@@ -29,13 +29,7 @@ fn read(c: &mut Criterion) {
     drop(store);
     let dir = tempfile::tempdir().unwrap();
     let wide = steplog::Store::open(dir.path()).unwrap();
-    let mut rng = steplog_workload::Rng::new(11);
-    let mut w = wide.run("w").start().unwrap();
-    for step in 0..20_000u64 {
-        w.log_at(step, steplog_workload::wide_row(step, &mut rng))
-            .unwrap();
-    }
-    w.finish().unwrap();
+    steplog_workload::write_wide(&wide, "w", 20_000).unwrap();
     g.bench_function("scan/wide_metric/steps=20000/keys=500", |b| {
         b.iter(|| wide.metric("w", "layer050/grad_norm", ..).unwrap())
     });

@@ -450,19 +450,27 @@ impl Downsampled {
         }
         let chunk = jobs.len().div_ceil(threads);
         std::thread::scope(|s| {
-            let handles: Vec<_> = jobs
+            let run = move |part: &'_ [Job]| part.iter().map(one).collect::<Vec<_>>();
+            // A chunk whose thread cannot be started (a process at its thread limit) is
+            // decoded here, in its turn.
+            let started: Vec<_> = jobs
                 .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+                .map(|part| {
+                    let thread = std::thread::Builder::new()
+                        .name("steplog-m4".into())
+                        .spawn_scoped(s, move || run(part));
+                    (part, thread.ok())
+                })
                 .collect();
             let mut out = Vec::with_capacity(jobs.len());
-            for h in handles {
-                match h.join() {
-                    Ok(results) => {
-                        for r in results {
-                            out.push(r?);
-                        }
-                    }
-                    Err(panic) => std::panic::resume_unwind(panic),
+            for (part, thread) in started {
+                let results = match thread.map(|t| t.join()) {
+                    Some(Ok(results)) => results,
+                    Some(Err(panic)) => std::panic::resume_unwind(panic),
+                    None => run(part),
+                };
+                for r in results {
+                    out.push(r?);
                 }
             }
             Ok(out)

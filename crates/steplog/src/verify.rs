@@ -505,12 +505,12 @@ mod tests {
     use crate::summary::Agg;
     use crate::types::Value;
 
-    /// Rewrites the footer of the only segment file under `dir` with `change` applied to its
-    /// aggregates (block 0 and the segment's), its checksum recomputed: a footer that passes
-    /// every checksum and says something the rows do not.
-    fn craft(dir: &std::path::Path, change: &dyn Fn(&mut Agg)) {
-        let segs = dir.join("segments");
-        let path = std::fs::read_dir(&segs)
+    /// The only segment file under the store `dir`: its path, its bytes, where its footer
+    /// starts, and the footer decoded.
+    fn only_segment(
+        dir: &std::path::Path,
+    ) -> (std::path::PathBuf, Vec<u8>, usize, footer::Decoded) {
+        let path = std::fs::read_dir(dir.join("segments"))
             .unwrap()
             .next()
             .unwrap()
@@ -520,7 +520,15 @@ mod tests {
         let n = bytes.len();
         let at = u64::from_le_bytes(bytes[n - 16..n - 8].try_into().unwrap()) as usize;
         let payload = &bytes[at + footer::FOOTER_HEADER_LEN..n - footer::TRAILER_LEN];
-        let (index, mut blocks, mut agg, _) = footer::decode_parts(payload, 32, at as u64).unwrap();
+        let decoded = footer::decode_parts(payload, 32, at as u64).unwrap();
+        (path, bytes, at, decoded)
+    }
+
+    /// Rewrites the footer of the only segment file under `dir` with `change` applied to its
+    /// aggregates (block 0 and the segment's), its checksum recomputed: a footer that passes
+    /// every checksum and says something the rows do not.
+    fn craft(dir: &std::path::Path, change: &dyn Fn(&mut Agg)) {
+        let (path, bytes, at, (index, mut blocks, mut agg, _)) = only_segment(dir);
         change(&mut blocks[0]);
         change(&mut agg);
         let mut out = bytes[..at].to_vec();
@@ -596,18 +604,7 @@ mod tests {
         w.finish().unwrap();
         assert!(store.verify().unwrap().is_ok());
         drop(store);
-        let path = std::fs::read_dir(dir.path().join("segments"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        let bytes = std::fs::read(&path).unwrap();
-        let n = bytes.len();
-        let at = u64::from_le_bytes(bytes[n - 16..n - 8].try_into().unwrap()) as usize;
-        let payload = &bytes[at + footer::FOOTER_HEADER_LEN..n - footer::TRAILER_LEN];
-        let (index, blocks, agg, mut groups) =
-            footer::decode_parts(payload, 32, at as u64).unwrap();
+        let (path, bytes, at, (index, blocks, agg, mut groups)) = only_segment(dir.path());
         assert!(
             groups.len() > 1,
             "{} blocks: more than one group",

@@ -2,7 +2,7 @@
 //! of each block and of the whole segment, followed by a fixed trailer that locates it.
 //!
 //! Two layouts, chosen by the segment header's format:
-//! - `parts.rs`, format 4 (`SLF2`): parts stored and checked on their own, with the
+//! - `parts.rs`, format 4 (`SLF2`): parts stored and decoded on their own, with the
 //!   aggregates of groups of blocks, so that a read decodes only the parts it uses;
 //! - `one.rs`, formats 2 and 3 (`SLF1`): one zstd frame, read whole;
 //! - `agg.rs`: an aggregate's bytes, the same in both.
@@ -27,9 +27,9 @@ pub(crate) use one::decode_payload as decode_one;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use parts::decode_all as decode_parts;
 #[cfg(test)]
-pub(crate) use parts::{encode_lying_groups, GROUP_BLOCKS};
+pub(crate) use parts::{encode_lying_groups, Decoded, GROUP_BLOCKS};
 
-use crate::codec::{DecodeError, DecodeResult, Reader};
+use crate::codec::{put_varint, DecodeError, DecodeResult, Reader};
 use crate::error::{Error, Result};
 use crate::segment::block::FRAME_HEADER_LEN;
 use crate::segment::{IndexEntry, HEADER_LEN};
@@ -91,6 +91,17 @@ pub(crate) fn is_whole(rest: &[u8], at: u64) -> bool {
         parts::crc(plen, payload)
     };
     got == stored
+}
+
+/// Encodes index entries (what [`get_entries`] decodes).
+pub(super) fn put_entries(out: &mut Vec<u8>, index: &[IndexEntry]) {
+    for e in index {
+        put_varint(out, e.offset);
+        put_varint(out, e.len);
+        put_varint(out, u64::from(e.nrows));
+        put_varint(out, e.first_step);
+        put_varint(out, e.last_step);
+    }
 }
 
 /// Decodes `n` index entries, which must cover the blocks exactly: the first at

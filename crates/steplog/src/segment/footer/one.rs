@@ -8,7 +8,8 @@ use crate::summary::Agg;
 
 use super::agg::{get_agg, put_agg};
 use super::{
-    get_entries, index_stats, FOOTER_HEADER_LEN, FOOTER_ZSTD_LEVEL, TRAILER_LEN, TRAILER_MAGIC,
+    get_entries, index_stats, put_entries, FOOTER_HEADER_LEN, FOOTER_ZSTD_LEVEL, TRAILER_LEN,
+    TRAILER_MAGIC,
 };
 
 pub(crate) const MAGIC: [u8; 4] = *b"SLF1";
@@ -23,13 +24,7 @@ pub(crate) fn encode(
 ) -> std::io::Result<Vec<u8>> {
     let mut raw = Vec::new();
     put_varint(&mut raw, index.len() as u64);
-    for e in index {
-        put_varint(&mut raw, e.offset);
-        put_varint(&mut raw, e.len);
-        put_varint(&mut raw, u64::from(e.nrows));
-        put_varint(&mut raw, e.first_step);
-        put_varint(&mut raw, e.last_step);
-    }
+    put_entries(&mut raw, index);
     for b in blocks {
         put_agg(&mut raw, b);
     }

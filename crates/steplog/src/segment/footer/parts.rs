@@ -16,8 +16,8 @@ use crate::summary::Agg;
 
 use super::agg::{get_agg, put_agg};
 use super::{
-    agrees, get_entries, index_stats, Stats, FOOTER_HEADER_LEN, FOOTER_ZSTD_LEVEL, TRAILER_LEN,
-    TRAILER_MAGIC,
+    agrees, get_entries, index_stats, put_entries, Stats, FOOTER_HEADER_LEN, FOOTER_ZSTD_LEVEL,
+    TRAILER_LEN, TRAILER_MAGIC,
 };
 
 pub(crate) const MAGIC: [u8; 4] = *b"SLF2";
@@ -169,13 +169,7 @@ fn encode_with(
     raws.push(raw);
     if shape.index_part().is_some() {
         let mut raw = Vec::with_capacity(index.len() * 12);
-        for e in index {
-            put_varint(&mut raw, e.offset);
-            put_varint(&mut raw, e.len);
-            put_varint(&mut raw, u64::from(e.nrows));
-            put_varint(&mut raw, e.first_step);
-            put_varint(&mut raw, e.last_step);
-        }
+        put_entries(&mut raw, index);
         raws.push(raw);
     }
     if shape.groups_part().is_some() {
