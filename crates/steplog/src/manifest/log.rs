@@ -526,7 +526,8 @@ impl ManifestLog {
                     },
                 )) => {
                     let counters = (*next_version, *next_segment);
-                    match Base::open(&*self.fs, &self.dir, tables, counters) {
+                    let previous = Some(&**self.state.base());
+                    match Base::open_reusing(&*self.fs, &self.dir, tables, counters, previous) {
                         Ok(base) => {
                             self.next_table = *next_table;
                             Ok(State::with_base(base, *next_version, *next_segment))

@@ -459,6 +459,17 @@ impl Table {
         self.id
     }
 
+    /// Whether the table's path still names the file this table has open, as far as the file
+    /// system can tell (`false` where it cannot: the caller opens the path again). The file
+    /// is held open, so its inode number cannot be given to another file meanwhile: the same
+    /// number is the same file.
+    pub fn is_at(&self, fs: &dyn FileSystem) -> bool {
+        match (fs.identify(&self.path), self.file.identity()) {
+            (Ok((named, len)), Ok(mine)) => named == mine && len == self.len,
+            _ => false,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
