@@ -13,8 +13,19 @@ use crate::segment::reader::{read_head_block, HeadScan, Sealed};
 use crate::segment::{block, footer};
 use crate::{Options, Query, Store};
 
-/// The block decoder, on a frame whose checksums are not checked (to reach the decoder).
+/// The block decoder, on a frame whose checksums are not checked (to reach the decoder);
+/// then as readers take it, its parts' crcs checked: one key, and its steps alone.
 pub fn block(data: &[u8]) {
+    let first_key = block::decode_keys(data, &block::all_keys, false)
+        .ok()
+        .and_then(|b| b.columns.first().map(|c| c.key.clone()));
+    if let Some(key) = first_key {
+        let _ = block::decode_keys(data, &|k| k == key, true);
+    }
+    for hi in [0, 1, 1 << 20, u64::MAX] {
+        let _ = block::steps_at_most(data, hi, true);
+        let _ = block::steps_at_most(data, hi, false);
+    }
     if let Ok(b) = block::decode(data) {
         let rows = b.into_rows(|_| true);
         // Whatever decodes must encode again and decode to the same rows.
@@ -126,6 +137,11 @@ pub fn table(data: &[u8]) {
         }
         let _ = t.get(b"r");
         let _ = t.get(b"v");
+        // Merged alone (its blocks copied) and with itself (every key in both: record by
+        // record), keeping and dropping tombstones.
+        for (id, tables, drop) in [(7, vec![&t], false), (8, vec![&t, &t], true)] {
+            let _ = crate::manifest::table::merge(&fs, dir, id, &tables, drop);
+        }
     }
     let base = Edit::Base {
         tables: vec![1],

@@ -742,10 +742,16 @@ impl Store {
                         continue;
                     }
                 }
-                match (view.block_agg(i)?, only) {
-                    (Some(b), _) if e.last_step <= p.hi => agg.merge_later_of(b, only),
-                    (_, None) => agg.add_block(&view.block(e)?, p.hi),
-                    (_, Some(key)) => agg.add_block(&view.block_keys(e, &|k| k == key)?, p.hi),
+                // The block holding the cut is decoded; its aggregate is not read.
+                let whole = if e.last_step <= p.hi {
+                    view.block_agg(i)?
+                } else {
+                    None
+                };
+                match (whole, only) {
+                    (Some(b), _) => agg.merge_later_of(b, only),
+                    (None, None) => agg.add_block(&view.block(e)?, p.hi),
+                    (None, Some(key)) => agg.add_block(&view.block_keys(e, &|k| k == key)?, p.hi),
                 }
                 i += 1;
             }

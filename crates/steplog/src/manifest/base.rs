@@ -97,7 +97,7 @@ impl Base {
         (next_version, next_segment): (u64, u64),
         previous: Option<&Base>,
     ) -> Result<Base> {
-        let open = |id: u64| match previous.and_then(|p| p.tables.iter().find(|t| t.id() == id)) {
+        let open = |id: u64| match previous.and_then(|p| p.table(id)) {
             // The same file still (a manifest cut back could name a new table by an old id).
             Some(t) if t.is_at(fs) => Ok(t.clone()),
             _ => Table::open(fs, dir, id).map(Arc::new),
@@ -111,6 +111,11 @@ impl Base {
             next_version,
             next_segment,
         })
+    }
+
+    /// The open table `id`, if the base lists it.
+    pub fn table(&self, id: u64) -> Option<&Arc<Table>> {
+        self.tables.iter().find(|t| t.id() == id)
     }
 
     /// The directory of the tables (for errors).

@@ -764,9 +764,12 @@ impl ManifestLog {
             // are not compressed again at every tier.
             let merging = tables[..k]
                 .iter()
-                .map(|t| table::Table::open(fs, &dir, t.0))
+                .map(|t| match base.table(t.0) {
+                    Some(open) => Ok(open.clone()),
+                    None => table::Table::open(fs, &dir, t.0).map(Arc::new),
+                })
                 .collect::<Result<Vec<_>>>()?;
-            let refs: Vec<&table::Table> = merging.iter().collect();
+            let refs: Vec<&table::Table> = merging.iter().map(|t| &**t).collect();
             let drop_tombstones = k == tables.len();
             let (merged, next) = self.new_table(id, created, |id| {
                 Ok(table::merge(fs, &dir, id, &refs, drop_tombstones)?.len)

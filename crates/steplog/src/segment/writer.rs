@@ -150,13 +150,13 @@ impl SegmentWriter {
     /// format (recovered, and only ever sealed) takes no frame of parts, which its format does
     /// not know.
     pub fn append(&mut self, block: EncodedBlock) -> Result<()> {
-        if self.format < footer::PARTS_FORMAT && !block.frame.starts_with(b"SLB2") {
+        if self.format < footer::PARTS_FORMAT && !block.frame.starts_with(&block::FRAME_MAGIC) {
             return Err(Error::corrupt(
                 &self.path,
                 self.len,
                 format!(
-                    "a block of segment format {} appended to a segment of format {}",
-                    crate::segment::SEGMENT_FORMAT,
+                    "a frame of parts (segment format {}) appended to a segment of format {}",
+                    footer::PARTS_FORMAT,
                     self.format
                 ),
             ));

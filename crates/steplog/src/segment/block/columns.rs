@@ -222,6 +222,19 @@ impl Steps {
         }
     }
 
+    /// The first step (a block has at least one row).
+    pub fn first(&self) -> u64 {
+        match self {
+            Steps::Stride { first, .. } => *first,
+            Steps::List(v) => v.first().copied().unwrap_or_default(),
+        }
+    }
+
+    /// The last step.
+    pub fn last(&self) -> u64 {
+        self.at_most(u64::MAX).1.unwrap_or_default()
+    }
+
     /// How many steps are at most `hi`, and the last of them (steps are non-decreasing).
     pub fn at_most(&self, hi: u64) -> (u64, Option<u64>) {
         match self {

@@ -154,6 +154,10 @@ pub(crate) fn steps_at_most(
         offset: FRAME_HEADER_LEN + o.dir_start,
         reason: format!("in the block directory at byte {}: {}", e.offset, e.reason),
     })?;
+    // What a whole decode checks of the steps: they are the ones the frame header gives.
+    if steps.first() != o.header.first_step || steps.last() != o.header.last_step {
+        return Ok(Reader::new(frame).err("block rows do not match the frame header")?);
+    }
     Ok(steps.at_most(hi))
 }
 

@@ -7,9 +7,10 @@ use super::{Block, Column};
 use crate::codec::{put_bytes, put_varint};
 
 /// Encodes a block (at least one row, steps non-decreasing) into a complete frame. Each
-/// column is compressed on its own, so a reader decompresses only the columns it reads; a
-/// payload of [`PARTS_FROM`] bytes or more carries a crc of its directory and of each
-/// section (`SLB3`), so a reader checks only the columns it reads.
+/// column is compressed on its own, so a reader decompresses only the columns it reads;
+/// sections adding up to [`PARTS_FROM`] stored bytes or more make a frame of parts (`SLB3`),
+/// with a crc of its directory and of each section, so a reader checks only the columns it
+/// reads.
 pub(crate) fn encode(block: &Block, level: i32) -> std::io::Result<Vec<u8>> {
     let mut dir = Vec::with_capacity(block.steps.len() + 64);
     put_steps(&mut dir, &block.steps);
@@ -30,7 +31,7 @@ pub(crate) fn encode(block: &Block, level: i32) -> std::io::Result<Vec<u8>> {
         raw_len += col_raw.len() as u64;
         sections.push((kind, codec, col_raw.len(), stored));
     }
-    // A payload of PARTS_FROM bytes or more: a crc per section, and one of the directory.
+    // Sections of PARTS_FROM stored bytes or more: a crc per section, and one of the directory.
     let parts = sections.iter().map(|s| s.3.len()).sum::<usize>() >= PARTS_FROM;
     for (col, (kind, codec, raw, stored)) in order.iter().zip(&sections) {
         put_bytes(&mut dir, col.key.as_bytes());

@@ -7,9 +7,9 @@ use crate::codec::{DecodeResult, Reader};
 
 pub(crate) const FRAME_MAGIC: [u8; 4] = *b"SLB2";
 /// The magic of a frame whose directory and sections carry crcs of their own (segment format
-/// 4): what writers write for a payload of at least [`PARTS_FROM`] bytes.
+/// 4): what writers write when the sections' stored bytes add up to [`PARTS_FROM`] or more.
 pub(crate) const FRAME_MAGIC_PARTS: [u8; 4] = *b"SLB3";
-/// Payloads from this size on carry a crc per part: a read of one column of a 64 KiB block
+/// Sections adding up to this size carry a crc per part: a read of one column of a 64 KiB block
 /// (or of a wide block of megabytes) hashes that column and the directory, not the whole
 /// block; a short run's block (a few hundred bytes, read whole) does without the 4 bytes a
 /// part.

@@ -22,7 +22,7 @@ pub(crate) use decode::decode;
 pub(crate) use decode::{decode_keys, steps_at_most, FrameError};
 pub(crate) use encode::encode;
 pub(crate) use frame::{
-    is_frame_magic, payload_crc, FrameHeader, FRAME_HEADER_LEN, MAX_BLOCK_ROWS,
+    is_frame_magic, payload_crc, FrameHeader, FRAME_HEADER_LEN, FRAME_MAGIC, MAX_BLOCK_ROWS,
 };
 pub(crate) use section::{put_section, section as stored_section};
 pub(crate) use value::{get_value, put_value};
@@ -331,7 +331,7 @@ mod tests {
         }
     }
 
-    /// A block of at least 4 KiB of payload is a frame of parts (`SLB3`): a read of some
+    /// A block of at least 4 KiB of sections is a frame of parts (`SLB3`): a read of some
     /// columns checks the directory's crc and theirs. Every flipped bit is caught by the
     /// part it lands in when that part is read (a read of another column goes on, with the
     /// right rows), by the header's crc, or by the whole payload's crc that `verify` and a

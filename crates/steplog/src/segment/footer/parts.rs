@@ -1,9 +1,9 @@
 //! The footer of segment format 4 (magic `SLF2`): parts, each stored raw or zstd on its own,
-//! behind a table that says where each is. A summary reads the
-//! segment's aggregate alone; a summary cut inside the segment reads the aggregates of the
-//! groups of blocks before the cut and one group's blocks' aggregates; a chart reads the
-//! blocks' aggregates of the groups it draws. Nothing is decoded that the read does not use,
-//! however many blocks the segment has.
+//! behind a table that says where each is. A summary reads the segment's aggregate alone; a
+//! summary cut inside the segment reads the index, the aggregates of the groups of blocks
+//! before the cut and one group's blocks' aggregates; a chart reads the index and the
+//! blocks' aggregates of the groups it draws. No read decodes every block's aggregate, however
+//! many blocks the segment has.
 //!
 //! The bytes are docs/FORMAT.md's "Footer and trailer", the one place the grammar lives.
 
