@@ -49,6 +49,26 @@ fn every_seed_and_saved_finding_runs_clean() {
     eprintln!("fuzz corpus: {total} inputs replayed");
 }
 
+/// A sealed segment's first block frame (after the 32-byte header; its length is in the
+/// frame's header) and its footer's payload (between the footer's 12-byte header and the
+/// 16-byte trailer, which locates it).
+fn first_frame_and_footer(sealed: &[u8]) -> (&[u8], &[u8]) {
+    let frame_len = 40 + u32::from_le_bytes(sealed[36..40].try_into().unwrap()) as usize;
+    let n = sealed.len();
+    let footer_at = u64::from_le_bytes(sealed[n - 16..n - 8].try_into().unwrap()) as usize;
+    (&sealed[32..32 + frame_len], &sealed[footer_at + 12..n - 16])
+}
+
+/// The bytes of the one segment file of the store on `fs`.
+fn only_segment(fs: &SimFs) -> Vec<u8> {
+    let seg = fs
+        .files()
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    fs.read(&seg).unwrap()
+}
+
 #[test]
 #[ignore = "writes fuzz/seeds; run by hand when the formats change"]
 fn write_seeds() {
@@ -105,19 +125,9 @@ fn write_seeds() {
     let head = image.read(segs.last().unwrap()).unwrap();
     write("segment", "sealed", &sealed);
     write("segment", "head", &head);
-    // Block frames start after the 32-byte header; the first frame's length is in its header.
-    let frame_len = 40 + u32::from_le_bytes(sealed[36..40].try_into().unwrap()) as usize;
-    write("block", "frame", &sealed[32..32 + frame_len]);
-    let footer_at = u64::from_le_bytes(
-        sealed[sealed.len() - 16..sealed.len() - 8]
-            .try_into()
-            .unwrap(),
-    ) as usize;
-    write(
-        "footer",
-        "payload",
-        &sealed[footer_at + 12..sealed.len() - 16],
-    );
+    let (frame, footer) = first_frame_and_footer(&sealed);
+    write("block", "frame", frame);
+    write("footer", "payload", footer);
     let manifest = image.read(Path::new("/s/MANIFEST")).unwrap();
     write("manifest", "frames", &manifest[24..]);
     // Segment format 4: a segment of more than one group of blocks (the footer's groups'
@@ -134,24 +144,14 @@ fn write_seeds() {
         w.log_at(i, [("x", (i % 17) as f64)]).unwrap();
     }
     w.finish().unwrap();
-    let seg = grouped
-        .files()
-        .into_iter()
-        .find(|p| p.extension().is_some_and(|e| e == "seg"))
-        .unwrap();
-    let sealed = grouped.read(&seg).unwrap();
+    let sealed = only_segment(&grouped);
     write("segment", "sealed-groups", &sealed);
-    let footer_at = u64::from_le_bytes(
-        sealed[sealed.len() - 16..sealed.len() - 8]
-            .try_into()
-            .unwrap(),
-    ) as usize;
     write(
         "footer",
         "payload-groups",
-        &sealed[footer_at + 12..sealed.len() - 16],
+        first_frame_and_footer(&sealed).1,
     );
-    // Segment format 4: blocks of 4 KiB of payload or more are frames of parts (`SLB3`: a
+    // Segment format 4: blocks of 4 KiB of sections or more are frames of parts (`SLB3`: a
     // crc per section and one of the directory).
     let big = SimFs::new();
     let store = Options::new()
@@ -172,16 +172,10 @@ fn write_seeds() {
         .unwrap();
     }
     w.finish().unwrap();
-    let seg = big
-        .files()
-        .into_iter()
-        .find(|p| p.extension().is_some_and(|e| e == "seg"))
-        .unwrap();
-    let sealed = big.read(&seg).unwrap();
+    let sealed = only_segment(&big);
     assert_eq!(&sealed[32..36], b"SLB3");
     write("segment", "sealed-parts", &sealed);
-    let frame_len = 40 + u32::from_le_bytes(sealed[36..40].try_into().unwrap()) as usize;
-    write("block", "frame-parts", &sealed[32..32 + frame_len]);
+    write("block", "frame-parts", first_frame_and_footer(&sealed).0);
     // A manifest table: a store compacted at a tiny threshold holds a few.
     let small = SimFs::new();
     let store = Options::new()
