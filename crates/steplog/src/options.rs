@@ -112,7 +112,7 @@ impl Options {
     /// 8,192, so an exact chart's bucket edge, a range read or a summary cut inside it decodes
     /// an eighth as much: the exact M4 of a 10,000,000-step run at 1,000 px takes about a
     /// sixth of the time. The price, on such a run (docs/BENCHMARKS.md): about 8% more bytes
-    /// and a fifth slower to write. (The footer keeps the first summary of a fresh process,
+    /// and a quarter slower to write. (The footer keeps the first summary of a fresh process,
     /// and the first right after a rewind, as fast: segment format 4 reads the segment's
     /// aggregate, or those of groups of 64 blocks, without the blocks'.) Blocks of eight keys
     /// or more, the console stream, and keys whose blocks would compress to under 2 KiB a key
