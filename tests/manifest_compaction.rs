@@ -59,3 +59,111 @@ fn two_stores_keep_in_step_across_compactions() {
     assert!(!dir.path().join("MANIFEST.tmp").exists());
     assert!(c.verify().unwrap().is_ok());
 }
+
+/// The manifest tables (`.tab` files) a fresh `gc` finds that the manifest does not list,
+/// deleted or kept: none once every store that wrote is closed.
+fn stray_tables(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let report = steplog::Store::open(dir).unwrap().gc().unwrap();
+    let kept = report.kept.iter().map(|k| &k.0);
+    report
+        .deleted
+        .iter()
+        .chain(kept)
+        .filter(|p| p.extension().is_some_and(|e| e == "tab"))
+        .cloned()
+        .collect()
+}
+
+/// A bulk of `n` runs `{prefix}-{i}`, run `i` logging `x = i + step` at steps 0..5.
+fn commit_bulk(store: &steplog::Store, prefix: &str, n: u64) {
+    let mut bulk = store.bulk();
+    for i in 0..n {
+        let mut run = bulk.run(&format!("{prefix}-{i}"));
+        for step in 0..5u64 {
+            run.log_at(step, [("x", (i + step) as f64)]).unwrap();
+        }
+        bulk.add(run).unwrap();
+    }
+    bulk.commit().unwrap();
+}
+
+fn check_bulk(store: &steplog::Store, prefix: &str, n: u64) {
+    for i in 0..n {
+        let name = format!("{prefix}-{i}");
+        let rows = common::rows(store, &name);
+        let xs: Vec<f64> = rows
+            .iter()
+            .map(|r| r.fields["x"].as_f64().unwrap())
+            .collect();
+        let want: Vec<f64> = (0..5).map(|s| (i + s) as f64).collect();
+        assert_eq!(xs, want, "{name}");
+    }
+}
+
+#[test]
+fn a_store_closed_with_a_compaction_in_flight_puts_it_in_place() {
+    // The commit passes the threshold, so a compaction starts on its own thread; closing the
+    // store waits for it and puts it in place: the next open reads a base and no tail, and no
+    // table is left over.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Options::new()
+        .manifest_compaction_bytes(4096)
+        .open(dir.path())
+        .unwrap();
+    commit_bulk(&store, "a", 200);
+    let before = std::fs::metadata(dir.path().join("MANIFEST"))
+        .unwrap()
+        .len();
+    assert!(before > 4096, "the commit's edit alone is {before} bytes");
+    drop(store);
+    let after = std::fs::metadata(dir.path().join("MANIFEST"))
+        .unwrap()
+        .len();
+    assert!(after < 512, "a base and no tail: {after} bytes");
+    let store = Options::new().open(dir.path()).unwrap();
+    check_bulk(&store, "a", 200);
+    assert!(store.verify().unwrap().is_ok());
+    assert_eq!(stray_tables(dir.path()), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn two_stores_committing_bulks_by_turns_lose_nothing_and_leave_no_table_behind() {
+    // Each commit passes the threshold: each store's compactions run on threads while the
+    // other appends (its edits are carried after the new base) or compacts first (the later
+    // one's tables are thrown away).
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        Options::new()
+            .manifest_compaction_bytes(2048)
+            .open(dir.path())
+            .unwrap()
+    };
+    let (a, b) = (open(), open());
+    for round in 0..40u64 {
+        let (writer, other) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        commit_bulk(writer, &format!("r{round}"), 25);
+        assert_eq!(other.runs().unwrap().len() as u64, (round + 1) * 25);
+        check_bulk(other, &format!("r{round}"), 25);
+        if round % 5 == 4 {
+            // A rewind between bulks: an edit of another kind in the tails carried over.
+            writer
+                .run(&format!("r{round}-0"))
+                .resume_from(2)
+                .apply()
+                .unwrap();
+        }
+    }
+    drop((a, b));
+    let store = open();
+    assert_eq!(store.runs().unwrap().len(), 40 * 25);
+    for round in 0..40u64 {
+        if round % 5 == 4 {
+            assert_eq!(common::rows(&store, &format!("r{round}-0")).len(), 3);
+        } else {
+            check_bulk(&store, &format!("r{round}"), 25);
+        }
+    }
+    assert!(store.verify().unwrap().is_ok());
+    drop(store);
+    assert_eq!(stray_tables(dir.path()), Vec::<std::path::PathBuf>::new());
+}

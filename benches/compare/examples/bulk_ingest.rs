@@ -33,10 +33,11 @@ fn main() {
         Some(d) => std::path::PathBuf::from(d),
         None => temp.path().to_owned(),
     };
-    let store = steplog::Options::new()
-        .compression_level(level)
-        .open(&dir)
-        .unwrap();
+    let mut options = steplog::Options::new().compression_level(level);
+    if let Ok(b) = std::env::var("STEPLOG_COMPACTION_BYTES") {
+        options = options.manifest_compaction_bytes(b.parse().expect("a byte count"));
+    }
+    let store = options.open(&dir).unwrap();
     let steps: u64 = std::env::var("STEPLOG_BULK_STEPS")
         .map_or(20, |s| s.parse().expect("STEPLOG_BULK_STEPS: a step count"));
     let mut rng = Rng::new(3);
@@ -79,6 +80,8 @@ fn main() {
         }
         bulk.commit().unwrap();
     }
+    // Closed, as the writing process would be: a compaction in flight is put in place.
+    drop(store);
     let wrote = t.elapsed();
     let points = runs * steps * 4;
     println!(

@@ -225,6 +225,9 @@ impl System for Steplog {
     }
     fn ingest_sweep(&mut self, dir: &Path, runs: u64, steps: u64) {
         log_short_runs(self.store(dir), runs, steps, false);
+        // Closed, as the process that wrote it would be: a compaction still in flight is put
+        // in place (timed), and the store's size is that of a store at rest.
+        self.stores.remove(dir);
     }
     fn open_sweep(&mut self, dir: &Path) -> u64 {
         Store::open(dir).unwrap().run_names().unwrap().len() as u64
@@ -241,6 +244,7 @@ impl System for Steplog {
     }
     fn ingest_many(&mut self, dir: &Path, runs: u64, steps: u64) -> bool {
         log_short_runs(self.store(dir), runs, steps, true);
+        self.stores.remove(dir);
         true
     }
     fn list_many(&mut self, dir: &Path) -> Vec<String> {

@@ -162,6 +162,44 @@ def test_fork_with_an_open_writer_never_writes_from_the_child(tmp_path):
     assert store.verify() == []
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork")
+def test_fork_with_a_manifest_compaction_in_flight(tmp_path):
+    # Each bulk's edit passes the manifest's compaction threshold (1 MiB), so the parent
+    # forks with a compaction building its tables on a thread: the child (which has no such
+    # thread) commits a bulk of its own and exits, and the parent's compaction goes on.
+    p = run_script(
+        tmp_path,
+        """
+        for rnd in range(5):
+            with store.bulk() as bulk:
+                for r in range(2000):
+                    with bulk.run(f"p{rnd}-{r}", config={"seed": r}) as run:
+                        for step in range(20):
+                            run.log({"loss": r + step / 100, "acc": step / 20})
+            pid = os.fork()
+            if pid == 0:
+                with store.bulk() as bulk:
+                    for r in range(10):
+                        with bulk.run(f"c{rnd}-{r}") as run:
+                            run.log({"loss": float(r)})
+                sys.exit(0)
+            _, code = os.waitpid(pid, 0)
+            assert code == 0, code
+        print("parent done", flush=True)
+        """,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "parent done" in p.stdout
+    store = steplog.Store(str(tmp_path / "store"))
+    names = {r["name"] for r in store.runs()}
+    assert len(names) == 5 * 2000 + 5 * 10
+    for rnd in range(5):
+        assert store.history(f"p{rnd}-1999")[19] == (19, {"loss": 1999.19, "acc": 0.95})
+        assert store.history(f"c{rnd}-9") == [(0, {"loss": 9.0})]
+    assert store.verify() == []
+
+
 def test_summary_after_finish_is_the_final_summary(tmp_path):
     store = steplog.Store(str(tmp_path / "store"))
     run = store.init(name="r")

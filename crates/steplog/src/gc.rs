@@ -34,6 +34,9 @@ impl Store {
     /// the module doc); reports the unreferenced files it keeps. Safe while other processes
     /// read and write the store.
     pub fn gc(&self) -> Result<GcReport> {
+        // This process's own compaction in flight is put in place first: its tables are not
+        // a crashed compaction's.
+        self.settle_manifest()?;
         let dir = self.dir().join(SEGMENT_DIR);
         let report = self.transact(|state| {
             let mut referenced = std::collections::HashSet::new();

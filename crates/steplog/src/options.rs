@@ -142,8 +142,11 @@ impl Options {
         self
     }
 
-    /// Size past which the manifest is compacted into one snapshot (when it is also twice
-    /// the size of its last snapshot). Default: 1 MiB.
+    /// Size of the manifest's tail of edits past which it is compacted into tables and a new
+    /// base. The append that passes it starts the compaction on a thread of its own; the
+    /// process's next append puts it in place once it is done, or waits for it when the
+    /// tail has grown by this much again, so an open reads a tail of at most about twice
+    /// this. Default: 1 MiB.
     pub fn manifest_compaction_bytes(mut self, bytes: u64) -> Self {
         self.manifest_compaction_bytes = bytes;
         self

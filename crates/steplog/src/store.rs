@@ -399,6 +399,11 @@ impl Store {
         lock_poisoned(&self.inner.manifest).transact(f)
     }
 
+    /// Waits for this process's manifest compaction in flight, if any, and puts it in place.
+    pub(crate) fn settle_manifest(&self) -> Result<()> {
+        lock_poisoned(&self.inner.manifest).settle()
+    }
+
     /// Rewrites the manifest in the current format if an older steplog wrote it.
     pub(crate) fn upgrade_manifest(&self) -> Result<()> {
         lock_poisoned(&self.inner.manifest).upgrade()

@@ -239,6 +239,8 @@ impl Agg {
             self.first_step = Some(block.steps[0]);
         }
         self.last_step = Some(block.steps[kept - 1]);
+        // A fresh aggregate (every block's own) takes the columns' summaries as they are.
+        let fresh = self.keys.is_empty();
         let mut later = BTreeMap::new();
         for col in &block.columns {
             let n = col.rows.partition_point(|&i| (i as usize) < kept);
@@ -257,7 +259,8 @@ impl Agg {
                 ),
             };
             if s.count > 0 {
-                later.insert(col.key.clone(), s);
+                let into = if fresh { &mut self.keys } else { &mut later };
+                into.insert(col.key.clone(), s);
             }
         }
         for (k, s) in later {

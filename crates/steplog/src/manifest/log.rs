@@ -278,6 +278,44 @@ pub(crate) struct ManifestLog {
     /// The manifest file as last opened, kept so that a refresh is one `identify` of the
     /// path (the same file, and its length) rather than an open, header read and close.
     held: Option<Held>,
+    /// A compaction building its tables on a thread of its own, put in place (or thrown
+    /// away) by this process's next locked operation, or when the log is dropped.
+    inflight: Option<Inflight>,
+}
+
+/// A compaction started by an append, building its tables on its own thread
+/// (`ManifestLog::start_compaction`) while this process goes on.
+struct Inflight {
+    /// The epoch of the file whose state it compacts: if the file is another by the time
+    /// it is done (another process compacted), its tables are thrown away.
+    epoch: u64,
+    /// Where the edits not in its state start in that file: copied after its base.
+    tail_start: u64,
+    /// The process that started it: a forked child has no such thread to join.
+    pid: u32,
+    /// The edits after its state, as this process applied them (its own appends and what
+    /// refreshes read, in file order): applied to its base when it is put in place, instead
+    /// of decoding them again from the file. `None` once this process lost track (its state
+    /// was reloaded from the file's start).
+    edits: Option<Vec<Edit>>,
+    handle: std::thread::JoinHandle<Built>,
+}
+
+/// What a compaction's thread returns: the tables it created (to delete if they are not put
+/// in place), and its new base.
+type Built = (Vec<u64>, Result<Compacted>);
+
+/// A compaction's new base, its tables written, synced and open.
+struct Compacted {
+    base: Base,
+    /// The new base's tables, newest first.
+    ids: Vec<u64>,
+    /// The tables it replaces, deleted once the new manifest is in place: the old base's it
+    /// merged, and its own that it merged in turn.
+    replaced: Vec<u64>,
+    next_table: u64,
+    next_version: u64,
+    next_segment: u64,
 }
 
 /// An open manifest file and its identity.
@@ -317,6 +355,7 @@ impl ManifestLog {
             poisoned: false,
             tmp_checked: false,
             held: None,
+            inflight: None,
         };
         if !io::exists(&*log.fs, &log.path).at(&log.path)? {
             log.create()?;
@@ -370,7 +409,7 @@ impl ManifestLog {
         let r = (|| {
             if !io::exists(&*self.fs, &self.path).at(&self.path)? {
                 self.remove_leftover_tmp()?;
-                self.write_base(1, &[], &State::default(), 1)?;
+                self.write_base(1, &[], (1, 1), 1, &[])?;
             }
             Ok(())
         })();
@@ -566,7 +605,13 @@ impl ManifestLog {
             }
             self.base_len = first_end;
             edits = &edits[1..];
+            // Reloaded from the start: a compaction in flight can no longer tell which of
+            // these edits came after its state (it reads them from the file instead).
+            if let Some(job) = &mut self.inflight {
+                job.edits = None;
+            }
         }
+        let skip = frames.edits.len() - edits.len();
         if !edits.is_empty() {
             let state = Arc::make_mut(&mut self.state);
             for (at, edit) in edits {
@@ -581,6 +626,12 @@ impl ManifestLog {
             }
         }
         self.offset += frames.valid_end as u64;
+        if let Some(Inflight {
+            edits: Some(after), ..
+        }) = &mut self.inflight
+        {
+            after.extend(frames.edits.into_iter().skip(skip).map(|(_, e)| e));
+        }
         if frames.torn && locked {
             let f = self
                 .fs
@@ -606,7 +657,24 @@ impl ManifestLog {
             });
         }
         let guard = self.lock()?;
-        let result = self.remove_leftover_tmp().and_then(|()| f(self));
+        let result = self
+            .remove_leftover_tmp()
+            .and_then(|()| {
+                // A compaction of this process in flight is put in place once its thread is
+                // done, or waited for once the tail has grown by another threshold since it
+                // started (so the tail an open reads stays bounded).
+                if let Some(job) = &self.inflight {
+                    let done = job.handle.is_finished();
+                    self.refresh(true)?;
+                    let long = self.offset.saturating_sub(self.base_len)
+                        > self.compact_bytes.saturating_mul(2);
+                    if done || long {
+                        self.finish_compaction();
+                    }
+                }
+                Ok(())
+            })
+            .and_then(|()| f(self));
         drop(guard);
         result
     }
@@ -654,16 +722,17 @@ impl ManifestLog {
             return Err(e);
         }
         self.offset += bytes.len() as u64;
-        if self.offset - self.base_len > self.compact_bytes && self.offset >= self.compact_after {
-            // Compaction only bounds the tail every open reads: the edits above are committed
-            // whatever happens here. A failure leaves the old file whole (a leftover temp file
-            // is removed at the next open) and removes the tables it wrote; the state is
-            // reloaded from the file, and compaction is tried again once the tail has grown by
-            // another threshold (not on every edit, each writing tables, under `LOCK`).
-            if self.compact().is_err() {
-                self.compact_after = self.offset.saturating_add(self.compact_bytes);
-            } else if self.refresh(true).is_err() {
-                self.epoch = 0;
+        match &mut self.inflight {
+            Some(Inflight {
+                edits: Some(after), ..
+            }) => after.extend(edits),
+            Some(_) => {}
+            None => {
+                if self.offset - self.base_len > self.compact_bytes
+                    && self.offset >= self.compact_after
+                {
+                    self.start_compaction();
+                }
             }
         }
         Ok(out)
@@ -697,24 +766,188 @@ impl ManifestLog {
         Ok(())
     }
 
-    /// Writes the edits since the base (the overlay) as a new table, merges it with the
-    /// newest tables of the base while they are at most `TIER_RATIO` times larger, and
-    /// replaces the manifest with one whose base lists the result. Under `LOCK`.
-    /// On failure, removes the tables it created that no manifest lists (none once the new
-    /// manifest is renamed into place: a failure after the rename, syncing the directory,
-    /// leaves a manifest that may list them), and drops the in-memory state, to be reloaded
-    /// from the file.
+    /// Compacts now, on this thread (under `LOCK`, after a refresh): builds the new base
+    /// and puts it in place. On failure, removes the tables it created that no manifest lists
+    /// (none once the new manifest is renamed into place: a failure after the rename, syncing
+    /// the directory, leaves a manifest that may list them), and drops the in-memory state,
+    /// to be reloaded from the file.
     fn compact(&mut self) -> Result<()> {
         let mut created = Vec::new();
+        let built = build_tables(
+            &*self.fs,
+            &self.dir,
+            &self.path,
+            &self.state.clone(),
+            self.next_table,
+            &mut created,
+        );
+        self.put_in_place(created, built, self.offset, Some(Vec::new()))
+    }
+
+    /// Starts compacting the state as it is now on a thread of its own, put in place by this
+    /// process's next locked operation (`finish_compaction`): building the tables, the bulk
+    /// of a compaction, overlaps what the process does until then (a bulk encoding its next
+    /// runs). Where no thread can be started, compacts now. Under `LOCK`, just after an append.
+    fn start_compaction(&mut self) {
+        let (fs, dir, path) = (self.fs.clone(), self.dir.clone(), self.path.clone());
+        let (state, next_table) = (self.state.clone(), self.next_table);
+        let job = move || {
+            let mut created = Vec::new();
+            // A panic (a bug) is this compaction's failure, not the process's: the tables
+            // created so far are still known, and deleted.
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                build_tables(&*fs, &dir, &path, &state, next_table, &mut created)
+            }))
+            .unwrap_or_else(|_| {
+                Err(Error::InvalidInput(
+                    "a manifest compaction panicked (a bug)".into(),
+                ))
+            });
+            (created, built)
+        };
+        let spawned = std::thread::Builder::new()
+            .name("steplog-compaction".into())
+            .spawn(job);
+        match spawned {
+            Ok(handle) => {
+                self.inflight = Some(Inflight {
+                    epoch: self.epoch,
+                    tail_start: self.offset,
+                    pid: std::process::id(),
+                    edits: Some(Vec::new()),
+                    handle,
+                })
+            }
+            Err(_) => self.compact_after_append(),
+        }
+    }
+
+    /// After an append that passed the compaction threshold, where no thread could be
+    /// started: compacts on this thread.
+    fn compact_after_append(&mut self) {
+        // Compaction only bounds the tail every open reads: the edits appended are committed
+        // whatever happens here. A failure leaves the old file whole (a leftover temp file is
+        // removed at the next open) and removes the tables it wrote; the state is reloaded
+        // from the file, and compaction is tried again once the tail has grown by another
+        // threshold (not on every edit, each writing tables, under `LOCK`).
+        if self.compact().is_err() {
+            self.compact_after = self.offset.saturating_add(self.compact_bytes);
+        }
+    }
+
+    /// Puts the compaction in flight in place, or throws it away if the manifest is no longer
+    /// the file it compacted (another process compacted it meanwhile). Under `LOCK`, after a
+    /// refresh, before anything is appended: the edits after its state in this file are other
+    /// processes' (this one appends only after finishing it), and are copied after its base.
+    fn finish_compaction(&mut self) {
+        let Some(job) = self.inflight.take() else {
+            return;
+        };
+        if job.pid != std::process::id() {
+            // A forked child's copy: the thread is the parent's, and so are its tables.
+            std::mem::forget(job.handle);
+            return;
+        }
+        let (created, built) = job.handle.join().unwrap_or_else(|_| {
+            (
+                Vec::new(),
+                Err(Error::InvalidInput("a manifest compaction panicked".into())),
+            )
+        });
+        let built = match built {
+            Ok(c) if self.epoch != job.epoch || self.offset < job.tail_start => {
+                // Another process compacted first; its base holds everything this one does.
+                drop(c);
+                remove_tables(&*self.fs, &self.dir, &created);
+                return;
+            }
+            built => built,
+        };
+        if self
+            .put_in_place(created, built, job.tail_start, job.edits)
+            .is_err()
+        {
+            self.compact_after = self.offset.saturating_add(self.compact_bytes);
+        }
+    }
+
+    /// Puts a compaction's new base in place (`install`), or on failure deletes the tables it
+    /// created that no manifest lists and drops the in-memory state, to be reloaded.
+    fn put_in_place(
+        &mut self,
+        created: Vec<u64>,
+        built: Result<Compacted>,
+        tail_start: u64,
+        after: Option<Vec<Edit>>,
+    ) -> Result<()> {
         self.renamed = false;
-        let result = self.compact_tables(&mut created);
+        let result = built.and_then(|c| self.install(c, tail_start, after));
         if result.is_err() {
             if !self.renamed {
-                self.remove_tables(&created);
+                remove_tables(&*self.fs, &self.dir, &created);
             }
             self.epoch = 0;
         }
         result
+    }
+
+    /// Replaces the manifest with one of the compaction's base, followed by the edits of this
+    /// file from `tail_start` (appended after the compacted state was taken), and deletes the
+    /// tables it replaced. The new file's base is taken as this process's state as it is,
+    /// tables open, and the edits after it applied to it: `after` (those edits, as this
+    /// process applied them), or else read back from the file by a refresh. Under `LOCK`,
+    /// after a refresh.
+    fn install(&mut self, c: Compacted, tail_start: u64, after: Option<Vec<Edit>>) -> Result<()> {
+        let epoch = self.epoch.checked_add(1).ok_or_else(|| {
+            Error::corrupt(&self.path, 12, "the manifest's epoch cannot grow further")
+        })?;
+        let mut tail = vec![0u8; (self.offset - tail_start.min(self.offset)) as usize];
+        if !tail.is_empty() {
+            let (file, _, _) = self.manifest_file()?;
+            file.read_exact_at(&mut tail, tail_start).at(&self.path)?;
+        }
+        let counters = (c.next_version, c.next_segment);
+        let base_end = self.write_base(epoch, &c.ids, counters, c.next_table, &tail)?;
+        remove_tables(&*self.fs, &self.dir, &c.replaced);
+        // As a refresh would load the new file: its base (the tables already open), then the
+        // edits after it.
+        let mut state = State::with_base(c.base, c.next_version, c.next_segment);
+        state.format = FORMAT;
+        self.state = Arc::new(state);
+        self.epoch = epoch;
+        self.format = FORMAT;
+        self.offset = base_end;
+        self.base_len = base_end;
+        self.next_table = c.next_table;
+        self.held = None;
+        if let Some(edits) = after {
+            let state = Arc::make_mut(&mut self.state);
+            for e in &edits {
+                state.prepare(e)?;
+                state.apply(e).map_err(|reason| {
+                    Error::corrupt(
+                        &self.path,
+                        base_end,
+                        format!("after a compaction: {reason}"),
+                    )
+                })?;
+            }
+            self.offset = base_end + tail.len() as u64;
+        }
+        self.refresh(true)
+    }
+
+    /// Waits for this process's compaction in flight, if any, and puts it in place (under
+    /// `LOCK`): what `gc` does first, so that it never meets this process's own tables in
+    /// the making, and what dropping the log does.
+    pub fn settle(&mut self) -> Result<()> {
+        if self.inflight.is_none() {
+            return Ok(());
+        }
+        self.under_lock(|log| {
+            log.finish_compaction();
+            Ok(())
+        })
     }
 
     /// Rewrites a manifest of an older format in the latest one (a compaction, under `LOCK`),
@@ -726,135 +959,33 @@ impl ManifestLog {
             if log.state.format >= FORMAT {
                 return Ok(());
             }
-            log.compact()?;
-            log.refresh(true)
+            log.compact()
         })
     }
 
-    fn compact_tables(&mut self, created: &mut Vec<u64>) -> Result<()> {
-        let state = self.state.clone();
-        let base = state.base();
-        let mut id = self.next_table;
-        // The new table: what changed since the base (for a snapshot manifest, everything).
-        let records = base::Records {
-            runs: &mut state.overlay_runs(),
-            segments: &mut state.overlay_inline(),
-            versions: &mut state
-                .overlay_versions()
-                .map(|r| r.and_then(|m| base::version_record(&m))),
-            drop_tombstones: base.is_empty(),
-        };
-        let (fs, dir) = (&*self.fs, self.dir.clone());
-        let (fresh, next) =
-            self.new_table(id, created, |id| base::write_table(fs, &dir, id, records))?;
-        id = next;
-        let mut tables: Vec<(u64, u64)> = vec![fresh];
-        tables.extend(base.sizes());
-        // The newest tables, merged while the next older is at most TIER_RATIO times their
-        // sum (so sizes grow by that ratio from new to old).
-        let mut k = 1;
-        let mut sum = tables[0].1;
-        while k < tables.len() && tables[k].1 <= TIER_RATIO * sum {
-            sum += tables[k].1;
-            k += 1;
-        }
-        if k > 1 {
-            // Merged block by block: a block no other table has a key inside is copied
-            // as it is stored (`table::merge`), so newer versions' and segments' records
-            // are not compressed again at every tier.
-            let merging = tables[..k]
-                .iter()
-                .map(|t| match base.table(t.0) {
-                    Some(open) => Ok(open.clone()),
-                    None => table::Table::open(fs, &dir, t.0).map(Arc::new),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let refs: Vec<&table::Table> = merging.iter().map(|t| &**t).collect();
-            let drop_tombstones = k == tables.len();
-            let (merged, next) = self.new_table(id, created, |id| {
-                Ok(table::merge(fs, &dir, id, &refs, drop_tombstones)?.len)
-            })?;
-            id = next;
-            tables.splice(..k, [merged]);
-        }
-        let ids: Vec<u64> = tables.iter().map(|t| t.0).collect();
-        let epoch = self.epoch.checked_add(1).ok_or_else(|| {
-            Error::corrupt(&self.path, 12, "the manifest's epoch cannot grow further")
-        })?;
-        self.write_base(epoch, &ids, &state, id)?;
-        // The tables the new base replaced: the old base's it merged, and this compaction's
-        // own that it merged in turn. Any other table no manifest lists is left for `gc`
-        // (one a crashed compaction wrote, or one of a state whose manifest was cut back).
-        let replaced: Vec<u64> = base
-            .sizes()
-            .iter()
-            .map(|t| t.0)
-            .chain(created.iter().copied())
-            .filter(|t| !ids.contains(t))
-            .collect();
-        self.remove_tables(&replaced);
-        Ok(())
-    }
-
-    /// Deletes tables (best effort: a table left over is never read). Under `LOCK`.
-    fn remove_tables(&self, ids: &[u64]) {
-        for &t in ids {
-            let _ = self.fs.remove_file(&table::table_path(&self.dir, t));
-        }
-    }
-
-    /// Writes a table (`write`, given its id) at the first id at or after `id` whose file
-    /// does not exist (a crashed compaction may have left one). Its id and length, and the
-    /// next id.
-    fn new_table(
-        &self,
-        mut id: u64,
-        created: &mut Vec<u64>,
-        write: impl FnOnce(u64) -> Result<u64>,
-    ) -> Result<((u64, u64), u64)> {
-        loop {
-            let path = table::table_path(&self.dir, id);
-            if io::exists(&*self.fs, &path).at(&path)? {
-                id = id.checked_add(1).ok_or_else(|| {
-                    Error::corrupt(&self.path, 0, "manifest table ids are exhausted")
-                })?;
-                continue;
-            }
-            created.push(id);
-            let len = write(id)?;
-            let next = id
-                .checked_add(1)
-                .ok_or_else(|| Error::corrupt(&self.path, 0, "manifest table ids are exhausted"))?;
-            return Ok(((id, len), next));
-        }
-    }
-
-    /// Replaces the manifest with one whose first frame is the base `tables` (newest first):
-    /// temp file, fsync, rename, fsync directory. A crash at any point leaves either the old
-    /// or the new file. The tables are synced before (by their writer).
+    /// Replaces the manifest with one whose first frame is the base `tables` (newest first),
+    /// followed by `tail` (whole frames): temp file, fsync, rename, fsync directory. A crash
+    /// at any point leaves either the old or the new file. The tables, and their directory
+    /// entries, are synced before (`build_tables`). Returns where the base frame ends.
     fn write_base(
         &mut self,
         epoch: u64,
         tables: &[u64],
-        state: &State,
+        (next_version, next_segment): (u64, u64),
         next_table: u64,
-    ) -> Result<()> {
-        if !tables.is_empty() {
-            // The tables' entries, and `manifest/`'s own in the store directory (made by the
-            // first compaction), are durable before a manifest names them.
-            let d = self.dir.join(table::TABLE_DIR);
-            self.fs.sync_dir(&d).at(&d)?;
-            self.fs.sync_dir(&self.dir).at(&self.dir)?;
-        }
+        tail: &[u8],
+    ) -> Result<u64> {
         let tmp = self.dir.join(MANIFEST_TMP);
         let mut bytes = header(epoch).to_vec();
         let frame = Edit::Base {
             tables: tables.to_vec(),
-            next_version: state.next_version,
-            next_segment: state.next_segment,
+            next_version,
+            next_segment,
             next_table,
         };
         bytes.extend(encode_frame(&frame).at(&tmp)?);
+        let base_end = bytes.len() as u64;
+        bytes.extend_from_slice(tail);
         let f = self.fs.open(&tmp, OpenMode::CreateTruncate).at(&tmp)?;
         f.write_all_at(&bytes, 0).at(&tmp)?;
         f.sync().at(&tmp)?;
@@ -862,6 +993,143 @@ impl ManifestLog {
         self.fs.rename(&tmp, &self.path).at(&self.path)?;
         self.renamed = true;
         self.fs.sync_dir(&self.dir).at(&self.dir)?;
-        Ok(())
+        Ok(base_end)
+    }
+}
+
+impl Drop for ManifestLog {
+    /// A compaction still in flight is put in place (taking `LOCK`, as an append would),
+    /// not lost: a process that appends once and exits would otherwise never compact.
+    /// If `LOCK` cannot be taken, its tables are deleted.
+    fn drop(&mut self) {
+        if self.inflight.is_none() {
+            return;
+        }
+        let _ = self.settle();
+        if let Some(job) = self.inflight.take() {
+            if job.pid != std::process::id() {
+                std::mem::forget(job.handle);
+            } else if let Ok((created, _)) = job.handle.join() {
+                remove_tables(&*self.fs, &self.dir, &created);
+            }
+        }
+    }
+}
+
+/// Builds a compaction's new base from `state`: writes the edits since its base (the
+/// overlay) as a new table, merges it with the newest tables of the base while they are at
+/// most `TIER_RATIO` times larger, and opens the result (reusing the base's open tables).
+/// Writes tables only, from ids at `next_table` on, each created new (`O_EXCL`) and synced,
+/// named by no manifest until `install`: it may run on a thread of its own, without `LOCK`.
+/// Every table it created is in `created`, to delete on failure.
+fn build_tables(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    manifest: &Path,
+    state: &State,
+    next_table: u64,
+    created: &mut Vec<u64>,
+) -> Result<Compacted> {
+    let base = state.base();
+    let mut id = next_table;
+    // The new table: what changed since the base (for a snapshot manifest, everything).
+    let records = base::Records {
+        runs: &mut state.overlay_runs(),
+        segments: &mut state.overlay_inline(),
+        versions: &mut state
+            .overlay_versions()
+            .map(|r| r.and_then(|m| base::version_record(&m))),
+        drop_tombstones: base.is_empty(),
+    };
+    let (fresh, next) = new_table(fs, dir, manifest, id, created, |id| {
+        base::write_table(fs, dir, id, records)
+    })?;
+    id = next;
+    let mut tables: Vec<(u64, u64)> = vec![fresh];
+    tables.extend(base.sizes());
+    // The newest tables, merged while the next older is at most TIER_RATIO times their sum
+    // (so sizes grow by that ratio from new to old).
+    let mut k = 1;
+    let mut sum = tables[0].1;
+    while k < tables.len() && tables[k].1 <= TIER_RATIO * sum {
+        sum += tables[k].1;
+        k += 1;
+    }
+    if k > 1 {
+        // Merged block by block: a block no other table has a key inside is copied as it is
+        // stored (`table::merge`), so newer versions' and segments' records are not
+        // compressed again at every tier.
+        let merging = tables[..k]
+            .iter()
+            .map(|t| match base.table(t.0) {
+                Some(open) => Ok(open.clone()),
+                None => table::Table::open(fs, dir, t.0).map(Arc::new),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&table::Table> = merging.iter().map(|t| &**t).collect();
+        let drop_tombstones = k == tables.len();
+        let (merged, next) = new_table(fs, dir, manifest, id, created, |id| {
+            Ok(table::merge(fs, dir, id, &refs, drop_tombstones)?.len)
+        })?;
+        id = next;
+        tables.splice(..k, [merged]);
+    }
+    // The tables' entries, and `manifest/`'s own in the store directory (made by the first
+    // compaction), are durable before a manifest names them.
+    let d = dir.join(table::TABLE_DIR);
+    fs.sync_dir(&d).at(&d)?;
+    fs.sync_dir(dir).at(dir)?;
+    let ids: Vec<u64> = tables.iter().map(|t| t.0).collect();
+    let counters = (state.next_version, state.next_segment);
+    let opened = Base::open_reusing(fs, dir, &ids, counters, Some(base))?;
+    // The tables the new base replaced: the old base's it merged, and this compaction's own
+    // that it merged in turn. Any other table no manifest lists is left for `gc` (one a
+    // crashed compaction wrote, or one of a state whose manifest was cut back).
+    let replaced = base
+        .sizes()
+        .iter()
+        .map(|t| t.0)
+        .chain(created.iter().copied())
+        .filter(|t| !ids.contains(t))
+        .collect();
+    Ok(Compacted {
+        base: opened,
+        ids,
+        replaced,
+        next_table: id,
+        next_version: state.next_version,
+        next_segment: state.next_segment,
+    })
+}
+
+/// Deletes tables (best effort: a table left over is never read, and `gc` lists it).
+fn remove_tables(fs: &dyn FileSystem, dir: &Path, ids: &[u64]) {
+    for &t in ids {
+        let _ = fs.remove_file(&table::table_path(dir, t));
+    }
+}
+
+/// Writes a table (`write`, given its id) at the first id at or after `id` whose file does
+/// not exist (a crashed compaction, or another process's compaction in flight, may hold
+/// one). Its id and length, and the next id.
+fn new_table(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    manifest: &Path,
+    mut id: u64,
+    created: &mut Vec<u64>,
+    write: impl FnOnce(u64) -> Result<u64>,
+) -> Result<((u64, u64), u64)> {
+    let exhausted = || Error::corrupt(manifest, 0, "manifest table ids are exhausted");
+    loop {
+        let path = table::table_path(dir, id);
+        if io::exists(fs, &path).at(&path)? {
+            id = id.checked_add(1).ok_or_else(exhausted)?;
+            continue;
+        }
+        created.push(id);
+        let len = write(id)?;
+        let next = id.checked_add(1).ok_or_else(exhausted)?;
+        return Ok(((id, len), next));
     }
 }

@@ -17,7 +17,8 @@ use crate::types::Value;
 #[derive(Debug, Default)]
 pub(crate) struct BlockBuilder {
     block: Block,
-    /// Column position of each key.
+    /// Column position of each key, once there are more than [`SCAN_COLUMNS`] (fewer are
+    /// found by a scan: no hashing, and no key allocated twice, for a narrow run).
     by_key: HashMap<String, usize>,
     /// The column after the one last written to: rows usually repeat the previous row's keys
     /// in the same order, so this finds the column with one string compare.
@@ -32,7 +33,17 @@ pub(crate) struct BlockBuilder {
     uneven: bool,
     /// `raw_estimate` when the open row started: the open row's size is what was added since.
     row_start: usize,
+    /// Columns of a block already encoded, whose buffers new columns take ([`recycle`]).
+    ///
+    /// [`recycle`]: BlockBuilder::recycle
+    spare: Vec<Column>,
 }
+
+/// Columns kept for reuse at most ([`BlockBuilder::recycle`]).
+const RECYCLED_COLUMNS: usize = 64;
+
+/// Up to this many columns, a key's column is found by comparing the keys in turn.
+const SCAN_COLUMNS: usize = 16;
 
 /// Rows a block holds at least per column (unless it reaches `MAX_BLOCK_BYTES` first).
 pub(crate) const ROWS_PER_COLUMN: usize = 4;
@@ -170,10 +181,7 @@ impl BlockBuilder {
             }
         }
         let row = (self.block.steps.len() - 1) as u32;
-        let found = match self.block.columns.get(self.hint) {
-            Some(c) if c.key == key => Some(self.hint),
-            _ => self.by_key.get(key).copied(),
-        };
+        let found = self.find(key);
         let prev = found.and_then(|i| self.block.columns[i].values.last_i64());
         // A value replacing one at the same step is counted in full: an estimate that only
         // grows keeps a block below its limit however often a row is merged into.
@@ -191,17 +199,32 @@ impl BlockBuilder {
         let i = match found {
             Some(i) => i,
             None => {
-                columns.push(Column {
-                    key: key.to_owned(),
-                    rows: Vec::new(),
-                    values: Values::for_value(&value),
-                });
-                self.by_key.insert(key.to_owned(), columns.len() - 1);
-                columns.len() - 1
+                let column = match self.spare.pop() {
+                    Some(mut c) => {
+                        c.key.clear();
+                        c.key.push_str(key);
+                        c.rows.clear();
+                        c.values.reuse_for(&value);
+                        c
+                    }
+                    None => Column {
+                        key: key.to_owned(),
+                        rows: Vec::new(),
+                        values: Values::for_value(&value),
+                    },
+                };
+                columns.push(column);
+                let i = columns.len() - 1;
+                if i == SCAN_COLUMNS {
+                    self.index_keys();
+                } else if i > SCAN_COLUMNS {
+                    self.by_key.insert(key.to_owned(), i);
+                }
+                i
             }
         };
         self.hint = i + 1;
-        let col = &mut columns[i];
+        let col = &mut self.block.columns[i];
         if col.rows.last() == Some(&row) {
             col.values.set_last(value);
             return Ok(());
@@ -209,6 +232,38 @@ impl BlockBuilder {
         col.rows.push(row);
         col.values.push(value);
         Ok(())
+    }
+
+    /// Takes `block`, encoded and no longer needed, as buffers for the rows and columns to
+    /// come (a bulk's next short run logs into its last one's, instead of allocating again).
+    pub fn recycle(&mut self, block: Block) {
+        let Block { mut steps, columns } = block;
+        if self.block.steps.is_empty() && steps.capacity() > self.block.steps.capacity() {
+            steps.clear();
+            self.block.steps = steps;
+        }
+        let room = RECYCLED_COLUMNS.saturating_sub(self.spare.len());
+        self.spare.extend(columns.into_iter().take(room));
+    }
+
+    /// The column of `key`, if it has one: the column after the last one written to (rows
+    /// usually repeat their keys in order), or a scan of few columns, or the index of many.
+    fn find(&self, key: &str) -> Option<usize> {
+        let columns = &self.block.columns;
+        match columns.get(self.hint) {
+            Some(c) if c.key == key => Some(self.hint),
+            _ if columns.len() <= SCAN_COLUMNS => columns.iter().position(|c| c.key == key),
+            _ => self.by_key.get(key).copied(),
+        }
+    }
+
+    /// Indexes every column by its key if there are more than [`SCAN_COLUMNS`] (else none).
+    fn index_keys(&mut self) {
+        self.by_key.clear();
+        if self.block.columns.len() > SCAN_COLUMNS {
+            let keys = self.block.columns.iter().enumerate();
+            self.by_key = keys.map(|(i, c)| (c.key.clone(), i)).collect();
+        }
     }
 
     /// Drops the open row and every value in it (a log call refused after it opened the row).
@@ -225,9 +280,7 @@ impl BlockBuilder {
         }
         // Columns only the open row had go; the estimate, which only counts too much, stays.
         self.block.columns.retain(|c| !c.rows.is_empty());
-        self.by_key = (self.block.columns.iter().enumerate())
-            .map(|(i, c)| (c.key.clone(), i))
-            .collect();
+        self.index_keys();
         self.hint = 0;
         self.block.steps.pop();
         self.open = false;

@@ -236,17 +236,35 @@ impl Image {
         blocks: Vec<EncodedBlock>,
     ) -> std::io::Result<Image> {
         let header = SegmentHeader::new(stream, version, SegmentId(0));
-        // The index, block aggregates and segment aggregate as `append` builds them.
-        let (mut index, mut aggs, mut agg) = (Vec::new(), Vec::new(), Agg::default());
-        let mut at = HEADER_LEN as u64;
+        // The index, block aggregates and segment aggregate as `append` builds them. The
+        // blocks' aggregates are lent to the footer's encoder, not copied (a short run's one
+        // block's is also the segment's).
+        let mut blocks = blocks;
+        let (mut index, mut at) = (Vec::new(), HEADER_LEN as u64);
         for b in &blocks {
             index.push(index_entry(at, b));
             at += b.frame.len() as u64;
-            agg.merge_later(&b.agg);
-            aggs.push(b.agg.clone());
         }
-        let footer = footer::encode(header.format, &index, &aggs, &agg, at)?;
-        let info = seal_info(&agg, at + footer.len() as u64);
+        let aggs: Vec<Agg> = blocks
+            .iter_mut()
+            .map(|b| std::mem::take(&mut b.agg))
+            .collect();
+        let merged;
+        let agg = match &aggs[..] {
+            [one] => one,
+            _ => {
+                let mut all = Agg::default();
+                aggs.iter().for_each(|a| all.merge_later(a));
+                merged = all;
+                &merged
+            }
+        };
+        let encoded = footer::encode(header.format, &index, &aggs, agg, at);
+        let info = seal_info(agg, at + encoded.as_ref().map_or(0, |f| f.len() as u64));
+        for (b, a) in blocks.iter_mut().zip(aggs) {
+            b.agg = a;
+        }
+        let footer = encoded?;
         Ok(Image {
             header,
             blocks,

@@ -57,6 +57,8 @@ pub struct Bulk {
     runs: Vec<Encoded>,
     names: std::collections::HashSet<String>,
     bytes: usize,
+    /// The last history block encoded, whose buffers the next short run logs into.
+    spare: std::sync::Mutex<Option<crate::segment::block::Block>>,
 }
 
 /// A run added to a bulk: its config checked, its streams encoded.
@@ -108,6 +110,7 @@ impl Store {
             runs: Vec::new(),
             names: std::collections::HashSet::new(),
             bytes: 0,
+            spare: std::sync::Mutex::new(None),
         }
     }
 }
@@ -117,10 +120,15 @@ impl Bulk {
     /// when it is added.
     pub fn run(&self, name: &str) -> ShortRun {
         let o = self.store.options();
+        let mut streams = Stream::ALL.map(StreamState::new);
+        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(block) = spare {
+            streams[Stream::History.index()].buf.recycle(block);
+        }
         ShortRun {
             name: name.to_owned(),
             config: None,
-            streams: Stream::ALL.map(StreamState::new),
+            streams,
             blocks: Default::default(),
             cuts: Stream::ALL.map(|s| o.block_cut(s)),
             level: o.compression_level,
@@ -157,6 +165,9 @@ impl Bulk {
             if streams[i].buf.has_closed() {
                 let block = streams[i].buf.take_closed();
                 blocks[i].push(EncodedBlock::encode(&block, level).map_err(io)?);
+                if stream == Stream::History {
+                    *self.spare.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(block);
+                }
             }
             let blocks = std::mem::take(&mut blocks[i]);
             if blocks.is_empty() {

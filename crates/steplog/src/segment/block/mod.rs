@@ -99,6 +99,16 @@ impl Values {
         }
     }
 
+    /// Empties these values to hold values like `v`, keeping their buffer where it can.
+    pub(crate) fn reuse_for(&mut self, v: &Value) {
+        match (&mut *self, v) {
+            (Values::F64(xs), Value::F64(_)) => xs.clear(),
+            (Values::I64(xs), Value::I64(_)) => xs.clear(),
+            (Values::Any(xs), Value::Bool(_) | Value::Str(_)) => xs.clear(),
+            _ => *self = Values::for_value(v),
+        }
+    }
+
     /// The `i`-th value (`i` < `len`).
     pub(crate) fn get(&self, i: usize) -> Value {
         match self {
