@@ -441,3 +441,98 @@ fn a_checksum_valid_but_inconsistent_manifest_is_corruption_naming_the_offset() 
         assert_eq!(std::fs::read(dir.path().join("MANIFEST")).unwrap(), bytes);
     }
 }
+
+/// The manifest's frames as (offset, payload): a length, two crc32s, the payload.
+fn frames(manifest: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 12 <= manifest.len() {
+        let len = u32::from_le_bytes(manifest[at..at + 4].try_into().unwrap()) as usize;
+        out.push((at, manifest[at + 12..at + 12 + len].to_vec()));
+        at += 12 + len;
+    }
+    out
+}
+
+/// A frame of `payload`, its checksums right.
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_le_bytes().to_vec();
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    let hcrc = crc32fast::hash(&out);
+    out.extend_from_slice(&hcrc.to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn a_checksum_valid_but_undecodable_binary_batch_is_corruption_naming_its_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let mut bulk = store.bulk();
+        for r in ["a", "b"] {
+            let mut run = bulk.run(r);
+            run.set_config(json!({"lr": 0.1}));
+            run.log_at(0, [("x", 1.0)]).unwrap();
+            bulk.add(run).unwrap();
+        }
+        bulk.commit().unwrap();
+    }
+    let good = std::fs::read(dir.path().join("MANIFEST")).unwrap();
+    let (at, payload) = frames(&good)
+        .into_iter()
+        .find(|(_, p)| p.first() == Some(&0x01))
+        .expect("the bulk's binary batch");
+    // The payload's fields in order: tag, count, then run "a": its name (a length, the
+    // byte), version, time, config (a length, then the JSON).
+    let config_at = 1 + 1 + 2 + 1;
+    let config_at = config_at + {
+        let mut n = 0;
+        while payload[config_at + n] & 0x80 != 0 {
+            n += 1;
+        }
+        n + 1
+    };
+    assert_eq!(payload[config_at] as usize, br#"{"lr":0.1}"#.len());
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("cut short", payload[..payload.len() - 3].to_vec()),
+        ("a byte after its last run", [&payload[..], &[0]].concat()),
+        ("a count of runs it does not hold", {
+            let mut p = payload.clone();
+            p[1] = 3;
+            p
+        }),
+        ("a name that is not UTF-8", {
+            let mut p = payload.clone();
+            p[3] = 0xff;
+            p
+        }),
+        ("a config that is not a JSON object", {
+            let mut p = payload.clone();
+            p[config_at + 1] = b'[';
+            p
+        }),
+    ];
+    for (what, bad) in cases {
+        let mut bytes = good[..at].to_vec();
+        bytes.extend_from_slice(&frame(&bad));
+        bytes.extend_from_slice(&good[at + 12 + payload.len()..]);
+        std::fs::write(dir.path().join("MANIFEST"), &bytes).unwrap();
+        match Store::open(dir.path()) {
+            Err(e @ Error::Corrupt { .. }) => {
+                let Error::Corrupt { file, offset, .. } = &e else {
+                    unreachable!()
+                };
+                assert!(file.ends_with("MANIFEST"), "{what}");
+                assert_eq!(*offset, at as u64, "{what}: the frame's offset ({e})");
+            }
+            other => panic!("{what}: expected corruption, got {other:?}"),
+        }
+        let out = cli_no_panic(dir.path(), &["verify"]);
+        assert_eq!(out.status.code(), Some(1), "{what}: steplog verify");
+    }
+    // The manifest as it was reads back both runs.
+    std::fs::write(dir.path().join("MANIFEST"), &good).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.summary("b").unwrap().keys["x"].count, 1);
+}

@@ -220,7 +220,8 @@ fn write_seeds() {
     let manifest = packed.read(Path::new("/p/MANIFEST")).unwrap();
     assert!(String::from_utf8_lossy(&manifest).contains("\"op\":\"pack\""));
     write("manifest", "frames-pack", &manifest[24..]);
-    // Manifest format 6: short runs written in a bulk, one `batch` edit.
+    // Manifest format 6: short runs written in a bulk, one `batch` edit (binary since format
+    // 8; the JSON one of formats 6 and 7, `edit-batch`, was written by an earlier steplog).
     let bulked = SimFs::new();
     let store = Options::new()
         .file_system(Arc::new(bulked.clone()))
@@ -242,17 +243,18 @@ fn write_seeds() {
     bulk.commit().unwrap();
     let manifest = bulked.read(Path::new("/b/MANIFEST")).unwrap();
     write("manifest", "frames-batch", &manifest[24..]);
-    // The batch edit alone: a frame is a length, two crc32s (payload, header), the JSON.
+    // The batch edit alone: a frame is a length, two crc32s (payload, header), the payload,
+    // whose first byte is 0x01 for a binary batch (the target reads its input as one).
     let mut at = 24;
     let batch = loop {
         let len = u32::from_le_bytes(manifest[at..at + 4].try_into().unwrap()) as usize;
         let payload = &manifest[at + 12..at + 12 + len];
-        if payload.starts_with(br#"{"op":"batch""#) {
+        if payload.first() == Some(&0x01) {
             break payload;
         }
         at += 12 + len;
     };
-    write("manifest", "edit-batch", batch);
+    write("manifest", "batch-payload", batch);
     write(
         "manifest",
         "edit",

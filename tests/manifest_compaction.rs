@@ -167,3 +167,119 @@ fn two_stores_committing_bulks_by_turns_lose_nothing_and_leave_no_table_behind()
     drop(store);
     assert_eq!(stray_tables(dir.path()), Vec::<std::path::PathBuf>::new());
 }
+
+/// The real file system, except that every other manifest table this store creates is
+/// taken by another writer (as another process's compaction would, building its tables
+/// without `LOCK`) the moment it creates it: the create finds a file it did not make.
+#[derive(Debug)]
+struct TablesTakenFirst {
+    os: steplog::io::OsFs,
+    /// The tables taken, and how many creates of a table were let through.
+    taken: std::sync::Mutex<Vec<std::path::PathBuf>>,
+    let_through: std::sync::atomic::AtomicU64,
+}
+
+const FOREIGN: &[u8] = b"another writer's table";
+
+impl steplog::io::FileSystem for TablesTakenFirst {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        mode: steplog::io::OpenMode,
+    ) -> std::io::Result<std::sync::Arc<dyn steplog::io::FileHandle>> {
+        let table = path.extension().is_some_and(|e| e == "tab");
+        if table && mode == steplog::io::OpenMode::CreateNew {
+            let mut taken = self.taken.lock().unwrap();
+            // Taken and let through by turns: the id after a taken one is free.
+            let through = self.let_through.load(std::sync::atomic::Ordering::Relaxed);
+            if taken.len() as u64 > through {
+                self.let_through
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else if !path.exists() {
+                taken.push(path.to_owned());
+                std::fs::write(path, FOREIGN)?;
+            }
+        }
+        self.os.open(path, mode)
+    }
+    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.os.create_dir_all(path)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.os.remove_file(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.os.rename(from, to)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.os.sync_dir(path)
+    }
+    fn read_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.os.read_dir(path)
+    }
+    fn lock(
+        &self,
+        path: &std::path::Path,
+        exclusive: bool,
+        wait: bool,
+    ) -> std::io::Result<Option<steplog::io::LockGuard>> {
+        self.os.lock(path, exclusive, wait)
+    }
+    fn lock_slot(
+        &self,
+        path: &std::path::Path,
+        slot: u64,
+    ) -> std::io::Result<Option<steplog::io::LockGuard>> {
+        self.os.lock_slot(path, slot)
+    }
+    fn locked_slots(
+        &self,
+        path: &std::path::Path,
+        from: u64,
+        to: u64,
+    ) -> std::io::Result<Vec<u64>> {
+        self.os.locked_slots(path, from, to)
+    }
+    fn identify(&self, path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+        self.os.identify(path)
+    }
+}
+
+#[test]
+fn a_compaction_that_finds_its_table_id_taken_uses_the_next_and_never_deletes_the_other() {
+    // Compactions build their tables without `LOCK`, so two processes' may race for a table
+    // id: the one that finds it taken when it creates the file must take the next id, and
+    // must not count the other's file as its own (a failed compaction deletes its own: it
+    // deleted the other's, which a manifest then listed, missing).
+    let dir = tempfile::tempdir().unwrap();
+    let fs = std::sync::Arc::new(TablesTakenFirst {
+        os: steplog::io::OsFs,
+        taken: Default::default(),
+        let_through: Default::default(),
+    });
+    let open = || {
+        Options::new()
+            .manifest_compaction_bytes(4096)
+            .file_system(fs.clone())
+            .open(dir.path())
+            .unwrap()
+    };
+    let store = open();
+    for k in 0..6 {
+        commit_bulk(&store, &format!("b{k}"), 60);
+    }
+    drop(store);
+    let taken = fs.taken.lock().unwrap().clone();
+    assert!(
+        taken.len() >= 6,
+        "each compaction met a taken id: {taken:?}"
+    );
+    for path in &taken {
+        assert_eq!(std::fs::read(path).unwrap(), FOREIGN, "{}", path.display());
+    }
+    let store = open();
+    for k in 0..6 {
+        check_bulk(&store, &format!("b{k}"), 60);
+    }
+    assert!(store.verify().unwrap().is_ok());
+}

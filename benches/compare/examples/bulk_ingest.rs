@@ -8,9 +8,38 @@
 //! (`perf record -g` on the binary in `target/release/examples/` for a profile). With
 //! `STEPLOG_BULK_DIR=DIR` the store is written to `DIR` (which must not exist) and kept, to
 //! measure reads of a big store (`steplog --store DIR runs`); `STEPLOG_BULK_STEPS=100` gives
-//! runs of the sweep's length (20 by default, the many workload's).
+//! runs of the sweep's length (20 by default, the many workload's). It also counts the
+//! allocations made while writing (by every thread; the rows were built before).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
+
+/// The system allocator, counting allocations (what a short run costs in `malloc` calls).
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed to the system allocator unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        // SAFETY: the caller's contract is `GlobalAlloc::alloc`'s, passed on as it is.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` with `layout` (every allocation is).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        // SAFETY: as for `dealloc`, and `new_size` is the caller's, checked by its contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 use steplog_workload::{sweep_row, Rng};
 
@@ -54,6 +83,7 @@ fn main() {
         .collect();
     let built = t.elapsed();
     let t = Instant::now();
+    let allocations = ALLOCATIONS.load(Relaxed);
     if writer {
         for (name, config, rows) in data {
             let mut w = store.run(&name).config(config).start().unwrap();
@@ -83,15 +113,17 @@ fn main() {
     // Closed, as the writing process would be: a compaction in flight is put in place.
     drop(store);
     let wrote = t.elapsed();
+    let allocations = ALLOCATIONS.load(Relaxed) - allocations;
     let points = runs * steps * 4;
     println!(
         "{runs} runs, {} ({}): rows built in {:.3} s, written in {:.3} s: {:.3} M points/s, \
-         {:.3} bytes/point",
+         {:.3} bytes/point, {:.0} allocations/run (all threads)",
         points,
         if writer { "a writer per run" } else { "bulk" },
         built.as_secs_f64(),
         wrote.as_secs_f64(),
         points as f64 / wrote.as_secs_f64() / 1e6,
-        steplog_workload::tree_bytes(&dir) as f64 / points as f64
+        steplog_workload::tree_bytes(&dir) as f64 / points as f64,
+        allocations as f64 / runs as f64
     );
 }

@@ -177,15 +177,20 @@ pub trait System {
 
 pub type SummaryMap = BTreeMap<String, (u64, f64, f64, f64)>;
 
-/// The small config of run `r` of the many workload, as JSON text.
+/// The small config of run `r` of the many workload, as JSON text (what SQLite and Parquet
+/// store).
 pub fn many_config(r: u64) -> String {
+    many_config_value(r).to_string()
+}
+
+/// The same config as a JSON value (what steplog takes, as a tracker would pass it).
+pub fn many_config_value(r: u64) -> serde_json::Value {
     serde_json::json!({
         "lr": 1e-4 * ((r % 7) + 1) as f64,
         "batch_size": 32u64 << (r % 3),
         "seed": r,
         "optimizer": if r.is_multiple_of(2) { "adam" } else { "sgd" },
     })
-    .to_string()
 }
 
 /// Bytes the file system allocated for everything under `dir` (blocks, not lengths), and the

@@ -18,7 +18,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use steplog::{Query, Store, Value};
 
-use crate::{many_config, sweep_data, Columns, System};
+use crate::{many_config, many_config_value, sweep_data, Columns, System};
 
 type Series = (Vec<u64>, Vec<f64>);
 use crate::SummaryMap;
@@ -162,7 +162,7 @@ fn log_short_runs(store: &Store, runs: u64, steps: u64, configs: bool) {
             }
             let mut run = bulk.run(&format!("run-{r}"));
             if configs {
-                run.set_config(serde_json::from_str(&many_config(r)).unwrap());
+                run.set_config(many_config_value(r));
             }
             current = Some((r, run));
         }
@@ -185,7 +185,7 @@ fn log_writer_runs(store: &Store, runs: u64, steps: u64, configs: bool) {
             }
             let mut start = store.run(&format!("run-{r}"));
             if configs {
-                start = start.config(serde_json::from_str(&many_config(r)).unwrap());
+                start = start.config(many_config_value(r));
             }
             current = Some((r, start.start().unwrap()));
         }

@@ -57,9 +57,12 @@ fn documented_sizes_match_the_encoders() {
     )
     .unwrap();
     let file = std::fs::read(log.path()).unwrap();
-    let frame = crate::manifest::log::encode_frame(&crate::manifest::Edit::Finish {
-        version: VersionId(1),
-    })
+    let frame = crate::manifest::log::encode_frame(
+        &crate::manifest::Edit::Finish {
+            version: VersionId(1),
+        },
+        crate::manifest::log::FORMAT,
+    )
     .unwrap();
     let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
     assert_eq!(frame.len(), crate::manifest::log::FRAME_HEADER_LEN + len);
@@ -85,7 +88,13 @@ fn documented_sizes_match_the_encoders() {
         .and_then(|(n, _)| n.parse().ok())
         .expect("docs/FORMAT.md states the manifest header's format");
     assert_eq!(u16::from_le_bytes([file[8], file[9]]), stated);
-    assert_eq!(stated, 7, "manifest format 7");
+    assert_eq!(stated, 8, "manifest format 8");
+    // The first byte the document gives a binary batch is the one the encoder writes.
+    let tag = DOC
+        .split_once("payload  = tag u8 = 0x")
+        .and_then(|(_, rest)| u8::from_str_radix(&rest[..2], 16).ok())
+        .expect("docs/FORMAT.md gives the binary batch's tag");
+    assert_eq!(tag, crate::manifest::batch::TAG);
 
     // A table of no record: header, an empty index frame, a filter frame, the footer.
     use crate::manifest::table::{self, TableWriter};

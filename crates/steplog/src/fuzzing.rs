@@ -84,6 +84,10 @@ pub fn manifest(data: &[u8]) {
             }
         }
     }
+    // The input as a binary `batch` payload, applied to an empty state.
+    if let Ok(runs) = crate::manifest::batch::decode(data) {
+        let _ = State::default().apply(&Edit::Batch { runs });
+    }
     if let Ok(edit) = serde_json::from_slice::<Edit>(data) {
         // A snapshot as a first frame (taken whole, unchecked until `validate`), any other
         // edit applied to an empty state.
@@ -110,7 +114,10 @@ pub fn manifest(data: &[u8]) {
         let _ = state.needed_segments(&[]);
         // The input as the snapshot of a store, as the first frame of its manifest.
         if let Edit::Snapshot { .. } = edit {
-            store_over_manifest(&crate::manifest::log::encode_frame(&edit).expect("frame"));
+            store_over_manifest(
+                &crate::manifest::log::encode_frame(&edit, crate::manifest::log::FORMAT)
+                    .expect("frame"),
+            );
         }
     }
     // The frames as a whole store's manifest: whatever state it describes that opens (it
@@ -149,7 +156,8 @@ pub fn table(data: &[u8]) {
         next_segment: 1 << 20,
         next_table: 2,
     };
-    let frame = crate::manifest::log::encode_frame(&base).expect("frame");
+    let frame =
+        crate::manifest::log::encode_frame(&base, crate::manifest::log::FORMAT).expect("frame");
     let m = fs
         .open(&dir.join("MANIFEST"), OpenMode::CreateTruncate)
         .expect("create");

@@ -14,7 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::io::FileSystem;
 use crate::lock;
 use crate::manifest::log::ManifestLog;
-use crate::manifest::{Config, Edit, Origin, State, VersionMeta};
+use crate::manifest::{Config, ConfigJson, Edit, Origin, State, VersionMeta};
 use crate::options::{Durability, Options};
 use crate::reference::{IntoReference, Reference, Target};
 use crate::types::{SegmentId, VersionId};
@@ -215,7 +215,23 @@ pub(crate) fn config_object(value: serde_json::Value) -> Result<Config> {
 /// Refuses a config larger than [`MAX_CONFIG_BYTES`](crate::limits::MAX_CONFIG_BYTES) of
 /// JSON: configs live in the manifest, which every process reads.
 pub(crate) fn check_config(config: &Config) -> Result<()> {
-    let len = serde_json::to_vec(config).map_or(usize::MAX, |b| b.len());
+    /// Counts the bytes written to it, keeping none.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let len = serde_json::to_writer(&mut count, config).map_or(usize::MAX, |()| count.0);
+    check_config_len(len)
+}
+
+fn check_config_len(len: usize) -> Result<()> {
     let limit = crate::limits::MAX_CONFIG_BYTES;
     if len > limit {
         return Err(Error::InvalidInput(format!(
@@ -223,6 +239,16 @@ pub(crate) fn check_config(config: &Config) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// [`config_object`], as the manifest keeps it: its JSON text, serialized once.
+pub(crate) fn config_json(value: serde_json::Value) -> Result<ConfigJson> {
+    let serde_json::Value::Object(map) = value else {
+        return config_object(value).map(|_| ConfigJson::default());
+    };
+    let text = serde_json::to_string(&map).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    check_config_len(text.len())?;
+    ConfigJson::parse(text).map_err(Error::InvalidInput)
 }
 
 /// `over` merged into `base`: objects merge key by key, recursively; anything else replaces.
@@ -703,7 +729,7 @@ fn info(m: &VersionMeta, status: Status) -> VersionInfo {
         origin: m.origin,
         parent: m.parent.map(|(version, step)| Parent { version, step }),
         restart_of: m.restart_of,
-        config: serde_json::Value::Object(m.config.clone()),
+        config: serde_json::Value::Object(m.config.map()),
         created: m.created,
     }
 }

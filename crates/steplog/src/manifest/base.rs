@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::table::{Table, TableWriter};
-use super::VersionMeta;
+use super::{ConfigJson, VersionMeta};
 use crate::error::{Error, Result};
 use crate::io::FileSystem;
 use crate::types::{SegmentId, VersionId};
@@ -353,7 +353,7 @@ fn decode_version(
     bytes: &[u8],
     counters: (u64, u64),
 ) -> Result<VersionMeta> {
-    let meta: VersionMeta = serde_json::from_slice(bytes)
+    let meta: VersionMeta = ConfigJson::read_raw(|| serde_json::from_slice(bytes))
         .map_err(|e| Error::corrupt(path, 0, format!("a version record does not decode: {e}")))?;
     if key != version_key(meta.id) {
         return Err(Error::corrupt(

@@ -14,16 +14,17 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, FileSystem, LockGuard, OpenMode};
-use crate::manifest::{base, table, Base, Edit, State};
+use crate::manifest::{base, batch, table, Base, Edit, State};
 
 const MAGIC: [u8; 8] = *b"STEPLMAN";
-/// The header's format: 7 (a `base` frame over tables, edits that may carry inline
-/// segments, packs, batches of runs and run deletions, tables that may hold run tombstones)
-/// is written; 6 (the same without deletions), 5 (without batches either), 4 (without packs
-/// either) and 3 (without inline segments either) are appended to as they are, taking only
-/// what their format knows, until their first compaction rewrites them as 7; 1 (a
-/// `snapshot` frame, manifest formats 1 and 2) is read.
-const FORMAT: u16 = 7;
+/// The header's format: 8 (a `base` frame over tables, edits that may carry inline
+/// segments, packs, batches of runs in binary and run deletions, tables that may hold run
+/// tombstones) is written; 7 (the same with batches in JSON), 6 (without deletions either),
+/// 5 (without batches either), 4 (without packs either) and 3 (without inline segments
+/// either) are appended to as they are, taking only what their format knows, until their
+/// first compaction rewrites them as 8; 1 (a `snapshot` frame, manifest formats 1 and 2) is
+/// read.
+pub(crate) const FORMAT: u16 = 8;
 /// The first format whose edits may carry inline segments.
 pub(crate) const FORMAT_INLINE: u16 = 4;
 /// The first format whose edits may carry packs.
@@ -32,6 +33,8 @@ pub(crate) const FORMAT_PACKS: u16 = 5;
 pub(crate) const FORMAT_BATCH: u16 = 6;
 /// The first format with `delete` edits and run tombstones in tables.
 pub(crate) const FORMAT_DELETE: u16 = 7;
+/// The first format whose `batch` edits are written in binary ([`batch`]).
+pub(crate) const FORMAT_BINARY_BATCH: u16 = 8;
 const FORMAT_TABLES: u16 = 3;
 const FORMAT_SNAPSHOT: u16 = 1;
 /// Size ratio of the tiers of tables: a compaction merges a table into the newer ones when
@@ -83,6 +86,7 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(u64, u16)> {
     let format = u16::from_le_bytes([bytes[8], bytes[9]]);
     if ![
         FORMAT,
+        FORMAT_DELETE,
         FORMAT_BATCH,
         FORMAT_PACKS,
         FORMAT_INLINE,
@@ -102,22 +106,53 @@ fn parse_header(path: &Path, bytes: &[u8]) -> Result<(u64, u16)> {
     Ok((u64::from_le_bytes(e), format))
 }
 
-/// Encodes one edit as a frame; an edit too large for a frame's `u32` length is refused.
-pub(crate) fn encode_frame(edit: &Edit) -> std::io::Result<Vec<u8>> {
-    let payload = serde_json::to_vec(edit)?;
-    let len = u32::try_from(payload.len()).map_err(|_| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("a manifest edit of {} bytes is too large", payload.len()),
-        )
-    })?;
-    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    let hcrc = crc32fast::hash(&out);
-    out.extend_from_slice(&hcrc.to_le_bytes());
-    out.extend_from_slice(&payload);
+/// Encodes one edit as a frame for a manifest of `format`; an edit too large for a frame's
+/// `u32` length is refused.
+pub(crate) fn encode_frame(edit: &Edit, format: u16) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    put_frame(&mut out, edit, format)?;
     Ok(out)
+}
+
+/// Appends one edit's frame to `out`, for a manifest of `format`: a `batch` in binary from
+/// format 8 on, every other edit in JSON. On an error `out` is as it was.
+pub(crate) fn put_frame(out: &mut Vec<u8>, edit: &Edit, format: u16) -> std::io::Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+    let written = match edit {
+        Edit::Batch { runs } if format >= FORMAT_BINARY_BATCH => batch::encode(runs, out),
+        _ => serde_json::to_writer(&mut *out, edit).map_err(std::io::Error::from),
+    };
+    let payload_len = out.len() - start - FRAME_HEADER_LEN;
+    let len = written.and_then(|()| {
+        u32::try_from(payload_len).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("a manifest edit of {payload_len} bytes is too large"),
+            )
+        })
+    });
+    let len = match len {
+        Ok(len) => len,
+        Err(e) => {
+            out.truncate(start);
+            return Err(e);
+        }
+    };
+    let pcrc = crc32fast::hash(&out[start + FRAME_HEADER_LEN..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&pcrc.to_le_bytes());
+    let hcrc = crc32fast::hash(&out[start..start + 8]);
+    out[start + 8..start + 12].copy_from_slice(&hcrc.to_le_bytes());
+    Ok(())
+}
+
+/// Decodes one frame's payload: a binary `batch` or a JSON edit.
+fn decode_edit(payload: &[u8]) -> std::result::Result<Edit, String> {
+    if payload.first() == Some(&batch::TAG) {
+        return batch::decode(payload).map(|runs| Edit::Batch { runs });
+    }
+    serde_json::from_slice(payload).map_err(|e| e.to_string())
 }
 
 /// The outcome of decoding frames from a buffer.
@@ -188,7 +223,7 @@ pub(crate) fn decode_frames(path: &Path, buf: &[u8], base: u64) -> Result<Frames
                 got,
             });
         }
-        let edit: Edit = serde_json::from_slice(payload)
+        let edit = decode_edit(payload)
             .map_err(|e| Error::corrupt(path, at, format!("undecodable manifest edit: {e}")))?;
         edits.push((at, edit));
         pos += end;
@@ -708,9 +743,10 @@ impl ManifestLog {
             }
         }
         let mut bytes = Vec::new();
+        let format = self.state.format;
         for e in &edits {
-            match encode_frame(e) {
-                Ok(frame) => bytes.extend(frame),
+            match put_frame(&mut bytes, e, format) {
+                Ok(()) => {}
                 Err(err) => {
                     self.epoch = 0;
                     return Err(Error::io(&self.path, err));
@@ -983,7 +1019,7 @@ impl ManifestLog {
             next_segment,
             next_table,
         };
-        bytes.extend(encode_frame(&frame).at(&tmp)?);
+        bytes.extend(encode_frame(&frame, FORMAT).at(&tmp)?);
         let base_end = bytes.len() as u64;
         bytes.extend_from_slice(tail);
         let f = self.fs.open(&tmp, OpenMode::CreateTruncate).at(&tmp)?;
@@ -1033,15 +1069,15 @@ fn build_tables(
     let base = state.base();
     let mut id = next_table;
     // The new table: what changed since the base (for a snapshot manifest, everything).
-    let records = base::Records {
-        runs: &mut state.overlay_runs(),
-        segments: &mut state.overlay_inline(),
-        versions: &mut state
-            .overlay_versions()
-            .map(|r| r.and_then(|m| base::version_record(&m))),
-        drop_tombstones: base.is_empty(),
-    };
     let (fresh, next) = new_table(fs, dir, manifest, id, created, |id| {
+        let records = base::Records {
+            runs: &mut state.overlay_runs(),
+            segments: &mut state.overlay_inline(),
+            versions: &mut state
+                .overlay_versions()
+                .map(|r| r.and_then(|m| base::version_record(&m))),
+            drop_tombstones: base.is_empty(),
+        };
         base::write_table(fs, dir, id, records)
     })?;
     id = next;
@@ -1118,7 +1154,7 @@ fn new_table(
     manifest: &Path,
     mut id: u64,
     created: &mut Vec<u64>,
-    write: impl FnOnce(u64) -> Result<u64>,
+    mut write: impl FnMut(u64) -> Result<u64>,
 ) -> Result<((u64, u64), u64)> {
     let exhausted = || Error::corrupt(manifest, 0, "manifest table ids are exhausted");
     loop {
@@ -1127,9 +1163,20 @@ fn new_table(
             id = id.checked_add(1).ok_or_else(exhausted)?;
             continue;
         }
-        created.push(id);
-        let len = write(id)?;
         let next = id.checked_add(1).ok_or_else(exhausted)?;
-        return Ok(((id, len), next));
+        created.push(id);
+        match write(id) {
+            Ok(len) => return Ok(((id, len), next)),
+            // Another compaction (of another process: tables are built without `LOCK`)
+            // created this id since it was found free. The file is not this compaction's,
+            // so not one to delete if it fails: the next id is tried.
+            Err(Error::Io { path: p, source })
+                if source.kind() == std::io::ErrorKind::AlreadyExists && p == path =>
+            {
+                created.pop();
+                id = next;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }

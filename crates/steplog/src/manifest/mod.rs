@@ -8,6 +8,7 @@
 //!   a version are its ancestors' rows up to the cutoffs, then its own (see [`State::plan`]).
 
 mod base;
+pub(crate) mod batch;
 pub(crate) mod log;
 mod plan;
 pub(crate) mod table;
@@ -27,6 +28,107 @@ use serde::{Deserialize, Serialize};
 use crate::types::{SegmentId, Stream, VersionId};
 
 pub(crate) type Config = serde_json::Map<String, serde_json::Value>;
+
+/// A version's config as the manifest keeps it: its JSON text (an object, checked when
+/// made), shared. A short run's config is serialized once, when its bulk takes it, and then
+/// written to frames and tables and shared by every copy of its record as it is, with no
+/// map to copy or free; a read parses it. Serialized as the JSON object itself, so records
+/// are the same bytes as with a map.
+#[derive(Clone)]
+pub(crate) struct ConfigJson(Arc<serde_json::value::RawValue>);
+
+/// The same text (configs are always written compact, so the same config).
+impl PartialEq for ConfigJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.text() == other.text()
+    }
+}
+
+impl Eq for ConfigJson {}
+
+impl ConfigJson {
+    /// The config of `map` (its compact JSON).
+    pub fn of(map: &Config) -> ConfigJson {
+        // A map of JSON values always serializes, and as an object.
+        let text = serde_json::to_string(map).unwrap_or_else(|_| "{}".into());
+        ConfigJson::parse(text).unwrap_or_default()
+    }
+
+    /// The config whose JSON is `text`; refused unless it is a JSON object.
+    pub fn parse(text: String) -> Result<ConfigJson, String> {
+        let raw = serde_json::value::RawValue::from_string(text).map_err(|e| e.to_string())?;
+        if !raw.get().starts_with('{') {
+            return Err("a config must be a JSON object".into());
+        }
+        Ok(ConfigJson(Arc::from(raw)))
+    }
+
+    /// Its JSON text (compact, as it was written).
+    pub fn text(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The config as a map.
+    pub fn map(&self) -> Config {
+        // The text was checked as a JSON object when made.
+        serde_json::from_str(self.text()).unwrap_or_default()
+    }
+}
+
+impl Default for ConfigJson {
+    fn default() -> Self {
+        ConfigJson::of(&Config::new())
+    }
+}
+
+impl std::fmt::Debug for ConfigJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl Serialize for ConfigJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+thread_local! {
+    /// Whether configs being read are read as raw JSON ([`ConfigJson::read_raw`]).
+    static RAW_CONFIGS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl ConfigJson {
+    /// Runs `read`, a `serde_json` read of records whose configs are not inside an edit,
+    /// taking each config's text as it is (checked, not parsed into a map): what listing a
+    /// million runs reads a million times.
+    pub fn read_raw<T>(read: impl FnOnce() -> T) -> T {
+        struct Reset(bool);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                RAW_CONFIGS.with(|r| r.set(self.0));
+            }
+        }
+        let _reset = Reset(RAW_CONFIGS.with(|r| r.replace(true)));
+        read()
+    }
+}
+
+/// Read as a map and written again (compact, its keys in their order), except within
+/// [`ConfigJson::read_raw`]: inside an edit, whose `op` tag makes serde buffer its fields,
+/// a raw value cannot be read.
+impl<'de> Deserialize<'de> for ConfigJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !RAW_CONFIGS.with(|r| r.get()) {
+            return Config::deserialize(d).map(|map| ConfigJson::of(&map));
+        }
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        if !raw.get().starts_with('{') {
+            return Err(serde::de::Error::custom("a config must be a JSON object"));
+        }
+        Ok(ConfigJson(Arc::from(raw)))
+    }
+}
 
 /// How a version came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +176,7 @@ pub(crate) struct VersionMeta {
     /// no row from it). Written only when set, so older stores read as they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_of: Option<VersionId>,
-    pub config: Config,
+    pub config: ConfigJson,
     /// Seconds since the Unix epoch at creation.
     pub created: u64,
     pub finished: bool,
@@ -121,7 +223,7 @@ pub(crate) struct PackSegment {
 pub(crate) struct BatchRun {
     pub run: String,
     pub version: VersionId,
-    pub config: Config,
+    pub config: ConfigJson,
     pub time: u64,
     /// At most one per stream.
     pub segments: Vec<PackSegment>,
@@ -843,7 +945,7 @@ impl State {
         }
         self.allocate_segment(segment)?;
         let v = self.version_mut(version)?;
-        after_cutoff(v, &format!("inline segment {segment}"), seal)?;
+        after_cutoff(v, || format!("inline segment {segment}"), seal)?;
         v.segments.push(SegmentMeta {
             id: segment,
             stream,
@@ -857,13 +959,13 @@ impl State {
     /// Applies one edit; an edit that does not fit the state is an error (a corrupt manifest).
     /// What the edit refers to must be in the overlay ([`prepare`](Self::prepare)).
     pub fn apply(&mut self, edit: &Edit) -> Result<(), String> {
-        let new = |id, run: &str, origin, parent, config: &Config, time, finished| VersionMeta {
+        let new = |id, run: &str, origin, parent, config: ConfigJson, time, finished| VersionMeta {
             id,
             run: run.to_owned(),
             origin,
             parent,
             restart_of: None,
-            config: config.clone(),
+            config,
             created: time,
             finished,
             archived: false,
@@ -881,6 +983,7 @@ impl State {
                 if self.overlay_head(run).is_some() {
                     return Err(format!("run '{run}' created twice"));
                 }
+                let config = ConfigJson::of(config);
                 self.add_version(new(*version, run, Origin::New, None, config, *time, false))
             }
             Edit::Rewind {
@@ -904,6 +1007,7 @@ impl State {
                     Some(step) => (Origin::Rewind, Some((*archived, *step))),
                     None => (Origin::Restart, None),
                 };
+                let config = ConfigJson::of(config);
                 let mut meta = new(*version, run, origin, parent, config, *time, *finished);
                 if step.is_none() {
                     meta.restart_of = Some(*archived);
@@ -929,7 +1033,7 @@ impl State {
                     run,
                     Origin::Fork,
                     parent,
-                    config,
+                    ConfigJson::of(config),
                     *time,
                     *finished,
                 );
@@ -939,7 +1043,7 @@ impl State {
                 let v = self.version_mut(*version)?;
                 v.finished = false;
                 if let Some(c) = config {
-                    v.config = c.clone();
+                    v.config = ConfigJson::of(c);
                 }
                 Ok(())
             }
@@ -974,14 +1078,14 @@ impl State {
                         &r.run,
                         Origin::New,
                         None,
-                        &r.config,
+                        r.config.clone(),
                         r.time,
                         true,
                     );
                     self.add_version(meta)?;
-                    let mut streams = BTreeSet::new();
+                    let mut streams = [false; 3];
                     for s in &r.segments {
-                        if !streams.insert(s.stream) {
+                        if std::mem::replace(&mut streams[s.stream.index()], true) {
                             return Err(format!(
                                 "a batch gives {} two segments of one stream",
                                 r.version
@@ -1040,7 +1144,7 @@ impl State {
                 seal,
             } => {
                 let v = self.version_mut(*version)?;
-                after_cutoff(v, &format!("seal of {segment}"), seal)?;
+                after_cutoff(v, || format!("seal of {segment}"), seal)?;
                 let s = v
                     .segments
                     .iter_mut()
@@ -1226,11 +1330,16 @@ impl State {
 
 /// A sealed segment (`what`, for the error) of version `v` holds only steps after its
 /// parent's cutoff.
-fn after_cutoff(v: &VersionMeta, what: &str, seal: &SealMeta) -> Result<(), String> {
+fn after_cutoff(
+    v: &VersionMeta,
+    what: impl FnOnce() -> String,
+    seal: &SealMeta,
+) -> Result<(), String> {
     if let (Some((_, cut)), Some(f)) = (v.parent, seal.first_step) {
         if f <= cut {
             return Err(format!(
-                "{what} puts step {f} in {}, not after its parent's cutoff {cut}",
+                "{} puts step {f} in {}, not after its parent's cutoff {cut}",
+                what(),
                 v.id
             ));
         }
@@ -1281,7 +1390,7 @@ mod tests {
         Edit::Create {
             run: run.into(),
             version: VersionId(v),
-            config: Config::new(),
+            config: Default::default(),
             time: 0,
         }
     }
@@ -1295,7 +1404,7 @@ mod tests {
             archived: VersionId(archived),
             version: VersionId(version),
             step: Some(0),
-            config: Config::new(),
+            config: Default::default(),
             time: 0,
             finished: true,
         };
@@ -1312,7 +1421,7 @@ mod tests {
             version: VersionId(version),
             source: VersionId(source),
             step: 0,
-            config: Config::new(),
+            config: Default::default(),
             time: 0,
             finished: true,
         };
@@ -1345,7 +1454,7 @@ mod tests {
             archived: VersionId(1),
             version: VersionId(2),
             step: Some(0),
-            config: Config::new(),
+            config: Default::default(),
             time: 0,
             finished: true,
         })

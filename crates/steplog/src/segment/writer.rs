@@ -216,6 +216,32 @@ fn seal_info(agg: &Agg, bytes: u64) -> SealInfo {
     }
 }
 
+/// An [`Image`]'s bytes written into a buffer: where they are, and what their header says.
+#[derive(Debug, Clone)]
+pub(crate) struct Placed {
+    header: SegmentHeader,
+    pub info: SealInfo,
+    /// Where the segment's bytes are in the buffer.
+    pub range: std::ops::Range<usize>,
+}
+
+impl Placed {
+    pub fn stream(&self) -> Stream {
+        self.header.stream
+    }
+
+    /// Writes the header of segment `id` of `version` over the placed segment's, in `buf`
+    /// (the buffer it was placed in).
+    pub fn set_ids(&self, buf: &mut [u8], version: VersionId, id: SegmentId) {
+        let header = SegmentHeader {
+            version,
+            segment: id,
+            ..self.header
+        };
+        buf[self.range.start..self.range.start + HEADER_LEN].copy_from_slice(&header.encode());
+    }
+}
+
 /// A sealed segment built in memory: exactly the bytes [`SegmentWriter`] writes to a file
 /// for the same header and blocks (create, an `append` per block, `seal`). A small segment
 /// is carried this way inside the manifest (an inline segment: a short run's stream, or a
@@ -285,18 +311,26 @@ impl Image {
     /// The segment's bytes as segment `id` of `version` (for rows encoded before their
     /// version had an id).
     pub fn with_ids(&self, version: VersionId, id: SegmentId) -> bytes::Bytes {
-        let header = SegmentHeader {
-            version,
-            segment: id,
-            ..self.header
-        };
         let mut bytes = Vec::with_capacity(self.info.bytes as usize);
-        bytes.extend_from_slice(&header.encode());
-        for b in &self.blocks {
-            bytes.extend_from_slice(&b.frame);
-        }
-        bytes.extend_from_slice(&self.footer);
+        self.place(&mut bytes).set_ids(&mut bytes, version, id);
         bytes::Bytes::from(bytes)
+    }
+
+    /// Appends the segment's bytes to `out`, where [`Placed::set_ids`] gives them their ids
+    /// later (a bulk's runs are encoded into one buffer before their ids are taken).
+    pub fn place(&self, out: &mut Vec<u8>) -> Placed {
+        let start = out.len();
+        out.reserve(self.info.bytes as usize);
+        out.extend_from_slice(&self.header.encode());
+        for b in &self.blocks {
+            out.extend_from_slice(&b.frame);
+        }
+        out.extend_from_slice(&self.footer);
+        Placed {
+            header: self.header,
+            info: self.info,
+            range: start..out.len(),
+        }
     }
 
     /// The blocks, to be written to a file after all.

@@ -15,12 +15,12 @@
 
 use crate::error::{Error, Result};
 use crate::limits::MAX_BULK_BYTES;
-use crate::manifest::{BatchRun, Config, Edit, PackSegment};
+use crate::manifest::{BatchRun, ConfigJson, Edit, PackSegment};
 use crate::reference::validate_run_name;
 use crate::segment::builder::BlockCut;
 use crate::segment::encoder::EncodedBlock;
-use crate::segment::writer::Image;
-use crate::store::{config_object, now_secs, Store};
+use crate::segment::writer::{Image, Placed};
+use crate::store::{config_json, now_secs, Store};
 use crate::types::{SegmentId, Stream, Value, VersionId};
 
 use super::{check_columns, seal_meta, Batch, StreamState};
@@ -55,17 +55,19 @@ use super::{check_columns, seal_meta, Batch, StreamState};
 pub struct Bulk {
     store: Store,
     runs: Vec<Encoded>,
+    /// Every run's segments, one after the other (given their ids at commit, in place).
+    arena: Vec<u8>,
     names: std::collections::HashSet<String>,
     bytes: usize,
     /// The last history block encoded, whose buffers the next short run logs into.
     spare: std::sync::Mutex<Option<crate::segment::block::Block>>,
 }
 
-/// A run added to a bulk: its config checked, its streams encoded.
+/// A run added to a bulk: its config checked, its streams encoded into the bulk's arena.
 struct Encoded {
     name: String,
-    config: Config,
-    images: Vec<Image>,
+    config: ConfigJson,
+    segments: Vec<Placed>,
 }
 
 /// One short run's rows, buffered in memory until it is [added](Bulk::add) to its bulk. Logs
@@ -108,6 +110,7 @@ impl Store {
         Bulk {
             store: self.clone(),
             runs: Vec::new(),
+            arena: Vec::new(),
             names: std::collections::HashSet::new(),
             bytes: 0,
             spare: std::sync::Mutex::new(None),
@@ -154,11 +157,11 @@ impl Bulk {
             level,
             ..
         } = run;
-        let config = config.map(config_object).transpose()?.unwrap_or_default();
+        let config = config.map(config_json).transpose()?.unwrap_or_default();
         let limit = self.store.options().inline_segment_bytes;
         let io = |e| Error::io(self.store.dir(), e);
         let mut images = Vec::new();
-        let mut bytes = name.len() + serde_json::to_vec(&config).map_or(0, |c| c.len());
+        let mut bytes = name.len() + config.text().len();
         for stream in Stream::ALL {
             let i = stream.index();
             streams[i].close_open();
@@ -200,10 +203,11 @@ impl Bulk {
         }
         self.bytes += bytes;
         self.names.insert(name.clone());
+        let segments = images.iter().map(|i| i.place(&mut self.arena)).collect();
         self.runs.push(Encoded {
             name,
             config,
-            images,
+            segments,
         });
         Ok(())
     }
@@ -237,8 +241,11 @@ impl Bulk {
         if !self.store.current_state().takes_batch() {
             self.store.upgrade_manifest()?;
         }
-        let runs = &self.runs;
-        let versions = self.store.transact(|state| {
+        let (runs, arena) = (&self.runs, &mut self.arena);
+        // The arena, frozen to be shared by the edit's segments; given back if the commit
+        // fails, so that the bulk is unchanged.
+        let mut frozen = None;
+        let committed = self.store.transact(|state| {
             if !state.takes_batch() {
                 return Err(Error::InvalidInput(
                     "the store's manifest was rewritten in an older format while a bulk \
@@ -253,28 +260,36 @@ impl Bulk {
                     });
                 }
             }
+            let mut segment = state.next_segment;
+            for (r, v) in runs.iter().zip(state.next_version..) {
+                for placed in &r.segments {
+                    placed.set_ids(arena, VersionId(v), SegmentId(segment));
+                    segment += 1;
+                }
+            }
+            let bytes = bytes::Bytes::from(std::mem::take(arena));
+            frozen = Some(bytes.clone());
             let time = now_secs();
             let mut segment = state.next_segment;
             let mut batch = Vec::with_capacity(runs.len());
             for (r, v) in runs.iter().zip(state.next_version..) {
-                let version = VersionId(v);
                 let segments = r
-                    .images
+                    .segments
                     .iter()
-                    .map(|image| {
+                    .map(|placed| {
                         let id = SegmentId(segment);
                         segment += 1;
                         PackSegment {
-                            stream: image.stream(),
+                            stream: placed.stream(),
                             segment: id,
-                            seal: seal_meta(image.info),
-                            bytes: image.with_ids(version, id),
+                            seal: seal_meta(placed.info),
+                            bytes: bytes.slice(placed.range.clone()),
                         }
                     })
                     .collect();
                 batch.push(BatchRun {
                     run: r.name.clone(),
-                    version,
+                    version: VersionId(v),
                     config: r.config.clone(),
                     time,
                     segments,
@@ -282,9 +297,20 @@ impl Bulk {
             }
             let versions = batch.iter().map(|r| r.version).collect();
             Ok((vec![Edit::Batch { runs: batch }], versions))
-        })?;
+        });
+        let versions = match committed {
+            Ok(versions) => versions,
+            Err(e) => {
+                if let Some(bytes) = frozen {
+                    self.arena = Vec::from(bytes);
+                }
+                return Err(e);
+            }
+        };
+        let capacity = frozen.map_or(0, |b| b.len());
         self.runs.clear();
         self.names.clear();
+        self.arena = Vec::with_capacity(capacity);
         self.bytes = 0;
         Ok(versions)
     }

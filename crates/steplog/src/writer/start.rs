@@ -389,7 +389,7 @@ fn resume(store: &Store, name: &str, head: VersionId, config: Option<Config>) ->
             });
         }
         let config = config
-            .map(|c| merge_config(&state.meta_of(head)?.config, Some(&c)))
+            .map(|c| merge_config(&state.meta_of(head)?.config.map(), Some(&c)))
             .transpose()?;
         Ok((
             vec![Edit::Resume {
@@ -433,7 +433,7 @@ fn rewind(
                 reason: format!("run '{name}' changed while rewinding"),
             });
         }
-        let old = &state.meta_of(head)?.config;
+        let old = &state.meta_of(head)?.config.map();
         let version = VersionId(state.next_version);
         let edit = Edit::Rewind {
             run: name.into(),
@@ -476,7 +476,7 @@ fn fork(
         // the source was resolved has deleted the rows this fork would read.
         let source_meta = state.meta(source)?;
         let base = match &source_meta {
-            Some(m) if !m.purged => &m.config,
+            Some(m) if !m.purged => m.config.map(),
             _ => {
                 return Err(Error::Purged {
                     version: source.to_string(),
@@ -489,7 +489,7 @@ fn fork(
             version,
             source,
             step,
-            config: merge_config(base, config.as_ref())?,
+            config: merge_config(&base, config.as_ref())?,
             time: now_secs(),
             finished,
         };
