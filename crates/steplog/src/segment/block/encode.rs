@@ -22,59 +22,63 @@ pub(crate) fn encode(block: &Block, level: i32) -> std::io::Result<Vec<u8>> {
     order.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     put_varint(&mut dir, order.len() as u64);
     let mut raw_len = 0u64;
+    // Each column's stored section, back to back in `body`: (kind, codec, raw length, end).
     let mut sections = Vec::with_capacity(order.len());
+    let mut body = Vec::new();
     let mut col_raw = Vec::new();
     for col in &order {
         col_raw.clear();
         let kind = encode_column(&mut col_raw, col, block.steps.len());
-        let (codec, stored) = put_section(&col_raw, level)?;
+        let codec = put_section(&col_raw, level, &mut body)?;
         raw_len += col_raw.len() as u64;
-        sections.push((kind, codec, col_raw.len(), stored));
+        sections.push((kind, codec, col_raw.len(), body.len()));
     }
     // Sections of PARTS_FROM stored bytes or more: a crc per section, and one of the directory.
-    let parts = sections.iter().map(|s| s.3.len()).sum::<usize>() >= PARTS_FROM;
-    for (col, (kind, codec, raw, stored)) in order.iter().zip(&sections) {
+    let parts = body.len() >= PARTS_FROM;
+    let mut start = 0;
+    for (col, &(kind, codec, raw, end)) in order.iter().zip(&sections) {
         put_bytes(&mut dir, col.key.as_bytes());
-        dir.push(*kind);
-        dir.push(*codec);
-        put_varint(&mut dir, *raw as u64);
-        put_varint(&mut dir, stored.len() as u64);
+        dir.push(kind);
+        dir.push(codec);
+        put_varint(&mut dir, raw as u64);
+        put_varint(&mut dir, (end - start) as u64);
         if parts {
-            dir.extend_from_slice(&crc32fast::hash(stored).to_le_bytes());
+            dir.extend_from_slice(&crc32fast::hash(&body[start..end]).to_le_bytes());
         }
+        start = end;
     }
     raw_len += dir.len() as u64;
-    let (dir_codec, dir_stored) = put_section(&dir, level)?;
-    let mut payload = Vec::with_capacity(
-        20 + dir_stored.len() + sections.iter().map(|s| s.3.len()).sum::<usize>(),
-    );
-    payload.push(dir_codec);
-    put_varint(&mut payload, dir.len() as u64);
-    put_varint(&mut payload, dir_stored.len() as u64);
+    let mut dir_stored = Vec::with_capacity(dir.len());
+    let dir_codec = put_section(&dir, level, &mut dir_stored)?;
+    // The frame: its header (filled in last), then the payload.
+    let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + 24 + dir_stored.len() + body.len());
+    frame.resize(FRAME_HEADER_LEN, 0);
+    frame.push(dir_codec);
+    put_varint(&mut frame, dir.len() as u64);
+    put_varint(&mut frame, dir_stored.len() as u64);
     if parts {
-        payload.extend_from_slice(&crc32fast::hash(&dir_stored).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(&dir_stored).to_le_bytes());
     }
-    payload.extend_from_slice(&dir_stored);
-    sections
-        .iter()
-        .for_each(|s| payload.extend_from_slice(&s.3));
+    frame.extend_from_slice(&dir_stored);
+    frame.extend_from_slice(&body);
+    let payload = &frame[FRAME_HEADER_LEN..];
     let too_big = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "block too large");
     let raw_len = u32::try_from(raw_len).map_err(|_| too_big())?;
     let payload_len = u32::try_from(payload.len()).map_err(|_| too_big())?;
-    let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
-    frame.extend_from_slice(if parts {
+    let payload_crc = crc32fast::hash(payload);
+    let h = &mut frame[..FRAME_HEADER_LEN];
+    h[..4].copy_from_slice(if parts {
         &FRAME_MAGIC_PARTS
     } else {
         &FRAME_MAGIC
     });
-    frame.extend_from_slice(&payload_len.to_le_bytes());
-    frame.extend_from_slice(&raw_len.to_le_bytes());
-    frame.extend_from_slice(&(block.steps.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&block.steps.first().map_or(0, |s| *s).to_le_bytes());
-    frame.extend_from_slice(&block.steps.last().map_or(0, |s| *s).to_le_bytes());
-    let header_crc = crc32fast::hash(&frame);
-    frame.extend_from_slice(&header_crc.to_le_bytes());
-    frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    frame.extend_from_slice(&payload);
+    h[4..8].copy_from_slice(&payload_len.to_le_bytes());
+    h[8..12].copy_from_slice(&raw_len.to_le_bytes());
+    h[12..16].copy_from_slice(&(block.steps.len() as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&block.steps.first().map_or(0, |s| *s).to_le_bytes());
+    h[24..32].copy_from_slice(&block.steps.last().map_or(0, |s| *s).to_le_bytes());
+    let header_crc = crc32fast::hash(&h[..32]);
+    h[32..36].copy_from_slice(&header_crc.to_le_bytes());
+    h[36..40].copy_from_slice(&payload_crc.to_le_bytes());
     Ok(frame)
 }

@@ -18,18 +18,18 @@ pub(super) const CODEC_ZSTD: u8 = 1;
 /// (docs/BENCHMARKS.md).
 const RAW_BELOW: usize = 512;
 
-/// Compresses a section with zstd, or keeps it raw when it is small or zstd would not make
-/// it smaller.
-pub(crate) fn put_section(raw: &[u8], level: i32) -> std::io::Result<(u8, Vec<u8>)> {
-    if raw.len() < RAW_BELOW {
-        return Ok((CODEC_RAW, raw.to_vec()));
+/// Appends a section to `out`: compressed with zstd, or raw when it is small or zstd would
+/// not make it smaller. Returns its codec.
+pub(crate) fn put_section(raw: &[u8], level: i32, out: &mut Vec<u8>) -> std::io::Result<u8> {
+    if raw.len() >= RAW_BELOW {
+        let z = compress(raw, level)?;
+        if z.len() < raw.len() {
+            out.extend_from_slice(&z);
+            return Ok(CODEC_ZSTD);
+        }
     }
-    let z = compress(raw, level)?;
-    Ok(if z.len() < raw.len() {
-        (CODEC_ZSTD, z)
-    } else {
-        (CODEC_RAW, raw.to_vec())
-    })
+    out.extend_from_slice(raw);
+    Ok(CODEC_RAW)
 }
 
 /// A section's raw bytes: borrowed, or decompressed to exactly `raw_len` bytes (which the

@@ -207,29 +207,33 @@ fn encode_with(
         }
         _ => table.push(0),
     }
-    let mut stored = Vec::new();
+    let mut stored = Vec::with_capacity(raws.iter().map(|r| r.len()).sum());
     for raw in &raws {
         // Writers seal long before this (`FOOTER_TARGET`); never write what a reader refuses.
         if raw.len() > crate::limits::MAX_RAW_LEN as usize {
             return Err(too_large("part", raw.len()));
         }
-        let (codec, bytes) = put_section(raw, FOOTER_ZSTD_LEVEL)?;
+        let start = stored.len();
+        let codec = put_section(raw, FOOTER_ZSTD_LEVEL, &mut stored)?;
         table.push(codec);
         put_varint(&mut table, raw.len() as u64);
-        put_varint(&mut table, bytes.len() as u64);
-        stored.extend_from_slice(&bytes);
+        put_varint(&mut table, (stored.len() - start) as u64);
     }
-    let mut payload = Vec::with_capacity(10 + table.len() + stored.len());
-    put_varint(&mut payload, table.len() as u64);
-    payload.extend_from_slice(&table);
-    payload.extend_from_slice(&stored);
+    // The footer: its header (filled in last), the payload (the table's length, the table,
+    // the parts), the trailer.
+    let mut out =
+        Vec::with_capacity(FOOTER_HEADER_LEN + 10 + table.len() + stored.len() + TRAILER_LEN);
+    out.resize(FOOTER_HEADER_LEN, 0);
+    put_varint(&mut out, table.len() as u64);
+    out.extend_from_slice(&table);
+    out.extend_from_slice(&stored);
+    let payload = &out[FOOTER_HEADER_LEN..];
     let payload_len =
         u32::try_from(payload.len()).map_err(|_| too_large("payload", payload.len()))?;
-    let mut out = Vec::with_capacity(FOOTER_HEADER_LEN + payload.len() + TRAILER_LEN);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&payload_len.to_le_bytes());
-    out.extend_from_slice(&crc(payload_len, &payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    let payload_crc = crc(payload_len, payload);
+    out[..4].copy_from_slice(&MAGIC);
+    out[4..8].copy_from_slice(&payload_len.to_le_bytes());
+    out[8..12].copy_from_slice(&payload_crc.to_le_bytes());
     out.extend_from_slice(&footer_offset.to_le_bytes());
     out.extend_from_slice(&TRAILER_MAGIC);
     Ok(out)
