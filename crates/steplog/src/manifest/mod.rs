@@ -679,7 +679,10 @@ impl State {
     /// corruption.
     pub fn inline_segment(&self, id: SegmentId) -> Result<Bytes> {
         if let Some(b) = self.inline.get(&id) {
-            return Ok(b.clone());
+            // A copy (of at most an inline segment's 8 KiB): the overlay's bytes may be a
+            // slice of a bulk's arena, which a reader's cached segment would keep whole
+            // long after the state let it go.
+            return Ok(Bytes::copy_from_slice(b));
         }
         self.base.segment(id)?.ok_or_else(|| {
             Error::corrupt(
