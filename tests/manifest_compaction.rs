@@ -283,3 +283,237 @@ fn a_compaction_that_finds_its_table_id_taken_uses_the_next_and_never_deletes_th
     }
     assert!(store.verify().unwrap().is_ok());
 }
+
+const KILL_CHILD_ENV: &str = "STEPLOG_KILL_IN_BUILD_TABLES";
+
+/// The real file system, except that the compaction thread's operations on the manifest's
+/// tables (creating one, a write to one, its sync, a sync of a directory, a removal) are
+/// points where the process may be aborted: point `at` is just before operation `(at + 1) /
+/// 2` if `at` is odd, just after it if even. A kill at a chosen point of `build_tables`.
+#[derive(Debug)]
+struct AbortInCompaction {
+    os: steplog::io::OsFs,
+    at: u64,
+    seen: std::sync::atomic::AtomicU64,
+}
+
+impl AbortInCompaction {
+    /// Makes operation `op` on `path`, a point before and after it if it is one of the
+    /// compaction thread's.
+    fn event<T>(&self, path: &std::path::Path, op: impl FnOnce() -> T) -> T {
+        let compacting = std::thread::current().name() == Some("steplog-compaction");
+        let table = path.extension().is_some_and(|e| e == "tab") || path.ends_with("manifest");
+        if !(compacting && (table || path.is_dir())) {
+            return op();
+        }
+        let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if 2 * n - 1 == self.at {
+            std::process::abort();
+        }
+        let out = op();
+        if 2 * n == self.at {
+            std::process::abort();
+        }
+        out
+    }
+}
+
+/// A table file's handle whose writes and sync are events of [`AbortInCompaction`].
+#[derive(Debug)]
+struct Watched {
+    inner: std::sync::Arc<dyn steplog::io::FileHandle>,
+    fs: std::sync::Arc<AbortInCompaction>,
+    path: std::path::PathBuf,
+}
+
+impl steplog::io::FileHandle for Watched {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.fs
+            .event(&self.path, || self.inner.write_all_at(buf, offset))
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.fs.event(&self.path, || self.inner.sync())
+    }
+    fn map(&self) -> std::io::Result<bytes::Bytes> {
+        self.inner.map()
+    }
+    fn identity(&self) -> std::io::Result<u64> {
+        self.inner.identity()
+    }
+}
+
+/// The file system a store of the child opens: `AbortInCompaction`, shared with its handles.
+#[derive(Debug)]
+struct KillFs(std::sync::Arc<AbortInCompaction>);
+
+impl steplog::io::FileSystem for KillFs {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        mode: steplog::io::OpenMode,
+    ) -> std::io::Result<std::sync::Arc<dyn steplog::io::FileHandle>> {
+        let table = path.extension().is_some_and(|e| e == "tab");
+        let inner = if table && mode == steplog::io::OpenMode::CreateNew {
+            self.0.event(path, || self.0.os.open(path, mode))?
+        } else {
+            self.0.os.open(path, mode)?
+        };
+        Ok(if table {
+            std::sync::Arc::new(Watched {
+                inner,
+                fs: self.0.clone(),
+                path: path.to_owned(),
+            })
+        } else {
+            inner
+        })
+    }
+    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.0.os.create_dir_all(path)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.0.event(path, || self.0.os.remove_file(path))
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        self.0.os.rename(from, to)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        self.0.event(path, || self.0.os.sync_dir(path))
+    }
+    fn read_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.0.os.read_dir(path)
+    }
+    fn lock(
+        &self,
+        path: &std::path::Path,
+        exclusive: bool,
+        wait: bool,
+    ) -> std::io::Result<Option<steplog::io::LockGuard>> {
+        self.0.os.lock(path, exclusive, wait)
+    }
+    fn lock_slot(
+        &self,
+        path: &std::path::Path,
+        slot: u64,
+    ) -> std::io::Result<Option<steplog::io::LockGuard>> {
+        self.0.os.lock_slot(path, slot)
+    }
+    fn locked_slots(
+        &self,
+        path: &std::path::Path,
+        from: u64,
+        to: u64,
+    ) -> std::io::Result<Vec<u64>> {
+        self.0.os.locked_slots(path, from, to)
+    }
+    fn identify(&self, path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+        self.0.os.identify(path)
+    }
+}
+
+/// Bulks a kill child commits, 60 runs each, every commit past the compaction threshold.
+const KILL_BULKS: u64 = 12;
+
+/// The child of the test below: commits bulks, reporting each on stdout, until its
+/// compaction thread's `at`-th table operation aborts it.
+#[test]
+fn kill_in_build_tables_child() {
+    let Ok(spec) = std::env::var(KILL_CHILD_ENV) else {
+        return; // only runs when spawned by the parent
+    };
+    let (dir, at) = spec.rsplit_once(':').unwrap();
+    let fs = std::sync::Arc::new(AbortInCompaction {
+        os: steplog::io::OsFs,
+        at: at.parse().unwrap(),
+        seen: Default::default(),
+    });
+    let store = Options::new()
+        .manifest_compaction_bytes(4096)
+        .file_system(std::sync::Arc::new(KillFs(fs.clone())))
+        .open(dir)
+        .unwrap();
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for k in 0..KILL_BULKS {
+        commit_bulk(&store, &format!("b{k}"), 60);
+        writeln!(out, "committed {k}").unwrap();
+        out.flush().unwrap();
+    }
+    drop(store);
+    writeln!(
+        out,
+        "events {}",
+        fs.seen.load(std::sync::atomic::Ordering::SeqCst)
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_process_killed_at_each_point_of_its_compaction_thread_loses_no_committed_bulk() {
+    // A kill (an abort: every thread stops at once) before and after each table operation
+    // of the compaction thread in turn: creating a table, each write, its sync, the syncs of
+    // the directories (and any removal: it makes none, the tables it replaces are deleted
+    // under `LOCK`, once the new manifest names the new ones). The store must open with every acknowledged bulk whole, the bulk in flight
+    // whole or absent, `verify` clean, and take the next bulk and compaction as before.
+    let mut killed = 0;
+    for at in 1.. {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "kill_in_build_tables_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(KILL_CHILD_ENV, format!("{}:{at}", dir.path().display()))
+            .stderr(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let committed = text.lines().filter(|l| l.starts_with("committed ")).count() as u64;
+        let finished = text.lines().any(|l| l.starts_with("events "));
+        if finished {
+            assert!(out.status.success(), "at {at}: {text}");
+            break; // every point of every compaction of the run was tried
+        }
+        assert!(!out.status.success(), "at {at}: the child was not killed");
+        killed += 1;
+        let store = Options::new()
+            .manifest_compaction_bytes(4096)
+            .open(dir.path())
+            .unwrap();
+        for k in 0..committed {
+            check_bulk(&store, &format!("b{k}"), 60);
+        }
+        // The bulk in flight, if any: whole or absent.
+        if committed < KILL_BULKS {
+            let there = (0..60)
+                .filter(|i| store.version(format!("b{committed}-{i}").as_str()).is_ok())
+                .count();
+            assert!(there == 0 || there == 60, "at {at}: {there} runs of a bulk");
+            if there == 60 {
+                check_bulk(&store, &format!("b{committed}"), 60);
+            }
+        }
+        assert!(store.verify().unwrap().is_ok(), "at {at}");
+        commit_bulk(&store, "after", 60);
+        drop(store);
+        let store = Options::new().open(dir.path()).unwrap();
+        check_bulk(&store, "after", 60);
+        assert!(
+            store.verify().unwrap().is_ok(),
+            "at {at}: after the next bulk"
+        );
+    }
+    assert!(killed >= 40, "kills at {killed} points");
+    eprintln!("killed at {killed} points of the compaction thread");
+}
