@@ -168,54 +168,92 @@ fn two_stores_committing_bulks_by_turns_lose_nothing_and_leave_no_table_behind()
     assert_eq!(stray_tables(dir.path()), Vec::<std::path::PathBuf>::new());
 }
 
-/// The real file system, except that every other manifest table this store creates is
-/// taken by another writer (as another process's compaction would, building its tables
-/// without `LOCK`) the moment it creates it: the create finds a file it did not make.
-#[derive(Debug)]
-struct TablesTakenFirst {
-    os: steplog::io::OsFs,
-    /// The tables taken, and how many creates of a table were let through.
-    taken: std::sync::Mutex<Vec<std::path::PathBuf>>,
-    let_through: std::sync::atomic::AtomicU64,
+/// Faults on the manifest's tables, put in the real file system by [`Hooked`].
+trait Hooks: std::fmt::Debug + Send + Sync + std::panic::RefUnwindSafe + 'static {
+    /// Called before a table is created (`O_EXCL`).
+    fn before_create(&self, _path: &std::path::Path) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// Makes operation `op` on `path`: a table's creation, a write to one, its sync, a
+    /// directory's sync, a removal.
+    fn around<T>(&self, _path: &std::path::Path, op: impl FnOnce() -> T) -> T {
+        op()
+    }
 }
 
-const FOREIGN: &[u8] = b"another writer's table";
+/// The real file system, its table operations passed through `H`.
+#[derive(Debug)]
+struct Hooked<H>(std::sync::Arc<H>);
 
-impl steplog::io::FileSystem for TablesTakenFirst {
+/// A table file's handle, its writes and sync passed through `H`.
+#[derive(Debug)]
+struct HookedTable<H> {
+    inner: std::sync::Arc<dyn steplog::io::FileHandle>,
+    hooks: std::sync::Arc<H>,
+    path: std::path::PathBuf,
+}
+
+impl<H: Hooks> steplog::io::FileHandle for HookedTable<H> {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.hooks
+            .around(&self.path, || self.inner.write_all_at(buf, offset))
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        self.hooks.around(&self.path, || self.inner.sync())
+    }
+    fn map(&self) -> std::io::Result<bytes::Bytes> {
+        self.inner.map()
+    }
+    fn identity(&self) -> std::io::Result<u64> {
+        self.inner.identity()
+    }
+}
+
+impl<H: Hooks> steplog::io::FileSystem for Hooked<H> {
     fn open(
         &self,
         path: &std::path::Path,
         mode: steplog::io::OpenMode,
     ) -> std::io::Result<std::sync::Arc<dyn steplog::io::FileHandle>> {
-        let table = path.extension().is_some_and(|e| e == "tab");
-        if table && mode == steplog::io::OpenMode::CreateNew {
-            let mut taken = self.taken.lock().unwrap();
-            // Taken and let through by turns: the id after a taken one is free.
-            let through = self.let_through.load(std::sync::atomic::Ordering::Relaxed);
-            if taken.len() as u64 > through {
-                self.let_through
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            } else if !path.exists() {
-                taken.push(path.to_owned());
-                std::fs::write(path, FOREIGN)?;
-            }
+        let os = steplog::io::OsFs;
+        if path.extension().is_none_or(|e| e != "tab") {
+            return os.open(path, mode);
         }
-        self.os.open(path, mode)
+        let inner = if mode == steplog::io::OpenMode::CreateNew {
+            self.0.before_create(path)?;
+            self.0.around(path, || os.open(path, mode))?
+        } else {
+            os.open(path, mode)?
+        };
+        Ok(std::sync::Arc::new(HookedTable {
+            inner,
+            hooks: self.0.clone(),
+            path: path.to_owned(),
+        }))
     }
     fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.os.create_dir_all(path)
+        steplog::io::OsFs.create_dir_all(path)
     }
     fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.os.remove_file(path)
+        self.0.around(path, || steplog::io::OsFs.remove_file(path))
     }
     fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.os.rename(from, to)
+        steplog::io::OsFs.rename(from, to)
     }
     fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.os.sync_dir(path)
+        self.0.around(path, || steplog::io::OsFs.sync_dir(path))
     }
     fn read_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.os.read_dir(path)
+        steplog::io::OsFs.read_dir(path)
     }
     fn lock(
         &self,
@@ -223,14 +261,14 @@ impl steplog::io::FileSystem for TablesTakenFirst {
         exclusive: bool,
         wait: bool,
     ) -> std::io::Result<Option<steplog::io::LockGuard>> {
-        self.os.lock(path, exclusive, wait)
+        steplog::io::OsFs.lock(path, exclusive, wait)
     }
     fn lock_slot(
         &self,
         path: &std::path::Path,
         slot: u64,
     ) -> std::io::Result<Option<steplog::io::LockGuard>> {
-        self.os.lock_slot(path, slot)
+        steplog::io::OsFs.lock_slot(path, slot)
     }
     fn locked_slots(
         &self,
@@ -238,10 +276,38 @@ impl steplog::io::FileSystem for TablesTakenFirst {
         from: u64,
         to: u64,
     ) -> std::io::Result<Vec<u64>> {
-        self.os.locked_slots(path, from, to)
+        steplog::io::OsFs.locked_slots(path, from, to)
     }
     fn identify(&self, path: &std::path::Path) -> std::io::Result<(u64, u64)> {
-        self.os.identify(path)
+        steplog::io::OsFs.identify(path)
+    }
+}
+
+/// Every other manifest table a store creates is taken by another writer (as another
+/// process's compaction would, building its tables without `LOCK`) the moment it creates
+/// it: the create finds a file it did not make.
+#[derive(Debug, Default)]
+struct TablesTakenFirst {
+    /// The tables taken, and how many creates of a table were let through.
+    taken: std::sync::Mutex<Vec<std::path::PathBuf>>,
+    let_through: std::sync::atomic::AtomicU64,
+}
+
+const FOREIGN: &[u8] = b"another writer's table";
+
+impl Hooks for TablesTakenFirst {
+    fn before_create(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let mut taken = self.taken.lock().unwrap();
+        // Taken and let through by turns: the id after a taken one is free.
+        let through = self.let_through.load(std::sync::atomic::Ordering::Relaxed);
+        if taken.len() as u64 > through {
+            self.let_through
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else if !path.exists() {
+            taken.push(path.to_owned());
+            std::fs::write(path, FOREIGN)?;
+        }
+        Ok(())
     }
 }
 
@@ -252,11 +318,8 @@ fn a_compaction_that_finds_its_table_id_taken_uses_the_next_and_never_deletes_th
     // must not count the other's file as its own (a failed compaction deletes its own: it
     // deleted the other's, which a manifest then listed, missing).
     let dir = tempfile::tempdir().unwrap();
-    let fs = std::sync::Arc::new(TablesTakenFirst {
-        os: steplog::io::OsFs,
-        taken: Default::default(),
-        let_through: Default::default(),
-    });
+    let taken = std::sync::Arc::new(TablesTakenFirst::default());
+    let fs = std::sync::Arc::new(Hooked(taken.clone()));
     let open = || {
         Options::new()
             .manifest_compaction_bytes(4096)
@@ -269,7 +332,7 @@ fn a_compaction_that_finds_its_table_id_taken_uses_the_next_and_never_deletes_th
         commit_bulk(&store, &format!("b{k}"), 60);
     }
     drop(store);
-    let taken = fs.taken.lock().unwrap().clone();
+    let taken = taken.taken.lock().unwrap().clone();
     assert!(
         taken.len() >= 6,
         "each compaction met a taken id: {taken:?}"
@@ -286,24 +349,19 @@ fn a_compaction_that_finds_its_table_id_taken_uses_the_next_and_never_deletes_th
 
 const KILL_CHILD_ENV: &str = "STEPLOG_KILL_IN_BUILD_TABLES";
 
-/// The real file system, except that the compaction thread's operations on the manifest's
-/// tables (creating one, a write to one, its sync, a sync of a directory, a removal) are
-/// points where the process may be aborted: point `at` is just before operation `(at + 1) /
-/// 2` if `at` is odd, just after it if even. A kill at a chosen point of `build_tables`.
+/// The compaction thread's operations on the manifest's tables (creating one, a write to
+/// one, its sync, a sync of a directory, a removal) are points where the process may be
+/// aborted: point `at` is just before operation `(at + 1) / 2` if `at` is odd, just after it
+/// if even. A kill at a chosen point of `build_tables`.
 #[derive(Debug)]
 struct AbortInCompaction {
-    os: steplog::io::OsFs,
     at: u64,
     seen: std::sync::atomic::AtomicU64,
 }
 
-impl AbortInCompaction {
-    /// Makes operation `op` on `path`, a point before and after it if it is one of the
-    /// compaction thread's.
-    fn event<T>(&self, path: &std::path::Path, op: impl FnOnce() -> T) -> T {
-        let compacting = std::thread::current().name() == Some("steplog-compaction");
-        let table = path.extension().is_some_and(|e| e == "tab") || path.ends_with("manifest");
-        if !(compacting && (table || path.is_dir())) {
+impl Hooks for AbortInCompaction {
+    fn around<T>(&self, _path: &std::path::Path, op: impl FnOnce() -> T) -> T {
+        if std::thread::current().name() != Some("steplog-compaction") {
             return op();
         }
         let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
@@ -315,108 +373,6 @@ impl AbortInCompaction {
             std::process::abort();
         }
         out
-    }
-}
-
-/// A table file's handle whose writes and sync are events of [`AbortInCompaction`].
-#[derive(Debug)]
-struct Watched {
-    inner: std::sync::Arc<dyn steplog::io::FileHandle>,
-    fs: std::sync::Arc<AbortInCompaction>,
-    path: std::path::PathBuf,
-}
-
-impl steplog::io::FileHandle for Watched {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        self.inner.read_exact_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.fs
-            .event(&self.path, || self.inner.write_all_at(buf, offset))
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync(&self) -> std::io::Result<()> {
-        self.fs.event(&self.path, || self.inner.sync())
-    }
-    fn map(&self) -> std::io::Result<bytes::Bytes> {
-        self.inner.map()
-    }
-    fn identity(&self) -> std::io::Result<u64> {
-        self.inner.identity()
-    }
-}
-
-/// The file system a store of the child opens: `AbortInCompaction`, shared with its handles.
-#[derive(Debug)]
-struct KillFs(std::sync::Arc<AbortInCompaction>);
-
-impl steplog::io::FileSystem for KillFs {
-    fn open(
-        &self,
-        path: &std::path::Path,
-        mode: steplog::io::OpenMode,
-    ) -> std::io::Result<std::sync::Arc<dyn steplog::io::FileHandle>> {
-        let table = path.extension().is_some_and(|e| e == "tab");
-        let inner = if table && mode == steplog::io::OpenMode::CreateNew {
-            self.0.event(path, || self.0.os.open(path, mode))?
-        } else {
-            self.0.os.open(path, mode)?
-        };
-        Ok(if table {
-            std::sync::Arc::new(Watched {
-                inner,
-                fs: self.0.clone(),
-                path: path.to_owned(),
-            })
-        } else {
-            inner
-        })
-    }
-    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.0.os.create_dir_all(path)
-    }
-    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.0.event(path, || self.0.os.remove_file(path))
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        self.0.os.rename(from, to)
-    }
-    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        self.0.event(path, || self.0.os.sync_dir(path))
-    }
-    fn read_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
-        self.0.os.read_dir(path)
-    }
-    fn lock(
-        &self,
-        path: &std::path::Path,
-        exclusive: bool,
-        wait: bool,
-    ) -> std::io::Result<Option<steplog::io::LockGuard>> {
-        self.0.os.lock(path, exclusive, wait)
-    }
-    fn lock_slot(
-        &self,
-        path: &std::path::Path,
-        slot: u64,
-    ) -> std::io::Result<Option<steplog::io::LockGuard>> {
-        self.0.os.lock_slot(path, slot)
-    }
-    fn locked_slots(
-        &self,
-        path: &std::path::Path,
-        from: u64,
-        to: u64,
-    ) -> std::io::Result<Vec<u64>> {
-        self.0.os.locked_slots(path, from, to)
-    }
-    fn identify(&self, path: &std::path::Path) -> std::io::Result<(u64, u64)> {
-        self.0.os.identify(path)
     }
 }
 
@@ -432,13 +388,12 @@ fn kill_in_build_tables_child() {
     };
     let (dir, at) = spec.rsplit_once(':').unwrap();
     let fs = std::sync::Arc::new(AbortInCompaction {
-        os: steplog::io::OsFs,
         at: at.parse().unwrap(),
         seen: Default::default(),
     });
     let store = Options::new()
         .manifest_compaction_bytes(4096)
-        .file_system(std::sync::Arc::new(KillFs(fs.clone())))
+        .file_system(std::sync::Arc::new(Hooked(fs.clone())))
         .open(dir)
         .unwrap();
     use std::io::Write;
