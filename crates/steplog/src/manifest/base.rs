@@ -65,8 +65,9 @@ pub(crate) struct Base {
     /// Open tables are immutable and shared: a new base keeps the ones of the base it
     /// replaces that it still lists (`open_reusing`).
     tables: Vec<Arc<Table>>,
-    /// Records looked up (found or not), decoded: a base never changes, so neither do they.
-    /// Bounded: each emptied when full.
+    /// Records looked up, decoded: a base never changes, so neither do they. Versions are
+    /// kept found or not; heads only found (or deleted): see `head`. Bounded: each emptied
+    /// when full.
     heads: Mutex<HashMap<String, Option<VersionId>>>,
     versions: Mutex<HashMap<VersionId, Option<Arc<VersionMeta>>>>,
     /// The counters the base was written with: no record may name an id at or past them.
@@ -128,21 +129,31 @@ impl Base {
     }
 
     /// Looks `key` up in `cache`, or computes and keeps it.
-    fn memo<K: std::hash::Hash + Eq + Clone, V: Clone>(
+    /// `key`'s value from `cache`, or computed and kept there if `keep` says so (a full
+    /// cache is emptied first).
+    fn memo<K, Q, V>(
         cache: &Mutex<HashMap<K, V>>,
-        key: &K,
+        key: &Q,
         compute: impl FnOnce() -> Result<V>,
-    ) -> Result<V> {
+        keep: impl FnOnce(&V) -> bool,
+    ) -> Result<V>
+    where
+        K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        V: Clone,
+    {
         let lock = || cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = lock().get(key) {
             return Ok(v.clone());
         }
         let v = compute()?;
-        let mut c = lock();
-        if c.len() >= CACHE_RECORDS {
-            c.clear();
+        if keep(&v) {
+            let mut c = lock();
+            if c.len() >= CACHE_RECORDS {
+                c.clear();
+            }
+            c.insert(key.to_owned(), v.clone());
         }
-        c.insert(key.clone(), v.clone());
         Ok(v)
     }
 
@@ -177,13 +188,22 @@ impl Base {
         if self.tables.is_empty() {
             return Ok(None);
         }
-        Self::memo(&self.heads, &name.to_owned(), || {
-            match self.get(&run_key(name))? {
+        // Only names a table holds are kept: most names no table holds are ruled out by the
+        // filters alone, and a bulk's new names, each asked once, would fill the cache.
+        let held = std::cell::Cell::new(false);
+        Self::memo(
+            &self.heads,
+            name,
+            || match self.get(&run_key(name))? {
                 None => Ok(None),
                 // A tombstone: the run was deleted.
-                Some((t, v)) => decode_head(&self.path_of(t), &v, self.next_version),
-            }
-        })
+                Some((t, v)) => {
+                    held.set(true);
+                    decode_head(&self.path_of(t), &v, self.next_version)
+                }
+            },
+            |_| held.get(),
+        )
     }
 
     /// Version `v`'s metadata, if the base holds it.
@@ -191,17 +211,22 @@ impl Base {
         if self.tables.is_empty() {
             return Ok(None);
         }
-        Self::memo(&self.versions, &v, || {
-            let key = version_key(v);
-            match self.get(&key)? {
-                None => Ok(None),
-                Some((t, bytes)) => {
-                    let path = self.path_of(t);
-                    let meta = decode_version(&path, &key, &bytes, self.counters())?;
-                    Ok(Some(Arc::new(meta)))
+        Self::memo(
+            &self.versions,
+            &v,
+            || {
+                let key = version_key(v);
+                match self.get(&key)? {
+                    None => Ok(None),
+                    Some((t, bytes)) => {
+                        let path = self.path_of(t);
+                        let meta = decode_version(&path, &key, &bytes, self.counters())?;
+                        Ok(Some(Arc::new(meta)))
+                    }
                 }
-            }
-        })
+            },
+            |_| true,
+        )
     }
 
     /// The bytes of inline segment `id`, if the base holds them (not cached: the segment
