@@ -409,6 +409,13 @@ fn the_largest_bulk_commits_and_reads_back() {
     assert!(added > 100, "{added} runs");
     assert!(bulk.bytes() > steplog::limits::MAX_BULK_BYTES - (64 << 10));
     bulk.commit().unwrap();
+    // Another store reads the bulk from the manifest's tail (one binary `batch` frame of
+    // about 16 MiB): the writer's compaction is put in place only by its next locked
+    // operation or its close.
+    let other = Store::open(dir.path()).unwrap();
+    assert_eq!(other.run_names().unwrap().len() as u64, added);
+    assert_eq!(common::rows(&other, "big-0000").len(), 2_900);
+    drop(other);
     drop(store);
     let fresh = Store::open(dir.path()).unwrap();
     assert_eq!(fresh.run_names().unwrap().len() as u64, added);

@@ -206,9 +206,7 @@ pub(crate) fn config_object(value: serde_json::Value) -> Result<Config> {
             check_config(&map)?;
             Ok(map)
         }
-        other => Err(Error::InvalidInput(format!(
-            "a config must be a JSON object, not {other}"
-        ))),
+        other => Err(not_an_object(&other)),
     }
 }
 
@@ -241,14 +239,19 @@ fn check_config_len(len: usize) -> Result<()> {
     Ok(())
 }
 
+fn not_an_object(value: &serde_json::Value) -> Error {
+    Error::InvalidInput(format!("a config must be a JSON object, not {value}"))
+}
+
 /// [`config_object`], as the manifest keeps it: its JSON text, serialized once.
 pub(crate) fn config_json(value: serde_json::Value) -> Result<ConfigJson> {
-    let serde_json::Value::Object(map) = value else {
-        return config_object(value).map(|_| ConfigJson::default());
+    let map = match value {
+        serde_json::Value::Object(map) => map,
+        other => return Err(not_an_object(&other)),
     };
-    let text = serde_json::to_string(&map).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    check_config_len(text.len())?;
-    ConfigJson::parse(text).map_err(Error::InvalidInput)
+    let config = ConfigJson::of(&map);
+    check_config_len(config.text().len())?;
+    Ok(config)
 }
 
 /// `over` merged into `base`: objects merge key by key, recursively; anything else replaces.

@@ -128,14 +128,12 @@ impl Base {
         }
     }
 
-    /// Looks `key` up in `cache`, or computes and keeps it.
-    /// `key`'s value from `cache`, or computed and kept there if `keep` says so (a full
+    /// `key`'s value from `cache`, or computed, and kept there if `compute` says so (a full
     /// cache is emptied first).
     fn memo<K, Q, V>(
         cache: &Mutex<HashMap<K, V>>,
         key: &Q,
-        compute: impl FnOnce() -> Result<V>,
-        keep: impl FnOnce(&V) -> bool,
+        compute: impl FnOnce() -> Result<(V, bool)>,
     ) -> Result<V>
     where
         K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
@@ -146,8 +144,8 @@ impl Base {
         if let Some(v) = lock().get(key) {
             return Ok(v.clone());
         }
-        let v = compute()?;
-        if keep(&v) {
+        let (v, keep) = compute()?;
+        if keep {
             let mut c = lock();
             if c.len() >= CACHE_RECORDS {
                 c.clear();
@@ -190,20 +188,11 @@ impl Base {
         }
         // Only names a table holds are kept: most names no table holds are ruled out by the
         // filters alone, and a bulk's new names, each asked once, would fill the cache.
-        let held = std::cell::Cell::new(false);
-        Self::memo(
-            &self.heads,
-            name,
-            || match self.get(&run_key(name))? {
-                None => Ok(None),
-                // A tombstone: the run was deleted.
-                Some((t, v)) => {
-                    held.set(true);
-                    decode_head(&self.path_of(t), &v, self.next_version)
-                }
-            },
-            |_| held.get(),
-        )
+        Self::memo(&self.heads, name, || match self.get(&run_key(name))? {
+            None => Ok((None, false)),
+            // A tombstone: the run was deleted.
+            Some((t, v)) => Ok((decode_head(&self.path_of(t), &v, self.next_version)?, true)),
+        })
     }
 
     /// Version `v`'s metadata, if the base holds it.
@@ -211,22 +200,18 @@ impl Base {
         if self.tables.is_empty() {
             return Ok(None);
         }
-        Self::memo(
-            &self.versions,
-            &v,
-            || {
-                let key = version_key(v);
-                match self.get(&key)? {
-                    None => Ok(None),
-                    Some((t, bytes)) => {
-                        let path = self.path_of(t);
-                        let meta = decode_version(&path, &key, &bytes, self.counters())?;
-                        Ok(Some(Arc::new(meta)))
-                    }
+        Self::memo(&self.versions, &v, || {
+            let key = version_key(v);
+            match self.get(&key)? {
+                None => Ok(None),
+                Some((t, bytes)) => {
+                    let path = self.path_of(t);
+                    let meta = decode_version(&path, &key, &bytes, self.counters())?;
+                    Ok(Some(Arc::new(meta)))
                 }
-            },
-            |_| true,
-        )
+            }
+            .map(|v| (v, true))
+        })
     }
 
     /// The bytes of inline segment `id`, if the base holds them (not cached: the segment

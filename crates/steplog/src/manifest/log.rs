@@ -321,18 +321,19 @@ pub(crate) struct ManifestLog {
 /// A compaction started by an append, building its tables on its own thread
 /// (`ManifestLog::start_compaction`) while this process goes on.
 struct Inflight {
-    /// The epoch of the file whose state it compacts: if the file is another by the time
-    /// it is done (another process compacted), its tables are thrown away.
-    epoch: u64,
-    /// Where the edits not in its state start in that file: copied after its base.
+    /// Where the edits not in its state start in the file: copied after its base.
     tail_start: u64,
     /// The process that started it: a forked child has no such thread to join.
     pid: u32,
     /// The edits after its state, as this process applied them (its own appends and what
     /// refreshes read, in file order): applied to its base when it is put in place, instead
-    /// of decoding them again from the file. `None` once this process lost track (its state
-    /// was reloaded from the file's start).
-    edits: Option<Vec<Edit>>,
+    /// of decoding them again from the file.
+    edits: Vec<Edit>,
+    /// Whether this process has reloaded its state from the file's start since it started:
+    /// another process compacted (a new epoch), the file was cut back, or a failure. The
+    /// file may then no longer be the one it compacted, nor `edits` what follows its state:
+    /// it is thrown away, its tables deleted.
+    stale: bool,
     handle: std::thread::JoinHandle<Built>,
 }
 
@@ -558,9 +559,13 @@ impl ManifestLog {
             parse_header(&self.path, &head[..n])?
         };
         self.format = format;
+        // The base read before, whose open tables a reload keeps where the new base still
+        // lists them (`Base::open_reusing`).
+        let mut previous = None;
         if epoch != self.epoch {
             self.epoch = epoch;
             self.offset = HEADER_LEN as u64;
+            previous = Some(self.state.base().clone());
             self.state = Arc::new(State::default());
         }
         if len == self.offset && self.offset > HEADER_LEN as u64 {
@@ -600,7 +605,7 @@ impl ManifestLog {
                     },
                 )) => {
                     let counters = (*next_version, *next_segment);
-                    let previous = Some(&**self.state.base());
+                    let previous = previous.as_deref();
                     match Base::open_reusing(&*self.fs, &self.dir, tables, counters, previous) {
                         Ok(base) => {
                             self.next_table = *next_table;
@@ -640,10 +645,10 @@ impl ManifestLog {
             }
             self.base_len = first_end;
             edits = &edits[1..];
-            // Reloaded from the start: a compaction in flight can no longer tell which of
-            // these edits came after its state (it reads them from the file instead).
+            // Reloaded from the start: a compaction in flight may be of another file.
             if let Some(job) = &mut self.inflight {
-                job.edits = None;
+                job.stale = true;
+                job.edits = Vec::new();
             }
         }
         let skip = frames.edits.len() - edits.len();
@@ -661,11 +666,9 @@ impl ManifestLog {
             }
         }
         self.offset += frames.valid_end as u64;
-        if let Some(Inflight {
-            edits: Some(after), ..
-        }) = &mut self.inflight
-        {
-            after.extend(frames.edits.into_iter().skip(skip).map(|(_, e)| e));
+        if let Some(job) = self.inflight.as_mut().filter(|j| !j.stale) {
+            job.edits
+                .extend(frames.edits.into_iter().skip(skip).map(|(_, e)| e));
         }
         if frames.torn && locked {
             let f = self
@@ -759,15 +762,24 @@ impl ManifestLog {
         }
         self.offset += bytes.len() as u64;
         match &mut self.inflight {
-            Some(Inflight {
-                edits: Some(after), ..
-            }) => after.extend(edits),
-            Some(_) => {}
+            Some(job) => {
+                if !job.stale {
+                    job.edits.extend(edits);
+                }
+            }
             None => {
                 if self.offset - self.base_len > self.compact_bytes
                     && self.offset >= self.compact_after
                 {
-                    self.start_compaction();
+                    if self.format < FORMAT_TABLES {
+                        // A manifest of format 1 or 2 may still be appended to by a steplog
+                        // of that format, whose `purge` edits name no owners: they must come
+                        // right after a snapshot, never in a tail copied after a base. It is
+                        // compacted here, under `LOCK`.
+                        self.compact_after_append();
+                    } else {
+                        self.start_compaction();
+                    }
                 }
             }
         }
@@ -817,7 +829,7 @@ impl ManifestLog {
             self.next_table,
             &mut created,
         );
-        self.put_in_place(created, built, self.offset, Some(Vec::new()))
+        self.put_in_place(created, built, self.offset, Vec::new())
     }
 
     /// Starts compacting the state as it is now on a thread of its own, put in place by this
@@ -847,10 +859,10 @@ impl ManifestLog {
         match spawned {
             Ok(handle) => {
                 self.inflight = Some(Inflight {
-                    epoch: self.epoch,
                     tail_start: self.offset,
                     pid: std::process::id(),
-                    edits: Some(Vec::new()),
+                    edits: Vec::new(),
+                    stale: false,
                     handle,
                 })
             }
@@ -890,15 +902,14 @@ impl ManifestLog {
                 Err(Error::InvalidInput("a manifest compaction panicked".into())),
             )
         });
-        let built = match built {
-            Ok(c) if self.epoch != job.epoch || self.offset < job.tail_start => {
-                // Another process compacted first; its base holds everything this one does.
-                drop(c);
-                remove_tables(&*self.fs, &self.dir, &created);
-                return;
-            }
-            built => built,
-        };
+        if job.stale {
+            // Another process compacted first (its base holds everything this one does), or
+            // the file is not the one compacted: thrown away, whether or not it was built
+            // (a build may fail because another compaction deleted a table it read).
+            drop(built);
+            remove_tables(&*self.fs, &self.dir, &created);
+            return;
+        }
         if self
             .put_in_place(created, built, job.tail_start, job.edits)
             .is_err()
@@ -914,7 +925,7 @@ impl ManifestLog {
         created: Vec<u64>,
         built: Result<Compacted>,
         tail_start: u64,
-        after: Option<Vec<Edit>>,
+        after: Vec<Edit>,
     ) -> Result<()> {
         self.renamed = false;
         let result = built.and_then(|c| self.install(c, tail_start, after));
@@ -933,7 +944,7 @@ impl ManifestLog {
     /// tables open, and the edits after it applied to it: `after` (those edits, as this
     /// process applied them), or else read back from the file by a refresh. Under `LOCK`,
     /// after a refresh.
-    fn install(&mut self, c: Compacted, tail_start: u64, after: Option<Vec<Edit>>) -> Result<()> {
+    fn install(&mut self, c: Compacted, tail_start: u64, after: Vec<Edit>) -> Result<()> {
         let epoch = self.epoch.checked_add(1).ok_or_else(|| {
             Error::corrupt(&self.path, 12, "the manifest's epoch cannot grow further")
         })?;
@@ -956,20 +967,18 @@ impl ManifestLog {
         self.base_len = base_end;
         self.next_table = c.next_table;
         self.held = None;
-        if let Some(edits) = after {
-            let state = Arc::make_mut(&mut self.state);
-            for e in &edits {
-                state.prepare(e)?;
-                state.apply(e).map_err(|reason| {
-                    Error::corrupt(
-                        &self.path,
-                        base_end,
-                        format!("after a compaction: {reason}"),
-                    )
-                })?;
-            }
-            self.offset = base_end + tail.len() as u64;
+        let state = Arc::make_mut(&mut self.state);
+        for e in &after {
+            state.prepare(e)?;
+            state.apply(e).map_err(|reason| {
+                Error::corrupt(
+                    &self.path,
+                    base_end,
+                    format!("after a compaction: {reason}"),
+                )
+            })?;
         }
+        self.offset = base_end + tail.len() as u64;
         self.refresh(true)
     }
 

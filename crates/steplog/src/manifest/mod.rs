@@ -37,7 +37,8 @@ pub(crate) type Config = serde_json::Map<String, serde_json::Value>;
 #[derive(Clone)]
 pub(crate) struct ConfigJson(Arc<serde_json::value::RawValue>);
 
-/// The same text (configs are always written compact, so the same config).
+/// The same text: what this steplog writes is compact, so a config written twice compares
+/// equal (a text read as it was stored compares as stored).
 impl PartialEq for ConfigJson {
     fn eq(&self, other: &Self) -> bool {
         self.text() == other.text()
@@ -49,9 +50,12 @@ impl Eq for ConfigJson {}
 impl ConfigJson {
     /// The config of `map` (its compact JSON).
     pub fn of(map: &Config) -> ConfigJson {
-        // A map of JSON values always serializes, and as an object.
-        let text = serde_json::to_string(map).unwrap_or_else(|_| "{}".into());
-        ConfigJson::parse(text).unwrap_or_default()
+        // A map of JSON values always serializes, as an object: its text is taken as
+        // written, not parsed again.
+        match serde_json::value::to_raw_value(map) {
+            Ok(raw) => ConfigJson(Arc::from(raw)),
+            Err(_) => ConfigJson::default(),
+        }
     }
 
     /// The config whose JSON is `text`; refused unless it is a JSON object.
@@ -76,8 +80,11 @@ impl ConfigJson {
 }
 
 impl Default for ConfigJson {
+    /// `{}`.
     fn default() -> Self {
-        ConfigJson::of(&Config::new())
+        let empty: &serde_json::value::RawValue =
+            serde_json::from_str("{}").unwrap_or_else(|_| unreachable!("`{{}}` is JSON"));
+        ConfigJson(Arc::from(empty.to_owned()))
     }
 }
 

@@ -259,13 +259,12 @@ impl Image {
     pub fn new(
         stream: Stream,
         version: VersionId,
-        blocks: Vec<EncodedBlock>,
+        mut blocks: Vec<EncodedBlock>,
     ) -> std::io::Result<Image> {
         let header = SegmentHeader::new(stream, version, SegmentId(0));
         // The index, block aggregates and segment aggregate as `append` builds them. The
         // blocks' aggregates are lent to the footer's encoder, not copied (a short run's one
         // block's is also the segment's).
-        let mut blocks = blocks;
         let (mut index, mut at) = (Vec::new(), HEADER_LEN as u64);
         for b in &blocks {
             index.push(index_entry(at, b));

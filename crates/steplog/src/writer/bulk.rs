@@ -307,10 +307,8 @@ impl Bulk {
                 return Err(e);
             }
         };
-        let capacity = frozen.map_or(0, |b| b.len());
         self.runs.clear();
         self.names.clear();
-        self.arena = Vec::with_capacity(capacity);
         self.bytes = 0;
         Ok(versions)
     }

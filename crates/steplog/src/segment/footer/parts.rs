@@ -2,8 +2,9 @@
 //! behind a table that says where each is. A summary reads the segment's aggregate alone; a
 //! summary cut inside the segment reads the index, the aggregates of the groups of blocks
 //! before the cut and one group's blocks' aggregates; a chart reads the index and the
-//! blocks' aggregates of the groups it draws. No read decodes every block's aggregate, however
-//! many blocks the segment has.
+//! blocks' aggregates of the groups it draws (every group, for a key drawn block by block
+//! over the whole segment, and `verify` checks them all). Nothing is decoded that the read
+//! does not use.
 //!
 //! The bytes are docs/FORMAT.md's "Footer and trailer", the one place the grammar lives.
 
