@@ -5,15 +5,18 @@
 mod common;
 use steplog::Options;
 
+/// The store in `dir`, compacting its manifest past `bytes`.
+fn open_compacting(dir: &std::path::Path, bytes: u64) -> steplog::Store {
+    Options::new()
+        .manifest_compaction_bytes(bytes)
+        .open(dir)
+        .unwrap()
+}
+
 #[test]
 fn two_stores_keep_in_step_across_compactions() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        Options::new()
-            .manifest_compaction_bytes(4096)
-            .open(dir.path())
-            .unwrap()
-    };
+    let open = || open_compacting(dir.path(), 4096);
     let (a, b) = (open(), open());
     for i in 0..300u64 {
         let (writer, other) = if i % 3 == 0 { (&b, &a) } else { (&a, &b) };
@@ -106,10 +109,7 @@ fn a_store_closed_with_a_compaction_in_flight_puts_it_in_place() {
     // store waits for it and puts it in place: the next open reads a base and no tail, and no
     // table is left over.
     let dir = tempfile::tempdir().unwrap();
-    let store = Options::new()
-        .manifest_compaction_bytes(4096)
-        .open(dir.path())
-        .unwrap();
+    let store = open_compacting(dir.path(), 4096);
     commit_bulk(&store, "a", 200);
     let before = std::fs::metadata(dir.path().join("MANIFEST"))
         .unwrap()
@@ -132,12 +132,7 @@ fn two_stores_committing_bulks_by_turns_lose_nothing_and_leave_no_table_behind()
     // other appends (its edits are carried after the new base) or compacts first (the later
     // one's tables are thrown away).
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        Options::new()
-            .manifest_compaction_bytes(2048)
-            .open(dir.path())
-            .unwrap()
-    };
+    let open = || open_compacting(dir.path(), 2048);
     let (a, b) = (open(), open());
     for round in 0..40u64 {
         let (writer, other) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
@@ -361,7 +356,11 @@ struct AbortInCompaction {
 
 impl Hooks for AbortInCompaction {
     fn around<T>(&self, _path: &std::path::Path, op: impl FnOnce() -> T) -> T {
-        if std::thread::current().name() != Some("steplog-compaction") {
+        let name = std::thread::current().name().map(str::to_owned);
+        if !matches!(
+            name.as_deref(),
+            Some("steplog-compaction" | "steplog-merge")
+        ) {
             return op();
         }
         let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
@@ -442,10 +441,7 @@ fn a_process_killed_at_each_point_of_its_compaction_thread_loses_no_committed_bu
         }
         assert!(!out.status.success(), "at {at}: the child was not killed");
         killed += 1;
-        let store = Options::new()
-            .manifest_compaction_bytes(4096)
-            .open(dir.path())
-            .unwrap();
+        let store = open_compacting(dir.path(), 4096);
         for k in 0..committed {
             check_bulk(&store, &format!("b{k}"), 60);
         }
@@ -471,4 +467,158 @@ fn a_process_killed_at_each_point_of_its_compaction_thread_loses_no_committed_bu
     }
     assert!(killed >= 40, "kills at {killed} points");
     eprintln!("killed at {killed} points of the compaction thread");
+}
+
+/// The `.tab` files of the store in `dir`.
+fn table_files(dir: &std::path::Path) -> usize {
+    match std::fs::read_dir(dir.join("manifest")) {
+        Ok(entries) => entries
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "tab"))
+            })
+            .count(),
+        Err(_) => 0,
+    }
+}
+
+#[test]
+fn merges_on_their_own_thread_keep_the_tables_few_and_leave_none_behind() {
+    // A hundred compactions, each writing one table: merges (on a thread of their own, put
+    // in place with the next compaction) keep the base to a few tiers. Without them the
+    // store would hold a table per compaction.
+    let dir = tempfile::tempdir().unwrap();
+    let open = || open_compacting(dir.path(), 2048);
+    let store = open();
+    for k in 0..100 {
+        commit_bulk(&store, &format!("b{k}"), 25);
+    }
+    drop(store);
+    let tables = table_files(dir.path());
+    assert!((1..=8).contains(&tables), "{tables} tables at rest");
+    assert_eq!(stray_tables(dir.path()), Vec::<std::path::PathBuf>::new());
+    let store = open();
+    assert_eq!(store.runs().unwrap().len(), 100 * 25);
+    for k in 0..100 {
+        check_bulk(&store, &format!("b{k}"), 25);
+    }
+    assert!(store.verify().unwrap().is_ok());
+}
+
+/// Holds the first merge of a store just after it created its table, until released, or
+/// until `GIVE_UP` passed (then `gave_up`): the process holding it must never wait for it,
+/// and a test that did would otherwise hang rather than fail.
+#[derive(Debug, Default)]
+struct HoldMerge {
+    /// Whether the merge is held, and whether it may go on.
+    state: std::sync::Mutex<(bool, bool)>,
+    changed: std::sync::Condvar,
+    gave_up: std::sync::atomic::AtomicBool,
+}
+
+impl HoldMerge {
+    /// Far longer than a test holding a merge takes (a few compactions and a `gc`).
+    const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(120);
+}
+
+impl HoldMerge {
+    fn wait_held(&self) {
+        let mut s = self.state.lock().unwrap();
+        while !s.0 {
+            s = self.changed.wait(s).unwrap();
+        }
+    }
+    fn release(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.changed.notify_all();
+    }
+}
+
+impl Hooks for HoldMerge {
+    fn around<T>(&self, path: &std::path::Path, op: impl FnOnce() -> T) -> T {
+        let out = op();
+        let merge = std::thread::current().name() == Some("steplog-merge");
+        if merge && path.extension().is_some_and(|e| e == "tab") {
+            let mut s = self.state.lock().unwrap();
+            s.0 = true;
+            self.changed.notify_all();
+            let (s, waited) = self
+                .changed
+                .wait_timeout_while(s, Self::GIVE_UP, |s| !s.1)
+                .unwrap();
+            if waited.timed_out() && !s.1 {
+                self.gave_up
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn a_merge_in_flight_survives_gc_and_compactions_and_is_thrown_away_once_another_process_compacts()
+{
+    // Store `a`'s first merge is held just after creating its table. Meanwhile `a` goes on
+    // compacting: the tables it puts in place have lower ids than the merge's, so another
+    // process's `gc`, which deletes an unlisted table older than the newest listed (a crashed
+    // compaction's leftover), keeps it. Then another process compacts: `a`'s merge is of a
+    // file that is gone, and is thrown away, its table deleted, when `a` next compacts.
+    let dir = tempfile::tempdir().unwrap();
+    let hold = std::sync::Arc::new(HoldMerge::default());
+    let a = Options::new()
+        .manifest_compaction_bytes(4096)
+        .file_system(std::sync::Arc::new(Hooked(hold.clone())))
+        .open(dir.path())
+        .unwrap();
+    let open_b = || open_compacting(dir.path(), 4096);
+    let mut k = 0;
+    while !hold.state.lock().unwrap().0 {
+        commit_bulk(&a, &format!("a{k}"), 60);
+        k += 1;
+        assert!(k < 50, "no merge started");
+    }
+    hold.wait_held();
+    let in_making: Vec<_> = std::fs::read_dir(dir.path().join("manifest"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tab"))
+        .collect();
+    for _ in 0..4 {
+        commit_bulk(&a, &format!("a{k}"), 60);
+        k += 1;
+    }
+    let report = open_b().gc().unwrap();
+    for path in &in_making {
+        assert!(
+            !report.deleted.contains(path),
+            "gc deleted {} ({report:?})",
+            path.display()
+        );
+        assert!(path.exists(), "{}", path.display());
+    }
+    // Another process compacts (its commits pass the threshold, and closing it puts its
+    // compaction in place).
+    let b = open_b();
+    for j in 0..3 {
+        commit_bulk(&b, &format!("b{j}"), 60);
+    }
+    drop(b);
+    hold.release();
+    assert!(
+        !hold.gave_up.load(std::sync::atomic::Ordering::SeqCst),
+        "the store holding the merge waited for it"
+    );
+    commit_bulk(&a, &format!("a{k}"), 60);
+    k += 1;
+    drop(a);
+    assert_eq!(stray_tables(dir.path()), Vec::<std::path::PathBuf>::new());
+    let store = open_b();
+    assert_eq!(store.runs().unwrap().len(), (k + 3) * 60);
+    for i in 0..k {
+        check_bulk(&store, &format!("a{i}"), 60);
+    }
+    for j in 0..3 {
+        check_bulk(&store, &format!("b{j}"), 60);
+    }
+    assert!(store.verify().unwrap().is_ok());
 }

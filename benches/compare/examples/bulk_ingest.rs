@@ -84,6 +84,7 @@ fn main() {
     let built = t.elapsed();
     let t = Instant::now();
     let allocations = ALLOCATIONS.load(Relaxed);
+    let cpu = thread_cpu();
     if writer {
         for (name, config, rows) in data {
             let mut w = store.run(&name).config(config).start().unwrap();
@@ -113,17 +114,33 @@ fn main() {
     // Closed, as the writing process would be: a compaction in flight is put in place.
     drop(store);
     let wrote = t.elapsed();
+    let (run, queued) = thread_cpu();
+    let (run, queued) = (run - cpu.0, queued - cpu.1);
     let allocations = ALLOCATIONS.load(Relaxed) - allocations;
     let points = runs * steps * 4;
     println!(
         "{runs} runs, {} ({}): rows built in {:.3} s, written in {:.3} s: {:.3} M points/s, \
-         {:.3} bytes/point, {:.0} allocations/run (all threads)",
+         {:.3} bytes/point, {:.0} allocations/run (all threads); the writing thread ran \
+         {:.0}% of the time, waited for a core {:.0}%, was blocked {:.0}%",
         points,
         if writer { "a writer per run" } else { "bulk" },
         built.as_secs_f64(),
         wrote.as_secs_f64(),
         points as f64 / wrote.as_secs_f64() / 1e6,
         steplog_workload::tree_bytes(&dir) as f64 / points as f64,
-        allocations as f64 / runs as f64
+        allocations as f64 / runs as f64,
+        100.0 * run / wrote.as_secs_f64(),
+        100.0 * queued / wrote.as_secs_f64(),
+        100.0 * (1.0 - (run + queued) / wrote.as_secs_f64()),
     );
+}
+
+/// Seconds this thread has run on a core and waited in the run queue for one (Linux
+/// `/proc/thread-self/schedstat`; zeros elsewhere).
+fn thread_cpu() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let mut it = text
+        .split_whitespace()
+        .map(|n| n.parse::<f64>().unwrap_or(0.0) / 1e9);
+    (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0))
 }

@@ -155,7 +155,8 @@ impl Base {
         Ok(v)
     }
 
-    fn counters(&self) -> (u64, u64) {
+    /// The counters the base was written with.
+    pub fn counters(&self) -> (u64, u64) {
         (self.next_version, self.next_segment)
     }
 

@@ -313,10 +313,24 @@ pub(crate) struct ManifestLog {
     /// The manifest file as last opened, kept so that a refresh is one `identify` of the
     /// path (the same file, and its length) rather than an open, header read and close.
     held: Option<Held>,
-    /// A compaction building its tables on a thread of its own, put in place (or thrown
+    /// A compaction building its new table on a thread of its own, put in place (or thrown
     /// away) by this process's next locked operation, or when the log is dropped.
     inflight: Option<Inflight>,
+    /// A merge of the base's newest tables on a thread of its own, put in place with the
+    /// next compaction, or alone when the log settles.
+    merging: Option<Merging>,
 }
+
+/// The most tables a base may have while a merge is in flight: past it, a compaction put
+/// in place waits for the merge (merges fall behind only on a slow disk).
+const MAX_TABLES: usize = 16;
+
+/// A merge's table is created from this many ids past the next table id: the compactions
+/// put in place while it is built take the ids below (it is put in place with the one that
+/// would take its id, at the latest), so a table in the making has an id above every table a
+/// manifest lists, which `gc` relies on (it deletes an unlisted table older than the newest
+/// listed as a leftover).
+const MERGE_ID_GAP: u64 = MAX_TABLES as u64;
 
 /// A compaction started by an append, building its tables on its own thread
 /// (`ManifestLog::start_compaction`) while this process goes on.
@@ -340,6 +354,41 @@ struct Inflight {
 /// What a compaction's thread returns: the tables it created (to delete if they are not put
 /// in place), and its new base.
 type Built = (Vec<u64>, Result<Compacted>);
+
+/// A merge of a run of the base's newest tables into one, started once a compaction is put
+/// in place (`ManifestLog::start_merge`), on a thread of its own: merges grow with the store
+/// (a tier four times the one before), so this process's appends, and its next compactions,
+/// never wait for one. Its table replaces its inputs in the base the next compaction puts in
+/// place (or, when the log settles, in the base as it is).
+struct Merging {
+    /// The tables it merges, newest first: a run of the base's list when it started.
+    inputs: Vec<u64>,
+    /// Whether the run ends at the base's oldest table (its tombstones are dropped).
+    oldest: bool,
+    /// The first id its table may take (`MERGE_ID_GAP`).
+    first_id: u64,
+    /// The process that started it: a forked child has no such thread to join.
+    pid: u32,
+    /// Whether this process has reloaded its state from the file's start since it started
+    /// (as `Inflight::stale`): the base may no longer hold its inputs; it is thrown away.
+    stale: bool,
+    handle: std::thread::JoinHandle<MergeBuilt>,
+}
+
+/// What a merge's thread returns: the tables it created, and its table's id and length and
+/// the next table id.
+type MergeBuilt = (Vec<u64>, Result<((u64, u64), u64)>);
+
+/// A merge joined (`ManifestLog::join_merge`).
+struct JoinedMerge {
+    inputs: Vec<u64>,
+    oldest: bool,
+    stale: bool,
+    /// The tables it created.
+    created: Vec<u64>,
+    /// Its table's id and length, and the next table id.
+    built: Result<((u64, u64), u64)>,
+}
 
 /// A compaction's new base, its tables written, synced and open.
 struct Compacted {
@@ -392,6 +441,7 @@ impl ManifestLog {
             tmp_checked: false,
             held: None,
             inflight: None,
+            merging: None,
         };
         if !io::exists(&*log.fs, &log.path).at(&log.path)? {
             log.create()?;
@@ -650,6 +700,9 @@ impl ManifestLog {
                 job.stale = true;
                 job.edits = Vec::new();
             }
+            if let Some(merge) = &mut self.merging {
+                merge.stale = true;
+            }
         }
         let skip = frames.edits.len() - edits.len();
         if !edits.is_empty() {
@@ -820,6 +873,9 @@ impl ManifestLog {
     /// the directory, leaves a manifest that may list them), and drops the in-memory state,
     /// to be reloaded from the file.
     fn compact(&mut self) -> Result<()> {
+        // A merge in flight reads tables this compaction may merge in turn: waited for and
+        // thrown away (a merge only ever saves later reads).
+        self.drop_merge();
         let mut created = Vec::new();
         let built = build_tables(
             &*self.fs,
@@ -829,7 +885,7 @@ impl ManifestLog {
             self.next_table,
             &mut created,
         );
-        self.put_in_place(created, built, self.offset, Vec::new())
+        self.put_in_place(created, built, self.offset, Some(Vec::new()))
     }
 
     /// Starts compacting the state as it is now on a thread of its own, put in place by this
@@ -844,7 +900,7 @@ impl ManifestLog {
             // A panic (a bug) is this compaction's failure, not the process's: the tables
             // created so far are still known, and deleted.
             let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                build_tables(&*fs, &dir, &path, &state, next_table, &mut created)
+                build_fresh(&*fs, &dir, &path, &state, next_table, &mut created)
             }))
             .unwrap_or_else(|_| {
                 Err(Error::InvalidInput(
@@ -911,40 +967,219 @@ impl ManifestLog {
             return;
         }
         if self
-            .put_in_place(created, built, job.tail_start, job.edits)
+            .put_in_place(created, built, job.tail_start, Some(job.edits))
             .is_err()
         {
             self.compact_after = self.offset.saturating_add(self.compact_bytes);
         }
     }
 
-    /// Puts a compaction's new base in place (`install`), or on failure deletes the tables it
-    /// created that no manifest lists and drops the in-memory state, to be reloaded.
+    /// Puts a compaction's new base in place (`install`), with the table of a merge that is
+    /// done in place of its inputs (`fold_merge`), then starts the next merge if one is due;
+    /// or on failure deletes the tables they created that no manifest lists and drops the
+    /// in-memory state, to be reloaded.
     fn put_in_place(
         &mut self,
-        created: Vec<u64>,
+        mut created: Vec<u64>,
         built: Result<Compacted>,
         tail_start: u64,
-        after: Vec<Edit>,
+        after: Option<Vec<Edit>>,
     ) -> Result<()> {
         self.renamed = false;
-        let result = built.and_then(|c| self.install(c, tail_start, after));
+        let result = built
+            .and_then(|c| self.fold_merge(c, false, &mut created))
+            .and_then(|(c, _)| self.install(c, tail_start, after));
+        match result {
+            Ok(()) => self.start_merge(),
+            Err(_) => {
+                if !self.renamed {
+                    remove_tables(&*self.fs, &self.dir, &created);
+                }
+                self.epoch = 0;
+            }
+        }
+        result
+    }
+
+    /// Starts merging the base's newest tables on a thread of its own, if `merge_plan` says
+    /// they are due and no merge is in flight (where no thread can be started, a later
+    /// compaction merges them).
+    fn start_merge(&mut self) {
+        if self.merging.is_some() {
+            return;
+        }
+        let base = self.state.base().clone();
+        let sizes = base.sizes();
+        let k = merge_plan(&sizes);
+        if k < 2 {
+            return;
+        }
+        let tables: Vec<Arc<table::Table>> = sizes[..k]
+            .iter()
+            .filter_map(|t| base.table(t.0).cloned())
+            .collect();
+        let (fs, dir, path) = (self.fs.clone(), self.dir.clone(), self.path.clone());
+        let oldest = k == sizes.len();
+        let first_id = self.next_table.saturating_add(MERGE_ID_GAP);
+        let job = move || {
+            let mut created = Vec::new();
+            // A panic (a bug) is this merge's failure, not the process's (as a compaction's).
+            let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                build_merge(&*fs, &dir, &path, &tables, oldest, first_id, &mut created)
+            }))
+            .unwrap_or_else(|_| {
+                Err(Error::InvalidInput(
+                    "a manifest merge panicked (a bug)".into(),
+                ))
+            });
+            (created, built)
+        };
+        if let Ok(handle) = std::thread::Builder::new()
+            .name("steplog-merge".into())
+            .spawn(job)
+        {
+            self.merging = Some(Merging {
+                inputs: sizes[..k].iter().map(|t| t.0).collect(),
+                oldest,
+                first_id,
+                pid: std::process::id(),
+                stale: false,
+                handle,
+            });
+        }
+    }
+
+    /// The merge in flight, taken and joined. `None` for a forked child's copy (the thread
+    /// is the parent's, and so are its tables).
+    fn join_merge(&mut self) -> Option<JoinedMerge> {
+        let Merging {
+            inputs,
+            oldest,
+            pid,
+            stale,
+            handle,
+            ..
+        } = self.merging.take()?;
+        if pid != std::process::id() {
+            std::mem::forget(handle);
+            return None;
+        }
+        let (created, built) = handle.join().unwrap_or_else(|_| {
+            (
+                Vec::new(),
+                Err(Error::InvalidInput("a manifest merge panicked".into())),
+            )
+        });
+        Some(JoinedMerge {
+            inputs,
+            oldest,
+            stale,
+            created,
+            built,
+        })
+    }
+
+    /// Waits for the merge in flight, if any, and deletes its table (no manifest lists it).
+    fn drop_merge(&mut self) {
+        if let Some(m) = self.join_merge() {
+            remove_tables(&*self.fs, &self.dir, &m.created);
+        }
+    }
+
+    /// `c`, a compaction's new base, with the table of the merge in flight in place of its
+    /// inputs, if the merge is done, or `wait`, or waited for because the base has more than
+    /// `MAX_TABLES` tables or `c` took ids up to the merge's. Its inputs must still be a run
+    /// of the base (ending at the oldest table if it dropped tombstones). A merge that
+    /// failed, was of another file (`stale`), or whose inputs are gone is thrown away, its
+    /// table deleted. The merge's table joins `created`, deleted if `c` is not put in place
+    /// after all. Whether a merge was folded in.
+    fn fold_merge(
+        &mut self,
+        c: Compacted,
+        wait: bool,
+        created: &mut Vec<u64>,
+    ) -> Result<(Compacted, bool)> {
+        let due = |m: &Merging| {
+            wait || m.handle.is_finished() || c.ids.len() > MAX_TABLES || c.next_table >= m.first_id
+        };
+        if !self.merging.as_ref().is_some_and(due) {
+            return Ok((c, false));
+        }
+        let Some(m) = self.join_merge() else {
+            return Ok((c, false));
+        };
+        let n = m.inputs.len();
+        let at = c.ids.windows(n).position(|w| w == m.inputs.as_slice());
+        let fits = at.is_some_and(|at| !m.oldest || at + n == c.ids.len());
+        let (at, (table, next)) = match (at, m.built) {
+            (Some(at), Ok(built)) if fits && !m.stale => (at, built),
+            _ => {
+                remove_tables(&*self.fs, &self.dir, &m.created);
+                return Ok((c, false));
+            }
+        };
+        created.extend(m.created);
+        let mut ids = c.ids;
+        ids.splice(at..at + n, [table.0]);
+        let counters = (c.next_version, c.next_segment);
+        let base = Base::open_reusing(&*self.fs, &self.dir, &ids, counters, Some(&c.base))?;
+        let folded = Compacted {
+            base,
+            ids,
+            replaced: c.replaced.into_iter().chain(m.inputs).collect(),
+            next_table: c.next_table.max(next),
+            next_version: c.next_version,
+            next_segment: c.next_segment,
+        };
+        Ok((folded, true))
+    }
+
+    /// Waits for the merge in flight, if any, and puts its table in place of its inputs in
+    /// the base as it is: a new manifest of that base and the same tail (the state's edits
+    /// since its base are kept as they are). Under `LOCK`, after a refresh.
+    fn finish_merge(&mut self) {
+        if self.merging.is_none() {
+            return;
+        }
+        let base = self.state.base().clone();
+        let ids: Vec<u64> = base.sizes().iter().map(|t| t.0).collect();
+        let counters = base.counters();
+        let c = match Base::open_reusing(&*self.fs, &self.dir, &ids, counters, Some(&base)) {
+            Ok(opened) => Compacted {
+                base: opened,
+                ids,
+                replaced: Vec::new(),
+                next_table: self.next_table,
+                next_version: counters.0,
+                next_segment: counters.1,
+            },
+            Err(_) => return self.drop_merge(),
+        };
+        let mut created = Vec::new();
+        let tail_start = self.base_len;
+        self.renamed = false;
+        let result = self
+            .fold_merge(c, true, &mut created)
+            .and_then(|(c, folded)| match folded {
+                true => self.install(c, tail_start, None),
+                false => Ok(()),
+            });
         if result.is_err() {
             if !self.renamed {
                 remove_tables(&*self.fs, &self.dir, &created);
             }
             self.epoch = 0;
         }
-        result
     }
 
     /// Replaces the manifest with one of the compaction's base, followed by the edits of this
     /// file from `tail_start` (appended after the compacted state was taken), and deletes the
     /// tables it replaced. The new file's base is taken as this process's state as it is,
     /// tables open, and the edits after it applied to it: `after` (those edits, as this
-    /// process applied them), or else read back from the file by a refresh. Under `LOCK`,
-    /// after a refresh.
-    fn install(&mut self, c: Compacted, tail_start: u64, after: Vec<Edit>) -> Result<()> {
+    /// process applied them); or, for a merge (`None`, `tail_start` the end of the base
+    /// frame), the state keeps its edits over the merged base. Under `LOCK`, after a
+    /// refresh.
+    fn install(&mut self, c: Compacted, tail_start: u64, after: Option<Vec<Edit>>) -> Result<()> {
         let epoch = self.epoch.checked_add(1).ok_or_else(|| {
             Error::corrupt(&self.path, 12, "the manifest's epoch cannot grow further")
         })?;
@@ -956,17 +1191,25 @@ impl ManifestLog {
         let counters = (c.next_version, c.next_segment);
         let base_end = self.write_base(epoch, &c.ids, counters, c.next_table, &tail)?;
         remove_tables(&*self.fs, &self.dir, &c.replaced);
-        // As a refresh would load the new file: its base (the tables already open), then the
-        // edits after it.
-        let mut state = State::with_base(c.base, c.next_version, c.next_segment);
-        state.format = FORMAT;
-        self.state = Arc::new(state);
         self.epoch = epoch;
         self.format = FORMAT;
         self.offset = base_end;
         self.base_len = base_end;
         self.next_table = c.next_table;
         self.held = None;
+        let Some(after) = after else {
+            // A merge: the same records in fewer tables, under the same edits.
+            let state = Arc::make_mut(&mut self.state);
+            state.replace_base(c.base);
+            state.format = FORMAT;
+            self.offset = base_end + tail.len() as u64;
+            return self.refresh(true);
+        };
+        // As a refresh would load the new file: its base (the tables already open), then the
+        // edits after it.
+        let mut state = State::with_base(c.base, c.next_version, c.next_segment);
+        state.format = FORMAT;
+        self.state = Arc::new(state);
         let state = Arc::make_mut(&mut self.state);
         for e in &after {
             state.prepare(e)?;
@@ -982,15 +1225,16 @@ impl ManifestLog {
         self.refresh(true)
     }
 
-    /// Waits for this process's compaction in flight, if any, and puts it in place (under
-    /// `LOCK`): what `gc` does first, so that it never meets this process's own tables in
-    /// the making, and what dropping the log does.
+    /// Waits for this process's compaction and merge in flight, if any, and puts them in
+    /// place (under `LOCK`): what `gc` does first, so that it never meets this process's own
+    /// tables in the making, and what dropping the log does.
     pub fn settle(&mut self) -> Result<()> {
-        if self.inflight.is_none() {
+        if self.inflight.is_none() && self.merging.is_none() {
             return Ok(());
         }
         self.under_lock(|log| {
             log.finish_compaction();
+            log.finish_merge();
             Ok(())
         })
     }
@@ -1043,11 +1287,11 @@ impl ManifestLog {
 }
 
 impl Drop for ManifestLog {
-    /// A compaction still in flight is put in place (taking `LOCK`, as an append would),
-    /// not lost: a process that appends once and exits would otherwise never compact.
-    /// If `LOCK` cannot be taken, its tables are deleted.
+    /// A compaction or merge still in flight is put in place (taking `LOCK`, as an append
+    /// would), not lost: a process that appends once and exits would otherwise never
+    /// compact. If `LOCK` cannot be taken, their tables are deleted.
     fn drop(&mut self) {
-        if self.inflight.is_none() {
+        if self.inflight.is_none() && self.merging.is_none() {
             return;
         }
         let _ = self.settle();
@@ -1058,15 +1302,14 @@ impl Drop for ManifestLog {
                 remove_tables(&*self.fs, &self.dir, &created);
             }
         }
+        self.drop_merge();
     }
 }
 
-/// Builds a compaction's new base from `state`: writes the edits since its base (the
-/// overlay) as a new table, merges it with the newest tables of the base while they are at
-/// most `TIER_RATIO` times larger, and opens the result (reusing the base's open tables).
-/// Writes tables only, from ids at `next_table` on, each created new (`O_EXCL`) and synced,
-/// named by no manifest until `install`: it may run on a thread of its own, without `LOCK`.
-/// Every table it created is in `created`, to delete on failure.
+/// Builds a compaction's new base from `state`, all at once (on the appender's thread):
+/// its new table (`build_fresh`), then the newest tables merged as `merge_plan` says
+/// (`build_merge`), and opens the result (reusing the base's open tables). Every table it
+/// created is in `created`, to delete on failure.
 fn build_tables(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -1075,10 +1318,57 @@ fn build_tables(
     next_table: u64,
     created: &mut Vec<u64>,
 ) -> Result<Compacted> {
+    let fresh = build_fresh(fs, dir, manifest, state, next_table, created)?;
+    let sizes = fresh.base.sizes();
+    let k = merge_plan(&sizes);
+    if k < 2 {
+        return Ok(fresh);
+    }
+    let inputs: Vec<Arc<table::Table>> = sizes[..k]
+        .iter()
+        .filter_map(|t| fresh.base.table(t.0).cloned())
+        .collect();
+    let (merged, next) = build_merge(
+        fs,
+        dir,
+        manifest,
+        &inputs,
+        k == sizes.len(),
+        fresh.next_table,
+        created,
+    )?;
+    let ids: Vec<u64> = std::iter::once(merged.0)
+        .chain(sizes[k..].iter().map(|t| t.0))
+        .collect();
+    let counters = (state.next_version, state.next_segment);
+    let opened = Base::open_reusing(fs, dir, &ids, counters, Some(&fresh.base))?;
+    let replaced = sizes[..k].iter().map(|t| t.0).filter(|&t| t != merged.0);
+    Ok(Compacted {
+        base: opened,
+        ids,
+        replaced: fresh.replaced.into_iter().chain(replaced).collect(),
+        next_table: next,
+        next_version: state.next_version,
+        next_segment: state.next_segment,
+    })
+}
+
+/// Writes what changed since `state`'s base (the overlay: for a snapshot manifest,
+/// everything) as a new table, newer than every table of the base, and opens the base of
+/// it and those (reusing the base's open tables). Writes one table only, from id
+/// `next_table` on, created new (`O_EXCL`) and synced, named by no manifest until
+/// `install`: it may run on a thread of its own, without `LOCK`. Every table it created is
+/// in `created`, to delete on failure.
+fn build_fresh(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    manifest: &Path,
+    state: &State,
+    next_table: u64,
+    created: &mut Vec<u64>,
+) -> Result<Compacted> {
     let base = state.base();
-    let mut id = next_table;
-    // The new table: what changed since the base (for a snapshot manifest, everything).
-    let (fresh, next) = new_table(fs, dir, manifest, id, created, |id| {
+    let (fresh, next) = new_table(fs, dir, manifest, next_table, created, |id| {
         let records = base::Records {
             runs: &mut state.overlay_runs(),
             segments: &mut state.overlay_inline(),
@@ -1089,62 +1379,68 @@ fn build_tables(
         };
         base::write_table(fs, dir, id, records)
     })?;
-    id = next;
-    let mut tables: Vec<(u64, u64)> = vec![fresh];
-    tables.extend(base.sizes());
-    // The newest tables, merged while the next older is at most TIER_RATIO times their sum
-    // (so sizes grow by that ratio from new to old).
-    let mut k = 1;
-    let mut sum = tables[0].1;
-    while k < tables.len() && tables[k].1 <= TIER_RATIO * sum {
-        sum += tables[k].1;
-        k += 1;
-    }
-    if k > 1 {
-        // Merged block by block: a block no other table has a key inside is copied as it is
-        // stored (`table::merge`), so newer versions' and segments' records are not
-        // compressed again at every tier.
-        let merging = tables[..k]
-            .iter()
-            .map(|t| match base.table(t.0) {
-                Some(open) => Ok(open.clone()),
-                None => table::Table::open(fs, dir, t.0).map(Arc::new),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let refs: Vec<&table::Table> = merging.iter().map(|t| &**t).collect();
-        let drop_tombstones = k == tables.len();
-        let (merged, next) = new_table(fs, dir, manifest, id, created, |id| {
-            Ok(table::merge(fs, dir, id, &refs, drop_tombstones)?.len)
-        })?;
-        id = next;
-        tables.splice(..k, [merged]);
-    }
-    // The tables' entries, and `manifest/`'s own in the store directory (made by the first
-    // compaction), are durable before a manifest names them.
-    let d = dir.join(table::TABLE_DIR);
-    fs.sync_dir(&d).at(&d)?;
-    fs.sync_dir(dir).at(dir)?;
-    let ids: Vec<u64> = tables.iter().map(|t| t.0).collect();
+    sync_table_dirs(fs, dir)?;
+    let ids: Vec<u64> = std::iter::once(fresh.0)
+        .chain(base.sizes().iter().map(|t| t.0))
+        .collect();
     let counters = (state.next_version, state.next_segment);
     let opened = Base::open_reusing(fs, dir, &ids, counters, Some(base))?;
-    // The tables the new base replaced: the old base's it merged, and this compaction's own
-    // that it merged in turn. Any other table no manifest lists is left for `gc` (one a
-    // crashed compaction wrote, or one of a state whose manifest was cut back).
-    let replaced = base
-        .sizes()
-        .iter()
-        .map(|t| t.0)
-        .chain(created.iter().copied())
-        .filter(|t| !ids.contains(t))
-        .collect();
     Ok(Compacted {
         base: opened,
         ids,
-        replaced,
-        next_table: id,
+        replaced: Vec::new(),
+        next_table: next,
         next_version: state.next_version,
         next_segment: state.next_segment,
     })
+}
+
+/// How many of a base's newest tables (`sizes`: id and length, newest first) to merge into
+/// one: while the next older is at most `TIER_RATIO` times their sum, so sizes grow by that
+/// ratio from new to old. 1 (or 0, for no table) is no merge.
+fn merge_plan(sizes: &[(u64, u64)]) -> usize {
+    let Some(newest) = sizes.first() else {
+        return 0;
+    };
+    let mut k = 1;
+    let mut sum = newest.1;
+    while k < sizes.len() && sizes[k].1 <= TIER_RATIO.saturating_mul(sum) {
+        sum = sum.saturating_add(sizes[k].1);
+        k += 1;
+    }
+    k
+}
+
+/// Merges `tables` (newest first, a run of a base's list) into one new table, merged block
+/// by block: a block no other table has a key inside is copied as it is stored
+/// (`table::merge`), so newer versions' and segments' records are not compressed again at
+/// every tier. Tombstones are dropped when `drop_tombstones` (the run ends at the base's
+/// oldest table). Like `build_fresh`, it writes and syncs one table from `next_table` on,
+/// named by no manifest until it is put in place. The new table's id and length, and the
+/// next id.
+fn build_merge(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    manifest: &Path,
+    tables: &[Arc<table::Table>],
+    drop_tombstones: bool,
+    next_table: u64,
+    created: &mut Vec<u64>,
+) -> Result<((u64, u64), u64)> {
+    let refs: Vec<&table::Table> = tables.iter().map(|t| &**t).collect();
+    let merged = new_table(fs, dir, manifest, next_table, created, |id| {
+        Ok(table::merge(fs, dir, id, &refs, drop_tombstones)?.len)
+    })?;
+    sync_table_dirs(fs, dir)?;
+    Ok(merged)
+}
+
+/// Makes the tables' directory entries, and `manifest/`'s own in the store directory (made
+/// by the first compaction), durable: before a manifest names a new table.
+fn sync_table_dirs(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let d = dir.join(table::TABLE_DIR);
+    fs.sync_dir(&d).at(&d)?;
+    fs.sync_dir(dir).at(dir)
 }
 
 /// Deletes tables (best effort: a table left over is never read, and `gc` lists it).

@@ -589,6 +589,12 @@ fn check_pack(v: VersionId, p: &PackMeta) -> Result<(), String> {
 }
 
 impl State {
+    /// Takes `base` as its base, one of the same records in other tables (a merge of them):
+    /// what the state's edits since hold over it is unchanged.
+    pub fn replace_base(&mut self, base: Base) {
+        self.base = Arc::new(base);
+    }
+
     /// The state a base describes, with no edit since.
     pub fn with_base(base: Base, next_version: u64, next_segment: u64) -> State {
         State {
