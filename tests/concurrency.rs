@@ -206,3 +206,98 @@ fn a_rewind_while_a_reader_holds_the_old_head_keeps_its_view() {
     );
     assert_eq!(rows(&store, "r").len(), 11);
 }
+
+/// The real file system, on which the store's `MANIFEST` is looked for and not found
+/// (by the store's open, then by its manifest's), and after the second look, before the
+/// opener goes on to create one, another store creates the store and writes a run: two
+/// processes opening a new store at once, the second a moment behind.
+#[derive(Debug)]
+struct CreatedMeanwhile {
+    dir: std::path::PathBuf,
+    looks: std::sync::atomic::AtomicUsize,
+    done: AtomicBool,
+}
+
+impl steplog::io::FileSystem for CreatedMeanwhile {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        mode: steplog::io::OpenMode,
+    ) -> std::io::Result<Arc<dyn steplog::io::FileHandle>> {
+        let opened = steplog::io::OsFs.open(path, mode);
+        let missing = matches!(&opened, Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if missing && path.ends_with("MANIFEST") && self.looks.fetch_add(1, Ordering::SeqCst) == 1 {
+            self.done.store(true, Ordering::SeqCst);
+            let other = Store::open(&self.dir).unwrap();
+            let mut w = other.run("first").start().unwrap();
+            w.log_at(0, [("x", 1.0)]).unwrap();
+            w.finish().unwrap();
+        }
+        opened
+    }
+    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        steplog::io::OsFs.create_dir_all(path)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        steplog::io::OsFs.remove_file(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        steplog::io::OsFs.rename(from, to)
+    }
+    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
+        steplog::io::OsFs.sync_dir(path)
+    }
+    fn read_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
+        steplog::io::OsFs.read_dir(path)
+    }
+    fn lock(
+        &self,
+        path: &std::path::Path,
+        exclusive: bool,
+        wait: bool,
+    ) -> std::io::Result<Option<steplog::io::LockGuard>> {
+        steplog::io::OsFs.lock(path, exclusive, wait)
+    }
+    fn lock_slot(
+        &self,
+        path: &std::path::Path,
+        slot: u64,
+    ) -> std::io::Result<Option<steplog::io::LockGuard>> {
+        steplog::io::OsFs.lock_slot(path, slot)
+    }
+    fn locked_slots(
+        &self,
+        path: &std::path::Path,
+        from: u64,
+        to: u64,
+    ) -> std::io::Result<Vec<u64>> {
+        steplog::io::OsFs.locked_slots(path, from, to)
+    }
+    fn identify(&self, path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+        steplog::io::OsFs.identify(path)
+    }
+}
+
+#[test]
+fn a_store_another_process_creates_and_writes_while_this_one_opens_it_opens() {
+    // Until 2026-12-07 an opener that found no manifest looked for signs of a lost one (run
+    // lock files, segments, tables) before taking `LOCK`: another process that had created
+    // the store and written a run meanwhile made it refuse the store as damaged (found by
+    // `several_processes_write_different_runs_of_one_store`, once in a CI run).
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(CreatedMeanwhile {
+        dir: dir.path().to_owned(),
+        looks: Default::default(),
+        done: AtomicBool::new(false),
+    });
+    let store = Options::new()
+        .file_system(fs.clone())
+        .open(dir.path())
+        .unwrap();
+    assert!(fs.done.load(Ordering::SeqCst), "the other store never ran");
+    assert_eq!(common::f(&rows(&store, "first")[0], "x"), 1.0);
+    let mut w = store.run("second").start().unwrap();
+    w.log_at(0, [("x", 2.0)]).unwrap();
+    w.finish().unwrap();
+    assert_eq!(store.runs().unwrap().len(), 2);
+}

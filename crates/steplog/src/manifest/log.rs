@@ -450,9 +450,28 @@ impl ManifestLog {
         Ok(log)
     }
 
-    /// Creates the manifest of a new, empty store. A store whose manifest is gone while
-    /// segment files remain is damaged, not empty: starting it afresh would reuse their ids.
+    /// Creates the manifest of a new, empty store, under `LOCK`, unless another process
+    /// created it first (several processes may open a new store at once, and write runs as
+    /// soon as its manifest exists).
     fn create(&mut self) -> Result<()> {
+        let guard = self.lock()?;
+        let r = (|| {
+            if !io::exists(&*self.fs, &self.path).at(&self.path)? {
+                self.check_never_existed()?;
+                self.remove_leftover_tmp()?;
+                self.write_base(1, &[], (1, 1), 1, &[])?;
+            }
+            Ok(())
+        })();
+        drop(guard);
+        r
+    }
+
+    /// Refuses to create a manifest where the store existed: a store whose manifest is gone
+    /// while segment files remain is damaged, not empty (starting it afresh would reuse their
+    /// ids). Under `LOCK`, once no manifest is found: a manifest is created only under it,
+    /// so what it finds is not a store another process is creating.
+    fn check_never_existed(&self) -> Result<()> {
         // Segment files, manifest tables, or the run lock file every writer leaves (a run may
         // have no rows; stores before 2026-12-02 have a `.lock` file per run), mean the store
         // existed: a new manifest would not list their tables, and compaction deletes tables
@@ -491,16 +510,7 @@ impl ManifestLog {
                 ));
             }
         }
-        let guard = self.lock()?;
-        let r = (|| {
-            if !io::exists(&*self.fs, &self.path).at(&self.path)? {
-                self.remove_leftover_tmp()?;
-                self.write_base(1, &[], (1, 1), 1, &[])?;
-            }
-            Ok(())
-        })();
-        drop(guard);
-        r
+        Ok(())
     }
 
     /// The store-wide lock, held while appending. Waits at most `lock_timeout`: a process
