@@ -454,7 +454,15 @@ impl ManifestLog {
     /// created it first (several processes may open a new store at once, and write runs as
     /// soon as its manifest exists).
     fn create(&mut self) -> Result<()> {
-        let guard = self.lock()?;
+        let guard = match self.lock() {
+            Ok(guard) => guard,
+            // Where `LOCK` cannot be had (read-only media, a stopped holder), a lost
+            // manifest is still named as such.
+            Err(e) => {
+                self.check_never_existed()?;
+                return Err(e);
+            }
+        };
         let r = (|| {
             if !io::exists(&*self.fs, &self.path).at(&self.path)? {
                 self.check_never_existed()?;
@@ -884,8 +892,13 @@ impl ManifestLog {
     /// to be reloaded from the file.
     fn compact(&mut self) -> Result<()> {
         // A merge in flight reads tables this compaction may merge in turn: waited for and
-        // thrown away (a merge only ever saves later reads).
+        // thrown away (a merge only ever saves later reads). A compaction in flight is of a
+        // file this one replaces: thrown away when it is done (its state is in this one's).
         self.drop_merge();
+        if let Some(job) = &mut self.inflight {
+            job.stale = true;
+            job.edits = Vec::new();
+        }
         let mut created = Vec::new();
         let built = build_tables(
             &*self.fs,
@@ -1150,6 +1163,12 @@ impl ManifestLog {
     fn finish_merge(&mut self) {
         if self.merging.is_none() {
             return;
+        }
+        // The file as it is now, with every process's edits: the new file's tail is copied
+        // from it. A reload from its start (another process compacted, a failure here before)
+        // makes the merge stale, thrown away below.
+        if self.refresh(true).is_err() || self.epoch == 0 {
+            return self.drop_merge();
         }
         let base = self.state.base().clone();
         let ids: Vec<u64> = base.sizes().iter().map(|t| t.0).collect();
