@@ -218,63 +218,15 @@ struct CreatedMeanwhile {
     done: AtomicBool,
 }
 
-impl steplog::io::FileSystem for CreatedMeanwhile {
-    fn open(
-        &self,
-        path: &std::path::Path,
-        mode: steplog::io::OpenMode,
-    ) -> std::io::Result<Arc<dyn steplog::io::FileHandle>> {
-        let opened = steplog::io::OsFs.open(path, mode);
-        let missing = matches!(&opened, Err(e) if e.kind() == std::io::ErrorKind::NotFound);
-        if missing && path.ends_with("MANIFEST") && self.looks.fetch_add(1, Ordering::SeqCst) == 1 {
+impl common::hooked::Hooks for CreatedMeanwhile {
+    fn opened(&self, path: &std::path::Path, found: bool) {
+        if !found && path.ends_with("MANIFEST") && self.looks.fetch_add(1, Ordering::SeqCst) == 1 {
             self.done.store(true, Ordering::SeqCst);
             let other = Store::open(&self.dir).unwrap();
             let mut w = other.run("first").start().unwrap();
             w.log_at(0, [("x", 1.0)]).unwrap();
             w.finish().unwrap();
         }
-        opened
-    }
-    fn create_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
-        steplog::io::OsFs.create_dir_all(path)
-    }
-    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
-        steplog::io::OsFs.remove_file(path)
-    }
-    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-        steplog::io::OsFs.rename(from, to)
-    }
-    fn sync_dir(&self, path: &std::path::Path) -> std::io::Result<()> {
-        steplog::io::OsFs.sync_dir(path)
-    }
-    fn read_dir(&self, path: &std::path::Path) -> std::io::Result<Vec<String>> {
-        steplog::io::OsFs.read_dir(path)
-    }
-    fn lock(
-        &self,
-        path: &std::path::Path,
-        exclusive: bool,
-        wait: bool,
-    ) -> std::io::Result<Option<steplog::io::LockGuard>> {
-        steplog::io::OsFs.lock(path, exclusive, wait)
-    }
-    fn lock_slot(
-        &self,
-        path: &std::path::Path,
-        slot: u64,
-    ) -> std::io::Result<Option<steplog::io::LockGuard>> {
-        steplog::io::OsFs.lock_slot(path, slot)
-    }
-    fn locked_slots(
-        &self,
-        path: &std::path::Path,
-        from: u64,
-        to: u64,
-    ) -> std::io::Result<Vec<u64>> {
-        steplog::io::OsFs.locked_slots(path, from, to)
-    }
-    fn identify(&self, path: &std::path::Path) -> std::io::Result<(u64, u64)> {
-        steplog::io::OsFs.identify(path)
     }
 }
 
@@ -291,7 +243,7 @@ fn a_store_another_process_creates_and_writes_while_this_one_opens_it_opens() {
         done: AtomicBool::new(false),
     });
     let store = Options::new()
-        .file_system(fs.clone())
+        .file_system(Arc::new(common::hooked::Hooked(fs.clone())))
         .open(dir.path())
         .unwrap();
     assert!(fs.done.load(Ordering::SeqCst), "the other store never ran");

@@ -1,6 +1,8 @@
 //! Helpers shared by the scenario tests.
 #![allow(dead_code)]
 
+pub mod hooked;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
