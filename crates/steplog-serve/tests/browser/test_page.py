@@ -17,6 +17,7 @@ import time
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -129,7 +130,12 @@ def browser():
 
 
 def wait(driver, cond, what, timeout=30):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: cond(d), what)
+    # The page re-renders as it navigates: an element found and then replaced before it is
+    # read (StaleElementReferenceException, once in CI) is "not yet", polled again.
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(NoSuchElementException,
+                                             StaleElementReferenceException)).until(
+        lambda d: cond(d), what)
 
 
 def panel(driver, key):
