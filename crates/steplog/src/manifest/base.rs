@@ -119,6 +119,11 @@ impl Base {
         self.tables.iter().find(|t| t.id() == id)
     }
 
+    /// The base's `k` newest tables (at most all), newest first, as `sizes` lists them.
+    pub fn newest(&self, k: usize) -> &[Arc<Table>] {
+        &self.tables[..k.min(self.tables.len())]
+    }
+
     /// The directory of the tables (for errors).
     pub fn dir(&self) -> &Path {
         if self.dir.as_os_str().is_empty() {

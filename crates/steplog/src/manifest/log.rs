@@ -1037,10 +1037,7 @@ impl ManifestLog {
         if k < 2 {
             return;
         }
-        let tables: Vec<Arc<table::Table>> = sizes[..k]
-            .iter()
-            .filter_map(|t| base.table(t.0).cloned())
-            .collect();
+        let tables = base.newest(k).to_vec();
         let (fs, dir, path) = (self.fs.clone(), self.dir.clone(), self.path.clone());
         let oldest = k == sizes.len();
         let first_id = self.next_table.saturating_add(MERGE_ID_GAP);
@@ -1353,15 +1350,11 @@ fn build_tables(
     if k < 2 {
         return Ok(fresh);
     }
-    let inputs: Vec<Arc<table::Table>> = sizes[..k]
-        .iter()
-        .filter_map(|t| fresh.base.table(t.0).cloned())
-        .collect();
     let (merged, next) = build_merge(
         fs,
         dir,
         manifest,
-        &inputs,
+        fresh.base.newest(k),
         k == sizes.len(),
         fresh.next_table,
         created,
@@ -1371,11 +1364,11 @@ fn build_tables(
         .collect();
     let counters = (state.next_version, state.next_segment);
     let opened = Base::open_reusing(fs, dir, &ids, counters, Some(&fresh.base))?;
-    let replaced = sizes[..k].iter().map(|t| t.0).filter(|&t| t != merged.0);
     Ok(Compacted {
         base: opened,
         ids,
-        replaced: fresh.replaced.into_iter().chain(replaced).collect(),
+        // The old base's tables it merged, and this compaction's own new one.
+        replaced: sizes[..k].iter().map(|t| t.0).collect(),
         next_table: next,
         next_version: state.next_version,
         next_segment: state.next_segment,
