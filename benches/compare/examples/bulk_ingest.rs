@@ -112,7 +112,9 @@ fn main() {
         bulk.commit().unwrap();
     }
     // Closed, as the writing process would be: a compaction in flight is put in place.
+    let closing = Instant::now();
     drop(store);
+    let closing = closing.elapsed();
     let wrote = t.elapsed();
     let (run, queued) = thread_cpu();
     let (run, queued) = (run - cpu.0, queued - cpu.1);
@@ -121,7 +123,8 @@ fn main() {
     println!(
         "{runs} runs, {} ({}): rows built in {:.3} s, written in {:.3} s: {:.3} M points/s, \
          {:.3} bytes/point, {:.0} allocations/run (all threads); the writing thread ran \
-         {:.0}% of the time, waited for a core {:.0}%, was blocked {:.0}%",
+         {:.0}% of the time, waited for a core {:.0}%, was blocked {:.0}%; closing the store \
+         took {:.3} s",
         points,
         if writer { "a writer per run" } else { "bulk" },
         built.as_secs_f64(),
@@ -132,6 +135,7 @@ fn main() {
         100.0 * run / wrote.as_secs_f64(),
         100.0 * queued / wrote.as_secs_f64(),
         100.0 * (1.0 - (run + queued) / wrote.as_secs_f64()),
+        closing.as_secs_f64(),
     );
 }
 

@@ -242,8 +242,11 @@ impl BlockBuilder {
             steps.clear();
             self.block.steps = steps;
         }
+        // Kept in reverse, so that new columns take them in their old order (`pop`): rows
+        // that repeat their keys find a column of each key's own type (one of another type
+        // is allocated again).
         let room = RECYCLED_COLUMNS.saturating_sub(self.spare.len());
-        self.spare.extend(columns.into_iter().take(room));
+        self.spare.extend(columns.into_iter().take(room).rev());
     }
 
     /// The column of `key`, if it has one: the column after the last one written to (rows

@@ -44,6 +44,9 @@ fn get_opt(r: &mut Reader<'_>) -> DecodeResult<(Option<(u64, Value)>, bool)> {
 }
 
 pub(super) fn put_agg(out: &mut Vec<u8>, agg: &Agg) {
+    // About what a key of numbers takes (its name, counts, sum, shape and four steps and
+    // values): one allocation where growing byte by byte took several.
+    out.reserve(24 + agg.keys.keys().map(|k| k.len() + 64).sum::<usize>());
     put_varint(out, agg.rows);
     match (agg.first_step, agg.last_step) {
         (Some(a), Some(b)) => {
