@@ -1263,10 +1263,18 @@ impl ManifestLog {
         if self.inflight.is_none() && self.merging.is_none() {
             return Ok(());
         }
+        // A forked child's copies are its parent's work: the child forgets them and does
+        // not take up merging on the parent's behalf (a worker forked from a writing
+        // process would otherwise merge, under `LOCK`, when it exits).
+        let pid = std::process::id();
+        let own = self.inflight.as_ref().is_some_and(|j| j.pid == pid)
+            || self.merging.as_ref().is_some_and(|m| m.pid == pid);
         self.under_lock(|log| {
             log.finish_compaction();
             log.finish_merge();
-            log.merge_until_at_rest();
+            if own {
+                log.merge_until_at_rest();
+            }
             Ok(())
         })
     }
