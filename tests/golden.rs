@@ -333,10 +333,18 @@ const LATEST: u16 = 8;
 fn every_golden_store_reads_back_exactly() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden");
     let mut checked = 0;
+    let mut table_formats = std::collections::BTreeSet::new();
     for entry in std::fs::read_dir(&root).unwrap() {
         let fixture = entry.unwrap().path();
         if !fixture.join("expected.json").exists() {
             continue;
+        }
+        for table in std::fs::read_dir(fixture.join("store/manifest"))
+            .into_iter()
+            .flatten()
+        {
+            let bytes = std::fs::read(table.unwrap().path()).unwrap();
+            table_formats.insert(u16::from_le_bytes([bytes[8], bytes[9]]));
         }
         // Read a copy: the fixture must not depend on readers leaving it alone.
         let tmp = tempfile::tempdir().unwrap();
@@ -534,5 +542,12 @@ fn every_golden_store_reads_back_exactly() {
         checked >= 1,
         "no golden store found under {}",
         root.display()
+    );
+    // Every manifest table format written (docs/FORMAT.md, "Version changes") has a golden
+    // store: format 1 (one filter a table) and 2 (a filter a block, `tables-2`).
+    assert_eq!(
+        table_formats.into_iter().collect::<Vec<_>>(),
+        [1, 2],
+        "manifest table formats of the golden stores"
     );
 }

@@ -179,8 +179,9 @@ impl Base {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<(&Table, Vec<u8>)>> {
+        let probe = super::table::Probe::new(key);
         for t in &self.tables {
-            if let Some(v) = t.get(key)? {
+            if let Some(v) = t.find(&probe)? {
                 return Ok(Some((t, v)));
             }
         }

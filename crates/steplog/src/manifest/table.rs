@@ -1,14 +1,17 @@
 //! Manifest tables: immutable, sorted, checksummed files of manifest records (a run's head,
 //! a version's metadata), written whole by a compaction and never changed again. A reader
-//! opens a table by reading its footer, its block index and its Bloom filter, then reads
+//! opens a table by reading its footer, its block index and its Bloom filters, then reads
 //! only the blocks holding the keys it asks for: what one run costs does not grow with the
 //! number of runs in the store.
 //!
 //! The bytes are docs/FORMAT.md's "Manifest tables", the one place the grammar lives.
 //!
 //! Architecture invariants: keys are strictly increasing across the whole file; every block,
-//! the index and the filter carry a crc32 checked before use; a table is created with
-//! `O_EXCL` and synced before any manifest names it, and is never written again.
+//! the index and the filters carry a crc32 checked before use; a table is created with
+//! `O_EXCL` and synced before any manifest names it, and is never written again. From table
+//! format 2 each block has its own filter and its index entry says how many records it
+//! holds and whether one is a tombstone, so a merge copies a block, filter and all, without
+//! decompressing it; format 1 tables (one filter for the whole table) are read as they are.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -22,7 +25,11 @@ use crate::io::{FileHandle, FileSystem, OpenMode};
 pub(crate) const TABLE_DIR: &str = "manifest";
 const MAGIC: [u8; 8] = *b"STEPLTAB";
 const END_MAGIC: [u8; 4] = *b"STND";
-const FORMAT: u16 = 1;
+/// The format tables are written in: a filter per block (docs/FORMAT.md).
+const FORMAT: u16 = 2;
+/// The first format, read as it is: one filter over the whole table, nothing in the index
+/// about a block but where it is and the keys it spans.
+const FORMAT_WHOLE_FILTER: u16 = 1;
 pub(crate) const HEADER_LEN: usize = 32;
 pub(crate) const FOOTER_LEN: usize = 48;
 pub(crate) const FRAME_HEADER_LEN: usize = 12;
@@ -94,13 +101,30 @@ pub(crate) struct TableWriter {
     offset: u64,
     /// Encoded bytes not yet written (flushed past 1 MiB).
     pending: Vec<u8>,
+    /// The open block: its records, first key, their key hashes and whether one is a
+    /// tombstone.
     block: Vec<u8>,
     block_first: Vec<u8>,
+    block_hashes: Vec<(u64, u64)>,
+    block_tombstone: bool,
     last_key: Vec<u8>,
     index: Vec<u8>,
+    /// The closed blocks' filters, back to back in block order.
+    filters: Vec<u8>,
     blocks: u64,
     records: u64,
-    hashes: Vec<(u64, u64)>,
+}
+
+/// A format 2 index entry's facts as stored: records, tombstone flag, filter length.
+type EntryFacts = (u64, u8, u64);
+
+/// What a table's index says of a block besides where it is (format 2 on): its record
+/// count, whether it holds a tombstone, and where its filter lies in the filter frame.
+#[derive(Debug, Clone)]
+struct BlockFacts {
+    records: u64,
+    tombstone: bool,
+    filter: std::ops::Range<usize>,
 }
 
 impl TableWriter {
@@ -123,21 +147,27 @@ impl TableWriter {
             pending: header.to_vec(),
             block: Vec::new(),
             block_first: Vec::new(),
+            block_hashes: Vec::new(),
+            block_tombstone: false,
             last_key: Vec::new(),
             index: Vec::new(),
+            filters: Vec::new(),
             blocks: 0,
             records: 0,
-            hashes: Vec::new(),
         })
+    }
+
+    fn out_of_order(&self) -> Error {
+        Error::InvalidInput(format!(
+            "manifest table {}: keys out of order",
+            self.path.display()
+        ))
     }
 
     /// Adds a record; its key must be greater than the previous one.
     pub fn add(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         if self.records > 0 && key <= self.last_key.as_slice() {
-            return Err(Error::InvalidInput(format!(
-                "manifest table {}: keys out of order",
-                self.path.display()
-            )));
+            return Err(self.out_of_order());
         }
         if self.block.is_empty() {
             self.block_first = key.to_vec();
@@ -147,7 +177,8 @@ impl TableWriter {
         self.last_key.clear();
         self.last_key.extend_from_slice(key);
         self.records += 1;
-        self.hashes.push(hashes(key));
+        self.block_hashes.push(hashes(key));
+        self.block_tombstone |= value.is_empty();
         if self.block.len() >= BLOCK_RAW {
             self.close_block()?;
         }
@@ -155,37 +186,67 @@ impl TableWriter {
     }
 
     /// Adds a whole block as another table stored it: its checked frame (header and stored
-    /// bytes, copied as they are), and its records' keys in order, the first greater than
-    /// every key added before. A merge copies a block this way when no other table has a
-    /// key inside it: its bytes are not compressed again.
-    fn add_frame(&mut self, frame: &[u8], records: &Decoded) -> Result<()> {
-        let (Some(first), Some(last)) = (records.first_key(), records.last_key()) else {
-            return Ok(());
-        };
+    /// bytes, copied as they are), the keys it spans, the first greater than every key added
+    /// before, and its facts and filter bits as that table's index gives them. A merge copies
+    /// a block this way when no other table has a key inside it: its bytes are neither
+    /// decompressed nor compressed again.
+    fn add_stored(
+        &mut self,
+        frame: &[u8],
+        span: (&[u8], &[u8]),
+        facts: (u64, bool),
+        filter: &[u8],
+    ) -> Result<()> {
+        let (first, last) = span;
         if self.records > 0 && first <= self.last_key.as_slice() {
-            return Err(Error::InvalidInput(format!(
-                "manifest table {}: keys out of order",
-                self.path.display()
-            )));
+            return Err(self.out_of_order());
         }
         self.close_block()?;
         let at = self.offset + self.pending.len() as u64;
-        put_varint(&mut self.index, at);
-        put_varint(&mut self.index, frame.len() as u64);
-        put_bytes(&mut self.index, first);
-        put_bytes(&mut self.index, last);
-        self.blocks += 1;
+        self.push_entry(at, frame.len() as u64, span, facts, filter);
         self.pending.extend_from_slice(frame);
-        for j in 0..records.len() {
-            self.hashes.push(hashes(records.key(j)));
-        }
-        self.records += records.len() as u64;
+        self.records += facts.0;
         self.last_key.clear();
         self.last_key.extend_from_slice(last);
-        if self.pending.len() >= 1 << 20 {
-            self.flush()?;
-        }
-        Ok(())
+        self.flush_past_1_mib()
+    }
+
+    /// Adds a whole block of a format 1 table (which says nothing of its blocks but their
+    /// span): as [`add_stored`](Self::add_stored), its records read for their count, their
+    /// tombstones and the new filter.
+    fn add_decoded(&mut self, frame: &[u8], records: &Decoded) -> Result<()> {
+        let (Some(first), Some(last)) = (records.first_key(), records.last_key()) else {
+            return Ok(());
+        };
+        let keys: Vec<(u64, u64)> = (0..records.len()).map(|j| hashes(records.key(j))).collect();
+        let tombstone = (0..records.len()).any(|j| records.value(j).is_empty());
+        let filter = filter_bits(&keys);
+        self.add_stored(
+            frame,
+            (first, last),
+            (records.len() as u64, tombstone),
+            &filter,
+        )
+    }
+
+    /// Appends a block's index entry and its filter.
+    fn push_entry(
+        &mut self,
+        at: u64,
+        frame_len: u64,
+        span: (&[u8], &[u8]),
+        facts: (u64, bool),
+        filter: &[u8],
+    ) {
+        put_varint(&mut self.index, at);
+        put_varint(&mut self.index, frame_len);
+        put_bytes(&mut self.index, span.0);
+        put_bytes(&mut self.index, span.1);
+        put_varint(&mut self.index, facts.0);
+        self.index.push(u8::from(facts.1));
+        put_varint(&mut self.index, filter.len() as u64);
+        self.filters.extend_from_slice(filter);
+        self.blocks += 1;
     }
 
     fn close_block(&mut self) -> Result<()> {
@@ -194,13 +255,20 @@ impl TableWriter {
         }
         let frame = encode_frame(&self.block).at(&self.path)?;
         let at = self.offset + self.pending.len() as u64;
-        put_varint(&mut self.index, at);
-        put_varint(&mut self.index, frame.len() as u64);
-        put_bytes(&mut self.index, &self.block_first);
-        put_bytes(&mut self.index, &self.last_key);
-        self.blocks += 1;
+        let filter = filter_bits(&self.block_hashes);
+        let facts = (self.block_hashes.len() as u64, self.block_tombstone);
+        let first = std::mem::take(&mut self.block_first);
+        let last = std::mem::take(&mut self.last_key);
+        self.push_entry(at, frame.len() as u64, (&first, &last), facts, &filter);
+        self.last_key = last;
         self.pending.extend(frame);
         self.block.clear();
+        self.block_hashes.clear();
+        self.block_tombstone = false;
+        self.flush_past_1_mib()
+    }
+
+    fn flush_past_1_mib(&mut self) -> Result<()> {
         if self.pending.len() >= 1 << 20 {
             self.flush()?;
         }
@@ -216,7 +284,7 @@ impl TableWriter {
         Ok(())
     }
 
-    /// Writes the index, the filter and the footer, and syncs the file. Returns its length.
+    /// Writes the index, the filters and the footer, and syncs the file. Returns its length.
     pub fn finish(mut self) -> Result<u64> {
         self.close_block()?;
         let mut index = Vec::new();
@@ -225,15 +293,17 @@ impl TableWriter {
         let index_frame = encode_frame(&index).at(&self.path)?;
         let index_at = self.offset + self.pending.len() as u64;
         self.pending.extend_from_slice(&index_frame);
-        let bloom = Bloom::build(&self.hashes);
-        let bloom_frame = encode_frame(&bloom.encode()).at(&self.path)?;
-        let bloom_at = index_at + index_frame.len() as u64;
-        self.pending.extend_from_slice(&bloom_frame);
+        let mut filter = Vec::with_capacity(1 + self.filters.len());
+        filter.push(BLOOM_PROBES);
+        filter.extend_from_slice(&self.filters);
+        let filter_frame = encode_frame(&filter).at(&self.path)?;
+        let filter_at = index_at + index_frame.len() as u64;
+        self.pending.extend_from_slice(&filter_frame);
         let mut footer = [0u8; FOOTER_LEN];
         footer[..8].copy_from_slice(&index_at.to_le_bytes());
         footer[8..16].copy_from_slice(&(index_frame.len() as u64).to_le_bytes());
-        footer[16..24].copy_from_slice(&bloom_at.to_le_bytes());
-        footer[24..32].copy_from_slice(&(bloom_frame.len() as u64).to_le_bytes());
+        footer[16..24].copy_from_slice(&filter_at.to_le_bytes());
+        footer[24..32].copy_from_slice(&(filter_frame.len() as u64).to_le_bytes());
         footer[32..40].copy_from_slice(&self.records.to_le_bytes());
         let crc = crc32fast::hash(&footer[..40]);
         footer[40..44].copy_from_slice(&crc.to_le_bytes());
@@ -245,54 +315,58 @@ impl TableWriter {
     }
 }
 
-/// A Bloom filter over a table's keys: `probes` bit positions per key by double hashing.
-struct Bloom {
-    probes: u8,
-    bits: Vec<u8>,
+/// The Bloom filter bits of a set of keys (their [`hashes`]): [`BLOOM_BITS_PER_KEY`] bits a
+/// key, at least 64, a whole number of bytes, [`BLOOM_PROBES`] bits set a key by double
+/// hashing.
+fn filter_bits(hashes: &[(u64, u64)]) -> Vec<u8> {
+    let nbits = (hashes.len() as u64 * BLOOM_BITS_PER_KEY).max(64);
+    let mut bits = vec![0u8; nbits.div_ceil(8) as usize];
+    let nbits = bits.len() as u64 * 8;
+    for &(h1, h2) in hashes {
+        for i in 0..u64::from(BLOOM_PROBES) {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) % nbits;
+            bits[(bit / 8) as usize] |= 1 << (bit % 8);
+        }
+    }
+    bits
 }
 
-impl Bloom {
-    fn build(hashes: &[(u64, u64)]) -> Bloom {
-        let nbits = (hashes.len() as u64 * BLOOM_BITS_PER_KEY).max(64);
-        let mut bits = vec![0u8; nbits.div_ceil(8) as usize];
-        let nbits = bits.len() as u64 * 8;
-        for &(h1, h2) in hashes {
-            for i in 0..u64::from(BLOOM_PROBES) {
-                let bit = h1.wrapping_add(i.wrapping_mul(h2)) % nbits;
-                bits[(bit / 8) as usize] |= 1 << (bit % 8);
-            }
-        }
-        Bloom {
-            probes: BLOOM_PROBES,
-            bits,
-        }
-    }
+/// A key to look up, in one table or several, its filter hashes computed once.
+pub(crate) struct Probe<'a> {
+    key: &'a [u8],
+    prefix: u64,
+    hashes: (u64, u64),
+}
 
-    fn encode(&self) -> Vec<u8> {
-        let mut out = vec![self.probes];
-        out.extend_from_slice(&self.bits);
-        out
-    }
-
-    fn decode(raw: &[u8]) -> std::result::Result<Bloom, String> {
-        match raw.split_first() {
-            Some((&probes, bits)) if (1..=32).contains(&probes) && !bits.is_empty() => Ok(Bloom {
-                probes,
-                bits: bits.to_vec(),
-            }),
-            _ => Err("bad Bloom filter".into()),
+impl<'a> Probe<'a> {
+    pub fn new(key: &'a [u8]) -> Probe<'a> {
+        Probe {
+            key,
+            prefix: prefix(key),
+            hashes: hashes(key),
         }
     }
+}
 
-    /// False only when the key is certainly absent.
-    fn may_contain(&self, key: &[u8]) -> bool {
-        let (h1, h2) = hashes(key);
-        let nbits = self.bits.len() as u64 * 8;
-        (0..u64::from(self.probes)).all(|i| {
+/// A key's first 8 bytes, big-endian, zero-padded: two keys whose prefixes differ are in the
+/// order of their prefixes (a shorter key pads with 0, below any byte the other has there
+/// unless that byte is 0 too, and then the prefixes tie).
+fn prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// False only when the key of `hashes` is certainly not among the keys `bits` were set for
+/// (with `probes` probes).
+fn may_contain(bits: &[u8], probes: u8, (h1, h2): (u64, u64)) -> bool {
+    let nbits = bits.len() as u64 * 8;
+    nbits > 0
+        && (0..u64::from(probes)).all(|i| {
             let bit = h1.wrapping_add(i.wrapping_mul(h2)) % nbits;
-            self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0
+            bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0
         })
-    }
 }
 
 /// One block of a table: where its frame is and the keys it spans.
@@ -302,6 +376,8 @@ struct BlockRef {
     len: u64,
     first: Vec<u8>,
     last: Vec<u8>,
+    /// What the index says of it besides (format 2 on; `None` in a format 1 table).
+    facts: Option<BlockFacts>,
 }
 
 /// An open table. Cheap to share; reads go straight to the file (positional reads), so a
@@ -312,7 +388,14 @@ pub(crate) struct Table {
     file: Arc<dyn FileHandle>,
     len: u64,
     blocks: Vec<BlockRef>,
-    bloom: Bloom,
+    /// Each block's last key's [`prefix`], in block order: a lookup's binary search reads
+    /// this array, and a block's key only where the prefixes tie.
+    last_prefixes: Vec<u64>,
+    /// The filter frame's probes and the frame itself (raw): after the probes byte, the
+    /// blocks' filters back to back (format 2 on; each block's [`BlockFacts`] says where its
+    /// own lies in the frame), or one filter over the whole table (format 1).
+    probes: u8,
+    filter: Vec<u8>,
     /// The blocks lookups read last, decoded (listings look up heads and versions in key
     /// order, so neighbours share blocks).
     recent: Mutex<VecDeque<(usize, Records)>>,
@@ -391,7 +474,7 @@ impl Table {
             });
         }
         let format = u16::from_le_bytes([header[8], header[9]]);
-        if format != FORMAT {
+        if format != FORMAT && format != FORMAT_WHOLE_FILTER {
             return Err(Error::corrupt(
                 &path,
                 8,
@@ -421,14 +504,14 @@ impl Table {
             });
         }
         let (index_at, index_len) = (u64_at(0), u64_at(8));
-        let (bloom_at, bloom_len) = (u64_at(16), u64_at(24));
+        let (filter_at, filter_len) = (u64_at(16), u64_at(24));
         let in_file = |at: u64, n: u64| {
             at >= HEADER_LEN as u64 && at.checked_add(n).is_some_and(|end| end <= foot_at)
         };
         if !in_file(index_at, index_len)
-            || !in_file(bloom_at, bloom_len)
-            || index_at + index_len != bloom_at
-            || bloom_at + bloom_len != foot_at
+            || !in_file(filter_at, filter_len)
+            || index_at + index_len != filter_at
+            || filter_at + filter_len != foot_at
         {
             return Err(Error::corrupt(
                 &path,
@@ -442,16 +525,54 @@ impl Table {
             file,
             len,
             blocks: Vec::new(),
-            bloom: Bloom {
-                probes: 1,
-                bits: vec![0],
-            },
+            last_prefixes: Vec::new(),
+            probes: 0,
+            filter: Vec::new(),
             recent: Mutex::default(),
         };
         let index = t.frame(index_at, index_len)?;
-        t.blocks = t.parse_index(&index, index_at)?;
-        let bloom = t.frame(bloom_at, bloom_len)?;
-        t.bloom = Bloom::decode(&bloom).map_err(|e| Error::corrupt(&t.path, bloom_at, e))?;
+        let per_block = format != FORMAT_WHOLE_FILTER;
+        t.blocks = t.parse_index(&index, index_at, per_block)?;
+        let filter = t.frame(filter_at, filter_len)?;
+        let bad = |reason: String| Error::corrupt(&t.path, filter_at, reason);
+        let (probes, bits) = match filter.split_first() {
+            Some((&probes, bits)) if (1..=32).contains(&probes) => (probes, bits),
+            _ => return Err(bad("a filter frame without its probes".into())),
+        };
+        let filters_end = t
+            .blocks
+            .last()
+            .and_then(|b| b.facts.as_ref())
+            .map(|f| f.filter.end);
+        if per_block && filters_end.unwrap_or(1) != filter.len() {
+            return Err(bad(format!(
+                "{} bytes of filters where the index gives {}",
+                bits.len(),
+                filters_end.unwrap_or(1) - 1
+            )));
+        }
+        if !per_block && bits.is_empty() {
+            return Err(bad("an empty filter".into()));
+        }
+        let records: u64 = t
+            .blocks
+            .iter()
+            .filter_map(|b| b.facts.as_ref())
+            .map(|f| f.records)
+            .sum();
+        if per_block && records != u64_at(32) {
+            return Err(Error::corrupt(
+                &t.path,
+                foot_at,
+                format!(
+                    "the footer says {} records, the index {records}",
+                    u64_at(32)
+                ),
+            ));
+        }
+        t.probes = probes;
+        t.filter = filter;
+        t.last_prefixes = t.blocks.iter().map(|b| prefix(&b.last)).collect();
         Ok(t)
     }
 
@@ -484,26 +605,24 @@ impl Table {
         Ok(self.frame_and_raw(at, len)?.1)
     }
 
-    /// Reads and checks the frame of `len` bytes at `at`: its bytes as stored, and its raw
-    /// bytes.
-    fn frame_and_raw(&self, at: u64, len: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+    /// Reads the frame of `len` bytes at `at` as it is stored, its length and crc checked
+    /// (not decompressed).
+    fn stored_frame(&self, at: u64, len: u64) -> Result<Vec<u8>> {
         let bad = |reason: String| Error::corrupt(&self.path, at, reason);
         if len < FRAME_HEADER_LEN as u64 || len > u64::from(crate::limits::MAX_RAW_LEN) {
             return Err(bad(format!("a table frame of {len} bytes")));
         }
         let mut buf = vec![0u8; len as usize];
         self.file.read_exact_at(&mut buf, at).at(&self.path)?;
-        let raw_len = le_u32(&buf, 0);
         let stored_len = le_u32(&buf, 4);
         let stored_crc = le_u32(&buf, 8);
-        let stored = &buf[FRAME_HEADER_LEN..];
         if u64::from(stored_len) != len - FRAME_HEADER_LEN as u64 {
             return Err(bad(format!(
                 "a table frame says {stored_len} stored bytes in {} bytes",
                 len - FRAME_HEADER_LEN as u64
             )));
         }
-        let got = crc32fast::hash(stored);
+        let got = crc32fast::hash(&buf[FRAME_HEADER_LEN..]);
         if got != stored_crc {
             return Err(Error::ChecksumMismatch {
                 file: self.path.clone(),
@@ -512,6 +631,16 @@ impl Table {
                 got,
             });
         }
+        Ok(buf)
+    }
+
+    /// Reads and checks the frame of `len` bytes at `at`: its bytes as stored, and its raw
+    /// bytes.
+    fn frame_and_raw(&self, at: u64, len: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+        let bad = |reason: String| Error::corrupt(&self.path, at, reason);
+        let buf = self.stored_frame(at, len)?;
+        let raw_len = le_u32(&buf, 0);
+        let stored = &buf[FRAME_HEADER_LEN..];
         if raw_len > crate::limits::MAX_RAW_LEN {
             return Err(bad(format!("a table frame of {raw_len} raw bytes")));
         }
@@ -536,28 +665,63 @@ impl Table {
         Ok((buf, raw))
     }
 
-    fn parse_index(&self, raw: &[u8], at: u64) -> Result<Vec<BlockRef>> {
+    /// The block index; with `per_block` (format 2 on), each entry's [`BlockFacts`] too.
+    fn parse_index(&self, raw: &[u8], at: u64, per_block: bool) -> Result<Vec<BlockRef>> {
         let bad = |reason: String| Error::corrupt(&self.path, at, format!("table index: {reason}"));
         let mut r = Reader::new(raw);
         let n = r.count(4).map_err(|e| bad(e.reason))?;
         // Not reserved from the count read: a crafted index could ask for gigabytes.
         let mut blocks: Vec<BlockRef> = Vec::new();
         let mut end = HEADER_LEN as u64;
+        // Filters are located in the filter frame, after its probes byte.
+        let mut filters_end = 1usize;
         for _ in 0..n {
-            let mut next = || -> crate::codec::DecodeResult<BlockRef> {
-                Ok(BlockRef {
+            let mut next = || -> crate::codec::DecodeResult<(BlockRef, Option<EntryFacts>)> {
+                let b = BlockRef {
                     offset: r.varint()?,
                     len: r.varint()?,
                     first: r.bytes()?.to_vec(),
                     last: r.bytes()?.to_vec(),
-                })
+                    facts: None,
+                };
+                let facts = if per_block {
+                    Some((r.varint()?, r.u8()?, r.varint()?))
+                } else {
+                    None
+                };
+                Ok((b, facts))
             };
-            let b = next().map_err(|e| bad(e.reason))?;
+            let (mut b, facts) = next().map_err(|e| bad(e.reason))?;
             let ordered = b.first <= b.last
                 && blocks.last().is_none_or(|p| p.last < b.first)
                 && b.offset == end;
             if !ordered {
                 return Err(bad("blocks out of order or not back to back".into()));
+            }
+            if let Some((records, tombstone, filter_len)) = facts {
+                // A block holds a record or more, each of at least 2 raw bytes; its filter
+                // is at least 8 bytes and at most a frame long. (That the filters end where
+                // the filter frame does is checked once it is read.)
+                let max = u64::from(crate::limits::MAX_RAW_LEN);
+                let filter = Some(filter_len)
+                    .filter(|&n| (8..=max).contains(&n))
+                    .and_then(|n| filters_end.checked_add(n as usize))
+                    .map(|filter_end| filters_end..filter_end);
+                match (records, tombstone, filter) {
+                    (1.., 0 | 1, Some(filter)) if records <= max / 2 => {
+                        filters_end = filter.end;
+                        b.facts = Some(BlockFacts {
+                            records,
+                            tombstone: tombstone == 1,
+                            filter,
+                        });
+                    }
+                    _ => {
+                        return Err(bad(
+                            "a block's record count, tombstone flag or filter length".into(),
+                        ))
+                    }
+                }
             }
             end = b.offset.saturating_add(b.len);
             blocks.push(b);
@@ -621,18 +785,38 @@ impl Table {
         if !span_ok {
             return Err(bad("its keys are not the ones the index gives"));
         }
+        if let Some(f) = &b.facts {
+            let tombstone = (0..out.len()).any(|j| out.value(j).is_empty());
+            if (out.len() as u64, tombstone) != (f.records, f.tombstone) {
+                return Err(bad("its records are not the ones the index counts"));
+            }
+        }
         Ok((out, frame))
     }
 
     /// The value of `key`, if the table holds it.
+    #[cfg(test)]
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if !self.bloom.may_contain(key) {
-            return Ok(None);
-        }
-        let i = self.blocks.partition_point(|b| b.last.as_slice() < key);
-        match self.blocks.get(i) {
-            Some(b) if b.first.as_slice() <= key => {}
+        self.find(&Probe::new(key))
+    }
+
+    /// The value of the probe's key, if the table holds it.
+    pub fn find(&self, probe: &Probe<'_>) -> Result<Option<Vec<u8>>> {
+        let key = probe.key;
+        let i = self.last_prefixes.partition_point(|&p| p < probe.prefix);
+        let j = self.last_prefixes[i..].partition_point(|&p| p == probe.prefix);
+        // Among the blocks whose last key has the probe's prefix, the first whose last key
+        // is not below the probe's key.
+        let i = i + self.blocks[i..i + j].partition_point(|b| b.last.as_slice() < key);
+        let filter = match self.blocks.get(i) {
+            Some(b) if b.first.as_slice() <= key => match &b.facts {
+                Some(f) => &self.filter[f.filter.clone()],
+                None => &self.filter[1..],
+            },
             _ => return Ok(None),
+        };
+        if !may_contain(filter, self.probes, probe.hashes) {
+            return Ok(None);
         }
         let records = self.cached_block(i)?;
         let (mut lo, mut hi) = (0, records.len());
@@ -715,12 +899,14 @@ impl Cursor<'_> {
         }
     }
 
-    /// Reads the block at the cursor, to take it record by record.
-    fn open_block(&mut self) -> Result<()> {
-        if self.open.is_none() {
-            self.open = Some((self.table.block(self.block)?, 0));
+    /// Reads the block at the cursor, to take it record by record. Returns how many blocks
+    /// it decompressed (1, or 0 if it was read already).
+    fn open_block(&mut self) -> Result<u64> {
+        if self.open.is_some() {
+            return Ok(0);
         }
-        Ok(())
+        self.open = Some((self.table.block(self.block)?, 0));
+        Ok(1)
     }
 
     /// Moves past the record at the cursor (its block read).
@@ -735,21 +921,24 @@ impl Cursor<'_> {
     }
 }
 
-/// What a merge wrote: the table's length, and how many blocks it copied whole.
+/// What a merge wrote: the table's length, how many blocks it copied whole, and how many
+/// blocks of the merged tables it decompressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Merged {
     pub len: u64,
     pub copied_blocks: u64,
+    pub decompressed_blocks: u64,
 }
 
 /// Merges `tables` (newest first) into a new table `id`: every key once, with the newest
 /// table's record, in key order; tombstones (records with an empty value: a deleted run's,
 /// a purged inline segment's) dropped when `drop_tombstones` (the merge takes in the oldest
 /// table, so nothing is left for them to hide). A block no other table has a key inside,
-/// and holding nothing to drop, is copied as it is stored (its crc checked, its keys read for
-/// the new filter), not compressed again: a store's newer tables hold newer versions and
-/// segments, whose keys follow the older tables', so most blocks of a tiered merge are
-/// copied (only run names interleave).
+/// and holding nothing to drop, is copied as it is stored, its crc checked: with its filter
+/// and facts as its index gives them (format 2), not decompressed; from a format 1 table,
+/// decompressed once for its keys. A store's newer tables hold newer versions and segments,
+/// whose keys follow the older tables', so most blocks of a tiered merge are copied (only
+/// run names interleave).
 pub(crate) fn merge(
     fs: &dyn FileSystem,
     dir: &Path,
@@ -766,7 +955,7 @@ pub(crate) fn merge(
             open: None,
         })
         .collect();
-    let mut copied = 0;
+    let (mut copied, mut decompressed) = (0, 0);
     loop {
         // The smallest key at any cursor; the newest table wins a tie.
         let mut winner: Option<usize> = None;
@@ -786,20 +975,38 @@ pub(crate) fn merge(
                 .iter()
                 .enumerate()
                 .all(|(i, o)| i == win || o.head().is_none_or(|k| k > last));
-            if alone {
-                let (records, frame) = c.table.block_and_frame(c.block)?;
-                let dropping =
-                    drop_tombstones && (0..records.len()).any(|j| records.value(j).is_empty());
-                if !dropping {
-                    w.add_frame(&frame, &records)?;
+            let b = &c.table.blocks[c.block];
+            match &b.facts {
+                Some(f) if alone && !(drop_tombstones && f.tombstone) => {
+                    let frame = c.table.stored_frame(b.offset, b.len)?;
+                    let filter = &c.table.filter[f.filter.clone()];
+                    w.add_stored(
+                        &frame,
+                        (&b.first, &b.last),
+                        (f.records, f.tombstone),
+                        filter,
+                    )?;
                     copied += 1;
                     cursors[win].block += 1;
                     continue;
                 }
-                cursors[win].open = Some((records, 0));
+                None if alone => {
+                    let (records, frame) = c.table.block_and_frame(c.block)?;
+                    decompressed += 1;
+                    let dropping =
+                        drop_tombstones && (0..records.len()).any(|j| records.value(j).is_empty());
+                    if !dropping {
+                        w.add_decoded(&frame, &records)?;
+                        copied += 1;
+                        cursors[win].block += 1;
+                        continue;
+                    }
+                    cursors[win].open = Some((records, 0));
+                }
+                _ => {}
             }
         }
-        cursors[win].open_block()?;
+        decompressed += cursors[win].open_block()?;
         let (key, value) = match &cursors[win].open {
             Some((d, j)) => (d.key(*j).to_vec(), d.value(*j).to_vec()),
             None => break,
@@ -807,7 +1014,7 @@ pub(crate) fn merge(
         // Every cursor at that key moves on (an older table's record is replaced).
         for c in &mut cursors {
             if c.head() == Some(key.as_slice()) {
-                c.open_block()?;
+                decompressed += c.open_block()?;
                 c.advance();
             }
         }
@@ -818,6 +1025,7 @@ pub(crate) fn merge(
     Ok(Merged {
         len: w.finish()?,
         copied_blocks: copied,
+        decompressed_blocks: decompressed,
     })
 }
 
@@ -869,6 +1077,52 @@ mod tests {
         write(dir.path(), 2, &[]);
         let t = Table::open(&OsFs, dir.path(), 2).unwrap();
         assert_eq!((t.get(b"r").unwrap(), t.scan(b"").count()), (None, 0));
+    }
+
+    /// Lookups among keys that share their first 8 bytes, are prefixes of one another or end
+    /// in zero bytes (the binary search compares 8-byte prefixes first): every key held is
+    /// found, and no other.
+    #[test]
+    fn lookups_find_keys_that_share_or_pad_their_first_bytes() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        // Half the keys start with one of two 8-byte prefixes (so many blocks' last keys tie
+        // on their prefix), the rest are short; their other bytes are 0, 1 or `a`.
+        let mut key = || -> Vec<u8> {
+            let mut k: Vec<u8> = match next(3) {
+                0 => b"rrun-123".to_vec(),
+                1 => b"rrun-123\0".to_vec(),
+                _ => Vec::new(),
+            };
+            let len = next(if k.is_empty() { 10 } else { 8 }) as usize;
+            k.extend((0..len).map(|_| [0u8, 1, b'a'][next(3) as usize]));
+            k
+        };
+        let dir = tempfile::tempdir().unwrap();
+        // Values of 1 KiB: blocks of about 30 records.
+        let held: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = (0..3_000)
+            .map(|i| (key(), format!("{i:0>1024}").into_bytes()))
+            .collect();
+        let recs: Vec<_> = held.clone().into_iter().collect();
+        write(dir.path(), 1, &recs);
+        let t = Table::open(&OsFs, dir.path(), 1).unwrap();
+        let tied = t.last_prefixes.windows(2).filter(|w| w[0] == w[1]).count();
+        assert!(
+            tied > 10,
+            "{tied} blocks' last keys tie with the next's on their prefix"
+        );
+        for (k, v) in &held {
+            assert_eq!(t.get(k).unwrap().as_ref(), Some(v), "{k:?}");
+        }
+        for _ in 0..3_000 {
+            let k = key();
+            assert_eq!(t.get(&k).unwrap(), held.get(&k).cloned(), "{k:?}");
+        }
     }
 
     /// Every byte flipped, and every cut, is an error (or, for a flip the checksums do not
@@ -983,7 +1237,89 @@ mod tests {
                 if round % 2 == 0 && ntables > 1 && !drop_tombstones {
                     assert!(m.copied_blocks > 0, "round {round}: {m:?}");
                 }
+                // Each block of the merged tables is either copied, not decompressed, or
+                // decompressed once to be taken record by record.
+                let blocks: usize = opened.iter().map(|t| t.blocks.len()).sum();
+                assert_eq!(
+                    m.copied_blocks + m.decompressed_blocks,
+                    blocks as u64,
+                    "round {round}: {m:?}"
+                );
             }
+        }
+    }
+
+    /// Tables of format 1 (one filter for the whole table; every golden store's until
+    /// 2026-12-07) are read as they are and merge with format 2 tables into a format 2 table
+    /// holding the newest record of each key; their blocks, whose index entries say nothing
+    /// of their records, are decompressed to be copied, and the merged table's are not when
+    /// it is merged in turn.
+    #[test]
+    fn format_1_tables_are_read_and_merged_into_the_current_format() {
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/golden/manifest-8/store")
+            .canonicalize()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(TABLE_DIR)).unwrap();
+        for id in [48, 51] {
+            std::fs::copy(table_path(&golden, id), table_path(dir.path(), id)).unwrap();
+        }
+        let old: Vec<Table> = [51, 48]
+            .iter()
+            .map(|&id| Table::open(&OsFs, dir.path(), id).unwrap())
+            .collect();
+        for t in &old {
+            assert!(!t.blocks.is_empty() && t.blocks.iter().all(|b| b.facts.is_none()));
+        }
+        // A newer table: a run's head replaced, a new run, a tombstone, keys after all.
+        let (replaced, _) = old[1].scan(b"r").next().unwrap().unwrap();
+        let mut newer = vec![
+            (replaced, b"\x07".to_vec()),
+            (b"r-a-new-run".to_vec(), b"\x08".to_vec()),
+            (b"r-deleted".to_vec(), Vec::new()),
+            (b"zz-after-every-key".to_vec(), b"x".to_vec()),
+        ];
+        newer.sort();
+        write(dir.path(), 60, &newer);
+        let new = Table::open(&OsFs, dir.path(), 60).unwrap();
+        let mut model = std::collections::BTreeMap::new();
+        for t in [&old[1], &old[0], &new] {
+            for r in t.scan(b"") {
+                let (k, v) = r.unwrap();
+                model.insert(k, v);
+            }
+        }
+        let old_blocks: u64 = old.iter().map(|t| t.blocks.len() as u64).sum();
+        for drop_tombstones in [false, true] {
+            let id = 70 + u64::from(drop_tombstones);
+            let m = merge(
+                &OsFs,
+                dir.path(),
+                id,
+                &[&new, &old[0], &old[1]],
+                drop_tombstones,
+            )
+            .unwrap();
+            assert!(m.decompressed_blocks >= old_blocks, "{m:?}");
+            let t = Table::open(&OsFs, dir.path(), id).unwrap();
+            assert!(t.blocks.iter().all(|b| b.facts.is_some()));
+            let mut want = model.clone();
+            if drop_tombstones {
+                want.retain(|_, v| !v.is_empty());
+            }
+            let got: std::collections::BTreeMap<_, _> = t.scan(b"").map(|r| r.unwrap()).collect();
+            assert_eq!(got, want);
+            for (k, v) in &want {
+                assert_eq!(t.get(k).unwrap().as_ref(), Some(v));
+            }
+            assert_eq!(t.get(b"r-absent").unwrap(), None);
+            // Merged again alone: every block copied, none decompressed.
+            let again = merge(&OsFs, dir.path(), id + 10, &[&t], false).unwrap();
+            assert_eq!(
+                (again.copied_blocks, again.decompressed_blocks),
+                (t.blocks.len() as u64, 0)
+            );
         }
     }
 }
