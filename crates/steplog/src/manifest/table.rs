@@ -348,9 +348,10 @@ impl<'a> Probe<'a> {
     }
 }
 
-/// A key's first 8 bytes, big-endian, zero-padded: two keys whose prefixes differ are in the
-/// order of their prefixes (a shorter key pads with 0, below any byte the other has there
-/// unless that byte is 0 too, and then the prefixes tie).
+/// A key's first 8 bytes, big-endian, zero-padded. A key before another never has a greater
+/// prefix (bytes past the 8th do not count, and a key that is a prefix of another pads with
+/// zeros, no byte above the other's), so two keys whose prefixes differ are in the order of
+/// their prefixes; keys whose prefixes tie are compared whole.
 fn prefix(key: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = key.len().min(8);
@@ -675,7 +676,7 @@ impl Table {
         let mut end = HEADER_LEN as u64;
         // Filters are located in the filter frame, after its probes byte.
         let mut filters_end = 1usize;
-        for _ in 0..n {
+        for i in 0..n {
             let mut next = || -> crate::codec::DecodeResult<(BlockRef, Option<EntryFacts>)> {
                 let b = BlockRef {
                     offset: r.varint()?,
@@ -717,9 +718,11 @@ impl Table {
                         });
                     }
                     _ => {
-                        return Err(bad(
-                            "a block's record count, tombstone flag or filter length".into(),
-                        ))
+                        return Err(bad(format!(
+                            "block {i}: {records} records, tombstone flag {tombstone}, a filter \
+                             of {filter_len} bytes (1 record or more, a flag of 0 or 1, a \
+                             filter of 8 bytes or more)"
+                        )))
                     }
                 }
             }
@@ -1042,6 +1045,17 @@ mod tests {
         w.finish().unwrap()
     }
 
+    /// A xorshift generator from `seed`: each call gives a number below its argument.
+    fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed;
+        move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        }
+    }
+
     fn records(n: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out: Vec<_> = (0..n)
             .map(|i| {
@@ -1084,13 +1098,7 @@ mod tests {
     /// found, and no other.
     #[test]
     fn lookups_find_keys_that_share_or_pad_their_first_bytes() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         // Half the keys start with one of two 8-byte prefixes (so many blocks' last keys tie
         // on their prefix), the rest are short; their other bytes are 0, 1 or `a`.
         let mut key = || -> Vec<u8> {
@@ -1171,13 +1179,7 @@ mod tests {
     /// all follow the older ones' (newer versions and segments) are copied block by block.
     #[test]
     fn a_merge_keeps_the_newest_record_of_each_key_and_copies_blocks_no_other_table_cuts() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         for round in 0..24u64 {
             let dir = tempfile::tempdir().unwrap();
             let ntables = 1 + next(4);
