@@ -316,6 +316,9 @@ pub(crate) struct ManifestLog {
     /// A compaction building its new table on a thread of its own, put in place (or thrown
     /// away) by this process's next locked operation, or when the log is dropped.
     inflight: Option<Inflight>,
+    /// The frozen overlay of the last compaction put in place, which its base now holds:
+    /// freed by the next compaction's thread rather than under `LOCK` on this one.
+    retired: Option<Arc<State>>,
     /// A merge of the base's newest tables on a thread of its own, put in place with the
     /// next compaction, or alone when the log settles.
     merging: Option<Merging>,
@@ -343,16 +346,25 @@ struct Inflight {
     tail_start: u64,
     /// The process that started it: a forked child has no such thread to join.
     pid: u32,
-    /// The edits after its state, as this process applied them (its own appends and what
-    /// refreshes read, in file order): applied to its base when it is put in place, instead
-    /// of decoding them again from the file.
-    edits: Vec<Edit>,
     /// Whether this process has reloaded its state from the file's start since it started:
     /// another process compacted (a new epoch), the file was cut back, or a failure. The
-    /// file may then no longer be the one it compacted, nor `edits` what follows its state:
-    /// it is thrown away, its tables deleted.
+    /// file may then no longer be the one it compacted, nor the state's frozen overlay the
+    /// one it wrote: it is thrown away, its tables deleted.
     stale: bool,
     handle: std::thread::JoinHandle<Built>,
+}
+
+/// What of the state a new base holds (`ManifestLog::install`), and so which of its overlays
+/// stay over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    /// A merge's: the same records in fewer tables. Every overlay stays.
+    Same,
+    /// A compaction in flight's: the base and the frozen overlay it wrote. The overlay over
+    /// that one (the edits since it started) stays.
+    Frozen,
+    /// A compaction of the whole state, under `LOCK`. Nothing stays over it.
+    Whole,
 }
 
 /// What a compaction's thread returns: the tables it created (to delete if they are not put
@@ -445,6 +457,7 @@ impl ManifestLog {
             tmp_checked: false,
             held: None,
             inflight: None,
+            retired: None,
             merging: None,
         };
         if !io::exists(&*log.fs, &log.path).at(&log.path)? {
@@ -720,13 +733,11 @@ impl ManifestLog {
             // Reloaded from the start: a compaction in flight may be of another file.
             if let Some(job) = &mut self.inflight {
                 job.stale = true;
-                job.edits = Vec::new();
             }
             if let Some(merge) = &mut self.merging {
                 merge.stale = true;
             }
         }
-        let skip = frames.edits.len() - edits.len();
         if !edits.is_empty() {
             let state = Arc::make_mut(&mut self.state);
             for (at, edit) in edits {
@@ -741,10 +752,6 @@ impl ManifestLog {
             }
         }
         self.offset += frames.valid_end as u64;
-        if let Some(job) = self.inflight.as_mut().filter(|j| !j.stale) {
-            job.edits
-                .extend(frames.edits.into_iter().skip(skip).map(|(_, e)| e));
-        }
         if frames.torn && locked {
             let f = self
                 .fs
@@ -756,7 +763,9 @@ impl ManifestLog {
     }
 
     /// Runs `f` on the up-to-date state under the store-wide lock and appends the edits it
-    /// returns, atomically with respect to every other process.
+    /// returns, atomically with respect to every other process. Edits that create a run
+    /// which exists by then are refused with `RunExists` (`State::taken_name`), nothing
+    /// appended.
     pub fn transact<T>(&mut self, f: impl FnOnce(&State) -> Result<(Vec<Edit>, T)>) -> Result<T> {
         self.under_lock(|log| log.transact_locked(f))
     }
@@ -806,10 +815,19 @@ impl ManifestLog {
         // never reach the file. If it is refused, or the write fails, the in-memory state is
         // thrown away and reloaded from the file on the next refresh.
         let state = Arc::make_mut(&mut self.state);
-        for e in &edits {
+        for (i, e) in edits.iter().enumerate() {
             if let Err(err) = state.prepare(e) {
                 self.epoch = 0;
                 return Err(err);
+            }
+            if let Some(run) = state.taken_name(e) {
+                // Refused before anything is applied: `prepare` only loaded records into the
+                // overlay, which leaves the state as it reads (an edit applied before this
+                // one does not: the state is reloaded).
+                if i > 0 {
+                    self.epoch = 0;
+                }
+                return Err(Error::RunExists { run: run.into() });
             }
             if let Err(reason) = state.apply(e) {
                 self.epoch = 0;
@@ -836,26 +854,18 @@ impl ManifestLog {
             return Err(e);
         }
         self.offset += bytes.len() as u64;
-        match &mut self.inflight {
-            Some(job) => {
-                if !job.stale {
-                    job.edits.extend(edits);
-                }
-            }
-            None => {
-                if self.offset - self.base_len > self.compact_bytes
-                    && self.offset >= self.compact_after
-                {
-                    if self.format < FORMAT_TABLES {
-                        // A manifest of format 1 or 2 may still be appended to by a steplog
-                        // of that format, whose `purge` edits name no owners: they must come
-                        // right after a snapshot, never in a tail copied after a base. It is
-                        // compacted here, under `LOCK`.
-                        self.compact_after_append();
-                    } else {
-                        self.start_compaction();
-                    }
-                }
+        if self.inflight.is_none()
+            && self.offset - self.base_len > self.compact_bytes
+            && self.offset >= self.compact_after
+        {
+            if self.format < FORMAT_TABLES {
+                // A manifest of format 1 or 2 may still be appended to by a steplog of that
+                // format, whose `purge` edits name no owners: they must come right after a
+                // snapshot, never in a tail copied after a base. It is compacted here, under
+                // `LOCK`.
+                self.compact_after_append();
+            } else {
+                self.start_compaction();
             }
         }
         Ok(out)
@@ -901,7 +911,6 @@ impl ManifestLog {
         self.drop_merge();
         if let Some(job) = &mut self.inflight {
             job.stale = true;
-            job.edits = Vec::new();
         }
         let mut created = Vec::new();
         let built = build_tables(
@@ -912,7 +921,7 @@ impl ManifestLog {
             self.next_table,
             &mut created,
         );
-        self.put_in_place(created, built, self.offset, Some(Vec::new()))
+        self.put_in_place(created, built, self.offset, Holds::Whole)
     }
 
     /// Starts compacting the state as it is now on a thread of its own, put in place by this
@@ -921,8 +930,12 @@ impl ManifestLog {
     /// runs). Where no thread can be started, compacts now. Under `LOCK`, just after an append.
     fn start_compaction(&mut self) {
         let (fs, dir, path) = (self.fs.clone(), self.dir.clone(), self.path.clone());
-        let (state, next_table) = (self.state.clone(), self.next_table);
+        // The edits so far, frozen under an empty overlay (copy-on-write only if a reader
+        // still holds the state): the thread writes them, and later edits go on over them.
+        let (state, next_table) = (Arc::make_mut(&mut self.state).freeze(), self.next_table);
+        let retired = self.retired.take();
         let job = move || {
+            drop(retired);
             let mut created = Vec::new();
             // A panic (a bug) is this compaction's failure, not the process's: the tables
             // created so far are still known, and deleted.
@@ -944,7 +957,6 @@ impl ManifestLog {
                 self.inflight = Some(Inflight {
                     tail_start: self.offset,
                     pid: std::process::id(),
-                    edits: Vec::new(),
                     stale: false,
                     handle,
                 })
@@ -994,7 +1006,7 @@ impl ManifestLog {
             return;
         }
         if self
-            .put_in_place(created, built, job.tail_start, Some(job.edits))
+            .put_in_place(created, built, job.tail_start, Holds::Frozen)
             .is_err()
         {
             self.compact_after = self.offset.saturating_add(self.compact_bytes);
@@ -1010,12 +1022,12 @@ impl ManifestLog {
         mut created: Vec<u64>,
         built: Result<Compacted>,
         tail_start: u64,
-        after: Option<Vec<Edit>>,
+        holds: Holds,
     ) -> Result<()> {
         self.renamed = false;
         let result = built
             .and_then(|c| self.fold_merge(c, false, &mut created))
-            .and_then(|(c, _)| self.install(c, tail_start, after));
+            .and_then(|(c, _)| self.install(c, tail_start, holds));
         match result {
             Ok(()) => self.start_merge(),
             Err(_) => {
@@ -1191,7 +1203,7 @@ impl ManifestLog {
         let result = self
             .fold_merge(c, true, &mut created)
             .and_then(|(c, folded)| match folded {
-                true => self.install(c, tail_start, None),
+                true => self.install(c, tail_start, Holds::Same),
                 false => Ok(()),
             });
         if result.is_err() {
@@ -1205,11 +1217,12 @@ impl ManifestLog {
     /// Replaces the manifest with one of the compaction's base, followed by the edits of this
     /// file from `tail_start` (appended after the compacted state was taken), and deletes the
     /// tables it replaced. The new file's base is taken as this process's state as it is,
-    /// tables open, and the edits after it applied to it: `after` (those edits, as this
-    /// process applied them); or, for a merge (`None`, `tail_start` the end of the base
-    /// frame), the state keeps its edits over the merged base. Under `LOCK`, after a
+    /// tables open, under the overlays `holds` says it does not hold: for a merge
+    /// (`tail_start` the end of the base frame) every overlay; for a compaction in flight,
+    /// the overlay over the frozen one it wrote (the edits after its state, as this process
+    /// applied them); for a compaction of the whole state, none. Under `LOCK`, after a
     /// refresh.
-    fn install(&mut self, c: Compacted, tail_start: u64, after: Option<Vec<Edit>>) -> Result<()> {
+    fn install(&mut self, c: Compacted, tail_start: u64, holds: Holds) -> Result<()> {
         let epoch = self.epoch.checked_add(1).ok_or_else(|| {
             Error::corrupt(&self.path, 12, "the manifest's epoch cannot grow further")
         })?;
@@ -1227,30 +1240,17 @@ impl ManifestLog {
         self.base_len = base_end;
         self.next_table = c.next_table;
         self.held = None;
-        let Some(after) = after else {
-            // A merge: the same records in fewer tables, under the same edits.
-            let state = Arc::make_mut(&mut self.state);
-            state.replace_base(c.base);
-            state.format = FORMAT;
-            self.offset = base_end + tail.len() as u64;
-            return self.refresh(true);
-        };
-        // As a refresh would load the new file: its base (the tables already open), then the
-        // edits after it.
-        let mut state = State::with_base(c.base, c.next_version, c.next_segment);
-        state.format = FORMAT;
-        self.state = Arc::new(state);
-        let state = Arc::make_mut(&mut self.state);
-        for e in &after {
-            state.prepare(e)?;
-            state.apply(e).map_err(|reason| {
-                Error::corrupt(
-                    &self.path,
-                    base_end,
-                    format!("after a compaction: {reason}"),
-                )
-            })?;
+        match holds {
+            // The same records in fewer tables, under the same edits.
+            Holds::Same => Arc::make_mut(&mut self.state).replace_base(c.base),
+            // The frozen overlay's edits are the new base's; those since stay over it, as a
+            // refresh would read them after it.
+            Holds::Frozen => self.retired = Arc::make_mut(&mut self.state).rebase(c.base),
+            Holds::Whole => {
+                self.state = Arc::new(State::with_base(c.base, c.next_version, c.next_segment))
+            }
         }
+        Arc::make_mut(&mut self.state).format = FORMAT;
         self.offset = base_end + tail.len() as u64;
         self.refresh(true)
     }

@@ -251,6 +251,10 @@ impl VersionMeta {
 #[derive(Debug, Clone)]
 pub(crate) struct State {
     base: Arc<Base>,
+    /// The overlay a compaction in flight is writing into a table ([`State::freeze`]), over
+    /// the same base and under this one: a lookup asks this overlay, then the frozen one,
+    /// then the base. `None` once that table is the base's ([`State::rebase`]).
+    frozen: Option<Arc<State>>,
     /// Run name → head version, for runs changed since the base; `None` for a run deleted
     /// since (a compaction writes it as a tombstone over the base's record).
     runs: BTreeMap<String, Option<VersionId>>,
@@ -440,6 +444,7 @@ impl Default for State {
     fn default() -> Self {
         State {
             base: Arc::new(Base::default()),
+            frozen: None,
             runs: BTreeMap::new(),
             versions: BTreeMap::new(),
             inline: BTreeMap::new(),
@@ -592,13 +597,79 @@ impl State {
     /// Takes `base` as its base, one of the same records in other tables (a merge of them):
     /// what the state's edits since hold over it is unchanged.
     pub fn replace_base(&mut self, base: Base) {
+        self.set_base(Arc::new(base));
+    }
+
+    /// `base` as the base of this overlay and of the frozen ones under it.
+    fn set_base(&mut self, base: Arc<Base>) {
+        if let Some(frozen) = &mut self.frozen {
+            Arc::make_mut(frozen).set_base(base.clone());
+        }
+        self.base = base;
+    }
+
+    /// Moves the overlay (every edit since the base) under a new, empty one, and returns it:
+    /// the state a compaction writes into a table while edits go on over it. Lookups read
+    /// the same as before; nothing is copied.
+    pub fn freeze(&mut self) -> Arc<State> {
+        let frozen = Arc::new(State {
+            base: self.base.clone(),
+            frozen: self.frozen.take(),
+            runs: std::mem::take(&mut self.runs),
+            versions: std::mem::take(&mut self.versions),
+            inline: std::mem::take(&mut self.inline),
+            dropped_inline: std::mem::take(&mut self.dropped_inline),
+            next_version: self.next_version,
+            next_segment: self.next_segment,
+            format: self.format,
+        });
+        self.frozen = Some(frozen.clone());
+        frozen
+    }
+
+    /// Takes `base`, which holds everything the frozen overlays do (the compaction of the
+    /// state `freeze` returned), in their place: the edits since stay over it as they are.
+    /// Returns the frozen overlays, to free where it costs least.
+    pub fn rebase(&mut self, base: Base) -> Option<Arc<State>> {
         self.base = Arc::new(base);
+        self.frozen.take()
+    }
+
+    /// The head of run `name` below this overlay (the frozen overlays, then the base).
+    fn below_head(&self, name: &str) -> Result<Option<VersionId>> {
+        match &self.frozen {
+            Some(frozen) => frozen.head(name),
+            None => self.base.head(name),
+        }
+    }
+
+    /// Version `v`'s metadata below this overlay.
+    fn below_meta(&self, v: VersionId) -> Result<Option<Arc<VersionMeta>>> {
+        match &self.frozen {
+            Some(frozen) => frozen.meta(v),
+            None => self.base.version(v),
+        }
+    }
+
+    /// The bytes of inline segment `id`, if the state holds them.
+    fn find_segment(&self, id: SegmentId) -> Result<Option<Bytes>> {
+        if let Some(b) = self.inline.get(&id) {
+            // A copy (of at most an inline segment's 8 KiB): the overlay's bytes may be a
+            // slice of a bulk's arena, which a reader's cached segment would keep whole
+            // long after the state let it go.
+            return Ok(Some(Bytes::copy_from_slice(b)));
+        }
+        match &self.frozen {
+            Some(frozen) => frozen.find_segment(id),
+            None => self.base.segment(id),
+        }
     }
 
     /// The state a base describes, with no edit since.
     pub fn with_base(base: Base, next_version: u64, next_segment: u64) -> State {
         State {
             base: Arc::new(base),
+            frozen: None,
             next_version,
             next_segment,
             ..State::default()
@@ -635,7 +706,7 @@ impl State {
     pub fn head(&self, name: &str) -> Result<Option<VersionId>> {
         match self.runs.get(name) {
             Some(v) => Ok(*v),
-            None => self.base.head(name),
+            None => self.below_head(name),
         }
     }
 
@@ -648,7 +719,7 @@ impl State {
     pub fn meta(&self, v: VersionId) -> Result<Option<Arc<VersionMeta>>> {
         match self.versions.get(&v) {
             Some(m) => Ok(Some(m.clone())),
-            None => self.base.version(v),
+            None => self.below_meta(v),
         }
     }
 
@@ -691,13 +762,7 @@ impl State {
     /// The bytes of inline segment `id`, which the state records: missing, it is
     /// corruption.
     pub fn inline_segment(&self, id: SegmentId) -> Result<Bytes> {
-        if let Some(b) = self.inline.get(&id) {
-            // A copy (of at most an inline segment's 8 KiB): the overlay's bytes may be a
-            // slice of a bulk's arena, which a reader's cached segment would keep whole
-            // long after the state let it go.
-            return Ok(Bytes::copy_from_slice(b));
-        }
-        self.base.segment(id)?.ok_or_else(|| {
+        self.find_segment(id)?.ok_or_else(|| {
             Error::corrupt(
                 self.base.dir(),
                 0,
@@ -706,48 +771,70 @@ impl State {
         })
     }
 
-    /// The inline segments changed since the base, by id: their bytes, or `None` for one a
-    /// purge dropped (a tombstone over the base's record).
-    pub fn overlay_inline(&self) -> impl Iterator<Item = Result<(SegmentId, Option<Bytes>)>> + '_ {
+    /// The inline segments changed since the base (in this overlay or a frozen one under
+    /// it), by id: their bytes, or `None` for one a purge dropped (a tombstone over the
+    /// base's record).
+    pub fn overlay_inline(&self) -> Overlaid<'_, (SegmentId, Option<Bytes>)> {
         let added = self.inline.iter().map(|(k, v)| Ok((*k, Some(v.clone()))));
         let dropped = self.dropped_inline.iter().map(|k| Ok((*k, None)));
-        merge_sorted(added, dropped, |e: &(SegmentId, Option<Bytes>)| e.0)
+        let key = |e: &(SegmentId, Option<Bytes>)| e.0;
+        let mine = merge_sorted(added, dropped, key);
+        match &self.frozen {
+            Some(frozen) => Box::new(merge_sorted(mine, frozen.overlay_inline(), key)),
+            None => Box::new(mine),
+        }
     }
 
     /// The runs changed since the base, in name order (`None`: deleted, a tombstone).
-    pub fn overlay_runs(&self) -> impl Iterator<Item = Result<(String, Option<VersionId>)>> + '_ {
-        self.runs.iter().map(|(k, v)| Ok((k.clone(), *v)))
+    pub fn overlay_runs(&self) -> Overlaid<'_, (String, Option<VersionId>)> {
+        let mine = self.runs.iter().map(|(k, v)| Ok((k.clone(), *v)));
+        match &self.frozen {
+            Some(frozen) => Box::new(merge_sorted(mine, frozen.overlay_runs(), |r| r.0.clone())),
+            None => Box::new(mine),
+        }
     }
 
     /// The versions changed since the base, by id.
-    pub fn overlay_versions(&self) -> impl Iterator<Item = Result<Arc<VersionMeta>>> + '_ {
-        self.versions.values().map(|m| Ok(m.clone()))
+    pub fn overlay_versions(&self) -> Overlaid<'_, Arc<VersionMeta>> {
+        let mine = self.versions.values().map(|m| Ok(m.clone()));
+        match &self.frozen {
+            Some(frozen) => Box::new(merge_sorted(mine, frozen.overlay_versions(), |m| m.id)),
+            None => Box::new(mine),
+        }
     }
 
     /// Every run with its head, in name order (overlay over base, streamed; a run deleted
     /// since the base hides the base's record, and is not listed).
     pub fn runs(&self) -> impl Iterator<Item = Result<(String, VersionId)>> + '_ {
         let overlay = self.runs.iter().map(|(k, v)| Ok((k.clone(), *v)));
-        let base = self.base.runs().map(|r| r.map(|(k, v)| (k, Some(v))));
-        merge_sorted(overlay, base, |a: &(String, Option<VersionId>)| a.0.clone()).filter_map(|r| {
-            match r {
-                Ok((name, Some(head))) => Some(Ok((name, head))),
-                Ok((_, None)) => None,
-                Err(e) => Some(Err(e)),
-            }
+        let below: Overlaid<'_, (String, VersionId)> = match &self.frozen {
+            Some(frozen) => Box::new(frozen.runs()),
+            None => Box::new(self.base.runs()),
+        };
+        let below = below.map(|r| r.map(|(k, v)| (k, Some(v))));
+        merge_sorted(overlay, below, |a: &(String, Option<VersionId>)| {
+            a.0.clone()
+        })
+        .filter_map(|r| match r {
+            Ok((name, Some(head))) => Some(Ok((name, head))),
+            Ok((_, None)) => None,
+            Err(e) => Some(Err(e)),
         })
     }
 
     /// Every version, by id (overlay over base, streamed).
     pub fn versions(&self) -> impl Iterator<Item = Result<Arc<VersionMeta>>> + '_ {
         let overlay = self.versions.values().map(|m| Ok(m.clone()));
-        let base = self.base.versions().map(|r| r.map(Arc::new));
-        merge_sorted(overlay, base, |m: &Arc<VersionMeta>| m.id)
+        let below: Overlaid<'_, Arc<VersionMeta>> = match &self.frozen {
+            Some(frozen) => Box::new(frozen.versions()),
+            None => Box::new(self.base.versions().map(|r| r.map(Arc::new))),
+        };
+        merge_sorted(overlay, below, |m: &Arc<VersionMeta>| m.id)
     }
 
     /// Loads into the overlay what `edit` refers to, so that `apply` finds it there.
     pub fn prepare(&mut self, edit: &Edit) -> Result<()> {
-        if self.base.is_empty() {
+        if self.base.is_empty() && self.frozen.is_none() {
             return Ok(());
         }
         if let Edit::Batch { runs } = edit {
@@ -807,12 +894,12 @@ impl State {
         Ok(())
     }
 
-    /// Version `v`'s record, loaded into the overlay from the base if it is not there.
+    /// Version `v`'s record, loaded into the overlay from below if it is not there.
     fn load_version(&mut self, v: VersionId) -> Result<Option<Arc<VersionMeta>>> {
         if let Some(m) = self.versions.get(&v) {
             return Ok(Some(m.clone()));
         }
-        let m = self.base.version(v)?;
+        let m = self.below_meta(v)?;
         if let Some(m) = &m {
             self.versions.insert(v, m.clone());
         }
@@ -837,10 +924,24 @@ impl State {
         out
     }
 
-    /// Loads run `run`'s head from the base into the overlay, if it is there.
+    /// The first run `edit` creates (a `create`, or a run of a `batch`) that exists already,
+    /// after `prepare(edit)`: the one rule a bulk's commit is refused by (`RunExists`), on the
+    /// lookups `prepare` made (a bulk looks each new name up in the base once, not twice).
+    pub fn taken_name<'e>(&self, edit: &'e Edit) -> Option<&'e str> {
+        let taken = |r: &&'e String| self.overlay_head(r).is_some();
+        match edit {
+            Edit::Create { run, .. } => Some(run).filter(taken),
+            Edit::Batch { runs } => runs.iter().map(|r| &r.run).find(taken),
+            _ => None,
+        }
+        .map(String::as_str)
+    }
+
+    /// Loads run `run`'s head from below (the frozen overlays, the base) into the overlay,
+    /// if it is there.
     fn prepare_run(&mut self, run: &str) -> Result<()> {
         if !self.runs.contains_key(run) {
-            if let Some(head) = self.base.head(run)? {
+            if let Some(head) = self.below_head(run)? {
                 self.runs.insert(run.to_owned(), Some(head));
             }
         }
@@ -1365,6 +1466,9 @@ fn after_cutoff(
 
 /// Merges two streams sorted by `key` into one, `a`'s item winning where both have a key;
 /// the first error ends the stream.
+/// Records of an overlay and of the frozen ones under it, merged in key order.
+pub(crate) type Overlaid<'a, T> = Box<dyn Iterator<Item = Result<T>> + 'a>;
+
 fn merge_sorted<T, K: Ord>(
     a: impl Iterator<Item = Result<T>>,
     b: impl Iterator<Item = Result<T>>,

@@ -27,9 +27,10 @@ const MAX_INFLIGHT_BYTES: usize = 1 << 20;
 pub(crate) struct EncodedBlock {
     pub frame: Vec<u8>,
     pub agg: Agg,
-    /// The raw bytes its index entry and aggregate add to a footer (computed here, on the
-    /// encoder's thread, rather than by the writer).
-    pub footer_bytes: usize,
+    /// The raw bytes its index entry and aggregate add to a footer, once asked for
+    /// ([`footer_bytes`](Self::footer_bytes): a segment writer asks, a bulk's short run,
+    /// whose one segment holds all its blocks, does not).
+    footer_bytes: std::cell::OnceCell<usize>,
     /// The block's raw length (the frame header's): with the frame's, its compression.
     pub raw_len: usize,
     pub nrows: u32,
@@ -46,12 +47,19 @@ impl EncodedBlock {
         Ok(EncodedBlock {
             raw_len: frame_raw_len(&frame),
             frame,
-            footer_bytes: crate::segment::footer::block_footer_bytes(&agg),
+            footer_bytes: std::cell::OnceCell::new(),
             agg,
             nrows: block.steps.len() as u32,
             first_step: block.steps[0],
             last_step: block.steps[block.steps.len() - 1],
         })
+    }
+
+    /// The raw bytes its index entry and aggregate add to a footer.
+    pub fn footer_bytes(&self) -> usize {
+        *self
+            .footer_bytes
+            .get_or_init(|| crate::segment::footer::block_footer_bytes(&self.agg))
     }
 }
 
@@ -188,10 +196,11 @@ fn spawn() -> Option<(Sender<Job>, Receiver<Done>, JoinHandle<()>)> {
         .name("steplog-encode".into())
         .spawn(move || {
             for (stream, block, level) in job_rx {
-                if done_tx
-                    .send((stream, EncodedBlock::encode(&block, level)))
-                    .is_err()
-                {
+                // Its footer bytes computed here, on this thread, rather than by the writer.
+                let encoded = EncodedBlock::encode(&block, level).inspect(|b| {
+                    b.footer_bytes();
+                });
+                if done_tx.send((stream, encoded)).is_err() {
                     break;
                 }
             }

@@ -142,7 +142,7 @@ impl SegmentWriter {
     /// once its footer (the index, each block's aggregate and the segment's, which is at most
     /// their sum) could pass `FOOTER_TARGET`, far below what a reader accepts.
     pub fn has_room_for(&self, block: &EncodedBlock) -> bool {
-        let with = self.footer_bytes + block.footer_bytes;
+        let with = self.footer_bytes + block.footer_bytes();
         self.index.is_empty() || 2 * with <= crate::limits::FOOTER_TARGET
     }
 
@@ -168,7 +168,7 @@ impl SegmentWriter {
             .at(&self.path)?;
         self.index.push(index_entry(self.len, &block));
         self.len += block.frame.len() as u64;
-        self.footer_bytes += block.footer_bytes;
+        self.footer_bytes += block.footer_bytes();
         self.agg.merge_later(&block.agg);
         self.block_aggs.push(block.agg);
         Ok(())

@@ -253,13 +253,8 @@ impl Bulk {
                         .into(),
                 ));
             }
-            for r in runs {
-                if state.head(&r.name)?.is_some() {
-                    return Err(Error::RunExists {
-                        run: r.name.clone(),
-                    });
-                }
-            }
+            // A name taken by then refuses the edit whole (`RunExists`, `State::taken_name`),
+            // checked by the transaction on the lookups it makes to apply the edit.
             let mut segment = state.next_segment;
             for (r, v) in runs.iter().zip(state.next_version..) {
                 for placed in &r.segments {
@@ -267,7 +262,10 @@ impl Bulk {
                     segment += 1;
                 }
             }
-            let bytes = bytes::Bytes::from(std::mem::take(arena));
+            // The next bulk's arena takes as much room as this one's at once (it grew by
+            // doubling, copying all it held each time).
+            let next = Vec::with_capacity(arena.len());
+            let bytes = bytes::Bytes::from(std::mem::replace(arena, next));
             frozen = Some(bytes.clone());
             let time = now_secs();
             let mut segment = state.next_segment;

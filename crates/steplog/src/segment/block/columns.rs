@@ -132,6 +132,7 @@ pub(super) fn put_float_planes(out: &mut Vec<u8>, bits: &[u64], width: usize) {
             x
         })
         .collect();
+    out.reserve(xored.len() * width);
     for plane in 0..width {
         out.extend(xored.iter().map(|x| (x >> (8 * plane)) as u8));
     }
