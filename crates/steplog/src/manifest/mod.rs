@@ -777,7 +777,7 @@ impl State {
     pub fn overlay_inline(&self) -> Overlaid<'_, (SegmentId, Option<Bytes>)> {
         let added = self.inline.iter().map(|(k, v)| Ok((*k, Some(v.clone()))));
         let dropped = self.dropped_inline.iter().map(|k| Ok((*k, None)));
-        let key = |e: &(SegmentId, Option<Bytes>)| e.0;
+        let key = |a: &(SegmentId, Option<Bytes>), b: &(SegmentId, Option<Bytes>)| a.0.cmp(&b.0);
         let mine = merge_sorted(added, dropped, key);
         match &self.frozen {
             Some(frozen) => Box::new(merge_sorted(mine, frozen.overlay_inline(), key)),
@@ -789,7 +789,9 @@ impl State {
     pub fn overlay_runs(&self) -> Overlaid<'_, (String, Option<VersionId>)> {
         let mine = self.runs.iter().map(|(k, v)| Ok((k.clone(), *v)));
         match &self.frozen {
-            Some(frozen) => Box::new(merge_sorted(mine, frozen.overlay_runs(), |r| r.0.clone())),
+            Some(frozen) => Box::new(merge_sorted(mine, frozen.overlay_runs(), |a, b| {
+                a.0.cmp(&b.0)
+            })),
             None => Box::new(mine),
         }
     }
@@ -798,7 +800,9 @@ impl State {
     pub fn overlay_versions(&self) -> Overlaid<'_, Arc<VersionMeta>> {
         let mine = self.versions.values().map(|m| Ok(m.clone()));
         match &self.frozen {
-            Some(frozen) => Box::new(merge_sorted(mine, frozen.overlay_versions(), |m| m.id)),
+            Some(frozen) => Box::new(merge_sorted(mine, frozen.overlay_versions(), |a, b| {
+                a.id.cmp(&b.id)
+            })),
             None => Box::new(mine),
         }
     }
@@ -812,8 +816,10 @@ impl State {
             None => Box::new(self.base.runs()),
         };
         let below = below.map(|r| r.map(|(k, v)| (k, Some(v))));
-        merge_sorted(overlay, below, |a: &(String, Option<VersionId>)| {
-            a.0.clone()
+        // Compared in place: a key cloned for every comparison was two allocations a run
+        // listed.
+        merge_sorted(overlay, below, |a: &(String, Option<VersionId>), b| {
+            a.0.cmp(&b.0)
         })
         .filter_map(|r| match r {
             Ok((name, Some(head))) => Some(Ok((name, head))),
@@ -829,7 +835,7 @@ impl State {
             Some(frozen) => Box::new(frozen.versions()),
             None => Box::new(self.base.versions().map(|r| r.map(Arc::new))),
         };
-        merge_sorted(overlay, below, |m: &Arc<VersionMeta>| m.id)
+        merge_sorted(overlay, below, |a: &Arc<VersionMeta>, b| a.id.cmp(&b.id))
     }
 
     /// Loads into the overlay what `edit` refers to, so that `apply` finds it there.
@@ -1464,15 +1470,15 @@ fn after_cutoff(
     Ok(())
 }
 
-/// Merges two streams sorted by `key` into one, `a`'s item winning where both have a key;
-/// the first error ends the stream.
 /// Records of an overlay and of the frozen ones under it, merged in key order.
 pub(crate) type Overlaid<'a, T> = Box<dyn Iterator<Item = Result<T>> + 'a>;
 
-fn merge_sorted<T, K: Ord>(
+/// Merges two streams sorted by their keys (`cmp` compares two items' keys) into one, `a`'s
+/// item winning where both have a key; the first error ends the stream.
+fn merge_sorted<T>(
     a: impl Iterator<Item = Result<T>>,
     b: impl Iterator<Item = Result<T>>,
-    key: impl Fn(&T) -> K,
+    cmp: impl Fn(&T, &T) -> std::cmp::Ordering,
 ) -> impl Iterator<Item = Result<T>> {
     let (mut a, mut b) = (a.peekable(), b.peekable());
     let mut failed = false;
@@ -1487,11 +1493,11 @@ fn merge_sorted<T, K: Ord>(
             (Some(Ok(_)), None) => true,
             (None, Some(Ok(_))) => false,
             (Some(Ok(x)), Some(Ok(y))) => {
-                let (kx, ky) = (key(x), key(y));
-                if kx == ky {
+                let order = cmp(x, y);
+                if order.is_eq() {
                     b.next();
                 }
-                kx <= ky
+                order.is_le()
             }
         };
         let item = if take_a { a.next() } else { b.next() };
