@@ -316,8 +316,10 @@ pub(crate) struct ManifestLog {
     /// A compaction building its new table on a thread of its own, put in place (or thrown
     /// away) by this process's next locked operation, or when the log is dropped.
     inflight: Option<Inflight>,
-    /// The frozen overlay of the last compaction put in place, which its base now holds:
-    /// freed by the next compaction's thread rather than under `LOCK` on this one.
+    /// The frozen overlay of the last compaction put in place, which its base now holds
+    /// (without the old base: `State::rebase`): freed by the next compaction's thread, or
+    /// with the log, rather than under `LOCK` on this one. Its memory is at most one
+    /// threshold's edits.
     retired: Option<Arc<State>>,
     /// A merge of the base's newest tables on a thread of its own, put in place with the
     /// next compaction, or alone when the log settles.
@@ -980,8 +982,8 @@ impl ManifestLog {
 
     /// Puts the compaction in flight in place, or throws it away if the manifest is no longer
     /// the file it compacted (another process compacted it meanwhile). Under `LOCK`, after a
-    /// refresh, before anything is appended: the edits after its state in this file are other
-    /// processes' (this one appends only after finishing it), and are copied after its base.
+    /// refresh, before anything is appended: the edits after its state in this file (this
+    /// process's and others', over its frozen overlay in memory) are copied after its base.
     fn finish_compaction(&mut self) {
         let Some(job) = self.inflight.take() else {
             return;

@@ -629,10 +629,18 @@ impl State {
 
     /// Takes `base`, which holds everything the frozen overlays do (the compaction of the
     /// state `freeze` returned), in their place: the edits since stay over it as they are.
-    /// Returns the frozen overlays, to free where it costs least.
+    /// Returns the frozen overlays, to free where it costs least, without the base they
+    /// shared (its tables may be deleted now: their files are closed here, unless a reader
+    /// still holds that state).
     pub fn rebase(&mut self, base: Base) -> Option<Arc<State>> {
         self.base = Arc::new(base);
-        self.frozen.take()
+        let mut retired = self.frozen.take()?;
+        let mut layer = Arc::get_mut(&mut retired);
+        while let Some(state) = layer {
+            state.base = Arc::default();
+            layer = state.frozen.as_mut().and_then(Arc::get_mut);
+        }
+        Some(retired)
     }
 
     /// The head of run `name` below this overlay (the frozen overlays, then the base).
@@ -1519,6 +1527,34 @@ mod tests {
             config: Default::default(),
             time: 0,
         }
+    }
+
+    #[test]
+    fn a_frozen_overlay_reads_through_and_rebase_lets_its_base_go() {
+        let mut s = State::default();
+        s.apply(&create("a", 1)).unwrap();
+        let frozen = s.freeze();
+        // The frozen edits read through the new, empty overlay; later edits go over them.
+        assert_eq!(s.head("a").unwrap(), Some(VersionId(1)));
+        let b = create("b", 2);
+        s.prepare(&b).unwrap();
+        s.apply(&b).unwrap();
+        let again = create("a", 3);
+        s.prepare(&again).unwrap();
+        assert_eq!(s.taken_name(&again), Some("a"));
+        assert_eq!(s.taken_name(&create("c", 3)), None);
+        // A compaction of the frozen state writes its edits only; of the whole, every layer.
+        let names = |s: &State| -> Vec<String> { s.overlay_runs().map(|r| r.unwrap().0).collect() };
+        assert_eq!(names(&frozen), ["a"]);
+        assert_eq!(names(&s), ["a", "b"]);
+        let old = s.base().clone();
+        drop(frozen);
+        let retired = s.rebase(Base::default()).unwrap();
+        // The retired overlay is freed later: it must not keep the old base's tables open
+        // (a compaction deletes the tables it replaced).
+        assert_eq!(Arc::strong_count(&old), 1);
+        assert!(retired.runs.contains_key("a"));
+        assert_eq!(s.head("b").unwrap(), Some(VersionId(2)));
     }
 
     #[test]
