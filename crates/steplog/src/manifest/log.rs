@@ -316,11 +316,6 @@ pub(crate) struct ManifestLog {
     /// A compaction building its new table on a thread of its own, put in place (or thrown
     /// away) by this process's next locked operation, or when the log is dropped.
     inflight: Option<Inflight>,
-    /// The frozen overlay of the last compaction put in place, which its base now holds
-    /// (without the old base: `State::rebase`): freed by the next compaction's thread, or
-    /// with the log, rather than under `LOCK` on this one. Its memory is at most one
-    /// threshold's edits.
-    retired: Option<Arc<State>>,
     /// A merge of the base's newest tables on a thread of its own, put in place with the
     /// next compaction, or alone when the log settles.
     merging: Option<Merging>,
@@ -459,7 +454,6 @@ impl ManifestLog {
             tmp_checked: false,
             held: None,
             inflight: None,
-            retired: None,
             merging: None,
         };
         if !io::exists(&*log.fs, &log.path).at(&log.path)? {
@@ -935,9 +929,7 @@ impl ManifestLog {
         // The edits so far, frozen under an empty overlay (copy-on-write only if a reader
         // still holds the state): the thread writes them, and later edits go on over them.
         let (state, next_table) = (Arc::make_mut(&mut self.state).freeze(), self.next_table);
-        let retired = self.retired.take();
         let job = move || {
-            drop(retired);
             let mut created = Vec::new();
             // A panic (a bug) is this compaction's failure, not the process's: the tables
             // created so far are still known, and deleted.
@@ -1247,7 +1239,7 @@ impl ManifestLog {
             Holds::Same => Arc::make_mut(&mut self.state).replace_base(c.base),
             // The frozen overlay's edits are the new base's; those since stay over it, as a
             // refresh would read them after it.
-            Holds::Frozen => self.retired = Arc::make_mut(&mut self.state).rebase(c.base),
+            Holds::Frozen => Arc::make_mut(&mut self.state).rebase(c.base),
             Holds::Whole => {
                 self.state = Arc::new(State::with_base(c.base, c.next_version, c.next_segment))
             }
