@@ -186,6 +186,47 @@ fn a_commit_is_refused_whole_when_a_name_is_taken_by_then() {
 }
 
 #[test]
+fn a_commit_is_refused_whole_when_a_name_is_taken_in_the_manifest_tables() {
+    // The name is in the base's tables only (compacted, nothing over it): since 2026-12-07
+    // (seventh session) the commit finds it on the lookups the transaction makes to apply
+    // the edit, no longer on a lookup of its own.
+    let dir = tempfile::tempdir().unwrap();
+    let compacting = || {
+        Options::new()
+            .manifest_compaction_bytes(1)
+            .open(dir.path())
+            .unwrap()
+    };
+    let store = compacting();
+    let mut w = store.run("b").start().unwrap();
+    w.log([("x", 2.0)]).unwrap();
+    w.finish().unwrap();
+    drop(store);
+    let store = compacting();
+    let mut bulk = store.bulk();
+    for name in ["a", "b"] {
+        let mut run = bulk.run(name);
+        run.log([("x", 1.0)]).unwrap();
+        bulk.add(run).unwrap();
+    }
+    match bulk.commit() {
+        Err(Error::RunExists { run }) => assert_eq!(run, "b"),
+        other => panic!("expected RunExists for b, got {other:?}"),
+    }
+    let names: Vec<String> = store.runs().unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["b"], "none of the bulk's runs was created");
+    assert_eq!(common::f(&common::rows(&store, "b")[0], "x"), 2.0);
+    // The store goes on: the refusal left the state as it reads.
+    let mut bulk = store.bulk();
+    let mut run = bulk.run("a");
+    run.log([("x", 3.0)]).unwrap();
+    bulk.add(run).unwrap();
+    bulk.commit().unwrap();
+    assert_eq!(common::f(&common::rows(&store, "a")[0], "x"), 3.0);
+    assert!(store.verify().unwrap().is_ok());
+}
+
+#[test]
 fn add_refuses_what_a_writer_or_a_bulk_would_refuse_and_keeps_the_bulk() {
     let dir = tempfile::tempdir().unwrap();
     let store = Options::new()

@@ -749,6 +749,13 @@ fn edits_made_while_a_compaction_is_in_flight_read_the_same_before_and_after_it_
     // next commit wait for the thread).
     let a = open_hooked(dir.path(), hold.clone(), 16 << 10);
     commit_bulk(&a, "a0", 100);
+    // Past the threshold, or waiting for the thread would never end.
+    assert!(
+        std::fs::metadata(dir.path().join("MANIFEST"))
+            .unwrap()
+            .len()
+            > 16 << 10
+    );
     hold.wait_held();
     let mut w = a.run("a0-1").resume_from(2).start().unwrap();
     w.log_at(3, [("x", -3.0)]).unwrap();
